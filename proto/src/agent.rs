@@ -1,0 +1,205 @@
+//! Agent → hub messages, and the durable records they carry.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AgentId, CameraId, Capabilities, CommandResult, PrinterEvent, PrinterId, PrinterTelemetry, Seq,
+    SnapshotId, UnixMillis,
+};
+
+/// Everything an agent sends to the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum AgentMessage {
+    /// First message on every sync connection.
+    Hello(AgentHello),
+    /// Outbox records, in strictly increasing `seq` order, possibly resent after a
+    /// reconnect.
+    Records(#[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))] Vec<Record>),
+    /// Ask for a fresh client certificate before the current one expires.
+    CertificateRequest(CertificateRequest),
+    /// First and only message of an enrollment connection, which has no client certificate.
+    Enroll(EnrollRequest),
+    /// A camera frame for live view: not durable, dropped rather than queued when late.
+    LiveFrame(LiveFrame),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AgentHello {
+    pub agent: AgentId,
+    /// The newest protocol version the agent speaks.
+    pub protocol_version: u16,
+    pub software: SoftwareVersion,
+    pub capabilities: Capabilities,
+    #[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))]
+    pub printers: Vec<PrinterInfo>,
+    /// The last sequence number the agent has assigned (so the hub can tell how far behind
+    /// it is); `Seq::ZERO` when none.
+    pub last_seq: Seq,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SoftwareVersion {
+    /// The agent's semantic version, e.g. `0.1.0`.
+    pub version: String,
+    /// The commit it was built from, when known.
+    pub commit: Option<String>,
+    /// The target triple, e.g. `aarch64-unknown-linux-gnu`.
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PrinterInfo {
+    pub id: PrinterId,
+    pub vendor: Vendor,
+    /// The vendor's model code, when known.
+    pub model: Option<String>,
+    /// A name the operator gave the printer.
+    pub name: Option<String>,
+    #[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))]
+    pub cameras: Vec<CameraId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Vendor {
+    BambuLab,
+    Moonraker,
+    Elegoo,
+    Snapmaker,
+}
+
+/// One durable record from the agent's outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Record {
+    /// Assigned by the agent, strictly increasing, never reused.
+    pub seq: Seq,
+    /// When the agent observed what the record describes.
+    pub observed_at: UnixMillis,
+    pub body: RecordBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum RecordBody {
+    Telemetry(PrinterTelemetry),
+    PrinterEvent(PrinterEvent),
+    Snapshot(SnapshotChunk),
+    AgentHealth(AgentHealth),
+    CommandResult(CommandResult),
+}
+
+/// One chunk of a camera snapshot. Every chunk repeats the snapshot's metadata so that
+/// each is self-describing; the hub assembles chunks `0..chunk_count` and checks the hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SnapshotChunk {
+    pub snapshot: SnapshotId,
+    pub printer: PrinterId,
+    pub camera: CameraId,
+    pub trigger: SnapshotTrigger,
+    pub format: ImageFormat,
+    pub captured_at: UnixMillis,
+    /// The whole image's length in bytes.
+    pub total_len: u32,
+    /// SHA-256 of the whole image.
+    pub sha256: [u8; 32],
+    pub chunk_index: u16,
+    pub chunk_count: u16,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum SnapshotTrigger {
+    JobStarted,
+    FirstLayerDone,
+    Interval,
+    Layer(u32),
+    Paused,
+    Failed,
+    Finished,
+    /// A person or the hub asked for it.
+    Requested,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ImageFormat {
+    Jpeg,
+}
+
+/// The agent's own health, sampled periodically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AgentHealth {
+    pub outbox_records: u64,
+    pub outbox_bytes: u64,
+    /// Cumulative drop counts since the outbox was created.
+    #[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))]
+    pub drops: Vec<DropCount>,
+    pub disk_free_bytes: u64,
+    pub uptime_s: u64,
+    pub software: SoftwareVersion,
+    /// When the agent's client certificate expires.
+    pub certificate_expires_at: Option<UnixMillis>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DropCount {
+    pub class: DropClass,
+    pub reason: DropReason,
+    pub count: u64,
+}
+
+/// The outbox's record classes, each with its own retention policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum DropClass {
+    Telemetry,
+    Event,
+    Snapshot,
+    Health,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum DropReason {
+    /// Evicted to make room under the outbox's byte capacity.
+    Capacity,
+    /// Found torn or corrupt on start-up and skipped.
+    Corrupt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct CertificateRequest {
+    /// A PKCS#10 certificate signing request, DER. The key never leaves the agent.
+    pub csr_der: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct EnrollRequest {
+    /// The single-use bootstrap token from `kitt-hub token create`.
+    pub token: String,
+    pub csr_der: Vec<u8>,
+    pub software: SoftwareVersion,
+    /// The host name of the device, for the operator's benefit.
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LiveFrame {
+    pub printer: PrinterId,
+    pub camera: CameraId,
+    pub captured_at: UnixMillis,
+    pub format: ImageFormat,
+    pub data: Vec<u8>,
+}

@@ -1,0 +1,100 @@
+//! Commands from the hub to a printer behind an agent, and their results.
+//!
+//! A command carries an id, an expiry and preconditions. The agent executes a command id
+//! at most once (across reconnects and restarts), never after `expires_at`, and only when
+//! every precondition holds at the moment of execution. Its [`CommandResult`] travels back
+//! as a durable record.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CommandId, LightMode, LightNode, PrintState, PrinterId, SpeedLevel, UnixMillis};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Command {
+    pub id: CommandId,
+    pub printer: PrinterId,
+    pub issued_at: UnixMillis,
+    /// After this instant the agent MUST NOT execute the command; it reports `Expired`.
+    pub expires_at: UnixMillis,
+    #[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))]
+    pub preconditions: Vec<Precondition>,
+    pub action: CommandAction,
+}
+
+/// A condition checked by the agent against the printer's live state just before
+/// executing a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Precondition {
+    /// The printer's state is one of these.
+    StateIn(#[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))] Vec<PrintState>),
+    /// A person confirmed the build plate clear at `at`, after the printer's last job ended.
+    PlateConfirmedClear { by: String, at: UnixMillis },
+    /// The printer accepts control commands.
+    ControlAvailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum CommandAction {
+    Pause,
+    Resume,
+    Stop,
+    SetLight {
+        node: LightNode,
+        mode: LightMode,
+    },
+    SetSpeed(SpeedLevel),
+    /// Ask the printer for a full state report.
+    RequestFullPush,
+    StartPrint(StartPrint),
+    /// Raw G-code lines, separated by `\n`.
+    Gcode(String),
+}
+
+/// Start a print of a file already on the printer's storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StartPrint {
+    /// Path on the printer's storage, e.g. `/model/benchy.gcode.3mf`.
+    pub file: String,
+    /// 1-based plate number inside the project file.
+    pub plate: u16,
+    pub job_name: String,
+    /// For each filament of the project, the global tray id to feed it from; -1 unused.
+    #[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))]
+    pub ams_mapping: Vec<i16>,
+    pub use_ams: bool,
+    pub bed_leveling: bool,
+    pub timelapse: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct CommandResult {
+    pub command: CommandId,
+    pub printer: PrinterId,
+    pub outcome: CommandOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum CommandOutcome {
+    /// The printer acknowledged the command.
+    Succeeded,
+    /// The printer answered with a refusal.
+    Refused { reason: String },
+    /// The printer did not acknowledge in time.
+    TimedOut,
+    /// The command arrived, or would have run, after its expiry; it was not executed.
+    Expired,
+    /// A precondition did not hold; it was not executed.
+    PreconditionFailed { precondition: Precondition, detail: String },
+    /// The printer refuses control (Developer Mode off); it was not executed.
+    ReadOnly,
+    /// This agent does not serve that printer, or cannot perform that action on it.
+    Unsupported { detail: String },
+    /// The agent could not deliver it (printer unreachable, connection lost mid-send).
+    Failed { detail: String },
+}

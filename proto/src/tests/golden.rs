@@ -1,0 +1,615 @@
+//! Golden bytes: the committed encoding of every message and of every enum variant.
+//!
+//! A change here means a change on the wire. If a test fails after you edited a wire type,
+//! you most likely broke compatibility with deployed agents or hubs: reordered or removed a
+//! variant, or changed a struct. Read the evolution rules in `proto/src/lib.rs`. Only an
+//! intended, versioned change may re-bless the files, with `KITT_BLESS_GOLDEN=1 cargo test -p
+//! proto golden`, and the diff of `proto/test_data/golden/` is then part of the review.
+//!
+//! Every enum is listed with all its variants through `every_variant!`, whose exhaustive
+//! `match` stops the build when a variant is added without a golden sample.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::*;
+
+macro_rules! every_variant {
+    ($ty:ident { $($variant:ident => $value:expr),+ $(,)? }) => {{
+        #[allow(unreachable_patterns)]
+        fn name(value: &$ty) -> &'static str {
+            match value { $($ty::$variant { .. } => stringify!($variant)),+ }
+        }
+        let values: Vec<$ty> = vec![$($value),+];
+        let names = [$(stringify!($variant)),+];
+        for (value, expected) in values.iter().zip(names) {
+            assert_eq!(name(value), expected, "sample listed under the wrong variant");
+        }
+        (stringify!($ty), values)
+    }};
+}
+
+fn printer() -> PrinterId {
+    PrinterId::new("01P00A391800123").unwrap()
+}
+
+fn agent() -> AgentId {
+    AgentId::new("pi-01").unwrap()
+}
+
+fn camera() -> CameraId {
+    CameraId::new("chamber").unwrap()
+}
+
+const T0: UnixMillis = UnixMillis(1_764_000_000_000);
+
+fn software() -> SoftwareVersion {
+    SoftwareVersion {
+        version: "0.1.0".into(),
+        commit: Some("abc1234".into()),
+        target: "aarch64-unknown-linux-gnu".into(),
+    }
+}
+
+fn tray() -> Tray {
+    Tray {
+        slot: 1,
+        material: Some("PLA".into()),
+        color: Some(Rgb([0xDE, 0x43, 0x43])),
+        remain_percent: Some(87),
+        tray_uuid: Some("518B5E764415402695728F836BEAA8D9".into()),
+    }
+}
+
+fn hms() -> Hms {
+    Hms { attr: 0x0300_0100, code: 0x0001_0007 }
+}
+
+fn printing_state() -> PrinterState {
+    PrinterState {
+        state: PrintState::Printing,
+        stage: Some(2),
+        progress_percent: Some(42),
+        remaining_s: Some(3600),
+        layer: Some(57),
+        total_layers: Some(180),
+        job_name: Some("benchy".into()),
+        nozzle_temp_c: Some(219.5),
+        nozzle_target_c: Some(220.0),
+        bed_temp_c: Some(55.0),
+        bed_target_c: Some(55.0),
+        chamber_temp_c: None,
+        fans: vec![Fan { kind: FanKind::PartCooling, percent: 100 }],
+        speed_level: Some(SpeedLevel::Standard),
+        ams: vec![AmsUnit {
+            id: 0,
+            kind: AmsKind::AmsLite,
+            humidity: Some(5),
+            temp_c: Some(24.5),
+            trays: vec![tray()],
+        }],
+        active_tray: Some(TrayRef::Ams { unit: 0, slot: 1 }),
+        external_spool: None,
+        hms: vec![hms()],
+        print_error: None,
+        lights: vec![Light { node: LightNode::ChamberLight, mode: LightMode::On }],
+        door_open: Some(false),
+        control: ControlCapability::Available,
+        model: Some("N1".into()),
+        firmware: Some("01.07.02.00".into()),
+        last_report_at: Some(T0),
+    }
+}
+
+fn command(action: CommandAction) -> Command {
+    Command {
+        id: CommandId([0x11; 16]),
+        printer: printer(),
+        issued_at: T0,
+        expires_at: T0.plus_millis(60_000),
+        preconditions: vec![Precondition::ControlAvailable],
+        action,
+    }
+}
+
+fn record(body: RecordBody) -> Record {
+    Record { seq: Seq(1_000_001), observed_at: T0, body }
+}
+
+fn event(kind: PrinterEventKind) -> RecordBody {
+    RecordBody::PrinterEvent(PrinterEvent { printer: printer(), kind })
+}
+
+fn snapshot_chunk() -> SnapshotChunk {
+    SnapshotChunk {
+        snapshot: SnapshotId([0x22; 16]),
+        printer: printer(),
+        camera: camera(),
+        trigger: SnapshotTrigger::Layer(10),
+        format: ImageFormat::Jpeg,
+        captured_at: T0,
+        total_len: 4,
+        sha256: [0x33; 32],
+        chunk_index: 0,
+        chunk_count: 1,
+        data: vec![0xFF, 0xD8, 0xFF, 0xD9],
+    }
+}
+
+fn agent_messages() -> (&'static str, Vec<AgentMessage>) {
+    every_variant!(AgentMessage {
+        Hello => AgentMessage::Hello(AgentHello {
+            agent: agent(),
+            protocol_version: 1,
+            software: software(),
+            capabilities: Capabilities::PRINTER_CONTROL.with(Capabilities::SNAPSHOTS),
+            printers: vec![PrinterInfo {
+                id: printer(),
+                vendor: Vendor::BambuLab,
+                model: Some("C12".into()),
+                name: Some("P1S left".into()),
+                cameras: vec![camera()],
+            }],
+            last_seq: Seq(1_000_001),
+        }),
+        Records => AgentMessage::Records(vec![
+            record(RecordBody::Telemetry(PrinterTelemetry {
+                printer: printer(),
+                state: Box::new(printing_state()),
+            })),
+            record(event(PrinterEventKind::Reachable)),
+        ]),
+        CertificateRequest => AgentMessage::CertificateRequest(CertificateRequest {
+            csr_der: vec![0x30, 0x82, 0x01, 0x0a],
+        }),
+        Enroll => AgentMessage::Enroll(EnrollRequest {
+            token: "kitt-enroll-0123456789abcdef".into(),
+            csr_der: vec![0x30, 0x82],
+            software: software(),
+            hostname: "pi-01".into(),
+        }),
+        LiveFrame => AgentMessage::LiveFrame(LiveFrame {
+            printer: printer(),
+            camera: camera(),
+            captured_at: T0,
+            format: ImageFormat::Jpeg,
+            data: vec![0xFF, 0xD8, 0xFF, 0xD9],
+        }),
+    })
+}
+
+fn record_bodies() -> (&'static str, Vec<RecordBody>) {
+    every_variant!(RecordBody {
+        Telemetry => RecordBody::Telemetry(PrinterTelemetry {
+            printer: printer(),
+            state: Box::default(),
+        }),
+        PrinterEvent => event(PrinterEventKind::JobResumed),
+        Snapshot => RecordBody::Snapshot(snapshot_chunk()),
+        AgentHealth => RecordBody::AgentHealth(AgentHealth {
+            outbox_records: 12,
+            outbox_bytes: 4096,
+            drops: vec![DropCount {
+                class: DropClass::Telemetry,
+                reason: DropReason::Capacity,
+                count: 3,
+            }],
+            disk_free_bytes: 8_000_000_000,
+            uptime_s: 86_400,
+            software: software(),
+            certificate_expires_at: Some(T0.plus_millis(86_400_000)),
+        }),
+        CommandResult => RecordBody::CommandResult(CommandResult {
+            command: CommandId([0x11; 16]),
+            printer: printer(),
+            outcome: CommandOutcome::Succeeded,
+        }),
+    })
+}
+
+fn hub_messages() -> (&'static str, Vec<HubMessage>) {
+    every_variant!(HubMessage {
+        Welcome => HubMessage::Welcome(HubWelcome {
+            protocol_version: 1,
+            hub_version: "0.1.0".into(),
+            acked_through: Seq(999_999),
+            hub_time: T0,
+        }),
+        Ack => HubMessage::Ack(Ack { through: Seq(1_000_001) }),
+        Command => HubMessage::Command(command(CommandAction::Pause)),
+        ConfigPush => HubMessage::ConfigPush(ConfigPush {
+            revision: 7,
+            toml: "[outbox]\ncapacity_bytes = 67108864\n".into(),
+        }),
+        CertificateIssued => HubMessage::CertificateIssued(CertificateIssued {
+            chain_der: vec![vec![0x30, 0x82]],
+            not_after: T0.plus_millis(7 * 86_400_000),
+        }),
+        Enrolled => HubMessage::Enrolled(Enrolled {
+            agent: agent(),
+            chain_der: vec![vec![0x30, 0x82]],
+            hub_ca_der: vec![0x30, 0x82, 0x02],
+            not_after: T0.plus_millis(7 * 86_400_000),
+        }),
+        EnrollRefused => HubMessage::EnrollRefused(EnrollRefusal::ExpiredToken),
+        LiveView => HubMessage::LiveView(LiveViewRequest {
+            printer: printer(),
+            camera: camera(),
+            action: LiveViewAction::Start { max_fps_milli: 2000 },
+        }),
+        Disconnect => HubMessage::Disconnect(DisconnectReason::Revoked),
+    })
+}
+
+fn event_kinds() -> (&'static str, Vec<PrinterEventKind>) {
+    use PrinterEventKind as K;
+    every_variant!(PrinterEventKind {
+        StateChanged => K::StateChanged { from: PrintState::Idle, to: PrintState::Preparing },
+        JobStarted => K::JobStarted { job_name: Some("benchy".into()), total_layers: Some(180) },
+        JobPaused => K::JobPaused { reason: Some(6) },
+        JobResumed => K::JobResumed,
+        JobFinished => K::JobFinished {
+            job_name: Some("benchy".into()),
+            outcome: JobOutcome::Succeeded,
+        },
+        HmsRaised => K::HmsRaised(hms()),
+        HmsCleared => K::HmsCleared(hms()),
+        PrintErrorRaised => K::PrintErrorRaised { code: 0x0700_8006 },
+        PrintErrorCleared => K::PrintErrorCleared { code: 0x0700_8006 },
+        ActiveTrayChanged => K::ActiveTrayChanged {
+            from: None,
+            to: Some(TrayRef::Ams { unit: 0, slot: 1 }),
+        },
+        TrayChanged => K::TrayChanged { unit: 0, tray: tray() },
+        Reachable => K::Reachable,
+        Unreachable => K::Unreachable { reason: "no report for 30 s".into() },
+        ControlChanged => K::ControlChanged {
+            from: ControlCapability::Unknown,
+            to: ControlCapability::ReadOnly,
+        },
+    })
+}
+
+fn command_actions() -> (&'static str, Vec<CommandAction>) {
+    every_variant!(CommandAction {
+        Pause => CommandAction::Pause,
+        Resume => CommandAction::Resume,
+        Stop => CommandAction::Stop,
+        SetLight => CommandAction::SetLight { node: LightNode::WorkLight, mode: LightMode::Off },
+        SetSpeed => CommandAction::SetSpeed(SpeedLevel::Sport),
+        RequestFullPush => CommandAction::RequestFullPush,
+        StartPrint => CommandAction::StartPrint(StartPrint {
+            file: "/model/benchy.gcode.3mf".into(),
+            plate: 1,
+            job_name: "benchy".into(),
+            ams_mapping: vec![1, -1],
+            use_ams: true,
+            bed_leveling: true,
+            timelapse: false,
+        }),
+        Gcode => CommandAction::Gcode("G28\nM104 S200".into()),
+    })
+}
+
+fn command_outcomes() -> (&'static str, Vec<CommandOutcome>) {
+    use CommandOutcome as O;
+    every_variant!(CommandOutcome {
+        Succeeded => O::Succeeded,
+        Refused => O::Refused { reason: "84033543".into() },
+        TimedOut => O::TimedOut,
+        Expired => O::Expired,
+        PreconditionFailed => O::PreconditionFailed {
+            precondition: Precondition::StateIn(vec![PrintState::Idle]),
+            detail: "printer is printing".into(),
+        },
+        ReadOnly => O::ReadOnly,
+        Unsupported => O::Unsupported { detail: "unknown printer".into() },
+        Failed => O::Failed { detail: "printer unreachable".into() },
+    })
+}
+
+fn preconditions() -> (&'static str, Vec<Precondition>) {
+    every_variant!(Precondition {
+        StateIn => Precondition::StateIn(vec![PrintState::Idle, PrintState::Finished]),
+        PlateConfirmedClear => Precondition::PlateConfirmedClear { by: "ana".into(), at: T0 },
+        ControlAvailable => Precondition::ControlAvailable,
+    })
+}
+
+fn print_states() -> (&'static str, Vec<PrintState>) {
+    use PrintState as S;
+    every_variant!(PrintState {
+        Idle => S::Idle,
+        Preparing => S::Preparing,
+        Printing => S::Printing,
+        Paused => S::Paused,
+        Finished => S::Finished,
+        Failed => S::Failed,
+        Offline => S::Offline,
+    })
+}
+
+fn control_capabilities() -> (&'static str, Vec<ControlCapability>) {
+    use ControlCapability as C;
+    every_variant!(ControlCapability {
+        Available => C::Available,
+        ReadOnly => C::ReadOnly,
+        Unknown => C::Unknown,
+    })
+}
+
+fn fan_kinds() -> (&'static str, Vec<FanKind>) {
+    every_variant!(FanKind {
+        PartCooling => FanKind::PartCooling,
+        Auxiliary => FanKind::Auxiliary,
+        Chamber => FanKind::Chamber,
+        Heatbreak => FanKind::Heatbreak,
+    })
+}
+
+fn speed_levels() -> (&'static str, Vec<SpeedLevel>) {
+    every_variant!(SpeedLevel {
+        Silent => SpeedLevel::Silent,
+        Standard => SpeedLevel::Standard,
+        Sport => SpeedLevel::Sport,
+        Ludicrous => SpeedLevel::Ludicrous,
+    })
+}
+
+fn ams_kinds() -> (&'static str, Vec<AmsKind>) {
+    every_variant!(AmsKind {
+        Unknown => AmsKind::Unknown,
+        Ams => AmsKind::Ams,
+        AmsLite => AmsKind::AmsLite,
+        Ams2Pro => AmsKind::Ams2Pro,
+        AmsHt => AmsKind::AmsHt,
+    })
+}
+
+fn tray_refs() -> (&'static str, Vec<TrayRef>) {
+    every_variant!(TrayRef {
+        Ams => TrayRef::Ams { unit: 128, slot: 0 },
+        External => TrayRef::External,
+    })
+}
+
+fn light_nodes() -> (&'static str, Vec<LightNode>) {
+    every_variant!(LightNode {
+        ChamberLight => LightNode::ChamberLight,
+        WorkLight => LightNode::WorkLight,
+        ChamberLight2 => LightNode::ChamberLight2,
+        HeatbedLight => LightNode::HeatbedLight,
+        Other => LightNode::Other("toolhead_light".into()),
+    })
+}
+
+fn light_modes() -> (&'static str, Vec<LightMode>) {
+    every_variant!(LightMode {
+        On => LightMode::On,
+        Off => LightMode::Off,
+        Flashing => LightMode::Flashing,
+    })
+}
+
+fn job_outcomes() -> (&'static str, Vec<JobOutcome>) {
+    every_variant!(JobOutcome {
+        Succeeded => JobOutcome::Succeeded,
+        Failed => JobOutcome::Failed { print_error: Some(0x0300_8003), hms: vec![hms()] },
+        Cancelled => JobOutcome::Cancelled,
+    })
+}
+
+fn vendors() -> (&'static str, Vec<Vendor>) {
+    every_variant!(Vendor {
+        BambuLab => Vendor::BambuLab,
+        Moonraker => Vendor::Moonraker,
+        Elegoo => Vendor::Elegoo,
+        Snapmaker => Vendor::Snapmaker,
+    })
+}
+
+fn snapshot_triggers() -> (&'static str, Vec<SnapshotTrigger>) {
+    use SnapshotTrigger as T;
+    every_variant!(SnapshotTrigger {
+        JobStarted => T::JobStarted,
+        FirstLayerDone => T::FirstLayerDone,
+        Interval => T::Interval,
+        Layer => T::Layer(25),
+        Paused => T::Paused,
+        Failed => T::Failed,
+        Finished => T::Finished,
+        Requested => T::Requested,
+    })
+}
+
+fn image_formats() -> (&'static str, Vec<ImageFormat>) {
+    every_variant!(ImageFormat { Jpeg => ImageFormat::Jpeg })
+}
+
+fn drop_classes() -> (&'static str, Vec<DropClass>) {
+    every_variant!(DropClass {
+        Telemetry => DropClass::Telemetry,
+        Event => DropClass::Event,
+        Snapshot => DropClass::Snapshot,
+        Health => DropClass::Health,
+    })
+}
+
+fn drop_reasons() -> (&'static str, Vec<DropReason>) {
+    every_variant!(DropReason {
+        Capacity => DropReason::Capacity,
+        Corrupt => DropReason::Corrupt,
+    })
+}
+
+fn enroll_refusals() -> (&'static str, Vec<EnrollRefusal>) {
+    use EnrollRefusal as R;
+    every_variant!(EnrollRefusal {
+        UnknownToken => R::UnknownToken,
+        ExpiredToken => R::ExpiredToken,
+        TokenAlreadyUsed => R::TokenAlreadyUsed,
+        BadCsr => R::BadCsr { detail: "signature does not verify".into() },
+    })
+}
+
+fn live_view_actions() -> (&'static str, Vec<LiveViewAction>) {
+    every_variant!(LiveViewAction {
+        Start => LiveViewAction::Start { max_fps_milli: 1000 },
+        Stop => LiveViewAction::Stop,
+        Snapshot => LiveViewAction::Snapshot,
+    })
+}
+
+fn disconnect_reasons() -> (&'static str, Vec<DisconnectReason>) {
+    use DisconnectReason as D;
+    every_variant!(DisconnectReason {
+        Revoked => D::Revoked,
+        UnsupportedVersion => D::UnsupportedVersion { hub_min: 1, hub_max: 1 },
+        ProtocolViolation => D::ProtocolViolation { detail: "seq went backwards".into() },
+        ShuttingDown => D::ShuttingDown,
+        Superseded => D::Superseded,
+    })
+}
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test_data/golden")
+}
+
+/// Renders bytes as the committed file: a comment, then 32 hex bytes a line.
+fn render(title: &str, bytes: &[u8]) -> String {
+    let mut out =
+        format!("# {title}\n# Generated by the golden tests; see proto/src/tests/golden.rs.\n");
+    for line in bytes.chunks(32) {
+        writeln!(out, "{}", hex::encode(line)).unwrap();
+    }
+    out
+}
+
+fn parse(text: &str) -> Vec<u8> {
+    let hex: String =
+        text.lines().filter(|line| !line.starts_with('#')).flat_map(|l| l.trim().chars()).collect();
+    hex::decode(hex).expect("golden file holds hex")
+}
+
+/// What the golden checks found: mismatches, and the files they compared against.
+#[derive(Default)]
+struct Golden {
+    failures: Vec<String>,
+    files: Vec<String>,
+}
+
+/// Compares `bytes` with the committed file `name.hex`; collects mismatches.
+fn check(name: &str, title: &str, bytes: &[u8], golden: &mut Golden) -> Option<Vec<u8>> {
+    let file = format!("{name}.hex");
+    let path = golden_dir().join(&file);
+    golden.files.push(file);
+    let failures = &mut golden.failures;
+    if std::env::var_os("KITT_BLESS_GOLDEN").is_some() {
+        std::fs::write(&path, render(title, bytes)).unwrap();
+        return Some(bytes.to_vec());
+    }
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        failures.push(format!("{name}: no golden file at {}", path.display()));
+        return None;
+    };
+    let committed = parse(&text);
+    if committed != bytes {
+        failures.push(format!(
+            "{name}: encoding changed\n  committed: {}\n  now:       {}",
+            hex::encode(&committed),
+            hex::encode(bytes)
+        ));
+    }
+    Some(committed)
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Checks one top-level message enum: a framed golden file per variant, each decoding back
+/// to its value.
+fn check_messages<T>((ty, values): (&str, Vec<T>), golden: &mut Golden)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    for value in values {
+        let variant = format!("{value:?}");
+        let variant = variant.split(['(', ' ', '{']).next().unwrap_or_default().to_owned();
+        let name = format!("{}.{}", snake_case(ty), snake_case(&variant));
+        let bytes = frame::encode(&value).unwrap();
+        if let Some(committed) = check(&name, &format!("{ty}::{variant}, framed"), &bytes, golden) {
+            match frame::decode::<T>(&committed, frame::DEFAULT_MAX_PAYLOAD) {
+                Ok(decoded) if decoded == value => {}
+                other => {
+                    golden.failures.push(format!("{name}: committed bytes decode to {other:?}"))
+                }
+            }
+        }
+    }
+}
+
+/// Checks one nested enum: all its variants, in declaration order, in one postcard file.
+fn check_enum<T>((ty, values): (&str, Vec<T>), golden: &mut Golden)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let name = snake_case(ty);
+    let bytes = postcard::to_stdvec(&values).unwrap();
+    let title = format!("Vec<{ty}> of every variant in declaration order, postcard");
+    if let Some(committed) = check(&name, &title, &bytes, golden) {
+        match postcard::from_bytes::<Vec<T>>(&committed) {
+            Ok(decoded) if decoded == values => {}
+            other => golden.failures.push(format!("{name}: committed bytes decode to {other:?}")),
+        }
+    }
+}
+
+#[test]
+fn golden_bytes_are_unchanged() {
+    let mut golden = Golden::default();
+    check_messages(agent_messages(), &mut golden);
+    check_messages(hub_messages(), &mut golden);
+    check_enum(record_bodies(), &mut golden);
+    check_enum(event_kinds(), &mut golden);
+    check_enum(command_actions(), &mut golden);
+    check_enum(command_outcomes(), &mut golden);
+    check_enum(preconditions(), &mut golden);
+    check_enum(print_states(), &mut golden);
+    check_enum(control_capabilities(), &mut golden);
+    check_enum(fan_kinds(), &mut golden);
+    check_enum(speed_levels(), &mut golden);
+    check_enum(ams_kinds(), &mut golden);
+    check_enum(tray_refs(), &mut golden);
+    check_enum(light_nodes(), &mut golden);
+    check_enum(light_modes(), &mut golden);
+    check_enum(job_outcomes(), &mut golden);
+    check_enum(vendors(), &mut golden);
+    check_enum(snapshot_triggers(), &mut golden);
+    check_enum(image_formats(), &mut golden);
+    check_enum(drop_classes(), &mut golden);
+    check_enum(drop_reasons(), &mut golden);
+    check_enum(enroll_refusals(), &mut golden);
+    check_enum(live_view_actions(), &mut golden);
+    check_enum(disconnect_reasons(), &mut golden);
+
+    // A removed variant leaves its file behind: fail rather than silently lose its pin.
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !golden.files.contains(&name) {
+            golden.failures.push(format!("{name}: golden file with no sample"));
+        }
+    }
+    assert!(
+        golden.failures.is_empty(),
+        "the wire encoding changed; see the doc comment of proto/src/tests/golden.rs\n{}",
+        golden.failures.join("\n")
+    );
+}

@@ -1,0 +1,112 @@
+//! kitt's automation, run as `cargo xtask <command>` (matklad's cargo-xtask).
+//!
+//! - `test`: the whole test suite, with its own set-up (system packages, throwaway
+//!   services). The README's test command and the heart of `.ci/run`.
+//! - `run`: the product on its embedded defaults. The README's run command.
+//! - `ci`: `test`, then formatting, clippy and the fuzz target's build.
+//! - `deps`: the dependency rules of ARCHITECTURE.md.
+//! - `fuzz-build`: builds the `proto` decoder fuzz target.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod deps;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+const USAGE: &str =
+    "usage: cargo xtask <test|run|ci|deps|fuzz-build> [-- args for the test runner]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("run") => run(&args[1..]),
+        Some("ci") => ci(),
+        Some("deps") => check_deps(),
+        Some("fuzz-build") => fuzz_build(),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(64);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs `command`, failing with its description when it fails.
+pub fn status(mut command: Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: running {shown}");
+    let status = command.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    let services = setup::prepare_test_environment()?;
+    let mut command = cargo();
+    command.args(["test", "--workspace", "--locked"]);
+    command.args(extra);
+    for (key, value) in services.env() {
+        command.env(key, value);
+    }
+    status(command)
+}
+
+fn run(extra: &[String]) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args(["run", "--locked", "--quiet", "--bin", "kitt-hub", "--", "version"]);
+    command.args(extra);
+    status(command)
+}
+
+fn ci() -> anyhow::Result<()> {
+    test(&[])?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    status(fmt)?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    status(clippy)?;
+    fuzz_build()
+}
+
+fn check_deps() -> anyhow::Result<()> {
+    let violations = deps::check(&deps::workspace_metadata()?);
+    if violations.is_empty() {
+        println!("dependency rules hold");
+        return Ok(());
+    }
+    for violation in &violations {
+        eprintln!("{violation}");
+    }
+    bail!("{} dependency rule(s) broken; see ARCHITECTURE.md", violations.len())
+}
+
+fn fuzz_build() -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args(["build", "--locked", "--manifest-path", "proto/fuzz/Cargo.toml"]);
+    status(command)
+}
