@@ -1,6 +1,12 @@
 //! kitt's edge agent: runs on a Raspberry Pi beside a printer.
 //!
-//! Subsystems (arriving issue by issue): the printer link, cameras, the durable outbox and
-//! the QUIC sync to the hub. `main.rs` is a thin shell over [`cli::run`].
+//! Subsystems (arriving issue by issue): the printer link ([`printer`]), cameras, the
+//! durable outbox and the QUIC sync to the hub. `main.rs` is a thin shell over [`cli::run`].
 
 pub mod cli;
+pub mod printer;
+
+/// Installs ring as the process's one rustls crypto provider. Safe to call more than once.
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -35,6 +35,7 @@ mod command;
 pub mod frame;
 mod hub;
 mod ids;
+pub mod json;
 mod printer;
 
 pub use agent::{

@@ -168,7 +168,7 @@ pub enum TrayRef {
 }
 
 /// A health management system alert, as the printer reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Hms {
     pub attr: u32,
@@ -212,6 +212,18 @@ pub enum HmsSeverity {
     Common,
     Info,
     Unknown,
+}
+
+impl HmsSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HmsSeverity::Fatal => "fatal",
+            HmsSeverity::Serious => "serious",
+            HmsSeverity::Common => "common",
+            HmsSeverity::Info => "info",
+            HmsSeverity::Unknown => "unknown",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,0 +1,328 @@
+//! One Bambu printer's MQTT session as a sans-IO state machine.
+//!
+//! The driver feeds it [`Input`]s with the current time and carries out the [`Action`]s it
+//! returns. It owns the report merge, normalisation, event derivation, command
+//! acknowledgements (10 s deadline; two misses force a reconnect), the control capability
+//! (an authorization refusal makes the printer read-only) and the silence watchdog (no report
+//! for 30 s: the printer is unreachable and the session reconnects).
+
+use std::time::{Duration, Instant};
+
+use proto::{
+    CommandAction, CommandOutcome, ControlCapability, Hms, PrintState, PrinterEventKind,
+    PrinterState, UnixMillis,
+};
+
+use super::command;
+use super::merge::{Ack, Incoming, ReportMerger};
+use super::normalize::{Context, normalize};
+use crate::printer::events::EventDeriver;
+
+/// The ACK error code of a refused, unsigned command (0x05024007).
+pub const ERR_AUTHORIZATION: i64 = 84_033_543;
+/// HMS 0500_0500_0001_0007: "MQTT command verification failed".
+pub const HMS_AUTHORIZATION: Hms = Hms { attr: 0x0500_0500, code: 0x0001_0007 };
+/// What a user must do when the printer refuses control.
+pub const READ_ONLY_HELP: &str = "the printer refuses control commands: enable Developer Mode \
+    (Settings > LAN Only Mode > Developer Mode) on the printer; monitoring keeps working";
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub ack_timeout: Duration,
+    pub silence_timeout: Duration,
+    /// How long deltas may arrive before a full report, before the state is shown anyway.
+    pub full_report_grace: Duration,
+    /// The model code, when configured.
+    pub model: Option<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            ack_timeout: Duration::from_secs(10),
+            silence_timeout: Duration::from_secs(30),
+            full_report_grace: Duration::from_secs(5),
+            model: None,
+        }
+    }
+}
+
+/// A caller's handle on a submitted command.
+pub type Ticket = u64;
+
+#[derive(Debug)]
+pub enum Input<'a> {
+    Connected,
+    Disconnected {
+        reason: String,
+    },
+    Message(&'a [u8]),
+    /// Time passed; call at least once a second.
+    Tick,
+    Submit {
+        ticket: Ticket,
+        action: CommandAction,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Publish this JSON to `device/<serial>/request`.
+    Publish(serde_json::Value),
+    /// Drop the connection and connect again.
+    Reconnect {
+        reason: String,
+    },
+    State(Box<PrinterState>),
+    Event(PrinterEventKind),
+    CommandDone {
+        ticket: Ticket,
+        outcome: CommandOutcome,
+    },
+    /// A report was malformed and ignored; the session goes on.
+    Rejected(String),
+}
+
+#[derive(Debug)]
+struct Pending {
+    ticket: Ticket,
+    sequence_id: String,
+    command: &'static str,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    merger: ReportMerger,
+    deriver: EventDeriver,
+    context: Context,
+    state: PrinterState,
+    shown: bool,
+    connected_at: Option<Instant>,
+    last_report: Option<Instant>,
+    next_sequence: u64,
+    pending: Vec<Pending>,
+    missed_acks: u32,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Session {
+        let context = Context { model: config.model.clone(), ..Context::default() };
+        let state = PrinterState { model: config.model.clone(), ..PrinterState::default() };
+        Session {
+            config,
+            merger: ReportMerger::new(),
+            deriver: EventDeriver::new(),
+            context,
+            state,
+            shown: false,
+            connected_at: None,
+            last_report: None,
+            next_sequence: 1,
+            pending: Vec::new(),
+            missed_acks: 0,
+        }
+    }
+
+    /// The state as last emitted.
+    pub fn state(&self) -> &PrinterState {
+        &self.state
+    }
+
+    pub fn handle(&mut self, now: Instant, wall: UnixMillis, input: Input<'_>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match input {
+            Input::Connected => {
+                self.merger.reset();
+                self.connected_at = Some(now);
+                self.last_report = None;
+                self.missed_acks = 0;
+                let pushall = command::pushall(&self.sequence_id());
+                let version = command::get_version(&self.sequence_id());
+                actions.push(Action::Publish(pushall));
+                actions.push(Action::Publish(version));
+            }
+            Input::Disconnected { reason } => {
+                self.connected_at = None;
+                for pending in self.pending.drain(..) {
+                    actions.push(Action::CommandDone {
+                        ticket: pending.ticket,
+                        outcome: CommandOutcome::Failed {
+                            detail: format!("connection lost: {reason}"),
+                        },
+                    });
+                }
+            }
+            Input::Message(payload) => self.message(now, wall, payload, &mut actions),
+            Input::Tick => self.tick(now, &mut actions),
+            Input::Submit { ticket, action } => self.submit(now, ticket, action, &mut actions),
+        }
+        actions
+    }
+
+    fn sequence_id(&mut self) -> String {
+        let id = self.next_sequence;
+        self.next_sequence += 1;
+        id.to_string()
+    }
+
+    fn submit(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        action: CommandAction,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.connected_at.is_none() {
+            let detail = "printer not connected".to_owned();
+            actions
+                .push(Action::CommandDone { ticket, outcome: CommandOutcome::Failed { detail } });
+            return;
+        }
+        let sequence_id = self.sequence_id();
+        let (payload, name) = command::request(&action, &sequence_id);
+        actions.push(Action::Publish(payload));
+        if command::expects_ack(&action) {
+            let deadline = now + self.config.ack_timeout;
+            self.pending.push(Pending { ticket, sequence_id, command: name, deadline });
+        } else {
+            actions.push(Action::CommandDone { ticket, outcome: CommandOutcome::Succeeded });
+        }
+    }
+
+    fn message(
+        &mut self,
+        now: Instant,
+        wall: UnixMillis,
+        payload: &[u8],
+        actions: &mut Vec<Action>,
+    ) {
+        let incoming = match self.merger.apply(payload) {
+            Ok(incoming) => incoming,
+            Err(error) => {
+                actions.push(Action::Rejected(error.to_string()));
+                return;
+            }
+        };
+        let mut changed = false;
+        for item in incoming {
+            match item {
+                Incoming::Report { .. } => {
+                    self.last_report = Some(now);
+                    self.context.last_report_at = Some(wall);
+                    changed = true;
+                }
+                Incoming::Version(version) => {
+                    self.context.version = Some(version);
+                    changed = true;
+                }
+                Incoming::Ack(ack) => changed |= self.ack(ack, actions),
+            }
+        }
+        let grace_over =
+            self.connected_at.is_some_and(|t| now >= t + self.config.full_report_grace);
+        if changed && (self.merger.has_full_report() || grace_over || self.shown) {
+            self.update(normalize(self.merger.document(), &self.context), actions);
+        }
+    }
+
+    /// Matches an ACK to its command; returns whether the control capability changed.
+    fn ack(&mut self, ack: Ack, actions: &mut Vec<Action>) -> bool {
+        let position = self
+            .pending
+            .iter()
+            .position(|p| ack.sequence_id.as_deref() == Some(p.sequence_id.as_str()))
+            .or_else(|| {
+                let command = ack.command.as_deref()?;
+                self.pending.iter().position(|p| p.command == command)
+            });
+        let Some(position) = position else {
+            return false;
+        };
+        let pending = self.pending.remove(position);
+        self.missed_acks = 0;
+        let refused_for_authorization = ack.err_code == Some(ERR_AUTHORIZATION);
+        let outcome = if ack.success {
+            CommandOutcome::Succeeded
+        } else if refused_for_authorization {
+            CommandOutcome::ReadOnly
+        } else {
+            let reason = match (ack.reason, ack.err_code) {
+                (Some(reason), Some(code)) => format!("{reason} (error {code})"),
+                (Some(reason), None) => reason,
+                (None, Some(code)) => format!("error {code}"),
+                (None, None) => "the printer refused the command".to_owned(),
+            };
+            CommandOutcome::Refused { reason }
+        };
+        actions.push(Action::CommandDone { ticket: pending.ticket, outcome });
+        let control = if ack.success {
+            Some(ControlCapability::Available)
+        } else if refused_for_authorization {
+            Some(ControlCapability::ReadOnly)
+        } else {
+            None
+        };
+        let changed = control.is_some() && control != self.context.control_from_acks;
+        if control.is_some() {
+            self.context.control_from_acks = control;
+        }
+        changed
+    }
+
+    fn tick(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let mut missed = 0;
+        self.pending.retain(|p| {
+            if now < p.deadline {
+                return true;
+            }
+            actions
+                .push(Action::CommandDone { ticket: p.ticket, outcome: CommandOutcome::TimedOut });
+            missed += 1;
+            false
+        });
+        self.missed_acks += missed;
+        if self.missed_acks >= 2 {
+            self.missed_acks = 0;
+            actions.push(Action::Reconnect { reason: "two commands went unacknowledged".into() });
+        }
+        let silent_since = self.last_report.or(self.connected_at);
+        let silent = silent_since.is_some_and(|t| now >= t + self.config.silence_timeout);
+        // Disconnected and never heard from since: silent since the last report we had.
+        if silent && self.state.state != PrintState::Offline {
+            let reason = format!("no report for {} s", self.config.silence_timeout.as_secs());
+            let mut offline = self.state.clone();
+            offline.state = PrintState::Offline;
+            offline.last_report_at = self.context.last_report_at;
+            self.update(offline, actions);
+            actions.push(Action::Event(PrinterEventKind::Unreachable { reason: reason.clone() }));
+            if self.connected_at.is_some() {
+                actions.push(Action::Reconnect { reason });
+            }
+            // Count silence from now on, so the watchdog fires once per period.
+            self.last_report = Some(now);
+        }
+    }
+
+    /// Emits `next` and the events that lead to it, when it differs from the last state.
+    fn update(&mut self, mut next: PrinterState, actions: &mut Vec<Action>) {
+        if next.hms.contains(&HMS_AUTHORIZATION)
+            && self.context.control_from_acks != Some(ControlCapability::ReadOnly)
+        {
+            self.context.control_from_acks = Some(ControlCapability::ReadOnly);
+            next.control = ControlCapability::ReadOnly;
+        }
+        let same = PrinterState { last_report_at: self.state.last_report_at, ..next.clone() }
+            == self.state;
+        if same && self.shown {
+            self.state = next;
+            return;
+        }
+        let events = self.deriver.derive(&self.state, &next);
+        self.shown = true;
+        self.state = next;
+        actions.push(Action::State(Box::new(self.state.clone())));
+        actions.extend(events.into_iter().map(Action::Event));
+    }
+}

@@ -1,0 +1,257 @@
+//! The JSON view of printer state and events: the field names the hub's API, the
+//! dashboard, `kitt-agent watch` and external checks rely on. Defined once, here.
+
+use serde_json::{Value, json};
+
+use crate::{
+    AmsKind, ControlCapability, FanKind, Hms, JobOutcome, LightMode, LightNode, PrintState,
+    PrinterEventKind, PrinterState, SpeedLevel, Tray, TrayRef,
+};
+
+pub fn print_state(state: PrintState) -> &'static str {
+    match state {
+        PrintState::Idle => "idle",
+        PrintState::Preparing => "preparing",
+        PrintState::Printing => "printing",
+        PrintState::Paused => "paused",
+        PrintState::Finished => "finished",
+        PrintState::Failed => "failed",
+        PrintState::Offline => "offline",
+    }
+}
+
+pub fn control(control: ControlCapability) -> &'static str {
+    match control {
+        ControlCapability::Available => "available",
+        ControlCapability::ReadOnly => "read_only",
+        ControlCapability::Unknown => "unknown",
+    }
+}
+
+/// A Bambu `print_error` as `XXXX_XXXX`.
+pub fn print_error_code(code: u32) -> String {
+    format!("{:04X}_{:04X}", code >> 16, code & 0xFFFF)
+}
+
+/// A stage code and its meaning (Bambu `stg_cur`).
+pub fn stage(code: u16) -> Value {
+    json!({ "code": code, "name": stage_name(code) })
+}
+
+/// Bambu's stage names (OrcaSlicer `get_stage_string`); "paused: …" names are pause reasons.
+pub fn stage_name(code: u16) -> &'static str {
+    const NAMES: [&str; 36] = [
+        "printing",
+        "auto bed leveling",
+        "heatbed preheating",
+        "vibration compensation",
+        "changing filament",
+        "M400 pause",
+        "paused: filament runout",
+        "heating hotend",
+        "calibrating extrusion",
+        "scanning bed surface",
+        "inspecting first layer",
+        "identifying build plate",
+        "calibrating micro-lidar",
+        "homing toolhead",
+        "cleaning nozzle tip",
+        "checking extruder temperature",
+        "paused by user",
+        "paused: front cover fell",
+        "calibrating micro-lidar",
+        "calibrating extrusion flow",
+        "paused: nozzle temperature malfunction",
+        "paused: bed temperature malfunction",
+        "filament unloading",
+        "paused: skipped step",
+        "filament loading",
+        "motor noise calibration",
+        "paused: AMS lost",
+        "paused: heat-break fan slow",
+        "paused: chamber temperature control error",
+        "cooling chamber",
+        "paused by user G-code",
+        "motor noise showoff",
+        "paused: nozzle filament covered",
+        "paused: cutter error",
+        "paused: first-layer error",
+        "paused: nozzle clog",
+    ];
+    NAMES.get(usize::from(code)).copied().unwrap_or("unknown stage")
+}
+
+pub fn hms(hms: Hms) -> Value {
+    json!({
+        "code": hms.display_code(),
+        "module": format!("0x{:02X}", hms.module()),
+        "severity": hms.severity().as_str(),
+    })
+}
+
+fn tray(tray: &Tray) -> Value {
+    json!({
+        "slot": tray.slot,
+        "material": tray.material,
+        "color": tray.color.map(|c| c.to_hex()),
+        "remain_percent": tray.remain_percent,
+        "tray_uuid": tray.tray_uuid,
+    })
+}
+
+fn tray_ref(tray: Option<TrayRef>) -> Value {
+    match tray {
+        None => Value::Null,
+        Some(TrayRef::Ams { unit, slot }) => json!({ "ams": unit, "slot": slot }),
+        Some(TrayRef::External) => json!("external"),
+    }
+}
+
+fn fan_kind(kind: FanKind) -> &'static str {
+    match kind {
+        FanKind::PartCooling => "part_cooling",
+        FanKind::Auxiliary => "auxiliary",
+        FanKind::Chamber => "chamber",
+        FanKind::Heatbreak => "heatbreak",
+    }
+}
+
+fn ams_kind(kind: AmsKind) -> &'static str {
+    match kind {
+        AmsKind::Unknown => "unknown",
+        AmsKind::Ams => "ams",
+        AmsKind::AmsLite => "ams_lite",
+        AmsKind::Ams2Pro => "ams_2_pro",
+        AmsKind::AmsHt => "ams_ht",
+    }
+}
+
+pub fn light_node(node: &LightNode) -> &str {
+    match node {
+        LightNode::ChamberLight => "chamber_light",
+        LightNode::WorkLight => "work_light",
+        LightNode::ChamberLight2 => "chamber_light2",
+        LightNode::HeatbedLight => "heatbed_light",
+        LightNode::Other(name) => name,
+    }
+}
+
+pub fn light_mode(mode: LightMode) -> &'static str {
+    match mode {
+        LightMode::On => "on",
+        LightMode::Off => "off",
+        LightMode::Flashing => "flashing",
+    }
+}
+
+pub fn speed_level(level: SpeedLevel) -> &'static str {
+    match level {
+        SpeedLevel::Silent => "silent",
+        SpeedLevel::Standard => "standard",
+        SpeedLevel::Sport => "sport",
+        SpeedLevel::Ludicrous => "ludicrous",
+    }
+}
+
+/// The normalised state with the field names of the printer-link contract.
+pub fn printer_state(state: &PrinterState) -> Value {
+    let fans: serde_json::Map<String, Value> =
+        state.fans.iter().map(|f| (fan_kind(f.kind).to_owned(), json!(f.percent))).collect();
+    let ams: Vec<Value> = state
+        .ams
+        .iter()
+        .map(|unit| {
+            json!({
+                "id": unit.id,
+                "kind": ams_kind(unit.kind),
+                "humidity": unit.humidity,
+                "temp_c": unit.temp_c,
+                "trays": unit.trays.iter().map(tray).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let lights: serde_json::Map<String, Value> = state
+        .lights
+        .iter()
+        .map(|l| (light_node(&l.node).to_owned(), json!(light_mode(l.mode))))
+        .collect();
+    json!({
+        "state": print_state(state.state),
+        "stage": state.stage.map(stage),
+        "progress_percent": state.progress_percent,
+        "remaining_s": state.remaining_s,
+        "layer": state.layer,
+        "total_layers": state.total_layers,
+        "job_name": state.job_name,
+        "nozzle_temp_c": state.nozzle_temp_c,
+        "nozzle_target_c": state.nozzle_target_c,
+        "bed_temp_c": state.bed_temp_c,
+        "bed_target_c": state.bed_target_c,
+        "chamber_temp_c": state.chamber_temp_c,
+        "fans": fans,
+        "speed_level": state.speed_level.map(speed_level),
+        "ams": ams,
+        "active_tray": tray_ref(state.active_tray),
+        "external_spool": state.external_spool.as_ref().map(tray),
+        "hms": state.hms.iter().copied().map(hms).collect::<Vec<_>>(),
+        "print_error": state.print_error.map(print_error_code),
+        "lights": lights,
+        "door_open": state.door_open,
+        "control": control(state.control),
+        "model": state.model,
+        "firmware": state.firmware,
+        "last_report_at": state.last_report_at.map(|t| t.0),
+    })
+}
+
+/// An event as `{"type": "...", …}`.
+pub fn printer_event(event: &PrinterEventKind) -> Value {
+    match event {
+        PrinterEventKind::StateChanged { from, to } => {
+            json!({ "type": "state_changed", "from": print_state(*from), "to": print_state(*to) })
+        }
+        PrinterEventKind::JobStarted { job_name, total_layers } => {
+            json!({ "type": "job_started", "job_name": job_name, "total_layers": total_layers })
+        }
+        PrinterEventKind::JobPaused { reason } => json!({
+            "type": "job_paused",
+            "reason": reason.map(stage),
+        }),
+        PrinterEventKind::JobResumed => json!({ "type": "job_resumed" }),
+        PrinterEventKind::JobFinished { job_name, outcome } => {
+            let (kind, detail) = match outcome {
+                JobOutcome::Succeeded => ("job_finished", Value::Null),
+                JobOutcome::Cancelled => ("job_cancelled", Value::Null),
+                JobOutcome::Failed { print_error, hms: alerts } => (
+                    "job_failed",
+                    json!({
+                        "print_error": print_error.map(print_error_code),
+                        "hms": alerts.iter().copied().map(hms).collect::<Vec<_>>(),
+                    }),
+                ),
+            };
+            json!({ "type": kind, "job_name": job_name, "error": detail })
+        }
+        PrinterEventKind::HmsRaised(h) => json!({ "type": "hms_raised", "hms": hms(*h) }),
+        PrinterEventKind::HmsCleared(h) => json!({ "type": "hms_cleared", "hms": hms(*h) }),
+        PrinterEventKind::PrintErrorRaised { code } => {
+            json!({ "type": "print_error_raised", "print_error": print_error_code(*code) })
+        }
+        PrinterEventKind::PrintErrorCleared { code } => {
+            json!({ "type": "print_error_cleared", "print_error": print_error_code(*code) })
+        }
+        PrinterEventKind::ActiveTrayChanged { from, to } => {
+            json!({ "type": "active_tray_changed", "from": tray_ref(*from), "to": tray_ref(*to) })
+        }
+        PrinterEventKind::TrayChanged { unit, tray: t } => {
+            json!({ "type": "tray_changed", "ams": unit, "tray": tray(t) })
+        }
+        PrinterEventKind::Reachable => json!({ "type": "printer_reachable" }),
+        PrinterEventKind::Unreachable { reason } => {
+            json!({ "type": "printer_unreachable", "reason": reason })
+        }
+        PrinterEventKind::ControlChanged { from, to } => {
+            json!({ "type": "control_changed", "from": control(*from), "to": control(*to) })
+        }
+    }
+}
