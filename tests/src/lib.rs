@@ -1,4 +1,44 @@
 //! kitt's system tests and the harness they share.
 //!
-//! The harness grows with the system: `Hub::spawn()`, `Agent::new().hub(&hub)…`, the
-//! printer simulator, the UDP impairment relay, throwaway PostgreSQL and mosquitto.
+//! The harness grows with the system: today a throwaway mosquitto broker with TLS and a
+//! password file ([`mosquitto::Mosquitto`]) and helpers to wait on a printer link's outputs;
+//! later `Hub::spawn()`, `Agent::new().hub(&hub)…`, the UDP impairment relay and a throwaway
+//! PostgreSQL.
+
+pub mod mosquitto;
+
+use std::time::Duration;
+
+use edge_agent::printer::bambu::link::LinkOutput;
+use tokio::sync::mpsc;
+
+/// How long a test waits for something that should happen within a second or two.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Receives link outputs until `want` returns `Some`, failing after [`PATIENCE`] with
+/// everything seen on the way.
+pub async fn wait_for<T>(
+    outputs: &mut mpsc::Receiver<LinkOutput>,
+    what: &str,
+    mut want: impl FnMut(&LinkOutput) -> Option<T>,
+) -> T {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, outputs.recv()).await {
+            Ok(Some(output)) => {
+                if let Some(found) = want(&output) {
+                    return found;
+                }
+                seen.push(output);
+            }
+            Ok(None) => panic!("the link stopped before {what}; saw {seen:#?}"),
+            Err(_) => panic!("timed out waiting for {what}; saw {seen:#?}"),
+        }
+    }
+}
+
+/// Installs the crypto provider once per test process.
+pub fn init() {
+    edge_agent::init_crypto();
+}

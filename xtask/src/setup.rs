@@ -13,7 +13,11 @@ struct SystemPackage {
 }
 
 /// What the test suite needs from the system.
-const TEST_PACKAGES: &[SystemPackage] = &[];
+const TEST_PACKAGES: &[SystemPackage] = &[
+    // The printer link is tested against a real MQTT broker over TLS, the path a real
+    // printer takes.
+    SystemPackage { name: "mosquitto", installs: "/usr/sbin/mosquitto" },
+];
 
 /// Services started for the test run; they stop when this value is dropped.
 #[derive(Debug, Default)]

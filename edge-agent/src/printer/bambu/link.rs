@@ -248,7 +248,10 @@ impl Link {
         options.set_credentials("bblp", config.access_code.0.clone());
         options.set_keep_alive(config.keep_alive);
         options.set_clean_session(true);
-        options.set_max_packet_size(MAX_REPORT_BYTES + 1024, 64 * 1024);
+        // Accept up to 4x the report limit on the wire, so an oversized report is rejected by the
+        // merger with a clear error while the session stays up; only beyond that does the MQTT
+        // layer drop the connection.
+        options.set_max_packet_size(4 * MAX_REPORT_BYTES, 64 * 1024);
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls))));
         let (client, mut eventloop) = AsyncClient::new(options, 16);
         let report_topic = format!("device/{}/report", config.serial);

@@ -1,0 +1,446 @@
+//! Starting the simulator, the handle that controls it, and the task that drives the printer.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::Publish;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::broker::{self, BrokerShared, CertResolver, Inbound};
+use crate::certs::{CertError, LeafCert, PrinterCa};
+use crate::config::{
+    AccessCode, ConfigError, Fault, FaultKind, JobSpec, Model, PrinterSerial, SimConfig,
+};
+use crate::events::{EVENT_CAPACITY, PublishedKind, SimEvent, SimEvents};
+use crate::printer::{DEFAULT_GCODE_FILE, JobRejected, Outgoing, Printer, PrinterSettings};
+
+/// How long `shutdown` waits for connections and tasks to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Requests queued between the broker and the printer.
+const INBOUND_CAPACITY: usize = 64;
+/// Control messages queued from the handle to the printer.
+const CONTROL_CAPACITY: usize = 16;
+/// Messages queued per client before a slow one starts losing QoS 0 reports.
+const OUTBOUND_CAPACITY: usize = 256;
+
+/// Starts simulators.
+#[derive(Debug)]
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds `config.bind`, issues the printer's certificate and starts serving. The returned
+    /// handle controls the running simulator; dropping it stops the simulator.
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        validate(&config)?;
+        let ca = match config.ca.clone() {
+            Some(ca) => ca,
+            None => PrinterCa::bbl()?,
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let leaf = match config.leaf.clone() {
+            Some(leaf) => leaf,
+            None => ca.issue_leaf(config.serial.as_str())?,
+        };
+        let resolver = Arc::new(CertResolver::new(certified_key(&provider, leaf.clone())?));
+        let tls_config = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        let acceptor = TlsAcceptor::from(Arc::new(tls_config));
+        let listener = TcpListener::bind(config.bind).await.map_err(SimError::Bind)?;
+        let addr = listener.local_addr().map_err(SimError::Bind)?;
+
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (outbound, _) = broadcast::channel(OUTBOUND_CAPACITY);
+        let (inbound_sender, inbound) = mpsc::channel(INBOUND_CAPACITY);
+        let (control_sender, control) = mpsc::channel(CONTROL_CAPACITY);
+        let (generation, generation_receiver) = watch::channel(0);
+        let report_topic = format!("device/{}/report", config.serial);
+        let report_subscribers = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(BrokerShared {
+            access_code: config.access_code.clone(),
+            family: config.model.family(),
+            report_topic: report_topic.clone(),
+            report_subscribers: report_subscribers.clone(),
+            request_topic: format!("device/{}/request", config.serial),
+            outbound: outbound.clone(),
+            inbound: inbound_sender,
+            events: events.clone(),
+            generation: generation_receiver,
+        });
+
+        let mut printer = Printer::new(
+            PrinterSettings {
+                serial: config.serial.clone(),
+                model: config.model,
+                report_style: config.report_style,
+                layer_interval: config.layer_interval,
+                project_file_layers: config.job_layers,
+                loop_jobs: config.loop_jobs,
+            },
+            &config.faults,
+        );
+        if let Some(job) = config.autostart_job.clone() {
+            printer.start_job(job, DEFAULT_GCODE_FILE)?;
+        }
+        let driver = PrinterDriver {
+            printer,
+            replay: config.replay.clone().map(|replay| replay.into_messages().into()),
+            report_subscribers,
+            inbound,
+            control,
+            publisher: Publisher { topic: report_topic, outbound, events: events.clone() },
+            layer_interval: config.layer_interval,
+            report_interval: config.report_interval,
+        };
+
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let span = info_span!("printer_sim", serial = %config.serial, model = %config.model);
+        tracker.spawn(driver.run(shutdown.clone()).instrument(span.clone()));
+        tracker.spawn(
+            broker::run(listener, acceptor, shared, shutdown.clone(), tracker.clone())
+                .instrument(span),
+        );
+        info!(%addr, serial = %config.serial, model = %config.model, "Printer simulator listening.");
+        Ok(SimHandle {
+            addr,
+            serial: config.serial,
+            access_code: config.access_code,
+            model: config.model,
+            ca,
+            leaf: Mutex::new(leaf),
+            provider,
+            resolver,
+            control: control_sender,
+            events,
+            generation,
+            shutdown,
+            tracker,
+        })
+    }
+}
+
+/// Controls a running simulator. Dropping it stops the simulator (without waiting).
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    serial: PrinterSerial,
+    access_code: AccessCode,
+    model: Model,
+    ca: PrinterCa,
+    /// The leaf new handshakes present (kept with its key, to restart with the same one).
+    leaf: Mutex<LeafCert>,
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<CertResolver>,
+    control: mpsc::Sender<Control>,
+    events: broadcast::Sender<SimEvent>,
+    generation: watch::Sender<u64>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl SimHandle {
+    /// The address the MQTT/TLS server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The printer's serial.
+    pub fn serial(&self) -> &PrinterSerial {
+        &self.serial
+    }
+
+    /// The access code (the MQTT password).
+    pub fn access_code(&self) -> &AccessCode {
+        &self.access_code
+    }
+
+    /// The model simulated.
+    pub fn model(&self) -> Model {
+        self.model
+    }
+
+    /// `device/<serial>/report`.
+    pub fn report_topic(&self) -> String {
+        format!("device/{}/report", self.serial)
+    }
+
+    /// `device/<serial>/request`.
+    pub fn request_topic(&self) -> String {
+        format!("device/{}/request", self.serial)
+    }
+
+    /// The CA that issued the printer's certificate.
+    pub fn ca(&self) -> &PrinterCa {
+        &self.ca
+    }
+
+    /// The CA certificate, DER (the client's trust anchor).
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.ca.cert_der()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca.cert_pem()
+    }
+
+    /// The leaf certificate new connections are served, DER.
+    pub fn leaf_der(&self) -> CertificateDer<'static> {
+        self.leaf().cert_der().clone()
+    }
+
+    /// The leaf certificate and its key (for `SimConfig::leaf`, or a mosquitto stand-in).
+    pub fn leaf(&self) -> LeafCert {
+        self.leaf.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// A receiver of everything the simulator does from now on.
+    pub fn events(&self) -> SimEvents {
+        SimEvents::new(self.events.subscribe())
+    }
+
+    /// Starts a job of `layers` layers named `name`, unless one is in progress.
+    pub async fn start_job(&self, name: &str, layers: u32) -> Result<(), SimError> {
+        let (reply, answer) = oneshot::channel();
+        let spec = JobSpec { name: name.to_owned(), layers };
+        self.send(Control::StartJob { spec, reply }).await?;
+        answer.await.map_err(|_| SimError::Stopped)?.map_err(SimError::Job)
+    }
+
+    /// Arms a fault (replacing one of the same kind). In effect when this returns.
+    pub async fn set_fault(&self, fault: Fault) -> Result<(), SimError> {
+        validate_fault(&fault)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Control::SetFault { fault, reply }).await?;
+        answer.await.map_err(|_| SimError::Stopped)
+    }
+
+    /// Disarms a fault. In effect when this returns.
+    pub async fn clear_fault(&self, kind: FaultKind) -> Result<(), SimError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Control::ClearFault { kind, reply }).await?;
+        answer.await.map_err(|_| SimError::Stopped)
+    }
+
+    /// The printer's full state, as a `{"print":{…}}` report would show it.
+    pub async fn snapshot(&self) -> Result<Value, SimError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Control::Snapshot { reply }).await?;
+        answer.await.map_err(|_| SimError::Stopped)
+    }
+
+    /// Closes every client connection now (without TLS close_notify). Clients may reconnect.
+    pub fn drop_connections(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
+        let _ = self.events.send(SimEvent::ConnectionsDropped);
+        info!("Dropped all client connections.");
+    }
+
+    /// Issues a new leaf certificate with a new key; handshakes from now on present it.
+    /// Open connections keep the old one: call [`SimHandle::drop_connections`] to force
+    /// clients to reconnect and see the change. Returns the new leaf, DER.
+    pub fn rotate_certificate(&self) -> Result<CertificateDer<'static>, SimError> {
+        let leaf = self.ca.issue_leaf(self.serial.as_str())?;
+        let leaf_der = leaf.cert_der().clone();
+        self.resolver.set(certified_key(&self.provider, leaf.clone())?);
+        *self.leaf.lock().unwrap_or_else(PoisonError::into_inner) = leaf;
+        let _ = self.events.send(SimEvent::CertificateRotated);
+        info!("Rotated the printer certificate.");
+        Ok(leaf_der)
+    }
+
+    /// Stops serving, closes connections and waits (up to a few seconds) for every task.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+            warn!("Simulator tasks did not stop within the grace period.");
+        }
+    }
+
+    async fn send(&self, control: Control) -> Result<(), SimError> {
+        self.control.send(control).await.map_err(|_| SimError::Stopped)
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The simulator could not start, or could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The configuration is invalid.
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    /// Binding the listening socket failed.
+    #[error("cannot listen")]
+    Bind(#[source] std::io::Error),
+    /// Generating the certificates failed.
+    #[error("cannot create certificates")]
+    Cert(#[from] CertError),
+    /// Building the TLS configuration failed.
+    #[error("cannot configure TLS")]
+    Tls(#[from] rustls::Error),
+    /// The printer refused to start a job.
+    #[error("job not started")]
+    Job(#[from] JobRejected),
+    /// The simulator has stopped.
+    #[error("the simulator has stopped")]
+    Stopped,
+}
+
+#[derive(Debug)]
+enum Control {
+    StartJob { spec: JobSpec, reply: oneshot::Sender<Result<(), JobRejected>> },
+    SetFault { fault: Fault, reply: oneshot::Sender<()> },
+    ClearFault { kind: FaultKind, reply: oneshot::Sender<()> },
+    Snapshot { reply: oneshot::Sender<Value> },
+}
+
+/// Drives the [`Printer`]: steps, reports, requests and control messages.
+struct PrinterDriver {
+    printer: Printer,
+    replay: Option<VecDeque<Value>>,
+    /// Clients subscribed to the report topic; a replay waits for one.
+    report_subscribers: Arc<AtomicUsize>,
+    inbound: mpsc::Receiver<Inbound>,
+    control: mpsc::Receiver<Control>,
+    publisher: Publisher,
+    layer_interval: Duration,
+    report_interval: Duration,
+}
+
+impl PrinterDriver {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut steps = interval_at(Instant::now() + self.layer_interval, self.layer_interval);
+        steps.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut reports = interval_at(Instant::now() + self.report_interval, self.report_interval);
+        reports.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = steps.tick() => self.printer.step(),
+                _ = reports.tick() => self.report(),
+                Some(inbound) = self.inbound.recv() => {
+                    for outgoing in self.printer.handle_request(&inbound.request) {
+                        match outgoing {
+                            // A replay replaces the printer's own reports, pushall included.
+                            Outgoing::Report(_) if self.replay.is_some() => {}
+                            Outgoing::Report(report) => self.publisher.publish(PublishedKind::Report, report),
+                            Outgoing::Reply(reply) => self.publisher.publish(PublishedKind::Reply, reply),
+                        }
+                    }
+                }
+                Some(control) = self.control.recv() => self.control(control),
+            }
+        }
+    }
+
+    fn report(&mut self) {
+        match self.replay.as_mut() {
+            Some(replay) => {
+                if self.printer.is_silent() || self.report_subscribers.load(Ordering::Relaxed) == 0
+                {
+                    return;
+                }
+                if let Some(message) = replay.pop_front() {
+                    self.publisher.publish(PublishedKind::Replay, message);
+                }
+            }
+            None => {
+                if let Some(report) = self.printer.report() {
+                    self.publisher.publish(PublishedKind::Report, report);
+                }
+            }
+        }
+    }
+
+    fn control(&mut self, control: Control) {
+        match control {
+            Control::StartJob { spec, reply } => {
+                let _ = reply.send(self.printer.start_job(spec, DEFAULT_GCODE_FILE));
+            }
+            Control::SetFault { fault, reply } => {
+                self.printer.set_fault(fault);
+                let _ = reply.send(());
+            }
+            Control::ClearFault { kind, reply } => {
+                self.printer.clear_fault(kind);
+                let _ = reply.send(());
+            }
+            Control::Snapshot { reply } => {
+                let _ = reply.send(self.printer.snapshot());
+            }
+        }
+    }
+}
+
+/// Publishes the printer's messages to subscribed clients and to the event stream.
+struct Publisher {
+    topic: String,
+    outbound: broadcast::Sender<Publish>,
+    events: broadcast::Sender<SimEvent>,
+}
+
+impl Publisher {
+    fn publish(&self, kind: PublishedKind, message: Value) {
+        match serde_json::to_vec(&message) {
+            Ok(payload) => {
+                // No connected client is fine: QoS 0 messages are simply not delivered.
+                let _ = self.outbound.send(Publish::new(&self.topic, QoS::AtMostOnce, payload));
+            }
+            Err(error) => warn!(%error, "Cannot serialise a message."),
+        }
+        let _ = self.events.send(SimEvent::Published { kind, message });
+    }
+}
+
+fn certified_key(provider: &CryptoProvider, leaf: LeafCert) -> Result<CertifiedKey, SimError> {
+    let key = provider.key_provider.load_private_key(leaf.private_key())?;
+    Ok(CertifiedKey::new(leaf.chain_der, key))
+}
+
+fn validate(config: &SimConfig) -> Result<(), ConfigError> {
+    if config.layer_interval.is_zero() {
+        return Err(ConfigError::Zero("layer interval"));
+    }
+    if config.report_interval.is_zero() {
+        return Err(ConfigError::Zero("report interval"));
+    }
+    if config.job_layers == 0 {
+        return Err(ConfigError::Zero("job layers"));
+    }
+    if config.autostart_job.as_ref().is_some_and(|job| job.layers == 0) {
+        return Err(ConfigError::Zero("autostart job layers"));
+    }
+    config.faults.iter().try_for_each(validate_fault)
+}
+
+fn validate_fault(fault: &Fault) -> Result<(), ConfigError> {
+    match fault {
+        Fault::FailAtLayer { layer: 0, .. } | Fault::RunoutAtLayer { layer: 0 } => {
+            Err(ConfigError::Zero("fault layer"))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,6 @@
+//! kitt's system tests: one binary, a module per area.
+
+// A test binary: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
+
+mod printer_link;

@@ -1,0 +1,222 @@
+//! The agent's Bambu printer link over real MQTT and real TLS, against mosquitto (the path a
+//! real printer takes, fed with recorded reports) and against `kitt-printer-sim`.
+
+use std::time::Duration;
+
+use edge_agent::printer::bambu::link::{self, AccessCode, LinkConfig, LinkOutput, LinkProblem};
+use edge_agent::printer::bambu::tls::{CertificateProblem, Trust};
+use proto::{PrintState, PrinterId};
+use rumqttc::QoS;
+use serde_json::Value;
+use tests::mosquitto::Mosquitto;
+use tests::{init, wait_for};
+use tokio_util::sync::CancellationToken;
+
+const SERIAL: &str = "0300AA391800001";
+const ACCESS_CODE: &str = "12345678";
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../edge-agent/test_data/bambu/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["message"].clone()
+}
+
+fn config(port: u16, access_code: &str, trust: Trust) -> LinkConfig {
+    let mut config = LinkConfig::new(
+        "127.0.0.1".into(),
+        PrinterId::new(SERIAL).unwrap(),
+        AccessCode::new(access_code).unwrap(),
+        trust,
+    );
+    config.port = port;
+    config.backoff_min = Duration::from_millis(50);
+    config.backoff_max = Duration::from_millis(500);
+    config
+}
+
+/// Publishes recorded reports as the printer would, once the agent has asked for them.
+async fn replay_on_request(broker: &Mosquitto, reports: Vec<Value>) -> tokio::task::JoinHandle<()> {
+    let (client, mut eventloop) = broker.recorder();
+    client.subscribe(format!("device/{SERIAL}/request"), QoS::AtMostOnce).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok(event) = eventloop.poll().await else { return };
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(request)) = event {
+                let request: Value = serde_json::from_slice(&request.payload).unwrap_or_default();
+                if request["pushing"]["command"] == "pushall" {
+                    for report in &reports {
+                        let topic = format!("device/{SERIAL}/report");
+                        client
+                            .publish(topic, QoS::AtMostOnce, false, report.to_string())
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn recorded_a1_mini_reports_through_mosquitto_give_the_right_state() {
+    init();
+    let broker = Mosquitto::start(SERIAL, ACCESS_CODE).unwrap();
+    let replay = replay_on_request(
+        &broker,
+        vec![fixture("get_version-a1mini.json"), fixture("pushall-n1-idle.json")],
+    )
+    .await;
+    let trust = Trust::Ca(vec![broker.ca_der.clone()]);
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) =
+        link::spawn(config(broker.tls_port, ACCESS_CODE, trust), shutdown.clone());
+
+    let state = wait_for(&mut outputs, "the printer's state", |o| match o {
+        LinkOutput::State(s) if s.firmware.is_some() && !s.ams.is_empty() => Some(s.clone()),
+        _ => None,
+    })
+    .await;
+    let json = proto::json::printer_state(&state);
+    assert_eq!(json["state"], "idle");
+    assert_eq!(json["model"], "N1");
+    assert_eq!(json["firmware"], "01.07.02.00");
+    assert_eq!(json["speed_level"], "standard");
+    assert_eq!(json["ams"][0]["kind"], "ams_lite");
+    assert_eq!(json["ams"][0]["trays"][0]["color"], "#DE4343");
+    assert_eq!(json["ams"][0]["trays"][2]["material"], "PETG");
+    assert_eq!(json["lights"]["chamber_light"], "off");
+    assert_eq!(state.state, PrintState::Idle);
+
+    shutdown.cancel();
+    task.await.unwrap();
+    replay.abort();
+}
+
+#[tokio::test]
+async fn a_wrong_access_code_gives_one_clear_error_and_a_slow_retry() {
+    init();
+    let broker = Mosquitto::start(SERIAL, ACCESS_CODE).unwrap();
+    let trust = Trust::Ca(vec![broker.ca_der.clone()]);
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) =
+        link::spawn(config(broker.tls_port, "87654321", trust), shutdown.clone());
+    let problem = wait_for(&mut outputs, "a refused access code", |o| match o {
+        LinkOutput::Problem(p) => Some(p.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(problem, LinkProblem::WrongAccessCode { retry_s: 60 });
+    assert!(problem.to_string().contains("access code"), "{problem}");
+    // The retry is slow: nothing else arrives while the test would notice a fast loop.
+    let next = tokio::time::timeout(Duration::from_secs(2), outputs.recv()).await;
+    assert!(next.is_err(), "the link retried at once: {next:?}");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_or_serial_is_refused() {
+    init();
+    let broker = Mosquitto::start(SERIAL, ACCESS_CODE).unwrap();
+    let other_ca = printer_sim::certs::PrinterCa::generate("Someone Else CA").unwrap();
+    let trust = Trust::Ca(vec![other_ca.cert_der().to_vec()]);
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) =
+        link::spawn(config(broker.tls_port, ACCESS_CODE, trust), shutdown.clone());
+    let problem = wait_for(&mut outputs, "a refused certificate", |o| match o {
+        LinkOutput::Problem(LinkProblem::Certificate { problem, .. }) => Some(problem.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(matches!(problem, CertificateProblem::Untrusted(_)), "{problem:?}");
+    shutdown.cancel();
+    task.await.unwrap();
+
+    // The right CA, but the agent expects another printer at this address.
+    let mut wrong_serial =
+        config(broker.tls_port, ACCESS_CODE, Trust::Ca(vec![broker.ca_der.clone()]));
+    wrong_serial.serial = PrinterId::new("01P00A000000999").unwrap();
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) = link::spawn(wrong_serial, shutdown.clone());
+    let problem = wait_for(&mut outputs, "a certificate for another serial", |o| match o {
+        LinkOutput::Problem(LinkProblem::Certificate { problem, .. }) => Some(problem.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(matches!(problem, CertificateProblem::WrongSerial { .. }), "{problem:?}");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn trust_on_first_use_pins_the_key_and_refuses_a_change() {
+    init();
+    let pins = tempfile::tempdir().unwrap();
+    let pin_file = pins.path().join(format!("{SERIAL}.sha256"));
+    let first = Mosquitto::start(SERIAL, ACCESS_CODE).unwrap();
+    let _replay = replay_on_request(&first, vec![fixture("pushall-n1-idle.json")]).await;
+    let trust = Trust::FirstUse { pin_file: pin_file.clone() };
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) =
+        link::spawn(config(first.tls_port, ACCESS_CODE, trust.clone()), shutdown.clone());
+    wait_for(&mut outputs, "a state over the pinned connection", |o| {
+        matches!(o, LinkOutput::State(_)).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap();
+    assert!(pin_file.exists(), "the key was pinned");
+
+    // Another device (a new key) now answers for the same serial.
+    let impostor = Mosquitto::start(SERIAL, ACCESS_CODE).unwrap();
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) =
+        link::spawn(config(impostor.tls_port, ACCESS_CODE, trust), shutdown.clone());
+    let problem = wait_for(&mut outputs, "a refused key change", |o| match o {
+        LinkOutput::Problem(LinkProblem::Certificate { problem, .. }) => Some(problem.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(matches!(problem, CertificateProblem::PinMismatch { .. }), "{problem:?}");
+    assert!(problem.to_string().contains("CHANGED"), "{problem}");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_reports_are_reported_and_the_link_keeps_going() {
+    init();
+    let broker = Mosquitto::start(SERIAL, ACCESS_CODE).unwrap();
+    let huge = serde_json::json!({"print": {"msg": 1, "junk": "x".repeat(300 * 1024)}});
+    let reports = vec![
+        serde_json::json!("not an object"),
+        huge,
+        serde_json::json!({"print": {"msg": 1, "mc_percent": {"nested": true}, "layer_num": "7"}}),
+        fixture("pushall-n1-idle.json"),
+    ];
+    let _replay = replay_on_request(&broker, reports).await;
+    let shutdown = CancellationToken::new();
+    let trust = Trust::Ca(vec![broker.ca_der.clone()]);
+    let (_handle, mut outputs, task) =
+        link::spawn(config(broker.tls_port, ACCESS_CODE, trust), shutdown.clone());
+    let problem = wait_for(&mut outputs, "a rejected report", |o| match o {
+        LinkOutput::Problem(LinkProblem::BadReport(detail)) => Some(detail.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(problem.contains("not a JSON object"), "{problem}");
+    let problem = wait_for(&mut outputs, "a rejected oversized report", |o| match o {
+        LinkOutput::Problem(LinkProblem::BadReport(detail)) => Some(detail.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(problem.contains("exceeds"), "{problem}");
+    // The full report after the bad ones still arrives.
+    wait_for(&mut outputs, "the good report after the bad ones", |o| match o {
+        LinkOutput::State(s) if !s.ams.is_empty() => Some(()),
+        _ => None,
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap();
+}
