@@ -220,3 +220,158 @@ async fn malformed_and_oversized_reports_are_reported_and_the_link_keeps_going()
     shutdown.cancel();
     task.await.unwrap();
 }
+
+mod against_the_simulator {
+    use std::time::Duration;
+
+    use edge_agent::printer::bambu::link::{self, LinkHandle, LinkOutput};
+    use edge_agent::printer::bambu::tls::Trust;
+    use printer_sim::config::{Fault, Hms as SimHms, Model, SimConfig};
+    use printer_sim::{SimHandle, Simulator};
+    use proto::{
+        CommandAction, CommandOutcome, ControlCapability, JobOutcome, PrintState, PrinterEventKind,
+    };
+    use tests::{init, wait_for};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    const SIM_SERIAL: &str = "01P00A391800002";
+
+    async fn simulator(faults: Vec<Fault>) -> SimHandle {
+        let mut config =
+            SimConfig::new(SIM_SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
+                .with_intervals(Duration::from_millis(20), Duration::from_millis(20));
+        config.faults = faults;
+        Simulator::start(config).await.unwrap()
+    }
+
+    async fn connect(
+        sim: &SimHandle,
+    ) -> (LinkHandle, mpsc::Receiver<LinkOutput>, CancellationToken) {
+        let mut config =
+            super::config(sim.addr().port(), "12345678", Trust::Ca(vec![sim.ca_der().to_vec()]));
+        config.serial = proto::PrinterId::new(SIM_SERIAL).unwrap();
+        let shutdown = CancellationToken::new();
+        let (handle, mut outputs, _task) = link::spawn(config, shutdown.clone());
+        wait_for(&mut outputs, "the idle printer", |o| match o {
+            LinkOutput::State(s) if s.state == PrintState::Idle && s.firmware.is_some() => Some(()),
+            _ => None,
+        })
+        .await;
+        (handle, outputs, shutdown)
+    }
+
+    /// Collects events until a job ends.
+    async fn events_until_job_ends(
+        outputs: &mut mpsc::Receiver<LinkOutput>,
+    ) -> Vec<PrinterEventKind> {
+        let mut events = Vec::new();
+        wait_for(outputs, "the end of the job", |o| match o {
+            LinkOutput::Event { kind, .. } => {
+                events.push(kind.clone());
+                matches!(kind, PrinterEventKind::JobFinished { .. }).then_some(())
+            }
+            _ => None,
+        })
+        .await;
+        events
+    }
+
+    #[tokio::test]
+    async fn a_whole_print_job_from_idle_to_finished() {
+        init();
+        let sim = simulator(Vec::new()).await;
+        let (_handle, mut outputs, shutdown) = connect(&sim).await;
+        sim.start_job("benchy", 5).await.unwrap();
+        let events = events_until_job_ends(&mut outputs).await;
+        let position = |want: &PrinterEventKind| events.iter().position(|e| e == want);
+        let started = position(&PrinterEventKind::JobStarted {
+            job_name: Some("benchy".into()),
+            total_layers: Some(5),
+        });
+        let printing = position(&PrinterEventKind::StateChanged {
+            from: PrintState::Preparing,
+            to: PrintState::Printing,
+        });
+        let finished = position(&PrinterEventKind::JobFinished {
+            job_name: Some("benchy".into()),
+            outcome: JobOutcome::Succeeded,
+        });
+        assert!(started.is_some() && printing.is_some() && finished.is_some(), "{events:#?}");
+        assert!(started < printing && printing < finished, "{events:#?}");
+        shutdown.cancel();
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_scripted_failure_shows_its_hms_code_and_print_error() {
+        init();
+        let hms: SimHms = "0300_0100_0001_0007".parse().unwrap();
+        let sim =
+            simulator(vec![Fault::FailAtLayer { layer: 3, hms, print_error: 0x0300_8003 }]).await;
+        let (_handle, mut outputs, shutdown) = connect(&sim).await;
+        sim.start_job("cube", 10).await.unwrap();
+        let events = events_until_job_ends(&mut outputs).await;
+        let alert = proto::Hms { attr: hms.attr, code: hms.code };
+        assert_eq!(
+            events.last(),
+            Some(&PrinterEventKind::JobFinished {
+                job_name: Some("cube".into()),
+                outcome: JobOutcome::Failed { print_error: Some(0x0300_8003), hms: vec![alert] },
+            }),
+            "{events:#?}"
+        );
+        // What `kitt-agent watch` prints for it.
+        let json = proto::json::printer_event(events.last().unwrap());
+        assert_eq!(json["type"], "job_failed");
+        assert_eq!(json["error"]["print_error"], "0300_8003");
+        assert_eq!(json["error"]["hms"][0]["code"], "0300_0100_0001_0007");
+        shutdown.cancel();
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn pause_and_resume_are_acknowledged_and_change_the_state() {
+        init();
+        let sim = simulator(Vec::new()).await;
+        let (handle, mut outputs, shutdown) = connect(&sim).await;
+        sim.start_job("long", 1000).await.unwrap();
+        wait_for(&mut outputs, "printing", |o| match o {
+            LinkOutput::State(s) if s.state == PrintState::Printing => Some(()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(handle.send(CommandAction::Pause).await, CommandOutcome::Succeeded);
+        wait_for(&mut outputs, "paused", |o| match o {
+            LinkOutput::Event { kind: PrinterEventKind::JobPaused { .. }, .. } => Some(()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(handle.send(CommandAction::Resume).await, CommandOutcome::Succeeded);
+        wait_for(&mut outputs, "resumed", |o| match o {
+            LinkOutput::Event { kind: PrinterEventKind::JobResumed, .. } => Some(()),
+            _ => None,
+        })
+        .await;
+        shutdown.cancel();
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_printer_without_developer_mode_becomes_read_only() {
+        init();
+        let sim = simulator(vec![Fault::RefuseControl]).await;
+        let (handle, mut outputs, shutdown) = connect(&sim).await;
+        assert_eq!(handle.send(CommandAction::Pause).await, CommandOutcome::ReadOnly);
+        wait_for(&mut outputs, "read-only control", |o| match o {
+            LinkOutput::Event {
+                kind: PrinterEventKind::ControlChanged { to: ControlCapability::ReadOnly, .. },
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+        shutdown.cancel();
+        sim.shutdown().await;
+    }
+}
