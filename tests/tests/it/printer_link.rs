@@ -34,6 +34,18 @@ fn config(port: u16, access_code: &str, trust: Trust) -> LinkConfig {
     config
 }
 
+/// Waits for the link to report a refused certificate.
+async fn certificate_problem(
+    outputs: &mut tokio::sync::mpsc::Receiver<LinkOutput>,
+    what: &str,
+) -> CertificateProblem {
+    wait_for(outputs, what, |o| match o {
+        LinkOutput::Problem(LinkProblem::Certificate { problem, .. }) => Some(problem.clone()),
+        _ => None,
+    })
+    .await
+}
+
 /// Publishes recorded reports as the printer would, once the agent has asked for them.
 async fn replay_on_request(broker: &Mosquitto, reports: Vec<Value>) -> tokio::task::JoinHandle<()> {
     let (client, mut eventloop) = broker.recorder();
@@ -123,11 +135,7 @@ async fn a_certificate_from_another_ca_or_serial_is_refused() {
     let shutdown = CancellationToken::new();
     let (_handle, mut outputs, task) =
         link::spawn(config(broker.tls_port, ACCESS_CODE, trust), shutdown.clone());
-    let problem = wait_for(&mut outputs, "a refused certificate", |o| match o {
-        LinkOutput::Problem(LinkProblem::Certificate { problem, .. }) => Some(problem.clone()),
-        _ => None,
-    })
-    .await;
+    let problem = certificate_problem(&mut outputs, "a refused certificate").await;
     assert!(matches!(problem, CertificateProblem::Untrusted(_)), "{problem:?}");
     shutdown.cancel();
     task.await.unwrap();
@@ -138,11 +146,7 @@ async fn a_certificate_from_another_ca_or_serial_is_refused() {
     wrong_serial.serial = PrinterId::new("01P00A000000999").unwrap();
     let shutdown = CancellationToken::new();
     let (_handle, mut outputs, task) = link::spawn(wrong_serial, shutdown.clone());
-    let problem = wait_for(&mut outputs, "a certificate for another serial", |o| match o {
-        LinkOutput::Problem(LinkProblem::Certificate { problem, .. }) => Some(problem.clone()),
-        _ => None,
-    })
-    .await;
+    let problem = certificate_problem(&mut outputs, "a certificate for another serial").await;
     assert!(matches!(problem, CertificateProblem::WrongSerial { .. }), "{problem:?}");
     shutdown.cancel();
     task.await.unwrap();
@@ -172,11 +176,7 @@ async fn trust_on_first_use_pins_the_key_and_refuses_a_change() {
     let shutdown = CancellationToken::new();
     let (_handle, mut outputs, task) =
         link::spawn(config(impostor.tls_port, ACCESS_CODE, trust), shutdown.clone());
-    let problem = wait_for(&mut outputs, "a refused key change", |o| match o {
-        LinkOutput::Problem(LinkProblem::Certificate { problem, .. }) => Some(problem.clone()),
-        _ => None,
-    })
-    .await;
+    let problem = certificate_problem(&mut outputs, "a refused key change").await;
     assert!(matches!(problem, CertificateProblem::PinMismatch { .. }), "{problem:?}");
     assert!(problem.to_string().contains("CHANGED"), "{problem}");
     shutdown.cancel();
