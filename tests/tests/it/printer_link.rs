@@ -374,4 +374,73 @@ mod against_the_simulator {
         shutdown.cancel();
         sim.shutdown().await;
     }
+
+    #[tokio::test]
+    async fn a_silent_printer_is_marked_unreachable_and_comes_back() {
+        init();
+        let sim = simulator(Vec::new()).await;
+        let mut config =
+            super::config(sim.addr().port(), "12345678", Trust::Ca(vec![sim.ca_der().to_vec()]));
+        config.serial = proto::PrinterId::new(SIM_SERIAL).unwrap();
+        config.session.silence_timeout = Duration::from_millis(600);
+        let shutdown = CancellationToken::new();
+        let (_handle, mut outputs, _task) = link::spawn(config, shutdown.clone());
+        wait_for(&mut outputs, "the idle printer", |o| match o {
+            LinkOutput::State(s) if s.state == PrintState::Idle => Some(()),
+            _ => None,
+        })
+        .await;
+        sim.set_fault(Fault::Silent).await.unwrap();
+        let offline = wait_for(&mut outputs, "the offline state", |o| match o {
+            LinkOutput::State(s) if s.state == PrintState::Offline => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(offline.last_report_at.is_some(), "the last known report time is kept");
+        let reason = wait_for(&mut outputs, "the printer marked unreachable", |o| match o {
+            LinkOutput::Event { kind: PrinterEventKind::Unreachable { reason }, .. } => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(reason, "no report for 600 ms");
+        // The link reconnects; once the printer talks again it is reachable and idle.
+        sim.clear_fault(printer_sim::config::FaultKind::Silent).await.unwrap();
+        wait_for(&mut outputs, "the printer reachable again", |o| match o {
+            LinkOutput::Event { kind: PrinterEventKind::Reachable, .. } => Some(()),
+            _ => None,
+        })
+        .await;
+        shutdown.cancel();
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_model_is_named_and_its_state_still_shown() {
+    init();
+    let broker = Mosquitto::start(SERIAL, ACCESS_CODE).unwrap();
+    let mut version = fixture("get_version-a1mini.json");
+    version["info"]["module"][0]["product_name"] = "Bambu Lab Z9 Ultra".into();
+    let _replay = replay_on_request(&broker, vec![version, fixture("pushall-n1-idle.json")]).await;
+    let trust = Trust::Ca(vec![broker.ca_der.clone()]);
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) =
+        link::spawn(config(broker.tls_port, ACCESS_CODE, trust), shutdown.clone());
+    let problem = wait_for(&mut outputs, "the unknown model named", |o| match o {
+        LinkOutput::Problem(p @ LinkProblem::UnknownModel(_)) => Some(p.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(problem.to_string().contains("unknown model \"Bambu Lab Z9 Ultra\""), "{problem}");
+    let state = wait_for(&mut outputs, "the state", |o| match o {
+        LinkOutput::State(s) if !s.ams.is_empty() => Some(s.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(state.model.as_deref(), Some("Bambu Lab Z9 Ultra"));
+    assert_eq!(state.state, PrintState::Idle);
+    shutdown.cancel();
+    task.await.unwrap();
 }

@@ -101,6 +101,10 @@ pub enum LinkProblem {
     BadReport(String),
     #[error("{0}")]
     ReadOnly(&'static str),
+    #[error(
+        "the printer reports an unknown model \"{0}\": kitt shows its state, but door and chamber readings are left out until this agent knows the model"
+    )]
+    UnknownModel(String),
 }
 
 /// Sends commands to a running link.
@@ -387,6 +391,10 @@ impl Link {
             Action::Rejected(detail) => {
                 tracing::warn!(%detail, "Ignored a malformed printer report.");
                 LinkOutput::Problem(LinkProblem::BadReport(detail))
+            }
+            Action::UnknownModel(model) => {
+                tracing::warn!(%model, "The printer reports a model this agent does not know.");
+                LinkOutput::Problem(LinkProblem::UnknownModel(model))
             }
             Action::Publish(_) | Action::Reconnect { .. } => return true,
         };

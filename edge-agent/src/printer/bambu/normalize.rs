@@ -118,8 +118,21 @@ fn model_code(context: &Context) -> Option<String> {
             _ => return None,
         })
     });
-    by_name.map(str::to_owned).or_else(|| version.project_name.clone())
+    // A model this agent does not know yet keeps the name the printer gave, so the user sees
+    // what it is; model-specific fields (door, chamber sensor) are then left unknown.
+    by_name
+        .map(str::to_owned)
+        .or_else(|| version.project_name.clone())
+        .or_else(|| version.product_name.clone().filter(|name| !name.is_empty()))
 }
+
+/// Whether kitt knows this model code's hardware (door switch, chamber sensor, AMS kind).
+pub fn is_known_model(code: &str) -> bool {
+    KNOWN_MODELS.contains(&code)
+}
+
+const KNOWN_MODELS: [&str; 12] =
+    ["BL-P001", "BL-P002", "C13", "C11", "C12", "N1", "N2S", "N7", "O1D", "O1S", "O1C", "O1E"];
 
 fn has_door(model: Option<&str>) -> bool {
     matches!(

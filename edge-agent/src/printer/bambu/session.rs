@@ -81,6 +81,9 @@ pub enum Action {
     },
     /// A report was malformed and ignored; the session goes on.
     Rejected(String),
+    /// The printer names a model kitt does not know (said once per session): its state is
+    /// shown, but model-specific readings (door, chamber sensor) are left unknown.
+    UnknownModel(String),
 }
 
 #[derive(Debug)]
@@ -104,6 +107,7 @@ pub struct Session {
     next_sequence: u64,
     pending: Vec<Pending>,
     missed_acks: u32,
+    unknown_model_reported: bool,
 }
 
 impl Session {
@@ -122,6 +126,7 @@ impl Session {
             next_sequence: 1,
             pending: Vec::new(),
             missed_acks: 0,
+            unknown_model_reported: false,
         }
     }
 
@@ -291,7 +296,7 @@ impl Session {
         let silent = silent_since.is_some_and(|t| now >= t + self.config.silence_timeout);
         // Disconnected and never heard from since: silent since the last report we had.
         if silent && self.state.state != PrintState::Offline {
-            let reason = format!("no report for {} s", self.config.silence_timeout.as_secs());
+            let reason = format!("no report for {}", seconds(self.config.silence_timeout));
             let mut offline = self.state.clone();
             offline.state = PrintState::Offline;
             offline.last_report_at = self.context.last_report_at;
@@ -319,10 +324,26 @@ impl Session {
             self.state = next;
             return;
         }
+        if let Some(model) = next.model.as_deref()
+            && !self.unknown_model_reported
+            && !super::normalize::is_known_model(model)
+        {
+            self.unknown_model_reported = true;
+            actions.push(Action::UnknownModel(model.to_owned()));
+        }
         let events = self.deriver.derive(&self.state, &next);
         self.shown = true;
         self.state = next;
         actions.push(Action::State(Box::new(self.state.clone())));
         actions.extend(events.into_iter().map(Action::Event));
+    }
+}
+
+/// `30 s`, or `600 ms` for a timeout under a second.
+fn seconds(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{} s", duration.as_secs())
     }
 }

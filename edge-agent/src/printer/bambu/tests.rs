@@ -364,3 +364,34 @@ fn malformed_reports_are_rejected_and_the_session_goes_on() {
     assert_eq!(harness.session.state().progress_percent, Some(55));
     assert_eq!(harness.session.state().layer, None);
 }
+
+#[test]
+fn an_unknown_model_is_named_once_and_its_state_still_shown() {
+    let mut harness = Harness::new();
+    let version = json!({"info": {"command": "get_version", "sequence_id": "1", "module": [
+        {"name": "ota", "product_name": "Bambu Lab Z9 Ultra", "sw_ver": "09.00.00.01"}]}});
+    harness.report(version);
+    let mut pushall = fixture("pushall-n1-idle.json");
+    pushall["print"]["home_flag"] = json!(0x0080_0000);
+    pushall["print"]["chamber_temper"] = json!(31.0);
+    let actions = harness.report(pushall.clone());
+    let named: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::UnknownModel(model) => Some(model.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, ["Bambu Lab Z9 Ultra"], "{actions:?}");
+    let state = harness.session.state();
+    assert_eq!(state.model.as_deref(), Some("Bambu Lab Z9 Ultra"));
+    assert_eq!(state.firmware.as_deref(), Some("09.00.00.01"));
+    assert_eq!(state.state, PrintState::Idle);
+    assert!(!state.ams.is_empty());
+    // Readings whose meaning depends on the hardware are left unknown, not guessed.
+    assert_eq!((state.door_open, state.chamber_temp_c), (None, None));
+    // Said once, not on every report.
+    pushall["print"]["mc_percent"] = json!(3);
+    let again = harness.report(pushall);
+    assert!(!again.iter().any(|a| matches!(a, Action::UnknownModel(_))), "{again:?}");
+}
