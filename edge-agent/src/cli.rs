@@ -28,6 +28,34 @@ pub enum Command {
     /// `{"kind":"state","state":{…}}` when the state changes, `{"kind":"event",…}` for each
     /// event, or `{"kind":"problem","message":…}` when something needs your attention.
     Watch(WatchArgs),
+    /// Enroll this device with a hub, using a token from `kitt-hub token create`.
+    ///
+    /// Generates the agent's key here (it never leaves the device), sends a certificate
+    /// signing request, and stores key, certificate and the hub CA in the state directory.
+    Enroll(EnrollArgs),
+    /// Run the agent: printer links, the outbox and the sync to the hub.
+    Run(ConfigArgs),
+    /// Check a configuration file and print every problem found.
+    Validate(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnrollArgs {
+    /// The hub's sync address, `host:port` (UDP, default port 7070).
+    #[arg(long)]
+    pub hub: String,
+    /// The token `kitt-hub token create` printed.
+    #[arg(long)]
+    pub token: String,
+    #[arg(long, default_value = crate::config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// The agent's configuration file.
+    #[arg(long, default_value = "/etc/kitt-agent/agent.toml")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +103,76 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(watch(args))
         }
+        Command::Enroll(args) => {
+            crate::init_crypto();
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let identity = runtime.block_on(crate::sync::enroll::enroll(
+                &args.hub,
+                &args.token,
+                &args.state_dir,
+            ))?;
+            print_line(&format!(
+                "enrolled as {} with the hub at {}; certificate valid until {} (Unix ms); state in {}",
+                identity.agent,
+                identity.hub,
+                identity.not_after.0,
+                args.state_dir.display()
+            ));
+            Ok(0)
+        }
+        Command::Validate(args) => match crate::config::AgentConfig::load(&args.config) {
+            Ok(config) => {
+                print_line(&format!(
+                    "{}: valid ({} printer(s), state in {})",
+                    args.config.display(),
+                    config.printers.len(),
+                    config.state_dir.display()
+                ));
+                Ok(0)
+            }
+            Err(error) => {
+                print_line(&format!("{}: {error}", args.config.display()));
+                Ok(64)
+            }
+        },
+        Command::Run(args) => {
+            let config = match crate::config::AgentConfig::load(&args.config) {
+                Ok(config) => config,
+                Err(error) => {
+                    print_line(&format!("{}: {error}", args.config.display()));
+                    return Ok(64);
+                }
+            };
+            crate::init_crypto();
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                let agent = crate::agent::start(config, shutdown.clone())?;
+                tracing::info!(agent = %agent.identity.agent, hub = %agent.identity.hub, "Agent running.");
+                wait_for_signal().await;
+                tracing::info!("Stopping.");
+                shutdown.cancel();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), agent.wait()).await;
+                Ok::<_, anyhow::Error>(0)
+            })
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (what systemd sends).
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

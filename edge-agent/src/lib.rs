@@ -3,8 +3,12 @@
 //! Subsystems (arriving issue by issue): the printer link ([`printer`]), cameras, the
 //! durable outbox and the QUIC sync to the hub. `main.rs` is a thin shell over [`cli::run`].
 
+pub mod agent;
 pub mod cli;
+pub mod config;
+pub mod outbox;
 pub mod printer;
+pub mod sync;
 
 /// Installs ring as the process's one rustls crypto provider. Safe to call more than once.
 pub fn init_crypto() {

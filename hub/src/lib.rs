@@ -2,4 +2,7 @@
 //!
 //! `main.rs` is a thin shell over [`cli::run`].
 
+pub mod ca;
 pub mod cli;
+pub mod db;
+pub mod sync;

@@ -5,6 +5,7 @@
 //! later `Hub::spawn()`, `Agent::new().hub(&hub)…`, the UDP impairment relay and a throwaway
 //! PostgreSQL.
 
+pub mod fleet;
 pub mod mosquitto;
 
 use std::time::Duration;

@@ -1,0 +1,456 @@
+//! `kitt-agent run`: the agent's subsystems wired together.
+//!
+//! ```text
+//! printer link ─outputs─▶ recorder ─records─▶ writer ─append+commit (≤ 50 ms)─▶ outbox
+//!                          (coalesces telemetry)        │ notify                  │
+//!                                                       ▼                         ▼
+//!                    command executor ◀─commands── sync client ◀──acks── hub, ──records──▶
+//!                    (ledger, expiry, preconditions, printer link)
+//! ```
+//!
+//! Every channel is bounded. The outbox lock is only taken inside blocking tasks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::{
+    AgentHealth, Command, CommandOutcome, CommandResult, ControlCapability, PrintState,
+    PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterState, PrinterTelemetry,
+    RecordBody, UnixMillis, Vendor,
+};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AgentConfig;
+use crate::outbox::{COMMIT_INTERVAL, CommandLedger, Outbox, OutboxConfig, OutboxError};
+use crate::printer::bambu::link::{self, LinkConfig, LinkHandle, LinkOutput};
+use crate::printer::bambu::tls::Trust;
+use crate::sync::client::{SharedOutbox, SyncClient, SyncClientConfig, SyncStatus};
+use crate::sync::identity::{Identity, IdentityError};
+use crate::sync::tls::Timeouts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("cannot open the outbox: {0}")]
+    Outbox(#[from] OutboxError),
+    #[error("printer {printer}: {detail}")]
+    Printer { printer: PrinterId, detail: String },
+}
+
+/// What a printer looks like to the command executor.
+#[derive(Debug, Clone, Default)]
+struct PrinterView {
+    state: PrinterState,
+    /// When the last job ended, as observed.
+    last_job_end: Option<UnixMillis>,
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct RunningAgent {
+    pub status: watch::Receiver<SyncStatus>,
+    pub outbox: SharedOutbox,
+    pub identity: Identity,
+    tasks: TaskTracker,
+}
+
+impl RunningAgent {
+    /// Waits for every task after the shutdown token fired.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Starts every subsystem; they stop when `shutdown` fires (the outbox commits last).
+pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<RunningAgent, AgentError> {
+    let identity = Identity::load(&config.state_dir)?;
+    let mut outbox_config = OutboxConfig::new(config.state_dir.join("outbox.db"));
+    outbox_config.capacity_bytes = config.capacity_bytes;
+    outbox_config.snapshot_capacity_bytes = config.snapshot_capacity_bytes;
+    let (outbox, report) = Outbox::open(outbox_config)?;
+    tracing::info!(records = report.records, bytes = report.bytes, last_seq = %report.last_seq,
+        "Opened the outbox.");
+    let outbox: SharedOutbox = Arc::new(Mutex::new(outbox));
+    let durable = Arc::new(Notify::new());
+    let tasks = TaskTracker::new();
+    let (records_tx, records_rx) = mpsc::channel(4096);
+
+    let mut printers = HashMap::new();
+    let mut infos = Vec::new();
+    let links_shutdown = shutdown.child_token();
+    for printer in &config.printers {
+        let trust = match &printer.ca {
+            Some(path) => Trust::Ca(crate::cli::read_ca(path).map_err(|e| {
+                AgentError::Printer { printer: printer.serial.clone(), detail: format!("{e:#}") }
+            })?),
+            None => Trust::FirstUse {
+                pin_file: config.state_dir.join("pins").join(format!("{}.sha256", printer.serial)),
+            },
+        };
+        let mut link_config = LinkConfig::new(
+            printer.host.clone(),
+            printer.serial.clone(),
+            printer.access_code.clone(),
+            trust,
+        );
+        link_config.port = printer.port;
+        link_config.session.model = printer.model.clone();
+        let (handle, outputs, task) = link::spawn(link_config, links_shutdown.clone());
+        tasks.spawn(async move {
+            let _ = task.await;
+        });
+        let (view_tx, view_rx) = watch::channel(PrinterView::default());
+        tasks.spawn(recorder(
+            printer.serial.clone(),
+            outputs,
+            records_tx.clone(),
+            view_tx,
+            config.telemetry_interval,
+        ));
+        printers.insert(printer.serial.clone(), (handle, view_rx));
+        infos.push(PrinterInfo {
+            id: printer.serial.clone(),
+            vendor: Vendor::BambuLab,
+            model: printer.model.clone(),
+            name: printer.name.clone(),
+            cameras: Vec::new(),
+        });
+    }
+
+    tasks.spawn(writer(outbox.clone(), records_rx, durable.clone()));
+    tasks.spawn(health(outbox.clone(), config.health_interval, shutdown.clone()));
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    tasks.spawn(executor(commands_rx, outbox.clone(), records_tx.clone(), printers));
+    drop(records_tx);
+
+    let mut sync_config = SyncClientConfig::new(config.state_dir.clone());
+    sync_config.timeouts = Timeouts { keep_alive: config.keep_alive, idle: config.idle_timeout };
+    let (client, status) =
+        SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands_tx, infos);
+    tasks.spawn(client.run(shutdown.clone()));
+    Ok(RunningAgent { status, outbox, identity, tasks })
+}
+
+/// Turns one printer's link outputs into records: every event, and telemetry at most once
+/// per `interval` (the newest state wins; nothing in between is lost that matters, since
+/// every change of state also yields an event).
+async fn recorder(
+    printer: PrinterId,
+    mut outputs: mpsc::Receiver<LinkOutput>,
+    records: mpsc::Sender<(UnixMillis, RecordBody)>,
+    view: watch::Sender<PrinterView>,
+    interval: Duration,
+) {
+    let mut last_sample: Option<Instant> = None;
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let output = tokio::select! {
+            output = outputs.recv() => output,
+            _ = tick.tick() => {
+                if dirty {
+                    dirty = false;
+                    last_sample = Some(Instant::now());
+                    let state = Box::new(view.borrow().state.clone());
+                    let body = RecordBody::Telemetry(PrinterTelemetry { printer: printer.clone(), state });
+                    if records.send((UnixMillis::now(), body)).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(output) = output else { return };
+        let record = match output {
+            LinkOutput::State(state) => {
+                view.send_modify(|view| view.state = (*state).clone());
+                let due = last_sample.is_none_or(|t| t.elapsed() >= interval);
+                if !due {
+                    dirty = true;
+                    continue;
+                }
+                dirty = false;
+                last_sample = Some(Instant::now());
+                RecordBody::Telemetry(PrinterTelemetry { printer: printer.clone(), state })
+            }
+            LinkOutput::Event { at, kind } => {
+                if matches!(kind, PrinterEventKind::JobFinished { .. }) {
+                    view.send_modify(|view| view.last_job_end = Some(at));
+                }
+                let body =
+                    RecordBody::PrinterEvent(PrinterEvent { printer: printer.clone(), kind });
+                if records.send((at, body)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            LinkOutput::Problem(problem) => {
+                tracing::warn!(printer = %printer, %problem, "Printer link problem.");
+                continue;
+            }
+        };
+        if records.send((UnixMillis::now(), record)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Appends records and commits them together at most [`COMMIT_INTERVAL`] after the first
+/// one arrived (group commit); tells the sync client after each commit.
+async fn writer(
+    outbox: SharedOutbox,
+    mut records: mpsc::Receiver<(UnixMillis, RecordBody)>,
+    durable: Arc<Notify>,
+) {
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            record = records.recv() => match record {
+                Some(record) => batch.push(record),
+                None => {
+                    // Every producer is gone: the agent is stopping. Commit what is left.
+                    commit(&outbox, Vec::new()).await;
+                    return;
+                }
+            },
+            // A commit that failed (disk full) keeps its records pending; try again.
+            _ = retry.tick() => {}
+        }
+        let deadline = Instant::now() + COMMIT_INTERVAL;
+        while batch.len() < 8192 {
+            match tokio::time::timeout_at(deadline, records.recv()).await {
+                Ok(Some(record)) => batch.push(record),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if commit(&outbox, batch).await {
+            durable.notify_one();
+        }
+    }
+}
+
+/// Appends and commits; returns whether anything became durable.
+async fn commit(outbox: &SharedOutbox, batch: Vec<(UnixMillis, RecordBody)>) -> bool {
+    let outbox = outbox.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
+        for (at, body) in batch {
+            if let Err(error) = outbox.append(at, body) {
+                tracing::warn!(%error, "Outbox refused a record.");
+            }
+        }
+        if outbox.pending() == 0 {
+            return Ok(false);
+        }
+        outbox.commit().map(|_| true)
+    })
+    .await;
+    match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "Outbox commit failed; the records stay pending.");
+            false
+        }
+        Err(error) => {
+            tracing::error!(%error, "Outbox task failed.");
+            false
+        }
+    }
+}
+
+/// Appends an `AgentHealth` record every `interval`, carrying the drops since the last one.
+async fn health(outbox: SharedOutbox, interval: Duration, shutdown: CancellationToken) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let uptime_s = started.elapsed().as_secs();
+        let outbox = outbox.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
+            let stats = outbox.stats();
+            // Taken and appended under one lock, so the next commit carries both.
+            let drops = outbox.take_drops();
+            let health = AgentHealth {
+                outbox_records: stats.records,
+                outbox_bytes: stats.bytes,
+                drops,
+                disk_free_bytes: 0,
+                uptime_s,
+                software: crate::sync::enroll::software(),
+                certificate_expires_at: None,
+            };
+            if let Err(error) = outbox.append(UnixMillis::now(), RecordBody::AgentHealth(health)) {
+                tracing::warn!(%error, "Cannot record the agent's health.");
+            }
+        })
+        .await;
+    }
+}
+
+/// Executes hub commands at most once, never after their expiry, only when their
+/// preconditions hold; reports each result as a record.
+async fn executor(
+    mut commands: mpsc::Receiver<Command>,
+    outbox: SharedOutbox,
+    records: mpsc::Sender<(UnixMillis, RecordBody)>,
+    printers: HashMap<PrinterId, (LinkHandle, watch::Receiver<PrinterView>)>,
+) {
+    while let Some(command) = commands.recv().await {
+        let id = command.id;
+        let expires_at = command.expires_at;
+        let ledger = {
+            let outbox = outbox.clone();
+            tokio::task::spawn_blocking(move || {
+                outbox.lock().unwrap_or_else(|p| p.into_inner()).command_begin(id, expires_at)
+            })
+            .await
+        };
+        let outcome = match ledger {
+            Ok(Ok(CommandLedger::New)) => execute(&command, &printers).await,
+            Ok(Ok(CommandLedger::Seen { outcome: Some(_) })) => {
+                tracing::debug!(command = %id, "Command already executed; not again.");
+                continue;
+            }
+            Ok(Ok(CommandLedger::Seen { outcome: None })) => CommandOutcome::Failed {
+                detail: "interrupted by an agent restart; not retried".into(),
+            },
+            Ok(Err(error)) => {
+                // Without a durable ledger entry, executing could repeat it: refuse.
+                tracing::error!(command = %id, %error, "Cannot record a command; not executing it.");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        tracing::info!(command = %id, printer = %command.printer, ?outcome, "Command done.");
+        let finished = {
+            let outbox = outbox.clone();
+            let outcome = outcome.clone();
+            tokio::task::spawn_blocking(move || {
+                outbox.lock().unwrap_or_else(|p| p.into_inner()).command_finish(id, &outcome)
+            })
+            .await
+        };
+        if let Ok(Err(error)) = finished {
+            tracing::error!(command = %id, %error, "Cannot record a command's outcome.");
+        }
+        let result = CommandResult { command: id, printer: command.printer.clone(), outcome };
+        if records.send((UnixMillis::now(), RecordBody::CommandResult(result))).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn execute(
+    command: &Command,
+    printers: &HashMap<PrinterId, (LinkHandle, watch::Receiver<PrinterView>)>,
+) -> CommandOutcome {
+    if UnixMillis::now() >= command.expires_at {
+        return CommandOutcome::Expired;
+    }
+    let Some((handle, view)) = printers.get(&command.printer) else {
+        return CommandOutcome::Failed {
+            detail: format!("this agent has no printer {}", command.printer),
+        };
+    };
+    let view = view.borrow().clone();
+    if let Some(failed) = unmet_precondition(command, &view) {
+        return failed;
+    }
+    handle.send(command.action.clone()).await
+}
+
+fn unmet_precondition(command: &Command, view: &PrinterView) -> Option<CommandOutcome> {
+    use proto::Precondition;
+    for precondition in &command.preconditions {
+        let detail = match precondition {
+            Precondition::StateIn(states) if !states.contains(&view.state.state) => {
+                format!("the printer is {:?}", view.state.state)
+            }
+            Precondition::ControlAvailable if view.state.control == ControlCapability::ReadOnly => {
+                "the printer is read-only (enable Developer Mode in LAN-only mode)".into()
+            }
+            Precondition::PlateConfirmedClear { at, .. } => {
+                let idle = matches!(
+                    view.state.state,
+                    PrintState::Idle | PrintState::Finished | PrintState::Failed
+                );
+                let after_last_job = view.last_job_end.is_none_or(|end| *at >= end);
+                if idle && after_last_job {
+                    continue;
+                }
+                if idle {
+                    "the plate was confirmed clear before the last job ended".into()
+                } else {
+                    format!("the printer is {:?}", view.state.state)
+                }
+            }
+            _ => continue,
+        };
+        return Some(CommandOutcome::PreconditionFailed {
+            precondition: precondition.clone(),
+            detail,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::{CommandAction, CommandId, Precondition};
+
+    use super::*;
+
+    fn command(preconditions: Vec<Precondition>) -> Command {
+        Command {
+            id: CommandId([1; 16]),
+            printer: PrinterId::new("01P00A391800001").unwrap(),
+            issued_at: UnixMillis(1_000),
+            expires_at: UnixMillis(i64::MAX),
+            preconditions,
+            action: CommandAction::Pause,
+        }
+    }
+
+    fn view(state: PrintState, last_job_end: Option<i64>) -> PrinterView {
+        PrinterView {
+            state: PrinterState { state, ..PrinterState::default() },
+            last_job_end: last_job_end.map(UnixMillis),
+        }
+    }
+
+    #[test]
+    fn a_plate_confirmation_must_follow_the_last_job() {
+        let clear = Precondition::PlateConfirmedClear { by: "ana".into(), at: UnixMillis(500) };
+        let command = command(vec![clear]);
+        assert_eq!(unmet_precondition(&command, &view(PrintState::Finished, Some(400))), None);
+        assert!(unmet_precondition(&command, &view(PrintState::Finished, Some(600))).is_some());
+        assert!(unmet_precondition(&command, &view(PrintState::Printing, None)).is_some());
+    }
+
+    #[test]
+    fn state_and_control_preconditions_are_checked() {
+        let command = command(vec![
+            Precondition::StateIn(vec![PrintState::Printing]),
+            Precondition::ControlAvailable,
+        ]);
+        assert_eq!(unmet_precondition(&command, &view(PrintState::Printing, None)), None);
+        let idle = unmet_precondition(&command, &view(PrintState::Idle, None));
+        assert!(matches!(idle, Some(CommandOutcome::PreconditionFailed { .. })), "{idle:?}");
+        let mut read_only = view(PrintState::Printing, None);
+        read_only.state.control = ControlCapability::ReadOnly;
+        assert!(unmet_precondition(&command, &read_only).is_some());
+    }
+}

@@ -1,0 +1,406 @@
+//! The QUIC driver around [`SyncMachine`]: connect, resume from the hub's watermark, stream
+//! the outbox, apply acknowledgements, pass commands on, renew the certificate, reconnect
+//! with jittered backoff.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::frame::MAX_PAYLOAD;
+use proto::{
+    AgentHello, AgentMessage, Capabilities, CertificateRequest, Command, DisconnectReason,
+    HubMessage, PrinterInfo, UnixMillis,
+};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::enroll::{client_endpoint, resolve, software};
+use super::frames::{self, FrameError, FrameReader};
+use super::identity::Identity;
+use super::machine::{SyncAction, SyncMachine};
+use super::tls::{self, HUB_SERVER_NAME, Timeouts};
+use crate::outbox::{Outbox, OutboxError};
+
+/// The outbox, shared by the writer (printer link), the committer and the sync client.
+/// Its lock is only taken inside blocking tasks, never across an `.await`.
+pub type SharedOutbox = Arc<Mutex<Outbox>>;
+
+/// The hub's close codes (see the hub's `sync::close_code`).
+const CLOSE_UNAUTHENTICATED: u32 = 2;
+const CLOSE_REVOKED: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct SyncClientConfig {
+    pub timeouts: Timeouts,
+    /// Most records in flight, sent but not acknowledged.
+    pub window: u64,
+    /// Most records and bytes in one `Records` message.
+    pub batch_records: usize,
+    pub batch_bytes: usize,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Where a renewed certificate is saved.
+    pub state_dir: PathBuf,
+}
+
+impl SyncClientConfig {
+    pub fn new(state_dir: PathBuf) -> SyncClientConfig {
+        SyncClientConfig {
+            timeouts: Timeouts::default(),
+            window: 16_384,
+            batch_records: 2_048,
+            batch_bytes: 1 << 20,
+            backoff_min: Duration::from_millis(100),
+            // Data flows again within 5 s of a link returning: the longest wait is 2 s plus
+            // jitter, plus a handshake.
+            backoff_max: Duration::from_secs(2),
+            state_dir,
+        }
+    }
+}
+
+/// What the sync client is doing, for health reports and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStatus {
+    Connecting,
+    Connected {
+        acked_through: proto::Seq,
+    },
+    Disconnected {
+        reason: String,
+    },
+    /// The hub revoked this agent or no longer knows it; retries are slow.
+    Refused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("{0}")]
+    Connect(String),
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the hub broke the protocol: {0}")]
+    Protocol(String),
+    #[error("outbox: {0}")]
+    Outbox(#[from] OutboxError),
+}
+
+impl From<FrameError> for SessionError {
+    fn from(error: FrameError) -> SessionError {
+        SessionError::Lost(error.to_string())
+    }
+}
+
+#[derive(Debug)]
+pub struct SyncClient {
+    config: SyncClientConfig,
+    identity: Identity,
+    outbox: SharedOutbox,
+    durable: Arc<Notify>,
+    commands: mpsc::Sender<Command>,
+    status: watch::Sender<SyncStatus>,
+    printers: Vec<PrinterInfo>,
+}
+
+impl SyncClient {
+    /// `durable` is notified after every outbox commit; commands from the hub go to
+    /// `commands`.
+    pub fn new(
+        config: SyncClientConfig,
+        identity: Identity,
+        outbox: SharedOutbox,
+        durable: Arc<Notify>,
+        commands: mpsc::Sender<Command>,
+        printers: Vec<PrinterInfo>,
+    ) -> (SyncClient, watch::Receiver<SyncStatus>) {
+        let (status, status_rx) = watch::channel(SyncStatus::Connecting);
+        (SyncClient { config, identity, outbox, durable, commands, status, printers }, status_rx)
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut machine = SyncMachine::new(self.config.window);
+        let mut backoff = self.config.backoff_min;
+        loop {
+            self.status.send_replace(SyncStatus::Connecting);
+            let result = self.session(&mut machine, &shutdown, &mut backoff).await;
+            machine.disconnected();
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let wait = match result {
+                Ok(()) => return,
+                Err(SessionError::Refused(reason)) => {
+                    tracing::error!(%reason, "The hub refused this agent.");
+                    self.status.send_replace(SyncStatus::Refused { reason });
+                    Duration::from_secs(60)
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    tracing::warn!(%reason, retry_ms = backoff.as_millis() as u64, "Hub link down.");
+                    self.status.send_replace(SyncStatus::Disconnected { reason });
+                    let wait = jitter(backoff);
+                    backoff = (backoff * 2).min(self.config.backoff_max);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn session(
+        &mut self,
+        machine: &mut SyncMachine,
+        shutdown: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> Result<(), SessionError> {
+        let addr =
+            resolve(&self.identity.hub).await.map_err(|e| SessionError::Connect(e.to_string()))?;
+        let config = tls::sync_config(
+            &self.identity.hub_ca_der,
+            self.identity.chain(),
+            self.identity.key(),
+            self.config.timeouts,
+        )
+        .map_err(SessionError::Connect)?;
+        let endpoint = client_endpoint(addr).map_err(SessionError::Connect)?;
+        let connecting = endpoint
+            .connect_with(config, addr, HUB_SERVER_NAME)
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| SessionError::Connect(format!("no answer from {addr}")))?
+            .map_err(|e| SessionError::Connect(format!("cannot connect to {addr}: {e}")))?;
+        machine.connected();
+        let result = self.stream(&connection, machine, shutdown, backoff).await;
+        let result = match result {
+            Err(SessionError::Lost(detail)) => {
+                Err(refusal(&connection).unwrap_or(SessionError::Lost(detail)))
+            }
+            other => other,
+        };
+        connection.close(0u32.into(), b"bye");
+        endpoint.close(0u32.into(), b"bye");
+        result
+    }
+
+    async fn stream(
+        &mut self,
+        connection: &quinn::Connection,
+        machine: &mut SyncMachine,
+        shutdown: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> Result<(), SessionError> {
+        let (mut send, recv) =
+            connection.open_bi().await.map_err(|e| SessionError::Lost(e.to_string()))?;
+        let last_seq = self.with_outbox(|outbox| Ok(outbox.durable_through())).await?;
+        let hello = AgentHello {
+            agent: self.identity.agent.clone(),
+            protocol_version: proto::PROTOCOL_VERSION,
+            software: software(),
+            capabilities: Capabilities::PRINTER_CONTROL.with(Capabilities::CERTIFICATE_RENEWAL),
+            printers: self.printers.clone(),
+            last_seq,
+        };
+        frames::write(&mut send, &AgentMessage::Hello(hello)).await?;
+        let (messages_tx, mut messages) = mpsc::channel(64);
+        let reader = tokio::spawn(async move {
+            let mut reader = FrameReader::new(recv, MAX_PAYLOAD);
+            loop {
+                let message = reader.next::<HubMessage>().await;
+                let end = message.is_err();
+                if messages_tx.send(message).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        let result = async {
+            let welcome = tokio::time::timeout(Duration::from_secs(10), messages.recv())
+                .await
+                .map_err(|_| SessionError::Lost("no welcome from the hub".into()))?;
+            match welcome {
+                Some(Ok(HubMessage::Welcome(welcome))) => {
+                    let (SyncAction::Resume(through) | SyncAction::Delete(through)) =
+                        machine.welcome(welcome.acked_through);
+                    self.with_outbox(move |outbox| outbox.resume(through)).await?;
+                    tracing::info!(hub_acked_through = %through, "Connected to the hub.");
+                    self.status.send_replace(SyncStatus::Connected { acked_through: through });
+                    *backoff = self.config.backoff_min;
+                }
+                Some(Ok(HubMessage::Disconnect(reason))) => return Err(disconnected(reason)),
+                Some(Ok(other)) => {
+                    return Err(SessionError::Protocol(format!("expected a welcome, got {other:?}")));
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => return Err(SessionError::Lost("the hub closed the stream".into())),
+            }
+            let mut renewal_key = self.maybe_renew(&mut send).await?;
+            loop {
+                if let Some((after, room)) = machine.next_batch() {
+                    let max_records = room.min(self.config.batch_records);
+                    let max_bytes = self.config.batch_bytes;
+                    let records = self
+                        .with_outbox(move |outbox| outbox.read_after(after, max_records, max_bytes))
+                        .await?;
+                    if let Some(last) = records.last().map(|r| r.seq) {
+                        frames::write(&mut send, &AgentMessage::Records(records)).await?;
+                        machine.sent(last);
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = self.durable.notified() => {}
+                    message = messages.recv() => match message {
+                        Some(Ok(HubMessage::Ack(ack))) => {
+                            match machine.ack(ack.through) {
+                                Ok(Some(SyncAction::Delete(through) | SyncAction::Resume(through))) => {
+                                    self.with_outbox(move |outbox| outbox.ack(through)).await?;
+                                    self.status.send_replace(SyncStatus::Connected { acked_through: through });
+                                }
+                                Ok(None) => {}
+                                Err(error) => return Err(SessionError::Protocol(error.to_string())),
+                            }
+                        }
+                        Some(Ok(HubMessage::Command(command))) => {
+                            if self.commands.send(command).await.is_err() {
+                                tracing::warn!("No command executor; dropped a command.");
+                            }
+                        }
+                        Some(Ok(HubMessage::CertificateIssued(issued))) => {
+                            if let Some(key) = renewal_key.take() {
+                                self.renewed(key, issued)?;
+                            }
+                        }
+                        Some(Ok(HubMessage::Disconnect(reason))) => return Err(disconnected(reason)),
+                        Some(Ok(other)) => {
+                            tracing::debug!(?other, "Ignored a hub message this agent does not handle yet.");
+                        }
+                        Some(Err(error)) => return Err(error.into()),
+                        None => return Err(SessionError::Lost("the hub closed the stream".into())),
+                    }
+                }
+                if renewal_key.is_none() {
+                    renewal_key = self.maybe_renew(&mut send).await?;
+                }
+            }
+        }
+        .await;
+        reader.abort();
+        result
+    }
+
+    /// Asks for a new certificate once two thirds of the current one's life have passed.
+    async fn maybe_renew(
+        &mut self,
+        send: &mut quinn::SendStream,
+    ) -> Result<Option<rcgen::KeyPair>, SessionError> {
+        let now = UnixMillis::now().0;
+        let remaining = self.identity.not_after.0 - now;
+        let lifetime = self.identity_lifetime_ms();
+        if remaining > lifetime / 3 {
+            return Ok(None);
+        }
+        let key = rcgen::KeyPair::generate().map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, self.identity.agent.as_str());
+        let csr =
+            params.serialize_request(&key).map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let request = CertificateRequest { csr_der: csr.der().to_vec() };
+        frames::write(send, &AgentMessage::CertificateRequest(request)).await?;
+        tracing::info!(
+            expires_at = self.identity.not_after.0,
+            "Asked the hub for a new certificate."
+        );
+        Ok(Some(key))
+    }
+
+    fn identity_lifetime_ms(&self) -> i64 {
+        let lifetime = self
+            .identity
+            .chain_der
+            .first()
+            .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, cert)| {
+                (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
+                    * 1000
+            });
+        lifetime.unwrap_or(7 * 24 * 3600 * 1000)
+    }
+
+    fn renewed(
+        &mut self,
+        key: rcgen::KeyPair,
+        issued: proto::CertificateIssued,
+    ) -> Result<(), SessionError> {
+        let mut identity = self.identity.clone();
+        identity.key_der = key.serialize_der();
+        identity.chain_der = issued.chain_der;
+        identity.not_after = issued.not_after;
+        identity.save(&self.config.state_dir).map_err(|e| {
+            SessionError::Protocol(format!("cannot save the renewed certificate: {e}"))
+        })?;
+        tracing::info!(expires_at = issued.not_after.0, "Renewed the agent certificate.");
+        self.identity = identity;
+        Ok(())
+    }
+
+    async fn with_outbox<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Outbox) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let outbox = self.outbox.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut outbox = outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut outbox)
+        })
+        .await
+        .map_err(|e| SessionError::Protocol(format!("outbox task failed: {e}")))?;
+        Ok(result?)
+    }
+}
+
+/// The hub's reason, when it closed the connection on purpose.
+fn refusal(connection: &quinn::Connection) -> Option<SessionError> {
+    match connection.close_reason()? {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let code = close.error_code.into_inner();
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            match code as u32 {
+                CLOSE_REVOKED | CLOSE_UNAUTHENTICATED => Some(SessionError::Refused(reason)),
+                _ => Some(SessionError::Lost(format!("the hub closed the connection: {reason}"))),
+            }
+        }
+        _ => None,
+    }
+}
+
+fn disconnected(reason: DisconnectReason) -> SessionError {
+    match reason {
+        DisconnectReason::Revoked => {
+            SessionError::Refused("this agent has been revoked on the hub; enroll it again".into())
+        }
+        DisconnectReason::UnsupportedVersion { hub_min, hub_max } => {
+            SessionError::Refused(format!(
+                "the hub speaks protocol versions {hub_min}..={hub_max}, this agent {}; upgrade one of them",
+                proto::PROTOCOL_VERSION
+            ))
+        }
+        DisconnectReason::ProtocolViolation { detail } => SessionError::Protocol(detail),
+        DisconnectReason::ShuttingDown => SessionError::Lost("the hub is shutting down".into()),
+        DisconnectReason::Superseded => {
+            SessionError::Lost("a newer connection of this agent replaced this one".into())
+        }
+    }
+}
+
+/// 50–100 % of `base`, so agents that lost the hub together do not return together.
+fn jitter(base: Duration) -> Duration {
+    base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}

@@ -1,0 +1,10 @@
+//! The agent's link to the hub: enrollment, identity, and the sync of the outbox over QUIC
+//! with mutual TLS. The protocol logic is the sans-IO [`machine::SyncMachine`]; the wire
+//! contract is in `docs/specs/wire.md`.
+
+pub mod client;
+pub mod enroll;
+pub mod frames;
+pub mod identity;
+pub mod machine;
+pub mod tls;

@@ -1,0 +1,539 @@
+//! The hub's database: SQLite by default (a file under the data directory), PostgreSQL when
+//! a URL is configured. One code path through `sqlx::Any`; queries use `$N` parameters,
+//! which both backends accept. Migrations live in `migrations/<backend>/` and are applied at
+//! start-up.
+//!
+//! Ingest is idempotent on `(agent, seq)`: a batch is inserted with `ON CONFLICT DO NOTHING`
+//! and the agent's watermark (`agents.acked_through`) moves in the same transaction, so an
+//! acknowledgement sent after commit never covers anything that was not stored.
+
+use std::path::Path;
+
+use proto::{AgentId, Command, CommandId, CommandOutcome, Record, RecordBody, Seq, UnixMillis};
+use sqlx::{AnyPool, pool::PoolOptions};
+type AnyPoolOptions = PoolOptions<sqlx::Any>;
+use sqlx::{Executor, Row};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply the database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A stored value could not be decoded (written by a newer hub, or damaged).
+    #[error("undecodable {what} in the database: {detail}")]
+    Decode { what: &'static str, detail: String },
+}
+
+/// Which backend a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool with the hub's queries.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Why a token could not be redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Expired,
+    AlreadyUsed,
+}
+
+/// An agent as the hub knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub id: AgentId,
+    pub name: Option<String>,
+    pub cert_serial: String,
+    pub cert_not_after: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+    pub acked_through: Seq,
+    pub last_seen_at: Option<UnixMillis>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `url` and applies the migrations.
+    pub async fn open(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
+        let open = |source| DbError::Open { url: redact(url), source };
+        let mut options = AnyPoolOptions::new();
+        if backend == Backend::Sqlite {
+            // WAL lets the CLI (tokens, revocation) write while `serve` runs; FULL syncs
+            // every commit, so an acknowledged record survives a power cut.
+            options = options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            });
+        } else {
+            options = options.max_connections(8);
+        }
+        let pool = options.connect(url).await.map_err(open)?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        Ok(Db { pool, backend })
+    }
+
+    /// The embedded default: `<data_dir>/kitt.db`.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Db, DbError> {
+        Db::open(&format!("sqlite://{}?mode=rwc", data_dir.join("kitt.db").display())).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    // --- enrollment tokens -------------------------------------------------------------
+
+    pub async fn insert_token(
+        &self,
+        id: &str,
+        secret_sha256: &str,
+        name: Option<&str>,
+        created_at: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (id, secret_sha256, name, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(secret_sha256)
+        .bind(name)
+        .bind(created_at.0)
+        .bind(expires_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn token_name(&self, id: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT name FROM enrollment_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+    }
+
+    /// Marks a token used, atomically: of two agents racing with one token, one wins.
+    /// Returns the token's name.
+    pub async fn redeem_token(
+        &self,
+        id: &str,
+        secret_sha256: &str,
+        now: UnixMillis,
+        agent: &AgentId,
+    ) -> Result<Result<Option<String>, TokenRefusal>, DbError> {
+        let row = sqlx::query(
+            "SELECT secret_sha256, name, expires_at, used_at FROM enrollment_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(Err(TokenRefusal::Unknown)) };
+        let stored: String = row.try_get(0)?;
+        if !constant_time_eq(stored.as_bytes(), secret_sha256.as_bytes()) {
+            return Ok(Err(TokenRefusal::Unknown));
+        }
+        let name: Option<String> = row.try_get(1)?;
+        if row.try_get::<Option<i64>, _>(3)?.is_some() {
+            return Ok(Err(TokenRefusal::AlreadyUsed));
+        }
+        if row.try_get::<i64, _>(2)? <= now.0 {
+            return Ok(Err(TokenRefusal::Expired));
+        }
+        let updated = sqlx::query(
+            "UPDATE enrollment_tokens SET used_at = $1, used_by = $2 \
+             WHERE id = $3 AND used_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(agent.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(Err(TokenRefusal::AlreadyUsed));
+        }
+        Ok(Ok(name))
+    }
+
+    // --- agents --------------------------------------------------------------------------
+
+    pub async fn insert_agent(
+        &self,
+        agent: &AgentRow,
+        hostname: &str,
+        software: &str,
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO agents (id, name, hostname, software, enrolled_at, cert_serial, \
+             cert_not_after) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(agent.id.as_str())
+        .bind(agent.name.as_deref())
+        .bind(hostname)
+        .bind(software)
+        .bind(now.0)
+        .bind(&agent.cert_serial)
+        .bind(agent.cert_not_after.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn agent_exists(&self, id: &str) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM agents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn agent(&self, id: &AgentId) -> Result<Option<AgentRow>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, name, cert_serial, cert_not_after, revoked_at, acked_through, \
+             last_seen_at FROM agents WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| agent_row(&row)).transpose()
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, name, cert_serial, cert_not_after, revoked_at, acked_through, \
+             last_seen_at FROM agents ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(agent_row).collect()
+    }
+
+    pub async fn set_agent_certificate(
+        &self,
+        id: &AgentId,
+        serial: &str,
+        not_after: UnixMillis,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE agents SET cert_serial = $1, cert_not_after = $2 WHERE id = $3")
+            .bind(serial)
+            .bind(not_after.0)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes an agent; returns false when there is no such agent.
+    pub async fn revoke_agent(&self, id: &str, now: UnixMillis) -> Result<bool, DbError> {
+        let done =
+            sqlx::query("UPDATE agents SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+                .bind(now.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn revoked_agents(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT id FROM agents WHERE revoked_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(DbError::from)).collect()
+    }
+
+    pub async fn touch_agent(
+        &self,
+        id: &AgentId,
+        now: UnixMillis,
+        software: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE agents SET last_seen_at = $1, software = $2 WHERE id = $3")
+            .bind(now.0)
+            .bind(software)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // --- ingest --------------------------------------------------------------------------
+
+    /// Stores a batch of records from one agent, in one transaction, each `(agent, seq)`
+    /// once. Returns the agent's watermark after the commit.
+    pub async fn ingest(
+        &self,
+        agent: &AgentId,
+        records: &[Record],
+        received_at: UnixMillis,
+    ) -> Result<Seq, DbError> {
+        let Some(last) = records.last().map(|r| r.seq) else {
+            return self.watermark(agent).await;
+        };
+        let mut tx = self.pool.begin().await?;
+        // Rows of 7 parameters; SQLite allows 32766 parameters per statement.
+        for chunk in records.chunks(1000) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Any>::new(
+                "INSERT INTO records (agent_id, seq, observed_at, received_at, kind, printer_id, body) ",
+            );
+            query.push_values(chunk, |mut row, record| {
+                let (kind, printer) = describe(&record.body);
+                row.push_bind(agent.as_str().to_owned())
+                    .push_bind(record.seq.0 as i64)
+                    .push_bind(record.observed_at.0)
+                    .push_bind(received_at.0)
+                    .push_bind(kind)
+                    .push_bind(printer)
+                    .push_bind(postcard::to_stdvec(&record.body).unwrap_or_default());
+            });
+            query.push(" ON CONFLICT (agent_id, seq) DO NOTHING");
+            query.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE agents SET acked_through = $1, last_seen_at = $2 \
+             WHERE id = $3 AND acked_through < $1",
+        )
+        .bind(last.0 as i64)
+        .bind(received_at.0)
+        .bind(agent.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let watermark = sqlx::query("SELECT acked_through FROM agents WHERE id = $1")
+            .bind(agent.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>(0)?;
+        tx.commit().await?;
+        Ok(Seq(watermark as u64))
+    }
+
+    pub async fn watermark(&self, agent: &AgentId) -> Result<Seq, DbError> {
+        let row = sqlx::query("SELECT acked_through FROM agents WHERE id = $1")
+            .bind(agent.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Seq(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0) as u64))
+    }
+
+    /// Every stored record of one agent, in sequence order (tests and the checker).
+    pub async fn records(&self, agent: &AgentId) -> Result<Vec<Record>, DbError> {
+        let rows = sqlx::query(
+            "SELECT seq, observed_at, body FROM records WHERE agent_id = $1 ORDER BY seq",
+        )
+        .bind(agent.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let body: Vec<u8> = row.try_get(2)?;
+                let body: RecordBody = postcard::from_bytes(&body)
+                    .map_err(|e| DbError::Decode { what: "record", detail: e.to_string() })?;
+                Ok(Record {
+                    seq: Seq(row.try_get::<i64, _>(0)? as u64),
+                    observed_at: UnixMillis(row.try_get(1)?),
+                    body,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn record_count(&self, agent: &AgentId) -> Result<u64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM records WHERE agent_id = $1")
+            .bind(agent.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
+    // --- commands ------------------------------------------------------------------------
+
+    pub async fn insert_command(&self, agent: &AgentId, command: &Command) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO commands (id, agent_id, printer_id, created_at, expires_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(command.id.to_string())
+        .bind(agent.as_str())
+        .bind(command.printer.as_str())
+        .bind(command.issued_at.0)
+        .bind(command.expires_at.0)
+        .bind(postcard::to_stdvec(command).unwrap_or_default())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Commands for `agent` with no outcome yet that have not expired at `now`.
+    pub async fn open_commands(
+        &self,
+        agent: &AgentId,
+        now: UnixMillis,
+    ) -> Result<Vec<Command>, DbError> {
+        let rows = sqlx::query(
+            "SELECT body FROM commands WHERE agent_id = $1 AND outcome IS NULL \
+             AND expires_at > $2 ORDER BY created_at, id",
+        )
+        .bind(agent.as_str())
+        .bind(now.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let body: Vec<u8> = row.try_get(0)?;
+                postcard::from_bytes(&body)
+                    .map_err(|e| DbError::Decode { what: "command", detail: e.to_string() })
+            })
+            .collect()
+    }
+
+    pub async fn mark_delivered(&self, id: CommandId, now: UnixMillis) -> Result<(), DbError> {
+        sqlx::query("UPDATE commands SET delivered_at = COALESCE(delivered_at, $1) WHERE id = $2")
+            .bind(now.0)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a command's outcome; the first outcome wins.
+    pub async fn record_outcome(
+        &self,
+        id: CommandId,
+        outcome: &CommandOutcome,
+        at: UnixMillis,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE id = $3 AND outcome IS NULL",
+        )
+        .bind(outcome_text(outcome))
+        .bind(at.0)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks every command that expired without an outcome as expired.
+    pub async fn expire_commands(&self, now: UnixMillis) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE commands SET outcome = $1, outcome_at = $2 \
+             WHERE outcome IS NULL AND expires_at <= $2",
+        )
+        .bind(outcome_text(&CommandOutcome::Expired))
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// A command's outcome as stored (`succeeded`, `expired`, `refused: …`), if any.
+    pub async fn command_outcome(&self, id: CommandId) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT outcome FROM commands WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+    }
+}
+
+fn agent_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, DbError> {
+    let id: String = row.try_get(0)?;
+    Ok(AgentRow {
+        id: AgentId::new(id.clone())
+            .map_err(|e| DbError::Decode { what: "agent id", detail: format!("{id}: {e}") })?,
+        name: row.try_get(1)?,
+        cert_serial: row.try_get(2)?,
+        cert_not_after: UnixMillis(row.try_get(3)?),
+        revoked_at: row.try_get::<Option<i64>, _>(4)?.map(UnixMillis),
+        acked_through: Seq(row.try_get::<i64, _>(5)? as u64),
+        last_seen_at: row.try_get::<Option<i64>, _>(6)?.map(UnixMillis),
+    })
+}
+
+/// The record's kind and printer, for queries that do not decode bodies.
+fn describe(body: &RecordBody) -> (&'static str, Option<String>) {
+    match body {
+        RecordBody::Telemetry(t) => ("telemetry", Some(t.printer.to_string())),
+        RecordBody::PrinterEvent(e) => ("event", Some(e.printer.to_string())),
+        RecordBody::Snapshot(s) => ("snapshot", Some(s.printer.to_string())),
+        RecordBody::AgentHealth(_) => ("health", None),
+        RecordBody::CommandResult(r) => ("command_result", Some(r.printer.to_string())),
+    }
+}
+
+/// A command outcome as one line of text.
+pub fn outcome_text(outcome: &CommandOutcome) -> String {
+    match outcome {
+        CommandOutcome::Succeeded => "succeeded".into(),
+        CommandOutcome::Refused { reason } => format!("refused: {reason}"),
+        CommandOutcome::TimedOut => "timed_out".into(),
+        CommandOutcome::Expired => "expired".into(),
+        CommandOutcome::PreconditionFailed { detail, .. } => {
+            format!("precondition_failed: {detail}")
+        }
+        CommandOutcome::ReadOnly => "read_only".into(),
+        CommandOutcome::Unsupported { detail } => format!("unsupported: {detail}"),
+        CommandOutcome::Failed { detail } => format!("failed: {detail}"),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A database URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact("postgres://kitt:secret@db/kitt"), "postgres://kitt:***@db/kitt");
+        assert_eq!(redact("sqlite:///var/lib/kitt.db"), "sqlite:///var/lib/kitt.db");
+    }
+}

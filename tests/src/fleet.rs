@@ -1,0 +1,169 @@
+//! An in-process hub and agents for sync tests: the real QUIC endpoint, the real database
+//! (SQLite in a temporary directory), the real enrollment path, the real agent runtime.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edge_agent::agent::RunningAgent;
+use edge_agent::config::AgentConfig;
+use edge_agent::sync::client::SyncStatus;
+use hub::ca::HubCa;
+use hub::db::Db;
+use hub::sync::server::{SyncConfig, SyncHandle, SyncServer};
+use printer_sim::SimHandle;
+use proto::UnixMillis;
+use tokio_util::sync::CancellationToken;
+
+use crate::PATIENCE;
+
+/// A hub serving agents on a loopback UDP port.
+#[derive(Debug)]
+pub struct TestHub {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub handle: SyncHandle,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestHub {
+    pub async fn start() -> TestHub {
+        TestHub::start_in(tempfile::tempdir().expect("a temporary directory"), None).await
+    }
+
+    /// A hub over an existing data directory (a restart), optionally on a fixed address.
+    pub async fn start_in(dir: tempfile::TempDir, addr: Option<SocketAddr>) -> TestHub {
+        crate::init();
+        let db = Db::open_sqlite(dir.path()).await.expect("the hub database opens");
+        let ca = HubCa::load_or_create(dir.path()).expect("the hub CA");
+        let mut config =
+            SyncConfig::new(addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")));
+        config.housekeeping = Duration::from_millis(200);
+        let server = SyncServer::bind(config, db, ca).expect("the hub binds");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.run(shutdown.clone()));
+        TestHub { dir, addr, handle, shutdown, task }
+    }
+
+    pub fn db(&self) -> &Db {
+        self.handle.db()
+    }
+
+    /// A fresh single-use token, valid for an hour.
+    pub async fn token(&self, name: Option<&str>) -> String {
+        let (token, _) = hub::sync::token::create(
+            self.db(),
+            &self.handle.ca_fingerprint(),
+            name,
+            Duration::from_secs(3600),
+            UnixMillis::now(),
+        )
+        .await
+        .expect("a token");
+        token.to_string()
+    }
+
+    /// Stops the hub and hands back its data directory.
+    pub async fn stop(self) -> (tempfile::TempDir, SocketAddr) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        (self.dir, self.addr)
+    }
+}
+
+/// An agent process's worth of runtime, in-process.
+#[derive(Debug)]
+pub struct TestAgent {
+    pub state_dir: PathBuf,
+    pub running: Option<RunningAgent>,
+    shutdown: CancellationToken,
+}
+
+/// An agent configuration watching one simulated printer.
+pub fn agent_config(state_dir: &Path, sim: Option<&SimHandle>, serial: &str) -> AgentConfig {
+    let printers = match sim {
+        Some(sim) => {
+            let ca = state_dir.join("printer-ca.pem");
+            std::fs::write(&ca, sim.ca_pem()).expect("write the printer CA");
+            format!(
+                "[[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\n",
+                sim.addr().port(),
+                ca.display()
+            )
+        }
+        None => String::new(),
+    };
+    let text = format!(
+        "state_dir = \"{}\"\n[telemetry]\ninterval_ms = 200\nhealth_interval_s = 3600\n{printers}",
+        state_dir.display()
+    );
+    AgentConfig::parse(&text).expect("a valid test configuration")
+}
+
+impl TestAgent {
+    /// Enrolls a new agent with `hub` in a fresh state directory.
+    pub async fn enroll(hub: &TestHub, state_dir: &Path, name: &str) -> PathBuf {
+        std::fs::create_dir_all(state_dir).expect("state directory");
+        let token = hub.token(Some(name)).await;
+        edge_agent::sync::enroll::enroll(&hub.addr.to_string(), &token, state_dir)
+            .await
+            .expect("enrollment succeeds");
+        state_dir.to_owned()
+    }
+
+    pub fn start(config: AgentConfig) -> TestAgent {
+        let shutdown = CancellationToken::new();
+        let state_dir = config.state_dir.clone();
+        let running = edge_agent::agent::start(config, shutdown.clone()).expect("the agent starts");
+        TestAgent { state_dir, running: Some(running), shutdown }
+    }
+
+    pub fn running(&self) -> &RunningAgent {
+        self.running.as_ref().expect("a running agent")
+    }
+
+    /// Waits until the sync client reports a status `want` accepts.
+    pub async fn wait_status(
+        &mut self,
+        what: &str,
+        want: impl Fn(&SyncStatus) -> bool,
+    ) -> SyncStatus {
+        let status = &mut self.running.as_mut().expect("a running agent").status;
+        let found = tokio::time::timeout(PATIENCE, status.wait_for(|s| want(s)))
+            .await
+            .map(|found| found.map(|s| s.clone()));
+        match found {
+            Ok(Ok(found)) => found,
+            _ => panic!("timed out waiting for {what}; status is {:?}", *status.borrow()),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await;
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some` (a condition on state another task changes, such
+/// as rows in the hub's database), failing after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,260 @@
+//! Enrollment and sync between a real agent runtime and a real hub over QUIC on loopback,
+//! with a simulated printer printing.
+
+use std::time::Duration;
+
+use edge_agent::sync::client::SyncStatus;
+use edge_agent::sync::enroll::{EnrollError, enroll};
+use printer_sim::config::{Model, SimConfig};
+use printer_sim::{SimHandle, Simulator};
+use proto::{
+    AgentId, Command, CommandAction, CommandId, PrintState, PrinterEventKind, PrinterId, Record,
+    RecordBody, UnixMillis,
+};
+use tests::fleet::{TestAgent, TestHub, agent_config, eventually};
+
+const SERIAL: &str = "01P00A391800042";
+
+async fn printer() -> SimHandle {
+    let config = SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
+        .with_intervals(Duration::from_millis(20), Duration::from_millis(20));
+    Simulator::start(config).await.unwrap()
+}
+
+/// The hub's records are strictly increasing in sequence (the primary key already rules out
+/// duplicates).
+fn assert_in_order(records: &[Record]) {
+    for pair in records.windows(2) {
+        assert!(
+            pair[0].seq < pair[1].seq,
+            "out of order: {:?} then {:?}",
+            pair[0].seq,
+            pair[1].seq
+        );
+    }
+}
+
+fn events(records: &[Record]) -> Vec<PrinterEventKind> {
+    records
+        .iter()
+        .filter_map(|r| match &r.body {
+            RecordBody::PrinterEvent(e) => Some(e.kind.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn hub_records(hub: &TestHub, agent: &AgentId) -> Vec<Record> {
+    hub.db().records(agent).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
+    let hub = TestHub::start().await;
+    let sim = printer().await;
+    let state = tempfile::tempdir().unwrap();
+    TestAgent::enroll(&hub, state.path(), "pi-01").await;
+    // The key never left the device and is private.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["agent.key", "agent.pem", "hub-ca.pem", "identity.toml"] {
+        let mode = std::fs::metadata(state.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let mut agent = TestAgent::start(agent_config(state.path(), Some(&sim), SERIAL));
+    let id = agent.running().identity.agent.clone();
+    assert_eq!(id.as_str(), "pi-01", "the token's name becomes the agent id");
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+
+    sim.start_job("benchy", 5).await.unwrap();
+    let records = eventually("the finished job at the hub", || async {
+        let records = hub_records(&hub, &id).await;
+        let finished =
+            events(&records).iter().any(|e| matches!(e, PrinterEventKind::JobFinished { .. }));
+        finished.then_some(records)
+    })
+    .await;
+    assert_in_order(&records);
+    let events = events(&records);
+    let started = events.iter().position(|e| matches!(e, PrinterEventKind::JobStarted { .. }));
+    let printing = events
+        .iter()
+        .position(|e| matches!(e, PrinterEventKind::StateChanged { to: PrintState::Printing, .. }));
+    let finished = events.iter().position(|e| matches!(e, PrinterEventKind::JobFinished { .. }));
+    assert!(started < printing && printing < finished, "{events:#?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(&r.body, RecordBody::Telemetry(t) if t.state.layer == Some(5))),
+        "telemetry of the last layer reached the hub"
+    );
+
+    // Everything the hub committed is acknowledged and gone from the outbox.
+    let last = records.last().unwrap().seq;
+    agent
+        .wait_status(
+            "the last record acknowledged",
+            |s| matches!(s, SyncStatus::Connected { acked_through } if *acked_through >= last),
+        )
+        .await;
+    let outbox = agent.running().outbox.clone();
+    let acked = outbox.lock().unwrap().acked_through();
+    assert!(acked >= last);
+    assert!(
+        hub.db().watermark(&id).await.unwrap() >= acked,
+        "the agent never deletes ahead of the hub"
+    );
+    agent.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn enrollment_refuses_reused_expired_and_malformed_tokens_and_a_wrong_hub() {
+    let hub = TestHub::start().await;
+    let hub_addr = hub.addr.to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    let token = hub.token(None).await;
+    enroll(&hub_addr, &token, dir.path()).await.unwrap();
+    let again = tempfile::tempdir().unwrap();
+    let reused = enroll(&hub_addr, &token, again.path()).await.unwrap_err();
+    assert!(matches!(reused, EnrollError::TokenAlreadyUsed), "{reused}");
+    assert!(reused.to_string().contains("already been used"), "{reused}");
+
+    let (expired, _) = hub::sync::token::create(
+        hub.db(),
+        &hub.handle.ca_fingerprint(),
+        None,
+        Duration::from_secs(1),
+        UnixMillis::now().plus_millis(-10_000),
+    )
+    .await
+    .unwrap();
+    let error = enroll(&hub_addr, &expired.to_string(), again.path()).await.unwrap_err();
+    assert!(matches!(error, EnrollError::ExpiredToken), "{error}");
+
+    let error = enroll(&hub_addr, "kitt1.nonsense", again.path()).await.unwrap_err();
+    assert!(matches!(error, EnrollError::MalformedToken), "{error}");
+
+    // A token from another hub: the agent refuses this hub before sending the token.
+    let other = TestHub::start().await;
+    let foreign = other.token(None).await;
+    let error = enroll(&hub_addr, &foreign, again.path()).await.unwrap_err();
+    assert!(matches!(error, EnrollError::WrongHub(_)), "{error}");
+    assert!(error.to_string().contains("not the hub the token was made for"), "{error}");
+    // And the token is still good for its own hub.
+    enroll(&other.addr.to_string(), &foreign, again.path()).await.unwrap();
+
+    let missing = dir.path().join("does-not-exist");
+    let token = hub.token(None).await;
+    let error = enroll(&hub_addr, &token, &missing).await.unwrap_err();
+    assert!(error.to_string().contains("does not exist"), "{error}");
+}
+
+#[tokio::test]
+async fn a_revoked_agent_is_disconnected_and_cannot_reconnect() {
+    let hub = TestHub::start().await;
+    let state = tempfile::tempdir().unwrap();
+    TestAgent::enroll(&hub, state.path(), "pi-revoked").await;
+    let mut agent = TestAgent::start(agent_config(state.path(), None, SERIAL));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    let id = agent.running().identity.agent.clone();
+    // Revoked by another process (the CLI): the hub notices on its own.
+    assert!(hub.db().revoke_agent(id.as_str(), UnixMillis::now()).await.unwrap());
+    let status = agent.wait_status("refused", |s| matches!(s, SyncStatus::Refused { .. })).await;
+    let SyncStatus::Refused { reason } = status else { unreachable!() };
+    assert!(reason.contains("revoked"), "{reason}");
+    assert!(hub.handle.connected().is_empty());
+    agent.stop().await;
+
+    // A restart does not get it back in.
+    let mut agent = TestAgent::start(agent_config(state.path(), None, SERIAL));
+    let status =
+        agent.wait_status("refused again", |s| matches!(s, SyncStatus::Refused { .. })).await;
+    assert!(matches!(status, SyncStatus::Refused { .. }));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_runs_once_and_an_expired_one_never_runs() {
+    let hub = TestHub::start().await;
+    let sim = printer().await;
+    let state = tempfile::tempdir().unwrap();
+    TestAgent::enroll(&hub, state.path(), "pi-cmd").await;
+    let id = AgentId::new("pi-cmd").unwrap();
+    let printer = PrinterId::new(SERIAL).unwrap();
+
+    // Queued while the agent is away, and expired before it returns.
+    let stale = Command {
+        id: CommandId([7; 16]),
+        printer: printer.clone(),
+        issued_at: UnixMillis::now(),
+        expires_at: UnixMillis::now().plus_millis(300),
+        preconditions: Vec::new(),
+        action: CommandAction::Stop,
+    };
+    hub.handle.send_command(&id, &stale).await.unwrap();
+    let outcome = eventually("the stale command expired", || async {
+        hub.db().command_outcome(stale.id).await.unwrap()
+    })
+    .await;
+    assert_eq!(outcome, "expired");
+
+    let mut agent = TestAgent::start(agent_config(state.path(), Some(&sim), SERIAL));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    sim.start_job("long", 10_000).await.unwrap();
+    eventually("printing", || async {
+        let records = hub_records(&hub, &id).await;
+        events(&records)
+            .iter()
+            .any(|e| matches!(e, PrinterEventKind::StateChanged { to: PrintState::Printing, .. }))
+            .then_some(())
+    })
+    .await;
+    let pause = Command {
+        id: CommandId([8; 16]),
+        printer: printer.clone(),
+        issued_at: UnixMillis::now(),
+        expires_at: UnixMillis::now().plus_millis(60_000),
+        preconditions: vec![proto::Precondition::StateIn(vec![PrintState::Printing])],
+        action: CommandAction::Pause,
+    };
+    hub.handle.send_command(&id, &pause).await.unwrap();
+    let outcome = eventually("the pause's outcome", || async {
+        hub.db().command_outcome(pause.id).await.unwrap()
+    })
+    .await;
+    assert_eq!(outcome, "succeeded");
+    eventually("the paused event", || async {
+        let records = hub_records(&hub, &id).await;
+        events(&records)
+            .iter()
+            .any(|e| matches!(e, PrinterEventKind::JobPaused { .. }))
+            .then_some(())
+    })
+    .await;
+
+    // A restart of the agent: the hub delivers again what has no outcome at the agent's
+    // first connection; the ledger keeps it from running twice.
+    agent.stop().await;
+    let mut agent = TestAgent::start(agent_config(state.path(), Some(&sim), SERIAL));
+    agent.wait_status("reconnected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    let results: Vec<_> = hub_records(&hub, &id)
+        .await
+        .into_iter()
+        .filter_map(|r| match r.body {
+            RecordBody::CommandResult(result) => Some(result.command),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, [pause.id], "one result, for the pause only");
+    // The simulator saw a stop never.
+    assert!(
+        !hub_records(&hub, &id).await.iter().any(|r| matches!(
+            &r.body,
+            RecordBody::PrinterEvent(e) if matches!(e.kind, PrinterEventKind::JobFinished { .. })
+        )),
+        "the expired stop never ran"
+    );
+    agent.stop().await;
+    sim.shutdown().await;
+}
