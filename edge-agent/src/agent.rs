@@ -267,7 +267,8 @@ async fn commit(outbox: &SharedOutbox, batch: Vec<(UnixMillis, RecordBody)>) -> 
     }
 }
 
-/// Appends an `AgentHealth` record every `interval`, carrying the drops since the last one.
+/// Appends an `AgentHealth` record every `interval`, with the outbox's depth and its drop
+/// totals since it was created.
 async fn health(outbox: SharedOutbox, interval: Duration, shutdown: CancellationToken) {
     let started = Instant::now();
     let mut tick = tokio::time::interval(interval);
@@ -281,12 +282,12 @@ async fn health(outbox: SharedOutbox, interval: Duration, shutdown: Cancellation
         let _ = tokio::task::spawn_blocking(move || {
             let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
             let stats = outbox.stats();
-            // Taken and appended under one lock, so the next commit carries both.
-            let drops = outbox.take_drops();
+            // Cumulative totals, as `AgentHealth.drops` is specified: a health record that is
+            // itself evicted loses nothing, the next one carries the same totals.
             let health = AgentHealth {
                 outbox_records: stats.records,
                 outbox_bytes: stats.bytes,
-                drops,
+                drops: stats.drops_total,
                 disk_free_bytes: 0,
                 uptime_s,
                 software: crate::sync::enroll::software(),

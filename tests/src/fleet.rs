@@ -40,6 +40,9 @@ impl TestHub {
         let mut config =
             SyncConfig::new(addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")));
         config.housekeeping = Duration::from_millis(200);
+        // Short timeouts so that partition tests see a dead link within seconds.
+        config.idle_timeout = Duration::from_secs(3);
+        config.keep_alive = Duration::from_secs(1);
         let server = SyncServer::bind(config, db, ca).expect("the hub binds");
         let addr = server.local_addr();
         let handle = server.handle();
@@ -97,7 +100,7 @@ pub fn agent_config(state_dir: &Path, sim: Option<&SimHandle>, serial: &str) -> 
         None => String::new(),
     };
     let text = format!(
-        "state_dir = \"{}\"\n[telemetry]\ninterval_ms = 200\nhealth_interval_s = 3600\n{printers}",
+        "state_dir = \"{}\"\n[sync]\nkeep_alive_s = 1\nidle_timeout_s = 3\n[telemetry]\ninterval_ms = 200\nhealth_interval_s = 3600\n{printers}",
         state_dir.display()
     );
     AgentConfig::parse(&text).expect("a valid test configuration")
@@ -106,9 +109,19 @@ pub fn agent_config(state_dir: &Path, sim: Option<&SimHandle>, serial: &str) -> 
 impl TestAgent {
     /// Enrolls a new agent with `hub` in a fresh state directory.
     pub async fn enroll(hub: &TestHub, state_dir: &Path, name: &str) -> PathBuf {
+        TestAgent::enroll_via(hub, hub.addr, state_dir, name).await
+    }
+
+    /// Enrolls through `addr` (a relay in front of the hub), which the agent then keeps using.
+    pub async fn enroll_via(
+        hub: &TestHub,
+        addr: SocketAddr,
+        state_dir: &Path,
+        name: &str,
+    ) -> PathBuf {
         std::fs::create_dir_all(state_dir).expect("state directory");
         let token = hub.token(Some(name)).await;
-        edge_agent::sync::enroll::enroll(&hub.addr.to_string(), &token, state_dir)
+        edge_agent::sync::enroll::enroll(&addr.to_string(), &token, state_dir)
             .await
             .expect("enrollment succeeds");
         state_dir.to_owned()

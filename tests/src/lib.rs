@@ -7,6 +7,8 @@
 
 pub mod fleet;
 pub mod mosquitto;
+pub mod process;
+pub mod relay;
 
 use std::time::Duration;
 

@@ -66,6 +66,10 @@ pub fn status(mut command: Command) -> anyhow::Result<()> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let services = setup::prepare_test_environment()?;
+    // The crash tests run the real binaries as processes: build them first.
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--bins", "--locked"]);
+    status(build)?;
     let mut command = cargo();
     command.args(["test", "--workspace", "--locked"]);
     command.args(extra);

@@ -13,7 +13,7 @@
 //! - **Bounded.** `capacity_bytes` bounds the encoded bodies of telemetry, health and events
 //!   together; snapshot chunks have their own `snapshot_capacity_bytes`. Over budget, the
 //!   oldest telemetry goes first, then the oldest health, then the oldest events (which
-//!   carry command results and job records), see [`policy`]. Rows are evicted in seq order,
+//!   carry command results and job records), see `policy.rs`. Rows are evicted in seq order,
 //!   so a batch being committed loses nothing before older rows of its class. A single record
 //!   larger than its budget is refused with [`OutboxError::RecordTooLarge`]. In memory, at most
 //!   [`MAX_PENDING_RECORDS`] records and [`MAX_PENDING_BYTES`] bytes wait for a commit.
@@ -65,9 +65,9 @@
 //!   moves every stored seq above what the hub already has, so nothing new is taken for a
 //!   duplicate.
 //! - **Disk full** (`SQLITE_FULL`, also what `PRAGMA max_page_count` produces). The commit
-//!   is rolled back, the oldest telemetry and health worth twice the batch's bytes are
-//!   evicted (counted) in a transaction of their own and the commit retried, doubling the
-//!   eviction each time, until it fits or no telemetry or health is left. If it still fails,
+//!   is rolled back, the oldest telemetry (then snapshot chunks, then health) worth twice the
+//!   batch's bytes is evicted (counted) in a transaction of its own and the commit retried,
+//!   doubling the eviction each time, until it fits or only events are left. If it fails,
 //!   [`OutboxError::DiskFull`] is returned and the batch stays pending in memory for the next
 //!   commit; over the pending bound the oldest pending telemetry is shed first (counted).
 //!   Nothing panics.
@@ -91,8 +91,8 @@ use proto::{
 };
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use self::policy::{CLASSES, Capacity, DropTable, PENDING_SHED_ORDER, REASONS};
-use self::store::{Counters, OpenError, to_i64, to_u64};
+use self::policy::{CLASSES, Capacity, DropTable, PENDING_SHED_ORDER, add_tables, drop_counts};
+use self::store::{Counters, OpenError, read_row, to_i64};
 
 /// How often the driver commits: the most data a power loss can take.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
@@ -200,8 +200,8 @@ pub enum OutboxError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The disk or the database's page limit is full even after evicting telemetry and
-    /// health. The batch stays pending; a later commit retries it.
+    /// The disk or the database's page limit is full even after evicting telemetry,
+    /// snapshots and health. The batch stays pending; a later commit retries it.
     #[error("disk full writing outbox {path}; {pending} records kept in memory")]
     DiskFull { path: PathBuf, pending: usize },
     /// SQLite found the file corrupt while running. Reopening moves it aside if SQLite
@@ -612,7 +612,7 @@ impl Outbox {
             .connection
             .pragma_update_and_check(None, "max_page_count", to_i64(pages), |row| row.get(0))
             .expect("max_page_count answers with the limit");
-        to_u64(limit)
+        store::to_u64(limit)
     }
 
     fn try_commit(&mut self) -> rusqlite::Result<()> {
@@ -662,12 +662,12 @@ impl Outbox {
         Ok(())
     }
 
-    /// Evicts the oldest telemetry, then health, worth `bytes`, in a transaction of its own
+    /// Evicts the oldest telemetry, then snapshots, then health, worth `bytes`, in a transaction of its own
     /// (deleting frees pages even when the disk is full). Returns the bytes freed.
     fn make_room(&mut self, bytes: u64) -> rusqlite::Result<u64> {
         self.transact(|tx, counters| {
             let mut freed = 0;
-            for class in [DropClass::Telemetry, DropClass::Health] {
+            for class in [DropClass::Telemetry, DropClass::Snapshot, DropClass::Health] {
                 if freed < bytes {
                     freed += store::evict_oldest(tx, counters, class, bytes - freed)?.bytes;
                 }
@@ -772,75 +772,4 @@ fn sqlite_error(path: &std::path::Path, source: rusqlite::Error) -> OutboxError 
     } else {
         OutboxError::Sqlite { path, source }
     }
-}
-
-/// One `records` row as stored, before it is trusted.
-struct StoredRow {
-    seq: u64,
-    /// `None` when the class number is not one this build knows.
-    class: Option<DropClass>,
-    observed_at: Option<i64>,
-    /// `None` when the column is not a blob.
-    body: Option<Vec<u8>>,
-    crc: i64,
-    len: usize,
-}
-
-fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
-    let body = match row.get_ref(3)? {
-        rusqlite::types::ValueRef::Blob(bytes) => Some(bytes.to_vec()),
-        _ => None,
-    };
-    Ok(StoredRow {
-        seq: to_u64(row.get(0)?),
-        class: policy::class_from_index(row.get(1)?),
-        observed_at: row.get::<_, Option<i64>>(2).ok().flatten(),
-        len: body.as_ref().map_or(0, Vec::len),
-        body,
-        crc: row.get::<_, Option<i64>>(4).ok().flatten().unwrap_or(-1),
-    })
-}
-
-impl StoredRow {
-    /// The record, or why the row cannot be trusted.
-    fn decode(&self) -> Result<Record, String> {
-        let body = self.body.as_deref().ok_or("body is not a blob")?;
-        if i64::from(crc32fast::hash(body)) != self.crc {
-            return Err("checksum mismatch".to_owned());
-        }
-        if self.class.is_none() {
-            return Err("unknown class".to_owned());
-        }
-        let body: RecordBody =
-            postcard::from_bytes(body).map_err(|error| format!("undecodable body: {error}"))?;
-        Ok(Record {
-            seq: Seq(self.seq),
-            observed_at: UnixMillis(self.observed_at.unwrap_or_default()),
-            body,
-        })
-    }
-}
-
-fn add_tables(a: &DropTable, b: &DropTable) -> DropTable {
-    let mut sum = *a;
-    for (row, other) in sum.iter_mut().zip(b) {
-        for (count, other) in row.iter_mut().zip(other) {
-            *count += other;
-        }
-    }
-    sum
-}
-
-/// The non-zero entries of `table`.
-fn drop_counts(table: &DropTable) -> Vec<DropCount> {
-    let mut counts = Vec::new();
-    for (class_index, &class) in CLASSES.iter().enumerate() {
-        for (reason_index, &reason) in REASONS.iter().enumerate() {
-            let count = table[class_index][reason_index];
-            if count > 0 {
-                counts.push(DropCount { class, reason, count });
-            }
-        }
-    }
-    counts
 }

@@ -1,7 +1,7 @@
 //! The capacity policy, sans-IO: given the bytes each class holds, which class gives up
 //! how many bytes next. The store deletes the oldest rows of that class and asks again.
 
-use proto::{DropClass, DropReason};
+use proto::{DropClass, DropCount, DropReason};
 
 /// Every class, in the order of its on-disk number (`records.class` = the index here).
 /// Append-only, like the wire enums.
@@ -86,6 +86,30 @@ impl Capacity {
         let excess = snapshot_bytes.saturating_sub(self.snapshot_bytes);
         (excess > 0).then_some(Eviction { class: DropClass::Snapshot, bytes: excess })
     }
+}
+
+pub(super) fn add_tables(a: &DropTable, b: &DropTable) -> DropTable {
+    let mut sum = *a;
+    for (row, other) in sum.iter_mut().zip(b) {
+        for (count, other) in row.iter_mut().zip(other) {
+            *count += other;
+        }
+    }
+    sum
+}
+
+/// The non-zero entries of `table`.
+pub(super) fn drop_counts(table: &DropTable) -> Vec<DropCount> {
+    let mut counts = Vec::new();
+    for (class_index, &class) in CLASSES.iter().enumerate() {
+        for (reason_index, &reason) in REASONS.iter().enumerate() {
+            let count = table[class_index][reason_index];
+            if count > 0 {
+                counts.push(DropCount { class, reason, count });
+            }
+        }
+    }
+    counts
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use proto::{DropClass, DropReason, UnixMillis};
+use proto::{DropClass, DropReason, Record, RecordBody, Seq, UnixMillis};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
 use super::policy::{
@@ -336,6 +336,53 @@ pub(super) fn command_outcome(
     tx.prepare_cached("SELECT outcome FROM commands WHERE id = ?1")?
         .query_row(params![id], |row| row.get(0))
         .optional()
+}
+
+/// One `records` row as stored, before it is trusted.
+pub(super) struct StoredRow {
+    pub seq: u64,
+    /// `None` when the class number is not one this build knows.
+    pub class: Option<DropClass>,
+    pub observed_at: Option<i64>,
+    /// `None` when the column is not a blob.
+    pub body: Option<Vec<u8>>,
+    pub crc: i64,
+    pub len: usize,
+}
+
+pub(super) fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+    let body = match row.get_ref(3)? {
+        rusqlite::types::ValueRef::Blob(bytes) => Some(bytes.to_vec()),
+        _ => None,
+    };
+    Ok(StoredRow {
+        seq: to_u64(row.get(0)?),
+        class: class_from_index(row.get(1)?),
+        observed_at: row.get::<_, Option<i64>>(2).ok().flatten(),
+        len: body.as_ref().map_or(0, Vec::len),
+        body,
+        crc: row.get::<_, Option<i64>>(4).ok().flatten().unwrap_or(-1),
+    })
+}
+
+impl StoredRow {
+    /// The record, or why the row cannot be trusted.
+    pub fn decode(&self) -> Result<Record, String> {
+        let body = self.body.as_deref().ok_or("body is not a blob")?;
+        if i64::from(crc32fast::hash(body)) != self.crc {
+            return Err("checksum mismatch".to_owned());
+        }
+        if self.class.is_none() {
+            return Err("unknown class".to_owned());
+        }
+        let body: RecordBody =
+            postcard::from_bytes(body).map_err(|error| format!("undecodable body: {error}"))?;
+        Ok(Record {
+            seq: Seq(self.seq),
+            observed_at: UnixMillis(self.observed_at.unwrap_or_default()),
+            body,
+        })
+    }
 }
 
 /// SQLite integers are `i64`; values above `i64::MAX` never occur in practice and saturate.

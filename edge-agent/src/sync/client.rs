@@ -257,6 +257,9 @@ impl SyncClient {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = self.durable.notified() => {}
+                    // A safety net: whatever became durable without a notification (a commit
+                    // by another writer) goes out within a second.
+                    _ = tokio::time::sleep(Duration::from_secs(1)), if machine.next_batch().is_some() => {}
                     message = messages.recv() => match message {
                         Some(Ok(HubMessage::Ack(ack))) => {
                             match machine.ack(ack.through) {

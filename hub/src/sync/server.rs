@@ -133,6 +133,11 @@ impl SyncHandle {
         &self.shared.db
     }
 
+    /// The hub CA certificate (DER).
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.shared.ca.cert_der().to_vec()
+    }
+
     pub fn ca_fingerprint(&self) -> [u8; 32] {
         self.shared.ca.fingerprint()
     }

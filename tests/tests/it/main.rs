@@ -3,5 +3,7 @@
 // A test binary: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
 
+mod crash;
+mod impairment;
 mod printer_link;
 mod sync;

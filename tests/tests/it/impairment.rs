@@ -1,0 +1,163 @@
+//! Sync through a userspace UDP relay that loses, delays, reorders and partitions, while a
+//! simulated printer prints; and hostile clients on the hub's port.
+
+use std::time::Duration;
+
+use edge_agent::sync::client::SyncStatus;
+use printer_sim::Simulator;
+use printer_sim::config::{Model, SimConfig};
+use proto::{AgentId, PrinterEventKind, Record, RecordBody, Seq};
+use tests::fleet::{TestAgent, TestHub, agent_config, eventually};
+use tests::relay::{Impairment, Relay};
+
+const SERIAL: &str = "01P00A391800077";
+
+/// The hub holds exactly 1..=`through`: no gap, no duplicate, in order.
+fn assert_exactly(records: &[Record], through: Seq) {
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq.0).collect();
+    let want: Vec<u64> = (1..=through.0).collect();
+    if seqs != want {
+        let missing: Vec<u64> = want.iter().filter(|s| !seqs.contains(s)).copied().collect();
+        panic!(
+            "the hub holds {} records, expected 1..={}; missing {:?}; first seqs {:?}",
+            seqs.len(),
+            through.0,
+            &missing[..missing.len().min(20)],
+            &seqs[..seqs.len().min(20)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_partition_with_loss_and_reordering_loses_and_duplicates_nothing() {
+    let hub = TestHub::start().await;
+    let relay = Relay::start(hub.addr).await;
+    let config = SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::X1C)
+        .with_intervals(Duration::from_millis(20), Duration::from_millis(20));
+    let sim = Simulator::start(config).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    TestAgent::enroll_via(&hub, relay.addr, state.path(), "pi-lossy").await;
+    let id = AgentId::new("pi-lossy").unwrap();
+    let mut agent = TestAgent::start(agent_config(state.path(), Some(&sim), SERIAL));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+
+    relay.set(Impairment {
+        loss: 0.05,
+        delay: Duration::from_millis(2),
+        jitter: Duration::from_millis(8),
+        ..Impairment::default()
+    });
+    sim.start_job("through-the-storm", 120).await.unwrap();
+    eventually("records flowing through the lossy link", || async {
+        (hub.db().record_count(&id).await.unwrap() > 20).then_some(())
+    })
+    .await;
+
+    // A partition longer than the idle timeout: the connection dies on both sides.
+    relay.partition(true);
+    agent.wait_status("the link down", |s| matches!(s, SyncStatus::Disconnected { .. })).await;
+    let during = hub.db().record_count(&id).await.unwrap();
+    relay.partition(false);
+    agent.wait_status("reconnected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+
+    let records = eventually("the finished job at the hub", || async {
+        let records = hub.db().records(&id).await.unwrap();
+        records
+            .iter()
+            .any(|r| matches!(&r.body, RecordBody::PrinterEvent(e) if matches!(e.kind, PrinterEventKind::JobFinished { .. })))
+            .then_some(records)
+    })
+    .await;
+    assert!(records.len() as u64 > during, "records recorded during the partition arrived");
+    let outbox = agent.running().outbox.clone();
+    let durable = eventually("the outbox drained", || {
+        let outbox = outbox.clone();
+        async move {
+            let outbox = outbox.lock().unwrap();
+            (outbox.acked_through() == outbox.durable_through() && outbox.pending() == 0)
+                .then(|| outbox.durable_through())
+        }
+    })
+    .await;
+    assert_exactly(&hub.db().records(&id).await.unwrap(), durable);
+    let (forwarded, dropped) = relay.counts();
+    assert!(
+        dropped > 0 && forwarded > 0,
+        "the relay really impaired the link: {forwarded} / {dropped}"
+    );
+    agent.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_and_clients_without_a_hub_certificate_are_refused_and_others_carry_on() {
+    let hub = TestHub::start().await;
+    let state = tempfile::tempdir().unwrap();
+    TestAgent::enroll(&hub, state.path(), "pi-good").await;
+    let mut agent = TestAgent::start(agent_config(state.path(), None, SERIAL));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+
+    // Garbage datagrams on the QUIC port.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for size in [1, 20, 1200, 1500] {
+        let junk: Vec<u8> = (0..size).map(|_| rand::random::<u8>()).collect();
+        socket.send_to(&junk, hub.addr).await.unwrap();
+    }
+
+    // A client with a certificate from a CA of its own: the TLS handshake fails.
+    let foreign_ca = hub::ca::HubCa::generate().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
+    let impostor = proto::AgentId::new("pi-good").unwrap();
+    let issued = foreign_ca.issue_agent(&impostor, csr.der(), Duration::from_secs(3600)).unwrap();
+    let config = edge_agent::sync::tls::sync_config(
+        &hub.handle.ca_der(),
+        issued.chain_der.iter().map(|c| c.clone().into()).collect(),
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        edge_agent::sync::tls::Timeouts::default(),
+    )
+    .unwrap();
+    let endpoint = edge_agent::sync::enroll::client_endpoint(hub.addr).unwrap();
+    let attempt = async {
+        let connection = endpoint
+            .connect_with(config, hub.addr, "hub.kitt")
+            .unwrap()
+            .await
+            .map_err(|e| e.to_string())?;
+        // TLS 1.3: the hub checks the client certificate after the client thinks it is in.
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(&[0u8; 16]).await.map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 16];
+        match recv.read(&mut buf).await {
+            Ok(Some(_)) => Ok("the hub answered"),
+            Ok(None) => Err("stream closed".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(10), attempt).await.unwrap();
+    assert!(refused.is_err(), "a foreign certificate got an answer: {refused:?}");
+
+    // The enrolled agent is unaffected and still syncs.
+    let outbox = agent.running().outbox.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut outbox = outbox.lock().unwrap();
+        outbox
+            .append(
+                proto::UnixMillis::now(),
+                RecordBody::PrinterEvent(proto::PrinterEvent {
+                    printer: proto::PrinterId::new(SERIAL).unwrap(),
+                    kind: PrinterEventKind::Reachable,
+                }),
+            )
+            .unwrap();
+        outbox.commit().unwrap();
+    })
+    .await
+    .unwrap();
+    let id = AgentId::new("pi-good").unwrap();
+    eventually("the good agent's record at the hub", || async {
+        (hub.db().record_count(&id).await.unwrap() >= 1).then_some(())
+    })
+    .await;
+    agent.stop().await;
+}
