@@ -18,13 +18,14 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 const USAGE: &str =
-    "usage: cargo xtask <test|run|ci|deps|fuzz-build> [-- args for the test runner]";
+    "usage: cargo xtask <test|run|bench|ci|deps|fuzz-build> [-- args for the test runner]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("run") => run(&args[1..]),
+        Some("bench") => bench(),
         Some("ci") => ci(),
         Some("deps") => check_deps(),
         Some("fuzz-build") => fuzz_build(),
@@ -77,6 +78,19 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         command.env(key, value);
     }
     status(command)
+}
+
+/// The benchmarks, in release builds, each printing its figures beside its target.
+fn bench() -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
+    status(build)?;
+    for (package, bench) in [("edge-agent", "outbox"), ("tests", "sync")] {
+        let mut command = cargo();
+        command.args(["bench", "--locked", "-p", package, "--bench", bench]);
+        status(command)?;
+    }
+    Ok(())
 }
 
 /// The product on its embedded defaults. Until the hub and its demo exist: a simulated
