@@ -29,11 +29,25 @@ pub struct TestHub {
 
 impl TestHub {
     pub async fn start() -> TestHub {
-        TestHub::start_in(tempfile::tempdir().expect("a temporary directory"), None).await
+        TestHub::start_with(|_| {}).await
+    }
+
+    /// A hub whose sync settings `adjust` changes.
+    pub async fn start_with(adjust: impl FnOnce(&mut SyncConfig)) -> TestHub {
+        TestHub::start_in_with(tempfile::tempdir().expect("a temporary directory"), None, adjust)
+            .await
     }
 
     /// A hub over an existing data directory (a restart), optionally on a fixed address.
     pub async fn start_in(dir: tempfile::TempDir, addr: Option<SocketAddr>) -> TestHub {
+        TestHub::start_in_with(dir, addr, |_| {}).await
+    }
+
+    async fn start_in_with(
+        dir: tempfile::TempDir,
+        addr: Option<SocketAddr>,
+        adjust: impl FnOnce(&mut SyncConfig),
+    ) -> TestHub {
         crate::init();
         let db = Db::open_sqlite(dir.path()).await.expect("the hub database opens");
         let ca = HubCa::load_or_create(dir.path()).expect("the hub CA");
@@ -43,6 +57,7 @@ impl TestHub {
         // Short timeouts so that partition tests see a dead link within seconds.
         config.idle_timeout = Duration::from_secs(3);
         config.keep_alive = Duration::from_secs(1);
+        adjust(&mut config);
         let server = SyncServer::bind(config, db, ca).expect("the hub binds");
         let addr = server.local_addr();
         let handle = server.handle();

@@ -11,10 +11,13 @@ use std::time::Instant;
 
 use crate::PATIENCE;
 
-/// The path of one of kitt's binaries.
+/// The path of one of kitt's binaries, rebuilt first (once per test process) so a test never
+/// runs a stale binary.
 pub fn bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    BUILT.get_or_init(|| build_binaries(dir));
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -22,6 +25,24 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+fn build_binaries(dir: &std::path::Path) {
+    let Some(cargo) = std::env::var_os("CARGO") else { return };
+    let mut command = Command::new(cargo);
+    command.args(["build", "--bins", "-p", "edge-agent", "-p", "hub", "-p", "printer-sim"]);
+    if dir.file_name().is_some_and(|profile| profile == "release") {
+        command.arg("--release");
+    }
+    if let Some(target) = dir.parent() {
+        command.env("CARGO_TARGET_DIR", target);
+    }
+    let output = command.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building the binaries failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A child process whose stdout lines the test can wait on. Killed with SIGKILL when

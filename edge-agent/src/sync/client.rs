@@ -240,7 +240,10 @@ impl SyncClient {
                 Some(Err(error)) => return Err(error.into()),
                 None => return Err(SessionError::Lost("the hub closed the stream".into())),
             }
+            // At most one renewal per session: a hub that issues very short certificates
+            // cannot make the agent ask again and again.
             let mut renewal_key = self.maybe_renew(&mut send).await?;
+            let mut renewal_asked = renewal_key.is_some();
             loop {
                 if let Some((after, room)) = machine.next_batch() {
                     let max_records = room.min(self.config.batch_records);
@@ -289,8 +292,9 @@ impl SyncClient {
                         None => return Err(SessionError::Lost("the hub closed the stream".into())),
                     }
                 }
-                if renewal_key.is_none() {
+                if !renewal_asked {
                     renewal_key = self.maybe_renew(&mut send).await?;
+                    renewal_asked = renewal_key.is_some();
                 }
             }
         }

@@ -137,6 +137,30 @@ async fn garbage_and_clients_without_a_hub_certificate_are_refused_and_others_ca
     let refused = tokio::time::timeout(Duration::from_secs(10), attempt).await.unwrap();
     assert!(refused.is_err(), "a foreign certificate got an answer: {refused:?}");
 
+    // A client with no certificate at all on the sync protocol: closed as unauthenticated.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from(hub.handle.ca_der())).unwrap();
+    let mut anonymous = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    anonymous.alpn_protocols = vec![b"kitt-sync/1".to_vec()];
+    let anonymous = quinn::ClientConfig::new(std::sync::Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(anonymous).unwrap(),
+    ));
+    let connection = endpoint.connect_with(anonymous, hub.addr, "hub.kitt").unwrap().await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed()).await.unwrap();
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 2, "{close:?}");
+            assert!(String::from_utf8_lossy(&close.reason).contains("enroll"), "{close:?}");
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+
     // The enrolled agent is unaffected and still syncs.
     let outbox = agent.running().outbox.clone();
     tokio::task::spawn_blocking(move || {

@@ -11,6 +11,7 @@ use proto::{
     AgentId, Command, CommandAction, CommandId, PrintState, PrinterEventKind, PrinterId, Record,
     RecordBody, UnixMillis,
 };
+use rustls_pki_types::pem::PemObject;
 use tests::fleet::{TestAgent, TestHub, agent_config, eventually};
 
 const SERIAL: &str = "01P00A391800042";
@@ -257,4 +258,43 @@ async fn a_command_runs_once_and_an_expired_one_never_runs() {
     );
     agent.stop().await;
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_near_its_end_is_renewed_over_the_authenticated_connection() {
+    // Certificates of 10 minutes: past two thirds of their life (counting the hour they are
+    // backdated for clock skew) from the start, so the agent renews at once.
+    let hub = TestHub::start_with(|config| config.cert_lifetime = Duration::from_secs(600)).await;
+    let state = tempfile::tempdir().unwrap();
+    TestAgent::enroll(&hub, state.path(), "pi-renew").await;
+    let before = std::fs::read_to_string(state.path().join("agent.pem")).unwrap();
+    let id = AgentId::new("pi-renew").unwrap();
+    let enrolled_serial = hub.db().agent(&id).await.unwrap().unwrap().cert_serial;
+
+    let mut agent = TestAgent::start(agent_config(state.path(), None, SERIAL));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    let renewed_serial = eventually("the renewed certificate recorded by the hub", || async {
+        let serial = hub.db().agent(&id).await.unwrap().unwrap().cert_serial;
+        (serial != enrolled_serial).then_some(serial)
+    })
+    .await;
+    let after = eventually("the renewed certificate saved by the agent", || async {
+        let after = std::fs::read_to_string(state.path().join("agent.pem")).unwrap();
+        (after != before).then_some(after)
+    })
+    .await;
+    agent.stop().await;
+    assert_ne!(renewed_serial, enrolled_serial);
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(after.as_bytes()).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(hex::encode(cert.raw_serial()), renewed_serial.trim_start_matches("00"));
+
+    // The agent comes back with its new certificate (and key).
+    let mut agent = TestAgent::start(agent_config(state.path(), None, SERIAL));
+    agent
+        .wait_status("connected with the renewed certificate", |s| {
+            matches!(s, SyncStatus::Connected { .. })
+        })
+        .await;
+    agent.stop().await;
 }
