@@ -124,7 +124,13 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     }
 
     tasks.spawn(writer(outbox.clone(), records_rx, durable.clone()));
-    tasks.spawn(health(outbox.clone(), config.health_interval, shutdown.clone()));
+    tasks.spawn(health(
+        outbox.clone(),
+        config.health_interval,
+        config.state_dir.clone(),
+        identity.not_after,
+        shutdown.clone(),
+    ));
     let (commands_tx, commands_rx) = mpsc::channel(64);
     tasks.spawn(executor(commands_rx, outbox.clone(), records_tx.clone(), printers));
     drop(records_tx);
@@ -269,7 +275,13 @@ async fn commit(outbox: &SharedOutbox, batch: Vec<(UnixMillis, RecordBody)>) -> 
 
 /// Appends an `AgentHealth` record every `interval`, with the outbox's depth and its drop
 /// totals since it was created.
-async fn health(outbox: SharedOutbox, interval: Duration, shutdown: CancellationToken) {
+async fn health(
+    outbox: SharedOutbox,
+    interval: Duration,
+    state_dir: std::path::PathBuf,
+    certificate_expires_at: UnixMillis,
+    shutdown: CancellationToken,
+) {
     let started = Instant::now();
     let mut tick = tokio::time::interval(interval);
     loop {
@@ -279,7 +291,15 @@ async fn health(outbox: SharedOutbox, interval: Duration, shutdown: Cancellation
         }
         let uptime_s = started.elapsed().as_secs();
         let outbox = outbox.clone();
+        let state_dir = state_dir.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            // Renewals rewrite identity.toml; read the current expiry from it.
+            let certificate_expires_at = Identity::load(&state_dir)
+                .map(|identity| identity.not_after)
+                .unwrap_or(certificate_expires_at);
+            let disk_free_bytes = rustix::fs::statvfs(&state_dir)
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+                .unwrap_or(0);
             let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
             let stats = outbox.stats();
             // Cumulative totals, as `AgentHealth.drops` is specified: a health record that is
@@ -288,10 +308,10 @@ async fn health(outbox: SharedOutbox, interval: Duration, shutdown: Cancellation
                 outbox_records: stats.records,
                 outbox_bytes: stats.bytes,
                 drops: stats.drops_total,
-                disk_free_bytes: 0,
+                disk_free_bytes,
                 uptime_s,
                 software: crate::sync::enroll::software(),
-                certificate_expires_at: None,
+                certificate_expires_at: Some(certificate_expires_at),
             };
             if let Err(error) = outbox.append(UnixMillis::now(), RecordBody::AgentHealth(health)) {
                 tracing::warn!(%error, "Cannot record the agent's health.");

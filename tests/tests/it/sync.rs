@@ -89,6 +89,17 @@ async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
         "telemetry of the last layer reached the hub"
     );
 
+    // The agent's health report at start-up reached the hub too.
+    let health = records
+        .iter()
+        .find_map(|r| match &r.body {
+            RecordBody::AgentHealth(health) => Some(health.clone()),
+            _ => None,
+        })
+        .expect("a health record");
+    assert!(health.disk_free_bytes > 0, "{health:?}");
+    assert_eq!(health.certificate_expires_at, Some(agent.running().identity.not_after));
+
     // Everything the hub committed is acknowledged and gone from the outbox.
     let last = records.last().unwrap().seq;
     agent
