@@ -1,6 +1,5 @@
 //! The `kitt-hub` command line.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,49 +8,53 @@ use clap::{Parser, Subcommand};
 use proto::UnixMillis;
 use tokio_util::sync::CancellationToken;
 
-use crate::ca::HubCa;
-use crate::db::Db;
-use crate::sync::server::{SyncConfig, SyncServer};
+use crate::config::{HubConfig, Overrides};
 use crate::sync::token;
-
-/// The default UDP port agents sync to.
-pub const DEFAULT_SYNC_PORT: u16 = 7070;
 
 /// kitt's hub: the fleet's ingest, storage, API and dashboard.
 #[derive(Debug, Parser)]
 #[command(name = "kitt-hub", version, about)]
 pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, clap::Args, Clone)]
-pub struct Storage {
-    /// Where the hub keeps its database, CA and files.
-    #[arg(long, default_value = "kitt-data")]
-    pub data_dir: PathBuf,
+    /// The configuration file (TOML); `KITT_*` variables and flags override it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Where the hub keeps its database, CA and files (overrides `data_dir`).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
     /// A PostgreSQL URL (`postgres://user:password@host/db`); SQLite in the data directory
     /// when absent.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the hub's version and the wire protocol version it speaks.
     Version,
-    /// Serve agents (QUIC sync and enrollment) until Ctrl-C.
+    /// Serve the API and dashboard (TCP) and the agents (QUIC) until Ctrl-C.
     Serve {
-        #[command(flatten)]
-        storage: Storage,
+        /// The TCP address of the API and dashboard.
+        #[arg(long)]
+        http_listen: Option<String>,
         /// The UDP address agents sync to.
-        #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_SYNC_PORT)))]
-        sync_listen: SocketAddr,
+        #[arg(long)]
+        sync_listen: Option<String>,
     },
+    /// Apply the database migrations and exit (serve also applies them).
+    Migrate,
+    /// Check the configuration and print every problem found.
+    Validate,
     /// Enrollment tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Users of the dashboard and API.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Enrolled agents.
     Agent {
@@ -64,8 +67,6 @@ pub enum Command {
 pub enum TokenCommand {
     /// Create a single-use token that enrolls one agent.
     Create {
-        #[command(flatten)]
-        storage: Storage,
         /// How long the token stays valid: `90s`, `30m`, `1h`, `2d`.
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         ttl: Duration,
@@ -79,20 +80,39 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. Prints a generated password unless --password-stdin is given.
+    Add {
+        name: String,
+        /// viewer (read), operator (printer commands) or admin (users, agents, tokens).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create an API token for a user (for scripts); printed once.
+    Token {
+        name: String,
+        /// A label for the token.
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// List enrolled agents.
-    List {
-        #[command(flatten)]
-        storage: Storage,
-    },
+    List,
     /// Revoke an agent: it is disconnected within seconds and cannot reconnect.
     Revoke {
-        #[command(flatten)]
-        storage: Storage,
         /// The agent's id.
         agent: String,
     },
 }
+
+/// Exit code for a configuration problem (sysexits EX_CONFIG-like, as the house style says).
+pub const EXIT_CONFIG: u8 = 64;
 
 /// Runs the parsed command. Returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -104,35 +124,78 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         ));
         return Ok(0);
     }
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        ..Overrides::default()
+    };
+    if let Command::Serve { http_listen, sync_listen } = &cli.command {
+        overrides.http_listen = http_listen.clone();
+        overrides.sync_listen = sync_listen.clone();
+    }
+    let config = match HubConfig::load(cli.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprint_line(&format!("kitt-hub: {error}"));
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    if let Command::Validate = cli.command {
+        print_line(&format!(
+            "configuration valid: data in {}, database {}, API on tcp/{}, agents on udp/{}",
+            config.data_dir.display(),
+            if config.database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+            config.http_listen,
+            config.sync_listen
+        ));
+        return Ok(0);
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(run_async(cli.command))
+    runtime.block_on(run_async(cli.command, config))
 }
 
-async fn run_async(command: Command) -> anyhow::Result<u8> {
+async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
     match command {
-        Command::Version => Ok(0),
-        Command::Serve { storage, sync_listen } => {
-            let (db, ca) = open(&storage).await?;
-            let server = SyncServer::bind(SyncConfig::new(sync_listen), db, ca)?;
-            print_line(&format!(
-                "kitt-hub serving agents on udp/{} (data in {})",
-                server.local_addr(),
-                storage.data_dir.display()
-            ));
+        Command::Version | Command::Validate => Ok(0),
+        Command::Serve { .. } => {
+            let started = std::time::Instant::now();
             let shutdown = CancellationToken::new();
-            let serving = tokio::spawn(server.run(shutdown.clone()));
+            let hub = crate::app::start(config.clone(), shutdown.clone()).await?;
+            print_line(&format!(
+                "kitt-hub ready in {} ms: API on http://{}, agents on udp/{} (data in {})",
+                started.elapsed().as_millis(),
+                hub.http_addr,
+                hub.sync_addr,
+                config.data_dir.display()
+            ));
+            if hub.state.db.count_admins().await? == 0 {
+                eprint_line(
+                    "No admin user yet: create one with `kitt-hub user add <name> --role admin`.",
+                );
+            }
             wait_for_signal().await;
             shutdown.cancel();
-            let _ = serving.await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), hub.wait()).await;
             Ok(0)
         }
-        Command::Token { command: TokenCommand::Create { storage, ttl, name, hub } } => {
-            let (db, ca) = open(&storage).await?;
+        Command::Migrate => {
+            crate::app::open_storage(&config).await?;
+            print_line("migrations applied");
+            Ok(0)
+        }
+        Command::Token { command: TokenCommand::Create { ttl, name, hub } } => {
+            let (db, ca) = crate::app::open_storage(&config).await?;
+            if let Some(name) = &name
+                && proto::AgentId::new(name.clone()).is_err()
+            {
+                eprint_line(&format!("kitt-hub: {name:?} is not a valid agent name"));
+                return Ok(EXIT_CONFIG);
+            }
             let now = UnixMillis::now();
             let (token, expires_at) =
                 token::create(&db, &ca.fingerprint(), name.as_deref(), ttl, now).await?;
-            let hub = hub.unwrap_or_else(|| format!("<this-host>:{DEFAULT_SYNC_PORT}"));
+            let hub = hub.unwrap_or_else(|| format!("<this-host>:{}", config.sync_listen.port()));
             print_line(&token.to_string());
             eprint_line(&format!(
                 "Single use, valid for {} s (until {} Unix ms). On the Pi, run:\n  kitt-agent enroll --hub {hub} --token {token}",
@@ -141,8 +204,62 @@ async fn run_async(command: Command) -> anyhow::Result<u8> {
             ));
             Ok(0)
         }
-        Command::Agent { command: AgentCommand::List { storage } } => {
-            let (db, _) = open(&storage).await?;
+        Command::User { command: UserCommand::Add { name, role, password_stdin } } => {
+            let (db, _) = crate::app::open_storage(&config).await?;
+            let Some(role) = crate::api::Role::parse(&role) else {
+                eprint_line("kitt-hub: --role must be viewer, operator or admin");
+                return Ok(EXIT_CONFIG);
+            };
+            if let Err(error) = crate::api::routes_validate_user_name(&name) {
+                eprint_line(&format!("kitt-hub: {}", error.message));
+                return Ok(EXIT_CONFIG);
+            }
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the password")?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (generate_password(), true)
+            };
+            if password.chars().count() < 10 {
+                eprint_line("kitt-hub: the password needs at least 10 characters");
+                return Ok(EXIT_CONFIG);
+            }
+            let hash = crate::api::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+            if !db.insert_user(&name, &hash, role.as_str(), UnixMillis::now()).await? {
+                eprint_line(&format!("kitt-hub: a user {name:?} exists already"));
+                return Ok(1);
+            }
+            db.audit(
+                "cli",
+                &format!("user add {name}"),
+                201,
+                Some(role.as_str()),
+                UnixMillis::now(),
+            )
+            .await?;
+            if generated {
+                print_line(&format!("added {name} ({}) with password: {password}", role.as_str()));
+            } else {
+                print_line(&format!("added {name} ({})", role.as_str()));
+            }
+            Ok(0)
+        }
+        Command::User { command: UserCommand::Token { name, label } } => {
+            let (db, _) = crate::app::open_storage(&config).await?;
+            if db.user_role(&name).await?.is_none() {
+                eprint_line(&format!("kitt-hub: no user {name:?}"));
+                return Ok(1);
+            }
+            let (token, id) =
+                crate::api::auth::create_api_token(&db, &name, label.as_deref()).await?;
+            db.audit("cli", &format!("token create {id} for {name}"), 201, None, UnixMillis::now())
+                .await?;
+            print_line(&token);
+            Ok(0)
+        }
+        Command::Agent { command: AgentCommand::List } => {
+            let (db, _) = crate::app::open_storage(&config).await?;
             for agent in db.agents().await? {
                 print_line(&format!(
                     "{}\trevoked={}\tacked_through={}\tlast_seen={}\tcert_expires={}",
@@ -155,9 +272,11 @@ async fn run_async(command: Command) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Agent { command: AgentCommand::Revoke { storage, agent } } => {
-            let (db, _) = open(&storage).await?;
+        Command::Agent { command: AgentCommand::Revoke { agent } } => {
+            let (db, _) = crate::app::open_storage(&config).await?;
             if db.revoke_agent(&agent, UnixMillis::now()).await? {
+                db.audit("cli", &format!("agent revoke {agent}"), 200, None, UnixMillis::now())
+                    .await?;
                 print_line(&format!(
                     "revoked {agent}; a running hub disconnects it within seconds"
                 ));
@@ -170,16 +289,10 @@ async fn run_async(command: Command) -> anyhow::Result<u8> {
     }
 }
 
-async fn open(storage: &Storage) -> anyhow::Result<(Db, HubCa)> {
-    std::fs::create_dir_all(&storage.data_dir).with_context(|| {
-        format!("cannot create the data directory {}", storage.data_dir.display())
-    })?;
-    let db = match &storage.database_url {
-        Some(url) => Db::open(url).await?,
-        None => Db::open_sqlite(&storage.data_dir).await?,
-    };
-    let ca = HubCa::load_or_create(&storage.data_dir)?;
-    Ok((db, ca))
+/// A random password of 20 characters from an unambiguous alphabet.
+fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..20).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// `90s`, `30m`, `1h`, `2d`, or plain seconds.

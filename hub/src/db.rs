@@ -14,6 +14,10 @@ use sqlx::{AnyPool, pool::PoolOptions};
 type AnyPoolOptions = PoolOptions<sqlx::Any>;
 use sqlx::{Executor, Row};
 
+mod projection;
+pub mod read;
+pub mod users;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -305,21 +309,24 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         // Rows of 7 parameters; SQLite allows 32766 parameters per statement.
         for chunk in records.chunks(1000) {
-            let mut query = sqlx::QueryBuilder::<sqlx::Any>::new(
-                "INSERT INTO records (agent_id, seq, observed_at, received_at, kind, printer_id, body) ",
+            let sql = format!(
+                "INSERT INTO records (agent_id, seq, observed_at, received_at, kind, printer_id, \
+                 body) VALUES {} ON CONFLICT (agent_id, seq) DO NOTHING",
+                numbered_values(chunk.len(), 7)
             );
-            query.push_values(chunk, |mut row, record| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for record in chunk {
                 let (kind, printer) = describe(&record.body);
-                row.push_bind(agent.as_str().to_owned())
-                    .push_bind(record.seq.0 as i64)
-                    .push_bind(record.observed_at.0)
-                    .push_bind(received_at.0)
-                    .push_bind(kind)
-                    .push_bind(printer)
-                    .push_bind(postcard::to_stdvec(&record.body).unwrap_or_default());
-            });
-            query.push(" ON CONFLICT (agent_id, seq) DO NOTHING");
-            query.build().execute(&mut *tx).await?;
+                query = query
+                    .bind(agent.as_str().to_owned())
+                    .bind(record.seq.0 as i64)
+                    .bind(record.observed_at.0)
+                    .bind(received_at.0)
+                    .bind(kind)
+                    .bind(printer)
+                    .bind(postcard::to_stdvec(&record.body).unwrap_or_default());
+            }
+            query.execute(&mut *tx).await?;
         }
         sqlx::query(
             "UPDATE agents SET acked_through = $1, last_seen_at = $2 \
@@ -330,6 +337,7 @@ impl Db {
         .bind(agent.as_str())
         .execute(&mut *tx)
         .await?;
+        projection::project(&mut tx, agent, records).await?;
         let watermark = sqlx::query("SELECT acked_through FROM agents WHERE id = $1")
             .bind(agent.as_str())
             .fetch_one(&mut *tx)
@@ -482,6 +490,17 @@ fn agent_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, DbError> {
     })
 }
 
+/// `($1, …, $c), ($c+1, …), …`: the placeholders of `rows` rows of `columns` values, for a
+/// multi-row `INSERT`. `sqlx::QueryBuilder` writes `?` for the Any driver, which PostgreSQL
+/// refuses; `$N` suits both backends.
+fn numbered_values(rows: usize, columns: usize) -> String {
+    let row = |r: usize| {
+        let params: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+        format!("({})", params.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 /// The record's kind and printer, for queries that do not decode bodies.
 fn describe(body: &RecordBody) -> (&'static str, Option<String>) {
     match body {
@@ -530,6 +549,11 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_row_values_have_numbered_placeholders() {
+        assert_eq!(numbered_values(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
 
     #[test]
     fn passwords_are_redacted_from_urls() {

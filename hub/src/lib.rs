@@ -2,7 +2,11 @@
 //!
 //! `main.rs` is a thin shell over [`cli::run`].
 
+pub mod api;
+pub mod app;
 pub mod ca;
 pub mod cli;
+pub mod config;
 pub mod db;
+pub mod live;
 pub mod sync;

@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod mosquitto;
+pub mod postgres;
 pub mod process;
 pub mod relay;
 

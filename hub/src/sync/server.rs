@@ -21,6 +21,7 @@ use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
 use crate::ca::{AGENT_CERT_LIFETIME, CaError, HubCa};
 use crate::db::{Db, DbError};
+use crate::live::{LiveHub, LiveUpdate};
 
 /// How the sync endpoint behaves.
 #[derive(Debug, Clone)]
@@ -85,14 +86,24 @@ struct Live {
 struct Shared {
     db: Db,
     ca: HubCa,
+    live: LiveHub,
     config: SyncConfig,
-    live: Mutex<HashMap<AgentId, Live>>,
+    agents: Mutex<HashMap<AgentId, Live>>,
     next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    fn live_agents(&self) -> Vec<AgentId> {
+        let live = self.live_map();
+        live.keys().cloned().collect()
+    }
+
+    fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Live>> {
+        self.agents.lock().expect("the live-agent map is never poisoned")
+    }
+
     fn signal(&self, agent: &AgentId, signal: Signal) {
-        let live = self.live.lock().expect("the live-agent map is never poisoned");
+        let live = self.live_map();
         if let Some(live) = live.get(agent) {
             let _ = live.signals.try_send(signal);
         }
@@ -123,7 +134,7 @@ impl SyncHandle {
 
     /// Agents connected right now.
     pub fn connected(&self) -> Vec<AgentId> {
-        let live = self.shared.live.lock().expect("the live-agent map is never poisoned");
+        let live = self.shared.live_map();
         let mut agents: Vec<AgentId> = live.keys().cloned().collect();
         agents.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         agents
@@ -131,6 +142,15 @@ impl SyncHandle {
 
     pub fn db(&self) -> &Db {
         &self.shared.db
+    }
+
+    pub fn live(&self) -> &LiveHub {
+        &self.shared.live
+    }
+
+    pub fn is_connected(&self, agent: &str) -> bool {
+        let live = self.shared.live_agents();
+        live.iter().any(|a| a.as_str() == agent)
     }
 
     /// The hub CA certificate (DER).
@@ -152,14 +172,25 @@ pub struct SyncServer {
 
 impl SyncServer {
     pub fn bind(config: SyncConfig, db: Db, ca: HubCa) -> Result<SyncServer, SyncServerError> {
+        SyncServer::bind_with(config, db, ca, LiveHub::new())
+    }
+
+    /// Like [`SyncServer::bind`], publishing ingested state and events to `live`.
+    pub fn bind_with(
+        config: SyncConfig,
+        db: Db,
+        ca: HubCa,
+        live: LiveHub,
+    ) -> Result<SyncServer, SyncServerError> {
         let server_config = server_config(&ca, &config)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| SyncServerError::Bind { addr: config.listen, source })?;
         let shared = Arc::new(Shared {
             db,
             ca,
+            live,
             config,
-            live: Mutex::new(HashMap::new()),
+            agents: Mutex::new(HashMap::new()),
             next_connection: 0.into(),
         });
         Ok(SyncServer { endpoint, shared })
@@ -383,6 +414,18 @@ async fn sync_connection(
     }
     let software = format!("{} ({})", hello.software.version, hello.software.target);
     shared.db.touch_agent(&agent, UnixMillis::now(), &software).await?;
+    for printer in &hello.printers {
+        shared
+            .db
+            .announce_printer(
+                printer.id.as_str(),
+                agent.as_str(),
+                printer.name.as_deref(),
+                printer.model.as_deref(),
+                UnixMillis::now(),
+            )
+            .await?;
+    }
     let watermark = shared.db.watermark(&agent).await?;
     let welcome = HubWelcome {
         protocol_version: proto::PROTOCOL_VERSION.min(hello.protocol_version),
@@ -396,13 +439,14 @@ async fn sync_connection(
     let (signals_tx, mut signals) = mpsc::channel(16);
     let id = shared.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     {
-        let mut live = shared.live.lock().expect("the live-agent map is never poisoned");
+        let mut live = shared.live_map();
         if let Some(previous) =
             live.insert(agent.clone(), Live { connection: id, signals: signals_tx })
         {
             let _ = previous.signals.try_send(Signal::Superseded);
         }
     }
+    shared.live.publish(LiveUpdate::Agent { agent: agent.to_string(), online: true });
     let mut session = IngestSession::new(watermark);
     let mut delivered = HashSet::new();
     let result = async {
@@ -464,11 +508,15 @@ async fn sync_connection(
         }
     }
     .await;
-    let mut live = shared.live.lock().expect("the live-agent map is never poisoned");
-    if live.get(&agent).is_some_and(|l| l.connection == id) {
+    let mut live = shared.live_map();
+    let gone = live.get(&agent).is_some_and(|l| l.connection == id);
+    if gone {
         live.remove(&agent);
     }
     drop(live);
+    if gone {
+        shared.live.publish(LiveUpdate::Agent { agent: agent.to_string(), online: false });
+    }
     if session.duplicates > 0 {
         tracing::info!(%agent, duplicates = session.duplicates, "Skipped resent records.");
     }
@@ -499,15 +547,46 @@ async fn ingest(
             return Err(error.into());
         }
     };
-    for record in &fresh {
-        if let RecordBody::CommandResult(result) = &record.body {
-            shared.db.record_outcome(result.command, &result.outcome, record.observed_at).await?;
-        }
-    }
+    publish(&shared.live, agent, &fresh);
     if let Some(through) = session.committed_through(watermark) {
         frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
     }
     Ok(())
+}
+
+/// Tells live subscribers what was just committed: each printer's newest state and every
+/// event.
+fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record]) {
+    if live.subscribers() == 0 {
+        return;
+    }
+    let mut newest: HashMap<&str, (i64, &proto::PrinterState)> = HashMap::new();
+    for record in records {
+        match &record.body {
+            RecordBody::Telemetry(t) => {
+                newest.insert(t.printer.as_str(), (record.observed_at.0, &t.state));
+            }
+            RecordBody::PrinterEvent(e) => live.publish(LiveUpdate::Event {
+                printer: e.printer.to_string(),
+                agent: agent.to_string(),
+                at: record.observed_at.0,
+                event: proto::json::printer_event(&e.kind),
+            }),
+            RecordBody::CommandResult(r) => live.publish(LiveUpdate::CommandResult {
+                command: r.command.to_string(),
+                printer: r.printer.to_string(),
+                outcome: crate::db::outcome_text(&r.outcome),
+            }),
+            RecordBody::Snapshot(_) | RecordBody::AgentHealth(_) => {}
+        }
+    }
+    for (printer, (at, state)) in newest {
+        live.publish(LiveUpdate::PrinterState {
+            printer: printer.to_owned(),
+            at,
+            state: proto::json::printer_state(state),
+        });
+    }
 }
 
 async fn handle_other(

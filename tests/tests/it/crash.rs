@@ -21,10 +21,10 @@ fn start_hub(data: &Path, listen: &str) -> (Process, SocketAddr) {
         Command::new(bin("kitt-hub"))
             .args(["serve", "--data-dir"])
             .arg(data)
-            .args(["--sync-listen", listen])
+            .args(["--sync-listen", listen, "--http-listen", "127.0.0.1:0"])
             .env("KITT_LOG", "warn"),
     );
-    let line = hub.wait_line("serving agents on udp/");
+    let line = hub.wait_line("agents on udp/");
     let addr = line
         .split("udp/")
         .nth(1)

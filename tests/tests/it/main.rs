@@ -3,7 +3,9 @@
 // A test binary: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod crash;
 mod impairment;
 mod printer_link;
+mod storage;
 mod sync;

@@ -1,0 +1,126 @@
+//! `kitt-hub serve`: storage, the agents' QUIC endpoint and the HTTP API wired together.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use proto::UnixMillis;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::ca::HubCa;
+use crate::config::HubConfig;
+use crate::db::Db;
+use crate::live::LiveHub;
+use crate::sync::server::{SyncConfig, SyncHandle, SyncServer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {}: {source}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::server::SyncServerError),
+    #[error("cannot listen on tcp/{addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running hub.
+#[derive(Debug)]
+pub struct RunningHub {
+    pub http_addr: SocketAddr,
+    pub sync_addr: SocketAddr,
+    pub sync: SyncHandle,
+    pub state: AppState,
+    tasks: TaskTracker,
+}
+
+impl RunningHub {
+    /// Waits for every task once `shutdown` fired.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Opens the database and the CA.
+pub async fn open_storage(config: &HubConfig) -> Result<(Db, HubCa), StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    let db = match &config.database_url {
+        Some(url) => Db::open(url).await?,
+        None => Db::open_sqlite(&config.data_dir).await?,
+    };
+    let ca = HubCa::load_or_create(&config.data_dir)?;
+    Ok((db, ca))
+}
+
+/// Starts everything; ready (serving `/readyz` with 200) when this returns.
+pub async fn start(
+    config: HubConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningHub, StartError> {
+    let (db, ca) = open_storage(&config).await?;
+    let mut sync_config = SyncConfig::new(config.sync_listen);
+    sync_config.keep_alive = config.keep_alive;
+    sync_config.idle_timeout = config.idle_timeout;
+    sync_config.cert_lifetime = config.certificate_lifetime;
+    let server = SyncServer::bind_with(sync_config, db.clone(), ca, LiveHub::new())?;
+    let sync_addr = server.local_addr();
+    let sync = server.handle();
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| StartError::Http { addr: config.http_listen, source })?;
+    let http_addr = listener.local_addr().unwrap_or(config.http_listen);
+    let state = AppState::new(db.clone(), sync.clone(), config.api.clone());
+    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(server.run(shutdown.clone()));
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "The HTTP server stopped.");
+        }
+    });
+    tasks.spawn(housekeeping(db, config.retention, shutdown.clone()));
+    state.ready.store(true, Ordering::Release);
+    Ok(RunningHub { http_addr, sync_addr, sync, state, tasks })
+}
+
+/// Telemetry downsampling and retention, once a minute.
+async fn housekeeping(db: Db, retention: crate::config::Retention, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let result = db
+            .downsample(
+                retention.raw.as_millis() as i64,
+                retention.minute.as_millis() as i64,
+                retention.quarter_hour.as_millis() as i64,
+                UnixMillis::now(),
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "Telemetry downsampling failed; will retry.");
+        }
+    }
+}

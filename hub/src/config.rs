@@ -1,0 +1,316 @@
+//! The hub's configuration: a TOML file (optional) with `KITT_*` environment variables over
+//! it and command-line flags over both, validated up front with every problem reported at
+//! once, each naming its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::api::ApiSettings;
+
+pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_SYNC_LISTEN: &str = "0.0.0.0:7070";
+const DEFAULT_RAW_TELEMETRY_HOURS: u64 = 48;
+const DEFAULT_MINUTE_TELEMETRY_DAYS: u64 = 90;
+const DEFAULT_QUARTER_HOUR_TELEMETRY_DAYS: u64 = 730;
+
+/// Environment variables the hub reads; any other `KITT_*` is reported as unknown.
+const ENV_KEYS: &[&str] = &[
+    "KITT_DATA_DIR",
+    "KITT_DATABASE_URL",
+    "KITT_HTTP_LISTEN",
+    "KITT_SYNC_LISTEN",
+    "KITT_SECURE_COOKIES",
+];
+/// `KITT_*` variables that belong to other tools (logging, tests, benchmarks).
+const ENV_IGNORED_PREFIXES: &[&str] = &["KITT_LOG", "KITT_TEST_", "KITT_BENCH_", "KITT_BLESS_"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where the database (SQLite), the CA and files live.
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://user:password@host/db`; SQLite in the data directory when absent.
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub sync: RawSync,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address of the dashboard and API.
+    pub listen: Option<String>,
+    /// Mark session cookies `Secure` (browsers accept them on https and on localhost).
+    pub secure_cookies: Option<bool>,
+    /// Largest accepted request body, KiB.
+    pub max_body_kb: Option<usize>,
+    /// How long a dashboard login lasts, hours.
+    pub session_hours: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    /// UDP address agents sync to.
+    pub listen: Option<String>,
+    pub keep_alive_s: Option<u64>,
+    pub idle_timeout_s: Option<u64>,
+    /// Lifetime of agent certificates, days (renewed at two thirds).
+    pub certificate_days: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Raw telemetry samples (about 1 Hz per printer), hours.
+    pub raw_telemetry_hours: Option<u64>,
+    /// One-minute telemetry averages, days.
+    pub minute_telemetry_days: Option<u64>,
+    /// Fifteen-minute telemetry averages, days.
+    pub quarter_hour_telemetry_days: Option<u64>,
+}
+
+/// How long telemetry is kept at each resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub raw: Duration,
+    pub minute: Duration,
+    pub quarter_hour: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub http_listen: SocketAddr,
+    pub sync_listen: SocketAddr,
+    pub keep_alive: Duration,
+    pub idle_timeout: Duration,
+    pub certificate_lifetime: Duration,
+    pub api: ApiSettings,
+    pub retention: Retention,
+}
+
+/// Every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub http_listen: Option<String>,
+    pub sync_listen: Option<String>,
+}
+
+impl HubConfig {
+    /// File (if any), then the environment, then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<HubConfig, ConfigError> {
+        let mut problems = Vec::new();
+        let mut raw = match file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => toml::from_str::<RawConfig>(&text).unwrap_or_else(|e| {
+                    problems.push(format!("{}: {}", path.display(), e.to_string().trim()));
+                    RawConfig::default()
+                }),
+                Err(e) => {
+                    problems.push(format!("cannot read {}: {e}", path.display()));
+                    RawConfig::default()
+                }
+            },
+            None => RawConfig::default(),
+        };
+        for (key, value) in env {
+            if !key.starts_with("KITT_") || ENV_IGNORED_PREFIXES.iter().any(|p| key.starts_with(p))
+            {
+                continue;
+            }
+            match key.as_str() {
+                "KITT_DATA_DIR" => raw.data_dir = Some(value.into()),
+                "KITT_DATABASE_URL" => raw.database_url = Some(value),
+                "KITT_HTTP_LISTEN" => raw.http.listen = Some(value),
+                "KITT_SYNC_LISTEN" => raw.sync.listen = Some(value),
+                "KITT_SECURE_COOKIES" => match value.as_str() {
+                    "true" | "1" => raw.http.secure_cookies = Some(true),
+                    "false" | "0" => raw.http.secure_cookies = Some(false),
+                    _ => problems.push(format!("{key}={value:?}: use true or false")),
+                },
+                _ => problems.push(format!(
+                    "unknown environment variable {key} (known: {})",
+                    ENV_KEYS.join(", ")
+                )),
+            }
+        }
+        if let Some(dir) = &overrides.data_dir {
+            raw.data_dir = Some(dir.clone());
+        }
+        if let Some(url) = &overrides.database_url {
+            raw.database_url = Some(url.clone());
+        }
+        if let Some(listen) = &overrides.http_listen {
+            raw.http.listen = Some(listen.clone());
+        }
+        if let Some(listen) = &overrides.sync_listen {
+            raw.sync.listen = Some(listen.clone());
+        }
+        raw.validate(problems)
+    }
+}
+
+fn address(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+    problems: &mut Vec<String>,
+) -> SocketAddr {
+    let text = value.unwrap_or(default);
+    text.parse().unwrap_or_else(|_| {
+        problems.push(format!("{key} = {text:?}: not an address like {default}"));
+        default.parse().expect("the default parses")
+    })
+}
+
+fn positive(key: &str, value: Option<u64>, default: u64, problems: &mut Vec<String>) -> u64 {
+    match value {
+        Some(0) => {
+            problems.push(format!("{key} = 0: must be above 0"));
+            default
+        }
+        Some(v) => v,
+        None => default,
+    }
+}
+
+impl RawConfig {
+    fn validate(self, mut problems: Vec<String>) -> Result<HubConfig, ConfigError> {
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+        {
+            problems.push("database_url: use postgres://… or sqlite:…".to_owned());
+        }
+        let http_listen =
+            address("http.listen", self.http.listen.as_deref(), DEFAULT_HTTP_LISTEN, &mut problems);
+        let sync_listen =
+            address("sync.listen", self.sync.listen.as_deref(), DEFAULT_SYNC_LISTEN, &mut problems);
+        let keep_alive = positive("sync.keep_alive_s", self.sync.keep_alive_s, 15, &mut problems);
+        let idle = positive("sync.idle_timeout_s", self.sync.idle_timeout_s, 60, &mut problems);
+        if keep_alive >= idle {
+            problems.push(format!(
+                "sync.keep_alive_s = {keep_alive} must be below sync.idle_timeout_s = {idle}"
+            ));
+        }
+        let certificate_days =
+            positive("sync.certificate_days", self.sync.certificate_days, 7, &mut problems);
+        let max_body_kb = self.http.max_body_kb.unwrap_or(64);
+        if !(1..=10_240).contains(&max_body_kb) {
+            problems.push(format!("http.max_body_kb = {max_body_kb}: between 1 and 10240"));
+        }
+        let session_hours =
+            positive("http.session_hours", self.http.session_hours, 12, &mut problems);
+        let raw_hours = positive(
+            "retention.raw_telemetry_hours",
+            self.retention.raw_telemetry_hours,
+            DEFAULT_RAW_TELEMETRY_HOURS,
+            &mut problems,
+        );
+        let minute_days = positive(
+            "retention.minute_telemetry_days",
+            self.retention.minute_telemetry_days,
+            DEFAULT_MINUTE_TELEMETRY_DAYS,
+            &mut problems,
+        );
+        let quarter_days = positive(
+            "retention.quarter_hour_telemetry_days",
+            self.retention.quarter_hour_telemetry_days,
+            DEFAULT_QUARTER_HOUR_TELEMETRY_DAYS,
+            &mut problems,
+        );
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(HubConfig {
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("kitt-data")),
+            database_url: self.database_url,
+            http_listen,
+            sync_listen,
+            keep_alive: Duration::from_secs(keep_alive),
+            idle_timeout: Duration::from_secs(idle),
+            certificate_lifetime: Duration::from_secs(certificate_days * 86_400),
+            api: ApiSettings {
+                secure_cookies: self.http.secure_cookies.unwrap_or(true),
+                session_lifetime: Duration::from_secs(session_hours * 3600),
+                max_body_bytes: max_body_kb * 1024,
+            },
+            retention: Retention {
+                raw: Duration::from_secs(raw_hours * 3600),
+                minute: Duration::from_secs(minute_days * 86_400),
+                quarter_hour: Duration::from_secs(quarter_days * 86_400),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<HubConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        HubConfig::load(Some(&path), env, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = HubConfig::load(None, Vec::new(), &Overrides::default()).unwrap();
+        assert_eq!(config.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(config.sync_listen.port(), 7070);
+        assert_eq!(config.retention.raw, Duration::from_secs(48 * 3600));
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let error = load(
+            "[http]\nlisten = \"nowhere\"\n[sync]\nkeep_alive_s = 90\n[retention]\nraw_telemetry_hours = 0\n",
+            &[("KITT_DATABSE_URL", "x")],
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert_eq!(error.0.len(), 4, "{text}");
+        assert!(text.contains("unknown environment variable KITT_DATABSE_URL"), "{text}");
+        assert!(text.contains("http.listen"), "{text}");
+        assert!(text.contains("sync.keep_alive_s"), "{text}");
+        assert!(text.contains("retention.raw_telemetry_hours"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_and_the_environment_wins_over_the_file() {
+        let error = load("[http]\nport = 80\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("unknown field `port`"), "{error}");
+        let config = load(
+            "[http]\nlisten = \"127.0.0.1:1\"\n",
+            &[("KITT_HTTP_LISTEN", "127.0.0.1:2"), ("KITT_LOG", "x")],
+        )
+        .unwrap();
+        assert_eq!(config.http_listen.port(), 2);
+    }
+}

@@ -1,0 +1,328 @@
+//! Queries behind the HTTP API. Every filter is a bound parameter; nothing from a request is
+//! ever spliced into SQL text.
+
+use proto::UnixMillis;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Db, DbError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrinterRow {
+    pub id: String,
+    pub agent_id: String,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub vendor: Option<String>,
+    /// The normalised state (the printer-link field names), when one has arrived.
+    pub state: Option<Value>,
+    pub state_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub printer_id: Option<String>,
+    pub agent_id: String,
+    pub kind: String,
+    pub at: i64,
+    pub event: Value,
+}
+
+/// What `GET /events` may filter on.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub printer: Option<String>,
+    pub kind: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Only events with an id below this (paging backwards).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub at: i64,
+    pub state: Option<String>,
+    pub progress_percent: Option<i64>,
+    pub layer: Option<i64>,
+    pub nozzle_temp_c: Option<f64>,
+    pub bed_temp_c: Option<f64>,
+    pub chamber_temp_c: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRow {
+    pub id: String,
+    pub agent_id: String,
+    pub printer_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub delivered_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub outcome_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentDetail {
+    pub id: String,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub software: Option<String>,
+    pub enrolled_at: i64,
+    pub certificate_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub acked_through: i64,
+    pub last_seen_at: Option<i64>,
+    pub outbox_records: Option<i64>,
+    pub outbox_bytes: Option<i64>,
+    pub drops: Option<Value>,
+    pub disk_free_bytes: Option<i64>,
+}
+
+const PRINTER_COLUMNS: &str = "id, agent_id, name, model, vendor, state, state_at";
+
+fn printer_row(row: &sqlx::any::AnyRow) -> Result<PrinterRow, DbError> {
+    let state: Option<String> = row.try_get(5)?;
+    Ok(PrinterRow {
+        id: row.try_get(0)?,
+        agent_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        model: row.try_get(3)?,
+        vendor: row.try_get(4)?,
+        state: state.and_then(|s| serde_json::from_str(&s).ok()),
+        state_at: row.try_get(6)?,
+    })
+}
+
+impl Db {
+    pub async fn printers(&self) -> Result<Vec<PrinterRow>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PRINTER_COLUMNS} FROM printers ORDER BY COALESCE(name, id)"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(printer_row).collect()
+    }
+
+    pub async fn printer(&self, id: &str) -> Result<Option<PrinterRow>, DbError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PRINTER_COLUMNS} FROM printers WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(printer_row).transpose()
+    }
+
+    /// Records a printer an agent announced in its hello (name and model before any state).
+    pub async fn announce_printer(
+        &self,
+        id: &str,
+        agent: &str,
+        name: Option<&str>,
+        model: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO printers (id, agent_id, name, model, vendor, updated_at) \
+             VALUES ($1, $2, $3, $4, 'bambu_lab', $5) \
+             ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, \
+             name = COALESCE(excluded.name, printers.name), \
+             model = COALESCE(excluded.model, printers.model)",
+        )
+        .bind(id)
+        .bind(agent)
+        .bind(name)
+        .bind(model)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, DbError> {
+        // A fixed statement: each filter is either bound or disabled by a NULL.
+        let rows = sqlx::query(
+            "SELECT id, printer_id, agent_id, kind, at, data FROM events \
+             WHERE ($1 IS NULL OR printer_id = $1) AND ($2 IS NULL OR kind = $2) \
+             AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at <= $4) \
+             AND ($5 IS NULL OR id < $5) \
+             ORDER BY id DESC LIMIT $6",
+        )
+        .bind(filter.printer.clone())
+        .bind(filter.kind.clone())
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.before_id)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let data: String = row.try_get(5)?;
+                Ok(EventRow {
+                    id: row.try_get(0)?,
+                    printer_id: row.try_get(1)?,
+                    agent_id: row.try_get(2)?,
+                    kind: row.try_get(3)?,
+                    at: row.try_get(4)?,
+                    event: serde_json::from_str(&data).unwrap_or(Value::Null),
+                })
+            })
+            .collect()
+    }
+
+    /// Samples of one resolution (0 raw, 60 one-minute, 900 fifteen-minute) in a range.
+    pub async fn telemetry(
+        &self,
+        printer: &str,
+        resolution: i64,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<Sample>, DbError> {
+        let rows = sqlx::query(
+            "SELECT at, state, progress_percent, layer, nozzle_temp_c, bed_temp_c, chamber_temp_c \
+             FROM telemetry WHERE printer_id = $1 AND resolution = $2 AND at >= $3 AND at <= $4 \
+             ORDER BY at LIMIT $5",
+        )
+        .bind(printer)
+        .bind(resolution)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Sample {
+                    at: row.try_get(0)?,
+                    state: row.try_get(1)?,
+                    progress_percent: row.try_get(2)?,
+                    layer: row.try_get(3)?,
+                    nozzle_temp_c: row.try_get(4)?,
+                    bed_temp_c: row.try_get(5)?,
+                    chamber_temp_c: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Folds raw samples older than `raw_until` into one-minute buckets and one-minute
+    /// buckets older than `minute_until` into fifteen-minute buckets (averages of the
+    /// temperatures, the highest progress and layer, the last state), then deletes what is
+    /// past its retention. Idempotent; run periodically.
+    pub async fn downsample(
+        &self,
+        raw_keep_ms: i64,
+        minute_keep_ms: i64,
+        quarter_keep_ms: i64,
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        for (from, to, bucket_ms, keep_ms) in
+            [(0_i64, 60_i64, 60_000_i64, raw_keep_ms), (60, 900, 900_000, minute_keep_ms)]
+        {
+            // Only closed buckets: everything older than a full bucket ago.
+            let closed_before = (now.0 - bucket_ms) / bucket_ms * bucket_ms;
+            sqlx::query(
+                "INSERT INTO telemetry (printer_id, resolution, at, state, progress_percent, layer, \
+                 nozzle_temp_c, bed_temp_c, chamber_temp_c) \
+                 SELECT printer_id, $1, (at / $2) * $2, MAX(state), MAX(progress_percent), MAX(layer), \
+                 AVG(nozzle_temp_c), AVG(bed_temp_c), AVG(chamber_temp_c) \
+                 FROM telemetry WHERE resolution = $3 AND at < $4 \
+                 GROUP BY printer_id, (at / $2) * $2 \
+                 ON CONFLICT (printer_id, resolution, at) DO NOTHING",
+            )
+            .bind(to)
+            .bind(bucket_ms)
+            .bind(from)
+            .bind(closed_before)
+            .execute(&self.pool)
+            .await?;
+            sqlx::query("DELETE FROM telemetry WHERE resolution = $1 AND at < $2 AND at < $3")
+                .bind(from)
+                .bind(now.0 - keep_ms)
+                .bind(closed_before)
+                .execute(&self.pool)
+                .await?;
+        }
+        sqlx::query("DELETE FROM telemetry WHERE resolution = 900 AND at < $1")
+            .bind(now.0 - quarter_keep_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn commands(
+        &self,
+        printer: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CommandRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, agent_id, printer_id, created_at, expires_at, delivered_at, outcome, outcome_at \
+             FROM commands WHERE ($1 IS NULL OR printer_id = $1) ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(printer.map(str::to_owned))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(command_row).collect()
+    }
+
+    pub async fn command(&self, id: &str) -> Result<Option<CommandRow>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, agent_id, printer_id, created_at, expires_at, delivered_at, outcome, outcome_at \
+             FROM commands WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(command_row).transpose()
+    }
+
+    pub async fn agent_details(&self) -> Result<Vec<AgentDetail>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, name, hostname, software, enrolled_at, cert_not_after, revoked_at, \
+             acked_through, last_seen_at, outbox_records, outbox_bytes, drops, disk_free_bytes \
+             FROM agents ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let drops: Option<String> = row.try_get(11)?;
+                Ok(AgentDetail {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    hostname: row.try_get(2)?,
+                    software: row.try_get(3)?,
+                    enrolled_at: row.try_get(4)?,
+                    certificate_expires_at: row.try_get(5)?,
+                    revoked_at: row.try_get(6)?,
+                    acked_through: row.try_get(7)?,
+                    last_seen_at: row.try_get(8)?,
+                    outbox_records: row.try_get(9)?,
+                    outbox_bytes: row.try_get(10)?,
+                    drops: drops.and_then(|d| serde_json::from_str(&d).ok()),
+                    disk_free_bytes: row.try_get(12)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn command_row(row: &sqlx::any::AnyRow) -> Result<CommandRow, DbError> {
+    Ok(CommandRow {
+        id: row.try_get(0)?,
+        agent_id: row.try_get(1)?,
+        printer_id: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        expires_at: row.try_get(4)?,
+        delivered_at: row.try_get(5)?,
+        outcome: row.try_get(6)?,
+        outcome_at: row.try_get(7)?,
+    })
+}

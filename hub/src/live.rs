@@ -1,0 +1,52 @@
+//! Live updates: what the WebSocket pushes to dashboards and scripts, published right after
+//! the ingest transaction commits.
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// One update, as the WebSocket sends it (`{"type": "...", …}`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveUpdate {
+    /// A printer's new normalised state.
+    PrinterState { printer: String, at: i64, state: Value },
+    /// A printer event.
+    Event { printer: String, agent: String, at: i64, event: Value },
+    /// An agent connected or went away.
+    Agent { agent: String, online: bool },
+    /// A command's outcome arrived.
+    CommandResult { command: String, printer: String, outcome: String },
+}
+
+/// The fan-out point. Slow subscribers miss updates (and are told so) rather than slowing
+/// ingest.
+#[derive(Debug, Clone)]
+pub struct LiveHub {
+    sender: broadcast::Sender<LiveUpdate>,
+}
+
+impl Default for LiveHub {
+    fn default() -> LiveHub {
+        LiveHub::new()
+    }
+}
+
+impl LiveHub {
+    pub fn new() -> LiveHub {
+        let (sender, _) = broadcast::channel(4096);
+        LiveHub { sender }
+    }
+
+    pub fn publish(&self, update: LiveUpdate) {
+        let _ = self.sender.send(update);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveUpdate> {
+        self.sender.subscribe()
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+}

@@ -1,0 +1,474 @@
+//! The hub's HTTP API: the real axum router over the real database (SQLite and PostgreSQL),
+//! with a real agent syncing a simulated printer where a check needs live data.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use edge_agent::sync::client::SyncStatus;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use hub::app::RunningHub;
+use hub::config::{HubConfig, Overrides};
+use printer_sim::config::{Model, SimConfig};
+use printer_sim::{SimHandle, Simulator};
+use serde_json::{Value, json};
+use tests::fleet::{TestAgent, agent_config, eventually};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const SERIAL: &str = "01P00A391800321";
+
+macro_rules! on_both_backends {
+    ($($check:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(None).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(Some(tests::postgres::fresh_database().await)).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer,
+    no_anonymous_access_roles_and_bad_input_get_clear_json_errors,
+    a_command_to_an_offline_agent_is_held_until_it_expires_and_reported,
+    login_sets_a_safe_cookie_and_failed_logins_are_rate_limited,
+    the_websocket_pushes_state_and_events_as_they_are_ingested,
+    every_documented_route_exists_and_operations_endpoints_answer,
+);
+
+/// A hub on loopback ports with its own data directory.
+struct Api {
+    hub: RunningHub,
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+impl Api {
+    async fn start(database_url: Option<String>) -> Api {
+        tests::init();
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_owned()),
+            database_url,
+            http_listen: Some("127.0.0.1:0".into()),
+            sync_listen: Some("127.0.0.1:0".into()),
+        };
+        let env = [("KITT_SECURE_COOKIES".to_owned(), "false".to_owned())];
+        let config = HubConfig::load(None, env, &overrides).unwrap();
+        let shutdown = CancellationToken::new();
+        let hub = hub::app::start(config, shutdown.clone()).await.unwrap();
+        Api { hub, _dir: dir, shutdown }
+    }
+
+    async fn user(&self, name: &str, role: &str) -> String {
+        let hash = hub::api::auth::hash_password("a long enough password").unwrap();
+        assert!(
+            self.hub
+                .state
+                .db
+                .insert_user(name, &hash, role, proto::UnixMillis::now())
+                .await
+                .unwrap()
+        );
+        let (token, _) =
+            hub::api::auth::create_api_token(&self.hub.state.db, name, None).await.unwrap();
+        token
+    }
+
+    /// Sends a request through the real router; returns status, headers and JSON body.
+    async fn call(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let router = hub::api::router(self.hub.state.clone());
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = self.call(request).await;
+        (status, body)
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let request = Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let (status, _, body) = self.call(request).await;
+        (status, body)
+    }
+
+    /// An enrolled agent watching a simulated printer, connected.
+    async fn agent_with_printer(&self, state: &std::path::Path) -> (TestAgent, SimHandle) {
+        let config =
+            SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::X1C)
+                .with_intervals(Duration::from_millis(20), Duration::from_millis(20));
+        let sim = Simulator::start(config).await.unwrap();
+        let (token, _) = hub::sync::token::create(
+            &self.hub.state.db,
+            &self.hub.sync.ca_fingerprint(),
+            Some("pi-api"),
+            Duration::from_secs(600),
+            proto::UnixMillis::now(),
+        )
+        .await
+        .unwrap();
+        edge_agent::sync::enroll::enroll(
+            &self.hub.sync_addr.to_string(),
+            &token.to_string(),
+            state,
+        )
+        .await
+        .unwrap();
+        let mut agent = TestAgent::start(agent_config(state, Some(&sim), SERIAL));
+        agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+        (agent, sim)
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.hub.wait().await;
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an API error: {body}"))
+}
+
+async fn a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer(db: Option<String>) {
+    let api = Api::start(db).await;
+    let viewer = api.user("vera", "viewer").await;
+    let operator = api.user("otto", "operator").await;
+    let state = tempfile::tempdir().unwrap();
+    let (agent, sim) = api.agent_with_printer(state.path()).await;
+
+    let printer = eventually("the printer listed with its state", || async {
+        let (status, body) = api.get(&viewer, "/api/v1/printers").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["printers"]
+            .as_array()
+            .and_then(|list| {
+                list.iter().find(|p| {
+                    p["id"] == SERIAL
+                        && p["state"]["state"] == "idle"
+                        && !p["state"]["model"].is_null()
+                })
+            })
+            .cloned()
+    })
+    .await;
+    assert_eq!(printer["agent_id"], "pi-api");
+    assert_eq!(printer["agent_online"], true);
+    assert_eq!(printer["state"]["model"], "BL-P001");
+    for field in
+        ["progress_percent", "nozzle_temp_c", "bed_temp_c", "ams", "hms", "print_error", "control"]
+    {
+        assert!(printer["state"].get(field).is_some(), "state lacks {field}: {}", printer["state"]);
+    }
+
+    sim.start_job("api-benchy", 10_000).await.unwrap();
+    eventually("printing at the hub", || async {
+        let (_, body) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+        (body["state"]["state"] == "printing").then_some(())
+    })
+    .await;
+    let (status, history) =
+        api.get(&viewer, &format!("/api/v1/printers/{SERIAL}/telemetry?resolution=raw")).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert!(!history["samples"].as_array().unwrap().is_empty(), "{history}");
+    let (status, events) =
+        api.get(&viewer, &format!("/api/v1/events?printer={SERIAL}&kind=job_started")).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert_eq!(events["events"][0]["event"]["job_name"], "api-benchy", "{events}");
+
+    let (status, sent) = api
+        .post(&operator, &format!("/api/v1/printers/{SERIAL}/commands"), json!({"action": "pause"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["status"], "sent");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let outcome = eventually("the pause's outcome", || async {
+        let (_, command) = api.get(&viewer, &format!("/api/v1/commands/{id}")).await;
+        command["outcome"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(outcome, "succeeded");
+    eventually("paused at the hub", || async {
+        let (_, body) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+        (body["state"]["state"] == "paused").then_some(())
+    })
+    .await;
+    agent.stop().await;
+    sim.shutdown().await;
+    api.stop().await;
+}
+
+async fn no_anonymous_access_roles_and_bad_input_get_clear_json_errors(db: Option<String>) {
+    let api = Api::start(db).await;
+    let viewer = api.user("vera", "viewer").await;
+    let operator = api.user("otto", "operator").await;
+    let admin = api.user("ada", "admin").await;
+    api.hub
+        .state
+        .db
+        .announce_printer(SERIAL, "pi-x", Some("Left P1S"), Some("C12"), proto::UnixMillis::now())
+        .await
+        .unwrap();
+
+    let anonymous = Request::get("/api/v1/printers").body(Body::empty()).unwrap();
+    let (status, _, body) = api.call(anonymous).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (status, body) = api.get("kitt_0000_forged", "/api/v1/printers").await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+
+    let commands = format!("/api/v1/printers/{SERIAL}/commands");
+    let (status, body) = api.post(&viewer, &commands, json!({"action": "pause"})).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (status, body) = api
+        .post(
+            &operator,
+            "/api/v1/users",
+            json!({"name": "x", "password": "0123456789", "role": "admin"}),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+
+    let malformed = Request::post(&commands)
+        .header(header::AUTHORIZATION, format!("Bearer {operator}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"action\": "))
+        .unwrap();
+    let (status, _, body) = api.call(malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("EOF"), "{body}");
+    let (status, body) = api.post(&operator, &commands, json!({"action": "explode"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("unknown action"), "{body}");
+    let (status, body) =
+        api.post(&operator, &commands, json!({"action": "pause", "surprise": 1})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) =
+        api.post(&operator, "/api/v1/printers/NOPE/commands", json!({"action": "pause"})).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = api.get(&viewer, "/api/v1/printers/NOPE").await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = api
+        .post(&operator, &commands, json!({"action": "gcode", "gcode": "x".repeat(100_000)}))
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+
+    // SQL-ish strings in every filter are data, nothing more.
+    let sqlish = "x'%20OR%20'1'='1;%20DROP%20TABLE%20printers;--";
+    for path in [
+        format!("/api/v1/events?printer={sqlish}"),
+        format!("/api/v1/events?kind={sqlish}"),
+        format!("/api/v1/commands?printer={sqlish}"),
+        format!("/api/v1/printers/{sqlish}"),
+        format!("/api/v1/printers/{sqlish}/telemetry"),
+        format!("/api/v1/commands/{sqlish}"),
+    ] {
+        let (status, body) = api.get(&admin, &path).await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {body}"
+        );
+        if status == StatusCode::OK {
+            let list = body.as_object().unwrap().values().find_map(Value::as_array);
+            assert!(list.is_none_or(|l| l.is_empty()), "{path}: {body}");
+        }
+    }
+    let (status, body) = api.get(&admin, "/api/v1/events?from=yesterday").await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let (_, printers) = api.get(&viewer, "/api/v1/printers").await;
+    assert_eq!(printers["printers"].as_array().unwrap().len(), 1, "the table is still there");
+
+    // Every mutating request was audited, refusals included.
+    let (status, audit) = api.get(&admin, "/api/v1/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = audit["audit"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["actor"] == "vera"
+            && e["status"] == 403
+            && e["action"] == format!("POST {commands}")),
+        "{audit}"
+    );
+    assert!(entries.iter().any(|e| e["actor"] == "otto" && e["status"] == 413), "{audit}");
+    // No internal detail leaks from a viewer's refused admin request either.
+    let (status, body) = api.get(&viewer, "/api/v1/audit").await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    api.stop().await;
+}
+
+async fn a_command_to_an_offline_agent_is_held_until_it_expires_and_reported(db: Option<String>) {
+    let api = Api::start(db).await;
+    let operator = api.user("otto", "operator").await;
+    api.hub
+        .state
+        .db
+        .announce_printer(SERIAL, "pi-away", None, None, proto::UnixMillis::now())
+        .await
+        .unwrap();
+    let (status, sent) = api
+        .post(
+            &operator,
+            &format!("/api/v1/printers/{SERIAL}/commands"),
+            json!({"action": "stop", "expires_in_s": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert!(sent["status"].as_str().unwrap().starts_with("queued"), "{sent}");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let (_, command) = api.get(&operator, &format!("/api/v1/commands/{id}")).await;
+    assert_eq!(command["outcome"], Value::Null, "held: {command}");
+    let outcome = eventually("the command reported expired", || async {
+        let (_, command) = api.get(&operator, &format!("/api/v1/commands/{id}")).await;
+        command["outcome"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(outcome, "expired");
+    api.stop().await;
+}
+
+async fn login_sets_a_safe_cookie_and_failed_logins_are_rate_limited(db: Option<String>) {
+    let api = Api::start(db).await;
+    api.user("ana", "admin").await;
+    api.user("bo", "viewer").await;
+    let login = |name: &str, password: &str| {
+        Request::post("/api/v1/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"name": name, "password": password}).to_string()))
+            .unwrap()
+    };
+    for _ in 0..5 {
+        let (status, _, body) = api.call(login("ana", "wrong password")).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "bad_credentials"));
+    }
+    let (status, headers, body) = api.call(login("ana", "a long enough password")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    // An unknown user gets the same answer as a wrong password.
+    let (status, _, body) = api.call(login("nobody", "whatever")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "bad_credentials"));
+
+    let (status, headers, body) = api.call(login("bo", "a long enough password")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["role"], "viewer");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let me =
+        || Request::get("/api/v1/me").header(header::COOKIE, &session).body(Body::empty()).unwrap();
+    let (status, _, body) = api.call(me()).await;
+    assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some("bo")));
+    let logout = Request::post("/api/v1/logout")
+        .header(header::COOKIE, &session)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = api.call(logout).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = api.call(me()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the session ended");
+    api.stop().await;
+}
+
+async fn the_websocket_pushes_state_and_events_as_they_are_ingested(db: Option<String>) {
+    let api = Api::start(db).await;
+    let viewer = api.user("vera", "viewer").await;
+    let state = tempfile::tempdir().unwrap();
+    let (agent, sim) = api.agent_with_printer(state.path()).await;
+
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/api/v1/ws?printer={SERIAL}", api.hub.http_addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {viewer}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    sim.start_job("live", 10_000).await.unwrap();
+    let mut seen = Vec::new();
+    let started = tokio::time::timeout(tests::PATIENCE, async {
+        while let Some(Ok(message)) = socket.next().await {
+            let Ok(text) = message.to_text() else { continue };
+            let update: Value = serde_json::from_str(text).unwrap();
+            seen.push(update["type"].as_str().unwrap_or("").to_owned());
+            if update["type"] == "event" && update["event"]["type"] == "job_started" {
+                return update;
+            }
+        }
+        panic!("the socket ended; saw {seen:?}");
+    })
+    .await
+    .expect("a job_started event over the WebSocket");
+    assert_eq!(started["printer"], SERIAL);
+    assert_eq!(started["event"]["job_name"], "live");
+    assert!(seen.iter().any(|t| t == "printer_state"), "{seen:?}");
+
+    // Anonymous WebSockets are refused like any other route.
+    let anonymous = format!("ws://{}/api/v1/ws", api.hub.http_addr);
+    assert!(tokio_tungstenite::connect_async(anonymous).await.is_err());
+    agent.stop().await;
+    sim.shutdown().await;
+    api.stop().await;
+}
+
+async fn every_documented_route_exists_and_operations_endpoints_answer(db: Option<String>) {
+    let api = Api::start(db).await;
+    let admin = api.user("ada", "admin").await;
+    let (status, spec) = api.get(&admin, "/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(spec["openapi"], "3.1.0");
+    for (method, path, _, _) in hub::api::openapi::ROUTES {
+        assert!(spec["paths"][path][method].is_object(), "{method} {path} undocumented");
+        if *path == "/ws" || *path == "/logout" {
+            continue;
+        }
+        let concrete = path.replace("{id}", "x").replace("{name}", "x");
+        let request = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(format!("/api/v1{concrete}"))
+            .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let (status, _, body) = api.call(request).await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(!message.contains("no such API route"), "{method} {path} is not routed: {body}");
+    }
+    let (status, _, body) = api.call(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (status, _, body) = api.call(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let metrics = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = hub::api::router(api.hub.state.clone()).oneshot(metrics).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec())
+        .unwrap();
+    assert!(text.contains("# TYPE kitt_http_requests_total counter"), "{text}");
+    assert!(text.contains("kitt_agents_connected 0"), "{text}");
+    let (status, _, _) = api.call(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    api.stop().await;
+}

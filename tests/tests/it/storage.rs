@@ -1,0 +1,232 @@
+//! The hub's database on both backends: each check runs once on SQLite (a temporary
+//! directory) and once on PostgreSQL (a fresh database on the throwaway cluster of
+//! `tests::postgres`), as `storage::sqlite::<check>` and `storage::postgres::<check>`.
+
+use hub::db::{AgentRow, Backend, Db, TokenRefusal};
+use proto::{
+    AgentHealth, AgentId, Command, CommandAction, CommandId, CommandOutcome, PrinterId, Record,
+    RecordBody, Seq, SoftwareVersion, UnixMillis,
+};
+
+/// Runs each check against both backends.
+macro_rules! on_both_backends {
+    ($($check:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(super::Store::sqlite()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(super::Store::postgres().await).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_apply_to_an_empty_database_and_again_on_reopening,
+    ingest_stores_each_record_once_and_returns_the_watermark,
+    a_token_is_redeemed_once_before_its_expiry_with_its_secret,
+    commands_are_open_until_they_have_an_outcome_or_expire,
+    a_revoked_agent_stays_revoked_from_the_first_revocation,
+);
+
+/// Where a test's database lives; it can be opened more than once.
+enum Store {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Store {
+    fn sqlite() -> Store {
+        Store::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    async fn postgres() -> Store {
+        Store::Postgres(tests::postgres::fresh_database().await)
+    }
+
+    /// Opens the database, applying the migrations.
+    async fn open(&self) -> Db {
+        let db = match self {
+            Store::Sqlite(dir) => Db::open_sqlite(dir.path()).await,
+            Store::Postgres(url) => Db::open(url).await,
+        };
+        db.unwrap()
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+async fn migrations_apply_to_an_empty_database_and_again_on_reopening(store: Store) {
+    let db = store.open().await;
+    assert_eq!(db.backend(), store.backend());
+    assert_eq!(db.agents().await.unwrap(), []);
+    let agent = agent_id("pi-1");
+    assert_eq!(db.record_count(&agent).await.unwrap(), 0);
+    assert_eq!(db.watermark(&agent).await.unwrap(), Seq::ZERO);
+    db.pool().close().await;
+    let again = store.open().await;
+    assert_eq!(again.agents().await.unwrap(), [], "reopening applies nothing twice");
+}
+
+async fn ingest_stores_each_record_once_and_returns_the_watermark(store: Store) {
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-ingest").await;
+    let first: Vec<Record> = (1..=3).map(record).collect();
+    let now = UnixMillis(1_700_000_000_000);
+
+    assert_eq!(db.ingest(&agent, &first, now).await.unwrap(), Seq(3));
+    assert_eq!(db.ingest(&agent, &first, now).await.unwrap(), Seq(3), "a resent batch");
+    assert_eq!(db.record_count(&agent).await.unwrap(), 3);
+
+    let overlapping: Vec<Record> = (2..=5).map(record).collect();
+    assert_eq!(db.ingest(&agent, &overlapping, now).await.unwrap(), Seq(5));
+    assert_eq!(db.ingest(&agent, &[], now).await.unwrap(), Seq(5), "an empty batch");
+    assert_eq!(db.watermark(&agent).await.unwrap(), Seq(5));
+    let stored = db.records(&agent).await.unwrap();
+    assert_eq!(stored, (1..=5).map(record).collect::<Vec<_>>());
+
+    let row = db.agent(&agent).await.unwrap().unwrap();
+    assert_eq!(row.acked_through, Seq(5));
+    assert_eq!(row.last_seen_at, Some(now));
+    let other = enrolled(&db, "pi-other").await;
+    assert_eq!(db.record_count(&other).await.unwrap(), 0, "records are per agent");
+}
+
+async fn a_token_is_redeemed_once_before_its_expiry_with_its_secret(store: Store) {
+    let db = store.open().await;
+    let now = UnixMillis(1_700_000_000_000);
+    let later = now.plus_millis(60_000);
+    let agent = agent_id("pi-token");
+    db.insert_token("named", "secret-hash", Some("bench pi"), now, later).await.unwrap();
+    db.insert_token("anonymous", "other-hash", None, now, later).await.unwrap();
+    db.insert_token("stale", "stale-hash", None, now.plus_millis(-10), now).await.unwrap();
+    assert_eq!(db.token_name("named").await.unwrap().as_deref(), Some("bench pi"));
+    assert_eq!(db.token_name("anonymous").await.unwrap(), None);
+
+    let redeem = |id: &'static str, secret: &'static str| {
+        let (db, agent) = (db.clone(), agent.clone());
+        async move { db.redeem_token(id, secret, now, &agent).await.unwrap() }
+    };
+    assert_eq!(redeem("named", "wrong-hash").await, Err(TokenRefusal::Unknown));
+    assert_eq!(redeem("missing", "secret-hash").await, Err(TokenRefusal::Unknown));
+    assert_eq!(redeem("named", "secret-hash").await, Ok(Some("bench pi".to_owned())));
+    assert_eq!(redeem("named", "secret-hash").await, Err(TokenRefusal::AlreadyUsed));
+    assert_eq!(redeem("anonymous", "other-hash").await, Ok(None));
+    assert_eq!(redeem("stale", "stale-hash").await, Err(TokenRefusal::Expired));
+}
+
+async fn commands_are_open_until_they_have_an_outcome_or_expire(store: Store) {
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-commands").await;
+    let other = enrolled(&db, "pi-elsewhere").await;
+    let now = UnixMillis(1_700_000_000_000);
+    let lasting = command(1, now, 60_000, CommandAction::Pause);
+    let brief = command(2, now.plus_millis(1), 1_000, CommandAction::Stop);
+    let elsewhere = command(3, now, 60_000, CommandAction::Resume);
+    db.insert_command(&agent, &lasting).await.unwrap();
+    db.insert_command(&agent, &brief).await.unwrap();
+    db.insert_command(&other, &elsewhere).await.unwrap();
+
+    assert_eq!(db.open_commands(&agent, now).await.unwrap(), [lasting.clone(), brief.clone()]);
+    db.mark_delivered(lasting.id, now).await.unwrap();
+    let after_brief = now.plus_millis(2_000);
+    assert_eq!(
+        db.open_commands(&agent, after_brief).await.unwrap(),
+        std::slice::from_ref(&lasting)
+    );
+
+    assert_eq!(db.expire_commands(after_brief).await.unwrap(), 1);
+    assert_eq!(db.expire_commands(after_brief).await.unwrap(), 0, "expired once");
+    assert_eq!(db.command_outcome(brief.id).await.unwrap().as_deref(), Some("expired"));
+    assert_eq!(db.command_outcome(lasting.id).await.unwrap(), None);
+    assert_eq!(db.command_outcome(CommandId([9; 16])).await.unwrap(), None, "no such command");
+
+    db.record_outcome(lasting.id, &CommandOutcome::Succeeded, after_brief).await.unwrap();
+    let refused = CommandOutcome::Refused { reason: "too late".into() };
+    db.record_outcome(lasting.id, &refused, after_brief).await.unwrap();
+    assert_eq!(
+        db.command_outcome(lasting.id).await.unwrap().as_deref(),
+        Some("succeeded"),
+        "the first outcome wins"
+    );
+    assert_eq!(db.open_commands(&agent, now).await.unwrap(), []);
+    assert_eq!(db.open_commands(&other, now).await.unwrap(), [elsewhere]);
+}
+
+async fn a_revoked_agent_stays_revoked_from_the_first_revocation(store: Store) {
+    let db = store.open().await;
+    let revoked = enrolled(&db, "pi-revoked").await;
+    let kept = enrolled(&db, "pi-kept").await;
+    let first = UnixMillis(1_700_000_000_000);
+    assert_eq!(db.revoked_agents().await.unwrap(), Vec::<String>::new());
+
+    assert!(db.revoke_agent(revoked.as_str(), first).await.unwrap());
+    assert!(db.revoke_agent(revoked.as_str(), first.plus_millis(5_000)).await.unwrap());
+    assert!(!db.revoke_agent("pi-unknown", first).await.unwrap(), "no such agent");
+    assert_eq!(db.revoked_agents().await.unwrap(), [revoked.as_str()]);
+    assert_eq!(db.agent(&revoked).await.unwrap().unwrap().revoked_at, Some(first));
+    assert_eq!(db.agent(&kept).await.unwrap().unwrap().revoked_at, None);
+}
+
+fn agent_id(id: &str) -> AgentId {
+    AgentId::new(id).unwrap()
+}
+
+/// Inserts an agent as enrollment does and checks it reads back as written.
+async fn enrolled(db: &Db, id: &str) -> AgentId {
+    let row = AgentRow {
+        id: agent_id(id),
+        name: None,
+        cert_serial: format!("serial-{id}"),
+        cert_not_after: UnixMillis(1_800_000_000_000),
+        revoked_at: None,
+        acked_through: Seq::ZERO,
+        last_seen_at: None,
+    };
+    db.insert_agent(&row, "raspberrypi", "kitt-agent 0.1.0", UnixMillis(1_600_000_000_000))
+        .await
+        .unwrap();
+    assert_eq!(db.agent(&row.id).await.unwrap().as_ref(), Some(&row));
+    row.id
+}
+
+fn record(seq: u64) -> Record {
+    Record {
+        seq: Seq(seq),
+        observed_at: UnixMillis(1_690_000_000_000 + seq as i64),
+        body: RecordBody::AgentHealth(AgentHealth {
+            outbox_records: seq,
+            outbox_bytes: 0,
+            drops: Vec::new(),
+            disk_free_bytes: 1 << 40,
+            uptime_s: seq,
+            software: SoftwareVersion { version: "0".into(), commit: None, target: "test".into() },
+            certificate_expires_at: None,
+        }),
+    }
+}
+
+fn command(n: u8, issued_at: UnixMillis, lifetime_ms: i64, action: CommandAction) -> Command {
+    Command {
+        id: CommandId([n; 16]),
+        printer: PrinterId::new("01P00A391800001").unwrap(),
+        issued_at,
+        expires_at: issued_at.plus_millis(lifetime_ms),
+        preconditions: Vec::new(),
+        action,
+    }
+}
