@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::AgentConfig;
-use crate::outbox::{COMMIT_INTERVAL, CommandLedger, Outbox, OutboxConfig, OutboxError};
+use crate::outbox::{CommandLedger, Outbox, OutboxConfig, OutboxError};
 use crate::printer::bambu::link::{self, LinkConfig, LinkHandle, LinkOutput};
 use crate::printer::bambu::tls::Trust;
 use crate::sync::client::{SharedOutbox, SyncClient, SyncClientConfig, SyncStatus};
@@ -208,8 +208,8 @@ async fn recorder(
     }
 }
 
-/// Appends records and commits them together at most [`COMMIT_INTERVAL`] after the first
-/// one arrived (group commit); tells the sync client after each commit.
+/// Appends records and commits them in groups, each within [`COMMIT_INTERVAL`](crate::outbox::COMMIT_INTERVAL) of its first
+/// record's arrival (in practice one fsync); tells the sync client after each commit.
 async fn writer(
     outbox: SharedOutbox,
     mut records: mpsc::Receiver<(UnixMillis, RecordBody)>,
@@ -231,11 +231,14 @@ async fn writer(
             // A commit that failed (disk full) keeps its records pending; try again.
             _ = retry.tick() => {}
         }
-        let deadline = Instant::now() + COMMIT_INTERVAL;
+        // Natural batching: take whatever is already waiting and commit at once. Under load,
+        // records pile up during a commit and the next one carries them all; when quiet, a
+        // record is durable (and on its way to the hub) within one fsync, well inside
+        // COMMIT_INTERVAL.
         while batch.len() < 8192 {
-            match tokio::time::timeout_at(deadline, records.recv()).await {
-                Ok(Some(record)) => batch.push(record),
-                Ok(None) | Err(_) => break,
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
             }
         }
         if commit(&outbox, batch).await {

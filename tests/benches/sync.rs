@@ -99,12 +99,10 @@ async fn main() {
     .unwrap();
 
     // Catch-up.
+    let program = bin("kitt-agent");
     let started = Instant::now();
     let agent = Process::spawn(
-        Command::new(bin("kitt-agent"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("KITT_LOG", "error"),
+        Command::new(&program).args(["run", "--config"]).arg(&config).env("KITT_LOG", "error"),
     );
     let pid = agent.child.id();
     let mut first_record = None;

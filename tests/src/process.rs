@@ -30,7 +30,9 @@ pub fn bin(name: &str) -> PathBuf {
 fn build_binaries(dir: &std::path::Path) {
     let Some(cargo) = std::env::var_os("CARGO") else { return };
     let mut command = Command::new(cargo);
-    command.args(["build", "--bins", "-p", "edge-agent", "-p", "hub", "-p", "printer-sim"]);
+    // The same selection as `cargo xtask test` builds, so features unify the same way and
+    // nothing is rebuilt.
+    command.args(["build", "--workspace", "--bins"]);
     if dir.file_name().is_some_and(|profile| profile == "release") {
         command.arg("--release");
     }

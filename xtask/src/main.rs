@@ -85,7 +85,7 @@ fn bench() -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
     status(build)?;
-    for (package, bench) in [("edge-agent", "outbox"), ("tests", "sync")] {
+    for (package, bench) in [("edge-agent", "outbox"), ("tests", "sync"), ("tests", "hub")] {
         let mut command = cargo();
         command.args(["bench", "--locked", "-p", package, "--bench", bench]);
         status(command)?;

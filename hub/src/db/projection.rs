@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use proto::{AgentId, Record, RecordBody};
 
-use super::{DbError, numbered_values, outcome_text};
+use super::{DbError, outcome_text, values_for};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -88,7 +88,7 @@ pub(super) async fn project(
         let sql = format!(
             "INSERT INTO events (agent_id, seq, printer_id, kind, at, data) VALUES {} \
              ON CONFLICT (agent_id, seq) DO NOTHING",
-            numbered_values(chunk.len(), 6)
+            values_for(tx, chunk.len(), 6)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (seq, printer, kind, at, data) in chunk {
@@ -107,7 +107,7 @@ pub(super) async fn project(
             "INSERT INTO telemetry (printer_id, resolution, at, state, progress_percent, layer, \
              nozzle_temp_c, bed_temp_c, chamber_temp_c) VALUES {} \
              ON CONFLICT (printer_id, resolution, at) DO NOTHING",
-            numbered_values(chunk.len(), 9)
+            values_for(tx, chunk.len(), 9)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (printer, at, state) in chunk {

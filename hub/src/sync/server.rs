@@ -560,19 +560,22 @@ fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record]) {
     if live.subscribers() == 0 {
         return;
     }
+    // Each printer's newest state first (as the agent emits a state before the events that
+    // led to it), then every event and result in order.
     let mut newest: HashMap<&str, (i64, &proto::PrinterState)> = HashMap::new();
+    let mut others = Vec::new();
     for record in records {
         match &record.body {
             RecordBody::Telemetry(t) => {
                 newest.insert(t.printer.as_str(), (record.observed_at.0, &t.state));
             }
-            RecordBody::PrinterEvent(e) => live.publish(LiveUpdate::Event {
+            RecordBody::PrinterEvent(e) => others.push(LiveUpdate::Event {
                 printer: e.printer.to_string(),
                 agent: agent.to_string(),
                 at: record.observed_at.0,
                 event: proto::json::printer_event(&e.kind),
             }),
-            RecordBody::CommandResult(r) => live.publish(LiveUpdate::CommandResult {
+            RecordBody::CommandResult(r) => others.push(LiveUpdate::CommandResult {
                 command: r.command.to_string(),
                 printer: r.printer.to_string(),
                 outcome: crate::db::outcome_text(&r.outcome),
@@ -586,6 +589,9 @@ fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record]) {
             at,
             state: proto::json::printer_state(state),
         });
+    }
+    for update in others {
+        live.publish(update);
     }
 }
 

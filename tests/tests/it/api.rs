@@ -405,13 +405,17 @@ async fn the_websocket_pushes_state_and_events_as_they_are_ingested(db: Option<S
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     sim.start_job("live", 10_000).await.unwrap();
     let mut seen = Vec::new();
+    let mut job_started = None;
     let started = tokio::time::timeout(tests::PATIENCE, async {
         while let Some(Ok(message)) = socket.next().await {
             let Ok(text) = message.to_text() else { continue };
             let update: Value = serde_json::from_str(text).unwrap();
             seen.push(update["type"].as_str().unwrap_or("").to_owned());
             if update["type"] == "event" && update["event"]["type"] == "job_started" {
-                return update;
+                job_started = Some(update);
+            }
+            if seen.iter().any(|t| t == "printer_state") && job_started.is_some() {
+                return job_started.take().unwrap();
             }
         }
         panic!("the socket ended; saw {seen:?}");

@@ -36,6 +36,7 @@ on_both_backends!(
     a_token_is_redeemed_once_before_its_expiry_with_its_secret,
     commands_are_open_until_they_have_an_outcome_or_expire,
     a_revoked_agent_stays_revoked_from_the_first_revocation,
+    telemetry_is_projected_downsampled_and_expired_by_resolution,
 );
 
 /// Where a test's database lives; it can be opened more than once.
@@ -229,4 +230,65 @@ fn command(n: u8, issued_at: UnixMillis, lifetime_ms: i64, action: CommandAction
         preconditions: Vec::new(),
         action,
     }
+}
+
+/// A telemetry record of one printer at `at` with the given nozzle temperature and layer.
+fn sample(seq: u64, at: i64, nozzle: f32, layer: u32) -> Record {
+    let state = proto::PrinterState {
+        state: proto::PrintState::Printing,
+        nozzle_temp_c: Some(nozzle),
+        layer: Some(layer),
+        ..proto::PrinterState::default()
+    };
+    Record {
+        seq: Seq(seq),
+        observed_at: UnixMillis(at),
+        body: RecordBody::Telemetry(proto::PrinterTelemetry {
+            printer: PrinterId::new("01P00A391800001").unwrap(),
+            state: Box::new(state),
+        }),
+    }
+}
+
+async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Store) {
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-telemetry").await;
+    let printer = "01P00A391800001";
+    let hour = 3_600_000_i64;
+    let now = 1_764_000_000_000_i64 / hour * hour;
+    // Two minutes of samples three hours ago, every 20 s, and one fresh sample.
+    let old = now - 3 * hour;
+    let mut records: Vec<Record> = (0..6)
+        .map(|i| sample(i + 1, old + i as i64 * 20_000, 200.0 + i as f32, i as u32))
+        .collect();
+    records.push(sample(7, now - 1_000, 210.0, 99));
+    db.ingest(&agent, &records, UnixMillis(now)).await.unwrap();
+    let raw = db.telemetry(printer, 0, 0, now, 100).await.unwrap();
+    assert_eq!(raw.len(), 7);
+    assert_eq!(raw[0].state.as_deref(), Some("printing"));
+    let latest = db.printer(printer).await.unwrap().unwrap();
+    assert_eq!(latest.state.unwrap()["layer"], 99, "the printer shows its newest state");
+
+    // Raw kept one hour: the old samples fold into one-minute buckets and go.
+    db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(now)).await.unwrap();
+    let raw = db.telemetry(printer, 0, 0, now, 100).await.unwrap();
+    assert_eq!(raw.len(), 1, "only the fresh raw sample is left");
+    let minutes = db.telemetry(printer, 60, 0, now, 100).await.unwrap();
+    assert_eq!(minutes.len(), 2, "{minutes:?}");
+    assert_eq!(minutes[0].at, old);
+    assert_eq!(minutes[0].nozzle_temp_c, Some(201.0), "the average of 200, 201, 202");
+    assert_eq!(minutes[0].layer, Some(2), "the highest layer");
+    // Idempotent: running again changes nothing.
+    db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(now)).await.unwrap();
+    assert_eq!(db.telemetry(printer, 60, 0, now, 100).await.unwrap().len(), 2);
+
+    // Much later: minutes fold into quarter hours, and those expire in turn.
+    let later = now + 60 * 24 * hour;
+    db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(later)).await.unwrap();
+    assert!(db.telemetry(printer, 60, 0, later, 100).await.unwrap().is_empty());
+    let quarters = db.telemetry(printer, 900, 0, later, 100).await.unwrap();
+    assert!(!quarters.is_empty());
+    let much_later = later + 400 * 24 * hour;
+    db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(much_later)).await.unwrap();
+    assert!(db.telemetry(printer, 900, 0, much_later, 100).await.unwrap().is_empty());
 }
