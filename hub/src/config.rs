@@ -279,6 +279,19 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_configuration_parses_and_matches_the_defaults() {
+        let text = include_str!("../../deploy/hub/hub.toml");
+        let config = load(text, &[]).unwrap();
+        let defaults = HubConfig::load(None, Vec::new(), &Overrides::default()).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/kitt-hub"));
+        assert_eq!(config.http_listen, defaults.http_listen);
+        assert_eq!(config.sync_listen, defaults.sync_listen);
+        assert_eq!(config.retention, defaults.retention);
+        assert_eq!(config.certificate_lifetime, defaults.certificate_lifetime);
+        assert_eq!(config.api.max_body_bytes, defaults.api.max_body_bytes);
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let config = HubConfig::load(None, Vec::new(), &Overrides::default()).unwrap();
         assert_eq!(config.http_listen.to_string(), DEFAULT_HTTP_LISTEN);

@@ -214,7 +214,8 @@ impl Db {
     /// Folds raw samples older than `raw_until` into one-minute buckets and one-minute
     /// buckets older than `minute_until` into fifteen-minute buckets (averages of the
     /// temperatures, the highest progress and layer, the last state), then deletes what is
-    /// past its retention. Idempotent; run periodically.
+    /// past its retention, and telemetry and health bodies in the ingest log older than the
+    /// raw retention. Idempotent; run periodically.
     pub async fn downsample(
         &self,
         raw_keep_ms: i64,
@@ -253,6 +254,15 @@ impl Db {
             .bind(now.0 - quarter_keep_ms)
             .execute(&self.pool)
             .await?;
+        // The ingest log keeps telemetry and health bodies as long as raw samples; their
+        // content lives on in the read model. Exactly-once does not need the old rows: an
+        // agent resumes above its watermark, which only moves forward.
+        sqlx::query(
+            "DELETE FROM records WHERE kind IN ('telemetry', 'health') AND received_at < $1",
+        )
+        .bind(now.0 - raw_keep_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

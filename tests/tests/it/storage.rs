@@ -271,6 +271,7 @@ async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Sto
 
     // Raw kept one hour: the old samples fold into one-minute buckets and go.
     db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(now)).await.unwrap();
+    assert_eq!(db.record_count(&agent).await.unwrap(), 7, "received just now: kept");
     let raw = db.telemetry(printer, 0, 0, now, 100).await.unwrap();
     assert_eq!(raw.len(), 1, "only the fresh raw sample is left");
     let minutes = db.telemetry(printer, 60, 0, now, 100).await.unwrap();
@@ -285,6 +286,8 @@ async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Sto
     // Much later: minutes fold into quarter hours, and those expire in turn.
     let later = now + 60 * 24 * hour;
     db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(later)).await.unwrap();
+    assert_eq!(db.record_count(&agent).await.unwrap(), 0, "old telemetry bodies pruned");
+    assert_eq!(db.watermark(&agent).await.unwrap(), Seq(7), "the watermark stays");
     assert!(db.telemetry(printer, 60, 0, later, 100).await.unwrap().is_empty());
     let quarters = db.telemetry(printer, 900, 0, later, 100).await.unwrap();
     assert!(!quarters.is_empty());
