@@ -42,6 +42,13 @@ pub enum Command {
         #[arg(long)]
         sync_listen: Option<String>,
     },
+    /// Run everything on this machine: a hub on SQLite, four simulated printers and one agent
+    /// each; prints the dashboard address and an admin password. Ctrl-C stops it.
+    Demo {
+        /// The dashboard's TCP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http_listen: String,
+    },
     /// Apply the database migrations and exit (serve also applies them).
     Migrate,
     /// Check the configuration and print every problem found.
@@ -133,6 +140,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         overrides.http_listen = http_listen.clone();
         overrides.sync_listen = sync_listen.clone();
     }
+    if let Command::Demo { http_listen } = &cli.command {
+        overrides.http_listen = Some(http_listen.clone());
+        overrides.sync_listen = Some("127.0.0.1:0".into());
+        overrides.database_url = None;
+    }
+    let data_dir_given = cli.data_dir.is_some();
     let config = match HubConfig::load(cli.config.as_deref(), std::env::vars(), &overrides) {
         Ok(config) => config,
         Err(error) => {
@@ -152,12 +165,15 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    if let Command::Demo { .. } = cli.command {
+        return runtime.block_on(crate::demo::run(config, data_dir_given));
+    }
     runtime.block_on(run_async(cli.command, config))
 }
 
 async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
     match command {
-        Command::Version | Command::Validate => Ok(0),
+        Command::Version | Command::Validate | Command::Demo { .. } => Ok(0),
         Command::Serve { .. } => {
             let started = std::time::Instant::now();
             let shutdown = CancellationToken::new();
@@ -290,7 +306,7 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
 }
 
 /// A random password of 20 characters from an unambiguous alphabet.
-fn generate_password() -> String {
+pub(crate) fn generate_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     (0..20).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
@@ -316,7 +332,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     else {
         let _ = tokio::signal::ctrl_c().await;

@@ -8,5 +8,6 @@ pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod live;
 pub mod sync;

@@ -6,6 +6,7 @@
 //! PostgreSQL.
 
 pub mod fleet;
+pub mod http;
 pub mod mosquitto;
 pub mod postgres;
 pub mod process;

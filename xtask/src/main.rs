@@ -93,55 +93,19 @@ fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The product on its embedded defaults. Until the hub and its demo exist: a simulated
-/// printer running jobs, and the agent's `watch` printing what it sees.
+/// The product on its embedded defaults: `kitt-hub demo` (a hub on SQLite, four simulated
+/// printers, one real agent each), after building every binary it runs.
 fn run(extra: &[String]) -> anyhow::Result<()> {
-    use std::io::BufRead;
-
     let mut build = cargo();
-    build.args(["build", "--locked", "--bin", "kitt-printer-sim", "--bin", "kitt-agent"]);
+    build.args(["build", "--locked", "--workspace", "--bins"]);
     status(build)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
         .join("debug");
-    let state = std::env::temp_dir().join(format!("kitt-run-{}", std::process::id()));
-    std::fs::create_dir_all(&state)?;
-    let (serial, access_code) = ("01P00A391800001", "12345678");
-    let mut sim = Command::new(target.join("kitt-printer-sim"))
-        .args(["--serial", serial, "--access-code", access_code, "--model", "C12"])
-        .args(["--bind", "127.0.0.1:0", "--autostart-job", "benchy", "--layers", "20"])
-        .args(["--layer-ms", "1000", "--loop-jobs", "--ca-out"])
-        .arg(&state)
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot start kitt-printer-sim")?;
-    let stdout = sim.stdout.take().context("no stdout from kitt-printer-sim")?;
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let address = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let rest = line.split("listening on ").nth(1)?;
-            rest.split_whitespace().next().map(str::to_owned)
-        })
-        .context("kitt-printer-sim did not say where it listens")?;
-    let (host, port) = address.rsplit_once(':').context("unexpected listening address")?;
-    eprintln!(
-        "xtask: simulated P1S {serial} at {address}; the agent prints its state and events below \
-         (Ctrl-C stops both)"
-    );
-    let agent = Command::new(target.join("kitt-agent"))
-        .args(["watch", "--host", host, "--port", port, "--serial", serial])
-        .args(["--access-code", access_code, "--ca"])
-        .arg(state.join("ca.pem"))
-        .status();
-    let _ = sim.kill();
-    let _ = sim.wait();
-    let _ = std::fs::remove_dir_all(&state);
-    agent.context("cannot start kitt-agent")?;
-    Ok(())
+    let mut demo = Command::new(target.join("kitt-hub"));
+    demo.arg("demo").args(extra);
+    status(demo)
 }
 
 fn ci() -> anyhow::Result<()> {

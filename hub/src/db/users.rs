@@ -55,6 +55,20 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces a user's password hash and ends their sessions.
+    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(password_hash)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The user's password hash and role.
     pub async fn user_credentials(&self, name: &str) -> Result<Option<(String, String)>, DbError> {
         let row = sqlx::query("SELECT password_hash, role FROM users WHERE name = $1")

@@ -5,6 +5,7 @@
 
 mod api;
 mod crash;
+mod demo;
 mod impairment;
 mod printer_link;
 mod storage;

@@ -1,0 +1,258 @@
+//! `kitt-hub demo`: the whole system on one machine, for a first look. A hub on SQLite, four
+//! simulated printers of different models running different scenarios, and one real agent
+//! per printer, each enrolled through the real enrollment path. The printers and agents are
+//! the `kitt-printer-sim` and `kitt-agent` binaries beside `kitt-hub`, run as child processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use proto::UnixMillis;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HubConfig;
+
+/// One simulated printer and what it does.
+struct Scenario {
+    name: &'static str,
+    agent: &'static str,
+    serial: &'static str,
+    model: &'static str,
+    what: &'static str,
+    args: &'static [&'static str],
+}
+
+const ACCESS_CODE: &str = "31415926";
+
+const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        name: "Workhorse P1S",
+        agent: "pi-workhorse",
+        serial: "01P00C391800001",
+        model: "C12",
+        what: "prints job after job",
+        args: &[
+            "--autostart-job",
+            "Benchy",
+            "--layers",
+            "120",
+            "--layer-ms",
+            "1500",
+            "--loop-jobs",
+        ],
+    },
+    Scenario {
+        name: "Lab X1 Carbon",
+        agent: "pi-lab",
+        serial: "00M09A351100002",
+        model: "BL-P001",
+        what: "fails at layer 9 with an HMS alert",
+        args: &[
+            "--autostart-job",
+            "Bracket",
+            "--layers",
+            "80",
+            "--layer-ms",
+            "1200",
+            "--fail-at-layer",
+            "9",
+            "--hms",
+            "0300_0100_0001_0007",
+            "--print-error",
+            "0300_8003",
+        ],
+    },
+    Scenario {
+        name: "Desk A1 mini",
+        agent: "pi-desk",
+        serial: "0309CA391800003",
+        model: "N1",
+        what: "idles",
+        args: &[],
+    },
+    Scenario {
+        name: "Corner A1",
+        agent: "pi-corner",
+        serial: "03919D391800004",
+        model: "N2S",
+        what: "pauses for a filament runout at layer 6",
+        args: &[
+            "--autostart-job",
+            "Vase",
+            "--layers",
+            "90",
+            "--layer-ms",
+            "1000",
+            "--runout-at-layer",
+            "6",
+        ],
+    },
+];
+
+/// Child processes, killed when dropped (also when the demo fails half-way).
+#[derive(Default)]
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A sibling binary of the running `kitt-hub`.
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the kitt-hub executable")?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing; the demo runs it beside kitt-hub (build everything with `cargo build --workspace --bins`, or use `cargo xtask run`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Starts a child and waits for the stdout line containing `needle`.
+fn spawn_waiting(command: &mut Command, needle: &str) -> anyhow::Result<(Child, String)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if line.contains(&needle) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => Ok((child, line)),
+        Err(_) => {
+            let _ = child.kill();
+            bail!("{command:?} did not start in time")
+        }
+    }
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<u8> {
+    if !data_dir_given {
+        config.data_dir = std::env::temp_dir().join(format!("kitt-demo-{}", UnixMillis::now().0));
+    }
+    let simulator = sibling("kitt-printer-sim")?;
+    let agent_bin = sibling("kitt-agent")?;
+    let shutdown = CancellationToken::new();
+    let hub = crate::app::start(config.clone(), shutdown.clone()).await?;
+    let db = hub.state.db.clone();
+
+    // An admin with a fresh password each run.
+    let password = crate::cli::generate_password();
+    let hash = crate::api::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+    if !db.insert_user("admin", &hash, "admin", UnixMillis::now()).await? {
+        db.set_password("admin", &hash).await?;
+    }
+
+    let mut children = Children::default();
+    let sync = format!("127.0.0.1:{}", hub.sync_addr.port());
+    for scenario in &SCENARIOS {
+        let dir = config.data_dir.join("demo").join(scenario.agent);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let (printer, line) = spawn_waiting(
+            Command::new(&simulator)
+                .args(["--serial", scenario.serial, "--access-code", ACCESS_CODE])
+                .args(["--model", scenario.model, "--bind", "127.0.0.1:0", "--report-ms", "1000"])
+                .arg("--ca-out")
+                .arg(&dir)
+                .args(scenario.args),
+            "listening on",
+        )?;
+        children.0.push(printer);
+        let port = line
+            .split_whitespace()
+            .find_map(|word| word.parse::<std::net::SocketAddr>().ok())
+            .with_context(|| format!("no address in {line:?}"))?
+            .port();
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state)?;
+        if !state.join("identity.toml").exists() {
+            let (token, _) = crate::sync::token::create(
+                &db,
+                &hub.sync.ca_fingerprint(),
+                Some(scenario.agent),
+                Duration::from_secs(600),
+                UnixMillis::now(),
+            )
+            .await?;
+            let enrolled = Command::new(&agent_bin)
+                .args(["enroll", "--hub", &sync, "--token", &token.to_string(), "--state-dir"])
+                .arg(&state)
+                .output()
+                .context("cannot run kitt-agent enroll")?;
+            if !enrolled.status.success() {
+                bail!(
+                    "enrolling {} failed: {}",
+                    scenario.agent,
+                    String::from_utf8_lossy(&enrolled.stderr)
+                );
+            }
+        }
+        let agent_config = dir.join("agent.toml");
+        std::fs::write(&agent_config, agent_toml(scenario, &state, &dir.join("ca.pem"), port))?;
+        let agent = Command::new(&agent_bin)
+            .args(["run", "--config"])
+            .arg(&agent_config)
+            .env("KITT_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start kitt-agent")?;
+        children.0.push(agent);
+    }
+
+    let url = format!("http://localhost:{}", hub.http_addr.port());
+    print_line(&format!(
+        "kitt demo running: open {url} and log in as admin with password {password}\n\
+         data in {} (SQLite); four printers, one agent each:",
+        config.data_dir.display()
+    ));
+    for scenario in &SCENARIOS {
+        print_line(&format!("  {:<14} {:<8} {}", scenario.name, scenario.model, scenario.what));
+    }
+    print_line("Ctrl-C stops everything.");
+    crate::cli::wait_for_signal().await;
+    drop(children);
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), hub.wait()).await;
+    Ok(0)
+}
+
+fn agent_toml(scenario: &Scenario, state: &Path, ca: &Path, port: u16) -> String {
+    format!(
+        "state_dir = \"{}\"\n\n[telemetry]\ninterval_ms = 1000\nhealth_interval_s = 30\n\n\
+         [[printer]]\nserial = \"{}\"\nname = \"{}\"\nmodel = \"{}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         access_code = \"{ACCESS_CODE}\"\nca = \"{}\"\n",
+        state.display(),
+        scenario.serial,
+        scenario.name,
+        scenario.model,
+        ca.display()
+    )
+}
+
+#[allow(clippy::print_stdout)]
+fn print_line(line: &str) {
+    println!("{line}");
+}

@@ -1,0 +1,70 @@
+//! `kitt-hub demo`, the README's first command, as a new user runs it: the real binaries,
+//! four printers with their scenarios, reachable through the API with the printed password.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use serde_json::Value;
+use std::time::Duration;
+
+use tests::fleet::eventually_within;
+use tests::http;
+use tests::process::{Process, bin};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_four_printers_in_their_scenarios() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let demo = Process::spawn(
+        Command::new(bin("kitt-hub"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["demo", "--http-listen", &format!("127.0.0.1:{port}")])
+            .env("KITT_LOG", "warn"),
+    );
+    let banner = demo.wait_line("log in as admin with password");
+    let password = banner.rsplit(' ').next().unwrap().to_owned();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let login = serde_json::json!({ "name": "admin", "password": password }).to_string();
+    let response = http::request(addr, "POST", "/api/v1/login", &[], Some(&login)).unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    let cookie = response.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+
+    // The lab printer fails at layer 9 of 1.2 s layers: give it a minute.
+    let states = eventually_within(Duration::from_secs(60), "the four scenarios under way", || {
+        let cookie = cookie.clone();
+        async move {
+            let response =
+                http::request(addr, "GET", "/api/v1/printers", &[("Cookie", &cookie)], None)
+                    .ok()?;
+            let printers = response.json()["printers"].as_array()?.clone();
+            let state_of = |name: &str| -> Option<Value> {
+                printers.iter().find(|p| p["name"] == name).map(|p| p["state"].clone())
+            };
+            let workhorse = state_of("Workhorse P1S")?;
+            let lab = state_of("Lab X1 Carbon")?;
+            let desk = state_of("Desk A1 mini")?;
+            let corner = state_of("Corner A1")?;
+            let all_online =
+                printers.len() == 4 && printers.iter().all(|p| p["agent_online"] == true);
+            (all_online
+                && matches!(workhorse["state"].as_str(), Some("preparing" | "printing"))
+                && lab["state"] == "failed"
+                && desk["state"] == "idle"
+                && corner["state"] == "paused")
+                .then_some((lab, corner))
+        }
+    })
+    .await;
+    let (lab, corner) = states;
+    assert_eq!(lab["hms"][0]["code"], "0300_0100_0001_0007", "{lab}");
+    assert_eq!(lab["print_error"], "0300_8003", "{lab}");
+    assert_eq!(corner["hms"][0]["code"], "0700_2000_0002_0001", "{corner}");
+    assert_eq!(corner["model"], "N2S");
+    demo.terminate();
+}
