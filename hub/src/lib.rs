@@ -11,3 +11,4 @@ pub mod db;
 pub mod demo;
 pub mod live;
 pub mod sync;
+pub mod web;

@@ -11,6 +11,7 @@ pub mod mosquitto;
 pub mod postgres;
 pub mod process;
 pub mod relay;
+pub mod webdriver;
 
 use std::time::Duration;
 

@@ -31,6 +31,9 @@ const TEST_PACKAGES: &[SystemPackage] = &[
     // The printer link is tested against a real MQTT broker over TLS, the path a real
     // printer takes.
     SystemPackage { name: "mosquitto", installs: "/usr/sbin/mosquitto" },
+    // The dashboard is tested in a real browser: headless Chromium driven over WebDriver.
+    SystemPackage { name: "chromium", installs: "/usr/bin/chromium" },
+    SystemPackage { name: "chromium-driver", installs: "/usr/bin/chromedriver" },
 ];
 
 /// Debian's PostgreSQL server, installed when no server programs are found (its programs

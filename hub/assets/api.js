@@ -1,0 +1,174 @@
+// The hub's REST API and live WebSocket.
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+let unauthorized = () => {};
+
+// Called on any 401 from the API (except the login call itself).
+export function onUnauthorized(handler) {
+  unauthorized = handler;
+}
+
+export async function api(path, { method = 'GET', body } = {}) {
+  const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, init);
+  } catch {
+    throw new ApiError(0, 'network', 'the hub cannot be reached; check the connection');
+  }
+  if (response.status === 401 && path !== '/login') {
+    unauthorized();
+    throw new ApiError(401, 'unauthorized', 'your session has ended; log in again');
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = data?.error;
+    throw new ApiError(response.status, error?.code ?? 'http', error?.message ?? `the hub answered ${response.status}`,
+      response.headers.get('Retry-After'));
+  }
+  return data;
+}
+
+export function query(params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value != null && value !== '') search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : '';
+}
+
+const MIN_DELAY_MS = 1000;
+const MAX_DELAY_MS = 30000;
+
+// The live WebSocket: reconnects with jittered exponential backoff and reports its status
+// (`connecting`, `live`, `reconnecting`, `stopped`).
+export class Live {
+  constructor({ onMessage, onOpen, onStatus, onTrouble }) {
+    this.onMessage = onMessage;
+    this.onOpen = onOpen;
+    this.onStatus = onStatus;
+    this.onTrouble = onTrouble;
+    this.ws = null;
+    this.timer = null;
+    this.attempt = 0;
+    this.everOpened = false;
+    this.running = false;
+    this.status = 'stopped';
+    this.waiters = [];
+    window.addEventListener('online', () => this.retryNow());
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') this.retryNow();
+    });
+  }
+
+  // Returns true when this call started it.
+  start() {
+    if (this.running) return false;
+    this.running = true;
+    this.everOpened = false;
+    this.attempt = 0;
+    this.connect();
+    return true;
+  }
+
+  stop() {
+    this.running = false;
+    clearTimeout(this.timer);
+    this.timer = null;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
+    this.setStatus('stopped');
+  }
+
+  // Resolves once open, or after `timeoutMs` regardless.
+  ready(timeoutMs) {
+    if (this.status === 'live') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.waiters.push(() => { clearTimeout(timer); resolve(true); });
+    });
+  }
+
+  retryNow() {
+    if (this.running && !this.ws && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.connect();
+    }
+  }
+
+  connect() {
+    this.timer = null;
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let ws;
+    try {
+      ws = new WebSocket(`${scheme}//${location.host}/api/v1/ws`);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this.setStatus(this.everOpened ? 'reconnecting' : 'connecting');
+    ws.addEventListener('open', () => {
+      if (this.ws !== ws) return;
+      const reconnected = this.everOpened;
+      this.everOpened = true;
+      this.attempt = 0;
+      this.setStatus('live');
+      for (const waiter of this.waiters.splice(0)) waiter();
+      this.onOpen(reconnected);
+    });
+    ws.addEventListener('message', (event) => {
+      if (this.ws !== ws) return;
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.onMessage(message);
+    });
+    ws.addEventListener('close', () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (!this.running) return;
+      this.setStatus('reconnecting');
+      this.scheduleReconnect();
+    });
+  }
+
+  scheduleReconnect() {
+    const ceiling = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** this.attempt);
+    this.attempt += 1;
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.timer = setTimeout(() => this.connect(), delay);
+    // A refused upgrade looks like a drop: after a few, check whether the session ended.
+    if (this.attempt === 2 || this.attempt % 5 === 0) this.onTrouble();
+  }
+
+  setStatus(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this.onStatus(status);
+  }
+}

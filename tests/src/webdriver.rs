@@ -1,0 +1,281 @@
+//! A small W3C WebDriver client for the browser tests: Debian's `chromedriver` driving
+//! headless `chromium`. Only what the tests use: navigate, find, click, type, read, run a
+//! script, take a screenshot.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::PATIENCE;
+use crate::http;
+use crate::process::Process;
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4f3d6e8ab5f7";
+
+/// A running `chromedriver`.
+#[derive(Debug)]
+pub struct Driver {
+    addr: SocketAddr,
+    _process: Process,
+}
+
+impl Driver {
+    pub fn start() -> Driver {
+        for program in ["/usr/bin/chromedriver", "/usr/bin/chromium"] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: install Debian's chromium and chromium-driver (cargo xtask test does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let process = Process::spawn(
+            Command::new("/usr/bin/chromedriver").arg(format!("--port={port}")).arg("--silent"),
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        let deadline = Instant::now() + PATIENCE;
+        while http::request(addr, "GET", "/status", &[], None).map_or(true, |r| r.status != 200) {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Driver { addr, _process: process }
+    }
+
+    /// A new headless browser window of `width` × `height`.
+    pub fn session(&self, width: u32, height: u32) -> Session {
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")]
+            }
+        } } });
+        let response = call(self.addr, "POST", "/session", Some(capabilities));
+        let id = response["sessionId"].as_str().expect("a session id").to_owned();
+        Session { addr: self.addr, id }
+    }
+}
+
+fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Value {
+    let body = body.map(|b| b.to_string());
+    let response = http::request(addr, method, path, &[], body.as_deref())
+        .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+    let value = response.json()["value"].clone();
+    assert!(
+        response.status == 200,
+        "WebDriver {method} {path} failed ({}): {}",
+        response.status,
+        value["message"].as_str().unwrap_or(&response.body)
+    );
+    value
+}
+
+/// One browser session; closed when dropped.
+#[derive(Debug)]
+pub struct Session {
+    addr: SocketAddr,
+    id: String,
+}
+
+/// An element on the page.
+#[derive(Debug, Clone)]
+pub struct Element(String);
+
+impl Session {
+    fn path(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.id)
+    }
+
+    pub fn goto(&self, url: &str) {
+        call(self.addr, "POST", &self.path("/url"), Some(json!({ "url": url })));
+    }
+
+    pub fn url(&self) -> String {
+        call(self.addr, "GET", &self.path("/url"), None).as_str().unwrap_or("").to_owned()
+    }
+
+    /// Every element matching a CSS selector (none is not an error).
+    pub fn find_all(&self, css: &str) -> Vec<Element> {
+        let found = call(
+            self.addr,
+            "POST",
+            &self.path("/elements"),
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        found
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| e[ELEMENT_KEY].as_str())
+                    .map(|id| Element(id.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `css` matches at least `count` elements, then returns them.
+    pub fn wait_all(&self, css: &str, count: usize) -> Vec<Element> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let found = self.find_all(css);
+            if found.len() >= count {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "no {count} elements for {css:?} on {}", self.url());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait(&self, css: &str) -> Element {
+        self.wait_all(css, 1).remove(0)
+    }
+
+    /// Waits until the element for `css` has text that `want` accepts; returns the text.
+    pub fn wait_text(&self, css: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        let mut last = String::new();
+        loop {
+            if let Some(element) = self.find_all(css).first() {
+                last = self.text(element);
+                if want(&last) {
+                    return last;
+                }
+            }
+            assert!(Instant::now() < deadline, "{what}: {css:?} still reads {last:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn click(&self, element: &Element) {
+        call(
+            self.addr,
+            "POST",
+            &self.path(&format!("/element/{}/click", element.0)),
+            Some(json!({})),
+        );
+    }
+
+    pub fn type_text(&self, element: &Element, text: &str) {
+        call(
+            self.addr,
+            "POST",
+            &self.path(&format!("/element/{}/value", element.0)),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    pub fn text(&self, element: &Element) -> String {
+        call(self.addr, "GET", &self.path(&format!("/element/{}/text", element.0)), None)
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    pub fn attribute(&self, element: &Element, name: &str) -> Option<String> {
+        call(
+            self.addr,
+            "GET",
+            &self.path(&format!("/element/{}/attribute/{name}", element.0)),
+            None,
+        )
+        .as_str()
+        .map(str::to_owned)
+    }
+
+    /// Runs a script in the page and returns its result.
+    pub fn execute(&self, script: &str) -> Value {
+        call(
+            self.addr,
+            "POST",
+            &self.path("/execute/sync"),
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Accepts a `window.confirm` dialog, if one is open.
+    pub fn accept_dialog(&self) {
+        let _ = http::request(self.addr, "POST", &self.path("/alert/accept"), &[], Some("{}"));
+    }
+
+    pub fn resize(&self, width: u32, height: u32) {
+        call(
+            self.addr,
+            "POST",
+            &self.path("/window/rect"),
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// Saves a PNG screenshot to `dir/name.png` and returns its path.
+    pub fn screenshot(&self, dir: &Path, name: &str) -> PathBuf {
+        let encoded = call(self.addr, "GET", &self.path("/screenshot"), None);
+        let png = base64_decode(encoded.as_str().unwrap_or("")).expect("a base64 screenshot");
+        std::fs::create_dir_all(dir).expect("the artefact directory");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write the screenshot");
+        path
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = http::request(self.addr, "DELETE", &format!("/session/{}", self.id), &[], None);
+    }
+}
+
+/// Where CI keeps test artefacts: `$KITT_TEST_ARTIFACTS`, or `test-artifacts/` in the
+/// target directory.
+pub fn artifacts_dir(area: &str) -> PathBuf {
+    let base = std::env::var_os("KITT_TEST_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("the test executable");
+        // target/<profile>/deps/<test> → target/test-artifacts
+        exe.ancestors()
+            .nth(3)
+            .map(|t| t.join("test-artifacts"))
+            .unwrap_or_else(|| "test-artifacts".into())
+    });
+    base.join(area)
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= value(*c)? << (18 - 6 * i);
+        }
+        let produced = chunk.len() * 6 / 8;
+        for i in 0..produced {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(super::base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(super::base64_decode("aGVsbG8h").unwrap(), b"hello!");
+        assert_eq!(super::base64_decode("aA==").unwrap(), b"h");
+        assert!(super::base64_decode("a*b=").is_none());
+    }
+}
