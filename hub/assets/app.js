@@ -128,7 +128,7 @@ async function render() {
     },
   };
   replaceChildren(main);
-  current = found.page.mount(main, ctx);
+  current = found.route.page.mount(main, ctx);
   current?.refresh?.();
   if (!firstRender && !main.contains(document.activeElement)) {
     const heading = main.querySelector('h1');

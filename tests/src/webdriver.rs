@@ -13,7 +13,7 @@ use crate::PATIENCE;
 use crate::http;
 use crate::process::Process;
 
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4f3d6e8ab5f7";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A running `chromedriver`.
 #[derive(Debug)]

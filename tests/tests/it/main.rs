@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod browser;
 mod crash;
 mod demo;
 mod impairment;

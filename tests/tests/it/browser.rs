@@ -1,0 +1,123 @@
+//! The dashboard in a real browser (headless Chromium over WebDriver) against `kitt-hub demo`:
+//! log in, watch live progress, pause a printer, open the agents page. Screenshots go where
+//! CI keeps artefacts (`tests::webdriver::artifacts_dir`).
+
+use std::process::Command;
+
+use tests::process::{Process, bin};
+use tests::webdriver::{Driver, artifacts_dir};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let demo = Process::spawn(
+        Command::new(bin("kitt-hub"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["demo", "--http-listen", &format!("127.0.0.1:{port}")])
+            .env("KITT_LOG", "warn"),
+    );
+    let banner = demo.wait_line("log in as admin with password");
+    let password = banner.rsplit(' ').next().unwrap().to_owned();
+    // `localhost`: a secure context, where browsers keep the Secure session cookie over http.
+    let base = format!("http://localhost:{port}");
+    let shots = artifacts_dir("browser");
+
+    let driver = Driver::start();
+    let browser = driver.session(1280, 900);
+    browser.goto(&format!("{base}/"));
+    // Not logged in: the dashboard sends us to the login page.
+    let name = browser.wait("[data-testid=login-name]");
+    assert!(browser.url().contains("/login"), "{}", browser.url());
+    browser.type_text(&name, "admin");
+    browser.type_text(&browser.wait("[data-testid=login-password]"), &password);
+    browser.screenshot(&shots, "1-login");
+    browser.click(&browser.wait("[data-testid=login-submit]"));
+
+    // The fleet: four cards, and live progress on the printer that prints.
+    let cards = browser.wait_all("[data-testid=printer-card]", 4);
+    assert_eq!(cards.len(), 4);
+    browser.wait_text("[data-testid=live-indicator]", "the live connection", |t| {
+        t.to_lowercase().contains("live")
+    });
+    let workhorse = "[data-printer-id='01P00C391800001'] [data-testid=progress]";
+    let progress = |browser: &tests::webdriver::Session| {
+        let bar = browser.wait(workhorse);
+        browser.attribute(&bar, "aria-valuenow").and_then(|v| v.parse::<f64>().ok())
+    };
+    let first = progress(&browser);
+    let deadline = std::time::Instant::now() + tests::PATIENCE;
+    while progress(&browser) == first {
+        assert!(std::time::Instant::now() < deadline, "progress stayed at {first:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    browser.screenshot(&shots, "2-fleet");
+
+    // The printer page: pause, and watch the state change.
+    browser.goto(&format!("{base}/printers/01P00C391800001"));
+    browser.wait_text("[data-testid=printer-state]", "printing", |t| {
+        let t = t.to_lowercase();
+        t.contains("printing") || t.contains("preparing")
+    });
+    let pause = browser.wait("[data-testid=cmd-pause]");
+    browser.wait_text("[data-testid=printer-state]", "printing", |t| {
+        t.to_lowercase().contains("printing")
+    });
+    browser.click(&pause);
+    browser.accept_dialog();
+    browser.wait_text("[data-testid=printer-state]", "the paused state", |t| {
+        t.to_lowercase().contains("paused")
+    });
+    browser.screenshot(&shots, "3-printer-paused");
+
+    // The failed printer shows its HMS alert with a link to the vendor's page.
+    browser.goto(&format!("{base}/printers/00M09A351100002"));
+    browser.wait_text("[data-testid=printer-state]", "the failed state", |t| {
+        t.to_lowercase().contains("failed")
+    });
+    let links = browser.execute(
+        "return [...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes('0300_0100_0001_0007'))",
+    );
+    assert!(links.as_array().is_some_and(|l| !l.is_empty()), "no HMS link: {links}");
+    browser.screenshot(&shots, "4-printer-failed");
+
+    // The agents page: one row per agent.
+    browser.goto(&format!("{base}/agents"));
+    browser.wait("[data-testid=agents-table]");
+    browser.wait_all("[data-testid=agents-table] tbody tr", 4);
+    browser.screenshot(&shots, "5-agents");
+
+    // Basic accessibility: every form control is labelled, commands are real buttons, the
+    // page declares its language, and keyboard focus moves to links and buttons.
+    let unlabelled = browser.execute(
+        "return [...document.querySelectorAll('input, select, textarea')]
+           .filter(e => e.type !== 'hidden')
+           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                        && !e.getAttribute('aria-labelledby'))
+           .map(e => e.outerHTML)",
+    );
+    assert_eq!(unlabelled, serde_json::json!([]), "unlabelled controls");
+    assert_eq!(browser.execute("return document.documentElement.lang"), "en");
+    let focusable = browser.execute(
+        "const first = document.querySelector('a[href], button'); first.focus();
+         return document.activeElement === first",
+    );
+    assert_eq!(focusable, true);
+
+    // A phone.
+    browser.resize(390, 844);
+    browser.goto(&format!("{base}/"));
+    browser.wait_all("[data-testid=printer-card]", 4);
+    let overflow =
+        browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
+    assert_eq!(overflow, false, "the fleet page scrolls sideways on a phone");
+    let path = browser.screenshot(&shots, "6-fleet-phone");
+    assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    drop(browser);
+    demo.terminate();
+}
