@@ -92,6 +92,35 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.wait_all("[data-testid=agents-table] tbody tr", 4);
     browser.screenshot(&shots, "5-agents");
 
+    // The event log and the admin page.
+    browser.goto(&format!("{base}/events"));
+    browser.wait_all("[data-testid=events-table] tbody tr", 4);
+    browser.screenshot(&shots, "6-events");
+    browser.goto(&format!("{base}/admin"));
+    browser.wait_all("[data-testid=users-table] tbody tr", 1);
+    browser.screenshot(&shots, "7-admin");
+
+    // Text contrast: every visible text element against its nearest opaque background
+    // meets WCAG AA (4.5:1; 3:1 for large text).
+    let low_contrast = browser.execute(
+        "const lum = c => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
+             v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+           return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+         const opaque = c => { const p = c.match(/[\\d.]+/g); return p && (p.length < 4 || Number(p[3]) === 1); };
+         const background = el => { for (; el; el = el.parentElement) {
+             const c = getComputedStyle(el).backgroundColor; if (opaque(c)) return c; }
+           return 'rgb(255, 255, 255)'; };
+         return [...document.querySelectorAll('body *')]
+           .filter(el => el.offsetParent !== null && [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+           .filter(el => !el.closest('button:disabled, [aria-disabled=true]'))
+           .map(el => { const s = getComputedStyle(el); const a = lum(s.color), b = lum(background(el));
+             const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+             const large = parseFloat(s.fontSize) >= 24 || (parseFloat(s.fontSize) >= 18.66 && Number(s.fontWeight) >= 700);
+             return { text: el.textContent.trim().slice(0, 40), ratio, need: large ? 3 : 4.5 }; })
+           .filter(x => x.ratio < x.need)",
+    );
+    assert_eq!(low_contrast, serde_json::json!([]), "text below WCAG AA contrast");
+
     // Basic accessibility: every form control is labelled, commands are real buttons, the
     // page declares its language, and keyboard focus moves to links and buttons.
     let unlabelled = browser.execute(
@@ -116,7 +145,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     let overflow =
         browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
     assert_eq!(overflow, false, "the fleet page scrolls sideways on a phone");
-    let path = browser.screenshot(&shots, "6-fleet-phone");
+    let path = browser.screenshot(&shots, "8-fleet-phone");
     assert!(std::fs::metadata(&path).unwrap().len() > 1000);
     drop(browser);
     demo.terminate();
