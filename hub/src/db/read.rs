@@ -175,7 +175,8 @@ impl Db {
             .collect()
     }
 
-    /// Samples of one resolution (0 raw, 60 one-minute, 900 fifteen-minute) in a range.
+    /// Samples of one resolution (0 raw, 60 one-minute, 900 fifteen-minute) in a range: the
+    /// newest `limit` of them, in time order.
     pub async fn telemetry(
         &self,
         printer: &str,
@@ -187,7 +188,7 @@ impl Db {
         let rows = sqlx::query(
             "SELECT at, state, progress_percent, layer, nozzle_temp_c, bed_temp_c, chamber_temp_c \
              FROM telemetry WHERE printer_id = $1 AND resolution = $2 AND at >= $3 AND at <= $4 \
-             ORDER BY at LIMIT $5",
+             ORDER BY at DESC LIMIT $5",
         )
         .bind(printer)
         .bind(resolution)
@@ -196,7 +197,9 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
+        // The newest samples when the range holds more than the limit, oldest first.
         rows.iter()
+            .rev()
             .map(|row| {
                 Ok(Sample {
                     at: row.try_get(0)?,

@@ -266,6 +266,10 @@ async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Sto
     let raw = db.telemetry(printer, 0, 0, now, 100).await.unwrap();
     assert_eq!(raw.len(), 7);
     assert_eq!(raw[0].state.as_deref(), Some("printing"));
+    // Over the limit: the newest samples, in time order.
+    let newest = db.telemetry(printer, 0, 0, now, 2).await.unwrap();
+    let layers: Vec<_> = newest.iter().map(|s| s.layer).collect();
+    assert_eq!(layers, [Some(5), Some(99)]);
     let latest = db.printer(printer).await.unwrap().unwrap();
     assert_eq!(latest.state.unwrap()["layer"], 99, "the printer shows its newest state");
 
