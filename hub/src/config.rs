@@ -47,7 +47,8 @@ pub struct RawConfig {
 pub struct RawHttp {
     /// Address of the dashboard and API.
     pub listen: Option<String>,
-    /// Mark session cookies `Secure` (browsers accept them on https and on localhost).
+    /// Mark session cookies `Secure`: true, false, or unset for automatic (when a TLS
+    /// reverse proxy says `X-Forwarded-Proto: https`).
     pub secure_cookies: Option<bool>,
     /// Largest accepted request body, KiB.
     pub max_body_kb: Option<usize>,
@@ -253,7 +254,7 @@ impl RawConfig {
             idle_timeout: Duration::from_secs(idle),
             certificate_lifetime: Duration::from_secs(certificate_days * 86_400),
             api: ApiSettings {
-                secure_cookies: self.http.secure_cookies.unwrap_or(true),
+                secure_cookies: self.http.secure_cookies,
                 session_lifetime: Duration::from_secs(session_hours * 3600),
                 max_body_bytes: max_body_kb * 1024,
             },

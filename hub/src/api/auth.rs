@@ -256,10 +256,16 @@ pub async fn login(
         )
         .await?;
     state.db.audit(&request.name, "login", 200, None, now).await?;
+    let secure = state.settings.secure_cookies.unwrap_or_else(|| {
+        headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+    });
     let cookie = format!(
         "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         lifetime.as_secs(),
-        if state.settings.secure_cookies { "; Secure" } else { "" }
+        if secure { "; Secure" } else { "" }
     );
     let mut response =
         Json(serde_json::json!({ "name": request.name, "role": role })).into_response();

@@ -40,9 +40,11 @@ pub struct AppState {
 /// HTTP behaviour from the configuration.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// Set the `Secure` attribute on session cookies (off only for plain-HTTP test set-ups
-    /// that are not on localhost).
-    pub secure_cookies: bool,
+    /// The `Secure` attribute on session cookies: always, never, or `None` for automatic —
+    /// set when the request arrived over TLS at a reverse proxy (`X-Forwarded-Proto: https`).
+    /// The hub itself speaks plain HTTP, and browsers drop Secure cookies received over plain
+    /// HTTP from a LAN address, so "always" would lock LAN users out.
+    pub secure_cookies: Option<bool>,
     pub session_lifetime: std::time::Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
@@ -51,7 +53,7 @@ pub struct ApiSettings {
 impl Default for ApiSettings {
     fn default() -> ApiSettings {
         ApiSettings {
-            secure_cookies: true,
+            secure_cookies: None,
             session_lifetime: std::time::Duration::from_secs(12 * 3600),
             max_body_bytes: 64 * 1024,
         }

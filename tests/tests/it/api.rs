@@ -66,8 +66,7 @@ impl Api {
             http_listen: Some("127.0.0.1:0".into()),
             sync_listen: Some("127.0.0.1:0".into()),
         };
-        let env = [("KITT_SECURE_COOKIES".to_owned(), "false".to_owned())];
-        let config = HubConfig::load(None, env, &overrides).unwrap();
+        let config = HubConfig::load(None, Vec::new(), &overrides).unwrap();
         let shutdown = CancellationToken::new();
         let hub = hub::app::start(config, shutdown.clone()).await.unwrap();
         Api { hub, _dir: dir, shutdown }
@@ -375,6 +374,13 @@ async fn login_sets_a_safe_cookie_and_failed_logins_are_rate_limited(db: Option<
     assert_eq!(body["role"], "viewer");
     let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: a Secure cookie would be dropped: {cookie}");
+    // Behind a TLS reverse proxy the cookie is Secure.
+    let mut behind_tls = login("bo", "a long enough password");
+    behind_tls.headers_mut().insert("x-forwarded-proto", "https".parse().unwrap());
+    let (status, headers, _) = api.call(behind_tls).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::SET_COOKIE].to_str().unwrap().contains("; Secure"));
     let session = cookie.split(';').next().unwrap().to_owned();
     let me =
         || Request::get("/api/v1/me").header(header::COOKIE, &session).body(Body::empty()).unwrap();
