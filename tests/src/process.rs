@@ -104,7 +104,20 @@ impl Process {
 }
 
 impl Drop for Process {
+    /// A test that fails half-way still stops its processes politely first (SIGTERM), so a
+    /// `kitt-hub demo` stops its own children; SIGKILL after five seconds.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
