@@ -107,7 +107,7 @@ async fn ingest(label: &str, database_url: Option<String>, agents: u64, per_agen
         let found = tokio::time::timeout(
             Duration::from_secs(600),
             status.wait_for(
-                |s| matches!(s, SyncStatus::Connected { acked_through } if *acked_through >= last),
+                |s| matches!(s, SyncStatus::Connected { acked_through, .. } if *acked_through >= last),
             ),
         )
         .await;

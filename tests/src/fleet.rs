@@ -177,18 +177,36 @@ impl TestAgent {
     }
 }
 
-/// Polls `check` until it returns `Some` (a condition on state another task changes, such
-/// as rows in the hub's database), failing after [`PATIENCE`].
-pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+/// Checks `check` now and after every change `changes` announces (a hub's
+/// [`SyncHandle::changes`]: ingest commits, connections, commands, expiries) until it returns
+/// `Some`, failing after [`PATIENCE`]. No clock: it wakes only when something changed.
+pub async fn eventually<T, F, Fut>(
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    what: &str,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    eventually_within(PATIENCE, what, check).await
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        changes.mark_unchanged();
+        if let Some(found) = check().await {
+            return found;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("the hub stopped before {what}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
 }
 
-/// [`eventually`] for something that takes its own time (a simulated job reaching a layer).
-pub async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
+/// For state held by another process (a `kitt-hub` binary killed and restarted under the
+/// test, read through its database file), which has no event this process can wait on:
+/// checks every 20 ms until `check` returns `Some`, failing after `patience`.
+pub async fn poll_other_process<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

@@ -105,20 +105,24 @@ impl Process {
 
 impl Drop for Process {
     /// A test that fails half-way still stops its processes politely first (SIGTERM), so a
-    /// `kitt-hub demo` stops its own children; SIGKILL after five seconds.
+    /// `kitt-hub demo` stops its own children; a watchdog sends SIGKILL if the process has
+    /// not exited five seconds later. The wait itself is on the exit.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let pid = self.child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let deadline = Instant::now() + std::time::Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
         }
-        let _ = self.child.kill();
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let (exited, exit) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) =
+                exit.recv_timeout(std::time::Duration::from_secs(5))
+            {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        });
         let _ = self.child.wait();
+        let _ = exited.send(());
+        let _ = watchdog.join();
     }
 }

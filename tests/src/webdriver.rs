@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -34,15 +33,10 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let process = Process::spawn(
-            Command::new("/usr/bin/chromedriver").arg(format!("--port={port}")).arg("--silent"),
-        );
+        let process =
+            Process::spawn(Command::new("/usr/bin/chromedriver").arg(format!("--port={port}")));
+        process.wait_line("started successfully");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-        let deadline = Instant::now() + PATIENCE;
-        while http::request(addr, "GET", "/status", &[], None).map_or(true, |r| r.status != 200) {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Driver { addr, _process: process }
     }
 
@@ -50,6 +44,8 @@ impl Driver {
     pub fn session(&self, width: u32, height: u32) -> Session {
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            // Waits run in the page; let them last as long as the tests' patience.
+            "timeouts": { "script": PATIENCE.as_millis() as u64 + 5_000 },
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -119,36 +115,77 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// Runs `script` in the page until it calls its callback (the last argument) with a
+    /// value; `condition` is a function body over `arguments` returning a truthy value once
+    /// satisfied. The page re-checks it on every DOM change (a `MutationObserver`), so the
+    /// wait follows the page's own events; after [`PATIENCE`] it answers `null`.
+    fn wait_in_page(&self, condition: &str, args: Value) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             const args = arguments[0];
+             const check = () => {{ {condition} }};
+             const first = check();
+             if (first) return done(first);
+             const observer = new MutationObserver(() => {{
+               const found = check();
+               if (found) {{ observer.disconnect(); clearTimeout(deadline); done(found); }}
+             }});
+             const deadline = setTimeout(() => {{ observer.disconnect(); done(null); }}, {});
+             observer.observe(document, {{ subtree: true, childList: true, attributes: true,
+                                          characterData: true }});",
+            PATIENCE.as_millis()
+        );
+        call(
+            self.addr,
+            "POST",
+            &self.path("/execute/async"),
+            Some(json!({ "script": script, "args": [args] })),
+        )
+    }
+
     /// Waits until `css` matches at least `count` elements, then returns them.
     pub fn wait_all(&self, css: &str, count: usize) -> Vec<Element> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let found = self.find_all(css);
-            if found.len() >= count {
-                return found;
-            }
-            assert!(Instant::now() < deadline, "no {count} elements for {css:?} on {}", self.url());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let found = self.wait_in_page(
+            "return document.querySelectorAll(args.css).length >= args.count;",
+            json!({ "css": css, "count": count }),
+        );
+        assert_eq!(found, Value::Bool(true), "no {count} elements for {css:?} on {}", self.url());
+        self.find_all(css)
     }
 
     pub fn wait(&self, css: &str) -> Element {
         self.wait_all(css, 1).remove(0)
     }
 
-    /// Waits until the element for `css` has text that `want` accepts; returns the text.
-    pub fn wait_text(&self, css: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        let mut last = String::new();
-        loop {
-            if let Some(element) = self.find_all(css).first() {
-                last = self.text(element);
-                if want(&last) {
-                    return last;
-                }
+    /// Waits until the (rendered) text of the element for `css` contains one of `needles`,
+    /// ignoring case; returns the text.
+    pub fn wait_text(&self, css: &str, what: &str, needles: &[&str]) -> String {
+        let found = self.wait_in_page(
+            "const el = document.querySelector(args.css);
+             const text = el ? el.innerText : '';
+             return args.needles.some(n => text.toLowerCase().includes(n)) ? text : null;",
+            json!({ "css": css, "needles": needles }),
+        );
+        match found {
+            Value::String(text) => text,
+            _ => {
+                let last = self.find_all(css).first().map(|e| self.text(e)).unwrap_or_default();
+                panic!("{what}: {css:?} still reads {last:?}")
             }
-            assert!(Instant::now() < deadline, "{what}: {css:?} still reads {last:?}");
-            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until an attribute of the element for `css` differs from `from`; returns it.
+    pub fn wait_attribute_change(&self, css: &str, name: &str, from: Option<&str>) -> String {
+        let found = self.wait_in_page(
+            "const el = document.querySelector(args.css);
+             const value = el ? el.getAttribute(args.name) : null;
+             return value !== null && value !== args.from ? value : null;",
+            json!({ "css": css, "name": name, "from": from }),
+        );
+        match found {
+            Value::String(value) => value,
+            _ => panic!("{css:?} {name} stayed at {from:?}"),
         }
     }
 

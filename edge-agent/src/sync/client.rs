@@ -65,6 +65,8 @@ pub enum SyncStatus {
     Connecting,
     Connected {
         acked_through: proto::Seq,
+        /// When the certificate in use (renewed ones included) expires.
+        certificate_not_after: UnixMillis,
     },
     Disconnected {
         reason: String,
@@ -230,7 +232,10 @@ impl SyncClient {
                         machine.welcome(welcome.acked_through);
                     self.with_outbox(move |outbox| outbox.resume(through)).await?;
                     tracing::info!(hub_acked_through = %through, "Connected to the hub.");
-                    self.status.send_replace(SyncStatus::Connected { acked_through: through });
+                    self.status.send_replace(SyncStatus::Connected {
+                        acked_through: through,
+                        certificate_not_after: self.identity.not_after,
+                    });
                     *backoff = self.config.backoff_min;
                 }
                 Some(Ok(HubMessage::Disconnect(reason))) => return Err(disconnected(reason)),
@@ -268,7 +273,10 @@ impl SyncClient {
                             match machine.ack(ack.through) {
                                 Ok(Some(SyncAction::Delete(through) | SyncAction::Resume(through))) => {
                                     self.with_outbox(move |outbox| outbox.ack(through)).await?;
-                                    self.status.send_replace(SyncStatus::Connected { acked_through: through });
+                                    self.status.send_replace(SyncStatus::Connected {
+                        acked_through: through,
+                        certificate_not_after: self.identity.not_after,
+                    });
                                 }
                                 Ok(None) => {}
                                 Err(error) => return Err(SessionError::Protocol(error.to_string())),
@@ -355,6 +363,11 @@ impl SyncClient {
         })?;
         tracing::info!(expires_at = issued.not_after.0, "Renewed the agent certificate.");
         self.identity = identity;
+        self.status.send_modify(|status| {
+            if let SyncStatus::Connected { certificate_not_after, .. } = status {
+                *certificate_not_after = issued.not_after;
+            }
+        });
         Ok(())
     }
 

@@ -87,12 +87,20 @@ struct Shared {
     db: Db,
     ca: HubCa,
     live: LiveHub,
+    /// Counts changes to what the hub stores or knows about agents (ingest commits,
+    /// connections, commands, expiries, certificates): something to wait on instead of the
+    /// clock.
+    changes: tokio::sync::watch::Sender<u64>,
     config: SyncConfig,
     agents: Mutex<HashMap<AgentId, Live>>,
     next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     fn live_agents(&self) -> Vec<AgentId> {
         let live = self.live_map();
         live.keys().cloned().collect()
@@ -121,6 +129,7 @@ impl SyncHandle {
     /// it is delivered when the agent connects, unless it has expired by then.
     pub async fn send_command(&self, agent: &AgentId, command: &Command) -> Result<(), DbError> {
         self.shared.db.insert_command(agent, command).await?;
+        self.shared.changed();
         self.shared.signal(agent, Signal::CommandsPending);
         Ok(())
     }
@@ -128,6 +137,7 @@ impl SyncHandle {
     /// Revokes an agent and drops its connection at once.
     pub async fn revoke(&self, agent: &AgentId) -> Result<bool, DbError> {
         let known = self.shared.db.revoke_agent(agent.as_str(), UnixMillis::now()).await?;
+        self.shared.changed();
         self.shared.signal(agent, Signal::Revoked);
         Ok(known)
     }
@@ -146,6 +156,11 @@ impl SyncHandle {
 
     pub fn live(&self) -> &LiveHub {
         &self.shared.live
+    }
+
+    /// A receiver that sees every change the hub commits or learns (see `Shared::changes`).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     pub fn is_connected(&self, agent: &str) -> bool {
@@ -190,6 +205,7 @@ impl SyncServer {
             ca,
             live,
             config,
+            changes: tokio::sync::watch::Sender::new(0),
             agents: Mutex::new(HashMap::new()),
             next_connection: 0.into(),
         });
@@ -282,8 +298,10 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
             }
             Err(error) => tracing::warn!(%error, "Cannot read revocations."),
         }
-        if let Err(error) = shared.db.expire_commands(UnixMillis::now()).await {
-            tracing::warn!(%error, "Cannot expire commands.");
+        match shared.db.expire_commands(UnixMillis::now()).await {
+            Ok(0) => {}
+            Ok(_) => shared.changed(),
+            Err(error) => tracing::warn!(%error, "Cannot expire commands."),
         }
     }
 }
@@ -447,6 +465,7 @@ async fn sync_connection(
         }
     }
     shared.live.publish(LiveUpdate::Agent { agent: agent.to_string(), online: true });
+    shared.changed();
     let mut session = IngestSession::new(watermark);
     let mut delivered = HashSet::new();
     let result = async {
@@ -516,6 +535,7 @@ async fn sync_connection(
     drop(live);
     if gone {
         shared.live.publish(LiveUpdate::Agent { agent: agent.to_string(), online: false });
+        shared.changed();
     }
     if session.duplicates > 0 {
         tracing::info!(%agent, duplicates = session.duplicates, "Skipped resent records.");
@@ -548,6 +568,7 @@ async fn ingest(
         }
     };
     publish(&shared.live, agent, &fresh);
+    shared.changed();
     if let Some(through) = session.committed_through(watermark) {
         frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
     }
@@ -610,6 +631,7 @@ async fn handle_other(
                         .db
                         .set_agent_certificate(agent, &issued.serial_hex, issued.not_after)
                         .await?;
+                    shared.changed();
                     let message = HubMessage::CertificateIssued(CertificateIssued {
                         chain_der: issued.chain_der,
                         not_after: issued.not_after,

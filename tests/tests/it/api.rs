@@ -161,21 +161,22 @@ async fn a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer(d
     let state = tempfile::tempdir().unwrap();
     let (agent, sim) = api.agent_with_printer(state.path()).await;
 
-    let printer = eventually("the printer listed with its state", || async {
-        let (status, body) = api.get(&viewer, "/api/v1/printers").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["printers"]
-            .as_array()
-            .and_then(|list| {
-                list.iter().find(|p| {
-                    p["id"] == SERIAL
-                        && p["state"]["state"] == "idle"
-                        && !p["state"]["model"].is_null()
+    let printer =
+        eventually(api.hub.sync.changes(), "the printer listed with its state", || async {
+            let (status, body) = api.get(&viewer, "/api/v1/printers").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["printers"]
+                .as_array()
+                .and_then(|list| {
+                    list.iter().find(|p| {
+                        p["id"] == SERIAL
+                            && p["state"]["state"] == "idle"
+                            && !p["state"]["model"].is_null()
+                    })
                 })
-            })
-            .cloned()
-    })
-    .await;
+                .cloned()
+        })
+        .await;
     assert_eq!(printer["agent_id"], "pi-api");
     assert_eq!(printer["agent_online"], true);
     assert_eq!(printer["state"]["model"], "BL-P001");
@@ -186,7 +187,7 @@ async fn a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer(d
     }
 
     sim.start_job("api-benchy", 10_000).await.unwrap();
-    eventually("printing at the hub", || async {
+    eventually(api.hub.sync.changes(), "printing at the hub", || async {
         let (_, body) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
         (body["state"]["state"] == "printing").then_some(())
     })
@@ -206,13 +207,13 @@ async fn a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer(d
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
     assert_eq!(sent["status"], "sent");
     let id = sent["id"].as_str().unwrap().to_owned();
-    let outcome = eventually("the pause's outcome", || async {
+    let outcome = eventually(api.hub.sync.changes(), "the pause's outcome", || async {
         let (_, command) = api.get(&viewer, &format!("/api/v1/commands/{id}")).await;
         command["outcome"].as_str().map(str::to_owned)
     })
     .await;
     assert_eq!(outcome, "succeeded");
-    eventually("paused at the hub", || async {
+    eventually(api.hub.sync.changes(), "paused at the hub", || async {
         let (_, body) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
         (body["state"]["state"] == "paused").then_some(())
     })
@@ -339,7 +340,7 @@ async fn a_command_to_an_offline_agent_is_held_until_it_expires_and_reported(db:
     let id = sent["id"].as_str().unwrap().to_owned();
     let (_, command) = api.get(&operator, &format!("/api/v1/commands/{id}")).await;
     assert_eq!(command["outcome"], Value::Null, "held: {command}");
-    let outcome = eventually("the command reported expired", || async {
+    let outcome = eventually(api.hub.sync.changes(), "the command reported expired", || async {
         let (_, command) = api.get(&operator, &format!("/api/v1/commands/{id}")).await;
         command["outcome"].as_str().map(str::to_owned)
     })

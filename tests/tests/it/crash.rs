@@ -11,7 +11,8 @@ use hub::db::Db;
 use printer_sim::Simulator;
 use printer_sim::config::{Model, SimConfig};
 use proto::{AgentId, PrinterEventKind, RecordBody, Seq};
-use tests::fleet::eventually;
+use tests::PATIENCE;
+use tests::fleet::poll_other_process;
 use tests::process::{Process, bin};
 
 const SERIAL: &str = "01P00A391800099";
@@ -49,7 +50,7 @@ async fn hub_count(db: &Db, agent: &AgentId) -> u64 {
 }
 
 async fn more_than(db: &Db, agent: &AgentId, n: u64, what: &str) -> u64 {
-    eventually(what, || async {
+    poll_other_process(PATIENCE, what, || async {
         let count = hub_count(db, agent).await;
         (count > n).then_some(count)
     })
@@ -116,7 +117,7 @@ async fn kill_9_of_the_agent_the_hub_and_both_loses_and_duplicates_nothing() {
     more_than(&db, &agent_id, n + 10, "records after both were killed").await;
 
     // Let the job end, stop the agent cleanly, and compare with what it recorded.
-    eventually("the job's end at the hub", || async {
+    poll_other_process(PATIENCE, "the job's end at the hub", || async {
         let records = db.records(&agent_id).await.unwrap();
         records
             .iter()
@@ -134,7 +135,7 @@ async fn kill_9_of_the_agent_the_hub_and_both_loses_and_duplicates_nothing() {
     drop(outbox);
     // Anything recorded but not yet acknowledged goes out when the agent returns.
     let agent = start_agent(&config);
-    eventually("the hub caught up with the agent", || async {
+    poll_other_process(PATIENCE, "the hub caught up with the agent", || async {
         (db.watermark(&agent_id).await.unwrap() >= recorded_through).then_some(())
     })
     .await;

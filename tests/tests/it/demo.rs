@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 use std::time::Duration;
 
-use tests::fleet::eventually_within;
+use tests::fleet::poll_other_process;
 use tests::http;
 use tests::process::{Process, bin};
 
@@ -36,31 +36,32 @@ async fn the_demo_shows_four_printers_in_their_scenarios() {
     let cookie = response.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
 
     // The lab printer fails at layer 9 of 1.2 s layers: give it a minute.
-    let states = eventually_within(Duration::from_secs(60), "the four scenarios under way", || {
-        let cookie = cookie.clone();
-        async move {
-            let response =
-                http::request(addr, "GET", "/api/v1/printers", &[("Cookie", &cookie)], None)
-                    .ok()?;
-            let printers = response.json()["printers"].as_array()?.clone();
-            let state_of = |name: &str| -> Option<Value> {
-                printers.iter().find(|p| p["name"] == name).map(|p| p["state"].clone())
-            };
-            let workhorse = state_of("Workhorse P1S")?;
-            let lab = state_of("Lab X1 Carbon")?;
-            let desk = state_of("Desk A1 mini")?;
-            let corner = state_of("Corner A1")?;
-            let all_online =
-                printers.len() == 4 && printers.iter().all(|p| p["agent_online"] == true);
-            (all_online
-                && matches!(workhorse["state"].as_str(), Some("preparing" | "printing"))
-                && lab["state"] == "failed"
-                && desk["state"] == "idle"
-                && corner["state"] == "paused")
-                .then_some((lab, corner))
-        }
-    })
-    .await;
+    let states =
+        poll_other_process(Duration::from_secs(60), "the four scenarios under way", || {
+            let cookie = cookie.clone();
+            async move {
+                let response =
+                    http::request(addr, "GET", "/api/v1/printers", &[("Cookie", &cookie)], None)
+                        .ok()?;
+                let printers = response.json()["printers"].as_array()?.clone();
+                let state_of = |name: &str| -> Option<Value> {
+                    printers.iter().find(|p| p["name"] == name).map(|p| p["state"].clone())
+                };
+                let workhorse = state_of("Workhorse P1S")?;
+                let lab = state_of("Lab X1 Carbon")?;
+                let desk = state_of("Desk A1 mini")?;
+                let corner = state_of("Corner A1")?;
+                let all_online =
+                    printers.len() == 4 && printers.iter().all(|p| p["agent_online"] == true);
+                (all_online
+                    && matches!(workhorse["state"].as_str(), Some("preparing" | "printing"))
+                    && lab["state"] == "failed"
+                    && desk["state"] == "idle"
+                    && corner["state"] == "paused")
+                    .then_some((lab, corner))
+            }
+        })
+        .await;
     let (lab, corner) = states;
     assert_eq!(lab["hms"][0]["code"], "0300_0100_0001_0007", "{lab}");
     assert_eq!(lab["print_error"], "0300_8003", "{lab}");

@@ -48,7 +48,7 @@ async fn a_partition_with_loss_and_reordering_loses_and_duplicates_nothing() {
         ..Impairment::default()
     });
     sim.start_job("through-the-storm", 100_000).await.unwrap();
-    eventually("records flowing through the lossy link", || async {
+    eventually(hub.handle.changes(), "records flowing through the lossy link", || async {
         (hub.db().record_count(&id).await.unwrap() > 20).then_some(())
     })
     .await;
@@ -60,20 +60,20 @@ async fn a_partition_with_loss_and_reordering_loses_and_duplicates_nothing() {
     relay.partition(false);
     agent.wait_status("reconnected", |s| matches!(s, SyncStatus::Connected { .. })).await;
 
-    eventually("records made during the partition at the hub", || async {
+    eventually(hub.handle.changes(), "records made during the partition at the hub", || async {
         (hub.db().record_count(&id).await.unwrap() > during + 5).then_some(())
     })
     .await;
-    // The printer keeps printing; wait for a moment when everything durable is acknowledged.
+    // The printer keeps printing; wait for an acknowledgement that covers everything durable
+    // (the status changes with every acknowledgement).
     let outbox = agent.running().outbox.clone();
-    let durable = eventually("the outbox drained", || {
-        let outbox = outbox.clone();
-        async move {
-            let outbox = outbox.lock().unwrap();
-            (outbox.acked_through() == outbox.durable_through()).then(|| outbox.durable_through())
-        }
-    })
-    .await;
+    agent
+        .wait_status("the outbox drained", |s| {
+            let durable = outbox.lock().unwrap().durable_through();
+            matches!(s, SyncStatus::Connected { acked_through, .. } if *acked_through == durable)
+        })
+        .await;
+    let durable = outbox.lock().unwrap().acked_through();
     let records = hub.db().records(&id).await.unwrap();
     let through = records.last().unwrap().seq;
     assert!(through >= durable, "the hub has everything acknowledged");
@@ -177,7 +177,7 @@ async fn garbage_and_clients_without_a_hub_certificate_are_refused_and_others_ca
     .await
     .unwrap();
     let id = AgentId::new("pi-good").unwrap();
-    eventually("the good agent's record at the hub", || async {
+    eventually(hub.handle.changes(), "the good agent's record at the hub", || async {
         (hub.db().record_count(&id).await.unwrap() >= 1).then_some(())
     })
     .await;

@@ -67,7 +67,7 @@ async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
     agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
 
     sim.start_job("benchy", 5).await.unwrap();
-    let records = eventually("the finished job at the hub", || async {
+    let records = eventually(hub.handle.changes(), "the finished job at the hub", || async {
         let records = hub_records(&hub, &id).await;
         let finished =
             events(&records).iter().any(|e| matches!(e, PrinterEventKind::JobFinished { .. }));
@@ -84,7 +84,7 @@ async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
     assert!(started < printing && printing < finished, "{events:#?}");
     // Telemetry is coalesced to one sample per interval: the last layer's arrives with the
     // next sample, at most one interval after the job's end.
-    eventually("telemetry of the last layer at the hub", || async {
+    eventually(hub.handle.changes(), "telemetry of the last layer at the hub", || async {
         hub_records(&hub, &id)
             .await
             .iter()
@@ -109,7 +109,7 @@ async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
     agent
         .wait_status(
             "the last record acknowledged",
-            |s| matches!(s, SyncStatus::Connected { acked_through } if *acked_through >= last),
+            |s| matches!(s, SyncStatus::Connected { acked_through, .. } if *acked_through >= last),
         )
         .await;
     let outbox = agent.running().outbox.clone();
@@ -209,7 +209,7 @@ async fn a_command_runs_once_and_an_expired_one_never_runs() {
         action: CommandAction::Stop,
     };
     hub.handle.send_command(&id, &stale).await.unwrap();
-    let outcome = eventually("the stale command expired", || async {
+    let outcome = eventually(hub.handle.changes(), "the stale command expired", || async {
         hub.db().command_outcome(stale.id).await.unwrap()
     })
     .await;
@@ -218,7 +218,7 @@ async fn a_command_runs_once_and_an_expired_one_never_runs() {
     let mut agent = TestAgent::start(agent_config(state.path(), Some(&sim), SERIAL));
     agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
     sim.start_job("long", 10_000).await.unwrap();
-    eventually("printing", || async {
+    eventually(hub.handle.changes(), "printing", || async {
         let records = hub_records(&hub, &id).await;
         events(&records)
             .iter()
@@ -235,12 +235,12 @@ async fn a_command_runs_once_and_an_expired_one_never_runs() {
         action: CommandAction::Pause,
     };
     hub.handle.send_command(&id, &pause).await.unwrap();
-    let outcome = eventually("the pause's outcome", || async {
+    let outcome = eventually(hub.handle.changes(), "the pause's outcome", || async {
         hub.db().command_outcome(pause.id).await.unwrap()
     })
     .await;
     assert_eq!(outcome, "succeeded");
-    eventually("the paused event", || async {
+    eventually(hub.handle.changes(), "the paused event", || async {
         let records = hub_records(&hub, &id).await;
         events(&records)
             .iter()
@@ -288,16 +288,22 @@ async fn a_certificate_near_its_end_is_renewed_over_the_authenticated_connection
 
     let mut agent = TestAgent::start(agent_config(state.path(), None, SERIAL));
     agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
-    let renewed_serial = eventually("the renewed certificate recorded by the hub", || async {
-        let serial = hub.db().agent(&id).await.unwrap().unwrap().cert_serial;
-        (serial != enrolled_serial).then_some(serial)
-    })
-    .await;
-    let after = eventually("the renewed certificate saved by the agent", || async {
-        let after = std::fs::read_to_string(state.path().join("agent.pem")).unwrap();
-        (after != before).then_some(after)
-    })
-    .await;
+    let renewed_serial =
+        eventually(hub.handle.changes(), "the renewed certificate recorded by the hub", || async {
+            let serial = hub.db().agent(&id).await.unwrap().unwrap().cert_serial;
+            (serial != enrolled_serial).then_some(serial)
+        })
+        .await;
+    // The agent reports the new certificate in its status once it has saved it.
+    let enrolled_not_after = agent.running().identity.not_after;
+    agent
+        .wait_status("the renewed certificate in use", |s| {
+            matches!(s, SyncStatus::Connected { certificate_not_after, .. }
+                if *certificate_not_after > enrolled_not_after)
+        })
+        .await;
+    let after = std::fs::read_to_string(state.path().join("agent.pem")).unwrap();
+    assert_ne!(after, before, "the renewed certificate is saved");
     agent.stop().await;
     assert_ne!(renewed_serial, enrolled_serial);
     let der = rustls_pki_types::CertificateDer::from_pem_slice(after.as_bytes()).unwrap();
