@@ -438,15 +438,7 @@ impl Db {
         outcome: &CommandOutcome,
         at: UnixMillis,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE id = $3 AND outcome IS NULL",
-        )
-        .bind(outcome_text(outcome))
-        .bind(at.0)
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        record_outcome_on(&self.pool, id, outcome, at).await
     }
 
     /// Marks every command that expired without an outcome as expired.
@@ -489,6 +481,25 @@ fn agent_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, DbError> {
 /// `($1, …, $c), ($c+1, …), …`: the placeholders of `rows` rows of `columns` values, for a
 /// multi-row `INSERT`. `sqlx::QueryBuilder` writes `?` for the Any driver, which PostgreSQL
 /// refuses; `$N` suits both backends.
+/// Stores a command's outcome on any executor (the pool, or the ingest transaction); the
+/// first outcome wins.
+async fn record_outcome_on<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: CommandId,
+    outcome: &CommandOutcome,
+    at: UnixMillis,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE id = $3 AND outcome IS NULL",
+    )
+    .bind(outcome_text(outcome))
+    .bind(at.0)
+    .bind(id.to_string())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// The SQLite writer: everything waiting, from every agent, in one transaction.
 async fn sqlite_writer(pool: AnyPool, mut jobs: tokio::sync::mpsc::Receiver<IngestJob>) {
     while let Some(first) = jobs.recv().await {

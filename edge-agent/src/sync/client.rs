@@ -247,7 +247,10 @@ impl SyncClient {
             }
             // At most one renewal per session: a hub that issues very short certificates
             // cannot make the agent ask again and again.
-            let mut renewal_key = self.maybe_renew(&mut send).await?;
+            // When to ask for a new certificate, worked out once per session (the check in
+            // the loop below is then a comparison, not a certificate parse per message).
+            let renew_at = self.renew_at();
+            let mut renewal_key = self.maybe_renew(&mut send, renew_at).await?;
             let mut renewal_asked = renewal_key.is_some();
             loop {
                 if let Some((after, room)) = machine.next_batch() {
@@ -301,7 +304,7 @@ impl SyncClient {
                     }
                 }
                 if !renewal_asked {
-                    renewal_key = self.maybe_renew(&mut send).await?;
+                    renewal_key = self.maybe_renew(&mut send, renew_at).await?;
                     renewal_asked = renewal_key.is_some();
                 }
             }
@@ -312,14 +315,17 @@ impl SyncClient {
     }
 
     /// Asks for a new certificate once two thirds of the current one's life have passed.
+    /// Two thirds into the current certificate's life.
+    fn renew_at(&self) -> UnixMillis {
+        UnixMillis(self.identity.not_after.0 - self.identity_lifetime_ms() / 3)
+    }
+
     async fn maybe_renew(
         &mut self,
         send: &mut quinn::SendStream,
+        renew_at: UnixMillis,
     ) -> Result<Option<rcgen::KeyPair>, SessionError> {
-        let now = UnixMillis::now().0;
-        let remaining = self.identity.not_after.0 - now;
-        let lifetime = self.identity_lifetime_ms();
-        if remaining > lifetime / 3 {
+        if UnixMillis::now() < renew_at {
             return Ok(None);
         }
         let key = rcgen::KeyPair::generate().map_err(|e| SessionError::Protocol(e.to_string()))?;

@@ -77,8 +77,13 @@ pub fn enroll_config(
     ca_fingerprint_prefix: [u8; 16],
     refusal: Arc<Mutex<Option<String>>>,
 ) -> Result<quinn::ClientConfig, String> {
-    let verifier = Arc::new(TokenPinnedVerifier { ca_fingerprint_prefix, refusal });
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let verifier = Arc::new(TokenPinnedVerifier {
+        ca_fingerprint_prefix,
+        refusal,
+        provider: provider.clone(),
+    });
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .dangerous()
@@ -94,6 +99,7 @@ pub fn enroll_config(
 pub struct TokenPinnedVerifier {
     ca_fingerprint_prefix: [u8; 16],
     refusal: Arc<Mutex<Option<String>>>,
+    provider: Arc<CryptoProvider>,
 }
 
 impl TokenPinnedVerifier {
@@ -128,7 +134,7 @@ impl ServerCertVerifier for TokenPinnedVerifier {
             .map_err(|e| self.refuse(format!("the hub CA is unusable: {e}")))?;
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
-            provider(),
+            self.provider.clone(),
         )
         .build()
         .map_err(|e| self.refuse(format!("the hub CA is unusable: {e}")))?;
@@ -147,7 +153,7 @@ impl ServerCertVerifier for TokenPinnedVerifier {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -161,11 +167,11 @@ impl ServerCertVerifier for TokenPinnedVerifier {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use proto::{AgentId, Record, RecordBody};
 
-use super::{DbError, outcome_text, values_for};
+use super::{DbError, record_outcome_on, values_for};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -46,14 +46,8 @@ pub(super) async fn project(
                 ));
             }
             RecordBody::CommandResult(result) => {
-                sqlx::query(
-                    "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE id = $3 AND outcome IS NULL",
-                )
-                .bind(outcome_text(&result.outcome))
-                .bind(record.observed_at.0)
-                .bind(result.command.to_string())
-                .execute(&mut **tx)
-                .await?;
+                record_outcome_on(&mut **tx, result.command, &result.outcome, record.observed_at)
+                    .await?;
             }
             RecordBody::AgentHealth(health) => {
                 let drops = serde_json::Value::Array(

@@ -101,11 +101,6 @@ impl Shared {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    fn live_agents(&self) -> Vec<AgentId> {
-        let live = self.live_map();
-        live.keys().cloned().collect()
-    }
-
     fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Live>> {
         self.agents.lock().expect("the live-agent map is never poisoned")
     }
@@ -164,8 +159,7 @@ impl SyncHandle {
     }
 
     pub fn is_connected(&self, agent: &str) -> bool {
-        let live = self.shared.live_agents();
-        live.iter().any(|a| a.as_str() == agent)
+        self.shared.live_map().keys().any(|a| a.as_str() == agent)
     }
 
     /// The hub CA certificate (DER).
