@@ -15,16 +15,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::{
-    AgentHealth, Command, CommandOutcome, CommandResult, ControlCapability, PrintState,
-    PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterState, PrinterTelemetry,
-    RecordBody, UnixMillis, Vendor,
+    AgentHealth, CameraId, Command, CommandOutcome, CommandResult, ControlCapability,
+    LiveViewAction, LiveViewRequest, PrintState, PrinterEvent, PrinterEventKind, PrinterId,
+    PrinterInfo, PrinterState, PrinterTelemetry, RecordBody, UnixMillis, Vendor,
 };
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::AgentConfig;
+use crate::camera::manager::{CameraConfig, CameraInputs, CameraOutputs};
+use crate::camera::{self, SourceConfig};
+use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig};
 use crate::outbox::{CommandLedger, Outbox, OutboxConfig, OutboxError};
 use crate::printer::bambu::link::{self, LinkConfig, LinkHandle, LinkOutput};
 use crate::printer::bambu::tls::Trust;
@@ -34,6 +36,8 @@ use crate::sync::tls::Timeouts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("cannot open the outbox: {0}")]
@@ -69,6 +73,7 @@ impl RunningAgent {
 
 /// Starts every subsystem; they stop when `shutdown` fires (the outbox commits last).
 pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<RunningAgent, AgentError> {
+    crate::state::migrate(&config.state_dir)?;
     let identity = Identity::load(&config.state_dir)?;
     let mut outbox_config = OutboxConfig::new(config.state_dir.join("outbox.db"));
     outbox_config.capacity_bytes = config.capacity_bytes;
@@ -83,6 +88,9 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
 
     let mut printers = HashMap::new();
     let mut infos = Vec::new();
+    let mut camera_controls = HashMap::new();
+    // Small: a live frame that cannot go out at once is dropped, not queued.
+    let (live_tx, live_rx) = mpsc::channel(2);
     let links_shutdown = shutdown.child_token();
     for printer in &config.printers {
         let trust = match &printer.ca {
@@ -97,7 +105,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
             printer.host.clone(),
             printer.serial.clone(),
             printer.access_code.clone(),
-            trust,
+            trust.clone(),
         );
         link_config.port = printer.port;
         link_config.session.model = printer.model.clone();
@@ -106,22 +114,54 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
             let _ = task.await;
         });
         let (view_tx, view_rx) = watch::channel(PrinterView::default());
+        let (events_tx, _) = broadcast::channel(64);
+        let (camera_state_tx, camera_state_rx) = watch::channel(PrinterState::default());
         tasks.spawn(recorder(
             printer.serial.clone(),
             outputs,
             records_tx.clone(),
             view_tx,
+            Watchers { events: events_tx.clone(), state: camera_state_tx },
             config.telemetry_interval,
         ));
+        for camera in &printer.cameras {
+            let (control_tx, control_rx) = mpsc::channel(16);
+            camera_controls.insert((printer.serial.clone(), camera.id.clone()), control_tx);
+            let source = camera::open_source(&source_config(printer, &camera.source, &trust));
+            let camera_config = CameraConfig {
+                printer: printer.serial.clone(),
+                camera: camera.id.clone(),
+                policy: camera.policy.clone(),
+                live_max_fps_milli: camera.live_max_fps_milli,
+                chunk_bytes: SNAPSHOT_CHUNK_BYTES,
+                health_interval: config.health_interval,
+            };
+            let inputs = CameraInputs {
+                events: events_tx.subscribe(),
+                state: camera_state_rx.clone(),
+                control: control_rx,
+            };
+            let outputs = CameraOutputs { records: records_tx.clone(), live: live_tx.clone() };
+            tasks.spawn(camera::manager::run(
+                camera_config,
+                source,
+                inputs,
+                outputs,
+                shutdown.clone(),
+            ));
+        }
         printers.insert(printer.serial.clone(), (handle, view_rx));
         infos.push(PrinterInfo {
             id: printer.serial.clone(),
             vendor: Vendor::BambuLab,
             model: printer.model.clone(),
             name: printer.name.clone(),
-            cameras: Vec::new(),
+            cameras: printer.cameras.iter().map(|c| c.id.clone()).collect(),
         });
     }
+    drop(live_tx);
+    let (live_requests_tx, live_requests_rx) = mpsc::channel(16);
+    tasks.spawn(route_live_requests(live_requests_rx, camera_controls));
 
     tasks.spawn(writer(outbox.clone(), records_rx, durable.clone()));
     tasks.spawn(health(
@@ -139,8 +179,67 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     sync_config.timeouts = Timeouts { keep_alive: config.keep_alive, idle: config.idle_timeout };
     let (client, status) =
         SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands_tx, infos);
+    let client = client.with_live(live_requests_tx, live_rx);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
+}
+
+/// The largest snapshot chunk: one outbox record, well inside a sync batch.
+const SNAPSHOT_CHUNK_BYTES: usize = 128 * 1024;
+
+/// What the printer's cameras hear from its recorder.
+#[derive(Debug)]
+struct Watchers {
+    events: broadcast::Sender<(UnixMillis, PrinterEventKind)>,
+    state: watch::Sender<PrinterState>,
+}
+
+/// Completes a camera's source with what the printer's configuration knows.
+fn source_config(printer: &PrinterConfig, spec: &CameraSourceSpec, trust: &Trust) -> SourceConfig {
+    match spec.clone() {
+        CameraSourceSpec::Bambu { port } => SourceConfig::Bambu {
+            host: printer.host.clone(),
+            port,
+            serial: printer.serial.clone(),
+            access_code: printer.access_code.clone(),
+            trust: trust.clone(),
+        },
+        CameraSourceSpec::Rtsp { url, ffmpeg, fps } => SourceConfig::Rtsp {
+            url: url.unwrap_or_else(|| {
+                format!(
+                    "rtsps://bblp:{}@{}:322/streaming/live/1",
+                    printer.access_code.expose(),
+                    printer.host
+                )
+            }),
+            ffmpeg,
+            fps,
+        },
+        CameraSourceSpec::Mjpeg { url } => SourceConfig::Mjpeg { url },
+        CameraSourceSpec::Snapshot { url, interval } => SourceConfig::Snapshot { url, interval },
+        CameraSourceSpec::Usb { device, width, height, fps } => {
+            SourceConfig::Usb { device, width, height, fps }
+        }
+    }
+}
+
+/// Hands the hub's live view and snapshot requests to the camera they name.
+async fn route_live_requests(
+    mut requests: mpsc::Receiver<LiveViewRequest>,
+    cameras: HashMap<(PrinterId, CameraId), mpsc::Sender<LiveViewAction>>,
+) {
+    while let Some(request) = requests.recv().await {
+        match cameras.get(&(request.printer.clone(), request.camera.clone())) {
+            Some(camera) => {
+                if camera.try_send(request.action).is_err() {
+                    tracing::warn!(printer = %request.printer, camera = %request.camera,
+                        "The camera is busy; dropped a live view request.");
+                }
+            }
+            None => tracing::warn!(printer = %request.printer, camera = %request.camera,
+                "The hub asked for a camera this agent does not have."),
+        }
+    }
 }
 
 /// Turns one printer's link outputs into records: every event, and telemetry at most once
@@ -151,6 +250,7 @@ async fn recorder(
     mut outputs: mpsc::Receiver<LinkOutput>,
     records: mpsc::Sender<(UnixMillis, RecordBody)>,
     view: watch::Sender<PrinterView>,
+    watchers: Watchers,
     interval: Duration,
 ) {
     let mut last_sample: Option<Instant> = None;
@@ -177,6 +277,9 @@ async fn recorder(
         let record = match output {
             LinkOutput::State(state) => {
                 view.send_modify(|view| view.state = (*state).clone());
+                if watchers.state.receiver_count() > 0 {
+                    watchers.state.send_replace((*state).clone());
+                }
                 let due = last_sample.is_none_or(|t| t.elapsed() >= interval);
                 if !due {
                     dirty = true;
@@ -190,6 +293,8 @@ async fn recorder(
                 if matches!(kind, PrinterEventKind::JobFinished { .. }) {
                     view.send_modify(|view| view.last_job_end = Some(at));
                 }
+                // No camera listening is fine.
+                let _ = watchers.events.send((at, kind.clone()));
                 let body =
                     RecordBody::PrinterEvent(PrinterEvent { printer: printer.clone(), kind });
                 if records.send((at, body)).await.is_err() {

@@ -45,8 +45,12 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub hub: String,
     /// The token `kitt-hub token create` printed.
+    #[arg(long, required_unless_present = "token_file", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// Read the token from this file instead, so that it never shows in a process listing
+    /// (what the packaged `kitt-agent-enroll.service` does).
     #[arg(long)]
-    pub token: String,
+    pub token_file: Option<PathBuf>,
     #[arg(long, default_value = crate::config::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 }
@@ -104,12 +108,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             runtime.block_on(watch(args))
         }
         Command::Enroll(args) => {
+            let token = match (args.token, &args.token_file) {
+                (Some(token), _) => token,
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?,
+                (None, None) => anyhow::bail!("give the token with --token or --token-file"),
+            };
             crate::init_crypto();
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let identity = runtime.block_on(crate::sync::enroll::enroll(
                 &args.hub,
-                &args.token,
+                &token,
                 &args.state_dir,
             ))?;
             print_line(&format!(

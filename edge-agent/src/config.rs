@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use proto::PrinterId;
+use proto::{CameraId, PrinterId};
 use serde::Deserialize;
 
+use crate::camera::planner::SnapshotPolicy;
 use crate::printer::bambu::link::AccessCode;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kitt-agent";
@@ -75,6 +76,42 @@ pub struct RawPrinter {
     pub ca: Option<PathBuf>,
     pub name: Option<String>,
     pub model: Option<String>,
+    /// Watch the printer's own camera when no `[[printer.camera]]` is listed (default true):
+    /// port 6000 on A1/P1, RTSPS (through ffmpeg) on X1/H2/P2S.
+    pub builtin_camera: Option<bool>,
+    /// Cameras that watch this printer.
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<RawCamera>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    /// A name for the camera, unique per printer (default `chamber`).
+    pub id: Option<String>,
+    /// `bambu` (port 6000), `rtsp`, `mjpeg`, `snapshot` or `usb`.
+    pub source: String,
+    /// `bambu`: the camera port (default 6000).
+    pub port: Option<u16>,
+    /// `rtsp`, `mjpeg`, `snapshot`: the URL (`rtsp` defaults to the printer's own stream).
+    pub url: Option<String>,
+    /// `rtsp`: the ffmpeg binary (default `ffmpeg` on the PATH).
+    pub ffmpeg: Option<PathBuf>,
+    /// `rtsp`, `usb`: frames per second to take from the camera (default 1).
+    pub fps: Option<u32>,
+    /// `snapshot`: seconds between polls (default 2).
+    pub interval_s: Option<u64>,
+    /// `usb`: `/dev/videoN` or an index (default `/dev/video0`).
+    pub device: Option<String>,
+    /// `usb`: resolution to ask for (default 1280×720).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// A snapshot at least every this many minutes while printing (default 5; 0: never).
+    pub snapshot_every_min: Option<u64>,
+    /// A snapshot every this many layers (default: never).
+    pub snapshot_every_layers: Option<u32>,
+    /// The fastest live view sent to the hub, frames per second (default 2).
+    pub live_max_fps: Option<f64>,
 }
 
 /// The validated configuration.
@@ -99,6 +136,144 @@ pub struct PrinterConfig {
     pub ca: Option<PathBuf>,
     pub name: Option<String>,
     pub model: Option<String>,
+    pub cameras: Vec<CameraSpec>,
+}
+
+/// One camera, validated; the agent completes a `bambu` source with the printer's address,
+/// access code and certificate trust.
+#[derive(Debug, Clone)]
+pub struct CameraSpec {
+    pub id: CameraId,
+    pub source: CameraSourceSpec,
+    pub policy: SnapshotPolicy,
+    pub live_max_fps_milli: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSourceSpec {
+    Bambu {
+        port: u16,
+    },
+    /// `url: None`: the printer's own `rtsps://bblp:<code>@<host>:322/streaming/live/1`.
+    Rtsp {
+        url: Option<String>,
+        ffmpeg: PathBuf,
+        fps: u32,
+    },
+    Mjpeg {
+        url: String,
+    },
+    Snapshot {
+        url: String,
+        interval: Duration,
+    },
+    Usb {
+        device: String,
+        width: u32,
+        height: u32,
+        fps: u32,
+    },
+}
+
+/// Models whose built-in camera is the RTSPS stream rather than port 6000.
+fn has_rtsp_camera(model: Option<&str>) -> bool {
+    let model = model.unwrap_or("").to_ascii_uppercase();
+    // Names as people write them, and the printers' own model codes (X1C `BL-P001`, X1
+    // `BL-P002`, X1E `C13`, H2D `O1D`…); P1P `C11` and P1S `C12` use port 6000.
+    ["X1", "H2", "P2S", "X2D", "BL-P", "C13", "O1"].iter().any(|m| model.starts_with(m))
+}
+
+impl RawCamera {
+    fn validate(
+        self,
+        at: &dyn Fn(&str) -> String,
+        problems: &mut Vec<String>,
+    ) -> Option<CameraSpec> {
+        let before = problems.len();
+        let id = CameraId::new(self.id.as_deref().unwrap_or("chamber").trim())
+            .map_err(|e| problems.push(format!("{}: {e}", at("id"))))
+            .ok();
+        let fps = self.fps.unwrap_or(1);
+        if fps == 0 || fps > 30 {
+            problems.push(format!("{}: {fps}: must be between 1 and 30", at("fps")));
+        }
+        let mut url = |kind: &str| match self.url.clone() {
+            Some(url) if url.contains("://") => Some(url),
+            Some(url) => {
+                problems.push(format!("{}: {url:?} is not a URL", at("url")));
+                None
+            }
+            None => {
+                problems.push(format!("{}: a {kind} camera needs a url", at("url")));
+                None
+            }
+        };
+        let source = match self.source.as_str() {
+            "bambu" => Some(CameraSourceSpec::Bambu { port: self.port.unwrap_or(6000) }),
+            "rtsp" => Some(CameraSourceSpec::Rtsp {
+                url: self.url.clone(),
+                ffmpeg: self.ffmpeg.clone().unwrap_or_else(|| PathBuf::from("ffmpeg")),
+                fps,
+            }),
+            "mjpeg" => url("mjpeg").map(|url| CameraSourceSpec::Mjpeg { url }),
+            "snapshot" => url("snapshot").map(|url| CameraSourceSpec::Snapshot {
+                url,
+                interval: Duration::from_secs(self.interval_s.unwrap_or(2).max(1)),
+            }),
+            "usb" => Some(CameraSourceSpec::Usb {
+                device: self.device.clone().unwrap_or_else(|| "/dev/video0".into()),
+                width: self.width.unwrap_or(1280),
+                height: self.height.unwrap_or(720),
+                fps,
+            }),
+            other => {
+                problems.push(format!(
+                    "{}: {other:?}: must be bambu, rtsp, mjpeg, snapshot or usb",
+                    at("source")
+                ));
+                None
+            }
+        };
+        let live = self.live_max_fps.unwrap_or(2.0);
+        if !(0.05..=30.0).contains(&live) {
+            problems.push(format!("{}: {live}: must be between 0.05 and 30", at("live_max_fps")));
+        }
+        let policy = SnapshotPolicy {
+            every: match self.snapshot_every_min.unwrap_or(5) {
+                0 => None,
+                minutes => Some(Duration::from_secs(minutes * 60)),
+            },
+            every_layers: self.snapshot_every_layers.filter(|&n| n > 0),
+        };
+        if problems.len() > before {
+            return None;
+        }
+        Some(CameraSpec {
+            id: id?,
+            source: source?,
+            policy,
+            live_max_fps_milli: (live * 1000.0).round() as u32,
+        })
+    }
+
+    /// The printer's own camera, with every default.
+    fn builtin(model: Option<&str>) -> RawCamera {
+        RawCamera {
+            id: None,
+            source: if has_rtsp_camera(model) { "rtsp" } else { "bambu" }.into(),
+            port: None,
+            url: None,
+            ffmpeg: None,
+            fps: None,
+            interval_s: None,
+            device: None,
+            width: None,
+            height: None,
+            snapshot_every_min: None,
+            snapshot_every_layers: None,
+            live_max_fps: None,
+        }
+    }
 }
 
 /// Every problem found, one per line.
@@ -153,6 +328,22 @@ impl RawConfig {
             {
                 problems.push(format!("{}: {} does not exist", at("ca"), ca.display()));
             }
+            let raw_cameras = if printer.cameras.is_empty() && printer.builtin_camera != Some(false)
+            {
+                vec![RawCamera::builtin(printer.model.as_deref())]
+            } else {
+                printer.cameras
+            };
+            let mut cameras: Vec<CameraSpec> = Vec::new();
+            for (j, camera) in raw_cameras.into_iter().enumerate() {
+                let at = |key: &str| format!("printer[{i}].camera[{j}].{key}");
+                if let Some(camera) = camera.validate(&at, &mut problems) {
+                    if cameras.iter().any(|c| c.id == camera.id) {
+                        problems.push(format!("{}: {} is listed twice", at("id"), camera.id));
+                    }
+                    cameras.push(camera);
+                }
+            }
             if let (Some(serial), Some(access_code)) = (serial, access_code) {
                 if printers.iter().any(|p: &PrinterConfig| p.serial == serial) {
                     problems.push(format!("{}: {serial} is listed twice", at("serial")));
@@ -165,6 +356,7 @@ impl RawConfig {
                     ca: printer.ca,
                     name: printer.name,
                     model: printer.model,
+                    cameras,
                 });
             }
         }
@@ -230,5 +422,50 @@ mod tests {
         assert_eq!(config.keep_alive, Duration::from_secs(15));
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.printers[0].port, 8883);
+        let camera = &config.printers[0].cameras[0];
+        assert_eq!(camera.id.as_str(), "chamber");
+        assert_eq!(camera.source, CameraSourceSpec::Bambu { port: 6000 });
+        assert_eq!(camera.policy.every, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn cameras_are_validated_and_an_x1_defaults_to_rtsps() {
+        let x1 = AgentConfig::parse(
+            "[[printer]]\nserial = \"00M09A350100001\"\nhost = \"10.0.0.6\"\naccess_code = \"12345678\"\nmodel = \"X1C\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            x1.printers[0].cameras[0].source,
+            CameraSourceSpec::Rtsp { url: None, .. }
+        ));
+
+        let text = r#"
+            [[printer]]
+            serial = "01P00A391800001"
+            host = "10.0.0.5"
+            access_code = "12345678"
+            [[printer.camera]]
+            id = "top"
+            source = "mjpeg"
+            url = "http://10.0.0.9:8080/?action=stream"
+            snapshot_every_layers = 10
+            [[printer.camera]]
+            id = "top"
+            source = "webcam"
+            [[printer.camera]]
+            source = "snapshot"
+            [[printer.camera]]
+            source = "usb"
+            fps = 0
+            live_max_fps = 100
+        "#;
+        let error = AgentConfig::parse(text).unwrap_err();
+        let expected = [
+            "printer[0].camera[1].source: \"webcam\": must be bambu, rtsp, mjpeg, snapshot or usb",
+            "printer[0].camera[2].url: a snapshot camera needs a url",
+            "printer[0].camera[3].fps: 0: must be between 1 and 30",
+            "printer[0].camera[3].live_max_fps: 100: must be between 0.05 and 30",
+        ];
+        assert_eq!(error.0, expected, "{error}");
     }
 }

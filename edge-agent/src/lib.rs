@@ -4,10 +4,12 @@
 //! durable outbox and the QUIC sync to the hub. `main.rs` is a thin shell over [`cli::run`].
 
 pub mod agent;
+pub mod camera;
 pub mod cli;
 pub mod config;
 pub mod outbox;
 pub mod printer;
+pub mod state;
 pub mod sync;
 
 /// Installs ring as the process's one rustls crypto provider. Safe to call more than once.

@@ -1,11 +1,11 @@
-// The fleet (`/`): a card per printer, updated live.
+// The fleet (`/`): a card per printer with its newest camera snapshot, updated live.
 
 import { api } from './api.js';
 import { h, replaceChildren, emptyState, errorBox, coalesce, badge } from './ui.js';
 import { relativeTime } from './format.js';
 import {
   printerName, stateBadge, agentBadge, progressBar, progressSummary, temperatures, amsSwatches,
-  alertList, snapshot, isActive,
+  alertList, snapshot, setSnapshot, isActive,
 } from './widgets.js';
 
 export function mount(main, ctx) {
@@ -20,6 +20,23 @@ export function mount(main, ctx) {
   let printers = new Map();
   const dirty = new Set();
   let refreshing = null;
+  // One snapshot image per printer, moved from card to card as cards are rebuilt, so a
+  // state update neither reloads nor blanks the picture.
+  const snapshots = new Map();
+
+  function card(printer) {
+    return printerCard(printer, snapshotImage(printer));
+  }
+
+  function snapshotImage(printer) {
+    let img = snapshots.get(printer.id);
+    if (img) setSnapshot(img, printer);
+    else {
+      img = snapshot(printer);
+      if (img) snapshots.set(printer.id, img);
+    }
+    return img;
+  }
 
   const flush = coalesce(() => {
     for (const id of dirty) {
@@ -27,9 +44,9 @@ export function mount(main, ctx) {
       const old = grid.querySelector(`[data-printer-id="${CSS.escape(id)}"]`);
       if (!printer || !old) continue;
       const hadFocus = old.contains(document.activeElement);
-      const card = printerCard(printer);
-      old.replaceWith(card);
-      if (hadFocus) card.querySelector('a')?.focus();
+      const fresh = card(printer);
+      old.replaceWith(fresh);
+      if (hadFocus) fresh.querySelector('a')?.focus();
     }
     dirty.clear();
     renderSummary();
@@ -53,7 +70,7 @@ export function mount(main, ctx) {
       return;
     }
     const sorted = [...printers.values()].sort((a, b) => printerName(a).localeCompare(printerName(b)));
-    replaceChildren(grid, sorted.map(printerCard));
+    replaceChildren(grid, sorted.map(card));
     replaceChildren(body, grid);
     renderSummary();
   }
@@ -94,13 +111,24 @@ export function mount(main, ctx) {
         }
       }
       flush();
+    } else if (message.type === 'snapshot') {
+      const printer = printers.get(message.printer);
+      if (!printer || (printer.latest_snapshot?.captured_at ?? -Infinity) > message.captured_at) return;
+      printer.latest_snapshot = {
+        id: message.id,
+        captured_at: message.captured_at,
+        trigger: message.trigger,
+        url: `/api/v1/snapshots/${encodeURIComponent(message.id)}`,
+      };
+      dirty.add(printer.id);
+      flush();
     }
   }
 
   return { refresh, onLive, unmount() {} };
 }
 
-function printerCard(printer) {
+function printerCard(printer, snapshotImg) {
   const state = printer.state;
   const unreachable = state?.state === 'offline';
   const active = isActive(state);
@@ -117,7 +145,7 @@ function printerCard(printer) {
     h('span', {}, printer.model || state?.model || 'unknown model'),
     agentBadge(printer.agent_online),
     unreachable ? badge('printer unreachable', 'danger') : null),
-  snapshot(printer),
+  snapshotImg,
   h('div', { class: 'job' },
     h('p', { class: 'job-name' }, state?.job_name || (active ? 'Unnamed job' : 'No job')),
     stage ? h('p', { class: 'job-stage' }, stage) : null),

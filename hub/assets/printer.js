@@ -1,13 +1,15 @@
-// One printer (`/printers/<id>`): live state, controls, alerts, charts, timeline.
+// One printer (`/printers/<id>`): live state, controls, cameras, alerts, charts, snapshots,
+// timeline.
 
 import { api, query } from './api.js';
 import { h, replaceChildren, errorBox, confirmDialog, coalesce, field, badge, emptyState } from './ui.js';
 import { clock, dateTime, duration, relativeTime, temperature } from './format.js';
 import { ChartPanel, lineChart } from './chart.js';
+import { cameraPane, snapshotTimeline } from './camera.js';
 import { hmsText, moduleName, severityKind, sortAlerts, wikiUrl, printErrorText } from './hms.js';
 import {
   printerName, stateBadge, agentBadge, progressBar, progressSummary, amsSwatches, isActive,
-  snapshot, describeEvent, eventKind, trayDescription, swatch,
+  describeEvent, eventKind, trayDescription, swatch, triggerLabel,
 } from './widgets.js';
 
 const RANGES = [
@@ -17,6 +19,7 @@ const RANGES = [
   { key: '7d', label: '7 days', ms: 7 * 24 * 3600e3 },
 ];
 const TIMELINE_LIMIT = 50;
+const SNAPSHOT_LIMIT = 60;
 const ROLE_RANK = { viewer: 0, operator: 1, admin: 2 };
 
 export function mount(main, ctx) {
@@ -45,6 +48,21 @@ export function mount(main, ctx) {
     RANGES.map((r) => h('option', { value: r.key, selected: r === range }, r.label)));
   const outcomes = h('ol', { class: 'outcomes', 'aria-live': 'polite', 'aria-label': 'Command outcomes' });
   const controls = buildControls();
+  const cameras = cameraPane({
+    printerId: id,
+    printerLabel: () => (printer ? printerName(printer) : id),
+    canSnapshot: canCommand,
+    onSnapshot: (row) => snapshots.add(row),
+    onUnknownCamera: () => loadCameras(),
+  });
+  const snapshots = snapshotTimeline({
+    printerId: id,
+    limit: SNAPSHOT_LIMIT,
+    onChange() {
+      cameras.setStills(snapshots.list());
+      renderTimeline();
+    },
+  });
   const page = h('div', { class: 'page' },
     h('p', { class: 'crumbs' }, h('a', { href: '/' }, '← Fleet')),
     h('div', { class: 'page-head' }, h('div', {}, title, headBadges)),
@@ -52,12 +70,15 @@ export function mount(main, ctx) {
     h('div', { class: 'printer-grid' },
       h('section', { class: 'panel', 'aria-labelledby': 'now-h' }, h('h2', { id: 'now-h' }, 'Now'), now),
       h('section', { class: 'panel', 'aria-labelledby': 'controls-h' }, h('h2', { id: 'controls-h' }, 'Controls'), controls.root, outcomes),
+      h('section', { class: 'panel panel-wide', 'aria-labelledby': 'cameras-h' }, h('h2', { id: 'cameras-h' }, 'Camera'), cameras.root),
       h('section', { class: 'panel', 'aria-labelledby': 'alerts-h' }, h('h2', { id: 'alerts-h' }, 'Alerts'), alerts),
       h('section', { class: 'panel', 'aria-labelledby': 'ams-h' }, h('h2', { id: 'ams-h' }, 'Filament'), ams),
       h('section', { class: 'panel panel-wide', 'aria-labelledby': 'charts-h' },
         h('div', { class: 'panel-head' }, h('h2', { id: 'charts-h' }, 'History'), field('Range', rangeSelect)),
         h('h3', {}, 'Temperatures'), tempChart,
         h('h3', {}, 'Progress'), progressChart),
+      h('section', { class: 'panel panel-wide', 'aria-labelledby': 'snapshots-h', 'data-testid': 'snapshot-timeline' },
+        h('h2', { id: 'snapshots-h' }, 'Snapshots'), snapshots.root),
       h('section', { class: 'panel panel-wide', 'aria-labelledby': 'timeline-h' },
         h('div', { class: 'panel-head' }, h('h2', { id: 'timeline-h' }, 'Timeline'),
           h('a', { href: `/events${query({ printer: id })}` }, 'All events of this printer')),
@@ -201,7 +222,6 @@ export function mount(main, ctx) {
     const fans = Object.entries(state.fans ?? {}).map(([name, pct]) => `${name.replace('_', ' ')} ${pct}%`).join(', ');
     const lights = Object.entries(state.lights ?? {}).map(([name, mode]) => `${name.replace(/_/g, ' ')} ${mode}`).join(', ');
     replaceChildren(now,
-      snapshot(printer),
       h('p', { class: 'job-name' }, state.job_name || (active ? 'Unnamed job' : 'No job')),
       state.stage?.name && active ? h('p', { class: 'job-stage' }, state.stage.name) : null,
       progressBar(state.progress_percent),
@@ -267,6 +287,8 @@ export function mount(main, ctx) {
     renderAlerts();
     renderAms();
     updateControls();
+    cameras.setAgentOnline(printer.agent_online);
+    cameras.tick();
   });
 
   function renderTimeline() {
@@ -277,7 +299,35 @@ export function mount(main, ctx) {
     replaceChildren(timelineList, timeline.map((event) => h('li', { class: `timeline-item timeline-${eventKind(event.kind)}` },
       h('time', { datetime: new Date(event.at).toISOString(), title: dateTime(event.at) }, clock(event.at)),
       ' ',
-      h('span', {}, describeEvent(event.event)))));
+      h('span', {}, describeEvent(event.event)),
+      eventSnapshot(event))));
+  }
+
+  // The snapshot a camera took for this event, if any, as a small link to the image.
+  function eventSnapshot(event) {
+    const shot = event.id != null ? snapshots.forEvent(event.id) : null;
+    if (!shot) return null;
+    return h('a', { class: 'timeline-snapshot', href: shot.url, target: '_blank', rel: 'noopener' },
+      h('img', { class: 'thumb-img', loading: 'lazy', decoding: 'async', src: shot.url,
+        alt: `Snapshot: ${triggerLabel(shot)}, ${clock(shot.captured_at)} (full size in a new tab)` }));
+  }
+
+  async function loadCameras() {
+    try {
+      const answer = await api(`/printers/${encodeURIComponent(id)}/cameras`);
+      cameras.setCameras(answer.cameras);
+    } catch (error) {
+      if (error.status !== 401) cameras.failed(error);
+    }
+  }
+
+  async function loadSnapshots() {
+    try {
+      const answer = await api(`/printers/${encodeURIComponent(id)}/snapshots${query({ limit: SNAPSHOT_LIMIT })}`);
+      snapshots.set(answer.snapshots);
+    } catch (error) {
+      if (error.status !== 401) snapshots.failed(error);
+    }
   }
 
   // --- data ---
@@ -318,7 +368,7 @@ export function mount(main, ctx) {
         lastAlerts = null;
         renderLive();
         renderTimeline();
-        await loadTelemetry();
+        await Promise.all([loadCameras(), loadSnapshots(), loadTelemetry()]);
       } catch (error) {
         if (error.status === 404) {
           ctx.setTitle('Unknown printer');
@@ -368,6 +418,10 @@ export function mount(main, ctx) {
       timeline.unshift({ at: message.at, kind: message.event?.type, event: message.event, printer_id: message.printer });
       timeline.splice(TIMELINE_LIMIT);
       renderTimeline();
+    } else if (message.type === 'camera') {
+      cameras.onCamera(message);
+    } else if (message.type === 'snapshot') {
+      snapshots.onMessage(message, printer?.state);
     } else if (message.type === 'command_result') {
       results.set(message.command, message.outcome);
       const entry = commands.find((c) => c.id === message.command);
@@ -382,6 +436,7 @@ export function mount(main, ctx) {
     refresh,
     onLive,
     unmount() {
+      cameras.stop();
       temps.disconnect();
       progress.disconnect();
     },

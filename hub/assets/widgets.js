@@ -1,7 +1,7 @@
 // Pieces of printer display shared by the fleet and printer pages.
 
 import { h, badge, visuallyHidden } from './ui.js';
-import { duration, temperature, stateLabel } from './format.js';
+import { clock, dateTime, duration, temperature, stateLabel } from './format.js';
 import { hmsText, moduleName, severityKind, sortAlerts, wikiUrl } from './hms.js';
 
 const STATE_KIND = {
@@ -122,12 +122,50 @@ export function alertList(state, { limit = Infinity } = {}) {
   return h('ul', { class: 'alerts', 'aria-label': 'Active alerts' }, items);
 }
 
-// Where a camera snapshot will go. The API has no snapshot field yet: returns null until
-// one exists (e.g. `printer.snapshot_url`), so the card keeps its layout without it.
+// The printer's newest camera snapshot (`printer.latest_snapshot`) as a lazy 16:9 image, or
+// null when it has none. `data-loaded` is set once the image has loaded (or failed), so
+// tests and styles can tell; changing `src` later keeps the old picture until the new loads.
 export function snapshot(printer) {
-  const url = printer.snapshot_url ?? printer.state?.snapshot_url ?? null;
-  if (!url) return null;
-  return h('img', { class: 'snapshot', src: url, alt: `Last camera snapshot of ${printerName(printer)}`, loading: 'lazy' });
+  const latest = printer.latest_snapshot;
+  if (!latest?.url) return null;
+  const img = h('img', { class: 'snapshot', loading: 'lazy', decoding: 'async', 'data-testid': 'fleet-snapshot' });
+  markLoading(img);
+  setSnapshot(img, printer);
+  return img;
+}
+
+// Points a `snapshot()` image at the printer's newest snapshot; a no-op when it shows it.
+export function setSnapshot(img, printer) {
+  const latest = printer.latest_snapshot;
+  if (!latest?.url || img.dataset.snapshotId === latest.id) return;
+  img.dataset.snapshotId = latest.id;
+  img.alt = `Camera snapshot of ${printerName(printer)} at ${clock(latest.captured_at)} (${triggerLabel(latest)})`;
+  img.title = `${triggerLabel(latest)} · ${dateTime(latest.captured_at)}`;
+  img.src = latest.url;
+}
+
+// Sets `data-loaded` to "true" or "error" as an image loads; for an MJPEG stream, once its
+// first frame is in.
+export function markLoading(img) {
+  img.addEventListener('load', () => { img.dataset.loaded = 'true'; });
+  img.addEventListener('error', () => { img.dataset.loaded = 'error'; });
+  return img;
+}
+
+const TRIGGERS = {
+  job_started: 'Job started',
+  first_layer_done: 'First layer',
+  interval: 'Interval',
+  paused: 'Paused',
+  failed: 'Failed',
+  finished: 'Finished',
+  requested: 'Requested',
+};
+
+// Why a snapshot was taken, in words: "Job started", "Layer 20", "Interval", "Requested".
+export function triggerLabel(snapshot) {
+  if (snapshot?.trigger === 'layer') return snapshot.layer != null ? `Layer ${snapshot.layer}` : 'Layer change';
+  return TRIGGERS[snapshot?.trigger] ?? snapshot?.trigger ?? 'Snapshot';
 }
 
 // Text for an event, from its JSON (`event.type` and fields).

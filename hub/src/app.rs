@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::ca::HubCa;
+use crate::camera::SnapshotStore;
 use crate::config::HubConfig;
 use crate::db::Db;
 use crate::live::LiveHub;
@@ -77,6 +78,8 @@ pub async fn start(
     sync_config.keep_alive = config.keep_alive;
     sync_config.idle_timeout = config.idle_timeout;
     sync_config.cert_lifetime = config.certificate_lifetime;
+    let snapshot_dir = config.data_dir.join("snapshots");
+    sync_config.snapshot_dir = Some(snapshot_dir.clone());
     let server = SyncServer::bind_with(sync_config, db.clone(), ca, LiveHub::new())?;
     let sync_addr = server.local_addr();
     let sync = server.handle();
@@ -98,13 +101,23 @@ pub async fn start(
             tracing::error!(%error, "The HTTP server stopped.");
         }
     });
-    tasks.spawn(housekeeping(db, config.retention, shutdown.clone()));
+    tasks.spawn(housekeeping(
+        db,
+        SnapshotStore::new(snapshot_dir),
+        config.retention,
+        shutdown.clone(),
+    ));
     state.ready.store(true, Ordering::Release);
     Ok(RunningHub { http_addr, sync_addr, sync, state, tasks })
 }
 
-/// Telemetry downsampling and retention, once a minute.
-async fn housekeeping(db: Db, retention: crate::config::Retention, shutdown: CancellationToken) {
+/// Telemetry downsampling and retention, snapshot retention, once a minute.
+async fn housekeeping(
+    db: Db,
+    snapshots: SnapshotStore,
+    retention: crate::config::Retention,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -122,5 +135,25 @@ async fn housekeeping(db: Db, retention: crate::config::Retention, shutdown: Can
         if let Err(error) = result {
             tracing::warn!(%error, "Telemetry downsampling failed; will retry.");
         }
+        let now = UnixMillis::now();
+        let expired = db
+            .expired_snapshots(
+                now.plus_millis(-(retention.snapshots.as_millis() as i64)),
+                now.plus_millis(-(retention.milestone_snapshots.as_millis() as i64)),
+            )
+            .await;
+        match expired {
+            Ok(paths) => {
+                for path in &paths {
+                    snapshots.remove(path);
+                }
+                if !paths.is_empty() {
+                    tracing::info!(removed = paths.len(), "Removed expired snapshots.");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Snapshot retention failed; will retry."),
+        }
+        // A snapshot whose last chunk never came (dropped at the agent) is abandoned.
+        snapshots.sweep_partials(Duration::from_secs(86_400));
     }
 }

@@ -15,6 +15,8 @@ pub const DEFAULT_SYNC_LISTEN: &str = "0.0.0.0:7070";
 const DEFAULT_RAW_TELEMETRY_HOURS: u64 = 48;
 const DEFAULT_MINUTE_TELEMETRY_DAYS: u64 = 90;
 const DEFAULT_QUARTER_HOUR_TELEMETRY_DAYS: u64 = 730;
+const DEFAULT_SNAPSHOT_DAYS: u64 = 14;
+const DEFAULT_MILESTONE_SNAPSHOT_DAYS: u64 = 365;
 
 /// Environment variables the hub reads; any other `KITT_*` is reported as unknown.
 const ENV_KEYS: &[&str] = &[
@@ -76,6 +78,10 @@ pub struct RawRetention {
     pub minute_telemetry_days: Option<u64>,
     /// Fifteen-minute telemetry averages, days.
     pub quarter_hour_telemetry_days: Option<u64>,
+    /// Interval, layer and requested snapshots, days.
+    pub snapshot_days: Option<u64>,
+    /// Snapshots of a job's milestones (start, first layer, pause, failure, finish), days.
+    pub milestone_snapshot_days: Option<u64>,
 }
 
 /// How long telemetry is kept at each resolution.
@@ -84,6 +90,8 @@ pub struct Retention {
     pub raw: Duration,
     pub minute: Duration,
     pub quarter_hour: Duration,
+    pub snapshots: Duration,
+    pub milestone_snapshots: Duration,
 }
 
 /// The validated configuration.
@@ -242,6 +250,18 @@ impl RawConfig {
             DEFAULT_QUARTER_HOUR_TELEMETRY_DAYS,
             &mut problems,
         );
+        let snapshot_days = positive(
+            "retention.snapshot_days",
+            self.retention.snapshot_days,
+            DEFAULT_SNAPSHOT_DAYS,
+            &mut problems,
+        );
+        let milestone_days = positive(
+            "retention.milestone_snapshot_days",
+            self.retention.milestone_snapshot_days,
+            DEFAULT_MILESTONE_SNAPSHOT_DAYS,
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -262,6 +282,8 @@ impl RawConfig {
                 raw: Duration::from_secs(raw_hours * 3600),
                 minute: Duration::from_secs(minute_days * 86_400),
                 quarter_hour: Duration::from_secs(quarter_days * 86_400),
+                snapshots: Duration::from_secs(snapshot_days * 86_400),
+                milestone_snapshots: Duration::from_secs(milestone_days * 86_400),
             },
         })
     }

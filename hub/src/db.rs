@@ -15,6 +15,8 @@ type AnyPoolOptions = PoolOptions<sqlx::Any>;
 use sqlx::{Executor, Row};
 
 mod projection;
+pub use projection::{camera_state_name, trigger_name};
+pub mod cameras;
 pub mod read;
 pub mod users;
 
@@ -67,7 +69,17 @@ struct IngestJob {
     agent: AgentId,
     records: Vec<Record>,
     received_at: UnixMillis,
+    stored: Vec<StoredSnapshot>,
     reply: tokio::sync::oneshot::Sender<Result<Seq, String>>,
+}
+
+/// A snapshot whose image the hub holds on disk, for the read model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub id: proto::SnapshotId,
+    /// Relative to the snapshot directory.
+    pub path: String,
+    pub bytes: u64,
 }
 
 /// Most records the SQLite writer puts in one transaction.
@@ -327,17 +339,35 @@ impl Db {
         records: &[Record],
         received_at: UnixMillis,
     ) -> Result<Seq, DbError> {
+        self.ingest_with(agent, records, received_at, Vec::new()).await
+    }
+
+    /// Like [`Db::ingest`]; `stored` names the snapshots whose last chunk is in `records` and
+    /// whose image is whole on disk, so the read model lists them.
+    pub async fn ingest_with(
+        &self,
+        agent: &AgentId,
+        records: &[Record],
+        received_at: UnixMillis,
+        stored: Vec<StoredSnapshot>,
+    ) -> Result<Seq, DbError> {
         if records.is_empty() {
             return self.watermark(agent).await;
         }
         let Some(queue) = &self.ingest_queue else {
             let mut tx = self.pool.begin().await?;
-            let watermark = ingest_in(&mut tx, agent, records, received_at).await?;
+            let watermark = ingest_in(&mut tx, agent, records, received_at, &stored).await?;
             tx.commit().await?;
             return Ok(watermark);
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = IngestJob { agent: agent.clone(), records: records.to_vec(), received_at, reply };
+        let job = IngestJob {
+            agent: agent.clone(),
+            records: records.to_vec(),
+            received_at,
+            stored,
+            reply,
+        };
         let stopped = || DbError::Ingest("the database writer has stopped".into());
         queue.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?.map_err(DbError::Ingest)
@@ -518,8 +548,10 @@ async fn sqlite_writer(pool: AnyPool, mut jobs: tokio::sync::mpsc::Receiver<Inge
             let mut tx = pool.begin().await?;
             let mut watermarks = Vec::with_capacity(batch.len());
             for job in &batch {
-                watermarks
-                    .push(ingest_in(&mut tx, &job.agent, &job.records, job.received_at).await?);
+                watermarks.push(
+                    ingest_in(&mut tx, &job.agent, &job.records, job.received_at, &job.stored)
+                        .await?,
+                );
             }
             tx.commit().await?;
             Ok::<_, DbError>(watermarks)
@@ -541,12 +573,25 @@ async fn sqlite_writer(pool: AnyPool, mut jobs: tokio::sync::mpsc::Receiver<Inge
     }
 }
 
+/// A record's body as the ingest log keeps it: a snapshot chunk without its image data,
+/// which lives on disk.
+fn log_body(body: &RecordBody) -> Vec<u8> {
+    match body {
+        RecordBody::Snapshot(chunk) => {
+            let chunk = proto::SnapshotChunk { data: Vec::new(), ..chunk.clone() };
+            postcard::to_stdvec(&RecordBody::Snapshot(chunk)).unwrap_or_default()
+        }
+        body => postcard::to_stdvec(body).unwrap_or_default(),
+    }
+}
+
 /// One agent's batch inside a transaction; returns the agent's watermark as of it.
 async fn ingest_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     agent: &AgentId,
     records: &[Record],
     received_at: UnixMillis,
+    stored: &[StoredSnapshot],
 ) -> Result<Seq, DbError> {
     let Some(last) = records.last().map(|r| r.seq) else {
         return Err(DbError::Ingest("an empty batch".into()));
@@ -568,7 +613,7 @@ async fn ingest_in(
                 .bind(received_at.0)
                 .bind(kind)
                 .bind(printer)
-                .bind(postcard::to_stdvec(&record.body).unwrap_or_default());
+                .bind(log_body(&record.body));
         }
         query.execute(&mut **tx).await?;
     }
@@ -581,7 +626,7 @@ async fn ingest_in(
     .bind(agent.as_str())
     .execute(&mut **tx)
     .await?;
-    projection::project(tx, agent, records).await?;
+    projection::project(tx, agent, records, stored).await?;
     let watermark = sqlx::query("SELECT acked_through FROM agents WHERE id = $1")
         .bind(agent.as_str())
         .fetch_one(&mut **tx)
@@ -618,6 +663,7 @@ fn describe(body: &RecordBody) -> (&'static str, Option<String>) {
         RecordBody::Snapshot(s) => ("snapshot", Some(s.printer.to_string())),
         RecordBody::AgentHealth(_) => ("health", None),
         RecordBody::CommandResult(r) => ("command_result", Some(r.printer.to_string())),
+        RecordBody::CameraHealth(c) => ("camera_health", Some(c.printer.to_string())),
     }
 }
 

@@ -119,8 +119,8 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts a child and waits for the stdout line containing `needle`.
-fn spawn_waiting(command: &mut Command, needle: &str) -> anyhow::Result<(Child, String)> {
+/// Starts a child and waits for a stdout line containing each of `needles`, in order.
+fn spawn_waiting(command: &mut Command, needles: &[&str]) -> anyhow::Result<(Child, Vec<String>)> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -128,22 +128,35 @@ fn spawn_waiting(command: &mut Command, needle: &str) -> anyhow::Result<(Child, 
         .with_context(|| format!("cannot start {command:?}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let needle = needle.to_owned();
+    let wanted: Vec<String> = needles.iter().map(|n| (*n).to_owned()).collect();
     std::thread::spawn(move || {
+        let mut wanted = wanted.into_iter().peekable();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if line.contains(&needle) {
+            if wanted.peek().is_some_and(|needle| line.contains(needle.as_str())) {
+                wanted.next();
                 let _ = tx.send(line);
             }
         }
     });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(line) => Ok((child, line)),
-        Err(_) => {
-            let _ = child.kill();
-            bail!("{command:?} did not start in time")
+    let mut lines = Vec::new();
+    for _ in needles {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                bail!("{command:?} did not start in time")
+            }
         }
     }
+    Ok((child, lines))
+}
+
+/// The address in a "… listening on ADDR" line.
+fn address_in(line: &str) -> anyhow::Result<std::net::SocketAddr> {
+    line.split_whitespace()
+        .find_map(|word| word.parse::<std::net::SocketAddr>().ok())
+        .with_context(|| format!("no address in {line:?}"))
 }
 
 /// Runs the demo until Ctrl-C.
@@ -170,21 +183,18 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
         let dir = config.data_dir.join("demo").join(scenario.agent);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let (printer, line) = spawn_waiting(
+        let (printer, lines) = spawn_waiting(
             Command::new(&simulator)
                 .args(["--serial", scenario.serial, "--access-code", ACCESS_CODE])
                 .args(["--model", scenario.model, "--bind", "127.0.0.1:0", "--report-ms", "1000"])
                 .arg("--ca-out")
                 .arg(&dir)
                 .args(scenario.args),
-            "listening on",
+            &["kitt-printer-sim listening on", "camera listening on"],
         )?;
         children.0.push(printer);
-        let port = line
-            .split_whitespace()
-            .find_map(|word| word.parse::<std::net::SocketAddr>().ok())
-            .with_context(|| format!("no address in {line:?}"))?
-            .port();
+        let port = address_in(&lines[0])?.port();
+        let camera_port = address_in(&lines[1])?.port();
         let state = dir.join("state");
         std::fs::create_dir_all(&state)?;
         if !state.join("identity.toml").exists() {
@@ -210,7 +220,8 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
             }
         }
         let agent_config = dir.join("agent.toml");
-        std::fs::write(&agent_config, agent_toml(scenario, &state, &dir.join("ca.pem"), port))?;
+        let toml = agent_toml(scenario, &state, &dir.join("ca.pem"), port, camera_port);
+        std::fs::write(&agent_config, toml)?;
         let agent = Command::new(&agent_bin)
             .args(["run", "--config"])
             .arg(&agent_config)
@@ -239,11 +250,16 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
     Ok(0)
 }
 
-fn agent_toml(scenario: &Scenario, state: &Path, ca: &Path, port: u16) -> String {
+/// Every simulated printer serves the A1/P1 port-6000 camera protocol (the X1C included: the
+/// simulator has no RTSPS server), so each agent watches its printer over it, with a
+/// snapshot a minute while printing so the demo's timelines fill quickly.
+fn agent_toml(scenario: &Scenario, state: &Path, ca: &Path, port: u16, camera_port: u16) -> String {
     format!(
         "state_dir = \"{}\"\n\n[telemetry]\ninterval_ms = 1000\nhealth_interval_s = 30\n\n\
          [[printer]]\nserial = \"{}\"\nname = \"{}\"\nmodel = \"{}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         access_code = \"{ACCESS_CODE}\"\nca = \"{}\"\n",
+         access_code = \"{ACCESS_CODE}\"\nca = \"{}\"\n\n\
+         [[printer.camera]]\nsource = \"bambu\"\nport = {camera_port}\nsnapshot_every_min = 1\n\
+         snapshot_every_layers = 5\n",
         state.display(),
         scenario.serial,
         scenario.name,

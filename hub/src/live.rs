@@ -17,6 +17,29 @@ pub enum LiveUpdate {
     Agent { agent: String, online: bool },
     /// A command's outcome arrived.
     CommandResult { command: String, printer: String, outcome: String },
+    /// A whole snapshot is stored (`GET /api/v1/snapshots/{id}` serves it).
+    Snapshot {
+        id: String,
+        printer: String,
+        camera: String,
+        trigger: String,
+        captured_at: i64,
+        bytes: u64,
+    },
+    /// A camera's health changed or was reported.
+    Camera {
+        printer: String,
+        camera: String,
+        state: String,
+        fps: f64,
+        last_frame_at: Option<i64>,
+        last_error: Option<String>,
+        live: bool,
+        source: String,
+        width: u16,
+        height: u16,
+        frames_total: u64,
+    },
 }
 
 /// The fan-out point. Slow subscribers miss updates (and are told so) rather than slowing

@@ -51,6 +51,7 @@ static ASSETS: &[Asset] = &[
     Asset { name: "chart.js", content_type: JS, body: include_bytes!("../assets/chart.js") },
     Asset { name: "hms.js", content_type: JS, body: include_bytes!("../assets/hms.js") },
     Asset { name: "widgets.js", content_type: JS, body: include_bytes!("../assets/widgets.js") },
+    Asset { name: "camera.js", content_type: JS, body: include_bytes!("../assets/camera.js") },
     Asset { name: "fleet.js", content_type: JS, body: include_bytes!("../assets/fleet.js") },
     Asset { name: "printer.js", content_type: JS, body: include_bytes!("../assets/printer.js") },
     Asset { name: "agents.js", content_type: JS, body: include_bytes!("../assets/agents.js") },
@@ -257,6 +258,15 @@ mod tests {
             "login-submit",
             "agents-table",
             "live-indicator",
+            "fleet-snapshot",
+            "camera-pane",
+            "camera-state",
+            "camera-live-toggle",
+            "camera-live",
+            "camera-snapshot",
+            "camera-snapshot-result",
+            "snapshot-timeline",
+            "snapshot-trigger",
         ] {
             assert!(
                 all.contains(&format!("data-testid=\"{hook}\""))

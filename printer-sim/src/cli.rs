@@ -8,18 +8,26 @@ use clap::Parser;
 use tracing::info;
 
 use crate::config::{
-    AccessCode, ConfigError, DEFAULT_JOB_LAYERS, Fault, Hms, JobSpec, Model, PrinterSerial,
-    ReportStyle, SimConfig, parse_print_error,
+    AccessCode, CameraConfig, CameraFault, CameraSize, ConfigError, DEFAULT_CAMERA_STREAMS,
+    DEFAULT_JOB_LAYERS, Fault, Hms, JobSpec, Model, PrinterSerial, ReportStyle, SimConfig,
+    parse_print_error,
 };
 use crate::replay::{Replay, ReplayError};
 use crate::sim::{SimError, Simulator};
 
 /// Name of the job `--loop-jobs` starts when `--autostart-job` names none.
 const DEFAULT_LOOP_JOB: &str = "Demo job";
+/// A printer's MQTT port; a simulator bound to it puts its camera on [`CAMERA_PORT`].
+const MQTT_PORT: u16 = 8883;
+/// A real A1/P1's camera port.
+const CAMERA_PORT: u16 = 6000;
 
-/// A simulated Bambu Lab printer: MQTT 3.1.1 over TLS on the real LAN protocol.
+/// A simulated Bambu Lab printer: MQTT 3.1.1 over TLS on the real LAN protocol, and the A1/P1
+/// camera stream (JPEG frames over TLS).
 ///
-/// Prints one line on stdout once listening; logs go to stderr (RUST_LOG sets the level).
+/// Prints a line on stdout once listening, "kitt-printer-sim listening on ADDR serial=…
+/// model=…", then, unless --no-camera, "kitt-printer-sim camera listening on ADDR"; logs go to
+/// stderr (RUST_LOG sets the level).
 #[derive(Debug, Parser)]
 #[command(name = "kitt-printer-sim", version, about)]
 pub struct Cli {
@@ -76,6 +84,33 @@ pub struct Cli {
     /// --autostart-job).
     #[arg(long)]
     pub loop_jobs: bool,
+    /// Address of the camera (the A1/P1 JPEG stream over TLS, port 6000 on a printer).
+    /// Default: the host of --bind, on port 6000 when --bind uses port 8883, else on a port
+    /// chosen by the OS (printed on the second line).
+    #[arg(long, value_name = "ADDR")]
+    pub camera_bind: Option<SocketAddr>,
+    /// Milliseconds between camera frames.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub camera_interval_ms: u64,
+    /// Size of the camera frames, WxH (each side 16-4096).
+    #[arg(long, value_name = "WxH", default_value = "1280x720")]
+    pub camera_size: CameraSize,
+    /// Camera streams served at once; further clients connect and authenticate, then stall
+    /// until one ends (a P1S serves 2).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CAMERA_STREAMS)]
+    pub camera_streams: usize,
+    /// A camera fault from the start: garbage (random bytes for frames), endless-jpeg (a frame
+    /// that never ends), huge-header (headers claiming 2 GiB) or off (connections closed).
+    #[arg(long, value_name = "FAULT")]
+    pub camera_fault: Option<CameraFault>,
+    /// Serve no camera.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "camera_bind", "camera_interval_ms", "camera_size", "camera_streams", "camera_fault",
+        ]
+    )]
+    pub no_camera: bool,
 }
 
 impl Cli {
@@ -112,8 +147,22 @@ impl Cli {
         if let Some(path) = &self.replay {
             config.replay = Some(Replay::from_file(path)?);
         }
+        config.camera = (!self.no_camera).then(|| CameraConfig {
+            bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(self.bind))),
+            frame_interval: Duration::from_millis(self.camera_interval_ms),
+            size: self.camera_size,
+            max_streams: self.camera_streams,
+            fault: self.camera_fault,
+        });
         Ok(config)
     }
+}
+
+/// The host of `bind`, on the camera port when `bind` is on the MQTT port, else on a port
+/// chosen by the OS.
+fn default_camera_bind(bind: SocketAddr) -> SocketAddr {
+    let port = if bind.port() == MQTT_PORT { CAMERA_PORT } else { 0 };
+    SocketAddr::new(bind.ip(), port)
 }
 
 /// Runs the simulator until Ctrl-C (or SIGTERM).
@@ -127,14 +176,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .map_err(|source| CliError::CaOut { path: path.display().to_string(), source })?;
         info!(path = %path.display(), "Wrote the CA certificate.");
     }
-    #[allow(clippy::print_stdout, reason = "the CLI's one line of output, for scripts")]
+    #[allow(clippy::print_stdout, reason = "the CLI's output, for scripts")]
     {
+        // Scripts wait for this line: it stays first and unchanged.
         println!(
             "kitt-printer-sim listening on {} serial={} model={}",
             handle.addr(),
             handle.serial(),
             handle.model()
         );
+        if let Some(camera_addr) = handle.camera_addr() {
+            println!("kitt-printer-sim camera listening on {camera_addr}");
+        }
     }
     wait_for_signal().await.map_err(CliError::Signal)?;
     info!("Shutting down.");
@@ -232,6 +285,46 @@ mod tests {
                 print_error: 0x0300_8001
             }
         );
+    }
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let base = ["kitt-printer-sim", "--serial", "S1", "--access-code", "12345678"];
+        Cli::try_parse_from(base.iter().chain(["--model", "C12"].iter()).chain(extra))
+    }
+
+    #[test]
+    fn the_camera_follows_the_mqtt_address_unless_told_otherwise() {
+        let camera = |extra: &[&str]| parse(extra).unwrap().to_config().unwrap().camera;
+        let default = camera(&[]).unwrap();
+        assert_eq!(default.bind, Some("127.0.0.1:6000".parse().unwrap()));
+        assert_eq!(default.size.to_string(), "1280x720");
+        assert_eq!(default.frame_interval, Duration::from_secs(1));
+        assert_eq!(default.max_streams, 2);
+        assert_eq!(default.fault, None);
+        let ephemeral = camera(&["--bind", "0.0.0.0:18883"]).unwrap();
+        assert_eq!(ephemeral.bind, Some("0.0.0.0:0".parse().unwrap()));
+        let custom = camera(&[
+            "--camera-bind",
+            "127.0.0.2:6001",
+            "--camera-interval-ms",
+            "250",
+            "--camera-size",
+            "640x360",
+            "--camera-streams",
+            "3",
+            "--camera-fault",
+            "huge-header",
+        ])
+        .unwrap();
+        assert_eq!(custom.bind, Some("127.0.0.2:6001".parse().unwrap()));
+        assert_eq!(custom.frame_interval, Duration::from_millis(250));
+        assert_eq!((custom.size.width(), custom.size.height()), (640, 360));
+        assert_eq!(custom.max_streams, 3);
+        assert_eq!(custom.fault, Some(CameraFault::HugeHeader));
+        assert_eq!(camera(&["--no-camera"]), None);
+        assert!(parse(&["--no-camera", "--camera-size", "640x360"]).is_err());
+        assert!(parse(&["--camera-size", "640by360"]).is_err());
+        assert!(parse(&["--camera-fault", "broken"]).is_err());
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub const ERR_CODE_VERIFICATION_FAILED: u32 = 84_033_543;
 /// to read as "AMS A slot 1: filament ran out". A plausible code, not one verified on
 /// hardware; an agent should rely on `gcode_state` PAUSE + `stg_cur` 6 and keep the code raw.
 pub const HMS_FILAMENT_RUNOUT: Hms = Hms { attr: 0x0700_2000, code: 0x0002_0001 };
+/// Time between camera frames, by default (a real P1/A1 sends one every 1–2 s).
+pub const DEFAULT_CAMERA_INTERVAL: Duration = Duration::from_secs(1);
+/// Camera frame size, by default: 1280×720, like a P1/A1 camera.
+pub const DEFAULT_CAMERA_SIZE: CameraSize = CameraSize { width: 1280, height: 720 };
+/// Camera streams served at once, by default: a P1S serves two; a third connects but stalls.
+pub const DEFAULT_CAMERA_STREAMS: usize = 2;
+/// The most camera streams the simulator can be told to serve at once.
+pub const MAX_CAMERA_STREAMS: usize = 64;
 
 /// Everything the simulator needs to start. Build with [`SimConfig::new`], then adjust fields.
 #[derive(Debug, Clone)]
@@ -65,11 +73,14 @@ pub struct SimConfig {
     /// a previous run (`SimHandle::leaf`) to restart "the same printer" with the same key.
     /// It must be issued by `ca` for clients to verify it.
     pub leaf: Option<LeafCert>,
+    /// The A1/P1 camera server ("port 6000"); `None`: no camera.
+    pub camera: Option<CameraConfig>,
 }
 
 impl SimConfig {
     /// A configuration with the defaults: loopback on an OS-chosen port, the model's report
-    /// style, 1 s layers and 1 s reports, no job, no faults, a fresh CA.
+    /// style, 1 s layers and 1 s reports, no job, no faults, a fresh CA, and a camera with
+    /// [`CameraConfig::default`].
     pub fn new(serial: PrinterSerial, access_code: AccessCode, model: Model) -> Self {
         SimConfig {
             serial,
@@ -86,6 +97,7 @@ impl SimConfig {
             replay: None,
             ca: None,
             leaf: None,
+            camera: Some(CameraConfig::default()),
         }
     }
 
@@ -94,6 +106,123 @@ impl SimConfig {
         self.layer_interval = layer_interval;
         self.report_interval = report_interval;
         self
+    }
+}
+
+/// The camera server: where it listens, what it sends, how many it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraConfig {
+    /// Address to listen on; `None`: the IP address the MQTT broker listens on, with a port
+    /// chosen by the OS.
+    pub bind: Option<SocketAddr>,
+    /// Time between frames.
+    pub frame_interval: Duration,
+    /// Width and height of the frames.
+    pub size: CameraSize,
+    /// Streams that get frames at once; further authenticated connections stall until one
+    /// ends. At least 1, at most [`MAX_CAMERA_STREAMS`].
+    pub max_streams: usize,
+    /// A camera fault armed from the start (`SimHandle::set_camera_fault` changes it).
+    pub fault: Option<CameraFault>,
+}
+
+impl Default for CameraConfig {
+    /// The broker's IP address on an OS-chosen port, 1280×720 every second, 2 streams, no
+    /// fault.
+    fn default() -> Self {
+        CameraConfig {
+            bind: None,
+            frame_interval: DEFAULT_CAMERA_INTERVAL,
+            size: DEFAULT_CAMERA_SIZE,
+            max_streams: DEFAULT_CAMERA_STREAMS,
+            fault: None,
+        }
+    }
+}
+
+/// The size of camera frames: each side 16 to 4096 pixels. Written `WxH` (`1280x720`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CameraSize {
+    width: u16,
+    height: u16,
+}
+
+impl CameraSize {
+    /// The smallest side.
+    pub const MIN_SIDE: u16 = 16;
+    /// The largest side.
+    pub const MAX_SIDE: u16 = 4096;
+
+    /// A size, if both sides are within [`Self::MIN_SIDE`]..=[`Self::MAX_SIDE`].
+    pub fn new(width: u16, height: u16) -> Result<CameraSize, ConfigError> {
+        let valid = |side| (Self::MIN_SIDE..=Self::MAX_SIDE).contains(&side);
+        if valid(width) && valid(height) {
+            Ok(CameraSize { width, height })
+        } else {
+            Err(ConfigError::CameraSize(format!("{width}x{height}")))
+        }
+    }
+
+    /// Width in pixels.
+    pub fn width(self) -> u16 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(self) -> u16 {
+        self.height
+    }
+}
+
+impl FromStr for CameraSize {
+    type Err = ConfigError;
+
+    /// Parses `WxH`, e.g. `1280x720`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let error = || ConfigError::CameraSize(s.to_owned());
+        let (width, height) = s.split_once(['x', 'X']).ok_or_else(error)?;
+        let width = width.parse().map_err(|_| error())?;
+        let height = height.parse().map_err(|_| error())?;
+        CameraSize::new(width, height).map_err(|_| error())
+    }
+}
+
+impl fmt::Display for CameraSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// A scripted camera misbehaviour, for testing a client's defences. Each stream applies the
+/// fault in force when its next frame is due (`Off` applies at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CameraFault {
+    /// After auth, each frame is a plausible header (the size of a real frame, itrack 0,
+    /// flags 1) followed by that many random bytes that are not a JPEG (never `FF D8`).
+    Garbage,
+    /// After auth, one header claiming the size of a real frame, then `FF D8` and filler
+    /// bytes (never `FF D9`), a little at a time, forever: the frame never ends, and runs on
+    /// past the size claimed. The stream stays so until the client closes it.
+    EndlessJpeg,
+    /// Each frame's header claims 2 GiB (`0x8000_0000`); a real frame follows.
+    HugeHeader,
+    /// The camera is disabled: open streams close, and new connections are accepted and
+    /// closed at once, before TLS.
+    Off,
+}
+
+impl FromStr for CameraFault {
+    type Err = ConfigError;
+
+    /// Parses `garbage`, `endless-jpeg`, `huge-header` or `off`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "garbage" => Ok(CameraFault::Garbage),
+            "endless-jpeg" => Ok(CameraFault::EndlessJpeg),
+            "huge-header" => Ok(CameraFault::HugeHeader),
+            "off" => Ok(CameraFault::Off),
+            other => Err(ConfigError::CameraFault(other.to_owned())),
+        }
     }
 }
 
@@ -402,6 +531,15 @@ pub enum ConfigError {
     /// Not a `print_error` of up to 8 hex digits.
     #[error("invalid print_error {0:?}: expected XXXX_XXXX (hex)")]
     PrintError(String),
+    /// Not a camera size `WxH` with each side 16-4096.
+    #[error("invalid camera size {0:?}: expected WxH, each side 16-4096")]
+    CameraSize(String),
+    /// Not a camera fault the simulator knows.
+    #[error("unknown camera fault {0:?}: expected garbage, endless-jpeg, huge-header or off")]
+    CameraFault(String),
+    /// More camera streams than the simulator serves.
+    #[error("camera stream limit {0} is too large: at most {max}", max = MAX_CAMERA_STREAMS)]
+    CameraStreams(usize),
     /// A duration or count that must be positive is zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
@@ -434,6 +572,19 @@ mod tests {
             assert_eq!(model.code().parse::<Model>().unwrap(), model);
         }
         assert!("BL-A001".parse::<Model>().is_err());
+    }
+
+    #[test]
+    fn camera_sizes_and_faults_parse() {
+        let size: CameraSize = "640x360".parse().unwrap();
+        assert_eq!((size.width(), size.height()), (640, 360));
+        assert_eq!(size.to_string(), "640x360");
+        assert_eq!(DEFAULT_CAMERA_SIZE.to_string(), "1280x720");
+        for bad in ["640", "640x", "x360", "0x360", "8x8", "5000x360", "640x360x2", "-1x5"] {
+            assert!(bad.parse::<CameraSize>().is_err(), "{bad}");
+        }
+        assert_eq!("endless-jpeg".parse::<CameraFault>().unwrap(), CameraFault::EndlessJpeg);
+        assert!("endless".parse::<CameraFault>().is_err());
     }
 
     #[test]

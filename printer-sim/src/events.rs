@@ -74,6 +74,38 @@ pub enum SimEvent {
     ConnectionsDropped,
     /// `rotate_certificate` installed a new leaf certificate and key.
     CertificateRotated,
+    /// A camera client's auth packet was refused (wrong username or access code, malformed,
+    /// short); its connection closes without a byte sent.
+    CameraAuthRefused {
+        /// The client's address.
+        peer: SocketAddr,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// A camera client authenticated while the stream limit was reached: it receives nothing
+    /// until a stream ends.
+    CameraStreamWaiting {
+        /// The client's address.
+        peer: SocketAddr,
+    },
+    /// A camera stream started: frames follow.
+    CameraStreamStarted {
+        /// The client's address.
+        peer: SocketAddr,
+    },
+    /// The camera rendered a frame for its open streams (only while one is open). Frames carry
+    /// the number in their JPEG comment (`frame=<n>`).
+    CameraFrameRendered {
+        /// Counts from 1 as frames are rendered.
+        frame_number: u64,
+    },
+    /// A camera connection ended, or was closed on arrival because the camera is off.
+    CameraDisconnected {
+        /// The client's address.
+        peer: SocketAddr,
+        /// Why, in a few words.
+        reason: String,
+    },
 }
 
 /// What kind of message the printer published.

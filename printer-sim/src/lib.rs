@@ -19,15 +19,20 @@
 //!   silence, refusing control (no Developer Mode); plus dropping every connection and
 //!   rotating the certificate from the [`SimHandle`].
 //! - **Replay** ([`Replay`]) of recorded reports instead of simulated ones.
+//! - **The A1/P1 camera** (the private `camera` module, "port 6000"): TLS with the same
+//!   certificate, the 80-byte auth packet, then generated 1280×720 JPEG frames showing the
+//!   printer's live state, each behind a 16-byte header; two streams at once (a third stalls);
+//!   [`CameraFault`]s for a client's defences. Every model gets it, X1 included.
 //!
 //! What it does not model: RSA keys (the simulator uses ECDSA P-256), cloud mode, SSDP
-//! discovery, the camera (port 6000/322), FTPS, signed commands, AMS commands and filament
-//! changes, the new-protocol `device` block, connection limits, MQTT sessions surviving a
-//! reconnect, retained messages and wills. Timing is compressed: one step per layer.
+//! discovery, the X1's RTSPS camera (port 322), FTPS, signed commands, AMS commands and
+//! filament changes, the new-protocol `device` block, MQTT connection limits, MQTT sessions
+//! surviving a reconnect, retained messages and wills. Timing is compressed: one step per
+//! layer.
 //!
 //! Use from tests: [`Simulator::start`] with a [`SimConfig`] (binds `127.0.0.1:0` by default;
-//! set short intervals), connect to [`SimHandle::addr`] trusting [`SimHandle::ca_der`], and
-//! wait on [`SimHandle::events`] rather than sleeping.
+//! set short intervals), connect to [`SimHandle::addr`] (the camera: [`SimHandle::camera_addr`])
+//! trusting [`SimHandle::ca_der`], and wait on [`SimHandle::events`] rather than sleeping.
 
 pub mod certs;
 pub mod cli;
@@ -37,13 +42,14 @@ pub mod printer;
 pub mod replay;
 
 mod broker;
+mod camera;
 mod sim;
 
 pub use broker::USERNAME;
 pub use certs::{CertError, LeafCert, PrinterCa};
 pub use config::{
-    AccessCode, ConfigError, Fault, FaultKind, Hms, JobSpec, Model, PrinterSerial, ReportStyle,
-    SimConfig,
+    AccessCode, CameraConfig, CameraFault, CameraSize, ConfigError, Fault, FaultKind, Hms, JobSpec,
+    Model, PrinterSerial, ReportStyle, SimConfig,
 };
 pub use events::{PublishedKind, SimEvent, SimEvents, WaitError};
 pub use replay::{Replay, ReplayError};

@@ -22,9 +22,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::broker::{self, BrokerShared, CertResolver, Inbound};
+use crate::camera::{CameraServer, PrinterView};
 use crate::certs::{CertError, LeafCert, PrinterCa};
 use crate::config::{
-    AccessCode, ConfigError, Fault, FaultKind, JobSpec, Model, PrinterSerial, SimConfig,
+    AccessCode, CameraFault, ConfigError, Fault, FaultKind, JobSpec, MAX_CAMERA_STREAMS, Model,
+    PrinterSerial, SimConfig,
 };
 use crate::events::{EVENT_CAPACITY, PublishedKind, SimEvent, SimEvents};
 use crate::printer::{DEFAULT_GCODE_FILE, JobRejected, Outgoing, Printer, PrinterSettings};
@@ -43,8 +45,9 @@ const OUTBOUND_CAPACITY: usize = 256;
 pub struct Simulator;
 
 impl Simulator {
-    /// Binds `config.bind`, issues the printer's certificate and starts serving. The returned
-    /// handle controls the running simulator; dropping it stops the simulator.
+    /// Binds `config.bind` (and the camera's address), issues the printer's certificate and
+    /// starts serving. The returned handle controls the running simulator; dropping it stops
+    /// the simulator.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         validate(&config)?;
         let ca = match config.ca.clone() {
@@ -64,6 +67,18 @@ impl Simulator {
         let acceptor = TlsAcceptor::from(Arc::new(tls_config));
         let listener = TcpListener::bind(config.bind).await.map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
+        let camera_listener = match &config.camera {
+            Some(camera) => {
+                let bind = camera.bind.unwrap_or(SocketAddr::new(addr.ip(), 0));
+                Some(TcpListener::bind(bind).await.map_err(SimError::CameraBind)?)
+            }
+            None => None,
+        };
+        let camera_addr = camera_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(SimError::CameraBind)?;
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (outbound, _) = broadcast::channel(OUTBOUND_CAPACITY);
@@ -98,6 +113,9 @@ impl Simulator {
         if let Some(job) = config.autostart_job.clone() {
             printer.start_job(job, DEFAULT_GCODE_FILE)?;
         }
+        let (view, view_receiver) = watch::channel(PrinterView::of(&printer));
+        let (camera_fault, camera_fault_receiver) =
+            watch::channel(config.camera.as_ref().and_then(|camera| camera.fault));
         let driver = PrinterDriver {
             printer,
             replay: config.replay.clone().map(|replay| replay.into_messages().into()),
@@ -107,19 +125,40 @@ impl Simulator {
             publisher: Publisher { topic: report_topic, outbound, events: events.clone() },
             layer_interval: config.layer_interval,
             report_interval: config.report_interval,
+            view,
         };
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let span = info_span!("printer_sim", serial = %config.serial, model = %config.model);
         tracker.spawn(driver.run(shutdown.clone()).instrument(span.clone()));
+        if let (Some(listener), Some(camera)) = (camera_listener, config.camera) {
+            let server = CameraServer {
+                listener,
+                acceptor: acceptor.clone(),
+                config: camera,
+                serial: config.serial.clone(),
+                model: config.model,
+                access_code: config.access_code.clone(),
+                printer: view_receiver,
+                fault: camera_fault_receiver,
+                generation: generation.subscribe(),
+                events: events.clone(),
+            };
+            span.in_scope(|| server.spawn(&shutdown, &tracker));
+        }
         tracker.spawn(
             broker::run(listener, acceptor, shared, shutdown.clone(), tracker.clone())
                 .instrument(span),
         );
-        info!(%addr, serial = %config.serial, model = %config.model, "Printer simulator listening.");
+        info!(
+            %addr, camera = ?camera_addr, serial = %config.serial, model = %config.model,
+            "Printer simulator listening."
+        );
         Ok(SimHandle {
             addr,
+            camera_addr,
+            camera_fault,
             serial: config.serial,
             access_code: config.access_code,
             model: config.model,
@@ -140,6 +179,8 @@ impl Simulator {
 #[derive(Debug)]
 pub struct SimHandle {
     addr: SocketAddr,
+    camera_addr: Option<SocketAddr>,
+    camera_fault: watch::Sender<Option<CameraFault>>,
     serial: PrinterSerial,
     access_code: AccessCode,
     model: Model,
@@ -159,6 +200,11 @@ impl SimHandle {
     /// The address the MQTT/TLS server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the camera server listens on; `None` when the simulator has no camera.
+    pub fn camera_addr(&self) -> Option<SocketAddr> {
+        self.camera_addr
     }
 
     /// The printer's serial.
@@ -239,6 +285,14 @@ impl SimHandle {
         answer.await.map_err(|_| SimError::Stopped)
     }
 
+    /// Arms a camera fault (`Some`) or clears it (`None`), replacing any other. Connections
+    /// accepted from now on see it at once; open streams at their next frame, or at once for
+    /// [`CameraFault::Off`] (see [`CameraFault`]).
+    pub fn set_camera_fault(&self, fault: Option<CameraFault>) {
+        self.camera_fault.send_replace(fault);
+        info!(?fault, "Set the camera fault.");
+    }
+
     /// The printer's full state, as a `{"print":{…}}` report would show it.
     pub async fn snapshot(&self) -> Result<Value, SimError> {
         let (reply, answer) = oneshot::channel();
@@ -246,7 +300,8 @@ impl SimHandle {
         answer.await.map_err(|_| SimError::Stopped)
     }
 
-    /// Closes every client connection now (without TLS close_notify). Clients may reconnect.
+    /// Closes every client connection now, camera streams included (without TLS
+    /// close_notify). Clients may reconnect.
     pub fn drop_connections(&self) {
         self.generation.send_modify(|generation| *generation += 1);
         let _ = self.events.send(SimEvent::ConnectionsDropped);
@@ -295,6 +350,9 @@ pub enum SimError {
     /// Binding the listening socket failed.
     #[error("cannot listen")]
     Bind(#[source] std::io::Error),
+    /// Binding the camera's listening socket failed.
+    #[error("cannot listen for the camera")]
+    CameraBind(#[source] std::io::Error),
     /// Generating the certificates failed.
     #[error("cannot create certificates")]
     Cert(#[from] CertError),
@@ -328,6 +386,8 @@ struct PrinterDriver {
     publisher: Publisher,
     layer_interval: Duration,
     report_interval: Duration,
+    /// What the camera shows, updated after everything that may change the printer.
+    view: watch::Sender<PrinterView>,
 }
 
 impl PrinterDriver {
@@ -353,7 +413,19 @@ impl PrinterDriver {
                 }
                 Some(control) = self.control.recv() => self.control(control),
             }
+            self.update_view();
         }
+    }
+
+    fn update_view(&self) {
+        let view = PrinterView::of(&self.printer);
+        self.view.send_if_modified(|current| {
+            let changed = *current != view;
+            if changed {
+                *current = view;
+            }
+            changed
+        });
     }
 
     fn report(&mut self) {
@@ -432,6 +504,17 @@ fn validate(config: &SimConfig) -> Result<(), ConfigError> {
     }
     if config.autostart_job.as_ref().is_some_and(|job| job.layers == 0) {
         return Err(ConfigError::Zero("autostart job layers"));
+    }
+    if let Some(camera) = &config.camera {
+        if camera.frame_interval.is_zero() {
+            return Err(ConfigError::Zero("camera frame interval"));
+        }
+        if camera.max_streams == 0 {
+            return Err(ConfigError::Zero("camera stream limit"));
+        }
+        if camera.max_streams > MAX_CAMERA_STREAMS {
+            return Err(ConfigError::CameraStreams(camera.max_streams));
+        }
     }
     config.faults.iter().try_for_each(validate_fault)
 }

@@ -91,6 +91,8 @@ pub enum RecordBody {
     Snapshot(SnapshotChunk),
     AgentHealth(AgentHealth),
     CommandResult(CommandResult),
+    /// Since wire version 2.
+    CameraHealth(CameraHealth),
 }
 
 /// One chunk of a camera snapshot. Every chunk repeats the snapshot's metadata so that
@@ -192,6 +194,42 @@ pub struct EnrollRequest {
     pub software: SoftwareVersion,
     /// The host name of the device, for the operator's benefit.
     pub hostname: String,
+}
+
+/// A camera's health, sent when its state changes, with every agent health report, and in
+/// answer to a snapshot request the camera could not serve (so a request never waits for a
+/// success that cannot come).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct CameraHealth {
+    pub printer: PrinterId,
+    pub camera: CameraId,
+    /// What the source is (`bambu port 6000 at 192.168.1.20`); never a secret.
+    pub source: String,
+    pub state: CameraState,
+    /// Frames received per second over the last health interval, in thousandths.
+    pub fps_milli: u32,
+    pub last_frame_at: Option<UnixMillis>,
+    pub width: u16,
+    pub height: u16,
+    /// Frames received since the agent started.
+    pub frames_total: u64,
+    /// Why the camera last failed, for the operator.
+    pub last_error: Option<String>,
+    /// Whether the agent is streaming live view to the hub.
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum CameraState {
+    /// An on-demand source (RTSPS, snapshot URL) that nobody needs right now.
+    Idle,
+    Connecting,
+    /// Frames are arriving.
+    Streaming,
+    /// The last attempt failed (`last_error` says why); the agent retries with backoff.
+    Failed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

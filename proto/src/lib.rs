@@ -39,9 +39,9 @@ pub mod json;
 mod printer;
 
 pub use agent::{
-    AgentHealth, AgentHello, AgentMessage, CertificateRequest, DropClass, DropCount, DropReason,
-    EnrollRequest, ImageFormat, LiveFrame, PrinterInfo, Record, RecordBody, SnapshotChunk,
-    SnapshotTrigger, SoftwareVersion, Vendor,
+    AgentHealth, AgentHello, AgentMessage, CameraHealth, CameraState, CertificateRequest,
+    DropClass, DropCount, DropReason, EnrollRequest, ImageFormat, LiveFrame, PrinterInfo, Record,
+    RecordBody, SnapshotChunk, SnapshotTrigger, SoftwareVersion, Vendor,
 };
 pub use command::{
     Command, CommandAction, CommandOutcome, CommandResult, Precondition, StartPrint,
@@ -59,7 +59,7 @@ pub use printer::{
 };
 
 /// The newest wire version this build speaks, written in every frame it sends.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest wire version this build still decodes.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

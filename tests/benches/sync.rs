@@ -90,7 +90,7 @@ async fn main() {
         format!(
             "state_dir = \"{}\"\n[outbox]\ncapacity_mb = 4096\n[sync]\nkeep_alive_s = 1\nidle_timeout_s = 3\n\
              [telemetry]\ninterval_ms = 1000\nhealth_interval_s = 10\n\
-             [[printer]]\nserial = \"{SERIAL}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\n",
+             [[printer]]\nserial = \"{SERIAL}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\nbuiltin_camera = false\n",
             state.path().display(),
             sim.addr().port(),
             printer_ca.display()

@@ -53,6 +53,7 @@ impl TestHub {
         let ca = HubCa::load_or_create(dir.path()).expect("the hub CA");
         let mut config =
             SyncConfig::new(addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")));
+        config.snapshot_dir = Some(dir.path().join("snapshots"));
         config.housekeeping = Duration::from_millis(200);
         // Short timeouts so that partition tests see a dead link within seconds.
         config.idle_timeout = Duration::from_secs(3);
@@ -107,7 +108,7 @@ pub fn agent_config(state_dir: &Path, sim: Option<&SimHandle>, serial: &str) -> 
             let ca = state_dir.join("printer-ca.pem");
             std::fs::write(&ca, sim.ca_pem()).expect("write the printer CA");
             format!(
-                "[[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\n",
+                "[[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\nbuiltin_camera = false\n",
                 sim.addr().port(),
                 ca.display()
             )
@@ -117,6 +118,29 @@ pub fn agent_config(state_dir: &Path, sim: Option<&SimHandle>, serial: &str) -> 
     let text = format!(
         "state_dir = \"{}\"\n[sync]\nkeep_alive_s = 1\nidle_timeout_s = 3\n[telemetry]\ninterval_ms = 200\nhealth_interval_s = 3600\n{printers}",
         state_dir.display()
+    );
+    AgentConfig::parse(&text).expect("a valid test configuration")
+}
+
+/// Like [`agent_config`], with the simulator's port-6000 camera as `chamber`, a snapshot
+/// every `every_layers` layers while printing.
+pub fn agent_config_with_camera(
+    state_dir: &Path,
+    sim: &SimHandle,
+    serial: &str,
+    every_layers: u32,
+) -> AgentConfig {
+    let ca = state_dir.join("printer-ca.pem");
+    std::fs::write(&ca, sim.ca_pem()).expect("write the printer CA");
+    let camera = sim.camera_addr().expect("the simulator serves a camera");
+    let text = format!(
+        "state_dir = \"{}\"\n[sync]\nkeep_alive_s = 1\nidle_timeout_s = 3\n[telemetry]\ninterval_ms = 200\nhealth_interval_s = 3600\n\
+         [[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\n\
+         [[printer.camera]]\nsource = \"bambu\"\nport = {}\nsnapshot_every_layers = {every_layers}\nlive_max_fps = 10\n",
+        state_dir.display(),
+        sim.addr().port(),
+        ca.display(),
+        camera.port(),
     );
     AgentConfig::parse(&text).expect("a valid test configuration")
 }

@@ -3,13 +3,27 @@
 //! - `test`: the whole test suite, with its own set-up (system packages, throwaway
 //!   services). The README's test command and the heart of `.ci/run`.
 //! - `run`: the product on its embedded defaults. The README's run command.
-//! - `ci`: `test`, then formatting, clippy and the fuzz target's build.
+//! - `ci`: `test`, then formatting, clippy, the fuzz target's build, and the Raspberry Pi
+//!   checks (`dist`, `test-cross`, `test-package`), like `.ci/run`.
 //! - `deps`: the dependency rules of ARCHITECTURE.md.
 //! - `fuzz-build`: builds the `proto` decoder fuzz target.
+//! - `dist agent --target <triple>`: the stripped release agent and its `.deb` (`dist.rs`).
+//! - `provision sd|ssh`: an agent onto a Raspberry Pi's SD card or over SSH (`provision.rs`).
+//! - `test-cross [--target <triple>]`: the agent's and `proto`'s tests built for a Pi and
+//!   run under QEMU (`cross.rs`).
+//! - `test-package`: the `.deb`'s maintainer scripts and first-boot provisioning in a
+//!   Debian chroot (`package_test.rs`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cross;
+mod deb;
 mod deps;
+mod dist;
+mod elf;
+mod flags;
+mod package_test;
+mod provision;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +32,11 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 const USAGE: &str =
-    "usage: cargo xtask <test|run|bench|ci|deps|fuzz-build> [-- args for the test runner]";
+    "usage: cargo xtask <test|run|bench|ci|deps|fuzz-build> [-- args for the test runner]
+       cargo xtask dist agent --target <triple> [--version <debian-version>]
+       cargo xtask provision <sd|ssh> ... (cargo xtask provision for details)
+       cargo xtask test-cross [--target <triple>] [-- args for the test runner]
+       cargo xtask test-package";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +47,10 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("deps") => check_deps(),
         Some("fuzz-build") => fuzz_build(),
+        Some("dist") => dist::run(&args[1..]),
+        Some("provision") => provision::run(&args[1..]),
+        Some("test-cross") => test_cross(&args[1..]),
+        Some("test-package") => package_test::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(64);
@@ -46,6 +68,13 @@ fn main() -> ExitCode {
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn cargo() -> Command {
@@ -82,10 +111,13 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 
 /// The benchmarks, in release builds, each printing its figures beside its target.
 fn bench() -> anyhow::Result<()> {
+    setup::ensure_packages(setup::BUILD_PACKAGES)?;
     let mut build = cargo();
     build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
     status(build)?;
-    for (package, bench) in [("edge-agent", "outbox"), ("tests", "sync"), ("tests", "hub")] {
+    for (package, bench) in
+        [("edge-agent", "outbox"), ("tests", "sync"), ("tests", "hub"), ("tests", "camera")]
+    {
         let mut command = cargo();
         command.args(["bench", "--locked", "-p", package, "--bench", bench]);
         status(command)?;
@@ -96,14 +128,11 @@ fn bench() -> anyhow::Result<()> {
 /// The product on its embedded defaults: `kitt-hub demo` (a hub on SQLite, four simulated
 /// printers, one real agent each), after building every binary it runs.
 fn run(extra: &[String]) -> anyhow::Result<()> {
+    setup::ensure_packages(setup::BUILD_PACKAGES)?;
     let mut build = cargo();
     build.args(["build", "--locked", "--workspace", "--bins"]);
     status(build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("debug");
-    let mut demo = Command::new(target.join("kitt-hub"));
+    let mut demo = Command::new(target_dir().join("debug/kitt-hub"));
     demo.arg("demo").args(extra);
     status(demo)
 }
@@ -116,7 +145,23 @@ fn ci() -> anyhow::Result<()> {
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
     status(clippy)?;
-    fuzz_build()
+    fuzz_build()?;
+    let pi = cross::target("aarch64-unknown-linux-gnu")?;
+    dist::agent(pi, env!("CARGO_PKG_VERSION"))?;
+    cross::test(pi, &["edge-agent", "proto"], &[])?;
+    package_test::run(&[])
+}
+
+/// The test suites that matter on a Pi (the agent's and the wire format's), built for
+/// `--target` (default aarch64) and run under QEMU.
+fn test_cross(args: &[String]) -> anyhow::Result<()> {
+    let (ours, extra) = match args.iter().position(|a| a == "--") {
+        Some(at) => (&args[..at], &args[at..]),
+        None => (args, &[][..]),
+    };
+    let flags = flags::parse(ours, &["target"])?;
+    let target = cross::target(flags.value("target").unwrap_or("aarch64-unknown-linux-gnu"))?;
+    cross::test(target, &["edge-agent", "proto"], extra)
 }
 
 fn check_deps() -> anyhow::Result<()> {

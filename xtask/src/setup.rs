@@ -21,13 +21,29 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 /// A Debian package, and a file whose presence shows it is installed.
-struct SystemPackage {
-    name: &'static str,
-    installs: &'static str,
+#[derive(Debug)]
+pub struct SystemPackage {
+    pub name: &'static str,
+    pub installs: &'static str,
 }
+
+/// Installs those of `packages` that are missing.
+pub fn ensure_packages(packages: &[SystemPackage]) -> anyhow::Result<()> {
+    let missing: Vec<&str> =
+        packages.iter().filter(|p| !Path::new(p.installs).exists()).map(|p| p.name).collect();
+    install(&missing)
+}
+
+/// What building kitt needs beyond Rust: libclang for bindgen, which generates the V4L2
+/// bindings behind USB cameras (the agent's default `usb-camera` feature).
+pub const BUILD_PACKAGES: &[SystemPackage] =
+    &[SystemPackage { name: "libclang-dev", installs: "/usr/share/doc/libclang-dev/copyright" }];
 
 /// What the test suite needs from the system.
 const TEST_PACKAGES: &[SystemPackage] = &[
+    SystemPackage { name: "libclang-dev", installs: "/usr/share/doc/libclang-dev/copyright" },
+    // The RTSPS camera source (X1/H2/P2S printers) runs ffmpeg; its test serves a real stream.
+    SystemPackage { name: "ffmpeg", installs: "/usr/bin/ffmpeg" },
     // The printer link is tested against a real MQTT broker over TLS, the path a real
     // printer takes.
     SystemPackage { name: "mosquitto", installs: "/usr/sbin/mosquitto" },
@@ -98,7 +114,7 @@ fn sudo_apt() -> Command {
     command
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use proto::frame::MAX_PAYLOAD;
 use proto::{
     AgentHello, AgentMessage, Capabilities, CertificateRequest, Command, DisconnectReason,
-    HubMessage, PrinterInfo, UnixMillis,
+    HubMessage, LiveFrame, LiveViewRequest, PrinterInfo, UnixMillis,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -106,7 +106,14 @@ pub struct SyncClient {
     commands: mpsc::Sender<Command>,
     status: watch::Sender<SyncStatus>,
     printers: Vec<PrinterInfo>,
+    /// Live view and snapshot requests go to the cameras here.
+    live_requests: Option<mpsc::Sender<LiveViewRequest>>,
+    /// Live frames from the cameras, sent while connected, dropped otherwise.
+    live_frames: Option<mpsc::Receiver<LiveFrame>>,
 }
+
+/// Live frames in flight at once; a frame beyond that is dropped (the next is fresher).
+const LIVE_IN_FLIGHT: usize = 2;
 
 impl SyncClient {
     /// `durable` is notified after every outbox commit; commands from the hub go to
@@ -120,7 +127,30 @@ impl SyncClient {
         printers: Vec<PrinterInfo>,
     ) -> (SyncClient, watch::Receiver<SyncStatus>) {
         let (status, status_rx) = watch::channel(SyncStatus::Connecting);
-        (SyncClient { config, identity, outbox, durable, commands, status, printers }, status_rx)
+        let client = SyncClient {
+            config,
+            identity,
+            outbox,
+            durable,
+            commands,
+            status,
+            printers,
+            live_requests: None,
+            live_frames: None,
+        };
+        (client, status_rx)
+    }
+
+    /// Connects the cameras: the hub's requests go to `requests`, and `frames` are sent to
+    /// the hub on their own QUIC streams, so a frame never delays a record.
+    pub fn with_live(
+        mut self,
+        requests: mpsc::Sender<LiveViewRequest>,
+        frames: mpsc::Receiver<LiveFrame>,
+    ) -> SyncClient {
+        self.live_requests = Some(requests);
+        self.live_frames = Some(frames);
+        self
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -206,7 +236,7 @@ impl SyncClient {
             agent: self.identity.agent.clone(),
             protocol_version: proto::PROTOCOL_VERSION,
             software: software(),
-            capabilities: Capabilities::PRINTER_CONTROL.with(Capabilities::CERTIFICATE_RENEWAL),
+            capabilities: self.capabilities(),
             printers: self.printers.clone(),
             last_seq,
         };
@@ -222,11 +252,26 @@ impl SyncClient {
                 }
             }
         });
+        let mut live_frames = self.live_frames.take();
+        let live_slots = Arc::new(tokio::sync::Semaphore::new(LIVE_IN_FLIGHT));
         let result = async {
             let welcome = tokio::time::timeout(Duration::from_secs(10), messages.recv())
                 .await
                 .map_err(|_| SessionError::Lost("no welcome from the hub".into()))?;
             match welcome {
+                Some(Ok(HubMessage::Welcome(welcome)))
+                    if welcome.protocol_version < proto::PROTOCOL_VERSION =>
+                {
+                    // The outbox may already hold records of the newer version (camera
+                    // health): they wait, durable, until the hub is upgraded.
+                    return Err(SessionError::Refused(format!(
+                        "the hub ({}) speaks wire version {}, this agent needs {}: upgrade the \
+                         hub first (agents keep recording meanwhile)",
+                        welcome.hub_version,
+                        welcome.protocol_version,
+                        proto::PROTOCOL_VERSION
+                    )));
+                }
                 Some(Ok(HubMessage::Welcome(welcome))) => {
                     let (SyncAction::Resume(through) | SyncAction::Delete(through)) =
                         machine.welcome(welcome.acked_through);
@@ -268,6 +313,9 @@ impl SyncClient {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = self.durable.notified() => {}
+                    Some(frame) = next_live(&mut live_frames) => {
+                        send_live(connection, &live_slots, frame);
+                    }
                     // A safety net: whatever became durable without a notification (a commit
                     // by another writer) goes out within a second.
                     _ = tokio::time::sleep(Duration::from_secs(1)), if machine.next_batch().is_some() => {}
@@ -296,6 +344,14 @@ impl SyncClient {
                             }
                         }
                         Some(Ok(HubMessage::Disconnect(reason))) => return Err(disconnected(reason)),
+                        Some(Ok(HubMessage::LiveView(request))) => match &self.live_requests {
+                            Some(requests) => {
+                                if requests.try_send(request).is_err() {
+                                    tracing::warn!("The cameras are busy; dropped a live view request.");
+                                }
+                            }
+                            None => tracing::warn!("The hub asked for live view; this agent has no camera."),
+                        },
                         Some(Ok(other)) => {
                             tracing::debug!(?other, "Ignored a hub message this agent does not handle yet.");
                         }
@@ -311,7 +367,17 @@ impl SyncClient {
         }
         .await;
         reader.abort();
+        self.live_frames = live_frames;
         result
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let base = Capabilities::PRINTER_CONTROL.with(Capabilities::CERTIFICATE_RENEWAL);
+        if self.printers.iter().any(|p| !p.cameras.is_empty()) {
+            base.with(Capabilities::SNAPSHOTS).with(Capabilities::LIVE_VIEW)
+        } else {
+            base
+        }
     }
 
     /// Asks for a new certificate once two thirds of the current one's life have passed.
@@ -390,6 +456,41 @@ impl SyncClient {
         .map_err(|e| SessionError::Protocol(format!("outbox task failed: {e}")))?;
         Ok(result?)
     }
+}
+
+async fn next_live(frames: &mut Option<mpsc::Receiver<LiveFrame>>) -> Option<LiveFrame> {
+    match frames {
+        Some(frames) => frames.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends one live frame on its own unidirectional stream, unless [`LIVE_IN_FLIGHT`] are
+/// already on their way: then the frame is dropped, since the next one will be fresher.
+fn send_live(
+    connection: &quinn::Connection,
+    slots: &Arc<tokio::sync::Semaphore>,
+    frame: proto::LiveFrame,
+) {
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        tracing::debug!("Dropped a live frame: the link is busy.");
+        return;
+    };
+    let connection = connection.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let result = async {
+            let mut send = connection.open_uni().await.map_err(|e| e.to_string())?;
+            frames::write(&mut send, &AgentMessage::LiveFrame(frame))
+                .await
+                .map_err(|e| e.to_string())?;
+            send.finish().map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "A live frame did not go out.");
+        }
+    });
 }
 
 /// The hub's reason, when it closed the connection on purpose.

@@ -7,6 +7,7 @@
 //! status; internal details go to the log, never to the client.
 
 pub mod auth;
+mod cameras;
 mod error;
 pub mod openapi;
 mod routes;
@@ -108,6 +109,12 @@ pub fn router(state: AppState) -> Router {
         .route("/printers/{id}", get(routes::printer))
         .route("/printers/{id}/telemetry", get(routes::telemetry))
         .route("/printers/{id}/commands", post(routes::create_command))
+        .route("/printers/{id}/cameras", get(cameras::cameras))
+        .route("/printers/{id}/cameras/{camera}/snapshot", post(cameras::take_snapshot))
+        .route("/printers/{id}/cameras/{camera}/live", get(cameras::live))
+        .route("/printers/{id}/snapshots", get(cameras::snapshots))
+        .route("/printers/{id}/snapshots/latest", get(cameras::latest_snapshot))
+        .route("/snapshots/{id}", get(cameras::snapshot_image))
         .route("/events", get(routes::events))
         .route("/commands", get(routes::commands))
         .route("/commands/{id}", get(routes::command))

@@ -25,6 +25,32 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "get",
+        "/printers/{id}/cameras",
+        "viewer",
+        "Each camera's health: state, fps, last frame, last error, live viewers, snapshot round trip.",
+    ),
+    (
+        "post",
+        "/printers/{id}/cameras/{camera}/snapshot",
+        "operator",
+        "Take a snapshot now; answers with it and the measured round trip, or the camera's reason (503).",
+    ),
+    (
+        "get",
+        "/printers/{id}/cameras/{camera}/live",
+        "viewer",
+        "Live view as MJPEG (multipart/x-mixed-replace); the agent streams while anyone watches.",
+    ),
+    (
+        "get",
+        "/printers/{id}/snapshots",
+        "viewer",
+        "Snapshots, newest first, each linked to its job and event (job_started_at, before, limit).",
+    ),
+    ("get", "/printers/{id}/snapshots/latest", "viewer", "The newest snapshot image (JPEG)."),
+    ("get", "/snapshots/{id}", "viewer", "A snapshot image (JPEG)."),
+    (
+        "get",
         "/events",
         "viewer",
         "The event log (printer, kind, from, to, before, limit), newest first.",
@@ -55,7 +81,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "get",
         "/ws",
         "viewer",
-        "WebSocket of live updates (printer_state, event, agent, command_result); ?printer= narrows.",
+        "WebSocket of live updates (printer_state, event, agent, command_result, snapshot, camera); ?printer= narrows.",
     ),
     ("get", "/openapi.json", "viewer", "This document."),
 ];

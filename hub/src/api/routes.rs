@@ -117,16 +117,31 @@ pub async fn metrics(
 
 // --- printers ------------------------------------------------------------------------------
 
-fn printer_json(state: &AppState, printer: crate::db::read::PrinterRow) -> Value {
+type LatestSnapshots = std::collections::HashMap<String, crate::db::cameras::LatestSnapshot>;
+
+fn printer_json(
+    state: &AppState,
+    printer: crate::db::read::PrinterRow,
+    latest: &LatestSnapshots,
+) -> Value {
     let online = state.sync.is_connected(&printer.agent_id);
+    let snapshot = latest.get(&printer.id).map(|snapshot| {
+        let mut value = serde_json::to_value(snapshot).unwrap_or(Value::Null);
+        value["url"] = format!("/api/v1/snapshots/{}", snapshot.id).into();
+        value
+    });
     let mut value = serde_json::to_value(&printer).unwrap_or(Value::Null);
     value["agent_online"] = online.into();
+    value["latest_snapshot"] = snapshot.unwrap_or(Value::Null);
     value
 }
 
 pub async fn printers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let printers = state.db.printers().await?;
+    let ids: Vec<String> = printers.iter().map(|p| p.id.clone()).collect();
+    let latest = state.db.latest_snapshots(&ids).await?;
     let printers: Vec<Value> =
-        state.db.printers().await?.into_iter().map(|p| printer_json(&state, p)).collect();
+        printers.into_iter().map(|p| printer_json(&state, p, &latest)).collect();
     Ok(Json(json!({ "printers": printers })))
 }
 
@@ -135,7 +150,8 @@ pub async fn printer(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let printer = state.db.printer(&id).await?.ok_or_else(|| unknown_printer(&id))?;
-    Ok(Json(printer_json(&state, printer)))
+    let latest = state.db.latest_snapshots(std::slice::from_ref(&printer.id)).await?;
+    Ok(Json(printer_json(&state, printer, &latest)))
 }
 
 fn unknown_printer(id: &str) -> ApiError {

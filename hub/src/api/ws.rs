@@ -29,7 +29,9 @@ fn concerns(update: &LiveUpdate, printer: &str) -> bool {
     match update {
         LiveUpdate::PrinterState { printer: p, .. }
         | LiveUpdate::Event { printer: p, .. }
-        | LiveUpdate::CommandResult { printer: p, .. } => p == printer,
+        | LiveUpdate::CommandResult { printer: p, .. }
+        | LiveUpdate::Snapshot { printer: p, .. }
+        | LiveUpdate::Camera { printer: p, .. } => p == printer,
         LiveUpdate::Agent { .. } => true,
     }
 }

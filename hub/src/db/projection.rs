@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
-use proto::{AgentId, Record, RecordBody};
+use proto::{AgentId, Record, RecordBody, SnapshotTrigger};
+use sqlx::Row;
 
-use super::{DbError, record_outcome_on, values_for};
+use super::{DbError, StoredSnapshot, record_outcome_on, values_for};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -20,10 +21,12 @@ pub(super) async fn project(
     tx: &mut Tx<'_>,
     agent: &AgentId,
     records: &[Record],
+    stored: &[StoredSnapshot],
 ) -> Result<(), DbError> {
     let mut latest: HashMap<&str, Latest<'_>> = HashMap::new();
     let mut events = Vec::new();
     let mut samples = Vec::new();
+    let mut snapshots = Vec::new();
     for record in records {
         match &record.body {
             RecordBody::Telemetry(telemetry) => {
@@ -75,7 +78,16 @@ pub(super) async fn project(
                 .execute(&mut **tx)
                 .await?;
             }
-            RecordBody::Snapshot(_) => {}
+            RecordBody::Snapshot(chunk) => {
+                if let Some(file) = stored.iter().find(|s| s.id == chunk.snapshot)
+                    && chunk.chunk_index + 1 == chunk.chunk_count
+                {
+                    snapshots.push((chunk, file));
+                }
+            }
+            RecordBody::CameraHealth(health) => {
+                camera_health(tx, agent, health, record.observed_at).await?;
+            }
         }
     }
     for chunk in events.chunks(1000) {
@@ -118,6 +130,10 @@ pub(super) async fn project(
         }
         query.execute(&mut **tx).await?;
     }
+    // After the events, so a snapshot links to the event in its own batch.
+    for (chunk, file) in snapshots {
+        snapshot(tx, agent, chunk, file).await?;
+    }
     for (printer, latest) in latest {
         let state = proto::json::printer_state(latest.state).to_string();
         sqlx::query(
@@ -136,5 +152,152 @@ pub(super) async fn project(
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// The event kinds a snapshot trigger belongs to.
+fn trigger_events(trigger: SnapshotTrigger) -> &'static [&'static str] {
+    match trigger {
+        SnapshotTrigger::JobStarted => &["job_started"],
+        SnapshotTrigger::Paused => &["job_paused"],
+        SnapshotTrigger::Failed => &["job_failed", "job_cancelled"],
+        SnapshotTrigger::Finished => &["job_finished"],
+        _ => &[],
+    }
+}
+
+pub fn trigger_name(trigger: SnapshotTrigger) -> &'static str {
+    match trigger {
+        SnapshotTrigger::JobStarted => "job_started",
+        SnapshotTrigger::FirstLayerDone => "first_layer_done",
+        SnapshotTrigger::Interval => "interval",
+        SnapshotTrigger::Layer(_) => "layer",
+        SnapshotTrigger::Paused => "paused",
+        SnapshotTrigger::Failed => "failed",
+        SnapshotTrigger::Finished => "finished",
+        SnapshotTrigger::Requested => "requested",
+    }
+}
+
+/// Records a whole snapshot, linked to the job in progress (the printer's latest
+/// `job_started` at or before it) and to the event that triggered it.
+async fn snapshot(
+    tx: &mut Tx<'_>,
+    agent: &AgentId,
+    chunk: &proto::SnapshotChunk,
+    file: &StoredSnapshot,
+) -> Result<(), DbError> {
+    let printer = chunk.printer.as_str();
+    let at = chunk.captured_at.0;
+    let job = sqlx::query(
+        "SELECT id, at, data FROM events WHERE printer_id = $1 AND kind = 'job_started' \
+         AND at <= $2 ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(printer)
+    .bind(at)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let (job_started_at, job_name) = match job {
+        Some(row) => {
+            let data: String = row.try_get(2)?;
+            let name = serde_json::from_str::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v["job_name"].as_str().map(str::to_owned));
+            (Some(row.try_get::<i64, _>(1)?), name)
+        }
+        None => (None, None),
+    };
+    let kinds = trigger_events(chunk.trigger);
+    let mut event_id: Option<i64> = None;
+    for kind in kinds {
+        let row = sqlx::query(
+            "SELECT id, at FROM events WHERE printer_id = $1 AND kind = $2 AND at <= $3 \
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .bind(printer)
+        .bind(*kind)
+        .bind(at)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(row) = row {
+            // The event that triggered it is moments older (the camera answers within
+            // seconds); an older one belongs to another moment.
+            let event_at: i64 = row.try_get(1)?;
+            if at - event_at <= 60_000 {
+                event_id = Some(row.try_get(0)?);
+                break;
+            }
+        }
+    }
+    let layer = match chunk.trigger {
+        SnapshotTrigger::Layer(layer) => Some(i64::from(layer)),
+        _ => None,
+    };
+    sqlx::query(
+        "INSERT INTO snapshots (id, agent_id, printer_id, camera_id, trigger, layer, \
+         captured_at, bytes, sha256, path, job_name, job_started_at, event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(chunk.snapshot.to_string())
+    .bind(agent.as_str())
+    .bind(printer)
+    .bind(chunk.camera.as_str())
+    .bind(trigger_name(chunk.trigger))
+    .bind(layer)
+    .bind(at)
+    .bind(file.bytes as i64)
+    .bind(hex::encode(chunk.sha256))
+    .bind(file.path.clone())
+    .bind(job_name)
+    .bind(job_started_at)
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub fn camera_state_name(state: proto::CameraState) -> &'static str {
+    match state {
+        proto::CameraState::Idle => "idle",
+        proto::CameraState::Connecting => "connecting",
+        proto::CameraState::Streaming => "streaming",
+        proto::CameraState::Failed => "failed",
+    }
+}
+
+async fn camera_health(
+    tx: &mut Tx<'_>,
+    agent: &AgentId,
+    health: &proto::CameraHealth,
+    at: proto::UnixMillis,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO cameras (printer_id, camera_id, agent_id, source, state, fps_milli, \
+         last_frame_at, width, height, frames_total, last_error, live, reported_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (printer_id, camera_id) DO UPDATE SET agent_id = excluded.agent_id, \
+         source = excluded.source, state = excluded.state, fps_milli = excluded.fps_milli, \
+         last_frame_at = excluded.last_frame_at, width = excluded.width, \
+         height = excluded.height, frames_total = excluded.frames_total, \
+         last_error = excluded.last_error, live = excluded.live, \
+         reported_at = excluded.reported_at \
+         WHERE cameras.reported_at <= excluded.reported_at",
+    )
+    .bind(health.printer.as_str())
+    .bind(health.camera.as_str())
+    .bind(agent.as_str())
+    .bind(health.source.clone())
+    .bind(camera_state_name(health.state))
+    .bind(i64::from(health.fps_milli))
+    .bind(health.last_frame_at.map(|t| t.0))
+    .bind(i64::from(health.width))
+    .bind(i64::from(health.height))
+    .bind(health.frames_total as i64)
+    .bind(health.last_error.clone())
+    .bind(i64::from(health.live))
+    .bind(at.0)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

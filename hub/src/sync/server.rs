@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use proto::frame::MAX_PAYLOAD;
 use proto::{
-    AgentId, AgentMessage, CertificateIssued, Command, CommandId, DisconnectReason, HubMessage,
-    HubWelcome, RecordBody, UnixMillis,
+    AgentId, AgentMessage, CameraId, CertificateIssued, Command, CommandId, DisconnectReason,
+    HubMessage, HubWelcome, LiveViewAction, LiveViewRequest, PrinterId, RecordBody, UnixMillis,
 };
 use quinn::crypto::rustls::QuicServerConfig;
 use rustls_pki_types::CertificateDer;
@@ -20,7 +20,8 @@ use super::frames::{self, FrameError, FrameReader};
 use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
 use crate::ca::{AGENT_CERT_LIFETIME, CaError, HubCa};
-use crate::db::{Db, DbError};
+use crate::camera::{Cameras, LIVE_FPS_MILLI, LIVE_RENEW, LiveImage, SnapshotError, SnapshotStore};
+use crate::db::{Db, DbError, StoredSnapshot};
 use crate::live::{LiveHub, LiveUpdate};
 
 /// How the sync endpoint behaves.
@@ -36,6 +37,9 @@ pub struct SyncConfig {
     pub housekeeping: Duration,
     /// How long an agent may take between connecting and saying hello.
     pub hello_timeout: Duration,
+    /// Where snapshot images are stored; `None` keeps no images (the records are still
+    /// ingested and acknowledged).
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -50,6 +54,7 @@ impl SyncConfig {
             cert_lifetime: AGENT_CERT_LIFETIME,
             housekeeping: Duration::from_secs(2),
             hello_timeout: Duration::from_secs(10),
+            snapshot_dir: None,
         }
     }
 }
@@ -69,11 +74,12 @@ pub enum SyncServerError {
 }
 
 /// What a connection task is told from outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Signal {
     CommandsPending,
     Revoked,
     Superseded,
+    LiveView(LiveViewRequest),
 }
 
 #[derive(Debug)]
@@ -94,6 +100,8 @@ struct Shared {
     config: SyncConfig,
     agents: Mutex<HashMap<AgentId, Live>>,
     next_connection: std::sync::atomic::AtomicU64,
+    cameras: Arc<Cameras>,
+    snapshots: Option<SnapshotStore>,
 }
 
 impl Shared {
@@ -113,6 +121,23 @@ impl Shared {
     }
 }
 
+/// One viewer of a camera's live view; dropping it leaves.
+#[derive(Debug)]
+pub struct CameraViewer {
+    handle: SyncHandle,
+    printer: PrinterId,
+    camera: CameraId,
+    pub frames: tokio::sync::watch::Receiver<Option<LiveImage>>,
+}
+
+impl Drop for CameraViewer {
+    fn drop(&mut self) {
+        if self.handle.shared.cameras.remove_viewer(&self.printer, &self.camera) {
+            self.handle.live_view(&self.printer, &self.camera, LiveViewAction::Stop);
+        }
+    }
+}
+
 /// Controls a running sync endpoint from the rest of the hub.
 #[derive(Debug, Clone)]
 pub struct SyncHandle {
@@ -120,6 +145,49 @@ pub struct SyncHandle {
 }
 
 impl SyncHandle {
+    pub fn cameras(&self) -> &Arc<Cameras> {
+        &self.shared.cameras
+    }
+
+    pub fn snapshots(&self) -> Option<&SnapshotStore> {
+        self.shared.snapshots.as_ref()
+    }
+
+    /// Starts watching a camera: the first viewer asks the agent to stream. The returned
+    /// guard stops the stream when the last viewer drops it.
+    pub fn watch_camera(&self, printer: &PrinterId, camera: &CameraId) -> CameraViewer {
+        let (frames, first) = self.shared.cameras.add_viewer(printer, camera);
+        if first {
+            self.live_view(
+                printer,
+                camera,
+                LiveViewAction::Start { max_fps_milli: LIVE_FPS_MILLI },
+            );
+        }
+        CameraViewer {
+            handle: self.clone(),
+            printer: printer.clone(),
+            camera: camera.clone(),
+            frames,
+        }
+    }
+
+    /// Sends a live view action to the agent serving `printer`; false when it is offline.
+    pub fn live_view(
+        &self,
+        printer: &PrinterId,
+        camera: &CameraId,
+        action: LiveViewAction,
+    ) -> bool {
+        let Some(agent) = self.shared.cameras.owner(printer) else { return false };
+        if !self.shared.live_map().contains_key(&agent) {
+            return false;
+        }
+        let request = LiveViewRequest { printer: printer.clone(), camera: camera.clone(), action };
+        self.shared.signal(&agent, Signal::LiveView(request));
+        true
+    }
+
     /// Queues a command for an agent and delivers it now if the agent is connected; otherwise
     /// it is delivered when the agent connects, unless it has expired by then.
     pub async fn send_command(&self, agent: &AgentId, command: &Command) -> Result<(), DbError> {
@@ -194,6 +262,7 @@ impl SyncServer {
         let server_config = server_config(&ca, &config)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| SyncServerError::Bind { addr: config.listen, source })?;
+        let snapshots = config.snapshot_dir.clone().map(SnapshotStore::new);
         let shared = Arc::new(Shared {
             db,
             ca,
@@ -202,6 +271,8 @@ impl SyncServer {
             changes: tokio::sync::watch::Sender::new(0),
             agents: Mutex::new(HashMap::new()),
             next_connection: 0.into(),
+            cameras: Arc::default(),
+            snapshots,
         });
         Ok(SyncServer { endpoint, shared })
     }
@@ -426,6 +497,15 @@ async fn sync_connection(
     }
     let software = format!("{} ({})", hello.software.version, hello.software.target);
     shared.db.touch_agent(&agent, UnixMillis::now(), &software).await?;
+    shared.cameras.serves(&agent, hello.printers.iter().map(|p| p.id.clone()));
+    let cameras: Arc<HashSet<(PrinterId, CameraId)>> = Arc::new(
+        hello
+            .printers
+            .iter()
+            .flat_map(|p| p.cameras.iter().map(|c| (p.id.clone(), c.clone())))
+            .collect(),
+    );
+    let printers: Vec<PrinterId> = hello.printers.iter().map(|p| p.id.clone()).collect();
     for printer in &hello.printers {
         shared
             .db
@@ -462,10 +542,24 @@ async fn sync_connection(
     shared.changed();
     let mut session = IngestSession::new(watermark);
     let mut delivered = HashSet::new();
+    let frames_task = tokio::spawn(accept_live_frames(
+        connection.clone(),
+        shared.cameras.clone(),
+        cameras.clone(),
+    ));
+    let mut renew = tokio::time::interval(LIVE_RENEW);
     let result = async {
         deliver_commands(shared, &agent, &mut send, &mut delivered).await?;
         loop {
             tokio::select! {
+                // Live view leases: renewed while anyone watches (and at once on connect).
+                _ = renew.tick() => {
+                    for (printer, camera) in shared.cameras.watched(&printers) {
+                        let action = LiveViewAction::Start { max_fps_milli: LIVE_FPS_MILLI };
+                        let request = LiveViewRequest { printer, camera, action };
+                        frames::write(&mut send, &HubMessage::LiveView(request)).await?;
+                    }
+                }
                 _ = shutdown.cancelled() => {
                     let _ = frames::write(&mut send, &HubMessage::Disconnect(DisconnectReason::ShuttingDown)).await;
                     connection.close(close_code::SHUTTING_DOWN.into(), b"hub shutting down");
@@ -474,6 +568,9 @@ async fn sync_connection(
                 signal = signals.recv() => match signal {
                     Some(Signal::CommandsPending) => {
                         deliver_commands(shared, &agent, &mut send, &mut delivered).await?;
+                    }
+                    Some(Signal::LiveView(request)) => {
+                        frames::write(&mut send, &HubMessage::LiveView(request)).await?;
                     }
                     Some(Signal::Revoked) => {
                         let _ = frames::write(&mut send, &HubMessage::Disconnect(DisconnectReason::Revoked)).await;
@@ -521,6 +618,7 @@ async fn sync_connection(
         }
     }
     .await;
+    frames_task.abort();
     let mut live = shared.live_map();
     let gone = live.get(&agent).is_some_and(|l| l.connection == id);
     if gone {
@@ -552,8 +650,17 @@ async fn ingest(
     if fresh.is_empty() {
         return Ok(());
     }
+    let stored = match store_snapshots(shared, &fresh).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            // Nothing is acknowledged; the agent resends once the disk has room again.
+            tracing::error!(%agent, %error, "Cannot store snapshot chunks.");
+            connection.close(close_code::INTERNAL.into(), b"hub snapshot storage unavailable");
+            return Err(ConnectionError::Protocol(error.to_string()));
+        }
+    };
     let now = UnixMillis::now();
-    let watermark = match shared.db.ingest(agent, &fresh, now).await {
+    let watermark = match shared.db.ingest_with(agent, &fresh, now, stored.clone()).await {
         Ok(watermark) => watermark,
         Err(error) => {
             // Nothing is acknowledged; the agent resends from the watermark next time.
@@ -561,7 +668,7 @@ async fn ingest(
             return Err(error.into());
         }
     };
-    publish(&shared.live, agent, &fresh);
+    publish(&shared.live, agent, &fresh, &stored);
     shared.changed();
     if let Some(through) = session.committed_through(watermark) {
         frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
@@ -571,7 +678,7 @@ async fn ingest(
 
 /// Tells live subscribers what was just committed: each printer's newest state and every
 /// event.
-fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record]) {
+fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record], stored: &[StoredSnapshot]) {
     if live.subscribers() == 0 {
         return;
     }
@@ -595,7 +702,34 @@ fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record]) {
                 printer: r.printer.to_string(),
                 outcome: crate::db::outcome_text(&r.outcome),
             }),
-            RecordBody::Snapshot(_) | RecordBody::AgentHealth(_) => {}
+            RecordBody::Snapshot(chunk) => {
+                if chunk.chunk_index + 1 == chunk.chunk_count
+                    && let Some(file) = stored.iter().find(|s| s.id == chunk.snapshot)
+                {
+                    others.push(LiveUpdate::Snapshot {
+                        id: chunk.snapshot.to_string(),
+                        printer: chunk.printer.to_string(),
+                        camera: chunk.camera.to_string(),
+                        trigger: crate::db::trigger_name(chunk.trigger).to_owned(),
+                        captured_at: chunk.captured_at.0,
+                        bytes: file.bytes,
+                    });
+                }
+            }
+            RecordBody::CameraHealth(health) => others.push(LiveUpdate::Camera {
+                printer: health.printer.to_string(),
+                camera: health.camera.to_string(),
+                state: crate::db::camera_state_name(health.state).to_owned(),
+                fps: f64::from(health.fps_milli) / 1000.0,
+                last_frame_at: health.last_frame_at.map(|t| t.0),
+                last_error: health.last_error.clone(),
+                live: health.live,
+                source: health.source.clone(),
+                width: health.width,
+                height: health.height,
+                frames_total: health.frames_total,
+            }),
+            RecordBody::AgentHealth(_) => {}
         }
     }
     for (printer, (at, state)) in newest {
@@ -637,12 +771,105 @@ async fn handle_other(
                 Err(error) => Err(violation(connection, send, &error.to_string()).await),
             }
         }
-        // Live view arrives with the camera issue; frames before then are ignored.
-        AgentMessage::LiveFrame(_) => Ok(()),
+        // Frames normally come on their own streams; one on the record stream is served too.
+        AgentMessage::LiveFrame(frame) => {
+            publish_frame(&shared.cameras, frame);
+            Ok(())
+        }
         AgentMessage::Hello(_) | AgentMessage::Enroll(_) | AgentMessage::Records(_) => {
             Err(violation(connection, send, "unexpected message on a sync stream").await)
         }
     }
+}
+
+/// Writes every snapshot chunk in `records` to disk (fsynced) before the ingest commits;
+/// returns the snapshots that are now whole. A snapshot that cannot be assembled (a chunk
+/// dropped at the agent, a hash that does not match) is logged and left out; only a storage
+/// failure is an error.
+async fn store_snapshots(
+    shared: &Shared,
+    records: &[proto::Record],
+) -> Result<Vec<StoredSnapshot>, SnapshotError> {
+    let chunks: Vec<proto::SnapshotChunk> = records
+        .iter()
+        .filter_map(|r| match &r.body {
+            RecordBody::Snapshot(chunk) => Some(chunk.clone()),
+            _ => None,
+        })
+        .collect();
+    if chunks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(store) = shared.snapshots.clone() else { return Ok(Vec::new()) };
+    let stored = tokio::task::spawn_blocking(move || {
+        let mut stored = Vec::new();
+        for chunk in &chunks {
+            match store.put_chunk(chunk) {
+                Ok(Some(file)) => stored.push(StoredSnapshot {
+                    id: chunk.snapshot,
+                    path: file.path,
+                    bytes: file.bytes,
+                }),
+                Ok(None) => {}
+                Err(SnapshotError::Invalid { id, detail }) => {
+                    tracing::warn!(snapshot = %id, %detail, printer = %chunk.printer,
+                        "Dropped a snapshot that cannot be assembled.");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(stored)
+    })
+    .await
+    .map_err(|e| SnapshotError::Io {
+        path: std::path::PathBuf::new(),
+        source: std::io::Error::other(e.to_string()),
+    })??;
+    Ok(stored)
+}
+
+/// The largest live frame message accepted (the agent's frame limit plus framing).
+const MAX_LIVE_FRAME: u32 = 9 * 1024 * 1024;
+
+/// Reads live frames, one per unidirectional stream, for as long as the connection lives.
+/// A frame for a camera the agent did not announce, or bytes that are not a frame, end that
+/// stream only: live view is best effort and never disturbs the records.
+async fn accept_live_frames(
+    connection: quinn::Connection,
+    cameras: Arc<Cameras>,
+    announced: Arc<HashSet<(PrinterId, CameraId)>>,
+) {
+    while let Ok(recv) = connection.accept_uni().await {
+        let cameras = cameras.clone();
+        let announced = announced.clone();
+        tokio::spawn(async move {
+            let mut reader = FrameReader::new(recv, MAX_LIVE_FRAME);
+            let message =
+                tokio::time::timeout(Duration::from_secs(10), reader.next::<AgentMessage>());
+            match message.await {
+                Ok(Ok(AgentMessage::LiveFrame(frame))) => {
+                    if announced.contains(&(frame.printer.clone(), frame.camera.clone())) {
+                        publish_frame(&cameras, frame);
+                    } else {
+                        tracing::warn!(printer = %frame.printer, camera = %frame.camera,
+                            "A live frame for a camera the agent did not announce.");
+                    }
+                }
+                Ok(Ok(_)) => tracing::warn!("Unexpected message on a live frame stream."),
+                Ok(Err(error)) => tracing::debug!(%error, "A live frame stream failed."),
+                Err(_) => tracing::debug!("A live frame stream stalled."),
+            }
+        });
+    }
+}
+
+fn publish_frame(cameras: &Cameras, frame: proto::LiveFrame) {
+    let image = LiveImage {
+        captured_at: frame.captured_at,
+        received: std::time::Instant::now(),
+        jpeg: frame.data.into(),
+    };
+    cameras.publish(frame.printer, frame.camera, image);
 }
 
 async fn deliver_commands(

@@ -259,6 +259,21 @@ impl Printer {
         self.state.gcode_state
     }
 
+    /// The current layer (`layer_num`) and the job's layers (`total_layer_num`).
+    pub fn layers(&self) -> (u32, u32) {
+        (self.state.layer_num, self.state.total_layer_num)
+    }
+
+    /// Progress in percent (`mc_percent`).
+    pub fn percent(&self) -> u32 {
+        self.state.mc_percent
+    }
+
+    /// The job's name (`subtask_name`); empty before the first job.
+    pub fn job_name(&self) -> &str {
+        &self.state.subtask_name
+    }
+
     /// Whether the silent fault is armed (publish nothing, ignore requests).
     pub fn is_silent(&self) -> bool {
         self.faults.silent

@@ -3,6 +3,7 @@
 //! client must, and a raw MQTT 3.1.1 client on rumqttc's v4 codec.
 #![allow(clippy::unwrap_used, reason = "test support: a panic here is a test failure")]
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,9 +52,14 @@ pub struct PrinterVerifier {
 
 impl PrinterVerifier {
     pub fn new(handle: &SimHandle) -> Arc<PrinterVerifier> {
+        PrinterVerifier::for_printer(handle.ca_der(), handle.serial().as_str())
+    }
+
+    /// Trusts the printer `serial` whose certificate `ca_der` issued.
+    pub fn for_printer(ca_der: CertificateDer<'static>, serial: &str) -> Arc<PrinterVerifier> {
         Arc::new(PrinterVerifier {
-            ca_der: handle.ca_der(),
-            serial: handle.serial().to_string(),
+            ca_der,
+            serial: serial.to_owned(),
             provider: provider(),
             seen_leaves: Mutex::new(Vec::new()),
         })
@@ -146,8 +152,17 @@ pub async fn tls_connect(
     handle: &SimHandle,
     config: Arc<ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(handle.addr()).await?;
-    let name = ServerName::try_from(handle.serial().to_string()).unwrap();
+    tls_connect_to(handle.addr(), handle.serial().as_str(), config).await
+}
+
+/// Opens a TLS connection to `addr`, naming the printer `serial` in the SNI.
+pub async fn tls_connect_to(
+    addr: SocketAddr,
+    serial: &str,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(serial.to_owned()).unwrap();
     TlsConnector::from(config).connect(name, tcp).await
 }
 

@@ -204,6 +204,19 @@ fn record_bodies() -> (&'static str, Vec<RecordBody>) {
             printer: printer(),
             outcome: CommandOutcome::Succeeded,
         }),
+        CameraHealth => RecordBody::CameraHealth(CameraHealth {
+            printer: printer(),
+            camera: camera(),
+            source: "bambu port 6000 at 192.168.1.20".into(),
+            state: CameraState::Streaming,
+            fps_milli: 980,
+            last_frame_at: Some(T0),
+            width: 1280,
+            height: 720,
+            frames_total: 3600,
+            last_error: None,
+            live: true,
+        }),
     })
 }
 
@@ -422,6 +435,15 @@ fn snapshot_triggers() -> (&'static str, Vec<SnapshotTrigger>) {
     })
 }
 
+fn camera_states() -> (&'static str, Vec<CameraState>) {
+    every_variant!(CameraState {
+        Idle => CameraState::Idle,
+        Connecting => CameraState::Connecting,
+        Streaming => CameraState::Streaming,
+        Failed => CameraState::Failed,
+    })
+}
+
 fn image_formats() -> (&'static str, Vec<ImageFormat>) {
     every_variant!(ImageFormat { Jpeg => ImageFormat::Jpeg })
 }
@@ -594,6 +616,7 @@ fn golden_bytes_are_unchanged() {
     check_enum(vendors(), &mut golden);
     check_enum(snapshot_triggers(), &mut golden);
     check_enum(image_formats(), &mut golden);
+    check_enum(camera_states(), &mut golden);
     check_enum(drop_classes(), &mut golden);
     check_enum(drop_reasons(), &mut golden);
     check_enum(enroll_refusals(), &mut golden);

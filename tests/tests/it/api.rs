@@ -13,7 +13,7 @@ use hub::config::{HubConfig, Overrides};
 use printer_sim::config::{Model, SimConfig};
 use printer_sim::{SimHandle, Simulator};
 use serde_json::{Value, json};
-use tests::fleet::{TestAgent, agent_config, eventually};
+use tests::fleet::{TestAgent, agent_config, agent_config_with_camera, eventually};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -47,6 +47,7 @@ on_both_backends!(
     login_sets_a_safe_cookie_and_failed_logins_are_rate_limited,
     the_websocket_pushes_state_and_events_as_they_are_ingested,
     every_documented_route_exists_and_operations_endpoints_answer,
+    cameras_snapshot_at_milestones_serve_live_view_and_report_failures,
 );
 
 /// A hub on loopback ports with its own data directory.
@@ -123,10 +124,33 @@ impl Api {
             SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::X1C)
                 .with_intervals(Duration::from_millis(20), Duration::from_millis(20));
         let sim = Simulator::start(config).await.unwrap();
+        let agent = self.connect(state, "pi-api", agent_config(state, Some(&sim), SERIAL)).await;
+        (agent, sim)
+    }
+
+    /// An enrolled agent watching a simulated P1S and its port-6000 camera, connected.
+    async fn agent_with_camera(&self, state: &std::path::Path) -> (TestAgent, SimHandle) {
+        let config =
+            SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
+                .with_intervals(Duration::from_millis(100), Duration::from_millis(50));
+        let sim = Simulator::start(config).await.unwrap();
+        let config = agent_config_with_camera(state, &sim, SERIAL, 4);
+        let agent = self.connect(state, "pi-camera", config).await;
+        (agent, sim)
+    }
+
+    /// Enrolls an agent named `name` in `state`, starts it with `config`, waits until it is
+    /// connected.
+    async fn connect(
+        &self,
+        state: &std::path::Path,
+        name: &str,
+        config: edge_agent::config::AgentConfig,
+    ) -> TestAgent {
         let (token, _) = hub::sync::token::create(
             &self.hub.state.db,
             &self.hub.sync.ca_fingerprint(),
-            Some("pi-api"),
+            Some(name),
             Duration::from_secs(600),
             proto::UnixMillis::now(),
         )
@@ -139,15 +163,57 @@ impl Api {
         )
         .await
         .unwrap();
-        let mut agent = TestAgent::start(agent_config(state, Some(&sim), SERIAL));
+        let mut agent = TestAgent::start(config);
         agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
-        (agent, sim)
+        agent
+    }
+
+    /// The raw response of a GET (for images and streams).
+    async fn get_raw(&self, token: &str, path: &str) -> axum::response::Response {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        hub::api::router(self.hub.state.clone()).oneshot(request).await.unwrap()
     }
 
     async fn stop(self) {
         self.shutdown.cancel();
         self.hub.wait().await;
     }
+}
+
+/// Decodes a JPEG with a real decoder; returns its width and height.
+fn decode_jpeg(bytes: &[u8]) -> (u16, u16) {
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    let pixels = decoder.decode().expect("a JPEG the decoder reads");
+    let info = decoder.info().expect("image info");
+    assert!(!pixels.is_empty());
+    (info.width, info.height)
+}
+
+/// Reads `count` JPEG parts from a multipart/x-mixed-replace body.
+async fn mjpeg_frames(response: axum::response::Response, count: usize) -> Vec<Vec<u8>> {
+    let mut body = response.into_body().into_data_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut frames = Vec::new();
+    while frames.len() < count {
+        let chunk = tokio::time::timeout(tests::PATIENCE, body.next())
+            .await
+            .expect("live frames keep coming")
+            .expect("the stream stays open")
+            .unwrap();
+        buffer.extend_from_slice(&chunk);
+        while let Some(start) = buffer.windows(2).position(|w| w == [0xFF, 0xD8]) {
+            let Some(end) = buffer[start..].windows(2).position(|w| w == [0xFF, 0xD9]) else {
+                break;
+            };
+            let end = start + end + 2;
+            frames.push(buffer[start..end].to_vec());
+            buffer.drain(..end);
+        }
+    }
+    frames
 }
 
 fn error_code(body: &Value) -> &str {
@@ -481,5 +547,103 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
     assert!(text.contains("kitt_agents_connected 0"), "{text}");
     let (status, _, _) = api.call(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    api.stop().await;
+}
+
+async fn cameras_snapshot_at_milestones_serve_live_view_and_report_failures(db: Option<String>) {
+    let api = Api::start(db).await;
+    let viewer = api.user("vera", "viewer").await;
+    let operator = api.user("otto", "operator").await;
+    let state = tempfile::tempdir().unwrap();
+    let (agent, sim) = api.agent_with_camera(state.path()).await;
+    let changes = api.hub.sync.changes();
+
+    // A job: its start and first layer are photographed, then every 4 layers.
+    sim.start_job("bracket.3mf", 30).await.unwrap();
+    let snapshots = eventually(changes.clone(), "milestone snapshots", || async {
+        let (_, body) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}/snapshots")).await;
+        let list = body["snapshots"].as_array().cloned().unwrap_or_default();
+        let triggers: Vec<&str> = list.iter().filter_map(|s| s["trigger"].as_str()).collect();
+        (triggers.contains(&"job_started")
+            && triggers.contains(&"first_layer_done")
+            && triggers.contains(&"layer"))
+        .then_some(list)
+    })
+    .await;
+    let started = snapshots.iter().find(|s| s["trigger"] == "job_started").unwrap();
+    assert_eq!(started["job_name"], "bracket.3mf", "linked to its job: {started}");
+    assert!(started["event_id"].is_i64(), "linked to the job_started event: {started}");
+    assert_eq!(started["camera_id"], "chamber");
+    let response = api.get_raw(&viewer, started["url"].as_str().unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "image/jpeg");
+    let image = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(decode_jpeg(&image), (1280, 720), "the simulator's frame, whole");
+    let latest = api.get_raw(&viewer, &format!("/api/v1/printers/{SERIAL}/snapshots/latest")).await;
+    assert_eq!(latest.status(), StatusCode::OK);
+    let (_, printer) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+    assert!(printer["latest_snapshot"]["url"].is_string(), "{printer}");
+
+    // Camera health, and a snapshot on request with its measured round trip.
+    let (_, cameras) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}/cameras")).await;
+    assert_eq!(cameras["cameras"][0]["state"], "streaming", "{cameras}");
+    assert_eq!(cameras["cameras"][0]["width"], 1280);
+    let path = format!("/api/v1/printers/{SERIAL}/cameras/chamber/snapshot");
+    let (status, body) = api.post(&viewer, &path, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer cannot ask: {body}");
+    let (status, body) = api.post(&operator, &path, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["snapshot"]["trigger"], "requested");
+    let trip = body["round_trip_ms"].as_u64().unwrap();
+    let (_, cameras) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}/cameras")).await;
+    assert_eq!(cameras["cameras"][0]["snapshot_round_trip_ms"].as_u64(), Some(trip));
+
+    // Live view: three viewers share the agent's one upstream, each gets whole frames.
+    let live = format!("/api/v1/printers/{SERIAL}/cameras/chamber/live");
+    let streams = futures_util::future::join_all((0..3).map(|_| api.get_raw(&viewer, &live))).await;
+    for stream in &streams {
+        assert_eq!(stream.status(), StatusCode::OK);
+        let kind = stream.headers()[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(kind.starts_with("multipart/x-mixed-replace"), "{kind}");
+    }
+    assert_eq!(
+        api.hub.sync.cameras().viewers(&SERIAL.parse().unwrap(), &"chamber".parse().unwrap()),
+        3
+    );
+    let frames =
+        futures_util::future::join_all(streams.into_iter().map(|s| mjpeg_frames(s, 2))).await;
+    for frames in &frames {
+        for frame in frames {
+            assert_eq!(decode_jpeg(frame), (1280, 720));
+        }
+    }
+    // The last viewer gone, the agent stops streaming (it reports live = false).
+    eventually(changes.clone(), "live view to stop", || async {
+        let (_, cameras) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}/cameras")).await;
+        (cameras["cameras"][0]["live"] == false && cameras["cameras"][0]["viewers"] == 0)
+            .then_some(())
+    })
+    .await;
+
+    // The camera goes off: a requested snapshot reports the camera's reason, and the printer
+    // link carries on regardless.
+    sim.set_camera_fault(Some(printer_sim::config::CameraFault::Off));
+    eventually(changes.clone(), "the camera to be reported failed", || async {
+        let (_, cameras) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}/cameras")).await;
+        (cameras["cameras"][0]["state"] == "failed").then_some(())
+    })
+    .await;
+    let (status, body) = api.post(&operator, &path, json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "camera_unavailable", "{body}");
+    let before = printer["state_at"].as_i64().unwrap();
+    eventually(changes.clone(), "printer state to keep flowing", || async {
+        let (_, printer) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+        (printer["state_at"].as_i64().unwrap_or(0) > before).then_some(())
+    })
+    .await;
+
+    agent.stop().await;
+    sim.shutdown().await;
     api.stop().await;
 }

@@ -1,14 +1,60 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver) against `kitt-hub demo`:
-//! log in, watch live progress, pause a printer, open the agents page. Screenshots go where
-//! CI keeps artefacts (`tests::webdriver::artifacts_dir`).
+//! log in, watch live progress and camera snapshots, pause a printer, watch its camera live,
+//! open the agents page. Screenshots go where CI keeps artefacts
+//! (`tests::webdriver::artifacts_dir`).
 
 use std::process::Command;
 
 use tests::process::{Process, bin};
-use tests::webdriver::{Driver, artifacts_dir};
+use tests::webdriver::{Driver, Session, artifacts_dir};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Trigger labels the snapshot timeline may show.
+const TRIGGER_LABELS: &[&str] = &[
+    "job started",
+    "first layer",
+    "layer",
+    "interval",
+    "paused",
+    "failed",
+    "finished",
+    "requested",
+];
+
+/// Waits until the image for `css` has loaded (the dashboard marks it with `data-loaded`
+/// on its `load` event), then checks in the page that it has pixels.
+fn wait_image_loaded(browser: &Session, css: &str) {
+    browser.wait(&format!("{css}[data-loaded=true]"));
+    let width = browser.execute(&format!(
+        "const img = document.querySelector({}); return img ? img.naturalWidth : 0",
+        serde_json::Value::from(css)
+    ));
+    assert!(width.as_u64().is_some_and(|w| w > 0), "{css} has not loaded: naturalWidth {width}");
+}
+
+/// Text elements below WCAG AA contrast (4.5:1; 3:1 for large text) against their nearest
+/// opaque background, on the page as it is.
+fn low_contrast(browser: &Session) -> serde_json::Value {
+    browser.execute(
+        "const lum = c => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
+             v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+           return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+         const opaque = c => { const p = c.match(/[\\d.]+/g); return p && (p.length < 4 || Number(p[3]) === 1); };
+         const background = el => { for (; el; el = el.parentElement) {
+             const c = getComputedStyle(el).backgroundColor; if (opaque(c)) return c; }
+           return 'rgb(255, 255, 255)'; };
+         return [...document.querySelectorAll('body *')]
+           .filter(el => el.offsetParent !== null && [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+           .filter(el => !el.closest('button:disabled, [aria-disabled=true]'))
+           .map(el => { const s = getComputedStyle(el); const a = lum(s.color), b = lum(background(el));
+             const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+             const large = parseFloat(s.fontSize) >= 24 || (parseFloat(s.fontSize) >= 18.66 && Number(s.fontWeight) >= 700);
+             return { text: el.textContent.trim().slice(0, 40), ratio, need: large ? 3 : 4.5 }; })
+           .filter(x => x.ratio < x.need)",
+    )
 }
 
 #[test]
@@ -48,6 +94,8 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     let first = browser.attribute(&bar, "aria-valuenow");
     // The next WebSocket update moves the bar.
     browser.wait_attribute_change(workhorse, "aria-valuenow", first.as_deref());
+    // The printing printer's camera snapshot, on its card (it arrives live if none was there).
+    wait_image_loaded(&browser, "[data-printer-id='01P00C391800001'] [data-testid=fleet-snapshot]");
     browser.screenshot(&shots, "2-fleet");
 
     // The printer page: pause, and watch the state change.
@@ -59,6 +107,40 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.accept_dialog();
     browser.wait_text("[data-testid=printer-state]", "the paused state", &["paused"]);
     browser.screenshot(&shots, "3-printer-paused");
+
+    // Its camera: streaming; live view shows frames and stops cleanly; a snapshot taken
+    // on request joins the snapshot timeline.
+    browser.wait("[data-testid=camera-pane]");
+    browser.wait_text(
+        "[data-testid=camera-pane] [data-testid=camera-state]",
+        "a streaming camera",
+        &["streaming"],
+    );
+    let toggle = browser.wait("[data-testid=camera-live-toggle]");
+    browser.click(&toggle);
+    wait_image_loaded(&browser, "[data-testid=camera-live]");
+    browser.click(&toggle);
+    browser.wait_attribute_change("[data-testid=camera-live-toggle]", "aria-pressed", Some("true"));
+    let live_left =
+        browser.execute("return document.querySelectorAll('[data-testid=camera-live]').length");
+    assert_eq!(live_left, 0, "live view stayed on the page after stopping it");
+    browser.wait_text(
+        "[data-testid=snapshot-timeline] [data-testid=snapshot-trigger]",
+        "a snapshot with its trigger in the timeline",
+        TRIGGER_LABELS,
+    );
+    browser.click(&browser.wait("[data-testid=camera-snapshot]"));
+    browser.wait_text(
+        "[data-testid=camera-snapshot-result]",
+        "the requested snapshot",
+        &["taken in"],
+    );
+    browser.wait_text("[data-testid=snapshot-timeline]", "the requested snapshot", &["requested"]);
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "printer page text below WCAG AA");
+    browser.execute(
+        "document.querySelector('[data-testid=camera-pane]').scrollIntoView({ block: 'center' })",
+    );
+    browser.screenshot(&shots, "9-printer-camera");
 
     // The failed printer shows its HMS alert with a link to the vendor's page.
     browser.goto(&format!("{base}/printers/00M09A351100002"));
@@ -85,24 +167,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
 
     // Text contrast: every visible text element against its nearest opaque background
     // meets WCAG AA (4.5:1; 3:1 for large text).
-    let low_contrast = browser.execute(
-        "const lum = c => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
-             v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
-           return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
-         const opaque = c => { const p = c.match(/[\\d.]+/g); return p && (p.length < 4 || Number(p[3]) === 1); };
-         const background = el => { for (; el; el = el.parentElement) {
-             const c = getComputedStyle(el).backgroundColor; if (opaque(c)) return c; }
-           return 'rgb(255, 255, 255)'; };
-         return [...document.querySelectorAll('body *')]
-           .filter(el => el.offsetParent !== null && [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
-           .filter(el => !el.closest('button:disabled, [aria-disabled=true]'))
-           .map(el => { const s = getComputedStyle(el); const a = lum(s.color), b = lum(background(el));
-             const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-             const large = parseFloat(s.fontSize) >= 24 || (parseFloat(s.fontSize) >= 18.66 && Number(s.fontWeight) >= 700);
-             return { text: el.textContent.trim().slice(0, 40), ratio, need: large ? 3 : 4.5 }; })
-           .filter(x => x.ratio < x.need)",
-    );
-    assert_eq!(low_contrast, serde_json::json!([]), "text below WCAG AA contrast");
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "text below WCAG AA contrast");
 
     // Basic accessibility: every form control is labelled, commands are real buttons, the
     // page declares its language, and keyboard focus moves to links and buttons.
@@ -130,6 +195,13 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     assert_eq!(overflow, false, "the fleet page scrolls sideways on a phone");
     let path = browser.screenshot(&shots, "8-fleet-phone");
     assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    // The printer page with its camera and snapshots fits a phone too.
+    browser.goto(&format!("{base}/printers/01P00C391800001"));
+    browser.wait("[data-testid=camera-pane] [data-testid=camera]");
+    browser.wait("[data-testid=snapshot-timeline] [data-testid=snapshot-item]");
+    let overflow =
+        browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
+    assert_eq!(overflow, false, "the printer page scrolls sideways on a phone");
     drop(browser);
     demo.terminate();
 }

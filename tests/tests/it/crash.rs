@@ -88,7 +88,7 @@ async fn kill_9_of_the_agent_the_hub_and_both_loses_and_duplicates_nothing() {
         &config,
         format!(
             "state_dir = \"{}\"\n[sync]\nkeep_alive_s = 1\nidle_timeout_s = 3\n[telemetry]\ninterval_ms = 100\nhealth_interval_s = 1\n\
-             [[printer]]\nserial = \"{SERIAL}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\n",
+             [[printer]]\nserial = \"{SERIAL}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\nbuiltin_camera = false\n",
             state.path().display(),
             sim.addr().port(),
             printer_ca.display()

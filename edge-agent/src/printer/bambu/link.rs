@@ -31,6 +31,11 @@ impl AccessCode {
         }
         Ok(AccessCode(code.to_owned()))
     }
+
+    /// The code itself, for the protocols that send it (MQTT login, camera login, RTSPS URL).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for AccessCode {

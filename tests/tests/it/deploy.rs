@@ -1,0 +1,47 @@
+//! The reference agent configuration, `deploy/agent/agent.toml`, read by the agent's own
+//! parser: it is what the `.deb` installs as the default, so it must be valid as shipped,
+//! state the defaults, and its commented-out example must be valid once uncommented.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edge_agent::config::AgentConfig;
+
+const REFERENCE: &str = include_str!("../../../deploy/agent/agent.toml");
+
+#[test]
+fn the_reference_agent_configuration_parses_and_states_the_defaults() {
+    let config = AgentConfig::parse(REFERENCE).unwrap();
+    let defaults = AgentConfig::parse("").unwrap();
+    assert_eq!(config.state_dir, PathBuf::from("/var/lib/kitt-agent"));
+    assert_eq!(config.state_dir, defaults.state_dir);
+    assert_eq!(config.capacity_bytes, defaults.capacity_bytes);
+    assert_eq!(config.snapshot_capacity_bytes, defaults.snapshot_capacity_bytes);
+    assert_eq!(config.keep_alive, defaults.keep_alive);
+    assert_eq!(config.idle_timeout, defaults.idle_timeout);
+    assert_eq!(config.telemetry_interval, defaults.telemetry_interval);
+    assert_eq!(config.health_interval, Duration::from_secs(60));
+    assert!(config.printers.is_empty(), "no printer by default: the package ships this file");
+}
+
+#[test]
+fn the_reference_agent_configurations_example_printer_parses_once_uncommented() {
+    // `#key = value` (no space) is the example; `# text` is explanation.
+    let uncommented: String = REFERENCE
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if !rest.is_empty() && !rest.starts_with([' ', '#']) => rest,
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config = AgentConfig::parse(&uncommented).unwrap();
+    let [printer] = config.printers.as_slice() else {
+        panic!("one example printer, found {}", config.printers.len())
+    };
+    assert_eq!(printer.serial.as_str(), "01P00A391800001");
+    assert_eq!(printer.host, "192.168.1.50");
+    assert_eq!(printer.port, 8883);
+    assert_eq!(printer.access_code.expose(), "12345678");
+    assert_eq!(printer.name.as_deref(), Some("P1S by the window"));
+}
