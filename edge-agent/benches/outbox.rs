@@ -133,6 +133,8 @@ fn open_in_child(path: &Path) {
         after.0,
         after.1
     );
+    // For `cargo xtask bench`'s table (see tests::metric).
+    println!("kitt-metric outbox_open_backlog_ms {}", millis(elapsed));
     drop(outbox);
 }
 

@@ -163,6 +163,8 @@ async fn main() {
     println!(
         "agent, camera upstream open, no viewer (1280x720, 1 fps from the printer): {cpu:.1} % of one core, peak VmRSS {rss} kB"
     );
+    tests::metric("camera_idle_cpu_percent", cpu);
+    tests::metric("camera_idle_rss_kb", rss as f64);
 
     let viewer_guard = hub.sync.watch_camera(&printer, &camera);
     let (cpu, rss) = measure(pid, window).await;
@@ -170,6 +172,8 @@ async fn main() {
     println!(
         "agent streaming live view to the hub (1280x720 at 1 fps): {cpu:.1} % of one core, peak VmRSS {rss} kB (target <= 16 MB steady)"
     );
+    tests::metric("camera_streaming_cpu_percent", cpu);
+    tests::metric("camera_streaming_rss_kb", rss as f64);
 
     // Fan-out: 20 HTTP viewers of one camera.
     let until = Instant::now() + window;
@@ -199,6 +203,12 @@ async fn main() {
         counts.iter().max().unwrap_or(&0),
         worst_skew.as_secs_f64() * 1000.0,
     );
+    tests::metric("fanout_viewers", VIEWERS as f64);
+    tests::metric(
+        "fanout_min_frames_per_s",
+        *counts.iter().min().unwrap_or(&0) as f64 / window.as_secs_f64(),
+    );
+    tests::metric("fanout_worst_spread_ms", worst_skew.as_secs_f64() * 1000.0);
     agent.terminate();
     sim.shutdown().await;
     shutdown.cancel();

@@ -48,6 +48,7 @@ async fn start_hub(
 
 /// Ingest: `agents` agents, each with `per_agent` events in its outbox, all syncing at once.
 async fn ingest(label: &str, database_url: Option<String>, agents: u64, per_agent: u64) {
+    let key = if database_url.is_some() { "hub_ingest_postgres" } else { "hub_ingest_sqlite" };
     let (hub, _dir, shutdown) = start_hub(database_url).await;
     let states: Vec<tempfile::TempDir> =
         (0..agents).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -129,6 +130,7 @@ async fn ingest(label: &str, database_url: Option<String>, agents: u64, per_agen
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
+    tests::metric(key, total as f64 / elapsed.as_secs_f64());
     stop.cancel();
     shutdown.cancel();
     hub.wait().await;
@@ -189,6 +191,8 @@ async fn latency() {
         pick(0.99),
         ages.len()
     );
+    tests::metric("ws_latency_p50_ms", pick(0.5));
+    tests::metric("ws_latency_p99_ms", pick(0.99));
     agent.stop().await;
     sim.shutdown().await;
     shutdown.cancel();
@@ -236,6 +240,7 @@ fn start_to_ready() {
         "hub start to ready (SQLite, fresh data directory, release binary): median {:.0} ms, max {:.0} ms over 5 starts (target <= 500 ms)",
         times[2], times[4]
     );
+    tests::metric("hub_start_to_ready_ms", times[2]);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -133,6 +133,8 @@ async fn main() {
         "agent memory while draining: peak VmRSS {} kB, VmHWM {} kB (target <= 32 MB)",
         peak_rss, hwm
     );
+    tests::metric("catchup_events_per_s", events as f64 / draining.as_secs_f64());
+    tests::metric("agent_rss_draining_kb", peak_rss.max(hwm) as f64);
 
     // Steady: a printer printing, records trickling.
     sim.start_job("steady", 100_000).await.unwrap();
@@ -141,6 +143,7 @@ async fn main() {
     println!(
         "agent memory steady (one printer printing, synced): VmRSS {rss} kB (target <= 16 MB)"
     );
+    tests::metric("agent_rss_steady_kb", rss as f64);
 
     // Reconnect to data: cut the link until both sides give up, restore it, and time the
     // first new record at the hub.
@@ -165,6 +168,7 @@ async fn main() {
         "reconnect to data: {:.2} s after the link returned (target <= 5 s)",
         healed.elapsed().as_secs_f64()
     );
+    tests::metric("reconnect_to_data_s", healed.elapsed().as_secs_f64());
     agent.terminate();
     sim.shutdown().await;
     hub.stop().await;

@@ -44,6 +44,13 @@ pub async fn wait_for<T>(
     }
 }
 
+/// Prints one benchmark figure for `cargo xtask bench`, which collects the lines
+/// `kitt-metric <key> <value>` from every benchmark into its table (docs/benchmarks.md).
+#[allow(clippy::print_stdout)]
+pub fn metric(key: &str, value: f64) {
+    println!("kitt-metric {key} {value}");
+}
+
 /// Installs the crypto provider once per test process.
 pub fn init() {
     edge_agent::init_crypto();

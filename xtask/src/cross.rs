@@ -128,8 +128,8 @@ pub fn cargo_args(target: &Target) -> Vec<String> {
     vec!["--target".into(), target.triple.into(), "--config".into(), config.display().to_string()]
 }
 
-/// Installs what building for `target` needs: its Rust standard library and Debian's cross
-/// compiler and C library.
+/// Installs what building for `target` needs: its Rust standard library, Debian's cross
+/// compiler and C library, and what every build needs ([`crate::setup::BUILD_PACKAGES`]).
 pub fn prepare_build(target: &Target) -> anyhow::Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -141,6 +141,8 @@ pub fn prepare_build(target: &Target) -> anyhow::Result<()> {
         add.args(["target", "add", target.triple]);
         crate::status(add)?;
     }
+    // libclang: bindgen generates the V4L2 bindings (USB cameras) for the target too.
+    crate::setup::ensure_packages(crate::setup::BUILD_PACKAGES)?;
     crate::setup::ensure_packages(target.build_packages)
 }
 

@@ -16,6 +16,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod cross;
 mod deb;
 mod deps;
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("run") => run(&args[1..]),
-        Some("bench") => bench(),
+        Some("bench") => bench::bench(),
         Some("ci") => ci(),
         Some("deps") => check_deps(),
         Some("fuzz-build") => fuzz_build(),
@@ -107,22 +108,6 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         command.env(key, value);
     }
     status(command)
-}
-
-/// The benchmarks, in release builds, each printing its figures beside its target.
-fn bench() -> anyhow::Result<()> {
-    setup::ensure_packages(setup::BUILD_PACKAGES)?;
-    let mut build = cargo();
-    build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
-    status(build)?;
-    for (package, bench) in
-        [("edge-agent", "outbox"), ("tests", "sync"), ("tests", "hub"), ("tests", "camera")]
-    {
-        let mut command = cargo();
-        command.args(["bench", "--locked", "-p", package, "--bench", bench]);
-        status(command)?;
-    }
-    Ok(())
 }
 
 /// The product on its embedded defaults: `kitt-hub demo` (a hub on SQLite, four simulated

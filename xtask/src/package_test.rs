@@ -52,6 +52,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !args.is_empty() {
         bail!("usage: cargo xtask test-package");
     }
+    crate::setup::ensure_packages(crate::setup::BUILD_PACKAGES)?;
     // The same selection `cargo xtask test` builds, so nothing is rebuilt.
     let mut build = crate::cargo();
     build.args(["build", "--workspace", "--bins", "--locked"]);

@@ -86,6 +86,12 @@ impl RtspSource {
 
     async fn start(&self) -> Result<RtspStream, CameraError> {
         check_url(&self.url).map_err(|detail| CameraError::Unavailable { detail })?;
+        // Looked up first: where spawning cannot report a missing program (qemu-user, some
+        // sandboxes) the child would only exit 127, and the operator deserves the real reason.
+        if !program_exists(&self.ffmpeg) {
+            let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(spawn_error(&self.ffmpeg, &missing));
+        }
         let fps = self.fps.clamp(1, MAX_FPS);
         let mut child = Command::new(&self.ffmpeg)
             .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
@@ -182,6 +188,15 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("{shown} has no host"));
     }
     Ok(())
+}
+
+/// Whether `program` names a file: itself when it has a slash, else somewhere on `PATH`.
+fn program_exists(program: &Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 fn spawn_error(ffmpeg: &Path, error: &std::io::Error) -> CameraError {

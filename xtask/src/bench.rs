@@ -1,0 +1,311 @@
+//! `cargo xtask bench`: runs every benchmark in release builds, collects the figures they
+//! print as `kitt-metric <key> <value>` lines, and prints one table with each figure beside
+//! its target from MISSION.md; the same table goes to `docs/benchmarks.md` with the date and
+//! the machine.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The benchmarks, in the order they run: (package, bench target).
+const BENCHES: &[(&str, &str)] =
+    &[("edge-agent", "outbox"), ("tests", "sync"), ("tests", "hub"), ("tests", "camera")];
+
+/// How a figure compares with its target.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+    /// No number in MISSION.md: reported for the record.
+    None,
+}
+
+/// One row: the metric key, what it is, how it is shown, the target as written, the goal.
+struct Row {
+    key: &'static str,
+    what: &'static str,
+    show: fn(f64) -> String,
+    target: &'static str,
+    goal: Goal,
+}
+
+fn mb(kb: f64) -> String {
+    format!("{:.1} MB", kb / 1024.0)
+}
+
+fn per_s(n: f64) -> String {
+    format!("{:.0} k/s", n / 1000.0)
+}
+
+fn ms(n: f64) -> String {
+    format!("{n:.1} ms")
+}
+
+fn seconds(n: f64) -> String {
+    format!("{n:.2} s")
+}
+
+fn percent(n: f64) -> String {
+    format!("{n:.1} % of a core")
+}
+
+fn bytes(n: f64) -> String {
+    format!("{:.1} MB", n / (1024.0 * 1024.0))
+}
+
+fn plain(n: f64) -> String {
+    format!("{n:.1}")
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        key: "agent_rss_steady_kb",
+        what: "agent resident memory, steady (one printer printing, synced)",
+        show: mb,
+        target: "≤ 16 MB",
+        goal: Goal::AtMost(16.0 * 1024.0),
+    },
+    Row {
+        key: "agent_rss_draining_kb",
+        what: "agent resident memory, draining a 300 k backlog",
+        show: mb,
+        target: "≤ 32 MB",
+        goal: Goal::AtMost(32.0 * 1024.0),
+    },
+    Row {
+        key: "agent_binary_aarch64_bytes",
+        what: "agent binary, aarch64 release, stripped",
+        show: bytes,
+        target: "— (none set)",
+        goal: Goal::None,
+    },
+    Row {
+        key: "catchup_events_per_s",
+        what: "catch-up, one agent, real binary",
+        show: per_s,
+        target: "≥ 200 k/s here (≥ 20 k/s on a Pi)",
+        goal: Goal::AtLeast(200_000.0),
+    },
+    Row {
+        key: "hub_ingest_sqlite",
+        what: "hub ingest, 100 agents, SQLite",
+        show: per_s,
+        target: "≥ 50 k/s",
+        goal: Goal::AtLeast(50_000.0),
+    },
+    Row {
+        key: "hub_ingest_postgres",
+        what: "hub ingest, 100 agents, PostgreSQL (throwaway cluster, fsync off)",
+        show: per_s,
+        target: "≥ 50 k/s",
+        goal: Goal::AtLeast(50_000.0),
+    },
+    Row {
+        key: "ws_latency_p50_ms",
+        what: "printer report → WebSocket, p50",
+        show: ms,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "ws_latency_p99_ms",
+        what: "printer report → WebSocket, p99",
+        show: ms,
+        target: "≤ 50 ms",
+        goal: Goal::AtMost(50.0),
+    },
+    Row {
+        key: "hub_start_to_ready_ms",
+        what: "hub start to ready (median of 5)",
+        show: ms,
+        target: "≤ 500 ms",
+        goal: Goal::AtMost(500.0),
+    },
+    Row {
+        key: "reconnect_to_data_s",
+        what: "reconnect to data after a link returns",
+        show: seconds,
+        target: "≤ 5 s",
+        goal: Goal::AtMost(5.0),
+    },
+    Row {
+        key: "outbox_open_backlog_ms",
+        what: "outbox open with a 1 GB backlog",
+        show: ms,
+        target: "≤ 2 s (issue 4)",
+        goal: Goal::AtMost(2000.0),
+    },
+    Row {
+        key: "camera_idle_cpu_percent",
+        what: "agent CPU, camera upstream open (1280×720, 1 fps), no viewer",
+        show: percent,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "camera_streaming_cpu_percent",
+        what: "agent CPU, streaming live view 1280×720 at 1 fps",
+        show: percent,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "camera_streaming_rss_kb",
+        what: "agent resident memory while streaming",
+        show: mb,
+        target: "≤ 16 MB (steady)",
+        goal: Goal::AtMost(16.0 * 1024.0),
+    },
+    Row {
+        key: "fanout_min_frames_per_s",
+        what: "hub fan-out: frames/s reaching the slowest of 20 MJPEG viewers (agent sends 1)",
+        show: plain,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "fanout_worst_spread_ms",
+        what: "hub fan-out: worst spread of one frame across 20 viewers",
+        show: ms,
+        target: "—",
+        goal: Goal::None,
+    },
+];
+
+/// Runs one benchmark, echoing its output, and returns its metrics.
+fn run_bench(package: &str, bench: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut command = crate::cargo();
+    command.args(["bench", "--locked", "-p", package, "--bench", bench]);
+    command.stdout(Stdio::piped());
+    eprintln!("xtask: running {command:?}");
+    let mut child = command.spawn().context("cannot start cargo bench")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut metrics = BTreeMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        match line.strip_prefix("kitt-metric ") {
+            Some(rest) => {
+                let mut parts = rest.split_whitespace();
+                if let (Some(key), Some(value)) =
+                    (parts.next(), parts.next().and_then(|v| v.parse().ok()))
+                {
+                    metrics.insert(key.to_owned(), value);
+                }
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("cargo bench -p {package} --bench {bench} failed with {status}");
+    }
+    Ok(metrics)
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map(str::trim)
+        .unwrap_or("unknown CPU")
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_gb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_else(|| "unknown OS".into());
+    format!("{cpu}, {cores} cores, {memory_gb:.0} GB, {os}")
+}
+
+fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown date".into())
+}
+
+/// The table, as Markdown; `misses` gets the rows that miss their target.
+fn table(metrics: &BTreeMap<String, f64>, misses: &mut Vec<String>) -> String {
+    let mut out = String::from("| figure | measured | target | |\n|---|---|---|---|\n");
+    for row in ROWS {
+        let Some(&value) = metrics.get(row.key) else {
+            out.push_str(&format!("| {} | not measured | {} | |\n", row.what, row.target));
+            continue;
+        };
+        let verdict = match row.goal {
+            Goal::AtMost(limit) if value <= limit => "met",
+            Goal::AtLeast(floor) if value >= floor => "met",
+            Goal::None => "",
+            _ => {
+                misses.push(format!("{}: {} (target {})", row.what, (row.show)(value), row.target));
+                "**missed**"
+            }
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {verdict} |\n",
+            row.what,
+            (row.show)(value),
+            row.target
+        ));
+    }
+    out
+}
+
+/// Builds the release binaries (and the aarch64 agent, for its size), runs every benchmark,
+/// prints the table and writes `docs/benchmarks.md`.
+pub fn bench() -> anyhow::Result<()> {
+    crate::setup::ensure_packages(crate::setup::BUILD_PACKAGES)?;
+    let mut build = crate::cargo();
+    build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
+    crate::status(build)?;
+    let mut metrics = BTreeMap::new();
+    let aarch64 = crate::cross::target("aarch64-unknown-linux-gnu")
+        .and_then(|target| crate::dist::agent(target, env!("CARGO_PKG_VERSION")))
+        .and_then(|dist| Ok(std::fs::metadata(&dist.binary)?.len()));
+    match aarch64 {
+        Ok(size) => {
+            metrics.insert("agent_binary_aarch64_bytes".to_owned(), size as f64);
+        }
+        Err(error) => eprintln!("xtask: no aarch64 agent binary size: {error:#}"),
+    }
+    for (package, bench) in BENCHES {
+        metrics.extend(run_bench(package, bench)?);
+    }
+    let mut misses = Vec::new();
+    let table = table(&metrics, &mut misses);
+    let machine = machine();
+    let date = today();
+    eprintln!("\nkitt benchmarks, {date}, {machine}\n\n{table}");
+    let mut doc = format!(
+        "# Benchmarks\n\nThe latest `cargo xtask bench`, run on {date} on {machine}. Targets \
+         are MISSION.md's; each benchmark's own output explains its set-up \
+         (`tests/benches/*.rs`, `edge-agent/benches/outbox.rs`).\n\n{table}"
+    );
+    if misses.is_empty() {
+        doc.push_str("\nEvery figure with a target meets it.\n");
+    } else {
+        doc.push_str("\nMissed:\n\n");
+        for miss in &misses {
+            doc.push_str(&format!("- {miss}\n"));
+        }
+    }
+    let path = crate::workspace_root().join("docs/benchmarks.md");
+    std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
