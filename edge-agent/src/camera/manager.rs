@@ -323,7 +323,11 @@ impl Camera {
             self.set_state(CameraState::Streaming).await;
         }
         if self.live()
-            && self.last_live.is_none_or(|at| now.duration_since(at) >= self.live_interval)
+            // A tenth of slack: a camera sending at exactly the asked rate, with jitter,
+            // would otherwise lose each frame that arrives a little early (half the rate).
+            && self.last_live.is_none_or(|at| {
+                now.duration_since(at) + self.live_interval / 10 >= self.live_interval
+            })
         {
             self.last_live = Some(now);
             let live = LiveFrame {

@@ -343,7 +343,12 @@ fn server_config(ca: &HubCa, config: &SyncConfig) -> Result<quinn::ServerConfig,
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_idle_timeout(Some(config.idle_timeout.try_into().map_err(|e| tls(&e))?))
-        .keep_alive_interval(Some(config.keep_alive));
+        .keep_alive_interval(Some(config.keep_alive))
+        // Live frames, one per stream: the agent keeps two in flight, so a few suffice, and a
+        // misbehaving agent cannot make the hub buffer many frames at once.
+        .max_concurrent_uni_streams(4u32.into())
+        // Agents open one bidirectional stream (the sync session); enrollment one too.
+        .max_concurrent_bidi_streams(4u32.into());
     server.transport_config(Arc::new(transport));
     Ok(server)
 }
