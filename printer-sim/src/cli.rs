@@ -103,6 +103,11 @@ pub struct Cli {
     /// that never ends), huge-header (headers claiming 2 GiB) or off (connections closed).
     #[arg(long, value_name = "FAULT")]
     pub camera_fault: Option<CameraFault>,
+    /// Write every transition the printer goes through (job started and finished, gcode_state,
+    /// layer, pause, resume, HMS, print_error) and every request it receives to FILE, one JSON
+    /// object per line, each written at once (see the `emit` module).
+    #[arg(long, value_name = "FILE")]
+    pub emit_log: Option<PathBuf>,
     /// Serve no camera.
     #[arg(
         long,
@@ -147,6 +152,7 @@ impl Cli {
         if let Some(path) = &self.replay {
             config.replay = Some(Replay::from_file(path)?);
         }
+        config.emit_log = self.emit_log.clone();
         config.camera = (!self.no_camera).then(|| CameraConfig {
             bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(self.bind))),
             frame_interval: Duration::from_millis(self.camera_interval_ms),
@@ -269,9 +275,12 @@ mod tests {
             "--loop-jobs",
             "--layer-ms",
             "10",
+            "--emit-log",
+            "/tmp/emit.jsonl",
         ])
         .unwrap();
         let config = cli.to_config().unwrap();
+        assert_eq!(config.emit_log, Some("/tmp/emit.jsonl".into()));
         assert_eq!(config.model, Model::P1S);
         assert_eq!(config.report_style, ReportStyle::Delta);
         assert_eq!(config.layer_interval, Duration::from_millis(10));

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -75,12 +76,14 @@ pub struct SimConfig {
     pub leaf: Option<LeafCert>,
     /// The A1/P1 camera server ("port 6000"); `None`: no camera.
     pub camera: Option<CameraConfig>,
+    /// Where to write the emit log (see [`crate::emit`]); `None`: no log.
+    pub emit_log: Option<PathBuf>,
 }
 
 impl SimConfig {
     /// A configuration with the defaults: loopback on an OS-chosen port, the model's report
-    /// style, 1 s layers and 1 s reports, no job, no faults, a fresh CA, and a camera with
-    /// [`CameraConfig::default`].
+    /// style, 1 s layers and 1 s reports, no job, no faults, a fresh CA, a camera with
+    /// [`CameraConfig::default`], and no emit log.
     pub fn new(serial: PrinterSerial, access_code: AccessCode, model: Model) -> Self {
         SimConfig {
             serial,
@@ -98,6 +101,7 @@ impl SimConfig {
             ca: None,
             leaf: None,
             camera: Some(CameraConfig::default()),
+            emit_log: None,
         }
     }
 

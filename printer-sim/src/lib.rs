@@ -19,6 +19,8 @@
 //!   silence, refusing control (no Developer Mode); plus dropping every connection and
 //!   rotating the certificate from the [`SimHandle`].
 //! - **Replay** ([`Replay`]) of recorded reports instead of simulated ones.
+//! - **The emit log** ([`emit`], `--emit-log`): every transition the printer went through and
+//!   every request it received, as JSON lines, for checkers in other processes.
 //! - **The A1/P1 camera** (the private `camera` module, "port 6000"): TLS with the same
 //!   certificate, the 80-byte auth packet, then generated 1280×720 JPEG frames showing the
 //!   printer's live state, each behind a 16-byte header; two streams at once (a third stalls);
@@ -37,6 +39,7 @@
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod emit;
 pub mod events;
 pub mod printer;
 pub mod replay;

@@ -28,6 +28,7 @@ use crate::config::{
     AccessCode, CameraFault, ConfigError, Fault, FaultKind, JobSpec, MAX_CAMERA_STREAMS, Model,
     PrinterSerial, SimConfig,
 };
+use crate::emit::EmitLog;
 use crate::events::{EVENT_CAPACITY, PublishedKind, SimEvent, SimEvents};
 use crate::printer::{DEFAULT_GCODE_FILE, JobRejected, Outgoing, Printer, PrinterSettings};
 
@@ -113,6 +114,12 @@ impl Simulator {
         if let Some(job) = config.autostart_job.clone() {
             printer.start_job(job, DEFAULT_GCODE_FILE)?;
         }
+        let emit_log = match &config.emit_log {
+            Some(path) => Some(EmitLog::create(path, &printer).map_err(|source| {
+                SimError::EmitLog { path: path.display().to_string(), source }
+            })?),
+            None => None,
+        };
         let (view, view_receiver) = watch::channel(PrinterView::of(&printer));
         let (camera_fault, camera_fault_receiver) =
             watch::channel(config.camera.as_ref().and_then(|camera| camera.fault));
@@ -126,6 +133,7 @@ impl Simulator {
             layer_interval: config.layer_interval,
             report_interval: config.report_interval,
             view,
+            emit_log,
         };
 
         let shutdown = CancellationToken::new();
@@ -362,6 +370,14 @@ pub enum SimError {
     /// The printer refused to start a job.
     #[error("job not started")]
     Job(#[from] JobRejected),
+    /// The emit log could not be created.
+    #[error("cannot create the emit log {path}")]
+    EmitLog {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The simulator has stopped.
     #[error("the simulator has stopped")]
     Stopped,
@@ -388,6 +404,8 @@ struct PrinterDriver {
     report_interval: Duration,
     /// What the camera shows, updated after everything that may change the printer.
     view: watch::Sender<PrinterView>,
+    /// `--emit-log`: every transition and request, written as it happens.
+    emit_log: Option<EmitLog>,
 }
 
 impl PrinterDriver {
@@ -402,6 +420,9 @@ impl PrinterDriver {
                 _ = steps.tick() => self.printer.step(),
                 _ = reports.tick() => self.report(),
                 Some(inbound) = self.inbound.recv() => {
+                    if let Some(log) = self.emit_log.as_mut() {
+                        log.request(&inbound.request);
+                    }
                     for outgoing in self.printer.handle_request(&inbound.request) {
                         match outgoing {
                             // A replay replaces the printer's own reports, pushall included.
@@ -412,6 +433,9 @@ impl PrinterDriver {
                     }
                 }
                 Some(control) = self.control.recv() => self.control(control),
+            }
+            if let Some(log) = self.emit_log.as_mut() {
+                log.observe(&self.printer);
             }
             self.update_view();
         }

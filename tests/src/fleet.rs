@@ -230,7 +230,23 @@ where
 /// For state held by another process (a `kitt-hub` binary killed and restarted under the
 /// test, read through its database file), which has no event this process can wait on:
 /// checks every 20 ms until `check` returns `Some`, failing after `patience`.
-pub async fn poll_other_process<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
+pub async fn poll_other_process<T, F, Fut>(patience: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_until(patience, what, check)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Like [`poll_other_process`], for a caller that reports rather than panics: `Err` says
+/// what did not happen within `patience`.
+pub async fn wait_until<T, F, Fut>(
+    patience: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -238,10 +254,10 @@ where
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(found) = check().await {
-            return found;
+            return Ok(found);
         }
         if tokio::time::Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
+            return Err(format!("{what}: not within {} s", patience.as_secs()));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,16 +1,19 @@
 //! kitt's system tests and the harness they share.
 //!
-//! The harness grows with the system: today a throwaway mosquitto broker with TLS and a
-//! password file ([`mosquitto::Mosquitto`]) and helpers to wait on a printer link's outputs;
-//! later `Hub::spawn()`, `Agent::new().hub(&hub)…`, the UDP impairment relay and a throwaway
-//! PostgreSQL.
+//! In-process parts ([`fleet`]: a hub and agents; [`mosquitto`]: a broker configured like a
+//! printer), the real binaries as processes ([`process`], and [`scenario`]: a fleet of them
+//! behind UDP impairment relays, [`relay`]), a throwaway PostgreSQL ([`postgres`]), and the
+//! scenario checker ([`checker`]), which compares what simulated printers emitted with what
+//! the hub stored.
 
+pub mod checker;
 pub mod fleet;
 pub mod http;
 pub mod mosquitto;
 pub mod postgres;
 pub mod process;
 pub mod relay;
+pub mod scenario;
 pub mod webdriver;
 
 use std::time::Duration;

@@ -54,15 +54,20 @@ pub async fn fresh_database() -> String {
         // The panic says why the cluster did not start, and what to do.
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     };
+    database_on(&admin_url).await
+}
+
+/// Creates a brand-new, empty database on the cluster at `admin_url`; its URL.
+async fn database_on(admin_url: &str) -> String {
     let name = format!("kitt_test_{:016x}", rand::random::<u64>());
-    let mut admin = connect(&admin_url).await;
+    let mut admin = connect(admin_url).await;
     // `name` is ours: letters, digits and '_'.
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
         .unwrap_or_else(|error| panic!("cannot create the test database {name}: {error}"));
     let _ = admin.close().await;
-    database_url(&admin_url, &name)
+    database_url(admin_url, &name)
 }
 
 /// The admin URL of the cluster: [`URL_VAR`]'s, or that of the cluster this process starts.
@@ -72,7 +77,7 @@ fn admin_url() -> String {
     }
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER
-        .get_or_init(|| Cluster::start().unwrap_or_else(|error| panic!("{error}")))
+        .get_or_init(|| Cluster::start(Durability::Off).unwrap_or_else(|error| panic!("{error}")))
         .admin_url
         .clone()
 }
@@ -107,16 +112,53 @@ fn database_url(admin_url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
-/// A cluster this process started; stopped by its watchdog when the process exits.
-struct Cluster {
+/// A cluster this process started; stopped by its watchdog when the process exits or the
+/// cluster is dropped.
+#[derive(Debug)]
+pub struct Cluster {
     admin_url: String,
+    /// `pg_ctl` and the directories, to restart it.
+    bin: PathBuf,
+    base: PathBuf,
+    port: u16,
     /// The write end of the watchdog's stdin, closed by the kernel at exit (or when this is
-    /// dropped after a failed start).
+    /// dropped).
     _watchdog: ChildStdin,
 }
 
+/// Whether a cluster keeps what it acknowledged through a crash of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// `fsync`, `synchronous_commit` and `full_page_writes` off: fast, for tests that never
+    /// stop the server.
+    Off,
+    /// PostgreSQL's defaults: a commit is durable when acknowledged.
+    On,
+}
+
 impl Cluster {
-    fn start() -> Result<Cluster, String> {
+    /// A cluster of this test's own, with PostgreSQL's durability settings, for a test that
+    /// restarts it ([`Cluster::restart`]); stopped and removed when dropped.
+    pub fn start_private() -> Result<Cluster, String> {
+        Cluster::start(Durability::On)
+    }
+
+    /// A brand-new, empty database on this cluster; its URL.
+    pub async fn fresh_database(&self) -> String {
+        database_on(&self.admin_url).await
+    }
+
+    /// Restarts the server as a crash would (`pg_ctl restart -m immediate`: no shutdown
+    /// checkpoint, clients cut off, recovery from the WAL on start), and waits until it
+    /// accepts connections again.
+    pub fn restart(&self) -> Result<(), String> {
+        let mut restart = postgres_program(&self.bin.join("pg_ctl"), &self.base);
+        restart.arg("-D").arg(self.base.join("data")).arg("-l").arg(self.base.join("server.log"));
+        restart.args(["-w", "-t", "60", "-m", "immediate", "-o", &format!("-p {}", self.port)]);
+        run(restart.arg("restart"))
+    }
+
+    fn start(durability: Durability) -> Result<Cluster, String> {
         let started = Instant::now();
         let bin = server_binaries()?;
         let as_postgres = running_as_root();
@@ -131,18 +173,7 @@ impl Cluster {
             .map_err(|e| format!("cannot create {}: {e}", base.display()))?;
         let data = base.join("data");
         let pg_ctl = bin.join("pg_ctl");
-        let program = |path: &Path| {
-            let mut command = if as_postgres {
-                let mut command = Command::new("runuser");
-                command.args(["-u", "postgres", "--"]).arg(path);
-                command
-            } else {
-                Command::new(path)
-            };
-            // The postgres user may not enter the current directory.
-            command.current_dir(&base).stdin(Stdio::null());
-            command
-        };
+        let program = |path: &Path| postgres_program(path, &base);
 
         // The watchdog first: from here on, dropping it removes the directory.
         let mut stop = program(&pg_ctl);
@@ -176,7 +207,7 @@ impl Cluster {
             "UTF8",
             "--locale=C",
         ]))?;
-        append_settings(&data.join("postgresql.conf"), &base)?;
+        append_settings(&data.join("postgresql.conf"), &base, durability)?;
         // The free port may be taken before the server binds it: then try another.
         let mut last_error = String::new();
         for _ in 0..3 {
@@ -196,6 +227,9 @@ impl Cluster {
                     }
                     return Ok(Cluster {
                         admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                        bin,
+                        base,
+                        port,
                         _watchdog: watchdog,
                     });
                 }
@@ -246,19 +280,37 @@ fn server_binaries() -> Result<PathBuf, String> {
     ))
 }
 
+/// `path` run in the cluster's directory `base`, as the `postgres` user when this process is
+/// root (PostgreSQL refuses to run as root).
+fn postgres_program(path: &Path, base: &Path) -> Command {
+    let mut command = if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(path);
+        command
+    } else {
+        Command::new(path)
+    };
+    // The postgres user may not enter the current directory.
+    command.current_dir(base).stdin(Stdio::null());
+    command
+}
+
 /// Whether this process runs as root (the owner of `/proc/self` is the effective user).
 fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 
 /// Settings for a throwaway cluster: loopback only, the socket in its own directory, and
-/// durability traded for speed.
-fn append_settings(config: &Path, socket_dir: &Path) -> Result<(), String> {
+/// durability traded for speed unless asked for.
+fn append_settings(config: &Path, socket_dir: &Path, durability: Durability) -> Result<(), String> {
     use std::io::Write;
+    let durability = match durability {
+        Durability::Off => "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
+        Durability::On => "",
+    };
     let settings = format!(
         "\n# kitt's throwaway test cluster\nlisten_addresses = '127.0.0.1'\n\
-         unix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\n\
-         full_page_writes = off\nmax_connections = 200\n",
+         unix_socket_directories = '{}'\n{durability}max_connections = 200\n",
         socket_dir.display()
     );
     std::fs::OpenOptions::new()

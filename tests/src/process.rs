@@ -47,6 +47,18 @@ fn build_binaries(dir: &std::path::Path) {
     );
 }
 
+/// Sends each line `from` yields, on a thread of its own, until either side ends.
+fn forward_lines(from: impl std::io::Read + Send + 'static, to: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { return };
+            if to.send(line).is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// A child process whose stdout lines the test can wait on. Killed with SIGKILL when
 /// dropped.
 #[derive(Debug)]
@@ -64,29 +76,61 @@ impl Process {
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        forward_lines(stdout, tx);
         Process { child, lines }
+    }
+
+    /// Like [`Process::spawn`], with the log (stderr) among the lines [`Process::wait_line`]
+    /// sees, so a test can wait for what the program tells its user. Colours off.
+    pub fn spawn_logged(command: &mut Command) -> Process {
+        let mut child = command
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        forward_lines(stdout, tx.clone());
+        forward_lines(stderr, tx);
+        Process { child, lines }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits for a stdout line containing `needle` and returns it.
     pub fn wait_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
+        self.wait_line_where(PATIENCE, needle, |line| line.contains(needle))
+            .unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// Waits up to `patience` for a line `want` accepts; `Err` says what, and what was seen
+    /// instead. Lines before it are consumed.
+    pub fn wait_line_where(
+        &self,
+        patience: std::time::Duration,
+        what: &str,
+        want: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + patience;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
+                Ok(line) if want(&line) => return Ok(line),
                 Ok(line) => seen.push(line),
-                Err(_) => panic!("no line with {needle:?}; saw {seen:#?}"),
+                Err(_) => return Err(format!("no line with {what:?}; saw {seen:#?}")),
             }
         }
+    }
+
+    /// The lines that arrived and no wait consumed yet, without waiting.
+    pub fn take_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 
     /// `kill -9`.

@@ -101,13 +101,20 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--workspace", "--bins", "--locked"]);
     status(build)?;
+    // Each system scenario appends its one-line verdict here; shown after the run.
+    let verdicts = target_dir().join("test-artifacts/scenarios/verdicts.txt");
+    let _ = std::fs::remove_file(&verdicts);
     let mut command = cargo();
     command.args(["test", "--workspace", "--locked"]);
     command.args(extra);
     for (key, value) in services.env() {
         command.env(key, value);
     }
-    status(command)
+    let result = status(command);
+    if let Ok(text) = std::fs::read_to_string(&verdicts) {
+        eprintln!("\nxtask: offline-tolerance scenarios ({}):\n{text}", verdicts.display());
+    }
+    result
 }
 
 /// The product on its embedded defaults: `kitt-hub demo` (a hub on SQLite, four simulated

@@ -279,6 +279,26 @@ impl Printer {
         self.faults.silent
     }
 
+    /// The current stage (`stg_cur`).
+    pub fn stage(&self) -> i64 {
+        self.state.stg_cur
+    }
+
+    /// The HMS entries raised now, in the order they appeared.
+    pub fn hms(&self) -> &[Hms] {
+        &self.state.hms
+    }
+
+    /// The `print_error` reported now; 0 when none.
+    pub fn print_error(&self) -> u32 {
+        self.state.print_error
+    }
+
+    /// How many jobs have started since power-on.
+    pub fn jobs_started(&self) -> u32 {
+        self.jobs_started
+    }
+
     /// Starts a job if none is in progress.
     pub fn start_job(&mut self, spec: JobSpec, gcode_file: &str) -> Result<(), JobRejected> {
         if self.state.gcode_state.is_busy() {

@@ -103,36 +103,7 @@ async fn garbage_and_clients_without_a_hub_certificate_are_refused_and_others_ca
     }
 
     // A client with a certificate from a CA of its own: the TLS handshake fails.
-    let foreign_ca = hub::ca::HubCa::generate().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let csr = rcgen::CertificateParams::default().serialize_request(&key).unwrap();
-    let impostor = proto::AgentId::new("pi-good").unwrap();
-    let issued = foreign_ca.issue_agent(&impostor, csr.der(), Duration::from_secs(3600)).unwrap();
-    let config = edge_agent::sync::tls::sync_config(
-        &hub.handle.ca_der(),
-        issued.chain_der.iter().map(|c| c.clone().into()).collect(),
-        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        edge_agent::sync::tls::Timeouts::default(),
-    )
-    .unwrap();
-    let endpoint = edge_agent::sync::enroll::client_endpoint(hub.addr).unwrap();
-    let attempt = async {
-        let connection = endpoint
-            .connect_with(config, hub.addr, "hub.kitt")
-            .unwrap()
-            .await
-            .map_err(|e| e.to_string())?;
-        // TLS 1.3: the hub checks the client certificate after the client thinks it is in.
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-        send.write_all(&[0u8; 16]).await.map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 16];
-        match recv.read(&mut buf).await {
-            Ok(Some(_)) => Ok("the hub answered"),
-            Ok(None) => Err("stream closed".to_owned()),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let refused = tokio::time::timeout(Duration::from_secs(10), attempt).await.unwrap();
+    let refused = tests::scenario::foreign_client(hub.addr, &hub.handle.ca_der()).await;
     assert!(refused.is_err(), "a foreign certificate got an answer: {refused:?}");
 
     // A client with no certificate at all on the sync protocol: closed as unauthenticated.
@@ -149,6 +120,7 @@ async fn garbage_and_clients_without_a_hub_certificate_are_refused_and_others_ca
     let anonymous = quinn::ClientConfig::new(std::sync::Arc::new(
         quinn::crypto::rustls::QuicClientConfig::try_from(anonymous).unwrap(),
     ));
+    let endpoint = edge_agent::sync::enroll::client_endpoint(hub.addr).unwrap();
     let connection = endpoint.connect_with(anonymous, hub.addr, "hub.kitt").unwrap().await.unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed()).await.unwrap();
     match closed {

@@ -5,11 +5,11 @@
 
 mod api;
 mod browser;
-mod crash;
 mod demo;
 mod deploy;
 mod impairment;
 mod printer_link;
+mod scenarios;
 mod storage;
 mod sync;
 mod upgrade;
