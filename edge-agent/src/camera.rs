@@ -74,6 +74,14 @@ pub enum CameraError {
     Unavailable { detail: String },
 }
 
+/// Runs a source's read of one frame within `timeout`: its stall is a `Timeout` error.
+pub(crate) async fn within(
+    timeout: Duration,
+    read: impl Future<Output = Result<Frame, CameraError>>,
+) -> Result<Frame, CameraError> {
+    tokio::time::timeout(timeout, read).await.unwrap_or(Err(CameraError::Timeout(timeout)))
+}
+
 /// Where frames come from. `open` is called again after every failure (with backoff).
 pub trait CameraSource: Send + Sync + std::fmt::Debug + 'static {
     /// What the source is, for logs and health reports (never a secret).

@@ -193,12 +193,7 @@ impl std::fmt::Debug for BambuStream {
 
 impl FrameStream for BambuStream {
     fn next_frame(&mut self) -> BoxFuture<'_, Result<Frame, CameraError>> {
-        Box::pin(async move {
-            let timeout = self.frame_timeout;
-            tokio::time::timeout(timeout, self.read_frame())
-                .await
-                .unwrap_or(Err(CameraError::Timeout(timeout)))
-        })
+        Box::pin(async move { crate::camera::within(self.frame_timeout, self.read_frame()).await })
     }
 }
 

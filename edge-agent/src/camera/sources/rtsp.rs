@@ -282,10 +282,7 @@ impl FrameStream for RtspStream {
             if let Some(frame) = self.pending.take() {
                 return Ok(frame);
             }
-            let timeout = self.frame_timeout;
-            tokio::time::timeout(timeout, self.read_frame())
-                .await
-                .unwrap_or(Err(CameraError::Timeout(timeout)))
+            crate::camera::within(self.frame_timeout, self.read_frame()).await
         })
     }
 }

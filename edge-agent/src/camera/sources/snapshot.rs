@@ -97,9 +97,7 @@ impl FrameStream for SnapshotStream {
 
 /// One GET, the whole body, checked.
 async fn fetch(url: &HttpUrl, timeout: Duration) -> Result<Frame, CameraError> {
-    tokio::time::timeout(timeout, fetch_inner(url, timeout))
-        .await
-        .unwrap_or(Err(CameraError::Timeout(timeout)))
+    crate::camera::within(timeout, fetch_inner(url, timeout)).await
 }
 
 async fn fetch_inner(url: &HttpUrl, timeout: Duration) -> Result<Frame, CameraError> {
