@@ -80,14 +80,16 @@ pub async fn start(
     sync_config.cert_lifetime = config.certificate_lifetime;
     let snapshot_dir = config.data_dir.join("snapshots");
     sync_config.snapshot_dir = Some(snapshot_dir.clone());
-    let server = SyncServer::bind_with(sync_config, db.clone(), ca, LiveHub::new())?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let server =
+        SyncServer::bind_with(sync_config, db.clone(), ca, LiveHub::new(), metrics.clone())?;
     let sync_addr = server.local_addr();
     let sync = server.handle();
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .map_err(|source| StartError::Http { addr: config.http_listen, source })?;
     let http_addr = listener.local_addr().unwrap_or(config.http_listen);
-    let state = AppState::new(db.clone(), sync.clone(), config.api.clone());
+    let state = AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics);
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let tasks = TaskTracker::new();
@@ -155,5 +157,18 @@ async fn housekeeping(
         }
         // A snapshot whose last chunk never came (dropped at the agent) is abandoned.
         snapshots.sweep_partials(Duration::from_secs(86_400));
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }

@@ -190,7 +190,7 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
                     "No admin user yet: create one with `kitt-hub user add <name> --role admin`.",
                 );
             }
-            wait_for_signal().await;
+            crate::app::wait_for_signal().await;
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), hub.wait()).await;
             Ok(0)
@@ -222,11 +222,11 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
         }
         Command::User { command: UserCommand::Add { name, role, password_stdin } } => {
             let (db, _) = crate::app::open_storage(&config).await?;
-            let Some(role) = crate::api::Role::parse(&role) else {
+            let Some(role) = crate::service::Role::parse(&role) else {
                 eprint_line("kitt-hub: --role must be viewer, operator or admin");
                 return Ok(EXIT_CONFIG);
             };
-            if let Err(error) = crate::api::routes_validate_user_name(&name) {
+            if let Err(error) = crate::api::validate_user_name(&name) {
                 eprint_line(&format!("kitt-hub: {}", error.message));
                 return Ok(EXIT_CONFIG);
             }
@@ -235,7 +235,7 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
                 std::io::stdin().read_line(&mut line).context("cannot read the password")?;
                 (line.trim_end_matches(['\r', '\n']).to_owned(), false)
             } else {
-                (generate_password(), true)
+                (crate::api::auth::generate_password(), true)
             };
             if password.chars().count() < 10 {
                 eprint_line("kitt-hub: the password needs at least 10 characters");
@@ -305,12 +305,6 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
     }
 }
 
-/// A random password of 20 characters from an unambiguous alphabet.
-pub(crate) fn generate_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..20).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
-}
-
 /// `90s`, `30m`, `1h`, `2d`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -329,19 +323,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("a duration must be above zero".into());
     }
     Ok(Duration::from_secs(n * seconds))
-}
-
-/// Ctrl-C or SIGTERM.
-pub(crate) async fn wait_for_signal() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[allow(clippy::print_stdout)]

@@ -171,7 +171,7 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
     let db = hub.state.db.clone();
 
     // An admin with a fresh password each run.
-    let password = crate::cli::generate_password();
+    let password = crate::api::auth::generate_password();
     let hash = crate::api::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
     if !db.insert_user("admin", &hash, "admin", UnixMillis::now()).await? {
         db.set_password("admin", &hash).await?;
@@ -243,7 +243,7 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
         print_line(&format!("  {:<14} {:<8} {}", scenario.name, scenario.model, scenario.what));
     }
     print_line("Ctrl-C stops everything.");
-    crate::cli::wait_for_signal().await;
+    crate::app::wait_for_signal().await;
     drop(children);
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), hub.wait()).await;

@@ -11,5 +11,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod live;
+pub mod metrics;
+pub mod service;
 pub mod sync;
 pub mod web;

@@ -42,11 +42,18 @@ pub enum LiveUpdate {
     },
 }
 
-/// The fan-out point. Slow subscribers miss updates (and are told so) rather than slowing
-/// ingest.
+/// An update with the moment its cause reached the hub (for the report → WebSocket latency).
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub received: std::time::Instant,
+    pub update: LiveUpdate,
+}
+
+/// The fan-out point: the live-updates service. Slow subscribers miss updates (and are told
+/// so) rather than slowing ingest.
 #[derive(Debug, Clone)]
 pub struct LiveHub {
-    sender: broadcast::Sender<LiveUpdate>,
+    sender: broadcast::Sender<Stamped>,
 }
 
 impl Default for LiveHub {
@@ -62,10 +69,15 @@ impl LiveHub {
     }
 
     pub fn publish(&self, update: LiveUpdate) {
-        let _ = self.sender.send(update);
+        self.publish_received(update, std::time::Instant::now());
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveUpdate> {
+    /// Publishes an update whose cause arrived at `received`.
+    pub fn publish_received(&self, update: LiveUpdate, received: std::time::Instant) {
+        let _ = self.sender.send(Stamped { received, update });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
         self.sender.subscribe()
     }
 

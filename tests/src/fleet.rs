@@ -71,6 +71,11 @@ impl TestHub {
         self.handle.db()
     }
 
+    /// The command service over this hub: the only way to create a command.
+    pub fn commands(&self) -> hub::service::Commands {
+        hub::service::Commands::new(self.db().clone(), self.handle.clone())
+    }
+
     /// A fresh single-use token, valid for an hour.
     pub async fn token(&self, name: Option<&str>) -> String {
         let (token, _) = hub::sync::token::create(

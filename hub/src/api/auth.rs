@@ -19,8 +19,10 @@ use proto::UnixMillis;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::AppState;
 use super::error::ApiError;
-use super::{AppState, Metrics};
+use super::extract::JsonBody;
+use crate::service::{Principal, Role, Via};
 
 pub const SESSION_COOKIE: &str = "kitt_session";
 /// Failed logins allowed per user name within [`LOGIN_WINDOW`].
@@ -28,49 +30,6 @@ const LOGIN_FAILURES: usize = 5;
 /// Failed logins allowed per client address (higher: many people may share one NAT).
 const LOGIN_FAILURES_PER_ADDRESS: usize = 20;
 const LOGIN_WINDOW: Duration = Duration::from_secs(300);
-
-/// A role; each includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// The authenticated caller, put in the request's extensions by [`require_caller`].
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user: String,
-    pub role: Role,
-    /// `session` or `token:<id>`.
-    pub via: String,
-}
-
-impl Caller {
-    pub fn require(&self, role: Role) -> Result<(), ApiError> {
-        if self.role >= role { Ok(()) } else { Err(ApiError::forbidden(role.as_str())) }
-    }
-}
 
 /// Hashes a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String, String> {
@@ -84,6 +43,12 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A random password of 20 characters from an unambiguous alphabet.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..20).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// A hash that takes as long to check as a real one, for unknown users.
@@ -155,7 +120,7 @@ impl LoginLimiter {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub name: String,
@@ -194,16 +159,26 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerAddr {
     }
 }
 
+/// Who logged in.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LoggedIn {
+    pub name: String,
+    pub role: Role,
+}
+
 /// `POST /api/v1/login`: checks the password, sets the session cookie.
+#[utoipa::path(post, path = "/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "Logged in; the session cookie is set.", body = LoggedIn)))]
 pub async fn login(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
-    body: super::routes::JsonBody<LoginRequest>,
+    body: JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let request = body.0;
     let keys = vec![format!("user:{}", request.name), format!("ip:{}", client_ip(&headers, peer))];
     if let Some(wait) = state.limiter.blocked(&keys) {
+        state.metrics.login_refused("rate_limited");
         state
             .db
             .audit(&request.name, "login", 429, Some("rate limited"), UnixMillis::now())
@@ -222,7 +197,7 @@ pub async fn login(
     let credentials = state.db.user_credentials(&request.name).await?;
     let password = request.password.clone();
     let (hash, role) = match &credentials {
-        Some((hash, role)) => (hash.clone(), Some(role.clone())),
+        Some((hash, role)) => (hash.clone(), Role::parse(role)),
         None => (decoy_hash().to_owned(), None),
     };
     // argon2 is deliberately slow: keep it off the async workers.
@@ -231,7 +206,7 @@ pub async fn login(
         .unwrap_or(false);
     let Some(role) = role.filter(|_| valid) else {
         state.limiter.failed(&keys);
-        Metrics::count(&state.metrics.logins_failed);
+        state.metrics.login_refused("bad_credentials");
         state
             .db
             .audit(&request.name, "login", 401, Some("bad credentials"), UnixMillis::now())
@@ -267,8 +242,7 @@ pub async fn login(
         lifetime.as_secs(),
         if secure { "; Secure" } else { "" }
     );
-    let mut response =
-        Json(serde_json::json!({ "name": request.name, "role": role })).into_response();
+    let mut response = Json(LoggedIn { name: request.name, role }).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -276,6 +250,8 @@ pub async fn login(
 }
 
 /// `POST /api/v1/logout`: ends the session.
+#[utoipa::path(post, path = "/logout", tag = "auth",
+    responses((status = 204, description = "The session is gone; the cookie is cleared.")))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -303,7 +279,7 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Resolves the caller from a bearer token or a session cookie.
-pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
     let now = UnixMillis::now();
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let Some(token) = value.strip_prefix("Bearer ") else { return Ok(None) };
@@ -319,7 +295,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
             return Ok(None);
         };
         state.db.touch_api_token(id, now).await?;
-        return Ok(Some(Caller { user, role, via: format!("token:{id}") }));
+        return Ok(Some(Principal::user(user, role, Via::Token(id.to_owned()))));
     }
     if let Some(session) = cookie(headers, SESSION_COOKIE) {
         let Some(user) = state.db.session_user(&sha256_hex(&session), now).await? else {
@@ -328,7 +304,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
         let Some(role) = state.db.user_role(&user).await?.and_then(|r| Role::parse(&r)) else {
             return Ok(None);
         };
-        return Ok(Some(Caller { user, role, via: "session".into() }));
+        return Ok(Some(Principal::user(user, role, Via::Session)));
     }
     Ok(None)
 }
@@ -353,14 +329,24 @@ pub async fn require_caller(
     let response = next.run(request).await;
     if mutating {
         let status = response.status().as_u16();
-        let detail = format!("via {}", caller.via);
+        let detail = format!("via {}", caller.via());
         if let Err(error) =
-            state.db.audit(&caller.user, &action, status, Some(&detail), UnixMillis::now()).await
+            state.db.audit(caller.name(), &action, status, Some(&detail), UnixMillis::now()).await
         {
             tracing::error!(%error, %action, "Cannot write the audit log.");
         }
     }
     Ok(response)
+}
+
+/// Middleware for one route: the caller (put there by [`require_caller`]) must hold `role`.
+/// Routes declare their role once, in [`super::router`]; this enforces it.
+pub async fn require_role(role: Role, request: Request, next: Next) -> Response {
+    match request.extensions().get::<Principal>() {
+        Some(principal) if principal.role() >= role => next.run(request).await,
+        Some(_) => ApiError::forbidden(role.as_str()).into_response(),
+        None => ApiError::unauthorized().into_response(),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

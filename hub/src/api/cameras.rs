@@ -3,21 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proto::{CameraId, LiveViewAction, PrinterId};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::auth::{Caller, Role};
 use super::error::ApiError;
-use super::routes::QueryParams;
-use crate::db::cameras::{SnapshotFilter, SnapshotRow};
+use super::extract::QueryParams;
+use crate::db::cameras::{CameraRow, SnapshotFilter, SnapshotRow};
 use crate::live::LiveUpdate;
 
 /// How long `POST …/snapshot` waits for the agent's answer.
@@ -35,51 +33,91 @@ fn unknown_printer(id: &str) -> ApiError {
     ApiError::not_found(format!("no printer {id:?}; GET /api/v1/printers lists them"))
 }
 
-fn snapshot_json(row: &SnapshotRow) -> Value {
-    let mut value = serde_json::to_value(row).unwrap_or(Value::Null);
-    value["url"] = format!("/api/v1/snapshots/{}", row.id).into();
-    value
+/// A snapshot with the URL of its image.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Snapshot {
+    #[serde(flatten)]
+    pub row: SnapshotRow,
+    pub url: String,
 }
 
-/// `GET /printers/{id}/cameras`: each camera's health and its last snapshot round trip.
+impl Snapshot {
+    fn new(row: SnapshotRow) -> Snapshot {
+        Snapshot { url: format!("/api/v1/snapshots/{}", row.id), row }
+    }
+}
+
+/// A camera's health with what the hub measured of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Camera {
+    #[serde(flatten)]
+    pub row: CameraRow,
+    /// The last requested snapshot's round trip, if one was taken since the hub started.
+    pub snapshot_round_trip_ms: Option<u64>,
+    pub snapshot_round_trip_at: Option<i64>,
+    /// People watching its live view now.
+    pub viewers: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CameraList {
+    pub cameras: Vec<Camera>,
+}
+
+/// Each camera's health: state, fps, last frame, last error, live viewers, snapshot round trip.
+#[utoipa::path(get, path = "/printers/{id}/cameras", tag = "cameras",
+    params(("id" = String, Path, description = "The printer's id")),
+    responses((status = 200, body = CameraList)))]
 pub async fn cameras(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CameraList>, ApiError> {
     state.db.printer(&id).await?.ok_or_else(|| unknown_printer(&id))?;
     let printer = PrinterId::new(id.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let rows = state.db.cameras(&id).await?;
-    let cameras: Vec<Value> = rows
-        .iter()
+    let cameras = rows
+        .into_iter()
         .map(|row| {
-            let mut value = serde_json::to_value(row).unwrap_or(Value::Null);
             let camera = CameraId::new(row.camera_id.as_str()).ok();
             let trip = camera.as_ref().and_then(|c| state.sync.cameras().round_trip(&printer, c));
-            value["snapshot_round_trip_ms"] = trip.map(|(ms, _)| ms).into();
-            value["snapshot_round_trip_at"] = trip.map(|(_, at)| at.0).into();
-            value["viewers"] =
-                camera.map_or(0, |c| state.sync.cameras().viewers(&printer, &c)).into();
-            value
+            let viewers = camera.map_or(0, |c| state.sync.cameras().viewers(&printer, &c));
+            Camera {
+                row,
+                snapshot_round_trip_ms: trip.map(|(ms, _)| ms),
+                snapshot_round_trip_at: trip.map(|(_, at)| at.0),
+                viewers: viewers as u64,
+            }
         })
         .collect();
-    Ok(Json(json!({ "cameras": cameras })))
+    Ok(Json(CameraList { cameras }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SnapshotsQuery {
     /// Only the job that started at this time (a snapshot's `job_started_at`).
     job_started_at: Option<i64>,
+    /// Only snapshots captured before this time (Unix milliseconds).
     before: Option<i64>,
+    /// At most this many (default 50, at most 500).
     limit: Option<i64>,
 }
 
-/// `GET /printers/{id}/snapshots`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotList {
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// Snapshots, newest first, each linked to its job and event.
+#[utoipa::path(get, path = "/printers/{id}/snapshots", tag = "cameras",
+    params(("id" = String, Path, description = "The printer's id"), SnapshotsQuery),
+    responses((status = 200, body = SnapshotList)))]
 pub async fn snapshots(
     State(state): State<AppState>,
     Path(id): Path<String>,
     QueryParams(query): QueryParams<SnapshotsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SnapshotList>, ApiError> {
     state.db.printer(&id).await?.ok_or_else(|| unknown_printer(&id))?;
     let filter = SnapshotFilter {
         printer: id,
@@ -88,7 +126,7 @@ pub async fn snapshots(
         limit: query.limit.unwrap_or(50).clamp(1, 500),
     };
     let rows = state.db.snapshots(&filter).await?;
-    Ok(Json(json!({ "snapshots": rows.iter().map(snapshot_json).collect::<Vec<_>>() })))
+    Ok(Json(SnapshotList { snapshots: rows.into_iter().map(Snapshot::new).collect() }))
 }
 
 fn image(state: &AppState, row: &SnapshotRow) -> Result<Response, ApiError> {
@@ -113,7 +151,10 @@ fn image(state: &AppState, row: &SnapshotRow) -> Result<Response, ApiError> {
     }
 }
 
-/// `GET /snapshots/{id}`: the JPEG.
+/// A snapshot image.
+#[utoipa::path(get, path = "/snapshots/{id}", tag = "cameras",
+    params(("id" = String, Path, description = "The snapshot's id")),
+    responses((status = 200, description = "The JPEG", content_type = "image/jpeg", body = Vec<u8>)))]
 pub async fn snapshot_image(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -126,7 +167,10 @@ pub async fn snapshot_image(
     image(&state, &row)
 }
 
-/// `GET /printers/{id}/snapshots/latest`: the newest JPEG (not cached: it changes).
+/// The newest snapshot image (not cached: it changes).
+#[utoipa::path(get, path = "/printers/{id}/snapshots/latest", tag = "cameras",
+    params(("id" = String, Path, description = "The printer's id")),
+    responses((status = 200, description = "The JPEG", content_type = "image/jpeg", body = Vec<u8>)))]
 pub async fn latest_snapshot(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -145,15 +189,23 @@ pub async fn latest_snapshot(
     Ok(response)
 }
 
-/// `POST /printers/{id}/cameras/{camera}/snapshot`: asks the agent for a snapshot now and
-/// waits for it. Answers with the stored snapshot and the measured round trip, or with the
-/// camera's own reason (503) — never a success the camera did not deliver.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotTaken {
+    pub snapshot: Option<Snapshot>,
+    pub round_trip_ms: u64,
+}
+
+/// Take a snapshot now: asks the agent and waits. Answers with the stored snapshot and the
+/// measured round trip, or with the camera's own reason (503) — never a success the camera
+/// did not deliver.
+#[utoipa::path(post, path = "/printers/{id}/cameras/{camera}/snapshot", tag = "cameras",
+    params(("id" = String, Path, description = "The printer's id"),
+        ("camera" = String, Path, description = "The camera's id")),
+    responses((status = 200, body = SnapshotTaken)))]
 pub async fn take_snapshot(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
     Path((id, camera)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Operator)?;
     state.db.printer(&id).await?.ok_or_else(|| unknown_printer(&id))?;
     let (printer, camera) = ids(&id, &camera)?;
     // Subscribe before asking, so the answer cannot slip past.
@@ -168,7 +220,7 @@ pub async fn take_snapshot(
     }
     let answer = tokio::time::timeout(SNAPSHOT_WAIT, async {
         loop {
-            match updates.recv().await {
+            match updates.recv().await.map(|stamped| stamped.update) {
                 Ok(LiveUpdate::Snapshot { id, printer: p, camera: c, trigger, .. })
                     if p == printer.as_str() && c == camera.as_str() && trigger == "requested" =>
                 {
@@ -195,11 +247,8 @@ pub async fn take_snapshot(
         Ok(Ok(snapshot)) => {
             state.sync.cameras().record_round_trip(&printer, &camera, elapsed);
             let row = state.db.snapshot(&snapshot).await?;
-            Ok(Json(json!({
-                "snapshot": row.as_ref().map(snapshot_json),
-                "round_trip_ms": elapsed,
-            }))
-            .into_response())
+            let body = SnapshotTaken { snapshot: row.map(Snapshot::new), round_trip_ms: elapsed };
+            Ok(Json(body).into_response())
         }
         Ok(Err(error)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -214,9 +263,14 @@ pub async fn take_snapshot(
     }
 }
 
-/// `GET /printers/{id}/cameras/{camera}/live`: `multipart/x-mixed-replace` MJPEG. The first
-/// viewer starts the agent's stream; the last one to leave stops it. A slow viewer skips
-/// frames rather than slowing the others.
+/// Live view as MJPEG (`multipart/x-mixed-replace`). The first viewer starts the agent's
+/// stream; the last one to leave stops it. A slow viewer skips frames rather than slowing
+/// the others.
+#[utoipa::path(get, path = "/printers/{id}/cameras/{camera}/live", tag = "cameras",
+    params(("id" = String, Path, description = "The printer's id"),
+        ("camera" = String, Path, description = "The camera's id")),
+    responses((status = 200, description = "An endless MJPEG stream",
+        content_type = "multipart/x-mixed-replace", body = Vec<u8>)))]
 pub async fn live(
     State(state): State<AppState>,
     Path((id, camera)): Path<(String, String)>,

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::db::DbError;
+use crate::service::ServiceError;
 
 /// An error as the client sees it: a status, a stable code and a clear message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +61,42 @@ impl From<DbError> for ApiError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> ApiError {
+        match error {
+            ServiceError::Forbidden { needed } => ApiError::forbidden(needed.as_str()),
+            ServiceError::NotFound(message) => ApiError::not_found(message),
+            ServiceError::Invalid(message) => ApiError::bad_request(message),
+            ServiceError::Conflict(message) => ApiError::conflict(message),
+            ServiceError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            ServiceError::Storage(error) => ApiError::internal(&error),
+            ServiceError::Internal(error) => ApiError::internal(&error),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type`, `invalid_body`, `rate_limited`,
+    /// `agent_offline`, `camera_unavailable`, `timeout`, `internal`, ….
+    pub code: String,
+    /// For people: what went wrong and what to do.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message } };
         (self.status, Json(body)).into_response()
     }
 }

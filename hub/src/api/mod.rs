@@ -2,29 +2,37 @@
 //!
 //! Every `/api/v1` route except `login` requires a caller: a dashboard session cookie or a
 //! bearer token ([`auth`]). Roles: viewer (read), operator (printer commands), admin (users,
-//! agents, tokens). Every mutating request is written to the audit log with who, what, when
-//! and the resulting status. Errors are `{"error": {"code", "message"}}` with the right
-//! status; internal details go to the log, never to the client.
+//! agents, tokens); each route's role is declared once, in [`router`]'s table, which both
+//! enforces it and writes it into the OpenAPI document. Every mutating request is written to
+//! the audit log with who, what, when and the resulting status. Bodies are Rust types (the
+//! document's schemas come from them). Errors are `{"error": {"code", "message"}}` with the
+//! right status; internal details go to the log, never to the client. Handlers are thin: the
+//! behaviour lives in [`crate::service`].
 
 pub mod auth;
 mod cameras;
 mod error;
+pub mod extract;
 pub mod openapi;
 mod routes;
 mod ws;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
-pub use self::auth::Role;
-pub use self::error::ApiError;
-pub use self::routes::validate_user_name as routes_validate_user_name;
+pub use self::error::{ApiError, ErrorBody};
+use self::openapi::Access;
+pub use self::routes::validate_user_name;
 use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::service::{Role, Services};
 use crate::sync::server::SyncHandle;
 
 /// What every handler can reach.
@@ -32,10 +40,13 @@ use crate::sync::server::SyncHandle;
 pub struct AppState {
     pub db: Db,
     pub sync: SyncHandle,
+    pub services: Services,
     pub settings: Arc<ApiSettings>,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<auth::LoginLimiter>,
     pub ready: Arc<AtomicBool>,
+    /// The OpenAPI document, built once.
+    pub openapi: Arc<serde_json::Value>,
 }
 
 /// HTTP behaviour from the configuration.
@@ -61,79 +72,115 @@ impl Default for ApiSettings {
     }
 }
 
-/// Counters for `/metrics`.
-#[derive(Debug)]
-pub struct Metrics {
-    pub started: Instant,
-    pub http_requests: AtomicU64,
-    pub http_errors: AtomicU64,
-    pub logins_failed: AtomicU64,
-    pub ws_messages: AtomicU64,
-}
-
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics {
-            started: Instant::now(),
-            http_requests: AtomicU64::new(0),
-            http_errors: AtomicU64::new(0),
-            logins_failed: AtomicU64::new(0),
-            ws_messages: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Metrics {
-    pub fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 impl AppState {
-    pub fn new(db: Db, sync: SyncHandle, settings: ApiSettings) -> AppState {
+    pub fn new(db: Db, sync: SyncHandle, settings: ApiSettings, metrics: Arc<Metrics>) -> AppState {
         AppState {
+            services: Services::new(db.clone(), sync.clone()),
             db,
             sync,
             settings: Arc::new(settings),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             limiter: Arc::new(auth::LoginLimiter::default()),
             ready: Arc::new(AtomicBool::new(false)),
+            openapi: Arc::new(serde_json::to_value(spec()).unwrap_or_default()),
         }
     }
+}
+
+/// Every `/api/v1` route with the least role it needs: the one place roles are stated.
+fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
+    use Access::Anyone;
+    const VIEWER: Access = Access::Role(Role::Viewer);
+    const OPERATOR: Access = Access::Role(Role::Operator);
+    const ADMIN: Access = Access::Role(Role::Admin);
+    vec![
+        (Anyone, routes!(auth::login)),
+        (VIEWER, routes!(auth::logout)),
+        (VIEWER, routes!(routes::me)),
+        (VIEWER, routes!(routes::printers)),
+        (VIEWER, routes!(routes::printer)),
+        (VIEWER, routes!(routes::telemetry)),
+        (OPERATOR, routes!(routes::create_command)),
+        (VIEWER, routes!(cameras::cameras)),
+        (OPERATOR, routes!(cameras::take_snapshot)),
+        (VIEWER, routes!(cameras::live)),
+        (VIEWER, routes!(cameras::snapshots)),
+        (VIEWER, routes!(cameras::latest_snapshot)),
+        (VIEWER, routes!(cameras::snapshot_image)),
+        (VIEWER, routes!(routes::events)),
+        (VIEWER, routes!(routes::commands)),
+        (VIEWER, routes!(routes::command)),
+        (VIEWER, routes!(routes::agents)),
+        (ADMIN, routes!(routes::revoke_agent)),
+        (ADMIN, routes!(routes::create_enrollment_token)),
+        (ADMIN, routes!(routes::users)),
+        (ADMIN, routes!(routes::create_user)),
+        (ADMIN, routes!(routes::delete_user)),
+        (ADMIN, routes!(routes::tokens)),
+        (ADMIN, routes!(routes::create_token)),
+        (ADMIN, routes!(routes::revoke_token)),
+        (ADMIN, routes!(routes::audit)),
+        (VIEWER, routes!(ws::upgrade)),
+        (VIEWER, routes!(openapi::document)),
+    ]
+}
+
+/// Describes a route's operations with its role and enforces the role on it.
+fn gate(
+    access: Access,
+    (schemas, mut paths, method_router): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    for item in paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            openapi::describe(operation, access);
+        }
+    }
+    let method_router = match access {
+        Access::Anyone => method_router,
+        Access::Role(role) => {
+            method_router.route_layer(axum::middleware::from_fn(move |request, next| {
+                auth::require_role(role, request, next)
+            }))
+        }
+    };
+    (schemas, paths, method_router)
+}
+
+/// The OpenAPI document of `/api/v1`.
+pub fn spec() -> utoipa::openapi::OpenApi {
+    let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
+    for (access, route) in table() {
+        router = router.routes(gate(access, route));
+    }
+    router.into_openapi()
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/printers", get(routes::printers))
-        .route("/printers/{id}", get(routes::printer))
-        .route("/printers/{id}/telemetry", get(routes::telemetry))
-        .route("/printers/{id}/commands", post(routes::create_command))
-        .route("/printers/{id}/cameras", get(cameras::cameras))
-        .route("/printers/{id}/cameras/{camera}/snapshot", post(cameras::take_snapshot))
-        .route("/printers/{id}/cameras/{camera}/live", get(cameras::live))
-        .route("/printers/{id}/snapshots", get(cameras::snapshots))
-        .route("/printers/{id}/snapshots/latest", get(cameras::latest_snapshot))
-        .route("/snapshots/{id}", get(cameras::snapshot_image))
-        .route("/events", get(routes::events))
-        .route("/commands", get(routes::commands))
-        .route("/commands/{id}", get(routes::command))
-        .route("/agents", get(routes::agents))
-        .route("/agents/{id}/revoke", post(routes::revoke_agent))
-        .route("/enrollment-tokens", post(routes::create_enrollment_token))
-        .route("/users", get(routes::users).post(routes::create_user))
-        .route("/users/{name}", axum::routing::delete(routes::delete_user))
-        .route("/tokens", get(routes::tokens).post(routes::create_token))
-        .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
-        .route("/audit", get(routes::audit))
-        .route("/me", get(routes::me))
-        .route("/logout", post(auth::logout))
-        .route("/ws", get(ws::upgrade))
-        .route("/openapi.json", get(openapi::document))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller))
-        // Login is the one route without a caller.
-        .route("/login", post(auth::login))
-        .fallback(routes::not_found);
+    let mut open = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
+    let mut protected = OpenApiRouter::new();
+    for (access, route) in table() {
+        match access {
+            Access::Anyone => open = open.routes(gate(access, route)),
+            Access::Role(_) => protected = protected.routes(gate(access, route)),
+        }
+    }
+    let protected = protected
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller));
+    let (api, _) = open.merge(protected).split_for_parts();
+    let api = api.fallback(routes::not_found);
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(routes::healthz))

@@ -1,141 +1,122 @@
-//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1, built from [`ROUTES`], the
-//! same list a test checks against the router.
+//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1, generated from the
+//! handlers' `#[utoipa::path]` annotations, the request and response types, and the role each
+//! route is declared with in [`super::router`] (`x-kitt-role`).
 
 use axum::Json;
-use serde_json::{Map, Value, json};
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr};
 
-/// Method, path (OpenAPI template syntax), least role, summary.
-pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("post", "/login", "none", "Log in with a name and password; sets the session cookie."),
-    ("post", "/logout", "viewer", "End the session."),
-    ("get", "/me", "viewer", "The caller's name and role."),
-    ("get", "/printers", "viewer", "Every printer with its normalised state and reachability."),
-    ("get", "/printers/{id}", "viewer", "One printer."),
-    (
-        "get",
-        "/printers/{id}/telemetry",
-        "viewer",
-        "Telemetry history (from, to, resolution raw|1m|15m|auto, limit).",
-    ),
-    (
-        "post",
-        "/printers/{id}/commands",
-        "operator",
-        "Send a command (pause, resume, stop, set_light, set_speed, full_push, start_print, gcode) with an expiry.",
-    ),
-    (
-        "get",
-        "/printers/{id}/cameras",
-        "viewer",
-        "Each camera's health: state, fps, last frame, last error, live viewers, snapshot round trip.",
-    ),
-    (
-        "post",
-        "/printers/{id}/cameras/{camera}/snapshot",
-        "operator",
-        "Take a snapshot now; answers with it and the measured round trip, or the camera's reason (503).",
-    ),
-    (
-        "get",
-        "/printers/{id}/cameras/{camera}/live",
-        "viewer",
-        "Live view as MJPEG (multipart/x-mixed-replace); the agent streams while anyone watches.",
-    ),
-    (
-        "get",
-        "/printers/{id}/snapshots",
-        "viewer",
-        "Snapshots, newest first, each linked to its job and event (job_started_at, before, limit).",
-    ),
-    ("get", "/printers/{id}/snapshots/latest", "viewer", "The newest snapshot image (JPEG)."),
-    ("get", "/snapshots/{id}", "viewer", "A snapshot image (JPEG)."),
-    (
-        "get",
-        "/events",
-        "viewer",
-        "The event log (printer, kind, from, to, before, limit), newest first.",
-    ),
-    ("get", "/commands", "viewer", "Commands with delivery and outcome (printer, limit)."),
-    ("get", "/commands/{id}", "viewer", "One command."),
-    (
-        "get",
-        "/agents",
-        "viewer",
-        "Agents: online, last seen, version, outbox depth, drops, certificate expiry.",
-    ),
-    (
-        "post",
-        "/agents/{id}/revoke",
-        "admin",
-        "Revoke an agent: disconnected within seconds, cannot reconnect.",
-    ),
-    ("post", "/enrollment-tokens", "admin", "Create a single-use enrollment token (name, ttl_s)."),
-    ("get", "/users", "admin", "Users and roles."),
-    ("post", "/users", "admin", "Add a user (name, password, role)."),
-    ("delete", "/users/{name}", "admin", "Delete a user, their sessions and tokens."),
-    ("get", "/tokens", "admin", "API tokens (without secrets)."),
-    ("post", "/tokens", "admin", "Create an API token for a user; the token is shown once."),
-    ("delete", "/tokens/{id}", "admin", "Revoke an API token."),
-    ("get", "/audit", "admin", "The audit log, newest first."),
-    (
-        "get",
-        "/ws",
-        "viewer",
-        "WebSocket of live updates (printer_state, event, agent, command_result, snapshot, camera); ?printer= narrows.",
-    ),
-    ("get", "/openapi.json", "viewer", "This document."),
-];
+use super::AppState;
+use super::error::ErrorBody;
+use crate::service::Role;
 
-pub fn spec() -> Value {
-    let mut paths = Map::new();
-    for (method, path, role, summary) in ROUTES {
-        let parameters: Vec<Value> = path
-            .split('/')
-            .filter_map(|part| part.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .collect();
-        let security =
-            if *role == "none" { json!([]) } else { json!([{ "bearer": [] }, { "session": [] }]) };
-        let operation = json!({
-            "summary": summary,
-            "x-kitt-role": role,
-            "parameters": parameters,
-            "security": security,
-            "responses": {
-                "200": { "description": "success" },
-                "400": { "$ref": "#/components/responses/Error" },
-                "401": { "$ref": "#/components/responses/Error" },
-                "403": { "$ref": "#/components/responses/Error" },
-                "404": { "$ref": "#/components/responses/Error" }
-            }
-        });
-        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
-        entry[*method] = operation;
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "kitt hub API",
+        description = "The hub's HTTP API. Every route but `/login` needs a caller: a dashboard \
+            session cookie or a bearer token (`Authorization: Bearer kitt_<id>_<secret>`). \
+            `x-kitt-role` names the least role an operation needs.",
+    ),
+    servers((url = "/api/v1")),
+    components(schemas(ErrorBody)),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("kitt_<id>_<secret>"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::auth::SESSION_COOKIE))),
+        );
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "kitt hub API", "version": env!("CARGO_PKG_VERSION") },
-        "servers": [{ "url": "/api/v1" }],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "description": "kitt_<id>_<secret>" },
-                "session": { "type": "apiKey", "in": "cookie", "name": "kitt_session" }
-            },
-            "responses": {
-                "Error": {
-                    "description": "An error",
-                    "content": { "application/json": { "schema": {
-                        "type": "object",
-                        "properties": { "error": { "type": "object", "properties": {
-                            "code": { "type": "string" }, "message": { "type": "string" } } } }
-                    } } }
-                }
-            }
-        }
-    })
 }
 
-pub async fn document() -> Json<Value> {
-    Json(spec())
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No caller needed (login).
+    Anyone,
+    /// A caller holding at least this role.
+    Role(Role),
+}
+
+/// The statuses every operation may answer with besides its own, all with [`ErrorBody`].
+fn error_statuses(access: Access) -> &'static [(u16, &'static str)] {
+    const COMMON: &[(u16, &str)] = &[
+        (400, "The request is malformed or invalid"),
+        (401, "No valid session or token"),
+        (403, "The caller's role is too low"),
+        (404, "No such resource"),
+        (405, "Method not allowed"),
+        (409, "Conflicts with the current state"),
+        (413, "The body is too large"),
+        (415, "The body is not JSON"),
+        (422, "The body does not match the schema"),
+        (426, "A WebSocket upgrade is required"),
+        (429, "Too many failed logins"),
+        (500, "The hub failed; see its log"),
+        (503, "An agent or camera is not reachable now"),
+        (504, "The agent did not answer in time"),
+    ];
+    match access {
+        Access::Anyone | Access::Role(_) => COMMON,
+    }
+}
+
+/// Marks one operation with its role, its security and the error responses.
+pub fn describe(operation: &mut Operation, access: Access) {
+    let role = match access {
+        Access::Anyone => "none",
+        Access::Role(role) => role.as_str(),
+    };
+    let extensions = operation.extensions.get_or_insert_with(Default::default);
+    extensions.insert("x-kitt-role".into(), role.into());
+    if let Access::Role(role) = access {
+        let summary = operation.description.take().unwrap_or_default();
+        let needs = format!("Needs the {} role.", role.as_str());
+        operation.description =
+            Some(if summary.is_empty() { needs } else { format!("{summary}\n\n{needs}") });
+        operation.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
+            utoipa::openapi::security::SecurityRequirement::new("session", Vec::<String>::new()),
+        ]);
+    } else {
+        operation.security = Some(Vec::new());
+    }
+    for (status, description) in error_statuses(access) {
+        let response = ResponseBuilder::new()
+            .description(*description)
+            .content(
+                "application/json",
+                Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody")))),
+            )
+            .build();
+        operation.responses.responses.entry(status.to_string()).or_insert(response.into());
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
+pub async fn document(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    (StatusCode::OK, Json(state.openapi.as_ref().clone()))
 }

@@ -2,27 +2,42 @@
 //! transaction commits. `?printer=<id>` narrows them to one printer.
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
 
-use super::routes::QueryParams;
-use super::{AppState, Metrics};
+use super::AppState;
+use super::error::{ApiError, from_rejection};
+use super::extract::QueryParams;
 use crate::live::LiveUpdate;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
+    /// Only this printer's updates (agent presence always comes).
     printer: Option<String>,
 }
 
+/// A WebSocket of live updates as JSON text messages: `printer_state`, `event`, `agent`,
+/// `command_result`, `snapshot`, `camera`, and `lagged` when a slow client missed some.
+#[utoipa::path(get, path = "/ws", tag = "live", params(WsQuery),
+    responses((status = 101, description = "Switching to the WebSocket protocol")))]
 pub async fn upgrade(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<WsQuery>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade.on_upgrade(move |socket| serve(state, socket, query.printer))
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| {
+        from_rejection(
+            rejection.status(),
+            format!("{}; open it as a WebSocket", rejection.body_text()),
+        )
+    })?;
+    Ok(upgrade.on_upgrade(move |socket| serve(state, socket, query.printer)))
 }
 
 fn concerns(update: &LiveUpdate, printer: &str) -> bool {
@@ -41,23 +56,25 @@ async fn serve(state: AppState, mut socket: WebSocket, printer: Option<String>) 
     loop {
         tokio::select! {
             update = updates.recv() => {
-                let text = match update {
-                    Ok(update) => {
-                        if printer.as_deref().is_some_and(|p| !concerns(&update, p)) {
+                let (text, received) = match update {
+                    Ok(stamped) => {
+                        if printer.as_deref().is_some_and(|p| !concerns(&stamped.update, p)) {
                             continue;
                         }
-                        serde_json::to_string(&update).unwrap_or_default()
+                        (serde_json::to_string(&stamped.update).unwrap_or_default(), Some(stamped.received))
                     }
                     // A slow client: say how much it missed, so it can refetch.
                     Err(RecvError::Lagged(missed)) => {
-                        serde_json::json!({ "type": "lagged", "missed": missed }).to_string()
+                        (serde_json::json!({ "type": "lagged", "missed": missed }).to_string(), None)
                     }
                     Err(RecvError::Closed) => return,
                 };
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     return;
                 }
-                Metrics::count(&state.metrics.ws_messages);
+                if let Some(received) = received {
+                    state.metrics.ws_message(received);
+                }
             }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,

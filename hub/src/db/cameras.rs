@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::{Db, DbError};
 use proto::UnixMillis;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SnapshotRow {
     pub id: String,
     pub agent_id: String,
@@ -35,7 +35,7 @@ pub struct SnapshotFilter {
 }
 
 /// A printer's newest snapshot, for the fleet view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LatestSnapshot {
     pub id: String,
     pub captured_at: i64,
@@ -43,7 +43,7 @@ pub struct LatestSnapshot {
     pub layer: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CameraRow {
     pub printer_id: String,
     pub camera_id: String,

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::{Db, DbError};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PrinterRow {
     pub id: String,
     pub agent_id: String,
@@ -20,7 +20,7 @@ pub struct PrinterRow {
     pub state_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: i64,
     pub printer_id: Option<String>,
@@ -42,7 +42,7 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Sample {
     pub at: i64,
     pub state: Option<String>,
@@ -53,7 +53,7 @@ pub struct Sample {
     pub chamber_temp_c: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CommandRow {
     pub id: String,
     pub agent_id: String,
@@ -65,7 +65,7 @@ pub struct CommandRow {
     pub outcome_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentDetail {
     pub id: String,
     pub name: Option<String>,

@@ -6,14 +6,14 @@ use sqlx::Row;
 
 use super::{Db, DbError};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserRow {
     pub name: String,
     pub role: String,
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenRow {
     pub id: String,
     pub user_name: String,
@@ -23,7 +23,7 @@ pub struct TokenRow {
     pub revoked_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: i64,
     pub at: i64,

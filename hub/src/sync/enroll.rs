@@ -2,11 +2,17 @@
 
 use std::time::Duration;
 
-use proto::{AgentId, EnrollRefusal, EnrollRequest, Enrolled, HubMessage, UnixMillis};
+use proto::{
+    AgentId, AgentMessage, EnrollRefusal, EnrollRequest, Enrolled, HubMessage, UnixMillis,
+};
 
+use super::close_code;
+use super::frames::{self, FrameReader};
+use super::server::Shared;
 use super::token::Token;
 use crate::ca::HubCa;
 use crate::db::{AgentRow, Db, DbError, TokenRefusal};
+use crate::metrics::Source;
 
 /// Answers one enrollment request. A refusal is an answer, not an error; errors are the
 /// hub's own failures (database, certificate building).
@@ -79,4 +85,43 @@ async fn new_agent_id(db: &Db, token: &Token) -> Result<AgentId, DbError> {
     }
     Ok(AgentId::new(format!("agent-{}", hex::encode(rand::random::<[u8; 4]>())))
         .expect("a generated id is valid"))
+}
+
+/// Serves one enrollment connection: a token and a CSR in, a certificate out.
+pub(super) async fn serve(shared: &Shared, connection: &quinn::Connection) {
+    let result = async {
+        let (mut send, recv) = connection.accept_bi().await.map_err(|e| e.to_string())?;
+        let mut reader = FrameReader::new(recv, 64 * 1024);
+        let message: AgentMessage =
+            tokio::time::timeout(shared.config.hello_timeout, reader.next())
+                .await
+                .map_err(|_| "no enrollment request in time".to_owned())?
+                .map_err(|e| e.to_string())?;
+        let AgentMessage::Enroll(request) = message else {
+            return Err("expected an enrollment request".to_owned());
+        };
+        let answer = handle(
+            &shared.db,
+            &shared.ca,
+            &request,
+            shared.config.cert_lifetime,
+            UnixMillis::now(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        frames::write(&mut send, &answer).await.map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        // Let the agent read the answer and close.
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await;
+        Ok::<_, String>(())
+    }
+    .await;
+    if let Err(error) = result {
+        shared.metrics.refused(
+            Source::Enroll,
+            "failed",
+            &format_args!("{}: {error}", connection.remote_address()),
+        );
+        connection.close(close_code::PROTOCOL.into(), error.as_bytes());
+    }
 }

@@ -13,8 +13,11 @@
 //! The server certificate always names [`HUB_SERVER_NAME`]: agents trust the hub CA alone, so
 //! the hub's address may change (DHCP, a new host name) without re-enrolling anyone.
 
+mod camera_intake;
+mod delivery;
 pub mod enroll;
 pub mod frames;
+mod ingest;
 pub mod server;
 pub mod session;
 pub mod token;

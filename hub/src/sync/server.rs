@@ -1,4 +1,9 @@
-//! The hub's QUIC endpoint: enrollment and sync connections, command delivery, revocation.
+//! The hub's QUIC endpoint: binds the port, tells enrollment from sync connections by ALPN,
+//! and runs each agent's sync connection (hello, welcome, then records up and acks, commands
+//! and live-view requests down). The concerns it drives live beside it: [`super::enroll`]
+//! (enrollment), [`super::ingest`] (records into the database, then live updates),
+//! [`super::camera_intake`] (live frames and viewers), [`super::delivery`] (commands,
+//! revocation and other signals to a connected agent).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -7,22 +12,27 @@ use std::time::Duration;
 
 use proto::frame::MAX_PAYLOAD;
 use proto::{
-    AgentId, AgentMessage, CameraId, CertificateIssued, Command, CommandId, DisconnectReason,
-    HubMessage, HubWelcome, LiveViewAction, LiveViewRequest, PrinterId, RecordBody, UnixMillis,
+    AgentId, AgentMessage, CameraId, CertificateIssued, DisconnectReason, HubMessage, HubWelcome,
+    LiveViewAction, LiveViewRequest, PrinterId, UnixMillis,
 };
 use quinn::crypto::rustls::QuicServerConfig;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
+use super::camera_intake::{accept_live_frames, publish_frame};
+use super::delivery::{Live, Signal, deliver_commands};
 use super::frames::{self, FrameError, FrameReader};
+use super::ingest::ingest;
 use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
 use crate::ca::{AGENT_CERT_LIFETIME, CaError, HubCa};
-use crate::camera::{Cameras, LIVE_FPS_MILLI, LIVE_RENEW, LiveImage, SnapshotError, SnapshotStore};
-use crate::db::{Db, DbError, StoredSnapshot};
+use crate::camera::{Cameras, LIVE_FPS_MILLI, LIVE_RENEW, SnapshotStore};
+use crate::db::{Db, DbError};
 use crate::live::{LiveHub, LiveUpdate};
+use crate::metrics::{Metrics, Source};
 
 /// How the sync endpoint behaves.
 #[derive(Debug, Clone)]
@@ -73,136 +83,43 @@ pub enum SyncServerError {
     Ca(#[from] CaError),
 }
 
-/// What a connection task is told from outside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Signal {
-    CommandsPending,
-    Revoked,
-    Superseded,
-    LiveView(LiveViewRequest),
-}
-
 #[derive(Debug)]
-struct Live {
-    connection: u64,
-    signals: mpsc::Sender<Signal>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    db: Db,
-    ca: HubCa,
-    live: LiveHub,
+pub(super) struct Shared {
+    pub(super) db: Db,
+    pub(super) ca: HubCa,
+    pub(super) live: LiveHub,
     /// Counts changes to what the hub stores or knows about agents (ingest commits,
     /// connections, commands, expiries, certificates): something to wait on instead of the
     /// clock.
-    changes: tokio::sync::watch::Sender<u64>,
-    config: SyncConfig,
-    agents: Mutex<HashMap<AgentId, Live>>,
-    next_connection: std::sync::atomic::AtomicU64,
-    cameras: Arc<Cameras>,
-    snapshots: Option<SnapshotStore>,
+    pub(super) changes: tokio::sync::watch::Sender<u64>,
+    pub(super) config: SyncConfig,
+    pub(super) agents: Mutex<HashMap<AgentId, Live>>,
+    pub(super) next_connection: std::sync::atomic::AtomicU64,
+    pub(super) cameras: Arc<Cameras>,
+    pub(super) snapshots: Option<SnapshotStore>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    fn changed(&self) {
+    pub(super) fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Live>> {
+    pub(super) fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Live>> {
         self.agents.lock().expect("the live-agent map is never poisoned")
-    }
-
-    fn signal(&self, agent: &AgentId, signal: Signal) {
-        let live = self.live_map();
-        if let Some(live) = live.get(agent) {
-            let _ = live.signals.try_send(signal);
-        }
-    }
-}
-
-/// One viewer of a camera's live view; dropping it leaves.
-#[derive(Debug)]
-pub struct CameraViewer {
-    handle: SyncHandle,
-    printer: PrinterId,
-    camera: CameraId,
-    pub frames: tokio::sync::watch::Receiver<Option<LiveImage>>,
-}
-
-impl Drop for CameraViewer {
-    fn drop(&mut self) {
-        if self.handle.shared.cameras.remove_viewer(&self.printer, &self.camera) {
-            self.handle.live_view(&self.printer, &self.camera, LiveViewAction::Stop);
-        }
     }
 }
 
 /// Controls a running sync endpoint from the rest of the hub.
 #[derive(Debug, Clone)]
 pub struct SyncHandle {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl SyncHandle {
-    pub fn cameras(&self) -> &Arc<Cameras> {
-        &self.shared.cameras
-    }
-
-    pub fn snapshots(&self) -> Option<&SnapshotStore> {
-        self.shared.snapshots.as_ref()
-    }
-
-    /// Starts watching a camera: the first viewer asks the agent to stream. The returned
-    /// guard stops the stream when the last viewer drops it.
-    pub fn watch_camera(&self, printer: &PrinterId, camera: &CameraId) -> CameraViewer {
-        let (frames, first) = self.shared.cameras.add_viewer(printer, camera);
-        if first {
-            self.live_view(
-                printer,
-                camera,
-                LiveViewAction::Start { max_fps_milli: LIVE_FPS_MILLI },
-            );
-        }
-        CameraViewer {
-            handle: self.clone(),
-            printer: printer.clone(),
-            camera: camera.clone(),
-            frames,
-        }
-    }
-
-    /// Sends a live view action to the agent serving `printer`; false when it is offline.
-    pub fn live_view(
-        &self,
-        printer: &PrinterId,
-        camera: &CameraId,
-        action: LiveViewAction,
-    ) -> bool {
-        let Some(agent) = self.shared.cameras.owner(printer) else { return false };
-        if !self.shared.live_map().contains_key(&agent) {
-            return false;
-        }
-        let request = LiveViewRequest { printer: printer.clone(), camera: camera.clone(), action };
-        self.shared.signal(&agent, Signal::LiveView(request));
-        true
-    }
-
-    /// Queues a command for an agent and delivers it now if the agent is connected; otherwise
-    /// it is delivered when the agent connects, unless it has expired by then.
-    pub async fn send_command(&self, agent: &AgentId, command: &Command) -> Result<(), DbError> {
-        self.shared.db.insert_command(agent, command).await?;
-        self.shared.changed();
-        self.shared.signal(agent, Signal::CommandsPending);
-        Ok(())
-    }
-
-    /// Revokes an agent and drops its connection at once.
-    pub async fn revoke(&self, agent: &AgentId) -> Result<bool, DbError> {
-        let known = self.shared.db.revoke_agent(agent.as_str(), UnixMillis::now()).await?;
-        self.shared.changed();
-        self.shared.signal(agent, Signal::Revoked);
-        Ok(known)
+    /// The hub's metrics, which the sync endpoint counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
     }
 
     /// Agents connected right now.
@@ -249,7 +166,7 @@ pub struct SyncServer {
 
 impl SyncServer {
     pub fn bind(config: SyncConfig, db: Db, ca: HubCa) -> Result<SyncServer, SyncServerError> {
-        SyncServer::bind_with(config, db, ca, LiveHub::new())
+        SyncServer::bind_with(config, db, ca, LiveHub::new(), Arc::default())
     }
 
     /// Like [`SyncServer::bind`], publishing ingested state and events to `live`.
@@ -258,6 +175,7 @@ impl SyncServer {
         db: Db,
         ca: HubCa,
         live: LiveHub,
+        metrics: Arc<Metrics>,
     ) -> Result<SyncServer, SyncServerError> {
         let server_config = server_config(&ca, &config)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
@@ -273,6 +191,7 @@ impl SyncServer {
             next_connection: 0.into(),
             cameras: Arc::default(),
             snapshots,
+            metrics,
         });
         Ok(SyncServer { endpoint, shared })
     }
@@ -304,7 +223,11 @@ impl SyncServer {
                 match incoming.await {
                     Ok(connection) => serve_connection(shared, connection, shutdown).await,
                     Err(error) => {
-                        tracing::info!(%remote, %error, "Refused a QUIC connection.");
+                        shared.metrics.refused(
+                            Source::Quic,
+                            "handshake",
+                            &format_args!("{remote}: {error}"),
+                        );
                     }
                 }
             });
@@ -386,25 +309,39 @@ async fn serve_connection(
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|data| data.protocol);
     match alpn.as_deref() {
-        Some(ALPN_ENROLL) => enroll_connection(&shared, &connection).await,
+        Some(ALPN_ENROLL) => {
+            let span = tracing::info_span!("enroll", remote = %connection.remote_address());
+            super::enroll::serve(&shared, &connection).instrument(span).await;
+        }
         Some(ALPN_SYNC) => {
             let Some(agent) = agent_identity(&connection) else {
-                tracing::warn!(remote = %connection.remote_address(), "Refused a sync connection without a client certificate.");
+                shared.metrics.refused(
+                    Source::Quic,
+                    "no_client_certificate",
+                    &format_args!(
+                        "a sync connection from {} without a client certificate",
+                        connection.remote_address()
+                    ),
+                );
                 connection.close(
                     close_code::UNAUTHENTICATED.into(),
                     b"a client certificate issued by this hub is required; enroll first",
                 );
                 return;
             };
-            let span = tracing::info_span!("agent", %agent);
-            let _guard = span.enter();
-            drop(_guard);
-            if let Err(error) = sync_connection(&shared, &connection, agent.clone(), shutdown).await
-            {
-                tracing::warn!(%agent, %error, "Agent connection ended.");
+            // Every log line of this connection's work carries the agent and its address.
+            let span = tracing::info_span!("agent", %agent, remote = %connection.remote_address());
+            let result = sync_connection(&shared, &connection, agent.clone(), shutdown)
+                .instrument(span.clone())
+                .await;
+            if let Err(error) = result {
+                span.in_scope(|| tracing::warn!(%error, "Agent connection ended."));
             }
         }
-        _ => connection.close(close_code::PROTOCOL.into(), b"unknown ALPN protocol"),
+        _ => {
+            shared.metrics.refused(Source::Quic, "alpn", &connection.remote_address());
+            connection.close(close_code::PROTOCOL.into(), b"unknown ALPN protocol");
+        }
     }
 }
 
@@ -416,42 +353,8 @@ fn agent_identity(connection: &quinn::Connection) -> Option<AgentId> {
     AgentId::new(cn).ok()
 }
 
-async fn enroll_connection(shared: &Shared, connection: &quinn::Connection) {
-    let result = async {
-        let (mut send, recv) = connection.accept_bi().await.map_err(|e| e.to_string())?;
-        let mut reader = FrameReader::new(recv, 64 * 1024);
-        let message: AgentMessage =
-            tokio::time::timeout(shared.config.hello_timeout, reader.next())
-                .await
-                .map_err(|_| "no enrollment request in time".to_owned())?
-                .map_err(|e| e.to_string())?;
-        let AgentMessage::Enroll(request) = message else {
-            return Err("expected an enrollment request".to_owned());
-        };
-        let answer = super::enroll::handle(
-            &shared.db,
-            &shared.ca,
-            &request,
-            shared.config.cert_lifetime,
-            UnixMillis::now(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        frames::write(&mut send, &answer).await.map_err(|e| e.to_string())?;
-        let _ = send.finish();
-        // Let the agent read the answer and close.
-        let _ = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await;
-        Ok::<_, String>(())
-    }
-    .await;
-    if let Err(error) = result {
-        tracing::warn!(remote = %connection.remote_address(), %error, "Enrollment failed.");
-        connection.close(close_code::PROTOCOL.into(), error.as_bytes());
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
-enum ConnectionError {
+pub(super) enum ConnectionError {
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error(transparent)]
@@ -478,7 +381,7 @@ async fn sync_connection(
         let _ = frames::write(&mut send, &HubMessage::Disconnect(DisconnectReason::Revoked)).await;
         let _ = send.finish();
         connection.close(close_code::REVOKED.into(), b"this agent has been revoked");
-        tracing::warn!(%agent, "Refused a revoked agent.");
+        shared.metrics.refused(Source::Sync, "revoked", &agent);
         return Ok(());
     }
     let mut reader = FrameReader::new(recv, MAX_PAYLOAD);
@@ -486,7 +389,7 @@ async fn sync_connection(
         .await
         .map_err(|_| ConnectionError::Protocol("no hello in time".into()))??;
     let AgentMessage::Hello(hello) = hello else {
-        return Err(violation(connection, &mut send, "expected a hello").await);
+        return Err(violation(shared, connection, &mut send, "expected a hello").await);
     };
     if hello.protocol_version < proto::MIN_PROTOCOL_VERSION {
         let reason = DisconnectReason::UnsupportedVersion {
@@ -498,7 +401,7 @@ async fn sync_connection(
         return Ok(());
     }
     if hello.agent != agent {
-        return Err(violation(connection, &mut send, "hello names another agent").await);
+        return Err(violation(shared, connection, &mut send, "hello names another agent").await);
     }
     let software = format!("{} ({})", hello.software.version, hello.software.target);
     shared.db.touch_agent(&agent, UnixMillis::now(), &software).await?;
@@ -547,11 +450,15 @@ async fn sync_connection(
     shared.changed();
     let mut session = IngestSession::new(watermark);
     let mut delivered = HashSet::new();
-    let frames_task = tokio::spawn(accept_live_frames(
-        connection.clone(),
-        shared.cameras.clone(),
-        cameras.clone(),
-    ));
+    let frames_task = tokio::spawn(
+        accept_live_frames(
+            connection.clone(),
+            shared.cameras.clone(),
+            cameras.clone(),
+            shared.metrics.clone(),
+        )
+        .in_current_span(),
+    );
     let mut renew = tokio::time::interval(LIVE_RENEW);
     let result = async {
         deliver_commands(shared, &agent, &mut send, &mut delivered).await?;
@@ -590,11 +497,12 @@ async fn sync_connection(
                     }
                 },
                 message = reader.next::<AgentMessage>() => {
+                    let received = std::time::Instant::now();
                     let message = match message {
                         Ok(message) => message,
                         Err(FrameError::Closed) => return Ok(()),
                         Err(FrameError::Decode(error)) => {
-                            return Err(violation(connection, &mut send, &error.to_string()).await);
+                            return Err(violation(shared, connection, &mut send, &error.to_string()).await);
                         }
                         Err(error) => return Err(error.into()),
                     };
@@ -613,7 +521,7 @@ async fn sync_connection(
                         next = reader.ready::<AgentMessage>()?;
                     }
                     if !batch.is_empty() {
-                        ingest(shared, &agent, &mut session, batch, &mut send, connection).await?;
+                        ingest(shared, &agent, &mut session, batch, received, &mut send, connection).await?;
                     }
                     for message in others {
                         handle_other(shared, &agent, message, &mut send, connection).await?;
@@ -640,115 +548,6 @@ async fn sync_connection(
     result
 }
 
-async fn ingest(
-    shared: &Shared,
-    agent: &AgentId,
-    session: &mut IngestSession,
-    batch: Vec<proto::Record>,
-    send: &mut quinn::SendStream,
-    connection: &quinn::Connection,
-) -> Result<(), ConnectionError> {
-    let fresh = match session.accept(batch) {
-        Ok(fresh) => fresh,
-        Err(error) => return Err(violation(connection, send, &error.to_string()).await),
-    };
-    if fresh.is_empty() {
-        return Ok(());
-    }
-    let stored = match store_snapshots(shared, &fresh).await {
-        Ok(stored) => stored,
-        Err(error) => {
-            // Nothing is acknowledged; the agent resends once the disk has room again.
-            tracing::error!(%agent, %error, "Cannot store snapshot chunks.");
-            connection.close(close_code::INTERNAL.into(), b"hub snapshot storage unavailable");
-            return Err(ConnectionError::Protocol(error.to_string()));
-        }
-    };
-    let now = UnixMillis::now();
-    let watermark = match shared.db.ingest_with(agent, &fresh, now, stored.clone()).await {
-        Ok(watermark) => watermark,
-        Err(error) => {
-            // Nothing is acknowledged; the agent resends from the watermark next time.
-            connection.close(close_code::INTERNAL.into(), b"hub storage unavailable");
-            return Err(error.into());
-        }
-    };
-    publish(&shared.live, agent, &fresh, &stored);
-    shared.changed();
-    if let Some(through) = session.committed_through(watermark) {
-        frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
-    }
-    Ok(())
-}
-
-/// Tells live subscribers what was just committed: each printer's newest state and every
-/// event.
-fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record], stored: &[StoredSnapshot]) {
-    if live.subscribers() == 0 {
-        return;
-    }
-    // Each printer's newest state first (as the agent emits a state before the events that
-    // led to it), then every event and result in order.
-    let mut newest: HashMap<&str, (i64, &proto::PrinterState)> = HashMap::new();
-    let mut others = Vec::new();
-    for record in records {
-        match &record.body {
-            RecordBody::Telemetry(t) => {
-                newest.insert(t.printer.as_str(), (record.observed_at.0, &t.state));
-            }
-            RecordBody::PrinterEvent(e) => others.push(LiveUpdate::Event {
-                printer: e.printer.to_string(),
-                agent: agent.to_string(),
-                at: record.observed_at.0,
-                event: proto::json::printer_event(&e.kind),
-            }),
-            RecordBody::CommandResult(r) => others.push(LiveUpdate::CommandResult {
-                command: r.command.to_string(),
-                printer: r.printer.to_string(),
-                outcome: crate::db::outcome_text(&r.outcome),
-            }),
-            RecordBody::Snapshot(chunk) => {
-                if chunk.chunk_index + 1 == chunk.chunk_count
-                    && let Some(file) = stored.iter().find(|s| s.id == chunk.snapshot)
-                {
-                    others.push(LiveUpdate::Snapshot {
-                        id: chunk.snapshot.to_string(),
-                        printer: chunk.printer.to_string(),
-                        camera: chunk.camera.to_string(),
-                        trigger: crate::db::trigger_name(chunk.trigger).to_owned(),
-                        captured_at: chunk.captured_at.0,
-                        bytes: file.bytes,
-                    });
-                }
-            }
-            RecordBody::CameraHealth(health) => others.push(LiveUpdate::Camera {
-                printer: health.printer.to_string(),
-                camera: health.camera.to_string(),
-                state: crate::db::camera_state_name(health.state).to_owned(),
-                fps: f64::from(health.fps_milli) / 1000.0,
-                last_frame_at: health.last_frame_at.map(|t| t.0),
-                last_error: health.last_error.clone(),
-                live: health.live,
-                source: health.source.clone(),
-                width: health.width,
-                height: health.height,
-                frames_total: health.frames_total,
-            }),
-            RecordBody::AgentHealth(_) => {}
-        }
-    }
-    for (printer, (at, state)) in newest {
-        live.publish(LiveUpdate::PrinterState {
-            printer: printer.to_owned(),
-            at,
-            state: proto::json::printer_state(state),
-        });
-    }
-    for update in others {
-        live.publish(update);
-    }
-}
-
 async fn handle_other(
     shared: &Shared,
     agent: &AgentId,
@@ -773,7 +572,7 @@ async fn handle_other(
                     tracing::info!(%agent, "Renewed an agent certificate.");
                     Ok(())
                 }
-                Err(error) => Err(violation(connection, send, &error.to_string()).await),
+                Err(error) => Err(violation(shared, connection, send, &error.to_string()).await),
             }
         }
         // Frames normally come on their own streams; one on the record stream is served too.
@@ -782,122 +581,18 @@ async fn handle_other(
             Ok(())
         }
         AgentMessage::Hello(_) | AgentMessage::Enroll(_) | AgentMessage::Records(_) => {
-            Err(violation(connection, send, "unexpected message on a sync stream").await)
+            Err(violation(shared, connection, send, "unexpected message on a sync stream").await)
         }
     }
 }
 
-/// Writes every snapshot chunk in `records` to disk (fsynced) before the ingest commits;
-/// returns the snapshots that are now whole. A snapshot that cannot be assembled (a chunk
-/// dropped at the agent, a hash that does not match) is logged and left out; only a storage
-/// failure is an error.
-async fn store_snapshots(
+pub(super) async fn violation(
     shared: &Shared,
-    records: &[proto::Record],
-) -> Result<Vec<StoredSnapshot>, SnapshotError> {
-    let chunks: Vec<proto::SnapshotChunk> = records
-        .iter()
-        .filter_map(|r| match &r.body {
-            RecordBody::Snapshot(chunk) => Some(chunk.clone()),
-            _ => None,
-        })
-        .collect();
-    if chunks.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(store) = shared.snapshots.clone() else { return Ok(Vec::new()) };
-    let stored = tokio::task::spawn_blocking(move || {
-        let mut stored = Vec::new();
-        for chunk in &chunks {
-            match store.put_chunk(chunk) {
-                Ok(Some(file)) => stored.push(StoredSnapshot {
-                    id: chunk.snapshot,
-                    path: file.path,
-                    bytes: file.bytes,
-                }),
-                Ok(None) => {}
-                Err(SnapshotError::Invalid { id, detail }) => {
-                    tracing::warn!(snapshot = %id, %detail, printer = %chunk.printer,
-                        "Dropped a snapshot that cannot be assembled.");
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(stored)
-    })
-    .await
-    .map_err(|e| SnapshotError::Io {
-        path: std::path::PathBuf::new(),
-        source: std::io::Error::other(e.to_string()),
-    })??;
-    Ok(stored)
-}
-
-/// The largest live frame message accepted (the agent's frame limit plus framing).
-const MAX_LIVE_FRAME: u32 = 9 * 1024 * 1024;
-
-/// Reads live frames, one per unidirectional stream, for as long as the connection lives.
-/// A frame for a camera the agent did not announce, or bytes that are not a frame, end that
-/// stream only: live view is best effort and never disturbs the records.
-async fn accept_live_frames(
-    connection: quinn::Connection,
-    cameras: Arc<Cameras>,
-    announced: Arc<HashSet<(PrinterId, CameraId)>>,
-) {
-    while let Ok(recv) = connection.accept_uni().await {
-        let cameras = cameras.clone();
-        let announced = announced.clone();
-        tokio::spawn(async move {
-            let mut reader = FrameReader::new(recv, MAX_LIVE_FRAME);
-            let message =
-                tokio::time::timeout(Duration::from_secs(10), reader.next::<AgentMessage>());
-            match message.await {
-                Ok(Ok(AgentMessage::LiveFrame(frame))) => {
-                    if announced.contains(&(frame.printer.clone(), frame.camera.clone())) {
-                        publish_frame(&cameras, frame);
-                    } else {
-                        tracing::warn!(printer = %frame.printer, camera = %frame.camera,
-                            "A live frame for a camera the agent did not announce.");
-                    }
-                }
-                Ok(Ok(_)) => tracing::warn!("Unexpected message on a live frame stream."),
-                Ok(Err(error)) => tracing::debug!(%error, "A live frame stream failed."),
-                Err(_) => tracing::debug!("A live frame stream stalled."),
-            }
-        });
-    }
-}
-
-fn publish_frame(cameras: &Cameras, frame: proto::LiveFrame) {
-    let image = LiveImage {
-        captured_at: frame.captured_at,
-        received: std::time::Instant::now(),
-        jpeg: frame.data.into(),
-    };
-    cameras.publish(frame.printer, frame.camera, image);
-}
-
-async fn deliver_commands(
-    shared: &Shared,
-    agent: &AgentId,
-    send: &mut quinn::SendStream,
-    delivered: &mut HashSet<CommandId>,
-) -> Result<(), ConnectionError> {
-    let now = UnixMillis::now();
-    for command in shared.db.open_commands(agent, now).await? {
-        if delivered.insert(command.id) {
-            frames::write(send, &HubMessage::Command(command.clone())).await?;
-            shared.db.mark_delivered(command.id, now).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn violation(
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     detail: &str,
 ) -> ConnectionError {
+    shared.metrics.refused(Source::Sync, "protocol", &detail);
     let reason = DisconnectReason::ProtocolViolation { detail: detail.to_owned() };
     let _ = frames::write(send, &HubMessage::Disconnect(reason)).await;
     connection.close(close_code::PROTOCOL.into(), detail.as_bytes());

@@ -327,9 +327,23 @@ async fn no_anonymous_access_roles_and_bad_input_get_clear_json_errors(db: Optio
     let (status, _, body) = api.call(malformed).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("EOF"), "{body}");
+    // A body that is JSON but not a command: 422, naming what is allowed.
     let (status, body) = api.post(&operator, &commands, json!({"action": "explode"})).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("unknown action"), "{body}");
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("explode") && message.contains("pause"), "{body}");
+    let (status, body) = api.post(&operator, &commands, json!({"action": "set_speed"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("level"), "{body}");
+    let (status, body) = api
+        .post(
+            &operator,
+            &commands,
+            json!({"action": "start_print", "file": "/a.3mf", "plate_confirmed_clear": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("plate_confirmed_clear"), "{body}");
     let (status, body) =
         api.post(&operator, &commands, json!({"action": "pause", "surprise": 1})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -513,23 +527,78 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
     let (status, spec) = api.get(&admin, "/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(spec["openapi"], "3.1.0");
-    for (method, path, _, _) in hub::api::openapi::ROUTES {
-        assert!(spec["paths"][path][method].is_object(), "{method} {path} undocumented");
-        if *path == "/ws" || *path == "/logout" {
-            continue;
+    // The API's contract: every one of these is documented with its role, and routed.
+    let expected: &[(&str, &str, &str)] = &[
+        ("post", "/login", "none"),
+        ("post", "/logout", "viewer"),
+        ("get", "/me", "viewer"),
+        ("get", "/printers", "viewer"),
+        ("get", "/printers/{id}", "viewer"),
+        ("get", "/printers/{id}/telemetry", "viewer"),
+        ("post", "/printers/{id}/commands", "operator"),
+        ("get", "/printers/{id}/cameras", "viewer"),
+        ("post", "/printers/{id}/cameras/{camera}/snapshot", "operator"),
+        ("get", "/printers/{id}/cameras/{camera}/live", "viewer"),
+        ("get", "/printers/{id}/snapshots", "viewer"),
+        ("get", "/printers/{id}/snapshots/latest", "viewer"),
+        ("get", "/snapshots/{id}", "viewer"),
+        ("get", "/events", "viewer"),
+        ("get", "/commands", "viewer"),
+        ("get", "/commands/{id}", "viewer"),
+        ("get", "/agents", "viewer"),
+        ("post", "/agents/{id}/revoke", "admin"),
+        ("post", "/enrollment-tokens", "admin"),
+        ("get", "/users", "admin"),
+        ("post", "/users", "admin"),
+        ("delete", "/users/{name}", "admin"),
+        ("get", "/tokens", "admin"),
+        ("post", "/tokens", "admin"),
+        ("delete", "/tokens/{id}", "admin"),
+        ("get", "/audit", "admin"),
+        ("get", "/ws", "viewer"),
+        ("get", "/openapi.json", "viewer"),
+    ];
+    for (method, path, role) in expected {
+        let operation = &spec["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} undocumented");
+        assert_eq!(operation["x-kitt-role"], *role, "{method} {path}");
+    }
+    // Every documented operation is routed, and nothing is documented that is not expected.
+    let mut documented = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            documented += 1;
+            assert!(
+                expected.iter().any(|(m, p, _)| m == method && p == path),
+                "{method} {path} is documented but not in the expected list"
+            );
+            assert!(operation["responses"].as_object().is_some_and(|r| r.contains_key("401")));
+            if path == "/ws" || path == "/logout" {
+                continue;
+            }
+            let concrete =
+                path.replace("{id}", "x").replace("{name}", "x").replace("{camera}", "x");
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(format!("/api/v1{concrete}"))
+                .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap();
+            let (status, _, body) = api.call(request).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            let message = body["error"]["message"].as_str().unwrap_or("");
+            assert!(
+                !message.contains("no such API route"),
+                "{method} {path} is not routed: {body}"
+            );
         }
-        let concrete = path.replace("{id}", "x").replace("{name}", "x");
-        let request = Request::builder()
-            .method(method.to_uppercase().as_str())
-            .uri(format!("/api/v1{concrete}"))
-            .header(header::AUTHORIZATION, format!("Bearer {admin}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from("{}"))
-            .unwrap();
-        let (status, _, body) = api.call(request).await;
-        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-        let message = body["error"]["message"].as_str().unwrap_or("");
-        assert!(!message.contains("no such API route"), "{method} {path} is not routed: {body}");
+    }
+    assert_eq!(documented, expected.len());
+    // Request and response bodies have full schemas.
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    for name in ["Printer", "PrinterList", "CommandBody", "CommandSpec", "EventPage", "ErrorBody"] {
+        assert!(schemas.contains_key(name), "no schema {name}");
     }
     let (status, _, body) = api.call(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
@@ -543,7 +612,13 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
     assert_eq!(response.status(), StatusCode::OK);
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec())
         .unwrap();
-    assert!(text.contains("# TYPE kitt_http_requests_total counter"), "{text}");
+    assert!(text.contains("# TYPE kitt_http_requests counter"), "{text}");
+    assert!(
+        text.contains(
+            "kitt_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains("kitt_agents_connected 0"), "{text}");
     let (status, _, _) = api.call(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

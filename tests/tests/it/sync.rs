@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use edge_agent::sync::client::SyncStatus;
 use edge_agent::sync::enroll::{EnrollError, enroll};
+use hub::service::commands::StateName;
+use hub::service::{CommandRequest, CommandSpec, Principal, Role};
 use printer_sim::config::{Model, SimConfig};
 use printer_sim::{SimHandle, Simulator};
-use proto::{
-    AgentId, Command, CommandAction, CommandId, PrintState, PrinterEventKind, PrinterId, Record,
-    RecordBody, UnixMillis,
-};
+use proto::{AgentId, PrintState, PrinterEventKind, Record, RecordBody, UnixMillis};
 use rustls_pki_types::pem::PemObject;
 use tests::fleet::{TestAgent, TestHub, agent_config, eventually};
 
@@ -197,18 +196,16 @@ async fn a_command_runs_once_and_an_expired_one_never_runs() {
     let state = tempfile::tempdir().unwrap();
     TestAgent::enroll(&hub, state.path(), "pi-cmd").await;
     let id = AgentId::new("pi-cmd").unwrap();
-    let printer = PrinterId::new(SERIAL).unwrap();
 
-    // Queued while the agent is away, and expired before it returns.
-    let stale = Command {
-        id: CommandId([7; 16]),
-        printer: printer.clone(),
-        issued_at: UnixMillis::now(),
-        expires_at: UnixMillis::now().plus_millis(300),
-        preconditions: Vec::new(),
-        action: CommandAction::Stop,
-    };
-    hub.handle.send_command(&id, &stale).await.unwrap();
+    // The printer is known (as after an earlier connection); a command is queued while the
+    // agent is away, and expires before it returns. Commands exist only through the command
+    // service, as an internal actor here.
+    hub.db().announce_printer(SERIAL, "pi-cmd", None, None, UnixMillis::now()).await.unwrap();
+    let commands = hub.commands();
+    let actor = Principal::internal("sync-test", Role::Operator);
+    let mut request = CommandRequest::new(CommandSpec::Stop {});
+    request.expires_in = Duration::from_millis(300);
+    let stale = commands.issue(&actor, SERIAL, request).await.unwrap().command;
     let outcome = eventually(hub.handle.changes(), "the stale command expired", || async {
         hub.db().command_outcome(stale.id).await.unwrap()
     })
@@ -226,15 +223,10 @@ async fn a_command_runs_once_and_an_expired_one_never_runs() {
             .then_some(())
     })
     .await;
-    let pause = Command {
-        id: CommandId([8; 16]),
-        printer: printer.clone(),
-        issued_at: UnixMillis::now(),
-        expires_at: UnixMillis::now().plus_millis(60_000),
-        preconditions: vec![proto::Precondition::StateIn(vec![PrintState::Printing])],
-        action: CommandAction::Pause,
-    };
-    hub.handle.send_command(&id, &pause).await.unwrap();
+    let mut request = CommandRequest::new(CommandSpec::Pause {});
+    request.expires_in = Duration::from_secs(60);
+    request.require_state = vec![StateName::Printing];
+    let pause = commands.issue(&actor, SERIAL, request).await.unwrap().command;
     let outcome = eventually(hub.handle.changes(), "the pause's outcome", || async {
         hub.db().command_outcome(pause.id).await.unwrap()
     })

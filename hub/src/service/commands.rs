@@ -1,0 +1,390 @@
+//! Printer commands. [`Commands::issue`] is the only way a command comes into being: it
+//! checks the principal's role, validates the request, writes the audit row, persists the
+//! command and delivers it (at once when the agent is connected, else when it returns, unless
+//! it expired first). HTTP, the scheduler and the assistant all call it.
+
+use std::time::Duration;
+
+use proto::{
+    AgentId, Command, CommandAction, CommandId, LightMode, LightNode, Precondition, PrintState,
+    PrinterId, SpeedLevel, StartPrint, UnixMillis,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Principal, Role, ServiceError};
+use crate::db::Db;
+use crate::db::read::CommandRow;
+use crate::sync::server::SyncHandle;
+
+/// The longest a command may wait for its agent.
+pub const MAX_EXPIRY: Duration = Duration::from_secs(86_400);
+/// The longest G-code line block accepted.
+pub const MAX_GCODE_BYTES: usize = 4096;
+
+/// What to do, with the fields that action needs. `{"action": "pause"}`,
+/// `{"action": "set_light", "node": "chamber_light", "mode": "on"}`, …
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CommandSpec {
+    Pause {},
+    Resume {},
+    Stop {},
+    /// Ask the printer for its whole state now.
+    FullPush {},
+    SetLight {
+        node: Light,
+        mode: LightSetting,
+    },
+    SetSpeed {
+        level: Speed,
+    },
+    /// Raw G-code, at most 4096 bytes.
+    Gcode {
+        gcode: String,
+    },
+    /// Start a file already on the printer. The plate must be confirmed clear by a person.
+    StartPrint {
+        /// Path on the printer's storage, e.g. `/model/benchy.gcode.3mf`.
+        file: String,
+        /// 1-based plate number inside the project file (default 1).
+        #[serde(default)]
+        plate: Option<u16>,
+        #[serde(default)]
+        job_name: Option<String>,
+        /// For each filament of the project, the global tray id to feed it from; -1 unused.
+        #[serde(default)]
+        ams_mapping: Vec<i16>,
+        #[serde(default)]
+        use_ams: bool,
+        /// The caller confirms the plate is empty now. Must be `true`.
+        plate_confirmed_clear: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Light {
+    ChamberLight,
+    WorkLight,
+    ChamberLight2,
+    HeatbedLight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LightSetting {
+    On,
+    Off,
+    Flashing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Speed {
+    Silent,
+    Standard,
+    Sport,
+    Ludicrous,
+}
+
+/// A printer's state as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateName {
+    Idle,
+    Preparing,
+    Printing,
+    Paused,
+    Finished,
+    Failed,
+    Offline,
+}
+
+impl From<StateName> for PrintState {
+    fn from(state: StateName) -> PrintState {
+        match state {
+            StateName::Idle => PrintState::Idle,
+            StateName::Preparing => PrintState::Preparing,
+            StateName::Printing => PrintState::Printing,
+            StateName::Paused => PrintState::Paused,
+            StateName::Finished => PrintState::Finished,
+            StateName::Failed => PrintState::Failed,
+            StateName::Offline => PrintState::Offline,
+        }
+    }
+}
+
+/// A command to issue: the action, how long it may wait, and the states it may run in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRequest {
+    pub spec: CommandSpec,
+    pub expires_in: Duration,
+    /// Execute only in one of these states (empty: any the action allows).
+    pub require_state: Vec<StateName>,
+}
+
+impl CommandRequest {
+    pub fn new(spec: CommandSpec) -> CommandRequest {
+        CommandRequest { spec, expires_in: Duration::from_secs(60), require_state: Vec::new() }
+    }
+}
+
+/// A command the hub accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issued {
+    pub command: Command,
+    pub agent: AgentId,
+    /// The agent was connected when the command was persisted (delivery is under way).
+    pub agent_online: bool,
+}
+
+/// Turns a request into the wire command's action and preconditions; pure, so every rule
+/// is tested without a hub.
+pub fn plan(
+    request: &CommandRequest,
+    principal: &Principal,
+    now: UnixMillis,
+) -> Result<(CommandAction, Vec<Precondition>), ServiceError> {
+    if request.expires_in.is_zero() || request.expires_in > MAX_EXPIRY {
+        return Err(ServiceError::Invalid("expires_in_s must be between 1 and 86400".into()));
+    }
+    let mut preconditions = vec![Precondition::ControlAvailable];
+    let action = match &request.spec {
+        CommandSpec::Pause {} => CommandAction::Pause,
+        CommandSpec::Resume {} => CommandAction::Resume,
+        CommandSpec::Stop {} => CommandAction::Stop,
+        CommandSpec::FullPush {} => CommandAction::RequestFullPush,
+        CommandSpec::SetLight { node, mode } => CommandAction::SetLight {
+            node: match node {
+                Light::ChamberLight => LightNode::ChamberLight,
+                Light::WorkLight => LightNode::WorkLight,
+                Light::ChamberLight2 => LightNode::ChamberLight2,
+                Light::HeatbedLight => LightNode::HeatbedLight,
+            },
+            mode: match mode {
+                LightSetting::On => LightMode::On,
+                LightSetting::Off => LightMode::Off,
+                LightSetting::Flashing => LightMode::Flashing,
+            },
+        },
+        CommandSpec::SetSpeed { level } => CommandAction::SetSpeed(match level {
+            Speed::Silent => SpeedLevel::Silent,
+            Speed::Standard => SpeedLevel::Standard,
+            Speed::Sport => SpeedLevel::Sport,
+            Speed::Ludicrous => SpeedLevel::Ludicrous,
+        }),
+        CommandSpec::Gcode { gcode } => {
+            if gcode.len() > MAX_GCODE_BYTES {
+                return Err(ServiceError::Invalid("G-code is limited to 4096 bytes".into()));
+            }
+            if gcode.trim().is_empty() {
+                return Err(ServiceError::Invalid("the G-code is empty".into()));
+            }
+            CommandAction::Gcode(gcode.clone())
+        }
+        CommandSpec::StartPrint {
+            file,
+            plate,
+            job_name,
+            ams_mapping,
+            use_ams,
+            plate_confirmed_clear,
+        } => {
+            if !plate_confirmed_clear {
+                return Err(ServiceError::Invalid(
+                    "start_print needs \"plate_confirmed_clear\": true — confirm the plate is empty"
+                        .into(),
+                ));
+            }
+            if file.is_empty() || file.len() > 1024 {
+                return Err(ServiceError::Invalid("file must be 1–1024 bytes".into()));
+            }
+            if plate == &Some(0) {
+                return Err(ServiceError::Invalid("plates are numbered from 1".into()));
+            }
+            if ams_mapping.len() > 64 {
+                return Err(ServiceError::Invalid("ams_mapping has at most 64 entries".into()));
+            }
+            preconditions.push(Precondition::PlateConfirmedClear {
+                by: principal.name().to_owned(),
+                at: now,
+            });
+            preconditions.push(Precondition::StateIn(vec![
+                PrintState::Idle,
+                PrintState::Finished,
+                PrintState::Failed,
+            ]));
+            CommandAction::StartPrint(StartPrint {
+                file: file.clone(),
+                plate: plate.unwrap_or(1),
+                job_name: job_name.clone().unwrap_or_default(),
+                ams_mapping: ams_mapping.clone(),
+                use_ams: *use_ams,
+                bed_leveling: true,
+                timelapse: false,
+            })
+        }
+    };
+    if !request.require_state.is_empty() {
+        preconditions
+            .push(Precondition::StateIn(request.require_state.iter().map(|&s| s.into()).collect()));
+    }
+    Ok((action, preconditions))
+}
+
+/// The command service.
+#[derive(Debug, Clone)]
+pub struct Commands {
+    db: Db,
+    sync: SyncHandle,
+}
+
+impl Commands {
+    pub fn new(db: Db, sync: SyncHandle) -> Commands {
+        Commands { db, sync }
+    }
+
+    /// Issues a command to `printer` on behalf of `principal` (at least an operator).
+    pub async fn issue(
+        &self,
+        principal: &Principal,
+        printer: &str,
+        request: CommandRequest,
+    ) -> Result<Issued, ServiceError> {
+        principal.require(Role::Operator)?;
+        let row = self
+            .db
+            .printer(printer)
+            .await?
+            .ok_or_else(|| ServiceError::unknown_printer(printer))?;
+        let now = UnixMillis::now();
+        let (action, preconditions) = plan(&request, principal, now)?;
+        let printer_id =
+            PrinterId::new(row.id.clone()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let agent = AgentId::new(row.agent_id.clone())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let command = Command {
+            id: CommandId(rand::random()),
+            printer: printer_id,
+            issued_at: now,
+            expires_at: now.plus_millis(request.expires_in.as_millis() as i64),
+            preconditions,
+            action,
+        };
+        // The audit row first: a command that exists was always audited.
+        let detail = format!("command {} via {}", command.id, principal.via());
+        let what = format!("command {} on {}", action_name(&request.spec), row.id);
+        self.db.audit(principal.name(), &what, 202, Some(&detail), now).await?;
+        self.db.insert_command(&agent, &command).await?;
+        self.sync.commands_pending(&agent);
+        let agent_online = self.sync.is_connected(agent.as_str());
+        Ok(Issued { command, agent, agent_online })
+    }
+
+    pub async fn list(
+        &self,
+        printer: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CommandRow>, ServiceError> {
+        Ok(self.db.commands(printer, limit.clamp(1, 1000)).await?)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<CommandRow, ServiceError> {
+        self.db
+            .command(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no command {id:?}")))
+    }
+}
+
+/// The action's name as the API spells it.
+pub fn action_name(spec: &CommandSpec) -> &'static str {
+    match spec {
+        CommandSpec::Pause {} => "pause",
+        CommandSpec::Resume {} => "resume",
+        CommandSpec::Stop {} => "stop",
+        CommandSpec::FullPush {} => "full_push",
+        CommandSpec::SetLight { .. } => "set_light",
+        CommandSpec::SetSpeed { .. } => "set_speed",
+        CommandSpec::Gcode { .. } => "gcode",
+        CommandSpec::StartPrint { .. } => "start_print",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Via;
+
+    fn operator() -> Principal {
+        Principal::user("otto", Role::Operator, Via::Session)
+    }
+
+    fn parse(json: &str) -> Result<CommandSpec, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn bodies_parse_as_tagged_alternatives() {
+        assert_eq!(parse(r#"{"action":"pause"}"#).unwrap(), CommandSpec::Pause {});
+        assert_eq!(
+            parse(r#"{"action":"set_light","node":"chamber_light","mode":"on"}"#).unwrap(),
+            CommandSpec::SetLight { node: Light::ChamberLight, mode: LightSetting::On }
+        );
+        // A field of another action, a missing field, an unknown action, an unknown value.
+        assert!(parse(r#"{"action":"pause","level":"sport"}"#).is_err());
+        assert!(parse(r#"{"action":"set_speed"}"#).is_err());
+        assert!(parse(r#"{"action":"explode"}"#).is_err());
+        assert!(parse(r#"{"action":"set_speed","level":"warp"}"#).is_err());
+        assert!(parse(r#"{"level":"sport"}"#).is_err());
+    }
+
+    #[test]
+    fn a_start_needs_a_confirmed_plate_and_an_idle_printer() {
+        let now = UnixMillis(1_000);
+        let mut request = CommandRequest::new(CommandSpec::StartPrint {
+            file: "/model/a.gcode.3mf".into(),
+            plate: None,
+            job_name: None,
+            ams_mapping: Vec::new(),
+            use_ams: false,
+            plate_confirmed_clear: false,
+        });
+        let error = plan(&request, &operator(), now).unwrap_err();
+        assert!(error.to_string().contains("plate_confirmed_clear"), "{error}");
+        if let CommandSpec::StartPrint { plate_confirmed_clear, .. } = &mut request.spec {
+            *plate_confirmed_clear = true;
+        }
+        let (action, preconditions) = plan(&request, &operator(), now).unwrap();
+        assert!(matches!(action, CommandAction::StartPrint(StartPrint { plate: 1, .. })));
+        assert!(
+            preconditions
+                .contains(&Precondition::PlateConfirmedClear { by: "otto".into(), at: now })
+        );
+        assert!(
+            preconditions
+                .iter()
+                .any(|p| matches!(p, Precondition::StateIn(s) if s.contains(&PrintState::Idle)))
+        );
+    }
+
+    #[test]
+    fn expiry_and_gcode_limits_hold() {
+        let now = UnixMillis(0);
+        let mut request = CommandRequest::new(CommandSpec::Stop {});
+        request.expires_in = Duration::ZERO;
+        assert!(plan(&request, &operator(), now).is_err());
+        request.expires_in = MAX_EXPIRY + Duration::from_secs(1);
+        assert!(plan(&request, &operator(), now).is_err());
+        let long = CommandRequest::new(CommandSpec::Gcode { gcode: "G28\n".repeat(2000) });
+        assert!(plan(&long, &operator(), now).is_err());
+        let mut states = CommandRequest::new(CommandSpec::Pause {});
+        states.require_state = vec![StateName::Printing];
+        let (_, preconditions) = plan(&states, &operator(), now).unwrap();
+        assert_eq!(
+            preconditions,
+            vec![Precondition::ControlAvailable, Precondition::StateIn(vec![PrintState::Printing])]
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The fleet: printers with their state and reachability, agents with their presence and
+//! health, revocation.
+
+use proto::{AgentId, UnixMillis};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{Principal, Role, ServiceError};
+use crate::db::Db;
+use crate::db::cameras::LatestSnapshot;
+use crate::db::read::{AgentDetail, PrinterRow};
+use crate::sync::server::SyncHandle;
+
+/// A printer as people and scripts see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Printer {
+    #[serde(flatten)]
+    pub row: PrinterRow,
+    /// Whether the agent serving this printer is connected now.
+    pub agent_online: bool,
+    /// The newest snapshot of any of its cameras.
+    pub latest_snapshot: Option<SnapshotLink>,
+}
+
+/// The newest snapshot, with the URL of its image.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SnapshotLink {
+    #[serde(flatten)]
+    pub snapshot: LatestSnapshot,
+    pub url: String,
+}
+
+/// An agent with its presence.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Agent {
+    #[serde(flatten)]
+    pub detail: AgentDetail,
+    /// Connected over QUIC now.
+    pub online: bool,
+}
+
+/// The fleet service.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    db: Db,
+    sync: SyncHandle,
+}
+
+impl Fleet {
+    pub fn new(db: Db, sync: SyncHandle) -> Fleet {
+        Fleet { db, sync }
+    }
+
+    /// Whether an agent is connected now.
+    pub fn is_online(&self, agent: &str) -> bool {
+        self.sync.is_connected(agent)
+    }
+
+    pub async fn printers(&self) -> Result<Vec<Printer>, ServiceError> {
+        let rows = self.db.printers().await?;
+        let ids: Vec<String> = rows.iter().map(|p| p.id.clone()).collect();
+        let mut latest = self.db.latest_snapshots(&ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let snapshot = latest.remove(&row.id);
+                self.printer_view(row, snapshot)
+            })
+            .collect())
+    }
+
+    pub async fn printer(&self, id: &str) -> Result<Printer, ServiceError> {
+        let row = self.db.printer(id).await?.ok_or_else(|| ServiceError::unknown_printer(id))?;
+        let mut latest = self.db.latest_snapshots(std::slice::from_ref(&row.id)).await?;
+        let snapshot = latest.remove(&row.id);
+        Ok(self.printer_view(row, snapshot))
+    }
+
+    fn printer_view(&self, row: PrinterRow, snapshot: Option<LatestSnapshot>) -> Printer {
+        Printer {
+            agent_online: self.sync.is_connected(&row.agent_id),
+            latest_snapshot: snapshot.map(|snapshot| SnapshotLink {
+                url: format!("/api/v1/snapshots/{}", snapshot.id),
+                snapshot,
+            }),
+            row,
+        }
+    }
+
+    pub async fn agents(&self) -> Result<Vec<Agent>, ServiceError> {
+        Ok(self
+            .db
+            .agent_details()
+            .await?
+            .into_iter()
+            .map(|detail| Agent { online: self.sync.is_connected(&detail.id), detail })
+            .collect())
+    }
+
+    /// Revokes an agent (admins only): it is disconnected at once and cannot reconnect.
+    pub async fn revoke_agent(&self, principal: &Principal, id: &str) -> Result<(), ServiceError> {
+        principal.require(Role::Admin)?;
+        let unknown = || ServiceError::NotFound(format!("no agent {id:?}"));
+        let agent = AgentId::new(id).map_err(|_| unknown())?;
+        if !self.sync.revoke(&agent).await? {
+            return Err(unknown());
+        }
+        let detail = format!("via {}", principal.via());
+        self.db
+            .audit(
+                principal.name(),
+                &format!("revoke agent {id}"),
+                200,
+                Some(&detail),
+                UnixMillis::now(),
+            )
+            .await?;
+        Ok(())
+    }
+}

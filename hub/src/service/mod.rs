@@ -1,0 +1,63 @@
+//! The hub's behaviour, as services that HTTP handlers, the sync server, a scheduler and an
+//! assistant all call. A service checks the [`Principal`]'s role itself and writes the audit
+//! row for what it changes; callers translate [`ServiceError`] into their own terms (HTTP
+//! statuses, a tool's answer). Which service owns what is listed in ARCHITECTURE.md.
+//!
+//! - [`Fleet`]: printers, agents, presence, revocation.
+//! - [`Commands`]: the only way a printer command is created.
+//! - live updates: [`crate::live::LiveHub`], fed by the ingest after each commit.
+
+pub mod commands;
+pub mod fleet;
+pub mod principal;
+
+pub use self::commands::{CommandRequest, CommandSpec, Commands, Issued};
+pub use self::fleet::Fleet;
+pub use self::principal::{Principal, Role, Via};
+use crate::db::{Db, DbError};
+use crate::live::LiveHub;
+use crate::sync::server::SyncHandle;
+
+/// Why a service refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("this needs the {} role", needed.as_str())]
+    Forbidden { needed: Role },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Something the hub needs is not reachable now (an agent offline, a camera failing).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("storage: {0}")]
+    Storage(#[from] DbError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn unknown_printer(id: &str) -> ServiceError {
+        ServiceError::NotFound(format!("no printer {id:?}; GET /api/v1/printers lists them"))
+    }
+}
+
+/// Every service, built once and shared.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub fleet: Fleet,
+    pub commands: Commands,
+    pub live: LiveHub,
+}
+
+impl Services {
+    pub fn new(db: Db, sync: SyncHandle) -> Services {
+        Services {
+            fleet: Fleet::new(db.clone(), sync.clone()),
+            commands: Commands::new(db, sync.clone()),
+            live: sync.live().clone(),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Ingest: a batch of records checked by the connection's [`IngestSession`], snapshot chunks
+//! fsynced, the batch committed (records, read model and watermark in one transaction), live
+//! updates published, and only then the cumulative ack sent.
+
+use std::collections::HashMap;
+
+use proto::{AgentId, HubMessage, RecordBody, UnixMillis};
+
+use super::close_code;
+use super::frames;
+use super::server::{ConnectionError, Shared, violation};
+use super::session::IngestSession;
+use crate::camera::SnapshotError;
+use crate::db::StoredSnapshot;
+use crate::live::{LiveHub, LiveUpdate};
+use crate::metrics::Source;
+
+pub(super) async fn ingest(
+    shared: &Shared,
+    agent: &AgentId,
+    session: &mut IngestSession,
+    batch: Vec<proto::Record>,
+    received: std::time::Instant,
+    send: &mut quinn::SendStream,
+    connection: &quinn::Connection,
+) -> Result<(), ConnectionError> {
+    let fresh = match session.accept(batch) {
+        Ok(fresh) => fresh,
+        Err(error) => return Err(violation(shared, connection, send, &error.to_string()).await),
+    };
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let stored = match store_snapshots(shared, &fresh).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            // Nothing is acknowledged; the agent resends once the disk has room again.
+            tracing::error!(%agent, %error, "Cannot store snapshot chunks.");
+            shared.metrics.ingest_failed("snapshot_storage");
+            connection.close(close_code::INTERNAL.into(), b"hub snapshot storage unavailable");
+            return Err(ConnectionError::Protocol(error.to_string()));
+        }
+    };
+    let now = UnixMillis::now();
+    let commit = std::time::Instant::now();
+    let watermark = match shared.db.ingest_with(agent, &fresh, now, stored.clone()).await {
+        Ok(watermark) => watermark,
+        Err(error) => {
+            shared.metrics.ingest_failed("database");
+            // Nothing is acknowledged; the agent resends from the watermark next time.
+            connection.close(close_code::INTERNAL.into(), b"hub storage unavailable");
+            return Err(error.into());
+        }
+    };
+    shared.metrics.ingest_committed(fresh.len(), commit.elapsed());
+    publish(&shared.live, agent, &fresh, &stored, received);
+    shared.changed();
+    if let Some(through) = session.committed_through(watermark) {
+        frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
+    }
+    Ok(())
+}
+
+/// Tells live subscribers what was just committed: each printer's newest state and every
+/// event.
+fn publish(
+    live: &LiveHub,
+    agent: &AgentId,
+    records: &[proto::Record],
+    stored: &[StoredSnapshot],
+    received: std::time::Instant,
+) {
+    if live.subscribers() == 0 {
+        return;
+    }
+    // Each printer's newest state first (as the agent emits a state before the events that
+    // led to it), then every event and result in order.
+    let mut newest: HashMap<&str, (i64, &proto::PrinterState)> = HashMap::new();
+    let mut others = Vec::new();
+    for record in records {
+        match &record.body {
+            RecordBody::Telemetry(t) => {
+                newest.insert(t.printer.as_str(), (record.observed_at.0, &t.state));
+            }
+            RecordBody::PrinterEvent(e) => others.push(LiveUpdate::Event {
+                printer: e.printer.to_string(),
+                agent: agent.to_string(),
+                at: record.observed_at.0,
+                event: proto::json::printer_event(&e.kind),
+            }),
+            RecordBody::CommandResult(r) => others.push(LiveUpdate::CommandResult {
+                command: r.command.to_string(),
+                printer: r.printer.to_string(),
+                outcome: crate::db::outcome_text(&r.outcome),
+            }),
+            RecordBody::Snapshot(chunk) => {
+                if chunk.chunk_index + 1 == chunk.chunk_count
+                    && let Some(file) = stored.iter().find(|s| s.id == chunk.snapshot)
+                {
+                    others.push(LiveUpdate::Snapshot {
+                        id: chunk.snapshot.to_string(),
+                        printer: chunk.printer.to_string(),
+                        camera: chunk.camera.to_string(),
+                        trigger: crate::db::trigger_name(chunk.trigger).to_owned(),
+                        captured_at: chunk.captured_at.0,
+                        bytes: file.bytes,
+                    });
+                }
+            }
+            RecordBody::CameraHealth(health) => others.push(LiveUpdate::Camera {
+                printer: health.printer.to_string(),
+                camera: health.camera.to_string(),
+                state: crate::db::camera_state_name(health.state).to_owned(),
+                fps: f64::from(health.fps_milli) / 1000.0,
+                last_frame_at: health.last_frame_at.map(|t| t.0),
+                last_error: health.last_error.clone(),
+                live: health.live,
+                source: health.source.clone(),
+                width: health.width,
+                height: health.height,
+                frames_total: health.frames_total,
+            }),
+            RecordBody::AgentHealth(_) => {}
+        }
+    }
+    for (printer, (at, state)) in newest {
+        let update = LiveUpdate::PrinterState {
+            printer: printer.to_owned(),
+            at,
+            state: proto::json::printer_state(state),
+        };
+        live.publish_received(update, received);
+    }
+    for update in others {
+        live.publish_received(update, received);
+    }
+}
+
+/// Writes every snapshot chunk in `records` to disk (fsynced) before the ingest commits;
+/// returns the snapshots that are now whole. A snapshot that cannot be assembled (a chunk
+/// dropped at the agent, a hash that does not match) is logged and left out; only a storage
+/// failure is an error.
+async fn store_snapshots(
+    shared: &Shared,
+    records: &[proto::Record],
+) -> Result<Vec<StoredSnapshot>, SnapshotError> {
+    let chunks: Vec<proto::SnapshotChunk> = records
+        .iter()
+        .filter_map(|r| match &r.body {
+            RecordBody::Snapshot(chunk) => Some(chunk.clone()),
+            _ => None,
+        })
+        .collect();
+    if chunks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(store) = shared.snapshots.clone() else { return Ok(Vec::new()) };
+    let metrics = shared.metrics.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let mut stored = Vec::new();
+        for chunk in &chunks {
+            match store.put_chunk(chunk) {
+                Ok(Some(file)) => stored.push(StoredSnapshot {
+                    id: chunk.snapshot,
+                    path: file.path,
+                    bytes: file.bytes,
+                }),
+                Ok(None) => {}
+                Err(SnapshotError::Invalid { id, detail }) => {
+                    metrics.refused(
+                        Source::Snapshot,
+                        "unassembled",
+                        &format_args!("snapshot {id} of {}: {detail}", chunk.printer),
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(stored)
+    })
+    .await
+    .map_err(|e| SnapshotError::Io {
+        path: std::path::PathBuf::new(),
+        source: std::io::Error::other(e.to_string()),
+    })??;
+    Ok(stored)
+}
