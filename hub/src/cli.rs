@@ -51,6 +51,8 @@ pub enum Command {
     },
     /// Apply the database migrations and exit (serve also applies them).
     Migrate,
+    /// Print the API's OpenAPI document (the one served at /api/v1/openapi.json) and exit.
+    Openapi,
     /// Check the configuration and print every problem found.
     Validate,
     /// Enrollment tokens.
@@ -131,6 +133,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         ));
         return Ok(0);
     }
+    if let Command::Openapi = cli.command {
+        print_line(&crate::api::spec().to_pretty_json().context("cannot write the document")?);
+        return Ok(0);
+    }
     let mut overrides = Overrides {
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
@@ -173,7 +179,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 
 async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
     match command {
-        Command::Version | Command::Validate | Command::Demo { .. } => Ok(0),
+        Command::Version | Command::Openapi | Command::Validate | Command::Demo { .. } => Ok(0),
         Command::Serve { .. } => {
             let started = std::time::Instant::now();
             let shutdown = CancellationToken::new();

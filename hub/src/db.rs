@@ -20,8 +20,8 @@ pub mod cameras;
 pub mod read;
 pub mod users;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -626,7 +626,7 @@ async fn ingest_in(
     .bind(agent.as_str())
     .execute(&mut **tx)
     .await?;
-    projection::project(tx, agent, records, stored).await?;
+    projection::project(tx, agent, records, stored, received_at).await?;
     let watermark = sqlx::query("SELECT acked_through FROM agents WHERE id = $1")
         .bind(agent.as_str())
         .fetch_one(&mut **tx)

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use proto::{AgentId, Record, RecordBody, SnapshotTrigger};
+use proto::{AgentId, Record, RecordBody, SnapshotTrigger, UnixMillis};
 use sqlx::Row;
 
 use super::{DbError, StoredSnapshot, record_outcome_on, values_for};
@@ -22,6 +22,7 @@ pub(super) async fn project(
     agent: &AgentId,
     records: &[Record],
     stored: &[StoredSnapshot],
+    now: UnixMillis,
 ) -> Result<(), DbError> {
     let mut latest: HashMap<&str, Latest<'_>> = HashMap::new();
     let mut events = Vec::new();
@@ -111,9 +112,9 @@ pub(super) async fn project(
     for chunk in samples.chunks(1000) {
         let sql = format!(
             "INSERT INTO telemetry (printer_id, resolution, at, state, progress_percent, layer, \
-             nozzle_temp_c, bed_temp_c, chamber_temp_c) VALUES {} \
+             nozzle_temp_c, bed_temp_c, chamber_temp_c, received_at) VALUES {} \
              ON CONFLICT (printer_id, resolution, at) DO NOTHING",
-            values_for(tx, chunk.len(), 9)
+            values_for(tx, chunk.len(), 10)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (printer, at, state) in chunk {
@@ -126,7 +127,8 @@ pub(super) async fn project(
                 .bind(state.layer.map(i64::from))
                 .bind(state.nozzle_temp_c.map(f64::from))
                 .bind(state.bed_temp_c.map(f64::from))
-                .bind(state.chamber_temp_c.map(f64::from));
+                .bind(state.chamber_temp_c.map(f64::from))
+                .bind(now.0);
         }
         query.execute(&mut **tx).await?;
     }

@@ -82,6 +82,9 @@ pub struct AgentDetail {
     pub disk_free_bytes: Option<i64>,
 }
 
+/// How far behind `now` the downsampling mark stays (see `fold`).
+const FOLD_GRACE_MS: i64 = 60_000;
+
 const PRINTER_COLUMNS: &str = "id, agent_id, name, model, vendor, state, state_at";
 
 fn printer_row(row: &sqlx::any::AnyRow) -> Result<PrinterRow, DbError> {
@@ -214,9 +217,84 @@ impl Db {
             .collect()
     }
 
-    /// Folds raw samples older than `raw_until` into one-minute buckets and one-minute
-    /// buckets older than `minute_until` into fifteen-minute buckets (averages of the
-    /// temperatures, the highest progress and layer, the last state), then deletes what is
+    /// Folds samples of resolution `from` into buckets of `bucket_ms` at resolution `to`,
+    /// incrementally: only the buckets that gained samples since the last run (by the hub's
+    /// receipt time, so an agent's late catch-up is folded too) or were still open then are
+    /// (re)computed, in one transaction with the moved mark. A bucket's state, progress and
+    /// layer are its last sample's (a job that ended in the bucket shows as ended); the
+    /// temperatures are averages.
+    async fn fold(
+        &self,
+        from: i64,
+        to: i64,
+        bucket_ms: i64,
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        // Closed buckets only: everything older than a full bucket ago.
+        let closed_before = (now.0 - bucket_ms) / bucket_ms * bucket_ms;
+        let mut tx = self.pool.begin().await?;
+        let mark = sqlx::query(
+            "SELECT received_before, open_from FROM downsample_marks WHERE source = $1",
+        )
+        .bind(from)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (received_before, open_from) = match mark {
+            Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?),
+            None => (i64::MIN, i64::MIN),
+        };
+        sqlx::query(
+            "INSERT INTO telemetry (printer_id, resolution, at, state, progress_percent, layer, \
+             nozzle_temp_c, bed_temp_c, chamber_temp_c, received_at) \
+             SELECT g.printer_id, $1, g.bucket, l.state, l.progress_percent, l.layer, \
+             g.nozzle, g.bed, g.chamber, $2 \
+             FROM (SELECT t.printer_id AS printer_id, d.bucket AS bucket, MAX(t.at) AS last_at, \
+                   AVG(t.nozzle_temp_c) AS nozzle, AVG(t.bed_temp_c) AS bed, \
+                   AVG(t.chamber_temp_c) AS chamber \
+                   FROM (SELECT DISTINCT printer_id, (at / $3) * $3 AS bucket FROM telemetry \
+                         WHERE resolution = $4 AND at < $5 AND received_at >= $6 \
+                         UNION \
+                         SELECT DISTINCT printer_id, (at / $3) * $3 AS bucket FROM telemetry \
+                         WHERE resolution = $4 AND at < $5 AND at >= $7) d \
+                   JOIN telemetry t ON t.printer_id = d.printer_id AND t.resolution = $4 \
+                        AND t.at >= d.bucket AND t.at < d.bucket + $3 \
+                   GROUP BY t.printer_id, d.bucket) g \
+             JOIN telemetry l ON l.printer_id = g.printer_id AND l.resolution = $4 \
+                  AND l.at = g.last_at \
+             WHERE true \
+             ON CONFLICT (printer_id, resolution, at) DO UPDATE SET state = excluded.state, \
+             progress_percent = excluded.progress_percent, layer = excluded.layer, \
+             nozzle_temp_c = excluded.nozzle_temp_c, bed_temp_c = excluded.bed_temp_c, \
+             chamber_temp_c = excluded.chamber_temp_c, received_at = excluded.received_at",
+        )
+        .bind(to)
+        .bind(now.0)
+        .bind(bucket_ms)
+        .bind(from)
+        .bind(closed_before)
+        .bind(received_before)
+        .bind(open_from)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO downsample_marks (source, received_before, open_from) VALUES ($1, $2, $3) \
+             ON CONFLICT (source) DO UPDATE SET received_before = excluded.received_before, \
+             open_from = excluded.open_from",
+        )
+        .bind(from)
+        // A minute of grace: an ingest transaction that stamped its samples just before
+        // `now` may commit after this one read; its buckets are folded again next time.
+        .bind(now.0 - FOLD_GRACE_MS)
+        .bind(closed_before)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Folds raw samples into one-minute buckets and one-minute buckets into fifteen-minute
+    /// buckets, incrementally (see `fold`: averages of the temperatures, the last sample's
+    /// state, progress and layer), then deletes what is
     /// past its retention, and telemetry and health bodies in the ingest log older than the
     /// raw retention. Idempotent; run periodically.
     pub async fn downsample(
@@ -229,23 +307,9 @@ impl Db {
         for (from, to, bucket_ms, keep_ms) in
             [(0_i64, 60_i64, 60_000_i64, raw_keep_ms), (60, 900, 900_000, minute_keep_ms)]
         {
-            // Only closed buckets: everything older than a full bucket ago.
+            self.fold(from, to, bucket_ms, now).await?;
+            // Only what was folded may go: samples of buckets still open stay.
             let closed_before = (now.0 - bucket_ms) / bucket_ms * bucket_ms;
-            sqlx::query(
-                "INSERT INTO telemetry (printer_id, resolution, at, state, progress_percent, layer, \
-                 nozzle_temp_c, bed_temp_c, chamber_temp_c) \
-                 SELECT printer_id, $1, (at / $2) * $2, MAX(state), MAX(progress_percent), MAX(layer), \
-                 AVG(nozzle_temp_c), AVG(bed_temp_c), AVG(chamber_temp_c) \
-                 FROM telemetry WHERE resolution = $3 AND at < $4 \
-                 GROUP BY printer_id, (at / $2) * $2 \
-                 ON CONFLICT (printer_id, resolution, at) DO NOTHING",
-            )
-            .bind(to)
-            .bind(bucket_ms)
-            .bind(from)
-            .bind(closed_before)
-            .execute(&self.pool)
-            .await?;
             sqlx::query("DELETE FROM telemetry WHERE resolution = $1 AND at < $2 AND at < $3")
                 .bind(from)
                 .bind(now.0 - keep_ms)

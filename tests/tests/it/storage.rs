@@ -234,8 +234,12 @@ fn command(n: u8, issued_at: UnixMillis, lifetime_ms: i64, action: CommandAction
 
 /// A telemetry record of one printer at `at` with the given nozzle temperature and layer.
 fn sample(seq: u64, at: i64, nozzle: f32, layer: u32) -> Record {
+    sample_in(seq, at, nozzle, layer, proto::PrintState::Printing)
+}
+
+fn sample_in(seq: u64, at: i64, nozzle: f32, layer: u32, print: proto::PrintState) -> Record {
     let state = proto::PrinterState {
-        state: proto::PrintState::Printing,
+        state: print,
         nozzle_temp_c: Some(nozzle),
         layer: Some(layer),
         ..proto::PrinterState::default()
@@ -261,6 +265,9 @@ async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Sto
     let mut records: Vec<Record> = (0..6)
         .map(|i| sample(i + 1, old + i as i64 * 20_000, 200.0 + i as f32, i as u32))
         .collect();
+    // The job finished in the second minute: that bucket shows it finished (its last
+    // sample), not the text-wise larger "printing".
+    records[5] = sample_in(6, old + 100_000, 205.0, 5, proto::PrintState::Finished);
     records.push(sample(7, now - 1_000, 210.0, 99));
     db.ingest(&agent, &records, UnixMillis(now)).await.unwrap();
     let raw = db.telemetry(printer, 0, 0, now, 100).await.unwrap();
@@ -282,16 +289,28 @@ async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Sto
     assert_eq!(minutes.len(), 2, "{minutes:?}");
     assert_eq!(minutes[0].at, old);
     assert_eq!(minutes[0].nozzle_temp_c, Some(201.0), "the average of 200, 201, 202");
-    assert_eq!(minutes[0].layer, Some(2), "the highest layer");
+    assert_eq!(minutes[0].layer, Some(2), "the last sample's layer");
+    assert_eq!(minutes[0].state.as_deref(), Some("printing"));
+    assert_eq!(minutes[1].state.as_deref(), Some("finished"), "the last sample's state");
     // Idempotent: running again changes nothing.
     db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(now)).await.unwrap();
     assert_eq!(db.telemetry(printer, 60, 0, now, 100).await.unwrap().len(), 2);
+
+    // A sample that arrives late (an agent catching up after an outage) for a minute that
+    // was folded already is folded in at the next run.
+    let late = now + 10 * 60_000;
+    db.ingest(&agent, &[sample(8, old + 130_000, 300.0, 7)], UnixMillis(late)).await.unwrap();
+    db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(late)).await.unwrap();
+    let minutes = db.telemetry(printer, 60, 0, now, 100).await.unwrap();
+    // (The fresh sample's minute has closed by now too.)
+    assert_eq!(minutes.len(), 4, "{minutes:?}");
+    assert_eq!((minutes[2].at, minutes[2].layer), (old + 120_000, Some(7)), "{minutes:?}");
 
     // Much later: minutes fold into quarter hours, and those expire in turn.
     let later = now + 60 * 24 * hour;
     db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(later)).await.unwrap();
     assert_eq!(db.record_count(&agent).await.unwrap(), 0, "old telemetry bodies pruned");
-    assert_eq!(db.watermark(&agent).await.unwrap(), Seq(7), "the watermark stays");
+    assert_eq!(db.watermark(&agent).await.unwrap(), Seq(8), "the watermark stays");
     assert!(db.telemetry(printer, 60, 0, later, 100).await.unwrap().is_empty());
     let quarters = db.telemetry(printer, 900, 0, later, 100).await.unwrap();
     assert!(!quarters.is_empty());
