@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod process;
 pub mod relay;
 pub mod scenario;
+pub mod schemathesis;
 pub mod webdriver;
 
 use std::time::Duration;

@@ -50,6 +50,8 @@ const TEST_PACKAGES: &[SystemPackage] = &[
     // The dashboard is tested in a real browser: headless Chromium driven over WebDriver.
     SystemPackage { name: "chromium", installs: "/usr/bin/chromium" },
     SystemPackage { name: "chromium-driver", installs: "/usr/bin/chromedriver" },
+    // The API fuzzer (schemathesis, from PyPI) runs in a virtual environment the test makes.
+    SystemPackage { name: "python3-venv", installs: "/usr/share/doc/python3-venv/copyright" },
 ];
 
 /// Debian's PostgreSQL server, installed when no server programs are found (its programs

@@ -350,6 +350,7 @@ pub async fn revoke_agent(
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentTokenRequest {
     /// The agent's name (its id once enrolled); default: generated.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: Option<String>,
     /// Seconds the token stays valid (default 3600, 60–604800).
     ttl_s: Option<u64>,
@@ -419,8 +420,10 @@ pub async fn users(State(state): State<AppState>) -> Result<Json<UserList>, ApiE
 #[serde(deny_unknown_fields)]
 pub struct UserRequest {
     /// 1–64 letters, digits or `-_.@`.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     name: String,
-    /// At least 10 characters.
+    /// 10 characters or more, at most 1024 bytes.
+    #[schema(min_length = 10, max_length = 1024)]
     password: String,
     role: Role,
 }
@@ -503,6 +506,7 @@ pub struct TokenRequest {
     /// Whose token (default: the caller). The token carries that user's role.
     user: Option<String>,
     /// A label for the token.
+    #[schema(max_length = 200)]
     name: Option<String>,
 }
 

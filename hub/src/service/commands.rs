@@ -41,19 +41,23 @@ pub enum CommandSpec {
     },
     /// Raw G-code, at most 4096 bytes.
     Gcode {
+        #[schema(min_length = 1, max_length = 4096, pattern = "\\S")]
         gcode: String,
     },
     /// Start a file already on the printer. The plate must be confirmed clear by a person.
     StartPrint {
         /// Path on the printer's storage, e.g. `/model/benchy.gcode.3mf`.
+        #[schema(min_length = 1, max_length = 1024)]
         file: String,
         /// 1-based plate number inside the project file (default 1).
         #[serde(default)]
+        #[schema(minimum = 1)]
         plate: Option<u16>,
         #[serde(default)]
         job_name: Option<String>,
         /// For each filament of the project, the global tray id to feed it from; -1 unused.
         #[serde(default)]
+        #[schema(max_items = 64)]
         ams_mapping: Vec<i16>,
         #[serde(default)]
         use_ams: bool,

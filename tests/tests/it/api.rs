@@ -50,6 +50,99 @@ on_both_backends!(
     cameras_snapshot_at_milestones_serve_live_view_and_report_failures,
 );
 
+/// Schemathesis generates requests for every operation in the hub's own OpenAPI document
+/// (its examples, boundary values and random data) against a hub with a live printer,
+/// camera, events and snapshots, once as an admin and once as a viewer. No answer may be a
+/// 5xx, and every answer must match the document: a documented status, content type and
+/// body schema. Live view and the WebSocket are streams (a request never ends) and are
+/// covered by the tests above.
+#[tokio::test]
+async fn a_property_based_fuzzer_finds_no_5xx_and_no_answer_outside_the_document() {
+    let program = tests::schemathesis::program();
+    let api = Api::start(None).await;
+    let admin = api.user("ada", "admin").await;
+    let viewer = api.user("vera", "viewer").await;
+    let state = tempfile::tempdir().unwrap();
+    let (agent, sim) = api.agent_with_camera(state.path()).await;
+    sim.start_job("fuzzed", 400).await.unwrap();
+    // Wait for real data: a snapshot (the job's start) and the camera's health.
+    eventually(api.hub.sync.changes(), "a snapshot and camera health", || async {
+        let filter = hub::db::cameras::SnapshotFilter {
+            printer: SERIAL.into(),
+            limit: 1,
+            ..Default::default()
+        };
+        let snapshots = api.hub.state.db.snapshots(&filter).await.unwrap();
+        let cameras = api.hub.state.db.cameras(SERIAL).await.unwrap();
+        (!snapshots.is_empty() && !cameras.is_empty()).then_some(())
+    })
+    .await;
+    let camera = api.hub.state.db.cameras(SERIAL).await.unwrap()[0].camera_id.clone();
+    let dir = tempfile::tempdir().unwrap();
+    // The printer routes get the real printer and camera (else every case is a 404). Taking
+    // a snapshot is the one operation whose contract includes a 5xx: 503 with the camera's
+    // or agent's reason, 504 when the agent does not answer (the fuzzer learns the agent's
+    // id from GET /agents and revokes it, so these do happen).
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[operations]]\ninclude-path-regex = \"^/printers/\\\\{{id\\\\}}\"\n\
+             parameters = {{ \"path.id\" = \"{SERIAL}\", \"path.camera\" = \"{camera}\" }}\n\
+             \n[[operations]]\ninclude-path-regex = \"/snapshot$\"\n\
+             checks.not_a_server_error.expected-statuses = \
+             [\"2XX\", \"3XX\", \"4XX\", \"503\", \"504\"]\n"
+        ),
+    )
+    .unwrap();
+    let base = format!("http://{}/api/v1", api.hub.http_addr);
+    for (who, token) in [("admin", &admin), ("viewer", &viewer)] {
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .arg("--no-color")
+            .arg("--config-file")
+            .arg(&config)
+            .arg("run")
+            .arg(format!("{base}/openapi.json"))
+            .args(["--url", &base])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
+                 response_schema_conformance",
+            ])
+            .args(["--exclude-path-regex", "/live$|^/ws$"])
+            .args(["--phases", "examples,coverage,fuzzing"])
+            .args(["--max-examples", "25", "--workers", "2", "--request-timeout", "30"])
+            .args(["--seed", "14"])
+            .current_dir(dir.path())
+            .kill_on_drop(true);
+        let output = command.output().await.expect("schemathesis runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "schemathesis as {who} found problems:\n{text}");
+        // "Selected: 25/27" then "Tested: 25": every operation but the two streams ran.
+        let count = |label: &str| {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(label))
+                .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+                .trim()
+                .to_owned()
+        };
+        let (selected, total) = count("Selected:").split_once('/').map_or((0, 0), |(s, t)| {
+            (s.trim().parse::<usize>().unwrap_or(0), t.trim().parse::<usize>().unwrap_or(0))
+        });
+        assert_eq!((selected, total - selected), (count("Tested:").parse().unwrap(), 2), "{text}");
+        assert!(text.contains("passed"), "{text}");
+    }
+    agent.stop().await;
+    sim.shutdown().await;
+    api.stop().await;
+}
+
 /// A hub on loopback ports with its own data directory.
 struct Api {
     hub: RunningHub,
