@@ -36,6 +36,7 @@ pub mod frame;
 mod hub;
 mod ids;
 pub mod json;
+pub mod net;
 mod printer;
 
 pub use agent::{

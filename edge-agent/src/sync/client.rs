@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::frame::MAX_PAYLOAD;
+use proto::net::{AGENT_CERT_LIFETIME, HUB_SERVER_NAME, close_code};
 use proto::{
     AgentHello, AgentMessage, Capabilities, CertificateRequest, Command, DisconnectReason,
     HubMessage, LiveFrame, LiveViewRequest, PrinterInfo, UnixMillis,
@@ -18,16 +19,12 @@ use super::enroll::{client_endpoint, resolve, software};
 use super::frames::{self, FrameError, FrameReader};
 use super::identity::Identity;
 use super::machine::{SyncAction, SyncMachine};
-use super::tls::{self, HUB_SERVER_NAME, Timeouts};
+use super::tls::{self, Timeouts};
 use crate::outbox::{Outbox, OutboxError};
 
 /// The outbox, shared by the writer (printer link), the committer and the sync client.
 /// Its lock is only taken inside blocking tasks, never across an `.await`.
 pub type SharedOutbox = Arc<Mutex<Outbox>>;
-
-/// The hub's close codes (see the hub's `sync::close_code`).
-const CLOSE_UNAUTHENTICATED: u32 = 2;
-const CLOSE_REVOKED: u32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct SyncClientConfig {
@@ -418,7 +415,7 @@ impl SyncClient {
                 (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
                     * 1000
             });
-        lifetime.unwrap_or(7 * 24 * 3600 * 1000)
+        lifetime.unwrap_or(AGENT_CERT_LIFETIME.as_millis() as i64)
     }
 
     fn renewed(
@@ -500,7 +497,9 @@ fn refusal(connection: &quinn::Connection) -> Option<SessionError> {
             let code = close.error_code.into_inner();
             let reason = String::from_utf8_lossy(&close.reason).into_owned();
             match code as u32 {
-                CLOSE_REVOKED | CLOSE_UNAUTHENTICATED => Some(SessionError::Refused(reason)),
+                close_code::REVOKED | close_code::UNAUTHENTICATED => {
+                    Some(SessionError::Refused(reason))
+                }
                 _ => Some(SessionError::Lost(format!("the hub closed the connection: {reason}"))),
             }
         }
