@@ -16,11 +16,11 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::enroll::{client_endpoint, resolve, software};
-use super::frames::{self, FrameError, FrameReader};
 use super::identity::Identity;
 use super::machine::{SyncAction, SyncMachine};
 use super::tls::{self, Timeouts};
 use crate::outbox::{Outbox, OutboxError};
+use proto_io::{self as frames, FrameError, FrameReader};
 
 /// The outbox, shared by the writer (printer link), the committer and the sync client.
 /// Its lock is only taken inside blocking tasks, never across an `.await`.

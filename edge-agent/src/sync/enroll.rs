@@ -11,9 +11,9 @@ use proto::net::{ENROLLMENT_TOKEN_PREFIX, HUB_SERVER_NAME};
 use proto::{AgentMessage, EnrollRefusal, EnrollRequest, HubMessage, SoftwareVersion};
 use sha2::{Digest, Sha256};
 
-use super::frames::{self, FrameReader};
 use super::identity::{Identity, IdentityError};
 use super::tls;
+use proto_io::{self as frames, FrameReader};
 
 const ENROLL_TIMEOUT: Duration = Duration::from_secs(15);
 

@@ -14,7 +14,6 @@
 //! the hub's address may change (DHCP, a new host name) without re-enrolling anyone.
 
 pub mod enroll;
-pub mod frames;
 pub mod server;
 pub mod session;
 pub mod token;

@@ -16,13 +16,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::frames::{self, FrameError, FrameReader};
 use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
 use crate::ca::{AGENT_CERT_LIFETIME, CaError, HubCa};
 use crate::camera::{Cameras, LIVE_FPS_MILLI, LIVE_RENEW, LiveImage, SnapshotError, SnapshotStore};
 use crate::db::{Db, DbError, StoredSnapshot};
 use crate::live::{LiveHub, LiveUpdate};
+use proto_io::{self as frames, FrameError, FrameReader};
 
 /// How the sync endpoint behaves.
 #[derive(Debug, Clone)]
