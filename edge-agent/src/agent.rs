@@ -94,9 +94,10 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let links_shutdown = shutdown.child_token();
     for printer in &config.printers {
         let trust = match &printer.ca {
-            Some(path) => Trust::Ca(crate::cli::read_ca(path).map_err(|e| {
-                AgentError::Printer { printer: printer.serial.clone(), detail: format!("{e:#}") }
-            })?),
+            Some(path) => Trust::ca_file(path).map_err(|error| AgentError::Printer {
+                printer: printer.serial.clone(),
+                detail: error.to_string(),
+            })?,
             None => Trust::FirstUse {
                 pin_file: config.state_dir.join("pins").join(format!("{}.sha256", printer.serial)),
             },
