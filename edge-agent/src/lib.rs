@@ -4,6 +4,7 @@
 //! durable outbox and the QUIC sync to the hub. `main.rs` is a thin shell over [`cli::run`].
 
 pub mod agent;
+pub mod backoff;
 pub mod camera;
 pub mod cli;
 pub mod config;

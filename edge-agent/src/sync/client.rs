@@ -19,6 +19,7 @@ use super::enroll::{client_endpoint, resolve, software};
 use super::identity::Identity;
 use super::machine::{SyncAction, SyncMachine};
 use super::tls::{self, Timeouts};
+use crate::backoff::Backoff;
 use crate::outbox::{Outbox, OutboxError};
 use proto_io::{self as frames, FrameError, FrameReader};
 
@@ -152,7 +153,7 @@ impl SyncClient {
 
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut machine = SyncMachine::new(self.config.window);
-        let mut backoff = self.config.backoff_min;
+        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         loop {
             self.status.send_replace(SyncStatus::Connecting);
             let result = self.session(&mut machine, &shutdown, &mut backoff).await;
@@ -169,10 +170,9 @@ impl SyncClient {
                 }
                 Err(error) => {
                     let reason = error.to_string();
-                    tracing::warn!(%reason, retry_ms = backoff.as_millis() as u64, "Hub link down.");
+                    let wait = backoff.next_wait();
+                    tracing::warn!(%reason, retry_ms = wait.as_millis() as u64, "Hub link down.");
                     self.status.send_replace(SyncStatus::Disconnected { reason });
-                    let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(self.config.backoff_max);
                     wait
                 }
             };
@@ -187,7 +187,7 @@ impl SyncClient {
         &mut self,
         machine: &mut SyncMachine,
         shutdown: &CancellationToken,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let addr =
             resolve(&self.identity.hub).await.map_err(|e| SessionError::Connect(e.to_string()))?;
@@ -224,7 +224,7 @@ impl SyncClient {
         connection: &quinn::Connection,
         machine: &mut SyncMachine,
         shutdown: &CancellationToken,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let (mut send, recv) =
             connection.open_bi().await.map_err(|e| SessionError::Lost(e.to_string()))?;
@@ -278,7 +278,7 @@ impl SyncClient {
                         acked_through: through,
                         certificate_not_after: self.identity.not_after,
                     });
-                    *backoff = self.config.backoff_min;
+                    backoff.reset();
                 }
                 Some(Ok(HubMessage::Disconnect(reason))) => return Err(disconnected(reason)),
                 Some(Ok(other)) => {
@@ -524,9 +524,4 @@ fn disconnected(reason: DisconnectReason) -> SessionError {
             SessionError::Lost("a newer connection of this agent replaced this one".into())
         }
     }
-}
-
-/// 50–100 % of `base`, so agents that lost the hub together do not return together.
-fn jitter(base: Duration) -> Duration {
-    base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }

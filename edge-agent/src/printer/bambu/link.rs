@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::merge::MAX_REPORT_BYTES;
 use super::session::{Action, Input, Session, SessionConfig, Ticket};
 use super::tls::{CertificateProblem, PrinterCertVerifier, Trust};
+use crate::backoff::Backoff;
 
 /// The printer's LAN access code: 8 characters, shown on the printer's screen.
 #[derive(Clone, PartialEq, Eq)]
@@ -162,17 +163,18 @@ enum Ending {
 impl Link {
     async fn run(mut self, shutdown: CancellationToken) {
         self.session = Some(Session::new(self.config.session.clone()));
-        let mut failures: u32 = 0;
+        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         loop {
             let ending = self.connection(&shutdown).await;
             let (delay, problem) = match ending {
                 Ending::Shutdown => return,
                 Ending::Retry { delay, problem, reset_backoff } => {
                     if reset_backoff {
-                        failures = 0;
+                        backoff.reset();
                     }
-                    let delay = if delay.is_zero() { self.backoff(failures) } else { delay };
-                    failures = failures.saturating_add(1);
+                    // An attempt that names its own delay still counts as a failure.
+                    let jittered = backoff.next_wait();
+                    let delay = if delay.is_zero() { jittered } else { delay };
                     let problem = problem.map(|p| match p {
                         LinkProblem::Connection { detail, .. } => {
                             LinkProblem::Connection { detail, retry_ms: delay.as_millis() as u64 }
@@ -192,16 +194,6 @@ impl Link {
                 return;
             }
         }
-    }
-
-    fn backoff(&self, failures: u32) -> Duration {
-        let base = self
-            .config
-            .backoff_min
-            .saturating_mul(1 << failures.min(10))
-            .min(self.config.backoff_max);
-        // Full jitter between half and all of the delay: many agents never retry in step.
-        base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 
     /// Waits between connections while the watchdog and command replies keep working.
