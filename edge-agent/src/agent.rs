@@ -4,8 +4,8 @@
 //! printer link ─outputs─▶ recorder ─records─▶ writer ─append+commit (≤ 50 ms)─▶ outbox
 //!                          (coalesces telemetry)        │ notify                  │
 //!                                                       ▼                         ▼
-//!                    command executor ◀─commands── sync client ◀──acks── hub, ──records──▶
-//!                    (ledger, expiry, preconditions, printer link)
+//!           command executor per printer ◀─commands── sync client ◀──acks── hub, ──records──▶
+//!           (ledger, expiry, preconditions, printer link; see `commands`)
 //! ```
 //!
 //! Every channel is bounded. The outbox lock is only taken inside blocking tasks.
@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::{
-    AgentHealth, CameraId, Command, CommandOutcome, CommandResult, ControlCapability,
-    LiveViewAction, LiveViewRequest, PrintState, PrinterEvent, PrinterEventKind, PrinterId,
-    PrinterInfo, PrinterState, PrinterTelemetry, RecordBody, UnixMillis, Vendor,
+    AgentHealth, CameraId, LiveViewAction, LiveViewRequest, PrinterEvent, PrinterEventKind,
+    PrinterId, PrinterInfo, PrinterState, PrinterTelemetry, RecordBody, UnixMillis, Vendor,
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -26,9 +25,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::camera::manager::{CameraConfig, CameraInputs, CameraOutputs};
 use crate::camera::{self, SourceConfig};
+use crate::commands::{self, PrinterTarget, PrinterView};
 use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig};
-use crate::outbox::{CommandLedger, Outbox, OutboxConfig, OutboxError};
-use crate::printer::bambu::link::{self, LinkConfig, LinkHandle, LinkOutput};
+use crate::outbox::{Outbox, OutboxConfig, OutboxError};
+use crate::printer::bambu::link::{self, LinkConfig, LinkOutput};
 use crate::printer::bambu::tls::Trust;
 use crate::sync::client::{SharedOutbox, SyncClient, SyncClientConfig, SyncStatus};
 use crate::sync::identity::{Identity, IdentityError};
@@ -44,14 +44,6 @@ pub enum AgentError {
     Outbox(#[from] OutboxError),
     #[error("printer {printer}: {detail}")]
     Printer { printer: PrinterId, detail: String },
-}
-
-/// What a printer looks like to the command executor.
-#[derive(Debug, Clone, Default)]
-struct PrinterView {
-    state: PrinterState,
-    /// When the last job ended, as observed.
-    last_job_end: Option<UnixMillis>,
 }
 
 /// A running agent.
@@ -151,7 +143,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
                 shutdown.clone(),
             ));
         }
-        printers.insert(printer.serial.clone(), (handle, view_rx));
+        printers.insert(printer.serial.clone(), PrinterTarget { link: handle, view: view_rx });
         infos.push(PrinterInfo {
             id: printer.serial.clone(),
             vendor: Vendor::BambuLab,
@@ -172,14 +164,13 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         identity.not_after,
         shutdown.clone(),
     ));
-    let (commands_tx, commands_rx) = mpsc::channel(64);
-    tasks.spawn(executor(commands_rx, outbox.clone(), records_tx.clone(), printers));
+    let commands = commands::start(printers, outbox.clone(), records_tx.clone(), &tasks);
     drop(records_tx);
 
     let mut sync_config = SyncClientConfig::new(config.state_dir.clone());
     sync_config.timeouts = Timeouts { keep_alive: config.keep_alive, idle: config.idle_timeout };
     let (client, status) =
-        SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands_tx, infos);
+        SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands, infos);
     let client = client.with_live(live_requests_tx, live_rx);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
@@ -427,160 +418,5 @@ async fn health(
             }
         })
         .await;
-    }
-}
-
-/// Executes hub commands at most once, never after their expiry, only when their
-/// preconditions hold; reports each result as a record.
-async fn executor(
-    mut commands: mpsc::Receiver<Command>,
-    outbox: SharedOutbox,
-    records: mpsc::Sender<(UnixMillis, RecordBody)>,
-    printers: HashMap<PrinterId, (LinkHandle, watch::Receiver<PrinterView>)>,
-) {
-    while let Some(command) = commands.recv().await {
-        let id = command.id;
-        let expires_at = command.expires_at;
-        let ledger = {
-            let outbox = outbox.clone();
-            tokio::task::spawn_blocking(move || {
-                outbox.lock().unwrap_or_else(|p| p.into_inner()).command_begin(id, expires_at)
-            })
-            .await
-        };
-        let outcome = match ledger {
-            Ok(Ok(CommandLedger::New)) => execute(&command, &printers).await,
-            Ok(Ok(CommandLedger::Seen { outcome: Some(_) })) => {
-                tracing::debug!(command = %id, "Command already executed; not again.");
-                continue;
-            }
-            Ok(Ok(CommandLedger::Seen { outcome: None })) => CommandOutcome::Failed {
-                detail: "interrupted by an agent restart; not retried".into(),
-            },
-            Ok(Err(error)) => {
-                // Without a durable ledger entry, executing could repeat it: refuse.
-                tracing::error!(command = %id, %error, "Cannot record a command; not executing it.");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        tracing::info!(command = %id, printer = %command.printer, ?outcome, "Command done.");
-        let finished = {
-            let outbox = outbox.clone();
-            let outcome = outcome.clone();
-            tokio::task::spawn_blocking(move || {
-                outbox.lock().unwrap_or_else(|p| p.into_inner()).command_finish(id, &outcome)
-            })
-            .await
-        };
-        if let Ok(Err(error)) = finished {
-            tracing::error!(command = %id, %error, "Cannot record a command's outcome.");
-        }
-        let result = CommandResult { command: id, printer: command.printer.clone(), outcome };
-        if records.send((UnixMillis::now(), RecordBody::CommandResult(result))).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn execute(
-    command: &Command,
-    printers: &HashMap<PrinterId, (LinkHandle, watch::Receiver<PrinterView>)>,
-) -> CommandOutcome {
-    if UnixMillis::now() >= command.expires_at {
-        return CommandOutcome::Expired;
-    }
-    let Some((handle, view)) = printers.get(&command.printer) else {
-        return CommandOutcome::Failed {
-            detail: format!("this agent has no printer {}", command.printer),
-        };
-    };
-    let view = view.borrow().clone();
-    if let Some(failed) = unmet_precondition(command, &view) {
-        return failed;
-    }
-    handle.send(command.action.clone()).await
-}
-
-fn unmet_precondition(command: &Command, view: &PrinterView) -> Option<CommandOutcome> {
-    use proto::Precondition;
-    for precondition in &command.preconditions {
-        let detail = match precondition {
-            Precondition::StateIn(states) if !states.contains(&view.state.state) => {
-                format!("the printer is {:?}", view.state.state)
-            }
-            Precondition::ControlAvailable if view.state.control == ControlCapability::ReadOnly => {
-                "the printer is read-only (enable Developer Mode in LAN-only mode)".into()
-            }
-            Precondition::PlateConfirmedClear { at, .. } => {
-                let idle = matches!(
-                    view.state.state,
-                    PrintState::Idle | PrintState::Finished | PrintState::Failed
-                );
-                let after_last_job = view.last_job_end.is_none_or(|end| *at >= end);
-                if idle && after_last_job {
-                    continue;
-                }
-                if idle {
-                    "the plate was confirmed clear before the last job ended".into()
-                } else {
-                    format!("the printer is {:?}", view.state.state)
-                }
-            }
-            _ => continue,
-        };
-        return Some(CommandOutcome::PreconditionFailed {
-            precondition: precondition.clone(),
-            detail,
-        });
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use proto::{CommandAction, CommandId, Precondition};
-
-    use super::*;
-
-    fn command(preconditions: Vec<Precondition>) -> Command {
-        Command {
-            id: CommandId([1; 16]),
-            printer: PrinterId::new("01P00A391800001").unwrap(),
-            issued_at: UnixMillis(1_000),
-            expires_at: UnixMillis(i64::MAX),
-            preconditions,
-            action: CommandAction::Pause,
-        }
-    }
-
-    fn view(state: PrintState, last_job_end: Option<i64>) -> PrinterView {
-        PrinterView {
-            state: PrinterState { state, ..PrinterState::default() },
-            last_job_end: last_job_end.map(UnixMillis),
-        }
-    }
-
-    #[test]
-    fn a_plate_confirmation_must_follow_the_last_job() {
-        let clear = Precondition::PlateConfirmedClear { by: "ana".into(), at: UnixMillis(500) };
-        let command = command(vec![clear]);
-        assert_eq!(unmet_precondition(&command, &view(PrintState::Finished, Some(400))), None);
-        assert!(unmet_precondition(&command, &view(PrintState::Finished, Some(600))).is_some());
-        assert!(unmet_precondition(&command, &view(PrintState::Printing, None)).is_some());
-    }
-
-    #[test]
-    fn state_and_control_preconditions_are_checked() {
-        let command = command(vec![
-            Precondition::StateIn(vec![PrintState::Printing]),
-            Precondition::ControlAvailable,
-        ]);
-        assert_eq!(unmet_precondition(&command, &view(PrintState::Printing, None)), None);
-        let idle = unmet_precondition(&command, &view(PrintState::Idle, None));
-        assert!(matches!(idle, Some(CommandOutcome::PreconditionFailed { .. })), "{idle:?}");
-        let mut read_only = view(PrintState::Printing, None);
-        read_only.state.control = ControlCapability::ReadOnly;
-        assert!(unmet_precondition(&command, &read_only).is_some());
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use proto::frame::MAX_PAYLOAD;
 use proto::net::{AGENT_CERT_LIFETIME, HUB_SERVER_NAME, close_code};
 use proto::{
-    AgentHello, AgentMessage, Capabilities, CertificateRequest, Command, DisconnectReason,
-    HubMessage, LiveFrame, LiveViewRequest, PrinterInfo, UnixMillis,
+    AgentHello, AgentMessage, Capabilities, CertificateRequest, DisconnectReason, HubMessage,
+    LiveFrame, LiveViewRequest, PrinterInfo, UnixMillis,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use super::identity::Identity;
 use super::machine::{SyncAction, SyncMachine};
 use super::tls::{self, Timeouts};
 use crate::backoff::Backoff;
+use crate::commands::CommandRouter;
 use crate::outbox::{Outbox, OutboxError};
 use proto_io::{self as frames, FrameError, FrameReader};
 
@@ -101,7 +102,7 @@ pub struct SyncClient {
     identity: Identity,
     outbox: SharedOutbox,
     durable: Arc<Notify>,
-    commands: mpsc::Sender<Command>,
+    commands: CommandRouter,
     status: watch::Sender<SyncStatus>,
     printers: Vec<PrinterInfo>,
     /// Live view and snapshot requests go to the cameras here.
@@ -114,14 +115,14 @@ pub struct SyncClient {
 const LIVE_IN_FLIGHT: usize = 2;
 
 impl SyncClient {
-    /// `durable` is notified after every outbox commit; commands from the hub go to
-    /// `commands`.
+    /// `durable` is notified after every outbox commit; commands from the hub go through
+    /// `commands`, which never makes the connection wait.
     pub fn new(
         config: SyncClientConfig,
         identity: Identity,
         outbox: SharedOutbox,
         durable: Arc<Notify>,
-        commands: mpsc::Sender<Command>,
+        commands: CommandRouter,
         printers: Vec<PrinterInfo>,
     ) -> (SyncClient, watch::Receiver<SyncStatus>) {
         let (status, status_rx) = watch::channel(SyncStatus::Connecting);
@@ -330,10 +331,9 @@ impl SyncClient {
                                 Err(error) => return Err(SessionError::Protocol(error.to_string())),
                             }
                         }
+                        // Never waits: a full queue is answered with a failed result.
                         Some(Ok(HubMessage::Command(command))) => {
-                            if self.commands.send(command).await.is_err() {
-                                tracing::warn!("No command executor; dropped a command.");
-                            }
+                            self.commands.route(command);
                         }
                         Some(Ok(HubMessage::CertificateIssued(issued))) => {
                             if let Some(key) = renewal_key.take() {

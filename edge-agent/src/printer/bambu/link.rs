@@ -113,13 +113,23 @@ pub enum LinkProblem {
     UnknownModel(String),
 }
 
+/// A command for the link, with where its outcome goes.
+pub type LinkRequest = (CommandAction, oneshot::Sender<CommandOutcome>);
+
 /// Sends commands to a running link.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
-    commands: mpsc::Sender<(CommandAction, oneshot::Sender<CommandOutcome>)>,
+    commands: mpsc::Sender<LinkRequest>,
 }
 
 impl LinkHandle {
+    /// A handle whose requests arrive on the returned receiver, for tests that play the link.
+    #[cfg(test)]
+    pub(crate) fn detached(capacity: usize) -> (LinkHandle, mpsc::Receiver<LinkRequest>) {
+        let (commands, requests) = mpsc::channel(capacity);
+        (LinkHandle { commands }, requests)
+    }
+
     /// Sends `action` and waits for the printer's answer (at most the ACK timeout).
     pub async fn send(&self, action: CommandAction) -> CommandOutcome {
         let (reply, answer) = oneshot::channel();
