@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::{
-    AgentHealth, CameraId, LiveViewAction, LiveViewRequest, PrinterEvent, PrinterEventKind,
-    PrinterId, PrinterInfo, PrinterState, PrinterTelemetry, RecordBody, UnixMillis, Vendor,
+    AgentHealth, AgentHealthV2, CameraId, LiveViewAction, LiveViewRequest, PrinterEvent,
+    PrinterEventKind, PrinterId, PrinterInfo, PrinterState, PrinterTelemetry, RecordBody,
+    UnixMillis, Vendor,
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -27,6 +28,7 @@ use crate::camera::manager::{CameraConfig, CameraInputs, CameraOutputs};
 use crate::camera::{self, SourceConfig};
 use crate::commands::{self, PrinterTarget, PrinterView};
 use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig};
+use crate::counters::{Counters, PrinterCounters};
 use crate::outbox::{Outbox, OutboxConfig, OutboxError};
 use crate::printer::bambu::link::{self, LinkConfig, LinkOutput};
 use crate::printer::bambu::tls::Trust;
@@ -77,6 +79,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let durable = Arc::new(Notify::new());
     let tasks = TaskTracker::new();
     let (records_tx, records_rx) = mpsc::channel(4096);
+    let counters = Arc::new(Counters::new(config.printers.iter().map(|p| p.serial.clone())));
 
     let mut printers = HashMap::new();
     let mut infos = Vec::new();
@@ -115,6 +118,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
             records_tx.clone(),
             view_tx,
             Watchers { events: events_tx.clone(), state: camera_state_tx },
+            counters.printer(&printer.serial),
             config.telemetry_interval,
         ));
         for camera in &printer.cameras {
@@ -134,7 +138,11 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
                 state: camera_state_rx.clone(),
                 control: control_rx,
             };
-            let outputs = CameraOutputs { records: records_tx.clone(), live: live_tx.clone() };
+            let outputs = CameraOutputs {
+                records: records_tx.clone(),
+                live: live_tx.clone(),
+                counters: counters.printer(&printer.serial),
+            };
             tasks.spawn(camera::manager::run(
                 camera_config,
                 source,
@@ -162,16 +170,18 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         config.health_interval,
         config.state_dir.clone(),
         identity.not_after,
+        counters.clone(),
         shutdown.clone(),
     ));
-    let commands = commands::start(printers, outbox.clone(), records_tx.clone(), &tasks);
+    let commands =
+        commands::start(printers, outbox.clone(), records_tx.clone(), counters.clone(), &tasks);
     drop(records_tx);
 
     let mut sync_config = SyncClientConfig::new(config.state_dir.clone());
     sync_config.timeouts = Timeouts { keep_alive: config.keep_alive, idle: config.idle_timeout };
     let (client, status) =
         SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands, infos);
-    let client = client.with_live(live_requests_tx, live_rx);
+    let client = client.with_live(live_requests_tx, live_rx).with_counters(counters);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
 }
@@ -243,6 +253,7 @@ async fn recorder(
     records: mpsc::Sender<(UnixMillis, RecordBody)>,
     view: watch::Sender<PrinterView>,
     watchers: Watchers,
+    counters: Arc<PrinterCounters>,
     interval: Duration,
 ) {
     let mut last_sample: Option<Instant> = None;
@@ -295,6 +306,7 @@ async fn recorder(
                 continue;
             }
             LinkOutput::Problem(problem) => {
+                counters.link_problem(&problem);
                 tracing::warn!(printer = %printer, %problem, "Printer link problem.");
                 continue;
             }
@@ -373,13 +385,14 @@ async fn commit(outbox: &SharedOutbox, batch: Vec<(UnixMillis, RecordBody)>) -> 
     }
 }
 
-/// Appends an `AgentHealth` record every `interval`, with the outbox's depth and its drop
-/// totals since it was created.
+/// Appends an `AgentHealthV2` record every `interval`: the outbox's depth and its drop
+/// totals since it was created, and the agent's counters.
 async fn health(
     outbox: SharedOutbox,
     interval: Duration,
     state_dir: std::path::PathBuf,
     certificate_expires_at: UnixMillis,
+    counters: Arc<Counters>,
     shutdown: CancellationToken,
 ) {
     let started = Instant::now();
@@ -392,6 +405,7 @@ async fn health(
         let uptime_s = started.elapsed().as_secs();
         let outbox = outbox.clone();
         let state_dir = state_dir.clone();
+        let counters = counters.snapshot();
         let _ = tokio::task::spawn_blocking(move || {
             // Renewals rewrite identity.toml; read the current expiry from it.
             let certificate_expires_at = Identity::load(&state_dir)
@@ -413,7 +427,8 @@ async fn health(
                 software: crate::sync::enroll::software(),
                 certificate_expires_at: Some(certificate_expires_at),
             };
-            if let Err(error) = outbox.append(UnixMillis::now(), RecordBody::AgentHealth(health)) {
+            let body = RecordBody::AgentHealthV2(AgentHealthV2 { health, counters });
+            if let Err(error) = outbox.append(UnixMillis::now(), body) {
                 tracing::warn!(%error, "Cannot record the agent's health.");
             }
         })

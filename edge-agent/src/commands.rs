@@ -31,6 +31,8 @@
 //! between a refusal and an execution of the same id: whichever begins first owns the
 //! outcome, the other does nothing.
 //!
+//! Every refusal is counted (`commands_refused` in the agent's health record).
+//!
 //! Refusals are written by one task fed through a bounded queue of its own. If even that is
 //! full (a hub flooding the agent), the command is dropped with a warning and a count, and
 //! nothing is written: no result was promised, so a later redelivery may still execute it
@@ -45,6 +47,7 @@ use proto::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::counters::Counters;
 use crate::outbox::CommandLedger;
 use crate::printer::bambu::link::LinkHandle;
 use crate::sync::client::SharedOutbox;
@@ -78,6 +81,7 @@ pub struct PrinterTarget {
 pub struct CommandRouter {
     queues: Arc<HashMap<PrinterId, mpsc::Sender<Command>>>,
     refusals: mpsc::Sender<(Command, String)>,
+    counters: Arc<Counters>,
 }
 
 /// What [`CommandRouter::route`] did with a command.
@@ -116,6 +120,7 @@ impl CommandRouter {
     }
 
     fn refuse(&self, command: Command, reason: String) -> Routed {
+        self.counters.command_refused();
         tracing::warn!(command = %command.id, printer = %command.printer, %reason,
             "Refused a hub command.");
         match self.refusals.try_send((command, reason.clone())) {
@@ -136,9 +141,10 @@ pub fn start(
     printers: HashMap<PrinterId, PrinterTarget>,
     outbox: SharedOutbox,
     records: Records,
+    counters: Arc<Counters>,
     tasks: &tokio_util::task::TaskTracker,
 ) -> CommandRouter {
-    start_with(printers, PRINTER_QUEUE, outbox, records, tasks)
+    start_with(printers, PRINTER_QUEUE, outbox, records, counters, tasks)
 }
 
 fn start_with(
@@ -146,6 +152,7 @@ fn start_with(
     queue: usize,
     outbox: SharedOutbox,
     records: Records,
+    counters: Arc<Counters>,
     tasks: &tokio_util::task::TaskTracker,
 ) -> CommandRouter {
     let mut queues = HashMap::new();
@@ -160,7 +167,7 @@ fn start_with(
     }
     let (refusals_tx, refusals_rx) = mpsc::channel(REFUSAL_QUEUE);
     tasks.spawn(refuser(refusals_rx, outbox, records));
-    CommandRouter { queues: Arc::new(queues), refusals: refusals_tx }
+    CommandRouter { queues: Arc::new(queues), refusals: refusals_tx, counters }
 }
 
 /// Executes one printer's commands in order, each at most once, never after its expiry,

@@ -9,6 +9,7 @@ pub mod camera;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod counters;
 pub mod outbox;
 pub mod printer;
 pub mod state;

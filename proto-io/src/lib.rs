@@ -13,8 +13,7 @@
 //!   inside a frame as [`FrameError::Truncated`], so a peer that vanished mid-message is not
 //!   mistaken for one that said goodbye.
 
-use proto::frame::{DecodeError, FrameDecoder};
-use serde::Serialize;
+use proto::frame::{DecodeError, FrameDecoder, Message};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -78,8 +77,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Writes `message` as one frame.
-pub async fn write<W: AsyncWrite + Unpin, T: Serialize>(
+/// Writes `message` as one frame, labelled with the first version that has its content.
+pub async fn write<W: AsyncWrite + Unpin, T: Message>(
     stream: &mut W,
     message: &T,
 ) -> Result<(), FrameError> {

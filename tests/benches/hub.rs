@@ -99,6 +99,7 @@ async fn ingest(label: &str, database_url: Option<String>, agents: u64, per_agen
             Default::default(),
             outbox.clone(),
             records,
+            Default::default(),
             &command_tasks,
         );
         let (client, status) = SyncClient::new(

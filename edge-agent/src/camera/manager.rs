@@ -15,6 +15,7 @@
 //!   watches; frames go out no faster than asked, dropped (never queued) when the link is
 //!   slow. `Stop`, or a lease that runs out (the hub went away), ends it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::{
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::planner::{SnapshotPlanner, SnapshotPolicy};
 use super::{CameraError, CameraSource, Frame, FrameStream};
 use crate::backoff::Backoff;
+use crate::counters::PrinterCounters;
 use proto::PrinterState;
 
 /// A frame younger than this serves a snapshot at once.
@@ -74,6 +76,8 @@ pub struct CameraOutputs {
     pub records: mpsc::Sender<(UnixMillis, RecordBody)>,
     /// The sync client's live channel; a full channel drops the frame.
     pub live: mpsc::Sender<LiveFrame>,
+    /// The printer's counters, where camera failures are counted.
+    pub counters: Arc<PrinterCounters>,
 }
 
 /// The manager's bookkeeping, kept apart from the select loop so it reads plainly.
@@ -362,6 +366,7 @@ impl Camera {
 
     async fn failed(&mut self, error: CameraError) {
         let detail = error.to_string();
+        self.outputs.counters.camera_error();
         if self.last_error.as_deref() != Some(detail.as_str()) {
             tracing::warn!(camera = %self.config.camera, source = %self.describe, %detail,
                 "Camera failed.");

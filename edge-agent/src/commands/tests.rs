@@ -58,6 +58,7 @@ fn state_and_control_preconditions_are_checked() {
 /// Routers, executors and their printers' links, played by the test.
 struct Agent {
     router: CommandRouter,
+    counters: Arc<Counters>,
     records: mpsc::Receiver<(UnixMillis, RecordBody)>,
     links: HashMap<&'static str, mpsc::Receiver<LinkRequest>>,
     _views: Vec<watch::Sender<PrinterView>>,
@@ -79,8 +80,10 @@ fn agent(printers: &[&'static str], queue: usize) -> Agent {
         links.insert(serial, requests);
         views.push(view_tx);
     }
-    let router = start_with(targets, queue, outbox, records_tx, &TaskTracker::new());
-    Agent { router, records, links, _views: views, _dir: dir }
+    let counters = Arc::new(Counters::default());
+    let router =
+        start_with(targets, queue, outbox, records_tx, counters.clone(), &TaskTracker::new());
+    Agent { router, counters, records, links, _views: views, _dir: dir }
 }
 
 fn order(n: u8, printer: &str, action: CommandAction) -> Command {
@@ -145,6 +148,7 @@ async fn a_full_queue_is_answered_at_once_and_a_redelivery_never_runs_the_refuse
     let refused = agent.router.route(order(4, A, CommandAction::Stop));
     let Routed::Refused(reason) = refused else { panic!("{refused:?}") };
     assert!(reason.contains("command queue is full (2 waiting)"), "{reason}");
+    assert_eq!(agent.counters.snapshot().commands_refused, 1);
 
     let result = agent.result().await;
     assert_eq!(result.command, CommandId([4; 16]));

@@ -10,7 +10,7 @@ use proto::frame::MAX_PAYLOAD;
 use proto::net::{AGENT_CERT_LIFETIME, HUB_SERVER_NAME, close_code};
 use proto::{
     AgentHello, AgentMessage, Capabilities, CertificateRequest, DisconnectReason, HubMessage,
-    LiveFrame, LiveViewRequest, PrinterInfo, UnixMillis,
+    LiveFrame, LiveViewRequest, PrinterInfo, Record, RecordBody, UnixMillis,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ use super::machine::{SyncAction, SyncMachine};
 use super::tls::{self, Timeouts};
 use crate::backoff::Backoff;
 use crate::commands::CommandRouter;
+use crate::counters::Counters;
 use crate::outbox::{Outbox, OutboxError};
 use proto_io::{self as frames, FrameError, FrameReader};
 
@@ -92,9 +93,16 @@ enum SessionError {
 
 impl From<FrameError> for SessionError {
     fn from(error: FrameError) -> SessionError {
-        SessionError::Lost(error.to_string())
+        match error {
+            FrameError::Decode(error) => SessionError::Protocol(error.to_string()),
+            error => SessionError::Lost(error.to_string()),
+        }
     }
 }
+
+/// The oldest session version this agent accepts: its outbox may hold `CameraHealth`
+/// records (version 2), which have no older form.
+const MIN_SESSION_VERSION: u16 = 2;
 
 #[derive(Debug)]
 pub struct SyncClient {
@@ -109,6 +117,8 @@ pub struct SyncClient {
     live_requests: Option<mpsc::Sender<LiveViewRequest>>,
     /// Live frames from the cameras, sent while connected, dropped otherwise.
     live_frames: Option<mpsc::Receiver<LiveFrame>>,
+    /// Where reconnects and the hub's protocol errors are counted.
+    counters: Arc<Counters>,
 }
 
 /// Live frames in flight at once; a frame beyond that is dropped (the next is fresher).
@@ -136,6 +146,7 @@ impl SyncClient {
             printers,
             live_requests: None,
             live_frames: None,
+            counters: Arc::default(),
         };
         (client, status_rx)
     }
@@ -152,6 +163,12 @@ impl SyncClient {
         self
     }
 
+    /// Counts reconnects and the hub's protocol errors in `counters`.
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> SyncClient {
+        self.counters = counters;
+        self
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut machine = SyncMachine::new(self.config.window);
         let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
@@ -161,6 +178,12 @@ impl SyncClient {
             machine.disconnected();
             if shutdown.is_cancelled() {
                 return;
+            }
+            if let Err(error) = &result {
+                self.counters.hub_reconnect();
+                if matches!(error, SessionError::Protocol(_)) {
+                    self.counters.hub_protocol_error();
+                }
             }
             let wait = match result {
                 Ok(()) => return,
@@ -252,25 +275,25 @@ impl SyncClient {
         });
         let mut live_frames = self.live_frames.take();
         let live_slots = Arc::new(tokio::sync::Semaphore::new(LIVE_IN_FLIGHT));
+        let mut session_version = proto::PROTOCOL_VERSION;
         let result = async {
             let welcome = tokio::time::timeout(Duration::from_secs(10), messages.recv())
                 .await
                 .map_err(|_| SessionError::Lost("no welcome from the hub".into()))?;
             match welcome {
                 Some(Ok(HubMessage::Welcome(welcome)))
-                    if welcome.protocol_version < proto::PROTOCOL_VERSION =>
+                    if welcome.protocol_version < MIN_SESSION_VERSION =>
                 {
-                    // The outbox may already hold records of the newer version (camera
+                    // The outbox may already hold records of a newer version (camera
                     // health): they wait, durable, until the hub is upgraded.
                     return Err(SessionError::Refused(format!(
                         "the hub ({}) speaks wire version {}, this agent needs {}: upgrade the \
                          hub first (agents keep recording meanwhile)",
-                        welcome.hub_version,
-                        welcome.protocol_version,
-                        proto::PROTOCOL_VERSION
+                        welcome.hub_version, welcome.protocol_version, MIN_SESSION_VERSION
                     )));
                 }
                 Some(Ok(HubMessage::Welcome(welcome))) => {
+                    session_version = welcome.protocol_version.min(proto::PROTOCOL_VERSION);
                     let (SyncAction::Resume(through) | SyncAction::Delete(through)) =
                         machine.welcome(welcome.acked_through);
                     self.with_outbox(move |outbox| outbox.resume(through)).await?;
@@ -303,6 +326,7 @@ impl SyncClient {
                         .with_outbox(move |outbox| outbox.read_after(after, max_records, max_bytes))
                         .await?;
                     if let Some(last) = records.last().map(|r| r.seq) {
+                        let records = for_session(records, session_version);
                         frames::write(&mut send, &AgentMessage::Records(records)).await?;
                         machine.sent(last);
                         continue;
@@ -455,6 +479,20 @@ impl SyncClient {
     }
 }
 
+/// The records in the form a session of `version` can carry: an `AgentHealthV2` goes to an
+/// older hub as the `AgentHealth` inside it (its counters are lost to that hub, nothing
+/// else). Nothing else has an older form; [`MIN_SESSION_VERSION`] keeps the rest out.
+fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
+    if version < 3 {
+        for record in &mut records {
+            if let RecordBody::AgentHealthV2(health) = &record.body {
+                record.body = RecordBody::AgentHealth(health.health.clone());
+            }
+        }
+    }
+    records
+}
+
 async fn next_live(frames: &mut Option<mpsc::Receiver<LiveFrame>>) -> Option<LiveFrame> {
     match frames {
         Some(frames) => frames.recv().await,
@@ -523,5 +561,52 @@ fn disconnected(reason: DisconnectReason) -> SessionError {
         DisconnectReason::Superseded => {
             SessionError::Lost("a newer connection of this agent replaced this one".into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::{AgentCounters, AgentHealth, AgentHealthV2, Seq, SoftwareVersion};
+
+    use super::*;
+
+    fn health_v2() -> Record {
+        let health = AgentHealth {
+            outbox_records: 3,
+            outbox_bytes: 300,
+            drops: Vec::new(),
+            disk_free_bytes: 1 << 30,
+            uptime_s: 60,
+            software: SoftwareVersion { version: "0.1.0".into(), commit: None, target: "t".into() },
+            certificate_expires_at: None,
+        };
+        let counters = AgentCounters { hub_reconnects: 2, ..AgentCounters::default() };
+        Record {
+            seq: Seq(1),
+            observed_at: UnixMillis(1),
+            body: RecordBody::AgentHealthV2(AgentHealthV2 { health, counters }),
+        }
+    }
+
+    /// The frame's version, as an older hub's decoder checks it.
+    fn frame_version(records: Vec<Record>) -> u16 {
+        let bytes = proto::frame::encode(&AgentMessage::Records(records)).unwrap();
+        u16::from_le_bytes([bytes[2], bytes[3]])
+    }
+
+    #[test]
+    fn a_version_2_hub_gets_the_health_without_its_counters() {
+        let records = for_session(vec![health_v2()], 2);
+        let RecordBody::AgentHealth(health) = &records[0].body else { panic!("{records:?}") };
+        assert_eq!(health.outbox_records, 3);
+        // Labelled 1: a version 2 hub (which reads 1 and 2) takes it.
+        assert_eq!(frame_version(records), 1);
+    }
+
+    #[test]
+    fn a_current_hub_gets_the_counters() {
+        let records = for_session(vec![health_v2()], proto::PROTOCOL_VERSION);
+        assert_eq!(records, [health_v2()]);
+        assert_eq!(frame_version(records), 3);
     }
 }

@@ -734,7 +734,7 @@ fn publish(live: &LiveHub, agent: &AgentId, records: &[proto::Record], stored: &
                 height: health.height,
                 frames_total: health.frames_total,
             }),
-            RecordBody::AgentHealth(_) => {}
+            RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) => {}
         }
     }
     for (printer, (at, state)) in newest {
