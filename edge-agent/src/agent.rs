@@ -4,8 +4,8 @@
 //! printer link ─outputs─▶ recorder ─records─▶ writer ─append+commit (≤ 50 ms)─▶ outbox
 //!                          (coalesces telemetry)        │ notify                  │
 //!                                                       ▼                         ▼
-//!                    command executor ◀─commands── sync client ◀──acks── hub, ──records──▶
-//!                    (ledger, expiry, preconditions, printer link)
+//!           command executor per printer ◀─commands── sync client ◀──acks── hub, ──records──▶
+//!           (ledger, expiry, preconditions, printer link; see `commands`)
 //! ```
 //!
 //! Every channel is bounded. The outbox lock is only taken inside blocking tasks.
@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::{
-    AgentHealth, CameraId, Command, CommandOutcome, CommandResult, ControlCapability,
-    LiveViewAction, LiveViewRequest, PrintState, PrinterEvent, PrinterEventKind, PrinterId,
-    PrinterInfo, PrinterState, PrinterTelemetry, RecordBody, UnixMillis, Vendor,
+    AgentHealth, AgentHealthV2, CameraId, LiveViewAction, LiveViewRequest, PrinterEvent,
+    PrinterEventKind, PrinterId, PrinterInfo, PrinterState, PrinterTelemetry, RecordBody,
+    UnixMillis, Vendor,
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -26,9 +26,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::camera::manager::{CameraConfig, CameraInputs, CameraOutputs};
 use crate::camera::{self, SourceConfig};
+use crate::commands::{self, PrinterTarget, PrinterView};
 use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig};
-use crate::outbox::{CommandLedger, Outbox, OutboxConfig, OutboxError};
-use crate::printer::bambu::link::{self, LinkConfig, LinkHandle, LinkOutput};
+use crate::counters::{Counters, PrinterCounters};
+use crate::outbox::{Outbox, OutboxConfig, OutboxError};
+use crate::printer::bambu::link::{self, LinkConfig, LinkOutput};
 use crate::printer::bambu::tls::Trust;
 use crate::sync::client::{SharedOutbox, SyncClient, SyncClientConfig, SyncStatus};
 use crate::sync::identity::{Identity, IdentityError};
@@ -44,14 +46,6 @@ pub enum AgentError {
     Outbox(#[from] OutboxError),
     #[error("printer {printer}: {detail}")]
     Printer { printer: PrinterId, detail: String },
-}
-
-/// What a printer looks like to the command executor.
-#[derive(Debug, Clone, Default)]
-struct PrinterView {
-    state: PrinterState,
-    /// When the last job ended, as observed.
-    last_job_end: Option<UnixMillis>,
 }
 
 /// A running agent.
@@ -85,6 +79,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let durable = Arc::new(Notify::new());
     let tasks = TaskTracker::new();
     let (records_tx, records_rx) = mpsc::channel(4096);
+    let counters = Arc::new(Counters::new(config.printers.iter().map(|p| p.serial.clone())));
 
     let mut printers = HashMap::new();
     let mut infos = Vec::new();
@@ -94,9 +89,10 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let links_shutdown = shutdown.child_token();
     for printer in &config.printers {
         let trust = match &printer.ca {
-            Some(path) => Trust::Ca(crate::cli::read_ca(path).map_err(|e| {
-                AgentError::Printer { printer: printer.serial.clone(), detail: format!("{e:#}") }
-            })?),
+            Some(path) => Trust::ca_file(path).map_err(|error| AgentError::Printer {
+                printer: printer.serial.clone(),
+                detail: error.to_string(),
+            })?,
             None => Trust::FirstUse {
                 pin_file: config.state_dir.join("pins").join(format!("{}.sha256", printer.serial)),
             },
@@ -122,6 +118,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
             records_tx.clone(),
             view_tx,
             Watchers { events: events_tx.clone(), state: camera_state_tx },
+            counters.printer(&printer.serial),
             config.telemetry_interval,
         ));
         for camera in &printer.cameras {
@@ -141,7 +138,11 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
                 state: camera_state_rx.clone(),
                 control: control_rx,
             };
-            let outputs = CameraOutputs { records: records_tx.clone(), live: live_tx.clone() };
+            let outputs = CameraOutputs {
+                records: records_tx.clone(),
+                live: live_tx.clone(),
+                counters: counters.printer(&printer.serial),
+            };
             tasks.spawn(camera::manager::run(
                 camera_config,
                 source,
@@ -150,7 +151,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
                 shutdown.clone(),
             ));
         }
-        printers.insert(printer.serial.clone(), (handle, view_rx));
+        printers.insert(printer.serial.clone(), PrinterTarget { link: handle, view: view_rx });
         infos.push(PrinterInfo {
             id: printer.serial.clone(),
             vendor: Vendor::BambuLab,
@@ -169,17 +170,18 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         config.health_interval,
         config.state_dir.clone(),
         identity.not_after,
+        counters.clone(),
         shutdown.clone(),
     ));
-    let (commands_tx, commands_rx) = mpsc::channel(64);
-    tasks.spawn(executor(commands_rx, outbox.clone(), records_tx.clone(), printers));
+    let commands =
+        commands::start(printers, outbox.clone(), records_tx.clone(), counters.clone(), &tasks);
     drop(records_tx);
 
     let mut sync_config = SyncClientConfig::new(config.state_dir.clone());
     sync_config.timeouts = Timeouts { keep_alive: config.keep_alive, idle: config.idle_timeout };
     let (client, status) =
-        SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands_tx, infos);
-    let client = client.with_live(live_requests_tx, live_rx);
+        SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands, infos);
+    let client = client.with_live(live_requests_tx, live_rx).with_counters(counters);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
 }
@@ -251,6 +253,7 @@ async fn recorder(
     records: mpsc::Sender<(UnixMillis, RecordBody)>,
     view: watch::Sender<PrinterView>,
     watchers: Watchers,
+    counters: Arc<PrinterCounters>,
     interval: Duration,
 ) {
     let mut last_sample: Option<Instant> = None;
@@ -303,6 +306,7 @@ async fn recorder(
                 continue;
             }
             LinkOutput::Problem(problem) => {
+                counters.link_problem(&problem);
                 tracing::warn!(printer = %printer, %problem, "Printer link problem.");
                 continue;
             }
@@ -381,13 +385,14 @@ async fn commit(outbox: &SharedOutbox, batch: Vec<(UnixMillis, RecordBody)>) -> 
     }
 }
 
-/// Appends an `AgentHealth` record every `interval`, with the outbox's depth and its drop
-/// totals since it was created.
+/// Appends an `AgentHealthV2` record every `interval`: the outbox's depth and its drop
+/// totals since it was created, and the agent's counters.
 async fn health(
     outbox: SharedOutbox,
     interval: Duration,
     state_dir: std::path::PathBuf,
     certificate_expires_at: UnixMillis,
+    counters: Arc<Counters>,
     shutdown: CancellationToken,
 ) {
     let started = Instant::now();
@@ -400,6 +405,7 @@ async fn health(
         let uptime_s = started.elapsed().as_secs();
         let outbox = outbox.clone();
         let state_dir = state_dir.clone();
+        let counters = counters.snapshot();
         let _ = tokio::task::spawn_blocking(move || {
             // Renewals rewrite identity.toml; read the current expiry from it.
             let certificate_expires_at = Identity::load(&state_dir)
@@ -421,165 +427,11 @@ async fn health(
                 software: crate::sync::enroll::software(),
                 certificate_expires_at: Some(certificate_expires_at),
             };
-            if let Err(error) = outbox.append(UnixMillis::now(), RecordBody::AgentHealth(health)) {
+            let body = RecordBody::AgentHealthV2(AgentHealthV2 { health, counters });
+            if let Err(error) = outbox.append(UnixMillis::now(), body) {
                 tracing::warn!(%error, "Cannot record the agent's health.");
             }
         })
         .await;
-    }
-}
-
-/// Executes hub commands at most once, never after their expiry, only when their
-/// preconditions hold; reports each result as a record.
-async fn executor(
-    mut commands: mpsc::Receiver<Command>,
-    outbox: SharedOutbox,
-    records: mpsc::Sender<(UnixMillis, RecordBody)>,
-    printers: HashMap<PrinterId, (LinkHandle, watch::Receiver<PrinterView>)>,
-) {
-    while let Some(command) = commands.recv().await {
-        let id = command.id;
-        let expires_at = command.expires_at;
-        let ledger = {
-            let outbox = outbox.clone();
-            tokio::task::spawn_blocking(move || {
-                outbox.lock().unwrap_or_else(|p| p.into_inner()).command_begin(id, expires_at)
-            })
-            .await
-        };
-        let outcome = match ledger {
-            Ok(Ok(CommandLedger::New)) => execute(&command, &printers).await,
-            Ok(Ok(CommandLedger::Seen { outcome: Some(_) })) => {
-                tracing::debug!(command = %id, "Command already executed; not again.");
-                continue;
-            }
-            Ok(Ok(CommandLedger::Seen { outcome: None })) => CommandOutcome::Failed {
-                detail: "interrupted by an agent restart; not retried".into(),
-            },
-            Ok(Err(error)) => {
-                // Without a durable ledger entry, executing could repeat it: refuse.
-                tracing::error!(command = %id, %error, "Cannot record a command; not executing it.");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        tracing::info!(command = %id, printer = %command.printer, ?outcome, "Command done.");
-        let finished = {
-            let outbox = outbox.clone();
-            let outcome = outcome.clone();
-            tokio::task::spawn_blocking(move || {
-                outbox.lock().unwrap_or_else(|p| p.into_inner()).command_finish(id, &outcome)
-            })
-            .await
-        };
-        if let Ok(Err(error)) = finished {
-            tracing::error!(command = %id, %error, "Cannot record a command's outcome.");
-        }
-        let result = CommandResult { command: id, printer: command.printer.clone(), outcome };
-        if records.send((UnixMillis::now(), RecordBody::CommandResult(result))).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn execute(
-    command: &Command,
-    printers: &HashMap<PrinterId, (LinkHandle, watch::Receiver<PrinterView>)>,
-) -> CommandOutcome {
-    if UnixMillis::now() >= command.expires_at {
-        return CommandOutcome::Expired;
-    }
-    let Some((handle, view)) = printers.get(&command.printer) else {
-        return CommandOutcome::Failed {
-            detail: format!("this agent has no printer {}", command.printer),
-        };
-    };
-    let view = view.borrow().clone();
-    if let Some(failed) = unmet_precondition(command, &view) {
-        return failed;
-    }
-    handle.send(command.action.clone()).await
-}
-
-fn unmet_precondition(command: &Command, view: &PrinterView) -> Option<CommandOutcome> {
-    use proto::Precondition;
-    for precondition in &command.preconditions {
-        let detail = match precondition {
-            Precondition::StateIn(states) if !states.contains(&view.state.state) => {
-                format!("the printer is {:?}", view.state.state)
-            }
-            Precondition::ControlAvailable if view.state.control == ControlCapability::ReadOnly => {
-                "the printer is read-only (enable Developer Mode in LAN-only mode)".into()
-            }
-            Precondition::PlateConfirmedClear { at, .. } => {
-                let idle = matches!(
-                    view.state.state,
-                    PrintState::Idle | PrintState::Finished | PrintState::Failed
-                );
-                let after_last_job = view.last_job_end.is_none_or(|end| *at >= end);
-                if idle && after_last_job {
-                    continue;
-                }
-                if idle {
-                    "the plate was confirmed clear before the last job ended".into()
-                } else {
-                    format!("the printer is {:?}", view.state.state)
-                }
-            }
-            _ => continue,
-        };
-        return Some(CommandOutcome::PreconditionFailed {
-            precondition: precondition.clone(),
-            detail,
-        });
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use proto::{CommandAction, CommandId, Precondition};
-
-    use super::*;
-
-    fn command(preconditions: Vec<Precondition>) -> Command {
-        Command {
-            id: CommandId([1; 16]),
-            printer: PrinterId::new("01P00A391800001").unwrap(),
-            issued_at: UnixMillis(1_000),
-            expires_at: UnixMillis(i64::MAX),
-            preconditions,
-            action: CommandAction::Pause,
-        }
-    }
-
-    fn view(state: PrintState, last_job_end: Option<i64>) -> PrinterView {
-        PrinterView {
-            state: PrinterState { state, ..PrinterState::default() },
-            last_job_end: last_job_end.map(UnixMillis),
-        }
-    }
-
-    #[test]
-    fn a_plate_confirmation_must_follow_the_last_job() {
-        let clear = Precondition::PlateConfirmedClear { by: "ana".into(), at: UnixMillis(500) };
-        let command = command(vec![clear]);
-        assert_eq!(unmet_precondition(&command, &view(PrintState::Finished, Some(400))), None);
-        assert!(unmet_precondition(&command, &view(PrintState::Finished, Some(600))).is_some());
-        assert!(unmet_precondition(&command, &view(PrintState::Printing, None)).is_some());
-    }
-
-    #[test]
-    fn state_and_control_preconditions_are_checked() {
-        let command = command(vec![
-            Precondition::StateIn(vec![PrintState::Printing]),
-            Precondition::ControlAvailable,
-        ]);
-        assert_eq!(unmet_precondition(&command, &view(PrintState::Printing, None)), None);
-        let idle = unmet_precondition(&command, &view(PrintState::Idle, None));
-        assert!(matches!(idle, Some(CommandOutcome::PreconditionFailed { .. })), "{idle:?}");
-        let mut read_only = view(PrintState::Printing, None);
-        read_only.state.control = ControlCapability::ReadOnly;
-        assert!(unmet_precondition(&command, &read_only).is_some());
     }
 }

@@ -196,7 +196,7 @@ fn link_config(args: WatchArgs) -> anyhow::Result<LinkConfig> {
     let access_code =
         AccessCode::new(&args.access_code).map_err(anyhow::Error::msg).context("--access-code")?;
     let trust = match &args.ca {
-        Some(path) => Trust::Ca(read_ca(path)?),
+        Some(path) => Trust::ca_file(path)?,
         None => {
             let dir = args.pin_dir.clone().unwrap_or_else(default_pin_dir);
             Trust::FirstUse { pin_file: dir.join(format!("{serial}.sha256")) }
@@ -214,18 +214,6 @@ fn default_pin_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("kitt-agent/pins")
-}
-
-/// Reads every certificate in a PEM file.
-pub fn read_ca(path: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    use rustls_pki_types::pem::PemObject;
-    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read the CA file {}", path.display()))?
-        .map(|c| c.map(|c| c.to_vec()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
-    Ok(certs)
 }
 
 async fn watch(args: WatchArgs) -> anyhow::Result<u8> {

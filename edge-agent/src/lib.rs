@@ -4,9 +4,12 @@
 //! durable outbox and the QUIC sync to the hub. `main.rs` is a thin shell over [`cli::run`].
 
 pub mod agent;
+pub mod backoff;
 pub mod camera;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod counters;
 pub mod outbox;
 pub mod printer;
 pub mod state;

@@ -24,7 +24,7 @@ use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyD
 use sha2::{Digest, Sha256};
 
 /// How long an agent certificate is valid. Agents renew at two thirds of it.
-pub const AGENT_CERT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+pub use proto::net::AGENT_CERT_LIFETIME;
 /// How long the CA itself is valid.
 const CA_LIFETIME: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 /// Tolerated clock skew: certificates start this long before "now".

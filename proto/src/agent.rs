@@ -93,6 +93,41 @@ pub enum RecordBody {
     CommandResult(CommandResult),
     /// Since wire version 2.
     CameraHealth(CameraHealth),
+    /// Since wire version 3: the agent's health with its counters. In a session of an older
+    /// version the agent sends its `health` alone, as `AgentHealth`.
+    AgentHealthV2(AgentHealthV2),
+}
+
+impl RecordBody {
+    /// The first wire version that has this record.
+    pub fn since(&self) -> u16 {
+        match self {
+            RecordBody::Telemetry(_)
+            | RecordBody::PrinterEvent(_)
+            | RecordBody::Snapshot(_)
+            | RecordBody::AgentHealth(_)
+            | RecordBody::CommandResult(_) => 1,
+            RecordBody::CameraHealth(_) => 2,
+            RecordBody::AgentHealthV2(_) => 3,
+        }
+    }
+}
+
+impl AgentMessage {
+    /// The first wire version that can carry this message: a frame is labelled with it, so
+    /// that a peer of an older version reads every message it could have received from an
+    /// agent of its own version.
+    pub fn since(&self) -> u16 {
+        match self {
+            AgentMessage::Records(records) => {
+                records.iter().map(|record| record.body.since()).max().unwrap_or(1)
+            }
+            AgentMessage::Hello(_)
+            | AgentMessage::CertificateRequest(_)
+            | AgentMessage::Enroll(_)
+            | AgentMessage::LiveFrame(_) => 1,
+        }
+    }
 }
 
 /// One chunk of a camera snapshot. Every chunk repeats the snapshot's metadata so that
@@ -149,6 +184,49 @@ pub struct AgentHealth {
     pub software: SoftwareVersion,
     /// When the agent's client certificate expires.
     pub certificate_expires_at: Option<UnixMillis>,
+}
+
+/// The agent's health and its counters (wire version 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AgentHealthV2 {
+    /// Everything `AgentHealth` carries, unchanged.
+    pub health: AgentHealth,
+    pub counters: AgentCounters,
+}
+
+/// What the agent refused or lost, counted since the agent process started (they start at
+/// zero again after a restart, which `AgentHealth.uptime_s` shows; read them as Prometheus
+/// counters). Outbox drops are `AgentHealth.drops`, cumulative over the outbox's life.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AgentCounters {
+    /// Sessions with the hub that ended in an error (lost, refused, unreachable) and were
+    /// retried.
+    pub hub_reconnects: u64,
+    /// Messages from the hub refused: undecodable frames and protocol violations.
+    pub hub_protocol_errors: u64,
+    /// Hub commands answered as failed without execution: the printer's command queue was
+    /// full, or the agent has no such printer.
+    pub commands_refused: u64,
+    /// One entry per printer the agent serves.
+    #[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))]
+    pub printers: Vec<PrinterCounters>,
+}
+
+/// One printer's counters in [`AgentCounters`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PrinterCounters {
+    pub printer: PrinterId,
+    /// Printer link failures: a connection that could not be made or was lost, a refused
+    /// access code, a refused certificate.
+    pub link_errors: u64,
+    /// MQTT payloads from the printer refused as malformed (not JSON, not a report).
+    pub bad_payloads: u64,
+    /// Failures of the printer's cameras: a source that could not be opened, a stream that
+    /// broke or sent bytes that are not frames.
+    pub camera_errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,6 +8,12 @@
 //! 8       len   payload: one postcard-encoded AgentMessage or HubMessage
 //! ```
 //!
+//! A frame's version is the first protocol version that has everything in its payload
+//! ([`Message::since`]), not simply the newest this build speaks: a hub's `Welcome` or an
+//! agent's `Hello` is then readable by a peer of any version, which can answer with the
+//! version the session will use. A sender never sends a frame newer than its session's
+//! version (the evolution rules in the crate's documentation).
+//!
 //! The reader chooses the largest payload it accepts and rejects a longer frame from its
 //! header alone, before buffering it. A payload must be consumed exactly by the message it
 //! encodes: trailing bytes are an error, not padding.
@@ -96,21 +102,39 @@ impl FrameHeader {
     }
 }
 
-/// Encodes `message` as one frame of the current protocol version.
-pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, EncodeError> {
+/// A top-level message, which knows the first protocol version that can carry it.
+pub trait Message: Serialize {
+    /// The version its frame is labelled with (never above [`PROTOCOL_VERSION`]).
+    fn since(&self) -> u16;
+}
+
+impl Message for crate::AgentMessage {
+    fn since(&self) -> u16 {
+        crate::AgentMessage::since(self)
+    }
+}
+
+impl Message for crate::HubMessage {
+    fn since(&self) -> u16 {
+        crate::HubMessage::since(self)
+    }
+}
+
+/// Encodes `message` as one frame labelled with its [`Message::since`] version.
+pub fn encode<T: Message>(message: &T) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
     encode_into(message, &mut out)?;
     Ok(out)
 }
 
 /// Appends `message` as one frame to `out`. On error `out` is left as it was.
-pub fn encode_into<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub fn encode_into<T: Message>(message: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let payload = postcard::to_stdvec(message)?;
     let payload_len = u32::try_from(payload.len())
         .ok()
         .filter(|&len| len <= MAX_PAYLOAD)
         .ok_or(EncodeError::TooLarge { len: payload.len() })?;
-    let header = FrameHeader { version: PROTOCOL_VERSION, payload_len };
+    let header = FrameHeader { version: message.since().min(PROTOCOL_VERSION), payload_len };
     out.reserve(HEADER_LEN + payload.len());
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&payload);

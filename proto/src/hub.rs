@@ -25,6 +25,23 @@ pub enum HubMessage {
     Disconnect(DisconnectReason),
 }
 
+impl HubMessage {
+    /// The first wire version that can carry this message (see [`crate::frame::Message`]).
+    pub fn since(&self) -> u16 {
+        match self {
+            HubMessage::Welcome(_)
+            | HubMessage::Ack(_)
+            | HubMessage::Command(_)
+            | HubMessage::ConfigPush(_)
+            | HubMessage::CertificateIssued(_)
+            | HubMessage::Enrolled(_)
+            | HubMessage::EnrollRefused(_)
+            | HubMessage::LiveView(_)
+            | HubMessage::Disconnect(_) => 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct HubWelcome {

@@ -27,6 +27,9 @@
 //! 3. **Never send what the peer cannot read.** The agent announces the newest version it
 //!    speaks in [`AgentHello`]; the hub answers with the version the session will use in
 //!    [`HubWelcome`]. A sender MUST NOT emit a variant introduced after the session's version.
+//!    Each frame is labelled with the first version that has everything in it
+//!    ([`frame::Message::since`]), so `Hello` and `Welcome` are readable by any peer: a
+//!    variant added in version N, at any depth, makes its message's `since` return N.
 //! 4. Sets that must tolerate unknown members (capabilities) are bit sets, where an unknown
 //!    bit is ignored rather than rejected.
 
@@ -36,12 +39,14 @@ pub mod frame;
 mod hub;
 mod ids;
 pub mod json;
+pub mod net;
 mod printer;
 
 pub use agent::{
-    AgentHealth, AgentHello, AgentMessage, CameraHealth, CameraState, CertificateRequest,
-    DropClass, DropCount, DropReason, EnrollRequest, ImageFormat, LiveFrame, PrinterInfo, Record,
-    RecordBody, SnapshotChunk, SnapshotTrigger, SoftwareVersion, Vendor,
+    AgentCounters, AgentHealth, AgentHealthV2, AgentHello, AgentMessage, CameraHealth, CameraState,
+    CertificateRequest, DropClass, DropCount, DropReason, EnrollRequest, ImageFormat, LiveFrame,
+    PrinterCounters, PrinterInfo, Record, RecordBody, SnapshotChunk, SnapshotTrigger,
+    SoftwareVersion, Vendor,
 };
 pub use command::{
     Command, CommandAction, CommandOutcome, CommandResult, Precondition, StartPrint,
@@ -59,7 +64,7 @@ pub use printer::{
 };
 
 /// The newest wire version this build speaks, written in every frame it sends.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest wire version this build still decodes.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

@@ -10,7 +10,7 @@ use crate::{AgentMessage, HubMessage};
 
 fn roundtrip_bytes<T>(message: &T) -> Vec<u8>
 where
-    T: serde::Serialize + serde::de::DeserializeOwned,
+    T: frame::Message + serde::de::DeserializeOwned,
 {
     let bytes = frame::encode(message).unwrap();
     let decoded: T = frame::decode(&bytes, DEFAULT_MAX_PAYLOAD).unwrap();

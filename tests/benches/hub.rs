@@ -90,12 +90,22 @@ async fn ingest(label: &str, database_url: Option<String>, agents: u64, per_agen
     let started = Instant::now();
     let stop = CancellationToken::new();
     let mut statuses = Vec::new();
+    let command_tasks = tokio_util::task::TaskTracker::new();
     for (identity, outbox, dir) in clients {
-        let (commands, _) = mpsc::channel(1);
+        let outbox = Arc::new(std::sync::Mutex::new(outbox));
+        // No printers: the hub sends no commands here, and would get refusals.
+        let (records, _) = mpsc::channel(1);
+        let commands = edge_agent::commands::start(
+            Default::default(),
+            outbox.clone(),
+            records,
+            Default::default(),
+            &command_tasks,
+        );
         let (client, status) = SyncClient::new(
             SyncClientConfig::new(dir),
             identity,
-            Arc::new(std::sync::Mutex::new(outbox)),
+            outbox,
             Arc::new(Notify::new()),
             commands,
             Vec::new(),

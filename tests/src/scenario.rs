@@ -726,7 +726,7 @@ pub async fn foreign_client(hub_addr: SocketAddr, hub_ca_der: &[u8]) -> Result<S
         edge_agent::sync::enroll::client_endpoint(hub_addr).map_err(|e| e.to_string())?;
     let attempt = async {
         let connection = endpoint
-            .connect_with(config, hub_addr, "hub.kitt")
+            .connect_with(config, hub_addr, proto::net::HUB_SERVER_NAME)
             .map_err(|e| e.to_string())?
             .await
             .map_err(|e| e.to_string())?;

@@ -5,6 +5,8 @@
 //! 2. `hub` and `edge-agent` never depend on each other, in any kind of dependency.
 //! 3. `printer-sim` depends on neither: it is the independent reference the agent is tested
 //!    against.
+//! 4. `proto-io`, the frame reader both share, depends on neither either (it sits between
+//!    `proto` and the two of them).
 //!
 //! ARCHITECTURE.md states the same rules; this is what keeps them true.
 
@@ -65,10 +67,14 @@ pub fn check(metadata: &Metadata) -> Vec<Violation> {
         ("edge-agent", "hub"),
         ("printer-sim", "edge-agent"),
         ("printer-sim", "hub"),
+        ("proto-io", "edge-agent"),
+        ("proto-io", "hub"),
     ] {
         if let Some(path) = graph.path(from, to, true) {
             let rule = if from == "printer-sim" {
                 "printer-sim must stay independent of the code it tests"
+            } else if from == "proto-io" {
+                "proto-io must stay below the agent and the hub"
             } else {
                 "hub and edge-agent must stay independent"
             };
@@ -225,5 +231,23 @@ mod tests {
         let violations = check(&metadata);
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert_eq!(violations[0].path, ["hub", "edge-agent"]);
+    }
+
+    #[test]
+    fn the_shared_frame_reader_depending_on_the_hub_is_caught() {
+        let mut metadata = metadata();
+        let hub = id_of(&metadata, "hub").clone();
+        add_edge(&mut metadata, "proto-io", hub, "hub");
+        let violations = check(&metadata);
+        // The agent now reaches the hub through proto-io too.
+        assert!(
+            violations.iter().any(|v| v.rule == "proto-io must stay below the agent and the hub"
+                && v.path == ["proto-io", "hub"]),
+            "{violations:?}"
+        );
+        assert!(
+            violations.iter().any(|v| v.path == ["edge-agent", "proto-io", "hub"]),
+            "{violations:?}"
+        );
     }
 }

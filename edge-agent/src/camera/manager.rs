@@ -15,6 +15,7 @@
 //!   watches; frames go out no faster than asked, dropped (never queued) when the link is
 //!   slow. `Stop`, or a lease that runs out (the hub went away), ends it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::{
@@ -28,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::planner::{SnapshotPlanner, SnapshotPolicy};
 use super::{CameraError, CameraSource, Frame, FrameStream};
+use crate::backoff::Backoff;
+use crate::counters::PrinterCounters;
 use proto::PrinterState;
 
 /// A frame younger than this serves a snapshot at once.
@@ -73,6 +76,8 @@ pub struct CameraOutputs {
     pub records: mpsc::Sender<(UnixMillis, RecordBody)>,
     /// The sync client's live channel; a full channel drops the frame.
     pub live: mpsc::Sender<LiveFrame>,
+    /// The printer's counters, where camera failures are counted.
+    pub counters: Arc<PrinterCounters>,
 }
 
 /// The manager's bookkeeping, kept apart from the select loop so it reads plainly.
@@ -96,7 +101,7 @@ struct Camera {
     last_live: Option<Instant>,
     /// The last moment something needed an on-demand upstream.
     last_need: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     retry_at: Instant,
 }
 
@@ -125,7 +130,7 @@ pub async fn run(
         live_interval: Duration::from_secs(1),
         last_live: None,
         last_need: None,
-        backoff: BACKOFF_MIN,
+        backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
         retry_at: Instant::now(),
         outputs,
         config,
@@ -316,7 +321,7 @@ impl Camera {
         let now = Instant::now();
         self.frames_total += 1;
         self.frames_since_report += 1;
-        self.backoff = BACKOFF_MIN;
+        self.backoff.reset();
         self.latest = Some((now, frame.clone()));
         if self.state != CameraState::Streaming {
             self.last_error = None;
@@ -361,6 +366,7 @@ impl Camera {
 
     async fn failed(&mut self, error: CameraError) {
         let detail = error.to_string();
+        self.outputs.counters.camera_error();
         if self.last_error.as_deref() != Some(detail.as_str()) {
             tracing::warn!(camera = %self.config.camera, source = %self.describe, %detail,
                 "Camera failed.");
@@ -368,8 +374,7 @@ impl Camera {
         self.last_error = Some(detail.clone());
         // A frame from before the failure must not pass for a fresh one.
         self.latest = None;
-        self.retry_at = Instant::now() + jittered(self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.retry_at = Instant::now() + self.backoff.next_wait();
         if self.waiting.is_empty() {
             self.set_state(CameraState::Failed).await;
         } else {
@@ -457,11 +462,6 @@ pub fn snapshot_records(
             })
         })
         .collect()
-}
-
-fn jittered(base: Duration) -> Duration {
-    let factor = rand::random_range(0.8..1.2);
-    base.mul_f64(factor)
 }
 
 #[cfg(test)]

@@ -759,7 +759,9 @@ pub fn class_of(body: &RecordBody) -> DropClass {
         RecordBody::Telemetry(_) => DropClass::Telemetry,
         RecordBody::PrinterEvent(_) | RecordBody::CommandResult(_) => DropClass::Event,
         RecordBody::Snapshot(_) => DropClass::Snapshot,
-        RecordBody::AgentHealth(_) | RecordBody::CameraHealth(_) => DropClass::Health,
+        RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) | RecordBody::CameraHealth(_) => {
+            DropClass::Health
+        }
     }
 }
 

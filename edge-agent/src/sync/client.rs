@@ -7,27 +7,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::frame::MAX_PAYLOAD;
+use proto::net::{AGENT_CERT_LIFETIME, HUB_SERVER_NAME, close_code};
 use proto::{
-    AgentHello, AgentMessage, Capabilities, CertificateRequest, Command, DisconnectReason,
-    HubMessage, LiveFrame, LiveViewRequest, PrinterInfo, UnixMillis,
+    AgentHello, AgentMessage, Capabilities, CertificateRequest, DisconnectReason, HubMessage,
+    LiveFrame, LiveViewRequest, PrinterInfo, Record, RecordBody, UnixMillis,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::enroll::{client_endpoint, resolve, software};
-use super::frames::{self, FrameError, FrameReader};
 use super::identity::Identity;
 use super::machine::{SyncAction, SyncMachine};
-use super::tls::{self, HUB_SERVER_NAME, Timeouts};
+use super::tls::{self, Timeouts};
+use crate::backoff::Backoff;
+use crate::commands::CommandRouter;
+use crate::counters::Counters;
 use crate::outbox::{Outbox, OutboxError};
+use proto_io::{self as frames, FrameError, FrameReader};
 
 /// The outbox, shared by the writer (printer link), the committer and the sync client.
 /// Its lock is only taken inside blocking tasks, never across an `.await`.
 pub type SharedOutbox = Arc<Mutex<Outbox>>;
-
-/// The hub's close codes (see the hub's `sync::close_code`).
-const CLOSE_UNAUTHENTICATED: u32 = 2;
-const CLOSE_REVOKED: u32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct SyncClientConfig {
@@ -93,9 +93,16 @@ enum SessionError {
 
 impl From<FrameError> for SessionError {
     fn from(error: FrameError) -> SessionError {
-        SessionError::Lost(error.to_string())
+        match error {
+            FrameError::Decode(error) => SessionError::Protocol(error.to_string()),
+            error => SessionError::Lost(error.to_string()),
+        }
     }
 }
+
+/// The oldest session version this agent accepts: its outbox may hold `CameraHealth`
+/// records (version 2), which have no older form.
+const MIN_SESSION_VERSION: u16 = 2;
 
 #[derive(Debug)]
 pub struct SyncClient {
@@ -103,27 +110,29 @@ pub struct SyncClient {
     identity: Identity,
     outbox: SharedOutbox,
     durable: Arc<Notify>,
-    commands: mpsc::Sender<Command>,
+    commands: CommandRouter,
     status: watch::Sender<SyncStatus>,
     printers: Vec<PrinterInfo>,
     /// Live view and snapshot requests go to the cameras here.
     live_requests: Option<mpsc::Sender<LiveViewRequest>>,
     /// Live frames from the cameras, sent while connected, dropped otherwise.
     live_frames: Option<mpsc::Receiver<LiveFrame>>,
+    /// Where reconnects and the hub's protocol errors are counted.
+    counters: Arc<Counters>,
 }
 
 /// Live frames in flight at once; a frame beyond that is dropped (the next is fresher).
 const LIVE_IN_FLIGHT: usize = 2;
 
 impl SyncClient {
-    /// `durable` is notified after every outbox commit; commands from the hub go to
-    /// `commands`.
+    /// `durable` is notified after every outbox commit; commands from the hub go through
+    /// `commands`, which never makes the connection wait.
     pub fn new(
         config: SyncClientConfig,
         identity: Identity,
         outbox: SharedOutbox,
         durable: Arc<Notify>,
-        commands: mpsc::Sender<Command>,
+        commands: CommandRouter,
         printers: Vec<PrinterInfo>,
     ) -> (SyncClient, watch::Receiver<SyncStatus>) {
         let (status, status_rx) = watch::channel(SyncStatus::Connecting);
@@ -137,6 +146,7 @@ impl SyncClient {
             printers,
             live_requests: None,
             live_frames: None,
+            counters: Arc::default(),
         };
         (client, status_rx)
     }
@@ -153,15 +163,27 @@ impl SyncClient {
         self
     }
 
+    /// Counts reconnects and the hub's protocol errors in `counters`.
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> SyncClient {
+        self.counters = counters;
+        self
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut machine = SyncMachine::new(self.config.window);
-        let mut backoff = self.config.backoff_min;
+        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         loop {
             self.status.send_replace(SyncStatus::Connecting);
             let result = self.session(&mut machine, &shutdown, &mut backoff).await;
             machine.disconnected();
             if shutdown.is_cancelled() {
                 return;
+            }
+            if let Err(error) = &result {
+                self.counters.hub_reconnect();
+                if matches!(error, SessionError::Protocol(_)) {
+                    self.counters.hub_protocol_error();
+                }
             }
             let wait = match result {
                 Ok(()) => return,
@@ -172,10 +194,9 @@ impl SyncClient {
                 }
                 Err(error) => {
                     let reason = error.to_string();
-                    tracing::warn!(%reason, retry_ms = backoff.as_millis() as u64, "Hub link down.");
+                    let wait = backoff.next_wait();
+                    tracing::warn!(%reason, retry_ms = wait.as_millis() as u64, "Hub link down.");
                     self.status.send_replace(SyncStatus::Disconnected { reason });
-                    let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(self.config.backoff_max);
                     wait
                 }
             };
@@ -190,7 +211,7 @@ impl SyncClient {
         &mut self,
         machine: &mut SyncMachine,
         shutdown: &CancellationToken,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let addr =
             resolve(&self.identity.hub).await.map_err(|e| SessionError::Connect(e.to_string()))?;
@@ -227,7 +248,7 @@ impl SyncClient {
         connection: &quinn::Connection,
         machine: &mut SyncMachine,
         shutdown: &CancellationToken,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let (mut send, recv) =
             connection.open_bi().await.map_err(|e| SessionError::Lost(e.to_string()))?;
@@ -254,25 +275,25 @@ impl SyncClient {
         });
         let mut live_frames = self.live_frames.take();
         let live_slots = Arc::new(tokio::sync::Semaphore::new(LIVE_IN_FLIGHT));
+        let mut session_version = proto::PROTOCOL_VERSION;
         let result = async {
             let welcome = tokio::time::timeout(Duration::from_secs(10), messages.recv())
                 .await
                 .map_err(|_| SessionError::Lost("no welcome from the hub".into()))?;
             match welcome {
                 Some(Ok(HubMessage::Welcome(welcome)))
-                    if welcome.protocol_version < proto::PROTOCOL_VERSION =>
+                    if welcome.protocol_version < MIN_SESSION_VERSION =>
                 {
-                    // The outbox may already hold records of the newer version (camera
+                    // The outbox may already hold records of a newer version (camera
                     // health): they wait, durable, until the hub is upgraded.
                     return Err(SessionError::Refused(format!(
                         "the hub ({}) speaks wire version {}, this agent needs {}: upgrade the \
                          hub first (agents keep recording meanwhile)",
-                        welcome.hub_version,
-                        welcome.protocol_version,
-                        proto::PROTOCOL_VERSION
+                        welcome.hub_version, welcome.protocol_version, MIN_SESSION_VERSION
                     )));
                 }
                 Some(Ok(HubMessage::Welcome(welcome))) => {
+                    session_version = welcome.protocol_version.min(proto::PROTOCOL_VERSION);
                     let (SyncAction::Resume(through) | SyncAction::Delete(through)) =
                         machine.welcome(welcome.acked_through);
                     self.with_outbox(move |outbox| outbox.resume(through)).await?;
@@ -281,7 +302,7 @@ impl SyncClient {
                         acked_through: through,
                         certificate_not_after: self.identity.not_after,
                     });
-                    *backoff = self.config.backoff_min;
+                    backoff.reset();
                 }
                 Some(Ok(HubMessage::Disconnect(reason))) => return Err(disconnected(reason)),
                 Some(Ok(other)) => {
@@ -305,6 +326,7 @@ impl SyncClient {
                         .with_outbox(move |outbox| outbox.read_after(after, max_records, max_bytes))
                         .await?;
                     if let Some(last) = records.last().map(|r| r.seq) {
+                        let records = for_session(records, session_version);
                         frames::write(&mut send, &AgentMessage::Records(records)).await?;
                         machine.sent(last);
                         continue;
@@ -333,10 +355,9 @@ impl SyncClient {
                                 Err(error) => return Err(SessionError::Protocol(error.to_string())),
                             }
                         }
+                        // Never waits: a full queue is answered with a failed result.
                         Some(Ok(HubMessage::Command(command))) => {
-                            if self.commands.send(command).await.is_err() {
-                                tracing::warn!("No command executor; dropped a command.");
-                            }
+                            self.commands.route(command);
                         }
                         Some(Ok(HubMessage::CertificateIssued(issued))) => {
                             if let Some(key) = renewal_key.take() {
@@ -418,7 +439,7 @@ impl SyncClient {
                 (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
                     * 1000
             });
-        lifetime.unwrap_or(7 * 24 * 3600 * 1000)
+        lifetime.unwrap_or(AGENT_CERT_LIFETIME.as_millis() as i64)
     }
 
     fn renewed(
@@ -456,6 +477,20 @@ impl SyncClient {
         .map_err(|e| SessionError::Protocol(format!("outbox task failed: {e}")))?;
         Ok(result?)
     }
+}
+
+/// The records in the form a session of `version` can carry: an `AgentHealthV2` goes to an
+/// older hub as the `AgentHealth` inside it (its counters are lost to that hub, nothing
+/// else). Nothing else has an older form; [`MIN_SESSION_VERSION`] keeps the rest out.
+fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
+    if version < 3 {
+        for record in &mut records {
+            if let RecordBody::AgentHealthV2(health) = &record.body {
+                record.body = RecordBody::AgentHealth(health.health.clone());
+            }
+        }
+    }
+    records
 }
 
 async fn next_live(frames: &mut Option<mpsc::Receiver<LiveFrame>>) -> Option<LiveFrame> {
@@ -500,7 +535,9 @@ fn refusal(connection: &quinn::Connection) -> Option<SessionError> {
             let code = close.error_code.into_inner();
             let reason = String::from_utf8_lossy(&close.reason).into_owned();
             match code as u32 {
-                CLOSE_REVOKED | CLOSE_UNAUTHENTICATED => Some(SessionError::Refused(reason)),
+                close_code::REVOKED | close_code::UNAUTHENTICATED => {
+                    Some(SessionError::Refused(reason))
+                }
                 _ => Some(SessionError::Lost(format!("the hub closed the connection: {reason}"))),
             }
         }
@@ -527,7 +564,49 @@ fn disconnected(reason: DisconnectReason) -> SessionError {
     }
 }
 
-/// 50–100 % of `base`, so agents that lost the hub together do not return together.
-fn jitter(base: Duration) -> Duration {
-    base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+#[cfg(test)]
+mod tests {
+    use proto::{AgentCounters, AgentHealth, AgentHealthV2, Seq, SoftwareVersion};
+
+    use super::*;
+
+    fn health_v2() -> Record {
+        let health = AgentHealth {
+            outbox_records: 3,
+            outbox_bytes: 300,
+            drops: Vec::new(),
+            disk_free_bytes: 1 << 30,
+            uptime_s: 60,
+            software: SoftwareVersion { version: "0.1.0".into(), commit: None, target: "t".into() },
+            certificate_expires_at: None,
+        };
+        let counters = AgentCounters { hub_reconnects: 2, ..AgentCounters::default() };
+        Record {
+            seq: Seq(1),
+            observed_at: UnixMillis(1),
+            body: RecordBody::AgentHealthV2(AgentHealthV2 { health, counters }),
+        }
+    }
+
+    /// The frame's version, as an older hub's decoder checks it.
+    fn frame_version(records: Vec<Record>) -> u16 {
+        let bytes = proto::frame::encode(&AgentMessage::Records(records)).unwrap();
+        u16::from_le_bytes([bytes[2], bytes[3]])
+    }
+
+    #[test]
+    fn a_version_2_hub_gets_the_health_without_its_counters() {
+        let records = for_session(vec![health_v2()], 2);
+        let RecordBody::AgentHealth(health) = &records[0].body else { panic!("{records:?}") };
+        assert_eq!(health.outbox_records, 3);
+        // Labelled 1: a version 2 hub (which reads 1 and 2) takes it.
+        assert_eq!(frame_version(records), 1);
+    }
+
+    #[test]
+    fn a_current_hub_gets_the_counters() {
+        let records = for_session(vec![health_v2()], proto::PROTOCOL_VERSION);
+        assert_eq!(records, [health_v2()]);
+        assert_eq!(frame_version(records), 3);
+    }
 }

@@ -7,12 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use proto::net::{ENROLLMENT_TOKEN_PREFIX, HUB_SERVER_NAME};
 use proto::{AgentMessage, EnrollRefusal, EnrollRequest, HubMessage, SoftwareVersion};
 use sha2::{Digest, Sha256};
 
-use super::frames::{self, FrameReader};
 use super::identity::{Identity, IdentityError};
-use super::tls::{self, HUB_SERVER_NAME};
+use super::tls;
+use proto_io::{self as frames, FrameReader};
 
 const ENROLL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -126,7 +127,7 @@ pub async fn enroll(hub: &str, token: &str, state_dir: &Path) -> Result<Identity
 /// The CA fingerprint prefix a token pins.
 fn parse_token(token: &str) -> Result<[u8; 16], EnrollError> {
     let parts: Vec<&str> = token.trim().split('.').collect();
-    let ["kitt1", id, secret, ca] = parts.as_slice() else {
+    let [ENROLLMENT_TOKEN_PREFIX, id, secret, ca] = parts.as_slice() else {
         return Err(EnrollError::MalformedToken);
     };
     if id.len() != 8 || secret.len() != 32 {

@@ -4,7 +4,6 @@
 
 pub mod client;
 pub mod enroll;
-pub mod frames;
 pub mod identity;
 pub mod machine;
 pub mod tls;

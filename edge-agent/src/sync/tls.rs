@@ -9,17 +9,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use proto::net::{ALPN_ENROLL, ALPN_SYNC};
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
-
-/// The name in the hub's server certificate.
-pub const HUB_SERVER_NAME: &str = "hub.kitt";
-pub const ALPN_ENROLL: &[u8] = b"kitt-enroll/1";
-pub const ALPN_SYNC: &[u8] = b"kitt-sync/1";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -94,7 +90,7 @@ pub fn enroll_config(
 }
 
 /// Accepts a server whose chain includes the CA named by the token, and whose certificate
-/// that CA signed for [`HUB_SERVER_NAME`].
+/// that CA signed for [`HUB_SERVER_NAME`](proto::net::HUB_SERVER_NAME).
 #[derive(Debug)]
 pub struct TokenPinnedVerifier {
     ca_fingerprint_prefix: [u8; 16],

@@ -53,31 +53,9 @@ pub(super) async fn project(
                 record_outcome_on(&mut **tx, result.command, &result.outcome, record.observed_at)
                     .await?;
             }
-            RecordBody::AgentHealth(health) => {
-                let drops = serde_json::Value::Array(
-                    health
-                        .drops
-                        .iter()
-                        .map(|d| {
-                            serde_json::json!({
-                                "class": format!("{:?}", d.class).to_lowercase(),
-                                "reason": format!("{:?}", d.reason).to_lowercase(),
-                                "count": d.count,
-                            })
-                        })
-                        .collect(),
-                );
-                sqlx::query(
-                    "UPDATE agents SET outbox_records = $1, outbox_bytes = $2, drops = $3, \
-                     disk_free_bytes = $4 WHERE id = $5",
-                )
-                .bind(health.outbox_records as i64)
-                .bind(health.outbox_bytes as i64)
-                .bind(drops.to_string())
-                .bind(health.disk_free_bytes as i64)
-                .bind(agent.as_str())
-                .execute(&mut **tx)
-                .await?;
+            RecordBody::AgentHealth(health) => agent_health(tx, agent, health, None).await?,
+            RecordBody::AgentHealthV2(v2) => {
+                agent_health(tx, agent, &v2.health, Some(&v2.counters)).await?;
             }
             RecordBody::Snapshot(chunk) => {
                 if let Some(file) = stored.iter().find(|s| s.id == chunk.snapshot)
@@ -266,6 +244,56 @@ pub fn camera_state_name(state: proto::CameraState) -> &'static str {
         proto::CameraState::Streaming => "streaming",
         proto::CameraState::Failed => "failed",
     }
+}
+
+/// The agent's newest health: outbox depth, drops, disk, and its counters (`NULL` from an
+/// agent that sends only the older `AgentHealth`).
+async fn agent_health(
+    tx: &mut Tx<'_>,
+    agent: &AgentId,
+    health: &proto::AgentHealth,
+    counters: Option<&proto::AgentCounters>,
+) -> Result<(), DbError> {
+    let drops = serde_json::Value::Array(
+        health
+            .drops
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "class": format!("{:?}", d.class).to_lowercase(),
+                    "reason": format!("{:?}", d.reason).to_lowercase(),
+                    "count": d.count,
+                })
+            })
+            .collect(),
+    );
+    let counters = counters.map(|c| {
+        serde_json::json!({
+            "hub_reconnects": c.hub_reconnects,
+            "hub_protocol_errors": c.hub_protocol_errors,
+            "commands_refused": c.commands_refused,
+            "printers": c.printers.iter().map(|p| serde_json::json!({
+                "printer": p.printer.as_str(),
+                "link_errors": p.link_errors,
+                "bad_payloads": p.bad_payloads,
+                "camera_errors": p.camera_errors,
+            })).collect::<Vec<_>>(),
+        })
+        .to_string()
+    });
+    sqlx::query(
+        "UPDATE agents SET outbox_records = $1, outbox_bytes = $2, drops = $3, \
+         disk_free_bytes = $4, counters = $5 WHERE id = $6",
+    )
+    .bind(health.outbox_records as i64)
+    .bind(health.outbox_bytes as i64)
+    .bind(drops.to_string())
+    .bind(health.disk_free_bytes as i64)
+    .bind(counters)
+    .bind(agent.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn camera_health(

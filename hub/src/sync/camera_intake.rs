@@ -9,10 +9,10 @@ use std::time::Duration;
 use proto::{AgentMessage, CameraId, LiveViewAction, LiveViewRequest, PrinterId};
 
 use super::delivery::Signal;
-use super::frames::{FrameError, FrameReader};
 use super::server::SyncHandle;
 use crate::camera::{Cameras, LIVE_FPS_MILLI, LiveImage, SnapshotStore};
 use crate::metrics::{Metrics, Source};
+use proto_io::{FrameError, FrameReader};
 
 /// One viewer of a camera's live view; dropping it leaves.
 #[derive(Debug)]

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use proto::{AgentId, CommandId, HubMessage, LiveViewRequest, UnixMillis};
 use tokio::sync::mpsc;
 
-use super::frames;
 use super::server::{ConnectionError, Shared, SyncHandle};
 use crate::db::DbError;
+use proto_io as frames;
 
 /// What a connection task is told from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,12 @@ use proto::{
 };
 
 use super::close_code;
-use super::frames::{self, FrameReader};
 use super::server::Shared;
 use super::token::Token;
 use crate::ca::HubCa;
 use crate::db::{AgentRow, Db, DbError, TokenRefusal};
 use crate::metrics::Source;
+use proto_io::{self as frames, FrameReader};
 
 /// Answers one enrollment request. A refusal is an answer, not an error; errors are the
 /// hub's own failures (database, certificate building).

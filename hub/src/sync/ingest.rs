@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use proto::{AgentId, HubMessage, RecordBody, UnixMillis};
 
 use super::close_code;
-use super::frames;
 use super::server::{ConnectionError, Shared, violation};
 use super::session::IngestSession;
 use crate::camera::SnapshotError;
 use crate::db::StoredSnapshot;
 use crate::live::{LiveHub, LiveUpdate};
 use crate::metrics::Source;
+use proto_io as frames;
 
 pub(super) async fn ingest(
     shared: &Shared,
@@ -120,7 +120,7 @@ fn publish(
                 height: health.height,
                 frames_total: health.frames_total,
             }),
-            RecordBody::AgentHealth(_) => {}
+            RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) => {}
         }
     }
     for (printer, (at, state)) in newest {

@@ -16,26 +16,9 @@
 mod camera_intake;
 mod delivery;
 pub mod enroll;
-pub mod frames;
 mod ingest;
 pub mod server;
 pub mod session;
 pub mod token;
 
-/// The name in the hub's server certificate that agents verify.
-pub const HUB_SERVER_NAME: &str = "hub.kitt";
-/// ALPN for enrollment.
-pub const ALPN_ENROLL: &[u8] = b"kitt-enroll/1";
-/// ALPN for sync.
-pub const ALPN_SYNC: &[u8] = b"kitt-sync/1";
-
-/// QUIC application error codes the hub closes connections with.
-pub mod close_code {
-    pub const NORMAL: u32 = 0;
-    pub const PROTOCOL: u32 = 1;
-    pub const UNAUTHENTICATED: u32 = 2;
-    pub const REVOKED: u32 = 3;
-    pub const SUPERSEDED: u32 = 4;
-    pub const SHUTTING_DOWN: u32 = 5;
-    pub const INTERNAL: u32 = 6;
-}
+pub use proto::net::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};

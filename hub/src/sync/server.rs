@@ -24,7 +24,6 @@ use tracing::Instrument;
 
 use super::camera_intake::{accept_live_frames, publish_frame};
 use super::delivery::{Live, Signal, deliver_commands};
-use super::frames::{self, FrameError, FrameReader};
 use super::ingest::ingest;
 use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
@@ -33,6 +32,7 @@ use crate::camera::{Cameras, LIVE_FPS_MILLI, LIVE_RENEW, SnapshotStore};
 use crate::db::{Db, DbError};
 use crate::live::{LiveHub, LiveUpdate};
 use crate::metrics::{Metrics, Source};
+use proto_io::{self as frames, FrameError, FrameReader};
 
 /// How the sync endpoint behaves.
 #[derive(Debug, Clone)]

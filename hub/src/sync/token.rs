@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{Db, DbError};
 
-pub const PREFIX: &str = "kitt1";
+pub const PREFIX: &str = proto::net::ENROLLMENT_TOKEN_PREFIX;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// A token as printed for the user, and its parts.

@@ -217,6 +217,28 @@ fn record_bodies() -> (&'static str, Vec<RecordBody>) {
             last_error: None,
             live: true,
         }),
+        AgentHealthV2 => RecordBody::AgentHealthV2(AgentHealthV2 {
+            health: AgentHealth {
+                outbox_records: 12,
+                outbox_bytes: 4096,
+                drops: Vec::new(),
+                disk_free_bytes: 8_000_000_000,
+                uptime_s: 86_400,
+                software: software(),
+                certificate_expires_at: Some(T0.plus_millis(86_400_000)),
+            },
+            counters: AgentCounters {
+                hub_reconnects: 4,
+                hub_protocol_errors: 1,
+                commands_refused: 2,
+                printers: vec![PrinterCounters {
+                    printer: printer(),
+                    link_errors: 7,
+                    bad_payloads: 3,
+                    camera_errors: 5,
+                }],
+            },
+        }),
     })
 }
 
@@ -560,7 +582,7 @@ fn snake_case(name: &str) -> String {
 /// to its value.
 fn check_messages<T>((ty, values): (&str, Vec<T>), golden: &mut Golden)
 where
-    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    T: frame::Message + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
     for value in values {
         let variant = format!("{value:?}");
@@ -576,6 +598,44 @@ where
             }
         }
     }
+}
+
+/// A `Records` frame with a record of the newest version: its header says so.
+fn check_newest_records(golden: &mut Golden) {
+    let (_, bodies) = record_bodies();
+    let newest = bodies.into_iter().max_by_key(RecordBody::since).expect("records exist");
+    let message = AgentMessage::Records(vec![record(newest)]);
+    let bytes = frame::encode(&message).unwrap();
+    let title = format!("AgentMessage::Records of a version {} record, framed", message.since());
+    if let Some(committed) = check("agent_message.records_newest", &title, &bytes, golden) {
+        match frame::decode::<AgentMessage>(&committed, frame::DEFAULT_MAX_PAYLOAD) {
+            Ok(decoded) if decoded == message => {}
+            other => golden.failures.push(format!("records_newest: decodes to {other:?}")),
+        }
+    }
+}
+
+#[test]
+fn a_frame_carries_the_first_version_that_has_its_content() {
+    let version = |bytes: &[u8]| u16::from_le_bytes([bytes[2], bytes[3]]);
+    for body in record_bodies().1 {
+        let expected = match body {
+            RecordBody::CameraHealth(_) => 2,
+            RecordBody::AgentHealthV2(_) => 3,
+            _ => 1,
+        };
+        let mixed =
+            AgentMessage::Records(vec![record(event(PrinterEventKind::Reachable)), record(body)]);
+        assert_eq!(version(&frame::encode(&mixed).unwrap()), expected, "{mixed:?}");
+    }
+    // Hello and Welcome must be readable by a peer of any version.
+    for message in agent_messages().1 {
+        assert_eq!(version(&frame::encode(&message).unwrap()), 1, "{message:?}");
+    }
+    for message in hub_messages().1 {
+        assert_eq!(version(&frame::encode(&message).unwrap()), 1, "{message:?}");
+    }
+    assert_eq!(version(&frame::encode(&AgentMessage::Records(Vec::new())).unwrap()), 1);
 }
 
 /// Checks one nested enum: all its variants, in declaration order, in one postcard file.
@@ -598,6 +658,7 @@ where
 fn golden_bytes_are_unchanged() {
     let mut golden = Golden::default();
     check_messages(agent_messages(), &mut golden);
+    check_newest_records(&mut golden);
     check_messages(hub_messages(), &mut golden);
     check_enum(record_bodies(), &mut golden);
     check_enum(event_kinds(), &mut golden);

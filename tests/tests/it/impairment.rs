@@ -116,12 +116,16 @@ async fn garbage_and_clients_without_a_hub_certificate_are_refused_and_others_ca
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    anonymous.alpn_protocols = vec![b"kitt-sync/1".to_vec()];
+    anonymous.alpn_protocols = vec![proto::net::ALPN_SYNC.to_vec()];
     let anonymous = quinn::ClientConfig::new(std::sync::Arc::new(
         quinn::crypto::rustls::QuicClientConfig::try_from(anonymous).unwrap(),
     ));
     let endpoint = edge_agent::sync::enroll::client_endpoint(hub.addr).unwrap();
-    let connection = endpoint.connect_with(anonymous, hub.addr, "hub.kitt").unwrap().await.unwrap();
+    let connection = endpoint
+        .connect_with(anonymous, hub.addr, proto::net::HUB_SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
     let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed()).await.unwrap();
     match closed {
         quinn::ConnectionError::ApplicationClosed(close) => {

@@ -37,6 +37,7 @@ on_both_backends!(
     commands_are_open_until_they_have_an_outcome_or_expire,
     a_revoked_agent_stays_revoked_from_the_first_revocation,
     telemetry_is_projected_downsampled_and_expired_by_resolution,
+    an_agents_counters_are_stored_from_its_newest_health,
 );
 
 /// Where a test's database lives; it can be opened more than once.
@@ -181,6 +182,57 @@ async fn a_revoked_agent_stays_revoked_from_the_first_revocation(store: Store) {
     assert_eq!(db.revoked_agents().await.unwrap(), [revoked.as_str()]);
     assert_eq!(db.agent(&revoked).await.unwrap().unwrap().revoked_at, Some(first));
     assert_eq!(db.agent(&kept).await.unwrap().unwrap().revoked_at, None);
+}
+
+async fn an_agents_counters_are_stored_from_its_newest_health(store: Store) {
+    use proto::{AgentCounters, AgentHealthV2, PrinterCounters};
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-counters").await;
+    let now = UnixMillis(1_700_000_000_000);
+    let counters = async || -> (Option<i64>, Option<serde_json::Value>) {
+        let row = sqlx::query("SELECT outbox_records, counters FROM agents WHERE id = $1")
+            .bind(agent.as_str())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        let counters: Option<String> = sqlx::Row::try_get(&row, 1).unwrap();
+        (sqlx::Row::try_get(&row, 0).unwrap(), counters.map(|c| serde_json::from_str(&c).unwrap()))
+    };
+
+    db.ingest(&agent, &[record(1)], now).await.unwrap();
+    assert_eq!(counters().await, (Some(1), None), "an older agent reports no counters");
+
+    let RecordBody::AgentHealth(health) = record(2).body else { unreachable!() };
+    let v2 = AgentHealthV2 {
+        health,
+        counters: AgentCounters {
+            hub_reconnects: 4,
+            hub_protocol_errors: 1,
+            commands_refused: 2,
+            printers: vec![PrinterCounters {
+                printer: PrinterId::new("01P00A391800001").unwrap(),
+                link_errors: 7,
+                bad_payloads: 3,
+                camera_errors: 5,
+            }],
+        },
+    };
+    let body = RecordBody::AgentHealthV2(v2);
+    let v2_record = Record { seq: Seq(2), observed_at: UnixMillis(1_690_000_000_002), body };
+    assert_eq!(db.ingest(&agent, std::slice::from_ref(&v2_record), now).await.unwrap(), Seq(2));
+    let expected = serde_json::json!({
+        "hub_reconnects": 4,
+        "hub_protocol_errors": 1,
+        "commands_refused": 2,
+        "printers": [{
+            "printer": "01P00A391800001",
+            "link_errors": 7,
+            "bad_payloads": 3,
+            "camera_errors": 5,
+        }],
+    });
+    assert_eq!(counters().await, (Some(2), Some(expected)));
+    assert_eq!(db.records(&agent).await.unwrap()[1], v2_record, "stored as received");
 }
 
 fn agent_id(id: &str) -> AgentId {

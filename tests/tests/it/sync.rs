@@ -92,14 +92,16 @@ async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
     })
     .await;
 
-    // The agent's health report at start-up reached the hub too.
-    let health = records
+    // The agent's health report at start-up reached the hub too, with its counters.
+    let (health, counters) = records
         .iter()
         .find_map(|r| match &r.body {
-            RecordBody::AgentHealth(health) => Some(health.clone()),
+            RecordBody::AgentHealthV2(v2) => Some((v2.health.clone(), v2.counters.clone())),
             _ => None,
         })
         .expect("a health record");
+    let printers: Vec<_> = counters.printers.iter().map(|p| p.printer.as_str()).collect();
+    assert_eq!(printers, [SERIAL], "{counters:?}");
     assert!(health.disk_free_bytes > 0, "{health:?}");
     assert_eq!(health.certificate_expires_at, Some(agent.running().identity.not_after));
 

@@ -87,7 +87,7 @@ fn start(available: bool) -> Harness {
         config,
         Box::new(source),
         CameraInputs { events: events_rx, state: state_rx, control: control_rx },
-        CameraOutputs { records: records_tx, live: live_tx },
+        CameraOutputs { records: records_tx, live: live_tx, counters: Arc::default() },
         shutdown.clone(),
     ));
     Harness { frames, events, _state: state, control, records, live, shutdown }

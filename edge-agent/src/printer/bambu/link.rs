@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::merge::MAX_REPORT_BYTES;
 use super::session::{Action, Input, Session, SessionConfig, Ticket};
 use super::tls::{CertificateProblem, PrinterCertVerifier, Trust};
+use crate::backoff::Backoff;
 
 /// The printer's LAN access code: 8 characters, shown on the printer's screen.
 #[derive(Clone, PartialEq, Eq)]
@@ -112,13 +113,23 @@ pub enum LinkProblem {
     UnknownModel(String),
 }
 
+/// A command for the link, with where its outcome goes.
+pub type LinkRequest = (CommandAction, oneshot::Sender<CommandOutcome>);
+
 /// Sends commands to a running link.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
-    commands: mpsc::Sender<(CommandAction, oneshot::Sender<CommandOutcome>)>,
+    commands: mpsc::Sender<LinkRequest>,
 }
 
 impl LinkHandle {
+    /// A handle whose requests arrive on the returned receiver, for tests that play the link.
+    #[cfg(test)]
+    pub(crate) fn detached(capacity: usize) -> (LinkHandle, mpsc::Receiver<LinkRequest>) {
+        let (commands, requests) = mpsc::channel(capacity);
+        (LinkHandle { commands }, requests)
+    }
+
     /// Sends `action` and waits for the printer's answer (at most the ACK timeout).
     pub async fn send(&self, action: CommandAction) -> CommandOutcome {
         let (reply, answer) = oneshot::channel();
@@ -162,17 +173,18 @@ enum Ending {
 impl Link {
     async fn run(mut self, shutdown: CancellationToken) {
         self.session = Some(Session::new(self.config.session.clone()));
-        let mut failures: u32 = 0;
+        let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         loop {
             let ending = self.connection(&shutdown).await;
             let (delay, problem) = match ending {
                 Ending::Shutdown => return,
                 Ending::Retry { delay, problem, reset_backoff } => {
                     if reset_backoff {
-                        failures = 0;
+                        backoff.reset();
                     }
-                    let delay = if delay.is_zero() { self.backoff(failures) } else { delay };
-                    failures = failures.saturating_add(1);
+                    // An attempt that names its own delay still counts as a failure.
+                    let jittered = backoff.next_wait();
+                    let delay = if delay.is_zero() { jittered } else { delay };
                     let problem = problem.map(|p| match p {
                         LinkProblem::Connection { detail, .. } => {
                             LinkProblem::Connection { detail, retry_ms: delay.as_millis() as u64 }
@@ -192,16 +204,6 @@ impl Link {
                 return;
             }
         }
-    }
-
-    fn backoff(&self, failures: u32) -> Duration {
-        let base = self
-            .config
-            .backoff_min
-            .saturating_mul(1 << failures.min(10))
-            .min(self.config.backoff_max);
-        // Full jitter between half and all of the delay: many agents never retry in step.
-        base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 
     /// Waits between connections while the watchdog and command replies keep working.

@@ -13,7 +13,7 @@
 //! Handshake signatures are checked against the leaf's public key with the crypto
 //! provider's algorithms, so the TLS session is as authenticated as the certificate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rustls::DigitallySignedStruct;
@@ -30,6 +30,39 @@ pub enum Trust {
     Ca(Vec<Vec<u8>>),
     /// Pin the leaf key on first contact, in this file.
     FirstUse { pin_file: PathBuf },
+}
+
+impl Trust {
+    /// Trusts the CA certificates in the PEM file at `path` (the agent's `ca = ...` setting,
+    /// `kitt-agent watch --ca`).
+    pub fn ca_file(path: &Path) -> Result<Trust, CaFileError> {
+        use rustls_pki_types::pem::PemObject;
+        let read = |source| CaFileError::Read { path: path.to_owned(), source };
+        let certs: Vec<Vec<u8>> = CertificateDer::pem_file_iter(path)
+            .map_err(read)?
+            .map(|cert| cert.map(|cert| cert.to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(read)?;
+        if certs.is_empty() {
+            return Err(CaFileError::Empty { path: path.to_owned() });
+        }
+        Ok(Trust::Ca(certs))
+    }
+}
+
+/// Why a file of CA certificates cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    /// The file cannot be read, or is not PEM.
+    #[error("cannot read the CA file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The file holds no certificate.
+    #[error("{} holds no certificate", path.display())]
+    Empty { path: PathBuf },
 }
 
 /// Why a printer's certificate was refused. Kept where the driver can read it, since rustls

@@ -1,0 +1,312 @@
+//! Hub commands: routed per printer, executed at most once, never after their expiry.
+//!
+//! ```text
+//! sync client ─route (never waits)─▶ queue A (bounded) ─▶ executor A ─▶ printer link A
+//!                                 ├▶ queue B (bounded) ─▶ executor B ─▶ printer link B
+//!                                 └▶ refusals (bounded) ─▶ refuser: a failed result
+//! ```
+//!
+//! # Constraints
+//!
+//! - **The sync connection never waits on a command.** [`CommandRouter::route`] is
+//!   synchronous: a command goes into its printer's queue with `try_send` or is refused.
+//! - **Printers are independent.** Each printer has its own executor and queue, so a printer
+//!   that never acknowledges (its link down, an ACK timeout) holds up only its own commands:
+//!   a stop for printer B never waits behind printer A.
+//! - **At most once, never after expiry.** Every path to an outcome goes through the
+//!   outbox's durable ledger ([`Outbox::command_begin`](crate::outbox::Outbox::command_begin)
+//!   then `command_finish`): a command id that the ledger has seen is never executed again.
+//!   The executor checks expiry and preconditions immediately before execution.
+//!
+//! # Overflow
+//!
+//! When a printer's queue is full, or the command names a printer this agent does not have,
+//! the command is refused at once and answered with `CommandOutcome::Failed` and a reason.
+//! **A refusal is written to the ledger like an execution** (begun, then finished as
+//! failed) before its result is recorded. The hub redelivers commands it has no result for
+//! (after a reconnect, the result may still sit in the outbox); without the ledger entry, such
+//! a redelivery could find the queue free and execute a command the hub has already been told
+//! failed: one command, two outcomes, and a printer acting on something its operator saw
+//! refused. With it, the redelivery reads `Seen` and is skipped. The ledger decides the race
+//! between a refusal and an execution of the same id: whichever begins first owns the
+//! outcome, the other does nothing.
+//!
+//! Every refusal is counted (`commands_refused` in the agent's health record).
+//!
+//! Refusals are written by one task fed through a bounded queue of its own. If even that is
+//! full (a hub flooding the agent), the command is dropped with a warning and a count, and
+//! nothing is written: no result was promised, so a later redelivery may still execute it
+//! (within its expiry), which is what the hub asked for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proto::{
+    Command, CommandOutcome, CommandResult, ControlCapability, PrintState, PrinterId, PrinterState,
+    RecordBody, UnixMillis,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::counters::Counters;
+use crate::outbox::CommandLedger;
+use crate::printer::bambu::link::LinkHandle;
+use crate::sync::client::SharedOutbox;
+
+/// Commands waiting for one printer, beyond the one it executes.
+pub const PRINTER_QUEUE: usize = 16;
+
+/// Refusals waiting to be written.
+const REFUSAL_QUEUE: usize = 256;
+
+/// Where records go (the outbox writer).
+pub type Records = mpsc::Sender<(UnixMillis, RecordBody)>;
+
+/// What a printer looks like to its command executor.
+#[derive(Debug, Clone, Default)]
+pub struct PrinterView {
+    pub state: PrinterState,
+    /// When the last job ended, as observed.
+    pub last_job_end: Option<UnixMillis>,
+}
+
+/// One printer as the executors see it: its link and its live view.
+#[derive(Debug)]
+pub struct PrinterTarget {
+    pub link: LinkHandle,
+    pub view: watch::Receiver<PrinterView>,
+}
+
+/// Hands the hub's commands to the printers' executors; never waits.
+#[derive(Debug, Clone)]
+pub struct CommandRouter {
+    queues: Arc<HashMap<PrinterId, mpsc::Sender<Command>>>,
+    refusals: mpsc::Sender<(Command, String)>,
+    counters: Arc<Counters>,
+}
+
+/// What [`CommandRouter::route`] did with a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// In its printer's queue.
+    Queued,
+    /// Refused; a failed result with this reason is on its way.
+    Refused(String),
+    /// Refused, and the refusal queue is full too: dropped without an answer.
+    Dropped,
+}
+
+impl CommandRouter {
+    /// Puts `command` in its printer's queue, or refuses it; returns at once.
+    pub fn route(&self, command: Command) -> Routed {
+        let reason = match self.queues.get(&command.printer) {
+            None => format!("this agent has no printer {}", command.printer),
+            Some(queue) => match queue.try_send(command) {
+                Ok(()) => return Routed::Queued,
+                Err(mpsc::error::TrySendError::Full(refused)) => {
+                    let reason = format!(
+                        "printer {}'s command queue is full ({} waiting); not executed",
+                        refused.printer,
+                        queue.max_capacity()
+                    );
+                    return self.refuse(refused, reason);
+                }
+                Err(mpsc::error::TrySendError::Closed(refused)) => {
+                    let reason = format!("printer {}'s executor has stopped", refused.printer);
+                    return self.refuse(refused, reason);
+                }
+            },
+        };
+        self.refuse(command, reason)
+    }
+
+    fn refuse(&self, command: Command, reason: String) -> Routed {
+        self.counters.command_refused();
+        tracing::warn!(command = %command.id, printer = %command.printer, %reason,
+            "Refused a hub command.");
+        match self.refusals.try_send((command, reason.clone())) {
+            Ok(()) => Routed::Refused(reason),
+            Err(error) => {
+                let (command, _) = error.into_inner();
+                tracing::warn!(command = %command.id, printer = %command.printer,
+                    "Too many refused commands; dropped one without an answer.");
+                Routed::Dropped
+            }
+        }
+    }
+}
+
+/// Starts an executor per printer and the refuser; returns the router that feeds them. The
+/// tasks end when the router (every clone) is dropped and their queues drain.
+pub fn start(
+    printers: HashMap<PrinterId, PrinterTarget>,
+    outbox: SharedOutbox,
+    records: Records,
+    counters: Arc<Counters>,
+    tasks: &tokio_util::task::TaskTracker,
+) -> CommandRouter {
+    start_with(printers, PRINTER_QUEUE, outbox, records, counters, tasks)
+}
+
+fn start_with(
+    printers: HashMap<PrinterId, PrinterTarget>,
+    queue: usize,
+    outbox: SharedOutbox,
+    records: Records,
+    counters: Arc<Counters>,
+    tasks: &tokio_util::task::TaskTracker,
+) -> CommandRouter {
+    let mut queues = HashMap::new();
+    for (printer, target) in printers {
+        let (queue_tx, queue_rx) = mpsc::channel(queue);
+        queues.insert(printer.clone(), queue_tx);
+        let span = tracing::info_span!("commands", printer = %printer);
+        tasks.spawn(tracing::Instrument::instrument(
+            executor(queue_rx, target, outbox.clone(), records.clone()),
+            span,
+        ));
+    }
+    let (refusals_tx, refusals_rx) = mpsc::channel(REFUSAL_QUEUE);
+    tasks.spawn(refuser(refusals_rx, outbox, records));
+    CommandRouter { queues: Arc::new(queues), refusals: refusals_tx, counters }
+}
+
+/// Executes one printer's commands in order, each at most once, never after its expiry,
+/// only when its preconditions hold; reports each result as a record.
+async fn executor(
+    mut commands: mpsc::Receiver<Command>,
+    printer: PrinterTarget,
+    outbox: SharedOutbox,
+    records: Records,
+) {
+    while let Some(command) = commands.recv().await {
+        let id = command.id;
+        let outcome = match begin(&outbox, &command).await {
+            Some(CommandLedger::New) => execute(&command, &printer).await,
+            Some(CommandLedger::Seen { outcome: Some(_) }) => {
+                tracing::debug!(command = %id, "Command already answered; not again.");
+                continue;
+            }
+            Some(CommandLedger::Seen { outcome: None }) => CommandOutcome::Failed {
+                detail: "interrupted by an agent restart; not retried".into(),
+            },
+            None => continue,
+        };
+        tracing::info!(command = %id, printer = %command.printer, ?outcome, "Command done.");
+        if !finish(&outbox, &records, &command, outcome).await {
+            return;
+        }
+    }
+}
+
+/// Answers refused commands with a failed result, through the ledger (see the module
+/// documentation for why).
+async fn refuser(
+    mut refusals: mpsc::Receiver<(Command, String)>,
+    outbox: SharedOutbox,
+    records: Records,
+) {
+    while let Some((command, reason)) = refusals.recv().await {
+        match begin(&outbox, &command).await {
+            Some(CommandLedger::New) => {}
+            // Begun elsewhere (executing now, answered, or interrupted by a restart, which
+            // its printer's executor reports when the hub redelivers it): not ours to answer.
+            Some(CommandLedger::Seen { .. }) | None => continue,
+        }
+        let outcome = CommandOutcome::Failed { detail: reason };
+        if !finish(&outbox, &records, &command, outcome).await {
+            return;
+        }
+    }
+}
+
+/// Records `command` as begun in the durable ledger; `None` when that failed (then it must
+/// not run: without a ledger entry, it could run twice).
+async fn begin(outbox: &SharedOutbox, command: &Command) -> Option<CommandLedger> {
+    let (id, expires_at) = (command.id, command.expires_at);
+    let outbox = outbox.clone();
+    let ledger = tokio::task::spawn_blocking(move || {
+        outbox.lock().unwrap_or_else(|p| p.into_inner()).command_begin(id, expires_at)
+    })
+    .await;
+    match ledger {
+        Ok(Ok(ledger)) => Some(ledger),
+        Ok(Err(error)) => {
+            tracing::error!(command = %id, %error, "Cannot record a command; not executing it.");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Records the outcome in the ledger and sends the result record; `false` when the writer
+/// is gone (the agent is stopping).
+async fn finish(
+    outbox: &SharedOutbox,
+    records: &Records,
+    command: &Command,
+    outcome: CommandOutcome,
+) -> bool {
+    let id = command.id;
+    let finished = {
+        let outbox = outbox.clone();
+        let outcome = outcome.clone();
+        tokio::task::spawn_blocking(move || {
+            outbox.lock().unwrap_or_else(|p| p.into_inner()).command_finish(id, &outcome)
+        })
+        .await
+    };
+    if let Ok(Err(error)) = finished {
+        tracing::error!(command = %id, %error, "Cannot record a command's outcome.");
+    }
+    let result = CommandResult { command: id, printer: command.printer.clone(), outcome };
+    records.send((UnixMillis::now(), RecordBody::CommandResult(result))).await.is_ok()
+}
+
+async fn execute(command: &Command, printer: &PrinterTarget) -> CommandOutcome {
+    if UnixMillis::now() >= command.expires_at {
+        return CommandOutcome::Expired;
+    }
+    let view = printer.view.borrow().clone();
+    if let Some(failed) = unmet_precondition(command, &view) {
+        return failed;
+    }
+    printer.link.send(command.action.clone()).await
+}
+
+fn unmet_precondition(command: &Command, view: &PrinterView) -> Option<CommandOutcome> {
+    use proto::Precondition;
+    for precondition in &command.preconditions {
+        let detail = match precondition {
+            Precondition::StateIn(states) if !states.contains(&view.state.state) => {
+                format!("the printer is {:?}", view.state.state)
+            }
+            Precondition::ControlAvailable if view.state.control == ControlCapability::ReadOnly => {
+                "the printer is read-only (enable Developer Mode in LAN-only mode)".into()
+            }
+            Precondition::PlateConfirmedClear { at, .. } => {
+                let idle = matches!(
+                    view.state.state,
+                    PrintState::Idle | PrintState::Finished | PrintState::Failed
+                );
+                let after_last_job = view.last_job_end.is_none_or(|end| *at >= end);
+                if idle && after_last_job {
+                    continue;
+                }
+                if idle {
+                    "the plate was confirmed clear before the last job ended".into()
+                } else {
+                    format!("the printer is {:?}", view.state.state)
+                }
+            }
+            _ => continue,
+        };
+        return Some(CommandOutcome::PreconditionFailed {
+            precondition: precondition.clone(),
+            detail,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;
