@@ -40,6 +40,12 @@ pub mod names {
     pub const AGENT_ACKED_THROUGH: &str = "kitt_agent_acked_through";
     pub const AGENT_DROPS: &str = "kitt_agent_dropped_records";
     pub const AGENT_CERTIFICATE_EXPIRY: &str = "kitt_agent_certificate_expiry_timestamp_seconds";
+    pub const AGENT_HUB_RECONNECTS: &str = "kitt_agent_hub_reconnects";
+    pub const AGENT_HUB_PROTOCOL_ERRORS: &str = "kitt_agent_hub_protocol_errors";
+    pub const AGENT_COMMANDS_REFUSED: &str = "kitt_agent_commands_refused";
+    pub const AGENT_PRINTER_LINK_ERRORS: &str = "kitt_agent_printer_link_errors";
+    pub const AGENT_PRINTER_BAD_PAYLOADS: &str = "kitt_agent_printer_bad_payloads";
+    pub const AGENT_CAMERA_ERRORS: &str = "kitt_agent_camera_errors";
 
     /// Every name, for the documentation test.
     pub const ALL: &[&str] = &[
@@ -64,6 +70,12 @@ pub mod names {
         AGENT_ACKED_THROUGH,
         AGENT_DROPS,
         AGENT_CERTIFICATE_EXPIRY,
+        AGENT_HUB_RECONNECTS,
+        AGENT_HUB_PROTOCOL_ERRORS,
+        AGENT_COMMANDS_REFUSED,
+        AGENT_PRINTER_LINK_ERRORS,
+        AGENT_PRINTER_BAD_PAYLOADS,
+        AGENT_CAMERA_ERRORS,
     ];
 }
 
@@ -127,6 +139,12 @@ struct AgentLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentPrinterLabels {
+    agent: String,
+    printer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentDropLabels {
     agent: String,
     class: String,
@@ -163,6 +181,12 @@ pub struct Metrics {
     agent_acked: Family<AgentLabels, Gauge>,
     agent_drops: Family<AgentDropLabels, Gauge>,
     agent_cert_expiry: Family<AgentLabels, Gauge>,
+    agent_reconnects: Family<AgentLabels, Gauge>,
+    agent_protocol_errors: Family<AgentLabels, Gauge>,
+    agent_commands_refused: Family<AgentLabels, Gauge>,
+    agent_link_errors: Family<AgentPrinterLabels, Gauge>,
+    agent_bad_payloads: Family<AgentPrinterLabels, Gauge>,
+    agent_camera_errors: Family<AgentPrinterLabels, Gauge>,
     /// Refusals counted, for tests and the log's rate limit.
     refusals: AtomicU64,
     /// Serialises renders (each refreshes the per-agent families first).
@@ -203,6 +227,12 @@ impl Metrics {
             agent_acked: Family::default(),
             agent_drops: Family::default(),
             agent_cert_expiry: Family::default(),
+            agent_reconnects: Family::default(),
+            agent_protocol_errors: Family::default(),
+            agent_commands_refused: Family::default(),
+            agent_link_errors: Family::default(),
+            agent_bad_payloads: Family::default(),
+            agent_camera_errors: Family::default(),
             refusals: AtomicU64::new(0),
             render: tokio::sync::Mutex::new(()),
         };
@@ -296,6 +326,39 @@ impl Metrics {
             "When the agent's certificate expires",
             m.agent_cert_expiry.clone(),
         );
+        let since = "since the agent started (resets when it restarts)";
+        registry.register(
+            AGENT_HUB_RECONNECTS,
+            format!("Connections to the hub the agent lost and made again, {since}"),
+            m.agent_reconnects.clone(),
+        );
+        registry.register(
+            AGENT_HUB_PROTOCOL_ERRORS,
+            format!("Undecodable or unexpected messages from the hub, {since}"),
+            m.agent_protocol_errors.clone(),
+        );
+        registry.register(
+            AGENT_COMMANDS_REFUSED,
+            format!(
+                "Commands the agent refused at once (a full queue, an unknown printer), {since}"
+            ),
+            m.agent_commands_refused.clone(),
+        );
+        registry.register(
+            AGENT_PRINTER_LINK_ERRORS,
+            format!("Printer connection failures, {since}"),
+            m.agent_link_errors.clone(),
+        );
+        registry.register(
+            AGENT_PRINTER_BAD_PAYLOADS,
+            format!("Printer messages that were not valid reports, {since}"),
+            m.agent_bad_payloads.clone(),
+        );
+        registry.register(
+            AGENT_CAMERA_ERRORS,
+            format!("Camera stream failures, {since}"),
+            m.agent_camera_errors.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 
@@ -368,7 +431,14 @@ impl Metrics {
             &self.agent_disk_free,
             &self.agent_acked,
             &self.agent_cert_expiry,
+            &self.agent_reconnects,
+            &self.agent_protocol_errors,
+            &self.agent_commands_refused,
         ] {
+            family.clear();
+        }
+        for family in [&self.agent_link_errors, &self.agent_bad_payloads, &self.agent_camera_errors]
+        {
             family.clear();
         }
         self.agent_drops.clear();
@@ -390,6 +460,27 @@ impl Metrics {
             }
             self.agent_acked.get_or_create(&labels).set(detail.acked_through);
             self.agent_cert_expiry.get_or_create(&labels).set(detail.certificate_expires_at / 1000);
+            if let Some(counters) = &detail.counters {
+                let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                self.agent_reconnects.get_or_create(&labels).set(count(counters.hub_reconnects));
+                self.agent_protocol_errors
+                    .get_or_create(&labels)
+                    .set(count(counters.hub_protocol_errors));
+                self.agent_commands_refused
+                    .get_or_create(&labels)
+                    .set(count(counters.commands_refused));
+                for printer in &counters.printers {
+                    let labels = AgentPrinterLabels {
+                        agent: detail.id.clone(),
+                        printer: printer.printer.clone(),
+                    };
+                    self.agent_link_errors.get_or_create(&labels).set(count(printer.link_errors));
+                    self.agent_bad_payloads.get_or_create(&labels).set(count(printer.bad_payloads));
+                    self.agent_camera_errors
+                        .get_or_create(&labels)
+                        .set(count(printer.camera_errors));
+                }
+            }
             if let Some(serde_json::Value::Object(drops)) = &detail.drops {
                 for (class, count) in drops {
                     if let Some(count) = count.as_i64() {

@@ -80,6 +80,28 @@ pub struct AgentDetail {
     pub outbox_bytes: Option<i64>,
     pub drops: Option<Value>,
     pub disk_free_bytes: Option<i64>,
+    /// The agent's own counters since it started (agents of wire version 3 and later).
+    pub counters: Option<AgentCounters>,
+}
+
+/// What an agent counted since it started, from its newest health report.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AgentCounters {
+    pub hub_reconnects: u64,
+    pub hub_protocol_errors: u64,
+    pub commands_refused: u64,
+    pub printers: Vec<PrinterCounters>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PrinterCounters {
+    pub printer: String,
+    /// Printer connection failures (TLS, MQTT, refused access code).
+    pub link_errors: u64,
+    /// Printer messages that were not valid reports (malformed JSON and the like).
+    pub bad_payloads: u64,
+    /// Camera stream failures.
+    pub camera_errors: u64,
 }
 
 /// How far behind `now` the downsampling mark stays (see `fold`).
@@ -363,8 +385,8 @@ impl Db {
     pub async fn agent_details(&self) -> Result<Vec<AgentDetail>, DbError> {
         let rows = sqlx::query(
             "SELECT id, name, hostname, software, enrolled_at, cert_not_after, revoked_at, \
-             acked_through, last_seen_at, outbox_records, outbox_bytes, drops, disk_free_bytes \
-             FROM agents ORDER BY id",
+             acked_through, last_seen_at, outbox_records, outbox_bytes, drops, disk_free_bytes, \
+             counters FROM agents ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -385,6 +407,9 @@ impl Db {
                     outbox_bytes: row.try_get(10)?,
                     drops: drops.and_then(|d| serde_json::from_str(&d).ok()),
                     disk_free_bytes: row.try_get(12)?,
+                    counters: row
+                        .try_get::<Option<String>, _>(13)?
+                        .and_then(|c| serde_json::from_str(&c).ok()),
                 })
             })
             .collect()

@@ -715,6 +715,69 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
     assert!(text.contains("kitt_agents_connected 0"), "{text}");
     let (status, _, _) = api.call(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An agent's own counters, from its last health report, appear per agent; refused
+    // input is counted by source and reason.
+    let agent = proto::AgentId::new("pi-metrics").unwrap();
+    let row = hub::db::AgentRow {
+        id: agent.clone(),
+        name: None,
+        cert_serial: "serial-metrics".into(),
+        cert_not_after: proto::UnixMillis(1_800_000_000_000),
+        revoked_at: None,
+        acked_through: proto::Seq::ZERO,
+        last_seen_at: None,
+    };
+    let db = &api.hub.state.db;
+    db.insert_agent(&row, "pi", "kitt-agent 0.1.0", proto::UnixMillis::now()).await.unwrap();
+    let health = proto::AgentHealth {
+        outbox_records: 12,
+        outbox_bytes: 3400,
+        drops: Vec::new(),
+        disk_free_bytes: 1 << 30,
+        uptime_s: 60,
+        software: proto::SoftwareVersion {
+            version: "0.1.0".into(),
+            commit: None,
+            target: "aarch64".into(),
+        },
+        certificate_expires_at: None,
+    };
+    let counters = proto::AgentCounters {
+        hub_reconnects: 4,
+        hub_protocol_errors: 0,
+        commands_refused: 2,
+        printers: vec![proto::PrinterCounters {
+            printer: proto::PrinterId::new(SERIAL).unwrap(),
+            link_errors: 7,
+            bad_payloads: 3,
+            camera_errors: 5,
+        }],
+    };
+    let body = proto::RecordBody::AgentHealthV2(proto::AgentHealthV2 { health, counters });
+    let record = proto::Record { seq: proto::Seq(1), observed_at: proto::UnixMillis::now(), body };
+    db.ingest(&agent, &[record], proto::UnixMillis::now()).await.unwrap();
+    api.hub.sync.metrics().refused(hub::metrics::Source::Sync, "protocol", &"test");
+    let metrics = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = hub::api::router(api.hub.state.clone()).oneshot(metrics).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec())
+        .unwrap();
+    for line in [
+        "kitt_agent_outbox_records{agent=\"pi-metrics\"} 12",
+        "kitt_agent_hub_reconnects{agent=\"pi-metrics\"} 4",
+        "kitt_agent_commands_refused{agent=\"pi-metrics\"} 2",
+        &format!("kitt_agent_printer_link_errors{{agent=\"pi-metrics\",printer=\"{SERIAL}\"}} 7"),
+        &format!("kitt_agent_camera_errors{{agent=\"pi-metrics\",printer=\"{SERIAL}\"}} 5"),
+        "kitt_agent_online{agent=\"pi-metrics\"} 0",
+        "kitt_input_refused_total{source=\"sync\",reason=\"protocol\"} 1",
+        "kitt_ingest_records_total",
+        "# TYPE kitt_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
     api.stop().await;
 }
 
