@@ -15,8 +15,8 @@ pub struct PrinterRow {
     pub name: Option<String>,
     pub model: Option<String>,
     pub vendor: Option<String>,
-    /// The normalised state (the printer-link field names), when one has arrived.
-    pub state: Option<Value>,
+    /// The normalised state, when one has arrived.
+    pub state: Option<crate::service::views::PrinterState>,
     pub state_at: Option<i64>,
 }
 
@@ -27,7 +27,7 @@ pub struct EventRow {
     pub agent_id: String,
     pub kind: String,
     pub at: i64,
-    pub event: Value,
+    pub event: crate::service::views::EventBody,
 }
 
 /// What `GET /events` may filter on.
@@ -117,7 +117,9 @@ fn printer_row(row: &sqlx::any::AnyRow) -> Result<PrinterRow, DbError> {
         name: row.try_get(2)?,
         model: row.try_get(3)?,
         vendor: row.try_get(4)?,
-        state: state.and_then(|s| serde_json::from_str(&s).ok()),
+        state: state
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .and_then(crate::service::views::PrinterState::from_json),
         state_at: row.try_get(6)?,
     })
 }
@@ -194,7 +196,9 @@ impl Db {
                     agent_id: row.try_get(2)?,
                     kind: row.try_get(3)?,
                     at: row.try_get(4)?,
-                    event: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    event: crate::service::views::EventBody::from_json(
+                        serde_json::from_str(&data).unwrap_or(Value::Null),
+                    ),
                 })
             })
             .collect()

@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod fleet;
 pub mod principal;
+pub mod views;
 
 pub use self::commands::{CommandRequest, CommandSpec, Commands, Issued};
 pub use self::fleet::Fleet;

@@ -330,7 +330,7 @@ async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Sto
     let layers: Vec<_> = newest.iter().map(|s| s.layer).collect();
     assert_eq!(layers, [Some(5), Some(99)]);
     let latest = db.printer(printer).await.unwrap().unwrap();
-    assert_eq!(latest.state.unwrap()["layer"], 99, "the printer shows its newest state");
+    assert_eq!(latest.state.unwrap().layer, Some(99), "the printer shows its newest state");
 
     // Raw kept one hour: the old samples fold into one-minute buckets and go.
     db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(now)).await.unwrap();
