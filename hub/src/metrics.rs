@@ -370,7 +370,9 @@ impl Metrics {
         self.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    pub fn login_refused(&self, reason: &str) {
+    /// A refused login, logged and counted.
+    pub fn login_refused(&self, reason: &'static str, user: &str) {
+        tracing::warn!(reason, user, "Refused a login.");
         self.logins_refused.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
     }
 

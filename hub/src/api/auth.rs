@@ -178,7 +178,7 @@ pub async fn login(
     let request = body.0;
     let keys = vec![format!("user:{}", request.name), format!("ip:{}", client_ip(&headers, peer))];
     if let Some(wait) = state.limiter.blocked(&keys) {
-        state.metrics.login_refused("rate_limited");
+        state.metrics.login_refused("rate_limited", &request.name);
         state
             .db
             .audit(&request.name, "login", 429, Some("rate limited"), UnixMillis::now())
@@ -206,7 +206,7 @@ pub async fn login(
         .unwrap_or(false);
     let Some(role) = role.filter(|_| valid) else {
         state.limiter.failed(&keys);
-        state.metrics.login_refused("bad_credentials");
+        state.metrics.login_refused("bad_credentials", &request.name);
         state
             .db
             .audit(&request.name, "login", 401, Some("bad credentials"), UnixMillis::now())

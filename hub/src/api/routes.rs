@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use crate::db::read::{CommandRow, EventFilter, EventRow, Sample};
 use crate::db::users::{AuditRow, TokenRow, UserRow};
+use crate::metrics::Source;
 use crate::service::commands::StateName;
 use crate::service::fleet::{Agent, Printer};
 use crate::service::{CommandRequest, CommandSpec, Principal, Role};
@@ -38,7 +39,19 @@ pub async fn count_requests(
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.http_request(method.as_str(), &route, response.status(), started.elapsed());
+    let status = response.status();
+    state.metrics.http_request(method.as_str(), &route, status, started.elapsed());
+    // Input refused: logged and counted like any other refused input.
+    let refused = match status {
+        StatusCode::BAD_REQUEST => Some("bad_request"),
+        StatusCode::PAYLOAD_TOO_LARGE => Some("too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Some("media_type"),
+        StatusCode::UNPROCESSABLE_ENTITY => Some("invalid_body"),
+        _ => None,
+    };
+    if let Some(reason) = refused {
+        state.metrics.refused(Source::Http, reason, &format_args!("{method} {route}"));
+    }
     response
 }
 
