@@ -219,6 +219,14 @@ pub fn rewrite_module(source: &str) -> anyhow::Result<String> {
         let (before, after) = rest.split_at(at + 4);
         out.push_str(before);
         rest = after;
+        // `from` as a keyword: after `}`, `*` or white space (not in `"from":` or `x.from`).
+        let keyword = before[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c == '}' || c == '*' || c.is_whitespace());
+        if !keyword {
+            continue;
+        }
         let spaces = rest.len() - rest.trim_start().len();
         let quoted = &rest[spaces..];
         let Some(quote) = quoted.chars().next().filter(|c| *c == '"' || *c == '\'') else {
@@ -300,12 +308,12 @@ mod tests {
     #[test]
     fn bare_imports_become_relative_and_source_maps_go() {
         let source = "import{options as n}from\"preact\";import{useMemo as o}from \"preact/hooks\";\
-                      export{signal}from'@preact/signals-core';var from=1,x=Array.from(\"ab\");\n\
+                      export{signal}from'@preact/signals-core';var o={\"from\":\"x\"},x=Array.from(\"ab\");\n\
                       //# sourceMappingURL=x.mjs.map";
         assert_eq!(
             rewrite_module(source).unwrap(),
             "import{options as n}from\"./preact.mjs\";import{useMemo as o}from \"./hooks.mjs\";\
-             export{signal}from'./signals-core.module.js';var from=1,x=Array.from(\"ab\");\n"
+             export{signal}from'./signals-core.module.js';var o={\"from\":\"x\"},x=Array.from(\"ab\");\n"
         );
         assert_eq!(
             rewrite_module("export{a}from\"./a.js\";//# sourceMappingURL=a.js.map").unwrap(),
