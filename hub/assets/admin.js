@@ -86,7 +86,7 @@ function AddUser({ reload }) {
   async function submit(event) {
     event.preventDefault();
     try {
-      await api('/users', { method: 'POST', body: { name: name.trim(), password, role } });
+      await api('/users', { method: 'POST', body: { name: name.trim(), password, role }, request: 'UserRequest' });
       toast(`User ${name.trim()} added.`, 'ok');
       setName('');
       setPassword('');
@@ -151,7 +151,7 @@ function CreateToken({ users, me: user, reload }) {
     try {
       const body = { user: selected };
       if (label.trim()) body.name = label.trim();
-      const answer = await api('/tokens', { method: 'POST', body, resource: 'CreatedToken' });
+      const answer = await api('/tokens', { method: 'POST', body, request: 'TokenRequest', resource: 'CreatedToken' });
       setResult({ token: answer.token });
       setLabel('');
       reload();

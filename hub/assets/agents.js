@@ -48,7 +48,7 @@ function Enroll() {
     try {
       const body = { ttl_s: Number(ttl) };
       if (name.trim()) body.name = name.trim();
-      const answer = await api('/enrollment-tokens', { method: 'POST', body, resource: 'EnrollmentToken' });
+      const answer = await api('/enrollment-tokens', { method: 'POST', body, request: 'EnrollmentTokenRequest', resource: 'EnrollmentToken' });
       setResult({ command: `kitt-agent enroll --hub ${location.hostname}:7070 --token ${answer.token}`, expiresAt: answer.expires_at });
     } catch (error) {
       setResult({ error });

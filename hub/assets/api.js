@@ -23,12 +23,13 @@ export function onUnauthorized(handler) {
 }
 
 // `resource`: the name in `schema.js`'s FIELDS of what the answer is; null for an answer
-// the dashboard does not read.
-export async function api(path, { method = 'GET', body, resource = null } = {}) {
+// the dashboard does not read. `request`: the name of what `body` is.
+export async function api(path, { method = 'GET', body, request, resource = null } = {}) {
   const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (body !== undefined) {
+    if (!request) throw new Error(`a body for ${path} needs its request name`);
     init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(shape(request, body));
   }
   let response;
   try {

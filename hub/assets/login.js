@@ -20,7 +20,7 @@ export default function LoginPage({ search, navigate }) {
     setBusy(true);
     setError('');
     try {
-      me.value = await api('/login', { method: 'POST', body: { name: name.trim(), password }, resource: 'Me' });
+      me.value = await api('/login', { method: 'POST', body: { name: name.trim(), password }, request: 'LoginRequest', resource: 'Me' });
       navigate(safeNext(search.get('next')), { replace: true });
     } catch (failure) {
       setBusy(false);

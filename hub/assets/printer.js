@@ -134,7 +134,7 @@ function Controls({ id, printer, canCommand }) {
     const change = (fields) => setSent((list) => list.map((c) => (c.key === key ? { ...c, ...fields } : c)));
     setSent((list) => [{ key, label, at: Date.now(), id: null, status: 'sending…', kind: 'pending' }, ...list].slice(0, 8));
     try {
-      const answer = await api(`${path.printer(id)}/commands`, { method: 'POST', body: { ...body, expires_in_s: 60 }, resource: 'CommandAccepted' });
+      const answer = await api(`${path.printer(id)}/commands`, { method: 'POST', body: { ...body, expires_in_s: 60 }, request: 'CommandRequest', resource: 'CommandAccepted' });
       change({ id: answer.id, status: answer.status === 'sent' ? 'sent; waiting for the printer…' : answer.status });
     } catch (error) {
       change({ status: `not sent: ${error.message}`, kind: 'error' });

@@ -2,8 +2,9 @@
 //
 // Convention (checked by `hub/src/web/fields.rs`, which the OpenAPI document's schemas can be
 // matched against):
-// - `FIELDS` maps a resource name (a REST answer, an object inside one, or a WebSocket
-//   message) to the fields the dashboard reads from it and their types. The object literal
+// - `FIELDS` maps a resource name (a REST answer, an object inside one, a request body the
+//   dashboard sends, or a WebSocket message) to the fields the dashboard reads (or, for a
+//   request, writes) and their types. Names are those the API's schemas should have. The object literal
 //   after `export const FIELDS =` is strict JSON, so a Rust test can read it.
 // - A type is `string`, `integer`, `number`, `boolean`, `any`, or the name of another
 //   resource; `T[]` is a list of T, `T{}` an object whose values are T (a map), and a
@@ -11,6 +12,10 @@
 // - Everything from the API passes through `shape()` (in `api.js` for REST answers, in
 //   `store.js` for WebSocket messages), which keeps only the declared fields. A page
 //   therefore cannot read a field that is not declared here: it would read `undefined`.
+//   Request bodies pass through it too (`api(path, { body, request })`), so nothing
+//   undeclared is sent.
+// - API field names are snake_case and the dashboard's own names camelCase, so a check can
+//   tell them apart: every `.snake_case` property the modules read must be declared here.
 // - `LIVE` names the resource of each WebSocket message `type`.
 
 export const FIELDS = {
@@ -90,6 +95,14 @@ export const FIELDS = {
   "CreatedToken": { "token": "string" },
   "AuditLog": { "audit": "AuditEntry[]" },
   "AuditEntry": { "at": "integer", "actor": "string", "action": "string", "status": "integer", "detail": "string?" },
+
+  "LoginRequest": { "name": "string", "password": "string" },
+  "CommandRequest": {
+    "action": "string", "node": "string?", "mode": "string?", "level": "string?", "expires_in_s": "integer"
+  },
+  "EnrollmentTokenRequest": { "ttl_s": "integer", "name": "string?" },
+  "UserRequest": { "name": "string", "password": "string", "role": "string" },
+  "TokenRequest": { "user": "string", "name": "string?" },
 
   "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "state": "PrinterState" },
   "LiveEvent": { "type": "string", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },

@@ -17,6 +17,8 @@
 //!   module beside a new one after an upgrade.
 //! - An asset name not in [`ASSETS`] is a 404; nothing is read from the file system.
 
+pub mod fields;
+
 use std::sync::OnceLock;
 
 use axum::Router;
