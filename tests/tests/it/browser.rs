@@ -1,6 +1,7 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver) against `kitt-hub demo`:
-//! log in, watch live progress and camera snapshots, pause a printer, watch its camera live,
-//! open the agents page. Screenshots go where CI keeps artefacts
+//! log in, watch live progress (updating the card in place) and camera snapshots, pause a
+//! printer, watch its camera live, open the agents page, filter the event log, create an API
+//! token, move focus to a new page's heading. Screenshots go where CI keeps artefacts
 //! (`tests::webdriver::artifacts_dir`).
 
 use std::process::Command;
@@ -92,8 +93,19 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     let workhorse = "[data-printer-id='01P00C391800001'] [data-testid=progress]";
     let bar = browser.wait(workhorse);
     let first = browser.attribute(&bar, "aria-valuenow");
+    // Remember the card's elements, to see that a live update changes them in place.
+    browser.execute(
+        "window.kittCard = document.querySelector(\"[data-printer-id='01P00C391800001']\");
+         window.kittBar = window.kittCard.querySelector('[data-testid=progress]');",
+    );
     // The next WebSocket update moves the bar.
     browser.wait_attribute_change(workhorse, "aria-valuenow", first.as_deref());
+    // The store re-rendered the card from the update without replacing it or its bar.
+    let kept = browser.execute(
+        "const card = document.querySelector(\"[data-printer-id='01P00C391800001']\");
+         return [card === window.kittCard, card.querySelector('[data-testid=progress]') === window.kittBar]",
+    );
+    assert_eq!(kept, serde_json::json!([true, true]), "a live update replaced the card");
     // The printing printer's camera snapshot, on its card (it arrives live if none was there).
     wait_image_loaded(&browser, "[data-printer-id='01P00C391800001'] [data-testid=fleet-snapshot]");
     browser.screenshot(&shots, "2-fleet");
@@ -161,9 +173,28 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);
     browser.screenshot(&shots, "6-events");
+    // Filtering by kind: the URL carries the filter, and every row shown has that kind.
+    browser.click(&browser.wait("[data-testid=events-kind] option[value=state_changed]"));
+    browser.click(&browser.wait("[data-testid=events-apply]"));
+    browser
+        .wait("[data-testid=events-table] tbody:not(:has(tr:not([data-kind=state_changed]))) tr");
+    assert!(browser.url().contains("kind=state_changed"), "{}", browser.url());
+    let kinds = browser.execute(
+        "return [...new Set([...document.querySelectorAll('[data-testid=events-table] tbody tr')]
+           .map(r => r.dataset.kind))]",
+    );
+    assert_eq!(kinds, serde_json::json!(["state_changed"]));
+    browser.screenshot(&shots, "10-events-filtered");
+
     browser.goto(&format!("{base}/admin"));
     browser.wait_all("[data-testid=users-table] tbody tr", 1);
     browser.screenshot(&shots, "7-admin");
+    // Creating an API token shows it once and lists it.
+    browser.type_text(&browser.wait("[data-testid=token-label]"), "nightly script");
+    browser.click(&browser.wait("[data-testid=token-create]"));
+    browser.wait_text("[data-testid=token-created]", "the new token", &["kitt_"]);
+    browser.wait_text("[data-testid=tokens-table]", "the token in the list", &["nightly script"]);
+    browser.screenshot(&shots, "11-admin-token");
 
     // Text contrast: every visible text element against its nearest opaque background
     // meets WCAG AA (4.5:1; 3:1 for large text).
@@ -185,6 +216,11 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
          return document.activeElement === first",
     );
     assert_eq!(focusable, true);
+    // Moving to another page from the navigation puts focus on its heading.
+    browser.click(&browser.wait("[data-nav=agents]"));
+    browser.wait("h1[tabindex='-1']");
+    let focused = browser.execute("return document.activeElement.outerHTML");
+    assert!(focused.as_str().is_some_and(|h| h.contains("Agents")), "focus is on {focused}");
 
     // A phone.
     browser.resize(390, 844);
