@@ -16,6 +16,14 @@ import EventsPage from './events.js';
 import AdminPage from './admin.js';
 import LoginPage from './login.js';
 
+// A Content-Security-Policy violation (an inline style or script slipping in) is counted on
+// `<html data-csp-violations>`, where the browser test looks, and logged.
+document.addEventListener('securitypolicyviolation', (event) => {
+  const root = document.documentElement;
+  root.dataset.cspViolations = String(Number(root.dataset.cspViolations ?? 0) + 1);
+  console.error(`Content-Security-Policy: ${event.violatedDirective} refused ${event.blockedURI || 'inline code'}`);
+});
+
 const ROUTES = [
   { pattern: /^\/$/, page: FleetPage, nav: 'fleet' },
   { pattern: /^\/printers\/([^/]+)$/, page: PrinterPage, nav: 'fleet' },

@@ -58,6 +58,14 @@ fn low_contrast(browser: &Session) -> serde_json::Value {
     )
 }
 
+/// Content-Security-Policy violations since the page loaded (the dashboard counts them on
+/// `<html data-csp-violations>`).
+fn csp_violations(browser: &Session) -> u64 {
+    let count =
+        browser.execute("return Number(document.documentElement.dataset.cspViolations ?? 0)");
+    count.as_u64().unwrap_or(u64::MAX)
+}
+
 #[test]
 fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents() {
     let data = tempfile::tempdir().unwrap();
@@ -109,6 +117,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     // The printing printer's camera snapshot, on its card (it arrives live if none was there).
     wait_image_loaded(&browser, "[data-printer-id='01P00C391800001'] [data-testid=fleet-snapshot]");
     browser.screenshot(&shots, "2-fleet");
+    assert_eq!(csp_violations(&browser), 0, "the fleet page broke the Content-Security-Policy");
 
     // The printer page: pause, and watch the state change.
     browser.goto(&format!("{base}/printers/01P00C391800001"));
@@ -149,6 +158,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     );
     browser.wait_text("[data-testid=snapshot-timeline]", "the requested snapshot", &["requested"]);
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "printer page text below WCAG AA");
+    assert_eq!(csp_violations(&browser), 0, "the printer page broke the Content-Security-Policy");
     browser.execute(
         "document.querySelector('[data-testid=camera-pane]').scrollIntoView({ block: 'center' })",
     );
@@ -199,6 +209,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     // Text contrast: every visible text element against its nearest opaque background
     // meets WCAG AA (4.5:1; 3:1 for large text).
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "text below WCAG AA contrast");
+    assert_eq!(csp_violations(&browser), 0, "the admin page broke the Content-Security-Policy");
 
     // Basic accessibility: every form control is labelled, commands are real buttons, the
     // page declares its language, and keyboard focus moves to links and buttons.
@@ -238,6 +249,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     let overflow =
         browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
     assert_eq!(overflow, false, "the printer page scrolls sideways on a phone");
+    assert_eq!(csp_violations(&browser), 0, "the printer page broke the Content-Security-Policy");
     drop(browser);
     demo.terminate();
 }
