@@ -32,7 +32,8 @@ use sha2::{Digest, Sha256};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'";
 
-/// The paths at which the shell is served (axum path syntax).
+/// The paths at which the shell is served (axum path syntax): those of the route table in
+/// `assets/app.js` (a test checks that they agree).
 pub const PAGES: &[&str] = &["/", "/printers/{id}", "/agents", "/events", "/admin", "/login"];
 
 const SHELL: &str = include_str!("../assets/index.html");
@@ -365,6 +366,46 @@ mod tests {
         for file in files.iter().filter(|f| *f != "index.html") {
             assert!(ASSETS.iter().any(|a| a.name == file), "{file} is not in ASSETS");
         }
+    }
+
+    /// The path patterns of app.js's route table (`{ pattern: /^\/printers\/([^/]+)$/, …`),
+    /// in axum's syntax with `{}` for each parameter.
+    fn client_routes() -> Vec<String> {
+        let app = ASSETS.iter().find(|a| a.name == "app.js").unwrap();
+        let source = std::str::from_utf8(app.body).unwrap();
+        let table = source.split("const ROUTES = [").nth(1).unwrap().split("];").next().unwrap();
+        table
+            .lines()
+            .filter_map(|line| line.split("pattern: /^").nth(1)?.split("$/").next())
+            .map(|pattern| pattern.replace("([^/]+)", "{}").replace("\\/", "/"))
+            .collect()
+    }
+
+    #[test]
+    fn the_shell_is_served_at_every_path_the_client_routes_and_only_there() {
+        let mut client = client_routes();
+        client.sort();
+        let mut served: Vec<String> = PAGES
+            .iter()
+            .map(|page| {
+                let mut path = String::new();
+                let mut in_parameter = false;
+                for c in page.chars() {
+                    match c {
+                        '{' => in_parameter = true,
+                        '}' => {
+                            in_parameter = false;
+                            path.push_str("{}");
+                        }
+                        c if !in_parameter => path.push(c),
+                        _ => {}
+                    }
+                }
+                path
+            })
+            .collect();
+        served.sort();
+        assert_eq!(client, served, "app.js's ROUTES and PAGES differ");
     }
 
     #[test]
