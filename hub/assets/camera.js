@@ -33,11 +33,12 @@ export function useSnapshots(printerId, state, limit) {
   );
   const [extra, setExtra] = useState([]);
 
+  // Rows seen since the fetch (the newest `limit`), merged over the fetched ones below.
   function merge(rows) {
     setExtra((current) => {
       const byId = new Map(current.map((s) => [s.id, s]));
       for (const row of rows) byId.set(row.id, { ...byId.get(row.id), ...row });
-      return [...byId.values()];
+      return [...byId.values()].sort((a, b) => b.captured_at - a.captured_at).slice(0, limit);
     });
   }
 

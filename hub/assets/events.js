@@ -107,7 +107,7 @@ function EventTable({ events }) {
   return html`<div class="table-wrap"><table class="table stack" data-testid="events-table">
     <caption class="visually-hidden">Events, newest first</caption>
     <thead><tr><th scope="col">Time</th><th scope="col">Printer</th><th scope="col">Kind</th><th scope="col">What happened</th></tr></thead>
-    <tbody>${events.map((event) => html`<tr key=${event.id ?? `${event.printer_id}|${event.at}|${event.kind}`} data-kind=${event.kind}>
+    <tbody>${events.map((event) => html`<tr key=${event.id ?? event.liveKey} data-kind=${event.kind}>
       <td data-label="Time"><time datetime=${new Date(event.at).toISOString()}>${dateTime(event.at)}</time></td>
       <td data-label="Printer">${event.printer_id ? html`<a href=${`/printers/${encodeURIComponent(event.printer_id)}`}>${nameOf(event.printer_id)}</a>` : '—'}</td>
       <td data-label="Kind"><${Badge} kind=${eventKind(event.kind)}>${event.kind.replace(/_/g, ' ')}<//></td>

@@ -320,7 +320,7 @@ function Timeline({ id, snapshots }) {
   return html`<ol class="timeline">
     ${events.items.map((event) => {
       const shot = event.id != null ? snapshots.forEvent(event.id) : null;
-      return html`<li key=${event.id ?? `${event.at}|${event.kind}`} class=${`timeline-item timeline-${eventKind(event.kind)}`}>
+      return html`<li key=${event.id ?? event.liveKey} class=${`timeline-item timeline-${eventKind(event.kind)}`}>
         <time datetime=${new Date(event.at).toISOString()} title=${dateTime(event.at)}>${clock(event.at)}</time>${' '}<span>${describeEvent(event.event)}</span>
         ${shot ? html`<a class="timeline-snapshot" href=${shot.url} target="_blank" rel="noopener">
           <img class="thumb-img" loading="lazy" decoding="async" src=${shot.url}

@@ -35,6 +35,7 @@ export const agentsError = signal(null);
 export const commandResults = signal(new Map());
 
 const COMMAND_RESULTS_KEPT = 200;
+let liveCount = 0;
 const listeners = new Set();
 let running = false;
 
@@ -121,9 +122,10 @@ export function useQuery(load, deps) {
 
 // A list, newest first, fetched with `load()` (→ `{ items, more }`) like `useQuery` and
 // extended live: `accept(message)` returns the item a WebSocket message puts in front, or
-// null. Items arriving while a fetch is in flight are kept and put in front of its answer
-// unless it has them already (`key(item)`). Returns `{ items, more, error, append }`;
-// `append(items, more)` adds an older page.
+// null; each such item gets a `liveKey` unique in the page, for lists to key it by. Items
+// arriving while a fetch is in flight are kept and put in front of its answer unless it has
+// them already (`key(item)`). Returns `{ items, more, error, append }`; `append(items,
+// more)` adds an older page.
 export function useLiveList({ load, accept, key, limit = Infinity }, deps) {
   const [state, setState] = useState({ items: null, more: null, error: null });
   const early = useRef(null);
@@ -150,6 +152,7 @@ export function useLiveList({ load, accept, key, limit = Infinity }, deps) {
   useLive((message) => {
     const item = accept(message);
     if (!item) return;
+    item.liveKey = `live-${++liveCount}`;
     if (early.current) early.current.unshift(item);
     else setState((s) => ({ ...s, items: [item, ...(s.items ?? [])].slice(0, limit) }));
   });
