@@ -58,6 +58,17 @@ fn low_contrast(browser: &Session) -> serde_json::Value {
     )
 }
 
+/// Form controls on the page with no label.
+fn unlabelled(browser: &Session) -> serde_json::Value {
+    browser.execute(
+        "return [...document.querySelectorAll('input, select, textarea')]
+           .filter(e => e.type !== 'hidden')
+           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                        && !e.getAttribute('aria-labelledby'))
+           .map(e => e.outerHTML)",
+    )
+}
+
 /// Content-Security-Policy violations since the page loaded (the dashboard counts them on
 /// `<html data-csp-violations>`).
 fn csp_violations(browser: &Session) -> u64 {
@@ -182,6 +193,11 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.wait_text("[data-testid=snapshot-timeline]", "the requested snapshot", &["requested"]);
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "printer page text below WCAG AA");
     assert_eq!(csp_violations(&browser), 0, "the printer page broke the Content-Security-Policy");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the printer page"
+    );
     browser.execute(
         "document.querySelector('[data-testid=camera-pane]').scrollIntoView({ block: 'center' })",
     );
@@ -217,6 +233,11 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
            .map(r => r.dataset.kind))]",
     );
     assert_eq!(kinds, serde_json::json!(["state_changed"]));
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the events page"
+    );
     browser.screenshot(&shots, "10-events-filtered");
 
     browser.goto(&format!("{base}/admin"));
@@ -236,14 +257,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
 
     // Basic accessibility: every form control is labelled, commands are real buttons, the
     // page declares its language, and keyboard focus moves to links and buttons.
-    let unlabelled = browser.execute(
-        "return [...document.querySelectorAll('input, select, textarea')]
-           .filter(e => e.type !== 'hidden')
-           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                        && !e.getAttribute('aria-labelledby'))
-           .map(e => e.outerHTML)",
-    );
-    assert_eq!(unlabelled, serde_json::json!([]), "unlabelled controls");
+    assert_eq!(unlabelled(&browser), serde_json::json!([]), "unlabelled controls");
     assert_eq!(browser.execute("return document.documentElement.lang"), "en");
     let focusable = browser.execute(
         "const first = document.querySelector('a[href], button'); first.focus();
@@ -273,6 +287,13 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
         browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
     assert_eq!(overflow, false, "the printer page scrolls sideways on a phone");
     assert_eq!(csp_violations(&browser), 0, "the printer page broke the Content-Security-Policy");
+    // The event log's table stacks into cards on a phone.
+    browser.goto(&format!("{base}/events"));
+    browser.wait_all("[data-testid=events-table] tbody tr", 4);
+    let overflow =
+        browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
+    assert_eq!(overflow, false, "the events page scrolls sideways on a phone");
+    browser.screenshot(&shots, "12-events-phone");
     drop(browser);
     demo.terminate();
 }
