@@ -11,7 +11,12 @@
 //!
 //! Invariants:
 //! - HTML responses carry [`CONTENT_SECURITY_POLICY`]; the assets therefore hold no inline
-//!   script and no inline `style` attribute (styles are set by class or through the CSSOM).
+//!   script and no inline `style` attribute (styles are set by class or through the CSSOM,
+//!   which is what Preact's `style` prop does), and nothing evaluates strings as code (htm
+//!   parses its templates itself). The dashboard counts any violation on
+//!   `<html data-csp-violations>` for the browser test.
+//! - The API fields the dashboard reads are declared in `assets/schema.js`; [`fields`]
+//!   reads that declaration for checks against the API's OpenAPI document.
 //! - Assets are not fingerprinted, so they are served with `Cache-Control: no-cache` and an
 //!   `ETag` (a SHA-256 of the content): browsers revalidate cheaply and never run a stale
 //!   module beside a new one after an upgrade.
