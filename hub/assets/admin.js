@@ -1,105 +1,120 @@
 // Administration (`/admin`, admins only): users, API tokens, the audit log.
 
+import { html, useState } from './lib.js';
 import { api } from './api.js';
-import { h, replaceChildren, errorBox, confirmDialog, copyButton, field, badge, toast, emptyState } from './ui.js';
+import { me, useQuery } from './store.js';
+import { Badge, CodeBlock, EmptyState, ErrorBox, Field, VisuallyHidden, confirmDialog, toast, useTitle } from './ui.js';
 import { dateTime, relativeTime } from './format.js';
 
 const ROLES = ['viewer', 'operator', 'admin'];
 
-export function mount(main, ctx) {
-  ctx.setTitle('Admin');
-  if (ctx.me?.role !== 'admin') {
-    main.append(h('div', { class: 'page' }, h('h1', {}, 'Admin'),
-      emptyState('This page needs the admin role', h('p', {}, `You are signed in as ${ctx.me?.name} (${ctx.me?.role}).`))));
-    return { refresh() {}, onLive() {}, unmount() {} };
+export default function AdminPage() {
+  useTitle('Admin');
+  const user = me.value;
+  if (user?.role !== 'admin') {
+    return html`<div class="page"><h1>Admin</h1>
+      <${EmptyState} title="This page needs the admin role"><p>You are signed in as ${user?.name} (${user?.role}).</p><//>
+    </div>`;
   }
-  let users = [];
-  let tokens = [];
-  let refreshing = null;
+  return html`<${Admin} me=${user} />`;
+}
 
-  const usersBody = h('div', {});
-  const tokensBody = h('div', {});
-  const auditBody = h('div', {});
-  const tokenResult = h('div', { 'aria-live': 'polite' });
+function Admin({ me: user }) {
+  const data = useQuery(async () => {
+    const [users, tokens, audit] = await Promise.all([
+      api('/users', { resource: 'UserList' }),
+      api('/tokens', { resource: 'TokenList' }),
+      api('/audit?limit=50', { resource: 'AuditLog' }),
+    ]);
+    return { users: users.users, tokens: tokens.tokens, audit: audit.audit };
+  }, []);
+  const users = data.data?.users ?? [];
+  return html`<div class="page">
+    <div class="page-head"><div><h1>Admin</h1></div></div>
+    <section class="panel" aria-labelledby="users-h"><h2 id="users-h">Users</h2>
+      <div>${data.error ? html`<${ErrorBox} error=${data.error} />` : html`<${Users} users=${users} me=${user} reload=${data.reload} />`}</div>
+      <h3>Add a user</h3>
+      <${AddUser} reload=${data.reload} />
+    </section>
+    <section class="panel" aria-labelledby="tokens-h"><h2 id="tokens-h">API tokens</h2>
+      <p class="muted">For scripts: send it as “Authorization: Bearer …”.</p>
+      <div><${Tokens} tokens=${data.data?.tokens} reload=${data.reload} /></div>
+      <h3>Create a token</h3>
+      <${CreateToken} users=${users} me=${user} reload=${data.reload} />
+    </section>
+    <section class="panel" aria-labelledby="audit-h"><h2 id="audit-h">Audit log</h2>
+      <div><${Audit} entries=${data.data?.audit} /></div>
+    </section>
+  </div>`;
+}
 
-  // Add a user.
-  const userName = h('input', { type: 'text', name: 'name', required: true, autocomplete: 'off', pattern: '[A-Za-z0-9._@-]{1,64}', spellcheck: 'false' });
-  const userPassword = h('input', { type: 'password', name: 'password', required: true, minlength: 10, autocomplete: 'new-password' });
-  const userRole = h('select', { name: 'role' }, ROLES.map((r) => h('option', { value: r, selected: r === 'viewer' }, r)));
-  const userForm = h('form', { class: 'form-row' },
-    field('Name', userName, 'Letters, digits and -_.@'),
-    field('Password', userPassword, 'At least 10 characters'),
-    field('Role', userRole),
-    h('div', { class: 'field field-action' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Add user')));
-  userForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    try {
-      await api('/users', { method: 'POST', body: { name: userName.value.trim(), password: userPassword.value, role: userRole.value } });
-      toast(`User ${userName.value.trim()} added.`, 'ok');
-      userForm.reset();
-      refresh();
-    } catch (error) {
-      toast(`Could not add the user: ${error.message}`, 'error');
-    }
-  });
+const th = (text) => html`<th scope="col">${text}</th>`;
 
-  // Create an API token.
-  const tokenUser = h('select', { name: 'user' });
-  const tokenName = h('input', { type: 'text', name: 'label', autocomplete: 'off', placeholder: 'nightly script' });
-  const tokenForm = h('form', { class: 'form-row' },
-    field('For user', tokenUser, 'The token carries this user’s role'),
-    field('Label', tokenName),
-    h('div', { class: 'field field-action' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create token')));
-  tokenForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    try {
-      const body = { user: tokenUser.value };
-      if (tokenName.value.trim()) body.name = tokenName.value.trim();
-      const answer = await api('/tokens', { method: 'POST', body });
-      const code = h('code', {}, answer.token);
-      replaceChildren(tokenResult, h('div', { class: 'banner banner-ok' },
-        h('p', {}, h('strong', {}, 'Copy this token now: '), 'it is shown only once.'),
-        h('div', { class: 'codeblock' }, h('pre', {}, code), copyButton(answer.token, code))));
-      tokenName.value = '';
-      refresh();
-    } catch (error) {
-      replaceChildren(tokenResult, errorBox(error));
-    }
-  });
-
-  main.append(h('div', { class: 'page' },
-    h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Admin'))),
-    h('section', { class: 'panel', 'aria-labelledby': 'users-h' }, h('h2', { id: 'users-h' }, 'Users'), usersBody,
-      h('h3', {}, 'Add a user'), userForm),
-    h('section', { class: 'panel', 'aria-labelledby': 'tokens-h' }, h('h2', { id: 'tokens-h' }, 'API tokens'),
-      h('p', { class: 'muted' }, 'For scripts: send it as “Authorization: Bearer …”.'), tokensBody,
-      h('h3', {}, 'Create a token'), tokenForm, tokenResult),
-    h('section', { class: 'panel', 'aria-labelledby': 'audit-h' }, h('h2', { id: 'audit-h' }, 'Audit log'), auditBody)));
-
-  const th = (text) => h('th', { scope: 'col' }, text);
-  const td = (label, ...content) => h('td', { 'data-label': label }, ...content);
-
-  async function deleteUser(user) {
+function Users({ users, me: user, reload }) {
+  async function remove(row) {
     const ok = await confirmDialog({
-      title: `Delete user ${user.name}?`,
-      body: h('p', {}, 'Their sessions end and their API tokens stop working.'),
+      title: `Delete user ${row.name}?`,
+      body: html`<p>Their sessions end and their API tokens stop working.</p>`,
       confirmLabel: 'Delete user',
       danger: true,
     });
     if (!ok) return;
     try {
-      await api(`/users/${encodeURIComponent(user.name)}`, { method: 'DELETE' });
-      toast(`User ${user.name} deleted.`, 'ok');
-      refresh();
+      await api(`/users/${encodeURIComponent(row.name)}`, { method: 'DELETE' });
+      toast(`User ${row.name} deleted.`, 'ok');
+      reload();
     } catch (error) {
       toast(`Could not delete: ${error.message}`, 'error');
     }
   }
+  return html`<div class="table-wrap"><table class="table stack" data-testid="users-table">
+    <thead><tr>${th('Name')}${th('Role')}${th('Created')}${th('Actions')}</tr></thead>
+    <tbody>${users.map((row) => html`<tr key=${row.name}>
+      <th scope="row" data-label="Name"><div>${row.name}${row.name === user.name ? html`<span class="muted"> (you)</span>` : null}</div></th>
+      <td data-label="Role"><${Badge} kind=${row.role === 'admin' ? 'accent' : 'neutral'}>${row.role}<//></td>
+      <td data-label="Created">${dateTime(row.created_at)}</td>
+      <td data-label="Actions">${row.name === user.name ? '—' : html`<button type="button" class="btn btn-small btn-danger" onClick=${() => remove(row)}>
+        Delete<${VisuallyHidden}> ${row.name}<//></button>`}</td>
+    </tr>`)}</tbody>
+  </table></div>`;
+}
 
-  async function revokeToken(token) {
+function AddUser({ reload }) {
+  const [name, setName] = useState('');
+  const [password, setPassword] = useState('');
+  const [role, setRole] = useState('viewer');
+  async function submit(event) {
+    event.preventDefault();
+    try {
+      await api('/users', { method: 'POST', body: { name: name.trim(), password, role }, request: 'UserRequest' });
+      toast(`User ${name.trim()} added.`, 'ok');
+      setName('');
+      setPassword('');
+      setRole('viewer');
+      reload();
+    } catch (error) {
+      toast(`Could not add the user: ${error.message}`, 'error');
+    }
+  }
+  return html`<form class="form-row" onSubmit=${submit}>
+    <${Field} label="Name" hint="Letters, digits and -_.@" control=${(id, hint) => html`<input id=${id} aria-describedby=${hint} type="text" name="name"
+      required autocomplete="off" pattern="[A-Za-z0-9._@-]{1,64}" spellcheck="false" value=${name} onInput=${(e) => setName(e.currentTarget.value)} />`} />
+    <${Field} label="Password" hint="At least 10 characters" control=${(id, hint) => html`<input id=${id} aria-describedby=${hint} type="password" name="password"
+      required minlength="10" autocomplete="new-password" value=${password} onInput=${(e) => setPassword(e.currentTarget.value)} />`} />
+    <${Field} label="Role" control=${(id) => html`<select id=${id} name="role" value=${role} onChange=${(e) => setRole(e.currentTarget.value)}>
+      ${ROLES.map((r) => html`<option value=${r}>${r}</option>`)}
+    </select>`} />
+    <div class="field field-action"><button type="submit" class="btn btn-primary">Add user</button></div>
+  </form>`;
+}
+
+function Tokens({ tokens, reload }) {
+  if (!tokens) return null;
+  if (!tokens.length) return html`<p class="muted">No API tokens.</p>`;
+  async function revoke(token) {
     const ok = await confirmDialog({
       title: `Revoke token ${token.name || token.id}?`,
-      body: h('p', {}, 'Scripts using it get 401 from now on.'),
+      body: html`<p>Scripts using it get 401 from now on.</p>`,
       confirmLabel: 'Revoke token',
       danger: true,
     });
@@ -107,75 +122,72 @@ export function mount(main, ctx) {
     try {
       await api(`/tokens/${encodeURIComponent(token.id)}`, { method: 'DELETE' });
       toast('Token revoked.', 'ok');
-      refresh();
+      reload();
     } catch (error) {
       toast(`Could not revoke: ${error.message}`, 'error');
     }
   }
+  return html`<div class="table-wrap"><table class="table stack" data-testid="tokens-table">
+    <thead><tr>${th('Token')}${th('User')}${th('Created')}${th('Last used')}${th('Status')}${th('Actions')}</tr></thead>
+    <tbody>${tokens.map((token) => html`<tr key=${token.id}>
+      <th scope="row" data-label="Token"><div>${token.name || 'unlabelled'}<span class="muted block mono">kitt_${token.id}_…</span></div></th>
+      <td data-label="User">${token.user_name}</td>
+      <td data-label="Created">${dateTime(token.created_at)}</td>
+      <td data-label="Last used">${token.last_used_at ? relativeTime(token.last_used_at) : 'never'}</td>
+      <td data-label="Status">${token.revoked_at ? html`<${Badge} kind="muted">revoked<//>` : html`<${Badge} kind="ok">active<//>`}</td>
+      <td data-label="Actions">${token.revoked_at ? '—' : html`<button type="button" class="btn btn-small btn-danger" onClick=${() => revoke(token)}>
+        Revoke<${VisuallyHidden}> token ${token.name || token.id}<//></button>`}</td>
+    </tr>`)}</tbody>
+  </table></div>`;
+}
 
-  function renderUsers() {
-    replaceChildren(usersBody, h('div', { class: 'table-wrap' }, h('table', { class: 'table stack', 'data-testid': 'users-table' },
-      h('thead', {}, h('tr', {}, th('Name'), th('Role'), th('Created'), th('Actions'))),
-      h('tbody', {}, users.map((user) => h('tr', {},
-        h('th', { scope: 'row', 'data-label': 'Name' }, h('div', {}, user.name, user.name === ctx.me.name ? h('span', { class: 'muted' }, ' (you)') : null)),
-        td('Role', badge(user.role, user.role === 'admin' ? 'accent' : 'neutral')),
-        td('Created', dateTime(user.created_at)),
-        td('Actions', user.name === ctx.me.name ? '—' : h('button', { type: 'button', class: 'btn btn-small btn-danger', onclick: () => deleteUser(user) },
-          'Delete', h('span', { class: 'visually-hidden' }, ` ${user.name}`)))))))));
-    const selected = tokenUser.value || ctx.me.name;
-    replaceChildren(tokenUser, users.map((u) => h('option', { value: u.name, selected: u.name === selected }, `${u.name} (${u.role})`)));
-  }
-
-  function renderTokens() {
-    if (!tokens.length) {
-      replaceChildren(tokensBody, h('p', { class: 'muted' }, 'No API tokens.'));
-      return;
+function CreateToken({ users, me: user, reload }) {
+  const [owner, setOwner] = useState(null);
+  const [label, setLabel] = useState('');
+  const [result, setResult] = useState(null);
+  const selected = owner ?? user.name;
+  async function submit(event) {
+    event.preventDefault();
+    try {
+      const body = { user: selected };
+      if (label.trim()) body.name = label.trim();
+      const answer = await api('/tokens', { method: 'POST', body, request: 'TokenRequest', resource: 'CreatedToken' });
+      setResult({ token: answer.token });
+      setLabel('');
+      reload();
+    } catch (error) {
+      setResult({ error });
     }
-    replaceChildren(tokensBody, h('div', { class: 'table-wrap' }, h('table', { class: 'table stack', 'data-testid': 'tokens-table' },
-      h('thead', {}, h('tr', {}, th('Token'), th('User'), th('Created'), th('Last used'), th('Status'), th('Actions'))),
-      h('tbody', {}, tokens.map((token) => h('tr', {},
-        h('th', { scope: 'row', 'data-label': 'Token' }, h('div', {}, token.name || 'unlabelled', h('span', { class: 'muted block mono' }, `kitt_${token.id}_…`))),
-        td('User', token.user_name),
-        td('Created', dateTime(token.created_at)),
-        td('Last used', token.last_used_at ? relativeTime(token.last_used_at) : 'never'),
-        td('Status', token.revoked_at ? badge('revoked', 'muted') : badge('active', 'ok')),
-        td('Actions', token.revoked_at ? '—' : h('button', { type: 'button', class: 'btn btn-small btn-danger', onclick: () => revokeToken(token) },
-          'Revoke', h('span', { class: 'visually-hidden' }, ` token ${token.name || token.id}`)))))))));
   }
+  return html`<form class="form-row" onSubmit=${submit}>
+      <${Field} label="For user" hint="The token carries this user’s role" control=${(id, hint) => html`<select id=${id} aria-describedby=${hint}
+        name="user" data-testid="token-user" value=${selected} onChange=${(e) => setOwner(e.currentTarget.value)}>
+        ${users.map((u) => html`<option key=${u.name} value=${u.name}>${u.name} (${u.role})</option>`)}
+      </select>`} />
+      <${Field} label="Label" control=${(id) => html`<input id=${id} type="text" name="label" data-testid="token-label" autocomplete="off"
+        placeholder="nightly script" value=${label} onInput=${(e) => setLabel(e.currentTarget.value)} />`} />
+      <div class="field field-action"><button type="submit" class="btn btn-primary" data-testid="token-create">Create token</button></div>
+    </form>
+    <div aria-live="polite">
+      ${result?.error ? html`<${ErrorBox} error=${result.error} />` : null}
+      ${result?.token ? html`<div class="banner banner-ok" data-testid="token-created">
+        <p><strong>Copy this token now: </strong>it is shown only once.</p>
+        <${CodeBlock} text=${result.token} />
+      </div>` : null}
+    </div>`;
+}
 
-  function renderAudit(entries) {
-    if (!entries.length) {
-      replaceChildren(auditBody, h('p', { class: 'muted' }, 'Nothing yet.'));
-      return;
-    }
-    replaceChildren(auditBody, h('div', { class: 'table-wrap' }, h('table', { class: 'table stack' },
-      h('thead', {}, h('tr', {}, th('When'), th('Who'), th('What'), th('Status'), th('Detail'))),
-      h('tbody', {}, entries.map((entry) => h('tr', {},
-        td('When', dateTime(entry.at)),
-        td('Who', entry.actor),
-        td('What', h('span', { class: 'mono' }, entry.action)),
-        td('Status', badge(String(entry.status), entry.status < 400 ? 'ok' : 'danger')),
-        td('Detail', entry.detail ?? '')))))));
-  }
-
-  async function refresh() {
-    if (refreshing) return refreshing;
-    refreshing = (async () => {
-      try {
-        const [u, t, a] = await Promise.all([api('/users'), api('/tokens'), api('/audit?limit=50')]);
-        users = u.users;
-        tokens = t.tokens;
-        renderUsers();
-        renderTokens();
-        renderAudit(a.audit);
-      } catch (error) {
-        if (error.status !== 401) replaceChildren(usersBody, errorBox(error));
-      } finally {
-        refreshing = null;
-      }
-    })();
-    return refreshing;
-  }
-
-  return { refresh, onLive() {}, unmount() {} };
+function Audit({ entries }) {
+  if (!entries) return null;
+  if (!entries.length) return html`<p class="muted">Nothing yet.</p>`;
+  return html`<div class="table-wrap"><table class="table stack">
+    <thead><tr>${th('When')}${th('Who')}${th('What')}${th('Status')}${th('Detail')}</tr></thead>
+    <tbody>${entries.map((entry, index) => html`<tr key=${index}>
+      <td data-label="When">${dateTime(entry.at)}</td>
+      <td data-label="Who">${entry.actor}</td>
+      <td data-label="What"><span class="mono">${entry.action}</span></td>
+      <td data-label="Status"><${Badge} kind=${entry.status < 400 ? 'ok' : 'danger'}>${String(entry.status)}<//></td>
+      <td data-label="Detail">${entry.detail ?? ''}</td>
+    </tr>`)}</tbody>
+  </table></div>`;
 }

@@ -1,162 +1,134 @@
-// Agents (`/agents`): health of each edge agent, enrollment and revocation.
+// Agents (`/agents`): health of each edge agent (from the store), enrollment and revocation.
 
+import { html, useState, useRef, useEffect } from './lib.js';
 import { api } from './api.js';
-import { h, replaceChildren, errorBox, confirmDialog, copyButton, field, badge, emptyState, toast } from './ui.js';
+import { agents, agentsError, me, loadAgents } from './store.js';
+import { Badge, CodeBlock, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, confirmDialog, toast, useTitle } from './ui.js';
 import { bytes, count, dateTime, relativeTime } from './format.js';
 
 const CERT_WARN_MS = 14 * 86400e3;
 
-export function mount(main, ctx) {
-  ctx.setTitle('Agents');
-  const isAdmin = ctx.me?.role === 'admin';
-  let agents = [];
-  let refreshing = null;
-
-  const enrollPanel = h('section', { class: 'panel', 'aria-labelledby': 'enroll-h', hidden: true });
-  const addButton = isAdmin
-    ? h('button', { type: 'button', class: 'btn btn-primary', 'aria-expanded': 'false', 'aria-controls': 'enroll-panel' }, 'Add an agent')
-    : null;
-  enrollPanel.id = 'enroll-panel';
-  const body = h('div', {}, h('p', { class: 'loading' }, 'Loading agents…'));
-  main.append(h('div', { class: 'page' },
-    h('div', { class: 'page-head' },
-      h('div', {}, h('h1', {}, 'Agents'), h('p', { class: 'muted' }, 'The edge agents on Raspberry Pis next to the printers.')),
-      addButton),
-    enrollPanel,
-    body));
-
-  if (addButton) {
-    addButton.addEventListener('click', () => {
-      const open = enrollPanel.hidden;
-      enrollPanel.hidden = !open;
-      addButton.setAttribute('aria-expanded', String(open));
-      if (open) {
-        buildEnroll();
-        enrollPanel.querySelector('input')?.focus();
-      }
-    });
-  }
-
-  function buildEnroll() {
-    const name = h('input', { type: 'text', name: 'name', autocomplete: 'off', pattern: '[A-Za-z0-9._-]{1,64}', spellcheck: 'false' });
-    const ttl = h('select', { name: 'ttl' },
-      h('option', { value: 3600 }, '1 hour'),
-      h('option', { value: 86400 }, '1 day'),
-      h('option', { value: 7 * 86400 }, '7 days'));
-    const result = h('div', { class: 'enroll-result', 'aria-live': 'polite' });
-    const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create enrollment token');
-    const form = h('form', { class: 'form-row' },
-      field('Agent name (optional)', name, 'Letters, digits, dot, dash, underscore; e.g. pi-x1c-01'),
-      field('Token valid for', ttl),
-      h('div', { class: 'field field-action' }, submit));
-    form.addEventListener('submit', async (event) => {
-      event.preventDefault();
-      submit.disabled = true;
-      try {
-        const body = { ttl_s: Number(ttl.value) };
-        if (name.value.trim()) body.name = name.value.trim();
-        const answer = await api('/enrollment-tokens', { method: 'POST', body });
-        const command = `kitt-agent enroll --hub ${location.hostname}:7070 --token ${answer.token}`;
-        const code = h('code', {}, command);
-        replaceChildren(result,
-          h('p', {}, 'On the Raspberry Pi, run (the token works once, until ', h('strong', {}, dateTime(answer.expires_at)), '):'),
-          h('div', { class: 'codeblock' }, h('pre', {}, code), copyButton(command, code)),
-          h('p', { class: 'hint' }, 'Port 7070 is the hub’s default agent port (UDP); use yours if it was changed.'));
-      } catch (error) {
-        replaceChildren(result, errorBox(error));
-      } finally {
-        submit.disabled = false;
-      }
-    });
-    replaceChildren(enrollPanel, h('h2', { id: 'enroll-h' }, 'Add an agent'),
-      h('p', {}, 'Create a single-use token, then run the enrollment command on the Pi. The agent appears below once it connects.'),
-      form, result);
-  }
-
-  function statusCell(agent) {
-    if (agent.revoked_at) return badge('revoked', 'muted');
-    return agent.online ? badge('online', 'ok') : badge('offline', 'danger');
-  }
-
-  function drops(agent) {
-    const list = Array.isArray(agent.drops) ? agent.drops : [];
-    const total = list.reduce((sum, d) => sum + (d.count ?? 0), 0);
-    if (!total) return 'none';
-    return h('span', { class: 'warn-text', title: list.map((d) => `${d.class} (${d.reason}): ${d.count}`).join('; ') },
-      `${count(total)} (${list.map((d) => `${d.class}: ${d.count}`).join(', ')})`);
-  }
-
-  function certificate(agent) {
-    const left = agent.certificate_expires_at - Date.now();
-    const text = `${dateTime(agent.certificate_expires_at)} (${relativeTime(agent.certificate_expires_at)})`;
-    return left < CERT_WARN_MS && !agent.revoked_at ? h('span', { class: 'warn-text' }, text) : text;
-  }
-
-  async function revoke(agent) {
-    const ok = await confirmDialog({
-      title: `Revoke agent ${agent.name || agent.id}?`,
-      body: h('p', {}, 'It is disconnected within seconds and can never reconnect with its certificate. To bring the Pi back, enroll it again with a new token.'),
-      confirmLabel: 'Revoke',
-      danger: true,
-    });
-    if (!ok) return;
-    try {
-      await api(`/agents/${encodeURIComponent(agent.id)}/revoke`, { method: 'POST' });
-      toast(`Agent ${agent.name || agent.id} revoked.`, 'ok');
-      refresh();
-    } catch (error) {
-      toast(`Could not revoke: ${error.message}`, 'error');
-    }
-  }
-
-  function render() {
-    if (!agents.length) {
-      replaceChildren(body, emptyState('No agents yet',
-        h('p', {}, isAdmin ? 'Use “Add an agent” to enroll the first Raspberry Pi.' : 'An admin can enroll the first Raspberry Pi.')));
-      return;
-    }
-    const th = (text) => h('th', { scope: 'col' }, text);
-    const td = (label, ...content) => h('td', { 'data-label': label }, ...content);
-    replaceChildren(body, h('div', { class: 'table-wrap' }, h('table', { class: 'table stack', 'data-testid': 'agents-table' },
-      h('caption', { class: 'visually-hidden' }, 'Agents and their health'),
-      h('thead', {}, h('tr', {}, th('Agent'), th('Status'), th('Version'), th('Last seen'), th('Outbox'), th('Drops'),
-        th('Disk free'), th('Certificate expires'), isAdmin ? th('Actions') : null)),
-      h('tbody', {}, agents.map((agent) => h('tr', { 'data-agent-id': agent.id },
-        h('th', { scope: 'row', 'data-label': 'Agent' }, h('div', {}, h('span', { class: 'strong' }, agent.name || agent.id),
-          agent.hostname ? h('span', { class: 'muted block' }, agent.hostname) : null,
-          agent.name && agent.name !== agent.id ? h('span', { class: 'muted block mono' }, agent.id) : null)),
-        td('Status', statusCell(agent)),
-        td('Version', agent.software || '—'),
-        td('Last seen', agent.online ? 'now' : h('span', { title: dateTime(agent.last_seen_at) }, relativeTime(agent.last_seen_at))),
-        td('Outbox', agent.outbox_records == null ? '—' : `${count(agent.outbox_records)} records, ${bytes(agent.outbox_bytes)}`),
-        td('Drops', drops(agent)),
-        td('Disk free', bytes(agent.disk_free_bytes)),
-        td('Certificate expires', certificate(agent)),
-        isAdmin ? td('Actions', agent.revoked_at ? '—' : h('button', { type: 'button', class: 'btn btn-small btn-danger', onclick: () => revoke(agent) },
-          'Revoke', h('span', { class: 'visually-hidden' }, ` ${agent.name || agent.id}`))) : null))))));
-  }
-
-  async function refresh() {
-    if (refreshing) return refreshing;
-    refreshing = (async () => {
-      try {
-        agents = (await api('/agents')).agents;
-        render();
-      } catch (error) {
-        if (error.status !== 401) replaceChildren(body, errorBox(error));
-      } finally {
-        refreshing = null;
-      }
-    })();
-    return refreshing;
-  }
-
-  function onLive(message) {
-    if (message.type !== 'agent') return;
-    const agent = agents.find((a) => a.id === message.agent);
-    // A new agent, or one whose health changed while away: the REST view has it all.
-    if (!agent || message.online !== agent.online) refresh();
-  }
-
-  return { refresh, onLive, unmount() {} };
+export default function AgentsPage() {
+  useTitle('Agents');
+  const isAdmin = me.value?.role === 'admin';
+  const [enrolling, setEnrolling] = useState(false);
+  const list = agents.value;
+  const error = agentsError.value;
+  let body;
+  if (!list) body = error ? html`<${ErrorBox} error=${error} />` : html`<${Loading}>Loading agents…<//>`;
+  else if (!list.length) {
+    body = html`<${EmptyState} title="No agents yet">
+      <p>${isAdmin ? 'Use “Add an agent” to enroll the first Raspberry Pi.' : 'An admin can enroll the first Raspberry Pi.'}</p>
+    <//>`;
+  } else body = html`<${AgentTable} agents=${list} isAdmin=${isAdmin} />`;
+  return html`<div class="page">
+    <div class="page-head">
+      <div><h1>Agents</h1><p class="muted">The edge agents on Raspberry Pis next to the printers.</p></div>
+      ${isAdmin ? html`<button type="button" class="btn btn-primary" aria-expanded=${enrolling ? 'true' : 'false'} aria-controls="enroll-panel"
+        onClick=${() => setEnrolling(!enrolling)}>Add an agent</button>` : null}
+    </div>
+    <section class="panel" aria-labelledby="enroll-h" id="enroll-panel" hidden=${!enrolling}>
+      ${enrolling ? html`<${Enroll} />` : null}
+    </section>
+    <div>${body}</div>
+  </div>`;
 }
+
+function Enroll() {
+  const [name, setName] = useState('');
+  const [ttl, setTtl] = useState('3600');
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState(null);
+  const first = useRef(null);
+  useEffect(() => first.current?.focus(), []);
+
+  async function submit(event) {
+    event.preventDefault();
+    setBusy(true);
+    try {
+      const body = { ttl_s: Number(ttl) };
+      if (name.trim()) body.name = name.trim();
+      const answer = await api('/enrollment-tokens', { method: 'POST', body, request: 'EnrollmentTokenRequest', resource: 'EnrollmentToken' });
+      setResult({ command: `kitt-agent enroll --hub ${location.hostname}:7070 --token ${answer.token}`, expiresAt: answer.expires_at });
+    } catch (error) {
+      setResult({ error });
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return html`<h2 id="enroll-h">Add an agent</h2>
+    <p>Create a single-use token, then run the enrollment command on the Pi. The agent appears below once it connects.</p>
+    <form class="form-row" onSubmit=${submit}>
+      <${Field} label="Agent name (optional)" hint="Letters, digits, dot, dash, underscore; e.g. pi-x1c-01"
+        control=${(id, hint) => html`<input id=${id} aria-describedby=${hint} ref=${first} type="text" name="name" autocomplete="off"
+          pattern="[A-Za-z0-9._-]{1,64}" spellcheck="false" value=${name} onInput=${(e) => setName(e.currentTarget.value)} />`} />
+      <${Field} label="Token valid for" control=${(id) => html`<select id=${id} name="ttl" value=${ttl} onChange=${(e) => setTtl(e.currentTarget.value)}>
+        <option value="3600">1 hour</option><option value="86400">1 day</option><option value=${String(7 * 86400)}>7 days</option>
+      </select>`} />
+      <div class="field field-action"><button type="submit" class="btn btn-primary" disabled=${busy}>Create enrollment token</button></div>
+    </form>
+    <div class="enroll-result" aria-live="polite">
+      ${result?.error ? html`<${ErrorBox} error=${result.error} />` : null}
+      ${result?.command ? html`
+        <p>On the Raspberry Pi, run (the token works once, until <strong>${dateTime(result.expiresAt)}</strong>):</p>
+        <${CodeBlock} text=${result.command} />
+        <p class="hint">Port 7070 is the hub’s default agent port (UDP); use yours if it was changed.</p>` : null}
+    </div>`;
+}
+
+function AgentTable({ agents: list, isAdmin }) {
+  const th = (text) => html`<th scope="col">${text}</th>`;
+  return html`<div class="table-wrap"><table class="table stack" data-testid="agents-table">
+    <caption class="visually-hidden">Agents and their health</caption>
+    <thead><tr>${th('Agent')}${th('Status')}${th('Version')}${th('Last seen')}${th('Outbox')}${th('Drops')}${th('Disk free')}${th('Certificate expires')}${isAdmin ? th('Actions') : null}</tr></thead>
+    <tbody>${list.map((agent) => html`<tr key=${agent.id} data-agent-id=${agent.id}>
+      <th scope="row" data-label="Agent"><div>
+        <span class="strong">${agent.name || agent.id}</span>
+        ${agent.hostname ? html`<span class="muted block">${agent.hostname}</span>` : null}
+        ${agent.name && agent.name !== agent.id ? html`<span class="muted block mono">${agent.id}</span>` : null}
+      </div></th>
+      <td data-label="Status">${agent.revoked_at ? html`<${Badge} kind="muted">revoked<//>` : agent.online ? html`<${Badge} kind="ok">online<//>` : html`<${Badge} kind="danger">offline<//>`}</td>
+      <td data-label="Version">${agent.software || '—'}</td>
+      <td data-label="Last seen">${agent.online ? 'now' : html`<span title=${dateTime(agent.last_seen_at)}>${relativeTime(agent.last_seen_at)}</span>`}</td>
+      <td data-label="Outbox">${agent.outbox_records == null ? '—' : `${count(agent.outbox_records)} records, ${bytes(agent.outbox_bytes)}`}</td>
+      <td data-label="Drops"><${Drops} agent=${agent} /></td>
+      <td data-label="Disk free">${bytes(agent.disk_free_bytes)}</td>
+      <td data-label="Certificate expires"><${Certificate} agent=${agent} /></td>
+      ${isAdmin ? html`<td data-label="Actions">${agent.revoked_at ? '—' : html`<button type="button" class="btn btn-small btn-danger" onClick=${() => revoke(agent)}>
+        Revoke<${VisuallyHidden}> ${agent.name || agent.id}<//></button>`}</td>` : null}
+    </tr>`)}</tbody>
+  </table></div>`;
+}
+
+function Drops({ agent }) {
+  const list = Array.isArray(agent.drops) ? agent.drops : [];
+  const total = list.reduce((sum, d) => sum + (d.count ?? 0), 0);
+  if (!total) return 'none';
+  return html`<span class="warn-text" title=${list.map((d) => `${d.class} (${d.reason}): ${d.count}`).join('; ')}>
+    ${count(total)} (${list.map((d) => `${d.class}: ${d.count}`).join(', ')})</span>`;
+}
+
+function Certificate({ agent }) {
+  const left = agent.certificate_expires_at - Date.now();
+  const text = `${dateTime(agent.certificate_expires_at)} (${relativeTime(agent.certificate_expires_at)})`;
+  return left < CERT_WARN_MS && !agent.revoked_at ? html`<span class="warn-text">${text}</span>` : text;
+}
+
+async function revoke(agent) {
+  const ok = await confirmDialog({
+    title: `Revoke agent ${agent.name || agent.id}?`,
+    body: html`<p>It is disconnected within seconds and can never reconnect with its certificate. To bring the Pi back, enroll it again with a new token.</p>`,
+    confirmLabel: 'Revoke',
+    danger: true,
+  });
+  if (!ok) return;
+  try {
+    await api(`/agents/${encodeURIComponent(agent.id)}/revoke`, { method: 'POST' });
+    toast(`Agent ${agent.name || agent.id} revoked.`, 'ok');
+    loadAgents();
+  } catch (error) {
+    toast(`Could not revoke: ${error.message}`, 'error');
+  }
+}
+

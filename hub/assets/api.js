@@ -1,4 +1,10 @@
-// The hub's REST API and live WebSocket.
+// The hub's REST API and live WebSocket: the only code that talks to the hub.
+//
+// Every answer is cut to the fields `schema.js` declares for it (`shape`): `api(path,
+// { resource })` names what the answer is. Pages read API objects only through the store
+// (`store.js`) and these answers.
+
+import { shape } from './schema.js';
 
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter) {
@@ -16,11 +22,14 @@ export function onUnauthorized(handler) {
   unauthorized = handler;
 }
 
-export async function api(path, { method = 'GET', body } = {}) {
+// `resource`: the name in `schema.js`'s FIELDS of what the answer is; null for an answer
+// the dashboard does not read. `request`: the name of what `body` is.
+export async function api(path, { method = 'GET', body, request, resource = null } = {}) {
   const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (body !== undefined) {
+    if (!request) throw new Error(`a body for ${path} needs its request name`);
     init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(shape(request, body));
   }
   let response;
   try {
@@ -40,11 +49,11 @@ export async function api(path, { method = 'GET', body } = {}) {
     data = null;
   }
   if (!response.ok) {
-    const error = data?.error;
+    const error = shape('ErrorBody', data)?.error;
     throw new ApiError(response.status, error?.code ?? 'http', error?.message ?? `the hub answered ${response.status}`,
       response.headers.get('Retry-After'));
   }
-  return data;
+  return resource ? shape(resource, data) : null;
 }
 
 export function query(params) {
@@ -56,11 +65,18 @@ export function query(params) {
   return text ? `?${text}` : '';
 }
 
+export const path = {
+  printer: (id) => `/printers/${encodeURIComponent(id)}`,
+  snapshotImage: (id) => `/api/v1/snapshots/${encodeURIComponent(id)}`,
+  cameraLive: (printer, camera) => `/api/v1/printers/${encodeURIComponent(printer)}/cameras/${encodeURIComponent(camera)}/live`,
+};
+
 const MIN_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30000;
 
 // The live WebSocket: reconnects with jittered exponential backoff and reports its status
-// (`connecting`, `live`, `reconnecting`, `stopped`).
+// (`connecting`, `live`, `reconnecting`, `stopped`). Messages are passed on parsed, as
+// they came; the store shapes them.
 export class Live {
   constructor({ onMessage, onOpen, onStatus, onTrouble }) {
     this.onMessage = onMessage;

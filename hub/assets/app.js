@@ -1,25 +1,43 @@
-// The dashboard's entry point: routing, the session, the live connection.
+// The dashboard's entry point: the route table, the session, the top bar.
 //
-// Each page module exports `mount(main, ctx)` and returns `{ refresh, onLive, unmount }`:
-// `refresh` fetches over REST (on mount, after a reconnect and after `lagged`), `onLive`
-// applies one WebSocket message. Pages never poll.
+// A page is one module whose default export is a component `Page({ params, search,
+// navigate })`; adding a page is that module plus one entry in ROUTES (and its path in
+// `PAGES` in hub/src/web.rs, which serves the shell there). Pages render from the store
+// (`store.js`) and their own queries; nothing polls.
 
-import { api, onUnauthorized, Live } from './api.js';
-import { h, replaceChildren, errorBox } from './ui.js';
-import * as fleet from './fleet.js';
-import * as printer from './printer.js';
-import * as agents from './agents.js';
-import * as events from './events.js';
-import * as admin from './admin.js';
-import * as login from './login.js';
+import { html, render, signal, useEffect } from './lib.js';
+import { api, onUnauthorized } from './api.js';
+import * as store from './store.js';
+import { ErrorBox, Loading, Toasts } from './ui.js';
+import FleetPage from './fleet.js';
+import PrinterPage from './printer.js';
+import AgentsPage from './agents.js';
+import EventsPage from './events.js';
+import AdminPage from './admin.js';
+import LoginPage from './login.js';
+
+// A Content-Security-Policy violation (an inline style or script slipping in) is counted on
+// `<html data-csp-violations>`, where the browser test looks, and logged.
+document.addEventListener('securitypolicyviolation', (event) => {
+  const root = document.documentElement;
+  root.dataset.cspViolations = String(Number(root.dataset.cspViolations ?? 0) + 1);
+  console.error(`Content-Security-Policy: ${event.violatedDirective} refused ${event.blockedURI || 'inline code'}`);
+});
 
 const ROUTES = [
-  { pattern: /^\/$/, page: fleet, nav: 'fleet' },
-  { pattern: /^\/printers\/([^/]+)$/, page: printer, nav: 'fleet' },
-  { pattern: /^\/agents$/, page: agents, nav: 'agents' },
-  { pattern: /^\/events$/, page: events, nav: 'events' },
-  { pattern: /^\/admin$/, page: admin, nav: 'admin' },
-  { pattern: /^\/login$/, page: login, public: true },
+  { pattern: /^\/$/, page: FleetPage, nav: 'fleet' },
+  { pattern: /^\/printers\/([^/]+)$/, page: PrinterPage, nav: 'fleet' },
+  { pattern: /^\/agents$/, page: AgentsPage, nav: 'agents' },
+  { pattern: /^\/events$/, page: EventsPage, nav: 'events' },
+  { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
+  { pattern: /^\/login$/, page: LoginPage, public: true },
+];
+
+const NAV = [
+  { key: 'fleet', href: '/', label: 'Fleet' },
+  { key: 'events', href: '/events', label: 'Events' },
+  { key: 'agents', href: '/agents', label: 'Agents' },
+  { key: 'admin', href: '/admin', label: 'Admin', role: 'admin' },
 ];
 
 const STATUS_TEXT = {
@@ -29,49 +47,25 @@ const STATUS_TEXT = {
   stopped: 'Not connected',
 };
 
-const main = document.getElementById('main');
-const indicator = document.getElementById('live');
-const who = document.getElementById('who');
-const logoutButton = document.getElementById('logout');
+// Where the browser is.
+const here = signal({ pathname: location.pathname, search: location.search });
+// Whether a signed-in page may show: the session is known and the store started.
+const ready = signal(false);
+// Why the session could not be checked (not a 401), if so.
+const sessionError = signal(null);
 
-let me = null;
-let current = null;
-let firstRender = true;
-let renderCount = 0;
-
-const live = new Live({
-  onMessage(message) {
-    if (message.type === 'lagged') {
-      current?.refresh?.();
-      return;
-    }
-    current?.onLive?.(message);
-  },
-  onOpen(reconnected) {
-    // Whatever happened while we were away is only in the REST API.
-    if (reconnected) current?.refresh?.();
-  },
-  onStatus(status) {
-    indicator.dataset.state = status;
-    indicator.querySelector('.live-text').textContent = STATUS_TEXT[status] ?? status;
-  },
-  onTrouble() {
-    // A 401 here sends the browser to the login page.
-    api('/me').catch(() => {});
-  },
-});
-
-onUnauthorized(() => {
-  if (location.pathname === '/login') return;
-  me = null;
-  live.stop();
-  navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, { replace: true });
-});
+let entering = 0;
+let firstPage = true;
 
 export function navigate(url, { replace = false } = {}) {
   if (replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
-  render();
+  locationChanged();
+}
+
+function locationChanged() {
+  here.value = { pathname: location.pathname, search: location.search };
+  enter();
 }
 
 function match(pathname) {
@@ -82,88 +76,100 @@ function match(pathname) {
   return null;
 }
 
-async function render() {
-  const render = ++renderCount;
-  const stale = () => render !== renderCount;
-  current?.unmount?.();
-  current = null;
+// Checks the session and starts the store before a signed-in page shows; stops it on a
+// public one.
+async function enter() {
+  const turn = ++entering;
   const found = match(location.pathname);
   document.body.classList.toggle('public', Boolean(found?.route.public));
-  if (!found) {
-    setNav(null);
-    document.title = 'Not found · kitt';
-    replaceChildren(main, h('div', { class: 'page' }, h('h1', {}, 'Page not found'),
-      h('p', {}, h('a', { href: '/' }, 'Back to the fleet'))));
+  if (!found) return;
+  if (found.route.public) {
+    store.stop();
+    ready.value = false;
     return;
   }
-  if (!found.route.public && !me) {
+  if (ready.value) return;
+  sessionError.value = null;
+  if (!store.me.value) {
     try {
-      me = await api('/me');
+      store.me.value = await api('/me', { resource: 'Me' });
     } catch (error) {
-      if (error.status !== 401 && !stale()) replaceChildren(main, h('div', { class: 'page' }, errorBox(error)));
+      if (error.status !== 401 && turn === entering) sessionError.value = error;
       return;
     }
-    if (stale()) return;
   }
-  if (found.route.public) {
-    live.stop();
-  } else {
-    // Subscribe before the first fetch, so nothing between the two is lost. Later
-    // navigations do not wait: a reconnect refetches anyway.
-    if (live.start()) {
-      await live.ready(2000);
-      if (stale()) return;
-    }
-  }
-  showSession();
-  setNav(found.route.nav);
-  const ctx = {
-    me,
-    params: found.params,
-    search: new URLSearchParams(location.search),
-    navigate,
-    setTitle: (title) => { document.title = title ? `${title} · kitt` : 'kitt'; },
-    onLogin(user) {
-      me = user;
-    },
-  };
-  replaceChildren(main);
-  current = found.route.page.mount(main, ctx);
-  current?.refresh?.();
-  if (!firstRender && !main.contains(document.activeElement)) {
-    const heading = main.querySelector('h1');
-    if (heading) {
-      heading.setAttribute('tabindex', '-1');
-      heading.focus();
-    }
-  }
-  firstRender = false;
+  if (turn !== entering) return;
+  await store.start();
+  if (turn === entering) ready.value = true;
 }
 
-function showSession() {
-  const signedIn = Boolean(me) && location.pathname !== '/login';
-  who.textContent = signedIn ? `${me.name} · ${me.role}` : '';
-  logoutButton.hidden = !signedIn;
-  document.querySelector('[data-nav="admin"]').hidden = !(signedIn && me.role === 'admin');
-}
+onUnauthorized(() => {
+  if (location.pathname === '/login') return;
+  store.me.value = null;
+  store.stop();
+  ready.value = false;
+  navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, { replace: true });
+});
 
-function setNav(active) {
-  for (const link of document.querySelectorAll('[data-nav]')) {
-    if (link.dataset.nav === active) link.setAttribute('aria-current', 'page');
-    else link.removeAttribute('aria-current');
-  }
-}
-
-logoutButton.addEventListener('click', async () => {
+async function logout() {
   try {
     await api('/logout', { method: 'POST' });
   } catch {
     // The session is gone either way.
   }
-  me = null;
-  live.stop();
+  store.me.value = null;
+  store.stop();
+  ready.value = false;
   navigate('/login');
-});
+}
+
+function Main() {
+  const { pathname, search } = here.value;
+  const found = match(pathname);
+  const shown = Boolean(found && (found.route.public || ready.value));
+  useEffect(() => {
+    if (!shown) return;
+    const main = document.getElementById('main');
+    if (!firstPage && !main.contains(document.activeElement)) {
+      const heading = main.querySelector('h1');
+      if (heading) {
+        heading.setAttribute('tabindex', '-1');
+        heading.focus();
+      }
+    }
+    firstPage = false;
+  }, [pathname, search, shown]);
+  if (!found) {
+    document.title = 'Not found · kitt';
+    return html`<div class="page"><h1>Page not found</h1><p><a href="/">Back to the fleet</a></p></div>`;
+  }
+  if (!shown) {
+    const error = sessionError.value;
+    return error ? html`<div class="page"><${ErrorBox} error=${error} /></div>` : html`<${Loading}>Loading…<//>`;
+  }
+  const Page = found.route.page;
+  return html`<${Page} key=${pathname} params=${found.params} search=${new URLSearchParams(search)} navigate=${navigate} />`;
+}
+
+function Topbar() {
+  const { pathname } = here.value;
+  const found = match(pathname);
+  const user = store.me.value;
+  const signedIn = Boolean(user) && !found?.route.public;
+  const status = store.connection.value;
+  return html`
+    <a class="brand" href="/" aria-label="kitt: fleet overview"><img src="/assets/favicon.svg" alt="" width="24" height="24" /><span>kitt</span></a>
+    <nav class="nav" id="nav" aria-label="Main">
+      ${NAV.map((item) => html`<a key=${item.key} href=${item.href} data-nav=${item.key}
+        aria-current=${found?.route.nav === item.key ? 'page' : undefined}
+        hidden=${Boolean(item.role) && !(signedIn && user.role === item.role)}>${item.label}</a>`)}
+    </nav>
+    <div class="topbar-end">
+      <span class="live" id="live" data-testid="live-indicator" data-state=${status} role="status" aria-live="polite"><span class="dot" aria-hidden="true"></span><span class="live-text">${STATUS_TEXT[status] ?? status}</span></span>
+      <span class="who" id="who">${signedIn ? `${user.name} · ${user.role}` : ''}</span>
+      <button type="button" class="btn btn-ghost btn-small" id="logout" hidden=${!signedIn} onClick=${logout}>Log out</button>
+    </div>`;
+}
 
 // Same-origin links to dashboard pages are routed here, without a page load.
 document.addEventListener('click', (event) => {
@@ -178,6 +184,15 @@ document.addEventListener('click', (event) => {
   navigate(url.pathname + url.search + url.hash);
 });
 
-window.addEventListener('popstate', () => render());
+window.addEventListener('popstate', locationChanged);
 
-render();
+function mount(id, component) {
+  const element = document.getElementById(id);
+  element.replaceChildren();
+  render(html`<${component} />`, element);
+}
+
+mount('topbar', Topbar);
+mount('main', Main);
+mount('toasts', Toasts);
+enter();

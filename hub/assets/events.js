@@ -1,135 +1,117 @@
 // The event log (`/events`): filters in the URL (printer, kind, from, to), newest first,
-// "Older" pages back with `next_before`; new events arrive live.
+// "Older events" pages back with `next_before`; new events that match arrive live.
 
+import { html, useState } from './lib.js';
 import { api, query } from './api.js';
-import { h, replaceChildren, errorBox, field, badge, emptyState } from './ui.js';
+import { printers, useLiveList } from './store.js';
+import { Badge, EmptyState, ErrorBox, Field, Loading, useTitle } from './ui.js';
 import { dateTime, fromLocalInput, toLocalInput } from './format.js';
 import { describeEvent, eventKind, EVENT_KINDS, printerName } from './widgets.js';
 
 const PAGE_SIZE = 100;
 
-export function mount(main, ctx) {
-  ctx.setTitle('Events');
+export default function EventsPage({ search, navigate }) {
+  useTitle('Events');
   const filters = {
-    printer: ctx.search.get('printer') || '',
-    kind: ctx.search.get('kind') || '',
-    from: Number(ctx.search.get('from')) || null,
-    to: Number(ctx.search.get('to')) || null,
+    printer: search.get('printer') || '',
+    kind: search.get('kind') || '',
+    from: Number(search.get('from')) || null,
+    to: Number(search.get('to')) || null,
   };
-  let events = [];
-  let nextBefore = null;
-  let printers = [];
-  let refreshing = null;
+  const filterKey = query(filters);
+  const fetchPage = (before) => api(`/events${query({ ...filters, before, limit: PAGE_SIZE })}`, { resource: 'EventPage' });
+  const events = useLiveList({
+    load: async () => {
+      const page = await fetchPage(null);
+      return { items: page.events, more: page.next_before };
+    },
+    accept(message) {
+      if (message.type !== 'event') return null;
+      const kind = message.event?.type;
+      if (filters.printer && message.printer !== filters.printer) return null;
+      if (filters.kind && kind !== filters.kind) return null;
+      if (filters.to != null || (filters.from != null && message.at < filters.from)) return null;
+      return { id: null, printer_id: message.printer, kind, at: message.at, event: message.event };
+    },
+    key: (event) => `${event.printer_id}|${event.at}|${event.kind}`,
+  }, [filterKey]);
+  const [olderError, setOlderError] = useState(null);
+  const [loadingOlder, setLoadingOlder] = useState(false);
 
-  const printerSelect = h('select', { name: 'printer' }, h('option', { value: '' }, 'All printers'));
-  const kindSelect = h('select', { name: 'kind' }, h('option', { value: '' }, 'All kinds'),
-    EVENT_KINDS.map((kind) => h('option', { value: kind, selected: kind === filters.kind }, kind.replace(/_/g, ' '))));
-  const fromInput = h('input', { type: 'datetime-local', name: 'from', value: toLocalInput(filters.from) });
-  const toInput = h('input', { type: 'datetime-local', name: 'to', value: toLocalInput(filters.to) });
-  const form = h('form', { class: 'form-row filters', role: 'search', 'aria-label': 'Filter events' },
-    field('Printer', printerSelect),
-    field('Kind', kindSelect),
-    field('From', fromInput),
-    field('To', toInput),
-    h('div', { class: 'field field-action' },
-      h('button', { type: 'submit', class: 'btn btn-primary' }, 'Apply'),
-      h('a', { class: 'btn btn-ghost', href: '/events' }, 'Reset')));
-  const status = h('p', { class: 'muted', 'aria-live': 'polite' });
-  const list = h('div', {});
-  const older = h('button', { type: 'button', class: 'btn', hidden: true }, 'Older events');
-  main.append(h('div', { class: 'page' },
-    h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Events'), status)),
-    form, list, h('div', { class: 'more' }, older)));
-
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const next = {
-      printer: printerSelect.value,
-      kind: kindSelect.value,
-      from: fromLocalInput(fromInput.value),
-      to: fromLocalInput(toInput.value),
-    };
-    ctx.navigate(`/events${query(next)}`);
-  });
-
-  older.addEventListener('click', async () => {
-    older.disabled = true;
+  async function older() {
+    setLoadingOlder(true);
     try {
-      const page = await fetchPage(nextBefore);
-      events = events.concat(page.events);
-      nextBefore = page.next_before;
-      render();
+      const page = await fetchPage(events.more);
+      events.append(page.events, page.next_before);
+      setOlderError(null);
     } catch (error) {
-      if (error.status !== 401) list.append(errorBox(error));
+      if (error.status !== 401) setOlderError(error);
     } finally {
-      older.disabled = false;
+      setLoadingOlder(false);
     }
-  });
-
-  function fetchPage(before) {
-    return api(`/events${query({ ...filters, before, limit: PAGE_SIZE })}`);
   }
 
-  function nameOf(id) {
-    const printer = printers.find((p) => p.id === id);
+  const items = events.items;
+  let list;
+  if (!items) list = events.error ? html`<${ErrorBox} error=${events.error} />` : html`<${Loading}>Loading events…<//>`;
+  else if (!items.length) list = html`<${EmptyState} title="No events match"><p>Try another printer, kind or time range.</p><//>`;
+  else list = html`<${EventTable} events=${items} />`;
+
+  return html`<div class="page">
+    <div class="page-head"><div><h1>Events</h1>
+      <p class="muted" aria-live="polite">${items ? `${items.length} event${items.length === 1 ? '' : 's'} shown${events.more ? ', more available' : ''}` : ''}</p>
+    </div></div>
+    <${Filters} key=${filterKey} filters=${filters} navigate=${navigate} />
+    <div>${list}${olderError ? html`<${ErrorBox} error=${olderError} />` : null}</div>
+    <div class="more"><button type="button" class="btn" hidden=${!events.more} disabled=${loadingOlder} onClick=${older}>Older events</button></div>
+  </div>`;
+}
+
+// The filter form; applying it navigates, so the filters live in the URL.
+function Filters({ filters, navigate }) {
+  const [printer, setPrinter] = useState(filters.printer);
+  const [kind, setKind] = useState(filters.kind);
+  const [from, setFrom] = useState(toLocalInput(filters.from));
+  const [to, setTo] = useState(toLocalInput(filters.to));
+  const known = [...printers.value.values()].map((p) => p.value).sort((a, b) => printerName(a).localeCompare(printerName(b)));
+
+  function submit(event) {
+    event.preventDefault();
+    navigate(`/events${query({ printer, kind, from: fromLocalInput(from), to: fromLocalInput(to) })}`);
+  }
+
+  return html`<form class="form-row filters" role="search" aria-label="Filter events" onSubmit=${submit}>
+    <${Field} label="Printer" control=${(id) => html`<select id=${id} name="printer" data-testid="events-printer" value=${printer} onChange=${(e) => setPrinter(e.currentTarget.value)}>
+      <option value="">All printers</option>
+      ${known.map((p) => html`<option key=${p.id} value=${p.id}>${printerName(p)}</option>`)}
+      ${printer && !known.some((p) => p.id === printer) ? html`<option value=${printer}>${printer}</option>` : null}
+    </select>`} />
+    <${Field} label="Kind" control=${(id) => html`<select id=${id} name="kind" data-testid="events-kind" value=${kind} onChange=${(e) => setKind(e.currentTarget.value)}>
+      <option value="">All kinds</option>
+      ${EVENT_KINDS.map((k) => html`<option key=${k} value=${k}>${k.replace(/_/g, ' ')}</option>`)}
+    </select>`} />
+    <${Field} label="From" control=${(id) => html`<input id=${id} type="datetime-local" name="from" value=${from} onInput=${(e) => setFrom(e.currentTarget.value)} />`} />
+    <${Field} label="To" control=${(id) => html`<input id=${id} type="datetime-local" name="to" value=${to} onInput=${(e) => setTo(e.currentTarget.value)} />`} />
+    <div class="field field-action">
+      <button type="submit" class="btn btn-primary" data-testid="events-apply">Apply</button>
+      <a class="btn btn-ghost" href="/events">Reset</a>
+    </div>
+  </form>`;
+}
+
+function EventTable({ events }) {
+  const nameOf = (id) => {
+    const printer = printers.value.get(id)?.value;
     return printer ? printerName(printer) : id ?? '—';
-  }
-
-  function render() {
-    status.textContent = `${events.length} event${events.length === 1 ? '' : 's'} shown${nextBefore ? ', more available' : ''}`;
-    older.hidden = !nextBefore;
-    if (!events.length) {
-      replaceChildren(list, emptyState('No events match', h('p', {}, 'Try another printer, kind or time range.')));
-      return;
-    }
-    const th = (text) => h('th', { scope: 'col' }, text);
-    replaceChildren(list, h('div', { class: 'table-wrap' }, h('table', { class: 'table stack', 'data-testid': 'events-table' },
-      h('caption', { class: 'visually-hidden' }, 'Events, newest first'),
-      h('thead', {}, h('tr', {}, th('Time'), th('Printer'), th('Kind'), th('What happened'))),
-      h('tbody', {}, events.map((event) => h('tr', {},
-        h('td', { 'data-label': 'Time' }, h('time', { datetime: new Date(event.at).toISOString() }, dateTime(event.at))),
-        h('td', { 'data-label': 'Printer' }, event.printer_id
-          ? h('a', { href: `/printers/${encodeURIComponent(event.printer_id)}` }, nameOf(event.printer_id))
-          : '—'),
-        h('td', { 'data-label': 'Kind' }, badge(event.kind.replace(/_/g, ' '), eventKind(event.kind))),
-        h('td', { 'data-label': 'What happened' }, describeEvent(event.event))))))));
-  }
-
-  function renderPrinterOptions() {
-    replaceChildren(printerSelect, h('option', { value: '' }, 'All printers'),
-      printers.map((p) => h('option', { value: p.id, selected: p.id === filters.printer }, printerName(p))),
-      filters.printer && !printers.some((p) => p.id === filters.printer)
-        ? h('option', { value: filters.printer, selected: true }, filters.printer) : null);
-  }
-
-  async function refresh() {
-    if (refreshing) return refreshing;
-    refreshing = (async () => {
-      try {
-        const [printerList, page] = await Promise.all([api('/printers'), fetchPage(null)]);
-        printers = printerList.printers;
-        renderPrinterOptions();
-        events = page.events;
-        nextBefore = page.next_before;
-        render();
-      } catch (error) {
-        if (error.status !== 401) replaceChildren(list, errorBox(error));
-      } finally {
-        refreshing = null;
-      }
-    })();
-    return refreshing;
-  }
-
-  function onLive(message) {
-    if (message.type !== 'event') return;
-    const kind = message.event?.type;
-    if (filters.printer && message.printer !== filters.printer) return;
-    if (filters.kind && kind !== filters.kind) return;
-    if (filters.to != null || (filters.from != null && message.at < filters.from)) return;
-    events.unshift({ id: null, printer_id: message.printer, agent_id: message.agent, kind, at: message.at, event: message.event });
-    render();
-  }
-
-  return { refresh, onLive, unmount() {} };
+  };
+  return html`<div class="table-wrap"><table class="table stack" data-testid="events-table">
+    <caption class="visually-hidden">Events, newest first</caption>
+    <thead><tr><th scope="col">Time</th><th scope="col">Printer</th><th scope="col">Kind</th><th scope="col">What happened</th></tr></thead>
+    <tbody>${events.map((event) => html`<tr key=${event.id ?? event.liveKey} data-kind=${event.kind}>
+      <td data-label="Time"><time datetime=${new Date(event.at).toISOString()}>${dateTime(event.at)}</time></td>
+      <td data-label="Printer">${event.printer_id ? html`<a href=${`/printers/${encodeURIComponent(event.printer_id)}`}>${nameOf(event.printer_id)}</a>` : '—'}</td>
+      <td data-label="Kind"><${Badge} kind=${eventKind(event.kind)}>${event.kind.replace(/_/g, ' ')}<//></td>
+      <td data-label="What happened">${describeEvent(event.event)}</td>
+    </tr>`)}</tbody>
+  </table></div>`;
 }

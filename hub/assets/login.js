@@ -1,42 +1,48 @@
 // Login (`/login`).
 
+import { html, useState, useRef, useEffect } from './lib.js';
 import { api } from './api.js';
-import { h, replaceChildren } from './ui.js';
+import { me } from './store.js';
+import { useTitle } from './ui.js';
 
-export function mount(main, ctx) {
-  ctx.setTitle('Log in');
-  const name = h('input', { id: 'login-name', type: 'text', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false', 'data-testid': 'login-name' });
-  const password = h('input', { id: 'login-password', type: 'password', name: 'password', autocomplete: 'current-password', required: true, 'data-testid': 'login-password' });
-  const submit = h('button', { type: 'submit', class: 'btn btn-primary btn-block', 'data-testid': 'login-submit' }, 'Log in');
-  const error = h('div', { class: 'form-error', role: 'alert' });
-  const form = h('form', { class: 'login-form', 'aria-labelledby': 'login-h' },
-    h('div', { class: 'field' }, h('label', { for: 'login-name' }, 'User name'), name),
-    h('div', { class: 'field' }, h('label', { for: 'login-password' }, 'Password'), password),
-    error,
-    submit);
-  main.append(h('div', { class: 'login' },
-    h('div', { class: 'login-card' },
-      h('div', { class: 'login-brand' }, h('img', { src: '/assets/favicon.svg', alt: '', width: 40, height: 40 }), h('span', {}, 'kitt')),
-      h('h1', { id: 'login-h' }, 'Log in to the lab'),
-      form)));
+export default function LoginPage({ search, navigate }) {
+  useTitle('Log in');
+  const [name, setName] = useState('');
+  const [password, setPassword] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState('');
+  const nameInput = useRef(null);
+  const passwordInput = useRef(null);
+  useEffect(() => nameInput.current.focus(), []);
 
-  form.addEventListener('submit', async (event) => {
+  async function submit(event) {
     event.preventDefault();
-    submit.disabled = true;
-    replaceChildren(error);
+    setBusy(true);
+    setError('');
     try {
-      const user = await api('/login', { method: 'POST', body: { name: name.value.trim(), password: password.value } });
-      ctx.onLogin(user);
-      ctx.navigate(safeNext(ctx.search.get('next')), { replace: true });
+      me.value = await api('/login', { method: 'POST', body: { name: name.trim(), password }, request: 'LoginRequest', resource: 'Me' });
+      navigate(safeNext(search.get('next')), { replace: true });
     } catch (failure) {
-      error.textContent = failure.status === 401 ? 'Unknown user or wrong password.' : failure.message;
-      password.select();
-    } finally {
-      submit.disabled = false;
+      setBusy(false);
+      setError(failure.status === 401 ? 'Unknown user or wrong password.' : failure.message);
+      passwordInput.current?.select();
     }
-  });
-  name.focus();
-  return { refresh() {}, onLive() {}, unmount() {} };
+  }
+
+  return html`<div class="login"><div class="login-card">
+    <div class="login-brand"><img src="/assets/favicon.svg" alt="" width="40" height="40" /><span>kitt</span></div>
+    <h1 id="login-h">Log in to the lab</h1>
+    <form class="login-form" aria-labelledby="login-h" onSubmit=${submit}>
+      <div class="field"><label for="login-name">User name</label>
+        <input id="login-name" ref=${nameInput} type="text" name="username" autocomplete="username" required autocapitalize="none"
+          spellcheck="false" data-testid="login-name" value=${name} onInput=${(e) => setName(e.currentTarget.value)} /></div>
+      <div class="field"><label for="login-password">Password</label>
+        <input id="login-password" ref=${passwordInput} type="password" name="password" autocomplete="current-password" required
+          data-testid="login-password" value=${password} onInput=${(e) => setPassword(e.currentTarget.value)} /></div>
+      <div class="form-error" role="alert">${error}</div>
+      <button type="submit" class="btn btn-primary btn-block" data-testid="login-submit" disabled=${busy}>Log in</button>
+    </form>
+  </div></div>`;
 }
 
 // Only a path on this site: never `//elsewhere` or `https://…`.

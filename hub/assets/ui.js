@@ -1,132 +1,135 @@
-// Small DOM helpers: element builders, dialogs, toasts, copying.
-// Styles are set through classes or the CSSOM (el.style.x = …), never through an inline
-// `style` attribute: the Content-Security-Policy forbids those.
+// Small shared components: fields, badges, empty states, errors, dialogs, toasts, copying.
+// Styles are set through classes or style objects (the CSSOM), never through an inline
+// `style` attribute string: the Content-Security-Policy forbids those.
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
+import { html, render, signal, useState, useRef, useEffect } from './lib.js';
 
-function build(el, attrs, children) {
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (value == null || value === false) continue;
-    if (key === 'class') el.setAttribute('class', value);
-    else if (key === 'text') el.textContent = value;
-    else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, value === true ? '' : String(value));
-  }
-  append(el, children);
-  return el;
+let idCount = 0;
+
+// An id unique in the document, kept for the component's life.
+export function useUniqueId(prefix) {
+  const [id] = useState(() => `${prefix}-${++idCount}`);
+  return id;
 }
 
-function append(el, children) {
-  for (const child of children.flat(Infinity)) {
-    if (child == null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+export function VisuallyHidden({ children }) {
+  return html`<span class="visually-hidden">${children}</span>`;
 }
 
-// h('a', { href: '/', class: 'x', onclick: fn, 'data-testid': 'y' }, 'text', child…)
-export function h(tag, attrs, ...children) {
-  return build(document.createElement(tag), attrs, children);
+export function Badge({ kind, children, ...attrs }) {
+  return html`<span ...${attrs} class=${`badge badge-${kind}`}>${children}</span>`;
 }
 
-export function svg(tag, attrs, ...children) {
-  return build(document.createElementNS(SVG_NS, tag), attrs, children);
+// A labelled form field: `control(id, describedBy)` renders the control with the id the
+// label points at.
+export function Field({ label, hint, id, control }) {
+  const generated = useUniqueId('f');
+  const controlId = id ?? generated;
+  const hintId = hint ? `${controlId}-hint` : undefined;
+  return html`<div class="field">
+    <label for=${controlId}>${label}</label>
+    ${control(controlId, hintId)}
+    ${hint ? html`<span class="hint" id=${hintId}>${hint}</span>` : null}
+  </div>`;
 }
 
-export function replaceChildren(el, ...children) {
-  el.replaceChildren();
-  append(el, children);
-  return el;
+export function EmptyState({ title, children }) {
+  return html`<div class="empty"><p class="empty-title">${title}</p>${children}</div>`;
 }
 
-export function visuallyHidden(text) {
-  return h('span', { class: 'visually-hidden' }, text);
+export function ErrorBox({ error }) {
+  return html`<div class="banner banner-error" role="alert">${error?.message ?? String(error)}</div>`;
+}
+
+export function Loading({ children }) {
+  return html`<p class="loading">${children}</p>`;
 }
 
 // A modal confirmation. Resolves true when confirmed. Focus starts on "Cancel".
 export function confirmDialog({ title, body, confirmLabel = 'Confirm', danger = false }) {
   return new Promise((resolve) => {
-    const titleId = `dialog-title-${Math.random().toString(36).slice(2)}`;
-    const cancel = h('button', { type: 'button', class: 'btn', value: 'cancel' }, 'Cancel');
-    const confirm = h('button', { type: 'button', class: danger ? 'btn btn-danger' : 'btn btn-primary', value: 'ok' }, confirmLabel);
-    const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': titleId },
-      h('h2', { id: titleId }, title),
-      body ? h('div', { class: 'dialog-body' }, body) : null,
-      h('div', { class: 'dialog-actions' }, cancel, confirm));
-    let result = false;
-    cancel.addEventListener('click', () => dialog.close());
-    confirm.addEventListener('click', () => { result = true; dialog.close(); });
-    dialog.addEventListener('close', () => {
-      dialog.remove();
+    const host = document.createElement('div');
+    document.body.append(host);
+    const done = (result) => {
+      render(null, host);
+      host.remove();
       resolve(result);
-    });
-    document.body.append(dialog);
-    dialog.showModal();
-    cancel.focus();
+    };
+    render(html`<${ConfirmDialog} title=${title} body=${body} confirmLabel=${confirmLabel} danger=${danger} onDone=${done} />`, host);
   });
 }
 
-// A short message in the corner, read out by screen readers.
-export function toast(message, kind = 'info') {
-  const region = document.getElementById('toasts');
-  if (!region) return;
-  const item = h('div', { class: `toast toast-${kind}` }, message);
-  region.append(item);
-  setTimeout(() => item.remove(), kind === 'error' ? 9000 : 5000);
+function ConfirmDialog({ title, body, confirmLabel, danger, onDone }) {
+  const dialog = useRef(null);
+  const cancel = useRef(null);
+  const result = useRef(false);
+  const titleId = useUniqueId('dialog-title');
+  useEffect(() => {
+    dialog.current.showModal();
+    cancel.current.focus();
+  }, []);
+  return html`<dialog class="dialog" aria-labelledby=${titleId} ref=${dialog} onClose=${() => onDone(result.current)}>
+    <h2 id=${titleId}>${title}</h2>
+    ${body ? html`<div class="dialog-body">${body}</div>` : null}
+    <div class="dialog-actions">
+      <button type="button" class="btn" value="cancel" ref=${cancel} onClick=${() => dialog.current.close()}>Cancel</button>
+      <button type="button" class=${danger ? 'btn btn-danger' : 'btn btn-primary'} value="ok"
+        onClick=${() => { result.current = true; dialog.current.close(); }}>${confirmLabel}</button>
+    </div>
+  </dialog>`;
 }
 
-// A button that copies `text`; falls back to selecting `fallback` where the clipboard API
-// is not available (plain http outside localhost).
-export function copyButton(text, fallback) {
-  const button = h('button', { type: 'button', class: 'btn btn-small' }, 'Copy');
-  button.addEventListener('click', async () => {
+// Toasts: short messages in the corner, read out by screen readers (`Toasts` renders them
+// into the shell's `#toasts` live region).
+const toasts = signal([]);
+let toastCount = 0;
+
+export function toast(message, kind = 'info') {
+  const id = ++toastCount;
+  toasts.value = [...toasts.value, { id, message, kind }];
+  setTimeout(() => { toasts.value = toasts.value.filter((t) => t.id !== id); }, kind === 'error' ? 9000 : 5000);
+}
+
+export function Toasts() {
+  return toasts.value.map((t) => html`<div key=${t.id} class=${`toast toast-${t.kind}`}>${t.message}</div>`);
+}
+
+// A button that copies `text`; falls back to selecting the element `fallback` points at
+// where the clipboard API is not available (plain http outside localhost).
+export function CopyButton({ text, fallback }) {
+  const [label, setLabel] = useState('Copy');
+  useEffect(() => {
+    if (label === 'Copy') return undefined;
+    const timer = setTimeout(() => setLabel('Copy'), 2500);
+    return () => clearTimeout(timer);
+  }, [label]);
+  async function copy() {
     try {
       await navigator.clipboard.writeText(text);
-      button.textContent = 'Copied';
+      setLabel('Copied');
     } catch {
-      if (fallback) {
+      if (fallback?.current) {
         const range = document.createRange();
-        range.selectNodeContents(fallback);
+        range.selectNodeContents(fallback.current);
         const selection = window.getSelection();
         selection.removeAllRanges();
         selection.addRange(range);
       }
-      button.textContent = 'Selected: press Ctrl+C';
+      setLabel('Selected: press Ctrl+C');
     }
-    setTimeout(() => { button.textContent = 'Copy'; }, 2500);
-  });
-  return button;
+  }
+  return html`<button type="button" class="btn btn-small" onClick=${copy}>${label}</button>`;
 }
 
-// A labelled form field: label, control, optional hint.
-export function field(labelText, control, hint) {
-  const id = control.id || `f-${Math.random().toString(36).slice(2)}`;
-  control.id = id;
-  const hintEl = hint ? h('span', { class: 'hint', id: `${id}-hint` }, hint) : null;
-  if (hintEl) control.setAttribute('aria-describedby', hintEl.id);
-  return h('div', { class: 'field' }, h('label', { for: id }, labelText), control, hintEl);
+// A block of code with a copy button.
+export function CodeBlock({ text }) {
+  const code = useRef(null);
+  return html`<div class="codeblock"><pre><code ref=${code}>${text}</code></pre><${CopyButton} text=${text} fallback=${code} /></div>`;
 }
 
-export function badge(text, kind, attrs = {}) {
-  return h('span', { ...attrs, class: `badge badge-${kind}` }, text);
-}
-
-export function emptyState(title, ...body) {
-  return h('div', { class: 'empty' }, h('p', { class: 'empty-title' }, title), ...body);
-}
-
-export function errorBox(error) {
-  return h('div', { class: 'banner banner-error', role: 'alert' }, error?.message ?? String(error));
-}
-
-// Runs `fn` at most once per animation frame.
-export function coalesce(fn) {
-  let scheduled = false;
-  return () => {
-    if (scheduled) return;
-    scheduled = true;
-    requestAnimationFrame(() => {
-      scheduled = false;
-      fn();
-    });
-  };
+// Sets the document's title while the page shows.
+export function useTitle(title) {
+  useEffect(() => {
+    document.title = title ? `${title} · kitt` : 'kitt';
+  }, [title]);
 }

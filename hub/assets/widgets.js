@@ -1,6 +1,7 @@
 // Pieces of printer display shared by the fleet and printer pages.
 
-import { h, badge, visuallyHidden } from './ui.js';
+import { html } from './lib.js';
+import { Badge, VisuallyHidden } from './ui.js';
 import { clock, dateTime, duration, temperature, stateLabel } from './format.js';
 import { hmsText, moduleName, severityKind, sortAlerts, wikiUrl } from './hms.js';
 
@@ -18,31 +19,23 @@ export function printerName(printer) {
   return printer.name || printer.id;
 }
 
-export function stateBadge(state) {
+export function StateBadge({ state }) {
   const value = state?.state ?? null;
-  return badge(stateLabel(value), STATE_KIND[value] ?? 'muted', { 'data-testid': 'printer-state', 'data-state': value ?? 'none' });
+  return html`<${Badge} kind=${STATE_KIND[value] ?? 'muted'} data-testid="printer-state" data-state=${value ?? 'none'}>${stateLabel(value)}<//>`;
 }
 
-export function agentBadge(online) {
+export function AgentBadge({ online }) {
   return online
-    ? badge('agent online', 'ok', { title: 'The edge agent is connected to the hub' })
-    : badge('agent offline', 'danger', { title: 'The edge agent is not connected: the state shown may be old' });
+    ? html`<${Badge} kind="ok" title="The edge agent is connected to the hub">agent online<//>`
+    : html`<${Badge} kind="danger" title="The edge agent is not connected: the state shown may be old">agent offline<//>`;
 }
 
-export function progressBar(percent, label = 'Print progress') {
+export function ProgressBar({ percent, label = 'Print progress' }) {
   const value = Math.max(0, Math.min(100, Math.round(percent ?? 0)));
-  const bar = h('div', { class: 'progress-fill' });
-  bar.style.width = `${value}%`;
-  return h('div', {
-    class: 'progress',
-    role: 'progressbar',
-    'aria-label': label,
-    'aria-valuemin': 0,
-    'aria-valuemax': 100,
-    'aria-valuenow': value,
-    'aria-valuetext': `${value}%`,
-    'data-testid': 'progress',
-  }, bar);
+  return html`<div class="progress" role="progressbar" aria-label=${label} aria-valuemin="0" aria-valuemax="100"
+      aria-valuenow=${value} aria-valuetext=${`${value}%`} data-testid="progress">
+    <div class="progress-fill" style=${{ width: `${value}%` }}></div>
+  </div>`;
 }
 
 export function isActive(state) {
@@ -57,12 +50,13 @@ export function progressSummary(state) {
   return parts.join(' · ');
 }
 
-export function temperatures(state) {
-  const row = (name, current, target) => [h('dt', {}, name), h('dd', {}, temperature(current, target))];
-  return h('dl', { class: 'temps' },
-    row('Nozzle', state?.nozzle_temp_c, state?.nozzle_target_c),
-    row('Bed', state?.bed_temp_c, state?.bed_target_c),
-    state?.chamber_temp_c != null ? row('Chamber', state.chamber_temp_c) : null);
+export function Temperatures({ state }) {
+  const row = (name, current, target) => html`<dt>${name}</dt><dd>${temperature(current, target)}</dd>`;
+  return html`<dl class="temps">
+    ${row('Nozzle', state?.nozzle_temp_c, state?.nozzle_target_c)}
+    ${row('Bed', state?.bed_temp_c, state?.bed_target_c)}
+    ${state?.chamber_temp_c != null ? row('Chamber', state.chamber_temp_c) : null}
+  </dl>`;
 }
 
 export function trayDescription(tray) {
@@ -72,84 +66,82 @@ export function trayDescription(tray) {
   return parts.join(', ');
 }
 
-export function swatch(tray, active) {
-  const el = h('span', { class: `swatch${tray.color ? '' : ' swatch-empty'}${active ? ' swatch-active' : ''}`, title: trayDescription(tray) });
-  if (tray.color && /^#[0-9a-fA-F]{6,8}$/.test(tray.color)) el.style.backgroundColor = tray.color.slice(0, 7);
-  return el;
+export function Swatch({ tray, active }) {
+  const color = tray.color && /^#[0-9a-fA-F]{6,8}$/.test(tray.color) ? { backgroundColor: tray.color.slice(0, 7) } : undefined;
+  return html`<span class=${`swatch${tray.color ? '' : ' swatch-empty'}${active ? ' swatch-active' : ''}`}
+    title=${trayDescription(tray)} style=${color}></span>`;
 }
 
 function isActiveTray(state, unit, tray) {
   const active = state?.active_tray;
-  return active && typeof active === 'object' && active.ams === unit.id && active.slot === tray.slot;
+  return Boolean(active && typeof active === 'object' && active.ams === unit.id && active.slot === tray.slot);
 }
 
 // One row of swatches per AMS unit, plus the external spool.
-export function amsSwatches(state) {
+export function AmsSwatches({ state }) {
   const units = state?.ams ?? [];
   if (!units.length && !state?.external_spool) return null;
-  return h('div', { class: 'ams' },
-    units.map((unit) => h('div', { class: 'ams-unit' },
-      h('span', { class: 'ams-label' }, `AMS ${unit.id + 1}`),
-      h('ul', { class: 'swatches', 'aria-label': `AMS ${unit.id + 1} trays` },
-        (unit.trays ?? []).map((tray) => h('li', {},
-          swatch(tray, isActiveTray(state, unit, tray)),
-          visuallyHidden(`Slot ${tray.slot + 1}: ${trayDescription(tray)}${isActiveTray(state, unit, tray) ? ' (in use)' : ''}`)))))),
-    state?.external_spool ? h('div', { class: 'ams-unit' },
-      h('span', { class: 'ams-label' }, 'Spool'),
-      h('ul', { class: 'swatches', 'aria-label': 'External spool' },
-        h('li', {}, swatch(state.external_spool, state.active_tray === 'external'),
-          visuallyHidden(`External spool: ${trayDescription(state.external_spool)}`)))) : null);
+  return html`<div class="ams">
+    ${units.map((unit) => html`<div class="ams-unit" key=${unit.id}>
+      <span class="ams-label">AMS ${unit.id + 1}</span>
+      <ul class="swatches" aria-label=${`AMS ${unit.id + 1} trays`}>
+        ${(unit.trays ?? []).map((tray) => html`<li key=${tray.slot}>
+          <${Swatch} tray=${tray} active=${isActiveTray(state, unit, tray)} />
+          <${VisuallyHidden}>Slot ${tray.slot + 1}: ${trayDescription(tray)}${isActiveTray(state, unit, tray) ? ' (in use)' : ''}<//>
+        </li>`)}
+      </ul>
+    </div>`)}
+    ${state?.external_spool ? html`<div class="ams-unit">
+      <span class="ams-label">Spool</span>
+      <ul class="swatches" aria-label="External spool">
+        <li><${Swatch} tray=${state.external_spool} active=${state.active_tray === 'external'} />
+          <${VisuallyHidden}>External spool: ${trayDescription(state.external_spool)}<//></li>
+      </ul>
+    </div>` : null}
+  </div>`;
+}
+
+// A link to the Bambu Lab wiki page of an HMS or print error code.
+export function WikiLink({ code }) {
+  return html`<a href=${wikiUrl(code)} target="_blank" rel="noopener noreferrer">${code}<${VisuallyHidden}> (opens the Bambu Lab wiki)<//></a>`;
 }
 
 // A compact list of active HMS alerts, most severe first.
-export function alertList(state, { limit = Infinity } = {}) {
+export function AlertList({ state, limit = Infinity }) {
   const alerts = sortAlerts(state?.hms);
   if (!alerts.length && !state?.print_error) return null;
-  const items = alerts.slice(0, limit).map((alert) => h('li', { class: `alert alert-${severityKind(alert.severity)}` },
-    h('span', { class: 'alert-severity' }, alert.severity),
-    ' ',
-    h('a', { href: wikiUrl(alert.code), target: '_blank', rel: 'noopener noreferrer' }, alert.code,
-      visuallyHidden(' (opens the Bambu Lab wiki)')),
-    ' ',
-    h('span', { class: 'alert-text' }, hmsText(alert.code) ?? `Alert from the ${moduleName(alert.module)}.`)));
-  if (alerts.length > limit) items.push(h('li', { class: 'alert alert-more' }, `and ${alerts.length - limit} more`));
-  if (state?.print_error) {
-    items.unshift(h('li', { class: 'alert alert-danger' },
-      h('span', { class: 'alert-severity' }, 'print error'), ' ',
-      h('a', { href: wikiUrl(state.print_error), target: '_blank', rel: 'noopener noreferrer' }, state.print_error,
-        visuallyHidden(' (opens the Bambu Lab wiki)'))));
-  }
-  return h('ul', { class: 'alerts', 'aria-label': 'Active alerts' }, items);
+  return html`<ul class="alerts" aria-label="Active alerts">
+    ${state?.print_error ? html`<li class="alert alert-danger">
+      <span class="alert-severity">print error</span>${' '}<${WikiLink} code=${state.print_error} />
+    </li>` : null}
+    ${alerts.slice(0, limit).map((alert) => html`<li key=${alert.code} class=${`alert alert-${severityKind(alert.severity)}`}>
+      <span class="alert-severity">${alert.severity}</span>${' '}<${WikiLink} code=${alert.code} />${' '}<span class="alert-text">${hmsText(alert.code) ?? `Alert from the ${moduleName(alert.module)}.`}</span>
+    </li>`)}
+    ${alerts.length > limit ? html`<li class="alert alert-more">and ${alerts.length - limit} more</li>` : null}
+  </ul>`;
+}
+
+// Marks an image with `data-loaded` ("true" or "error") as it loads, so tests and styles
+// can tell; for an MJPEG stream, once its first frame is in.
+export function markLoaded(event) {
+  event.currentTarget.dataset.loaded = 'true';
+}
+
+export function markFailed(event) {
+  event.currentTarget.dataset.loaded = 'error';
 }
 
 // The printer's newest camera snapshot (`printer.latest_snapshot`) as a lazy 16:9 image, or
-// null when it has none. `data-loaded` is set once the image has loaded (or failed), so
-// tests and styles can tell; changing `src` later keeps the old picture until the new loads.
-export function snapshot(printer) {
+// nothing. A newer snapshot changes the same element's `src`, which keeps the old picture
+// until the new one has loaded.
+export function SnapshotImage({ printer }) {
   const latest = printer.latest_snapshot;
   if (!latest?.url) return null;
-  const img = h('img', { class: 'snapshot', loading: 'lazy', decoding: 'async', 'data-testid': 'fleet-snapshot' });
-  markLoading(img);
-  setSnapshot(img, printer);
-  return img;
-}
-
-// Points a `snapshot()` image at the printer's newest snapshot; a no-op when it shows it.
-export function setSnapshot(img, printer) {
-  const latest = printer.latest_snapshot;
-  if (!latest?.url || img.dataset.snapshotId === latest.id) return;
-  img.dataset.snapshotId = latest.id;
-  img.alt = `Camera snapshot of ${printerName(printer)} at ${clock(latest.captured_at)} (${triggerLabel(latest)})`;
-  img.title = `${triggerLabel(latest)} · ${dateTime(latest.captured_at)}`;
-  img.src = latest.url;
-}
-
-// Sets `data-loaded` to "true" or "error" as an image loads; for an MJPEG stream, once its
-// first frame is in.
-export function markLoading(img) {
-  img.addEventListener('load', () => { img.dataset.loaded = 'true'; });
-  img.addEventListener('error', () => { img.dataset.loaded = 'error'; });
-  return img;
+  return html`<img class="snapshot" loading="lazy" decoding="async" data-testid="fleet-snapshot"
+    data-snapshot-id=${latest.id}
+    alt=${`Camera snapshot of ${printerName(printer)} at ${clock(latest.captured_at)} (${triggerLabel(latest)})`}
+    title=${`${triggerLabel(latest)} · ${dateTime(latest.captured_at)}`}
+    onLoad=${markLoaded} onError=${markFailed} src=${latest.url} />`;
 }
 
 const TRIGGERS = {

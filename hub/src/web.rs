@@ -1,7 +1,8 @@
 //! The web dashboard, served by the hub itself.
 //!
-//! The assets in `hub/assets/` are plain HTML, CSS and JavaScript modules (no framework, no
-//! build step: the committed files are the sources), embedded in the binary with
+//! The assets in `hub/assets/` are plain HTML, CSS and JavaScript modules written with Preact,
+//! htm and Preact Signals (vendored in `hub/assets/vendor/` by `cargo xtask vendor-web`; no
+//! build step: the committed files are what the browser runs), embedded in the binary with
 //! `include_str!`/`include_bytes!`. Building kitt needs no Node toolchain.
 //!
 //! Every page path ([`PAGES`]) answers with the same shell; the client routes from the URL.
@@ -10,11 +11,18 @@
 //!
 //! Invariants:
 //! - HTML responses carry [`CONTENT_SECURITY_POLICY`]; the assets therefore hold no inline
-//!   script and no inline `style` attribute (styles are set by class or through the CSSOM).
+//!   script and no inline `style` attribute (styles are set by class or through the CSSOM,
+//!   which is what Preact's `style` prop does), and nothing evaluates strings as code (htm
+//!   parses its templates itself). The dashboard counts any violation on
+//!   `<html data-csp-violations>` for the browser test.
+//! - The API fields the dashboard reads are declared in `assets/schema.js`; [`fields`]
+//!   reads that declaration for checks against the API's OpenAPI document.
 //! - Assets are not fingerprinted, so they are served with `Cache-Control: no-cache` and an
 //!   `ETag` (a SHA-256 of the content): browsers revalidate cheaply and never run a stale
 //!   module beside a new one after an upgrade.
 //! - An asset name not in [`ASSETS`] is a 404; nothing is read from the file system.
+
+pub mod fields;
 
 use std::sync::OnceLock;
 
@@ -29,7 +37,8 @@ use sha2::{Digest, Sha256};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'";
 
-/// The paths at which the shell is served (axum path syntax).
+/// The paths at which the shell is served (axum path syntax): those of the route table in
+/// `assets/app.js` (a test checks that they agree).
 pub const PAGES: &[&str] = &["/", "/printers/{id}", "/agents", "/events", "/admin", "/login"];
 
 const SHELL: &str = include_str!("../assets/index.html");
@@ -43,21 +52,60 @@ struct Asset {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// `Asset { name, content_type: JS, body: include_bytes!("../assets/<name>") }`.
+macro_rules! js {
+    ($name:literal) => {
+        Asset { name: $name, content_type: JS, body: include_bytes!(concat!("../assets/", $name)) }
+    };
+}
+
 static ASSETS: &[Asset] = &[
-    Asset { name: "app.js", content_type: JS, body: include_bytes!("../assets/app.js") },
-    Asset { name: "api.js", content_type: JS, body: include_bytes!("../assets/api.js") },
-    Asset { name: "ui.js", content_type: JS, body: include_bytes!("../assets/ui.js") },
-    Asset { name: "format.js", content_type: JS, body: include_bytes!("../assets/format.js") },
-    Asset { name: "chart.js", content_type: JS, body: include_bytes!("../assets/chart.js") },
-    Asset { name: "hms.js", content_type: JS, body: include_bytes!("../assets/hms.js") },
-    Asset { name: "widgets.js", content_type: JS, body: include_bytes!("../assets/widgets.js") },
-    Asset { name: "camera.js", content_type: JS, body: include_bytes!("../assets/camera.js") },
-    Asset { name: "fleet.js", content_type: JS, body: include_bytes!("../assets/fleet.js") },
-    Asset { name: "printer.js", content_type: JS, body: include_bytes!("../assets/printer.js") },
-    Asset { name: "agents.js", content_type: JS, body: include_bytes!("../assets/agents.js") },
-    Asset { name: "events.js", content_type: JS, body: include_bytes!("../assets/events.js") },
-    Asset { name: "admin.js", content_type: JS, body: include_bytes!("../assets/admin.js") },
-    Asset { name: "login.js", content_type: JS, body: include_bytes!("../assets/login.js") },
+    js!("app.js"),
+    js!("lib.js"),
+    js!("api.js"),
+    js!("schema.js"),
+    js!("store.js"),
+    js!("ui.js"),
+    js!("format.js"),
+    js!("chart.js"),
+    js!("hms.js"),
+    js!("widgets.js"),
+    js!("camera.js"),
+    js!("fleet.js"),
+    js!("printer.js"),
+    js!("agents.js"),
+    js!("events.js"),
+    js!("admin.js"),
+    js!("login.js"),
+    // Vendored by `cargo xtask vendor-web`, pinned there; their licences are served beside
+    // them.
+    js!("vendor/preact.mjs"),
+    js!("vendor/hooks.mjs"),
+    js!("vendor/htm.module.js"),
+    js!("vendor/signals-core.module.js"),
+    js!("vendor/signals.module.js"),
+    Asset {
+        name: "vendor/preact.LICENSE.txt",
+        content_type: TEXT,
+        body: include_bytes!("../assets/vendor/preact.LICENSE.txt"),
+    },
+    Asset {
+        name: "vendor/htm.LICENSE.txt",
+        content_type: TEXT,
+        body: include_bytes!("../assets/vendor/htm.LICENSE.txt"),
+    },
+    Asset {
+        name: "vendor/signals-core.LICENSE.txt",
+        content_type: TEXT,
+        body: include_bytes!("../assets/vendor/signals-core.LICENSE.txt"),
+    },
+    Asset {
+        name: "vendor/signals.LICENSE.txt",
+        content_type: TEXT,
+        body: include_bytes!("../assets/vendor/signals.LICENSE.txt"),
+    },
     Asset {
         name: "style.css",
         content_type: "text/css; charset=utf-8",
@@ -70,14 +118,15 @@ static ASSETS: &[Asset] = &[
     },
 ];
 
-/// The dashboard's routes: the shell at every page path and `/assets/<file>`. Generic over
-/// the state so the API router can merge it.
+/// The dashboard's routes: the shell at every page path and `/assets/<name>` (a name may
+/// hold a folder: `vendor/preact.mjs`). Generic over the state so the API router can merge
+/// it.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let mut router = Router::new();
     for page in PAGES {
         router = router.route(page, get(shell));
     }
-    router.route("/assets/{file}", get(asset))
+    router.route("/assets/{*file}", get(asset))
 }
 
 async fn shell() -> Response {
@@ -196,6 +245,8 @@ mod tests {
         for (file, content_type) in [
             ("app.js", "text/javascript; charset=utf-8"),
             ("fleet.js", "text/javascript; charset=utf-8"),
+            ("vendor/preact.mjs", "text/javascript; charset=utf-8"),
+            ("vendor/htm.LICENSE.txt", "text/plain; charset=utf-8"),
             ("style.css", "text/css; charset=utf-8"),
             ("favicon.svg", "image/svg+xml"),
         ] {
@@ -213,21 +264,161 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_assets_and_paths_are_not_found() {
-        for path in ["/assets/nope.js", "/assets/..%2Fsrc%2Fweb.rs", "/assets/", "/nope"] {
+        for path in [
+            "/assets/nope.js",
+            "/assets/..%2Fsrc%2Fweb.rs",
+            "/assets/../src/web.rs",
+            "/assets/vendor/../app.js",
+            "/assets/vendor/",
+            "/assets/",
+            "/nope",
+        ] {
             let response = get_path(path, &[]).await;
             assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         }
     }
 
-    #[test]
-    fn every_module_the_scripts_import_is_embedded() {
-        for asset in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
-            let source = std::str::from_utf8(asset.body).unwrap();
-            for (start, _) in source.match_indices("from './") {
-                let name = source[start + 8..].split('\'').next().unwrap();
-                assert!(ASSETS.iter().any(|a| a.name == name), "{} imports {name}", asset.name);
+    /// Every module specifier in a `from '…'` / `from"…"` clause of a script (`from` after
+    /// `}`, `*` or white space, so a `"from":` key is not one).
+    fn specifiers(source: &str) -> Vec<&str> {
+        let mut found = Vec::new();
+        for (start, _) in source.match_indices("from") {
+            let before = source[..start].chars().next_back();
+            if !before.is_some_and(|c| c == '}' || c == '*' || c.is_whitespace()) {
+                continue;
+            }
+            let rest = source[start + 4..].trim_start();
+            let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            if let Some(specifier) = rest[1..].split(quote).next() {
+                found.push(specifier);
             }
         }
+        found
+    }
+
+    fn imports(source: &str) -> Vec<&str> {
+        specifiers(source)
+            .into_iter()
+            .filter(|s| s.starts_with("./") || s.starts_with("../"))
+            .collect()
+    }
+
+    /// `specifier` resolved against the folder of the asset `from`.
+    fn resolve(from: &str, specifier: &str) -> String {
+        let mut parts: Vec<&str> = from.split('/').collect();
+        parts.pop();
+        for part in specifier.split('/') {
+            match part {
+                "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                part => parts.push(part),
+            }
+        }
+        parts.join("/")
+    }
+
+    fn scripts() -> impl Iterator<Item = (&'static str, &'static str)> {
+        ASSETS
+            .iter()
+            .filter(|a| a.content_type == JS)
+            .map(|a| (a.name, std::str::from_utf8(a.body).unwrap()))
+    }
+
+    #[test]
+    fn every_module_the_scripts_import_is_embedded() {
+        let mut checked = 0;
+        for (name, source) in scripts() {
+            for specifier in imports(source) {
+                let target = resolve(name, specifier);
+                assert!(ASSETS.iter().any(|a| a.name == target), "{name} imports {target}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} imports found");
+    }
+
+    #[test]
+    fn no_script_imports_a_bare_specifier_or_evaluates_strings() {
+        // The browser resolves no bare specifier without an import map (which would be an
+        // inline script), and the policy has no 'unsafe-eval'.
+        for (name, source) in scripts() {
+            for specifier in specifiers(source) {
+                assert!(specifier.starts_with('.'), "{name} imports {specifier:?}");
+            }
+            for forbidden in ["eval(", "new Function", "Function("] {
+                assert!(!source.contains(forbidden), "{name} contains {forbidden}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_file_in_the_assets_folder_is_served() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let mut files = Vec::new();
+        for folder in ["", "vendor"] {
+            for entry in std::fs::read_dir(root.join(folder)).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    files.push(if folder.is_empty() { name } else { format!("{folder}/{name}") });
+                }
+            }
+        }
+        for file in files.iter().filter(|f| *f != "index.html") {
+            assert!(ASSETS.iter().any(|a| a.name == file), "{file} is not in ASSETS");
+        }
+    }
+
+    /// The path patterns of app.js's route table (`{ pattern: /^\/printers\/([^/]+)$/, …`),
+    /// in axum's syntax with `{}` for each parameter.
+    fn client_routes() -> Vec<String> {
+        let app = ASSETS.iter().find(|a| a.name == "app.js").unwrap();
+        let source = std::str::from_utf8(app.body).unwrap();
+        let table = source.split("const ROUTES = [").nth(1).unwrap().split("];").next().unwrap();
+        table
+            .lines()
+            .filter_map(|line| line.split("pattern: /^").nth(1)?.split("$/").next())
+            .map(|pattern| pattern.replace("([^/]+)", "{}").replace("\\/", "/"))
+            .collect()
+    }
+
+    #[test]
+    fn the_shell_is_served_at_every_path_the_client_routes_and_only_there() {
+        let mut client = client_routes();
+        client.sort();
+        let mut served: Vec<String> = PAGES
+            .iter()
+            .map(|page| {
+                let mut path = String::new();
+                let mut in_parameter = false;
+                for c in page.chars() {
+                    match c {
+                        '{' => in_parameter = true,
+                        '}' => {
+                            in_parameter = false;
+                            path.push_str("{}");
+                        }
+                        c if !in_parameter => path.push(c),
+                        _ => {}
+                    }
+                }
+                path
+            })
+            .collect();
+        served.sort();
+        assert_eq!(client, served, "app.js's ROUTES and PAGES differ");
+    }
+
+    #[test]
+    fn resolving_follows_the_importing_asset_s_folder() {
+        assert_eq!(resolve("app.js", "./store.js"), "store.js");
+        assert_eq!(resolve("lib.js", "./vendor/preact.mjs"), "vendor/preact.mjs");
+        assert_eq!(resolve("vendor/hooks.mjs", "./preact.mjs"), "vendor/preact.mjs");
+        assert_eq!(resolve("vendor/x.js", "../app.js"), "app.js");
     }
 
     #[test]
@@ -267,6 +458,14 @@ mod tests {
             "camera-snapshot-result",
             "snapshot-timeline",
             "snapshot-trigger",
+            "events-table",
+            "events-kind",
+            "events-apply",
+            "users-table",
+            "tokens-table",
+            "token-label",
+            "token-create",
+            "token-created",
         ] {
             assert!(
                 all.contains(&format!("data-testid=\"{hook}\""))
@@ -274,6 +473,6 @@ mod tests {
                 "missing data-testid {hook}"
             );
         }
-        assert!(all.contains("'data-printer-id': "));
+        assert!(all.contains("data-printer-id=${"));
     }
 }

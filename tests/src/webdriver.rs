@@ -1,6 +1,6 @@
 //! A small W3C WebDriver client for the browser tests: Debian's `chromedriver` driving
 //! headless `chromium`. Only what the tests use: navigate, find, click, type, read, run a
-//! script, take a screenshot.
+//! script, wait on the page, a DevTools command, take a screenshot.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -151,6 +151,24 @@ impl Session {
         );
         assert_eq!(found, Value::Bool(true), "no {count} elements for {css:?} on {}", self.url());
         self.find_all(css)
+    }
+
+    /// Waits until `condition` (a function body returning a truthy value once satisfied,
+    /// re-checked on every DOM change) holds; returns its value.
+    pub fn wait_for(&self, condition: &str, what: &str) -> Value {
+        let found = self.wait_in_page(condition, Value::Null);
+        assert!(!found.is_null(), "{what}: not within the patience");
+        found
+    }
+
+    /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
+    pub fn cdp(&self, command: &str, params: Value) -> Value {
+        call(
+            self.addr,
+            "POST",
+            &self.path("/goog/cdp/execute"),
+            Some(json!({ "cmd": command, "params": params })),
+        )
     }
 
     pub fn wait(&self, css: &str) -> Element {

@@ -13,6 +13,8 @@
 //!   run under QEMU (`cross.rs`).
 //! - `test-package`: the `.deb`'s maintainer scripts and first-boot provisioning in a
 //!   Debian chroot (`package_test.rs`).
+//! - `vendor-web`: the dashboard's JavaScript libraries from the npm registry, at pinned
+//!   versions and hashes, into `hub/assets/vendor/` (`vendor.rs`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -26,6 +28,7 @@ mod flags;
 mod package_test;
 mod provision;
 mod setup;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -37,7 +40,8 @@ const USAGE: &str =
        cargo xtask dist agent --target <triple> [--version <debian-version>]
        cargo xtask provision <sd|ssh> ... (cargo xtask provision for details)
        cargo xtask test-cross [--target <triple>] [-- args for the test runner]
-       cargo xtask test-package";
+       cargo xtask test-package
+       cargo xtask vendor-web";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Some("provision") => provision::run(&args[1..]),
         Some("test-cross") => test_cross(&args[1..]),
         Some("test-package") => package_test::run(&args[1..]),
+        Some("vendor-web") => vendor::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(64);

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver) against `kitt-hub demo`:
-//! log in, watch live progress and camera snapshots, pause a printer, watch its camera live,
-//! open the agents page. Screenshots go where CI keeps artefacts
+//! log in, watch live progress (updating the card in place) and camera snapshots, pause a
+//! printer, watch its camera live, open the agents page, filter the event log, create an API
+//! token, move focus to a new page's heading. Screenshots go where CI keeps artefacts
 //! (`tests::webdriver::artifacts_dir`).
 
 use std::process::Command;
@@ -57,6 +58,25 @@ fn low_contrast(browser: &Session) -> serde_json::Value {
     )
 }
 
+/// Form controls on the page with no label.
+fn unlabelled(browser: &Session) -> serde_json::Value {
+    browser.execute(
+        "return [...document.querySelectorAll('input, select, textarea')]
+           .filter(e => e.type !== 'hidden')
+           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                        && !e.getAttribute('aria-labelledby'))
+           .map(e => e.outerHTML)",
+    )
+}
+
+/// Content-Security-Policy violations since the page loaded (the dashboard counts them on
+/// `<html data-csp-violations>`).
+fn csp_violations(browser: &Session) -> u64 {
+    let count =
+        browser.execute("return Number(document.documentElement.dataset.cspViolations ?? 0)");
+    count.as_u64().unwrap_or(u64::MAX)
+}
+
 #[test]
 fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents() {
     let data = tempfile::tempdir().unwrap();
@@ -76,6 +96,15 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
 
     let driver = Driver::start();
     let browser = driver.session(1280, 900);
+    // Every page keeps its WebSockets in `window.kittSockets`, so the test can cut one, and
+    // room for all its resource timings, so the test can count its fetches.
+    browser.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        serde_json::json!({ "source": "performance.setResourceTimingBufferSize(100000);
+            window.kittSockets = []; const Native = window.WebSocket;
+            window.WebSocket = class extends Native {
+              constructor(...args) { super(...args); window.kittSockets.push(this); } };" }),
+    );
     browser.goto(&format!("{base}/"));
     // Not logged in: the dashboard sends us to the login page.
     let name = browser.wait("[data-testid=login-name]");
@@ -92,11 +121,37 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     let workhorse = "[data-printer-id='01P00C391800001'] [data-testid=progress]";
     let bar = browser.wait(workhorse);
     let first = browser.attribute(&bar, "aria-valuenow");
+    // Remember the card's elements, to see that a live update changes them in place.
+    browser.execute(
+        "window.kittCard = document.querySelector(\"[data-printer-id='01P00C391800001']\");
+         window.kittBar = window.kittCard.querySelector('[data-testid=progress]');",
+    );
     // The next WebSocket update moves the bar.
     browser.wait_attribute_change(workhorse, "aria-valuenow", first.as_deref());
+    // The store re-rendered the card from the update without replacing it or its bar.
+    let kept = browser.execute(
+        "const card = document.querySelector(\"[data-printer-id='01P00C391800001']\");
+         return [card === window.kittCard, card.querySelector('[data-testid=progress]') === window.kittBar]",
+    );
+    assert_eq!(kept, serde_json::json!([true, true]), "a live update replaced the card");
+    // A dropped live connection comes back, and the store fetches the snapshot again (what
+    // happened meanwhile is only in REST).
+    let fetches = "return performance.getEntriesByType('resource')
+        .filter(e => ['/api/v1/printers', '/api/v1/agents'].includes(new URL(e.name).pathname)).length";
+    let before = browser.execute(fetches).as_u64().unwrap();
+    browser.execute("window.kittSockets.at(-1).close()");
+    browser.wait_attribute_change("[data-testid=live-indicator]", "data-state", Some("live"));
+    browser.wait_text("[data-testid=live-indicator]", "the live connection again", &["live"]);
+    let sockets = browser.execute("return window.kittSockets.length").as_u64().unwrap();
+    assert!(sockets >= 2, "{sockets} WebSockets: no reconnect");
+    browser.wait_for(
+        &format!("{} >= {}", fetches, before + 2),
+        "the snapshot fetched again after the reconnect",
+    );
     // The printing printer's camera snapshot, on its card (it arrives live if none was there).
     wait_image_loaded(&browser, "[data-printer-id='01P00C391800001'] [data-testid=fleet-snapshot]");
     browser.screenshot(&shots, "2-fleet");
+    assert_eq!(csp_violations(&browser), 0, "the fleet page broke the Content-Security-Policy");
 
     // The printer page: pause, and watch the state change.
     browser.goto(&format!("{base}/printers/01P00C391800001"));
@@ -137,6 +192,12 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     );
     browser.wait_text("[data-testid=snapshot-timeline]", "the requested snapshot", &["requested"]);
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "printer page text below WCAG AA");
+    assert_eq!(csp_violations(&browser), 0, "the printer page broke the Content-Security-Policy");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the printer page"
+    );
     browser.execute(
         "document.querySelector('[data-testid=camera-pane]').scrollIntoView({ block: 'center' })",
     );
@@ -161,30 +222,53 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);
     browser.screenshot(&shots, "6-events");
+    // Filtering by kind: the URL carries the filter, and every row shown has that kind.
+    browser.click(&browser.wait("[data-testid=events-kind] option[value=state_changed]"));
+    browser.click(&browser.wait("[data-testid=events-apply]"));
+    browser
+        .wait("[data-testid=events-table] tbody:not(:has(tr:not([data-kind=state_changed]))) tr");
+    assert!(browser.url().contains("kind=state_changed"), "{}", browser.url());
+    let kinds = browser.execute(
+        "return [...new Set([...document.querySelectorAll('[data-testid=events-table] tbody tr')]
+           .map(r => r.dataset.kind))]",
+    );
+    assert_eq!(kinds, serde_json::json!(["state_changed"]));
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the events page"
+    );
+    browser.screenshot(&shots, "10-events-filtered");
+
     browser.goto(&format!("{base}/admin"));
     browser.wait_all("[data-testid=users-table] tbody tr", 1);
     browser.screenshot(&shots, "7-admin");
+    // Creating an API token shows it once and lists it.
+    browser.type_text(&browser.wait("[data-testid=token-label]"), "nightly script");
+    browser.click(&browser.wait("[data-testid=token-create]"));
+    browser.wait_text("[data-testid=token-created]", "the new token", &["kitt_"]);
+    browser.wait_text("[data-testid=tokens-table]", "the token in the list", &["nightly script"]);
+    browser.screenshot(&shots, "11-admin-token");
 
     // Text contrast: every visible text element against its nearest opaque background
     // meets WCAG AA (4.5:1; 3:1 for large text).
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "text below WCAG AA contrast");
+    assert_eq!(csp_violations(&browser), 0, "the admin page broke the Content-Security-Policy");
 
     // Basic accessibility: every form control is labelled, commands are real buttons, the
     // page declares its language, and keyboard focus moves to links and buttons.
-    let unlabelled = browser.execute(
-        "return [...document.querySelectorAll('input, select, textarea')]
-           .filter(e => e.type !== 'hidden')
-           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                        && !e.getAttribute('aria-labelledby'))
-           .map(e => e.outerHTML)",
-    );
-    assert_eq!(unlabelled, serde_json::json!([]), "unlabelled controls");
+    assert_eq!(unlabelled(&browser), serde_json::json!([]), "unlabelled controls");
     assert_eq!(browser.execute("return document.documentElement.lang"), "en");
     let focusable = browser.execute(
         "const first = document.querySelector('a[href], button'); first.focus();
          return document.activeElement === first",
     );
     assert_eq!(focusable, true);
+    // Moving to another page from the navigation puts focus on its heading.
+    browser.click(&browser.wait("[data-nav=agents]"));
+    browser.wait("h1[tabindex='-1']");
+    let focused = browser.execute("return document.activeElement.outerHTML");
+    assert!(focused.as_str().is_some_and(|h| h.contains("Agents")), "focus is on {focused}");
 
     // A phone.
     browser.resize(390, 844);
@@ -202,6 +286,14 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     let overflow =
         browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
     assert_eq!(overflow, false, "the printer page scrolls sideways on a phone");
+    assert_eq!(csp_violations(&browser), 0, "the printer page broke the Content-Security-Policy");
+    // The event log's table stacks into cards on a phone.
+    browser.goto(&format!("{base}/events"));
+    browser.wait_all("[data-testid=events-table] tbody tr", 4);
+    let overflow =
+        browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
+    assert_eq!(overflow, false, "the events page scrolls sideways on a phone");
+    browser.screenshot(&shots, "12-events-phone");
     drop(browser);
     demo.terminate();
 }

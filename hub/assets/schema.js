@@ -1,0 +1,155 @@
+// The API fields the dashboard reads, declared once.
+//
+// Convention (checked by `hub/src/web/fields.rs`, which the OpenAPI document's schemas can be
+// matched against):
+// - `FIELDS` maps a resource name (a REST answer, an object inside one, a request body the
+//   dashboard sends, or a WebSocket message) to the fields the dashboard reads (or, for a
+//   request, writes) and their types. Names are those the API's schemas should have. The object literal
+//   after `export const FIELDS =` is strict JSON, so a Rust test can read it.
+// - A type is `string`, `integer`, `number`, `boolean`, `any`, or the name of another
+//   resource; `T[]` is a list of T, `T{}` an object whose values are T (a map), and a
+//   trailing `?` means the field may be null or absent.
+// - Everything from the API passes through `shape()` (in `api.js` for REST answers, in
+//   `store.js` for WebSocket messages), which keeps only the declared fields. A page
+//   therefore cannot read a field that is not declared here: it would read `undefined`.
+//   Request bodies pass through it too (`api(path, { body, request })`), so nothing
+//   undeclared is sent.
+// - API field names are snake_case and the dashboard's own names camelCase, so a check can
+//   tell them apart: every `.snake_case` property the modules read must be declared here.
+// - `LIVE` names the resource of each WebSocket message `type`.
+
+export const FIELDS = {
+  "ErrorBody": { "error": "ErrorDetail?" },
+  "ErrorDetail": { "code": "string", "message": "string" },
+  "Me": { "name": "string", "role": "string" },
+
+  "PrinterList": { "printers": "Printer[]" },
+  "Printer": {
+    "id": "string", "agent_id": "string", "name": "string?", "model": "string?",
+    "state": "PrinterState?", "state_at": "integer?", "agent_online": "boolean",
+    "latest_snapshot": "LatestSnapshot?"
+  },
+  "LatestSnapshot": { "id": "string", "captured_at": "integer", "trigger": "string", "layer": "integer?", "url": "string" },
+  "PrinterState": {
+    "state": "string", "stage": "Stage?", "progress_percent": "number?", "remaining_s": "integer?",
+    "layer": "integer?", "total_layers": "integer?", "job_name": "string?",
+    "nozzle_temp_c": "number?", "nozzle_target_c": "number?", "bed_temp_c": "number?",
+    "bed_target_c": "number?", "chamber_temp_c": "number?", "fans": "integer{}",
+    "speed_level": "string?", "ams": "AmsUnit[]", "active_tray": "any?", "external_spool": "Tray?",
+    "hms": "Hms[]", "print_error": "string?", "lights": "string{}", "door_open": "boolean?",
+    "control": "string", "model": "string?", "firmware": "string?", "last_report_at": "integer?"
+  },
+  "Stage": { "code": "integer", "name": "string" },
+  "AmsUnit": { "id": "integer", "humidity": "integer?", "temp_c": "number?", "trays": "Tray[]" },
+  "Tray": { "slot": "integer", "material": "string?", "color": "string?", "remain_percent": "integer?" },
+  "Hms": { "code": "string", "module": "string", "severity": "string" },
+
+  "Telemetry": { "samples": "Sample[]" },
+  "Sample": {
+    "at": "integer", "progress_percent": "number?", "nozzle_temp_c": "number?",
+    "bed_temp_c": "number?", "chamber_temp_c": "number?"
+  },
+
+  "EventPage": { "events": "Event[]", "next_before": "integer?" },
+  "Event": { "id": "integer", "printer_id": "string?", "kind": "string", "at": "integer", "event": "PrinterEvent" },
+  "PrinterEvent": {
+    "type": "string", "from": "any?", "to": "any?", "job_name": "string?", "total_layers": "integer?",
+    "reason": "any?", "error": "JobError?", "hms": "Hms?", "print_error": "string?", "ams": "integer?",
+    "tray": "Tray?"
+  },
+  "JobError": { "print_error": "string?", "hms": "Hms[]" },
+
+  "CommandAccepted": { "id": "string", "status": "string" },
+
+  "CameraList": { "cameras": "Camera[]" },
+  "Camera": {
+    "camera_id": "string", "source": "string", "state": "string", "fps": "number",
+    "last_frame_at": "integer?", "width": "integer", "height": "integer", "last_error": "string?",
+    "live": "boolean", "reported_at": "integer", "snapshot_round_trip_ms": "integer?"
+  },
+  "SnapshotList": { "snapshots": "Snapshot[]" },
+  "Snapshot": {
+    "id": "string", "camera_id": "string", "trigger": "string", "layer": "integer?",
+    "captured_at": "integer", "job_name": "string?", "job_started_at": "integer?",
+    "event_id": "integer?", "url": "string"
+  },
+  "SnapshotTaken": { "round_trip_ms": "integer", "snapshot": "Snapshot?" },
+
+  "AgentList": { "agents": "Agent[]" },
+  "Agent": {
+    "id": "string", "name": "string?", "hostname": "string?", "software": "string?",
+    "certificate_expires_at": "integer", "revoked_at": "integer?", "online": "boolean",
+    "last_seen_at": "integer?", "outbox_records": "integer?", "outbox_bytes": "integer?",
+    "drops": "Drop[]?", "disk_free_bytes": "integer?"
+  },
+  "Drop": { "class": "string", "reason": "string", "count": "integer" },
+  "EnrollmentToken": { "token": "string", "expires_at": "integer" },
+
+  "UserList": { "users": "User[]" },
+  "User": { "name": "string", "role": "string", "created_at": "integer" },
+  "TokenList": { "tokens": "ApiToken[]" },
+  "ApiToken": {
+    "id": "string", "user_name": "string", "name": "string?", "created_at": "integer",
+    "last_used_at": "integer?", "revoked_at": "integer?"
+  },
+  "CreatedToken": { "token": "string" },
+  "AuditLog": { "audit": "AuditEntry[]" },
+  "AuditEntry": { "at": "integer", "actor": "string", "action": "string", "status": "integer", "detail": "string?" },
+
+  "LoginRequest": { "name": "string", "password": "string" },
+  "CommandRequest": {
+    "action": "string", "node": "string?", "mode": "string?", "level": "string?", "expires_in_s": "integer"
+  },
+  "EnrollmentTokenRequest": { "ttl_s": "integer", "name": "string?" },
+  "UserRequest": { "name": "string", "password": "string", "role": "string" },
+  "TokenRequest": { "user": "string", "name": "string?" },
+
+  "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "state": "PrinterState" },
+  "LiveEvent": { "type": "string", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },
+  "LiveAgent": { "type": "string", "agent": "string", "online": "boolean" },
+  "LiveCommandResult": { "type": "string", "command": "string", "printer": "string", "outcome": "string" },
+  "LiveSnapshot": {
+    "type": "string", "id": "string", "printer": "string", "camera": "string", "trigger": "string",
+    "captured_at": "integer", "bytes": "integer"
+  },
+  "LiveCamera": {
+    "type": "string", "printer": "string", "camera": "string", "state": "string", "fps": "number",
+    "last_frame_at": "integer?", "last_error": "string?", "live": "boolean", "source": "string",
+    "width": "integer", "height": "integer"
+  },
+  "LiveLagged": { "type": "string", "missed": "integer" }
+};
+
+// The resource of each WebSocket message, by its `type`.
+export const LIVE = {
+  printer_state: 'LivePrinterState',
+  event: 'LiveEvent',
+  agent: 'LiveAgent',
+  command_result: 'LiveCommandResult',
+  snapshot: 'LiveSnapshot',
+  camera: 'LiveCamera',
+  lagged: 'LiveLagged',
+};
+
+// `value` with only the fields `type` declares, recursively. Containers of the wrong kind
+// become null; scalars pass as they are.
+export function shape(type, value) {
+  if (value == null) return value;
+  const name = type.endsWith('?') ? type.slice(0, -1) : type;
+  if (name.endsWith('[]')) {
+    return Array.isArray(value) ? value.map((item) => shape(name.slice(0, -2), item)) : null;
+  }
+  if (name.endsWith('{}')) {
+    if (typeof value !== 'object' || Array.isArray(value)) return null;
+    const inner = name.slice(0, -2);
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, shape(inner, item)]));
+  }
+  const fields = FIELDS[name];
+  if (!fields) return value;
+  if (typeof value !== 'object' || Array.isArray(value)) return null;
+  const out = {};
+  for (const [field, fieldType] of Object.entries(fields)) {
+    if (field in value) out[field] = shape(fieldType, value[field]);
+  }
+  return out;
+}
