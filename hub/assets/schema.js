@@ -98,11 +98,11 @@ export const FIELDS = {
 
   "LoginRequest": { "name": "string", "password": "string" },
   "CommandRequest": {
-    "action": "string", "node": "string?", "mode": "string?", "level": "string?", "expires_in_s": "integer"
+    "action": "string", "node": "string?", "mode": "string?", "level": "string?", "expires_in_s": "integer?"
   },
-  "EnrollmentTokenRequest": { "ttl_s": "integer", "name": "string?" },
+  "EnrollmentTokenRequest": { "ttl_s": "integer?", "name": "string?" },
   "UserRequest": { "name": "string", "password": "string", "role": "string" },
-  "TokenRequest": { "user": "string", "name": "string?" },
+  "TokenRequest": { "user": "string?", "name": "string?" },
 
   "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "state": "PrinterState" },
   "LiveEvent": { "type": "string", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },

@@ -85,3 +85,195 @@ impl LiveHub {
         self.sender.receiver_count()
     }
 }
+
+/// The WebSocket's messages as the OpenAPI document describes them, one schema per `type`
+/// (`components.schemas`; the WebSocket itself is `GET /ws`). Schema only: the hub sends
+/// [`LiveUpdate`]s, and a test checks that every one serializes to exactly these fields.
+pub mod schema {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    use crate::service::views::{EventBody, PrinterState};
+
+    /// `printer_state`: a printer's newest state, after each ingest commit.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LivePrinterState {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^printer_state$")]
+        pub kind: String,
+        pub printer: String,
+        /// When the agent observed it (Unix ms).
+        pub at: i64,
+        pub state: PrinterState,
+    }
+
+    /// `event`: a printer event.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveEvent {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^event$")]
+        pub kind: String,
+        pub printer: String,
+        pub agent: String,
+        pub at: i64,
+        pub event: EventBody,
+    }
+
+    /// `agent`: an agent connected or went away.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveAgent {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^agent$")]
+        pub kind: String,
+        pub agent: String,
+        pub online: bool,
+    }
+
+    /// `command_result`: a command's outcome arrived.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveCommandResult {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^command_result$")]
+        pub kind: String,
+        pub command: String,
+        pub printer: String,
+        /// `succeeded`, `expired`, `failed: …`, ….
+        pub outcome: String,
+    }
+
+    /// `snapshot`: a whole snapshot is stored (`GET /snapshots/{id}` serves it).
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveSnapshot {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^snapshot$")]
+        pub kind: String,
+        pub id: String,
+        pub printer: String,
+        pub camera: String,
+        pub trigger: String,
+        pub captured_at: i64,
+        pub bytes: u64,
+    }
+
+    /// `camera`: a camera's health changed or was reported.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveCamera {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^camera$")]
+        pub kind: String,
+        pub printer: String,
+        pub camera: String,
+        pub state: String,
+        pub fps: f64,
+        pub last_frame_at: Option<i64>,
+        pub last_error: Option<String>,
+        pub live: bool,
+        pub source: String,
+        pub width: u16,
+        pub height: u16,
+        pub frames_total: u64,
+    }
+
+    /// `lagged`: this client was too slow and missed updates; refetch.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveLagged {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^lagged$")]
+        pub kind: String,
+        pub missed: u64,
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::LiveUpdate;
+
+        /// The properties a schema of the document lists.
+        fn properties(name: &str) -> Vec<String> {
+            let document = serde_json::to_value(crate::api::spec()).unwrap();
+            let mut names: Vec<String> = document["components"]["schemas"][name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("no schema {name}"))
+                .keys()
+                .cloned()
+                .collect();
+            names.sort();
+            names
+        }
+
+        fn keys(update: &LiveUpdate) -> Vec<String> {
+            let mut names: Vec<String> = serde_json::to_value(update)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            names.sort();
+            names
+        }
+
+        #[test]
+        fn every_message_matches_its_schema() {
+            let state = proto::json::printer_state(&proto::PrinterState::default());
+            let event = proto::json::printer_event(&proto::PrinterEventKind::JobResumed);
+            let updates = [
+                (
+                    "LivePrinterState",
+                    LiveUpdate::PrinterState { printer: "p".into(), at: 1, state },
+                ),
+                (
+                    "LiveEvent",
+                    LiveUpdate::Event { printer: "p".into(), agent: "a".into(), at: 1, event },
+                ),
+                ("LiveAgent", LiveUpdate::Agent { agent: "a".into(), online: true }),
+                (
+                    "LiveCommandResult",
+                    LiveUpdate::CommandResult {
+                        command: "c".into(),
+                        printer: "p".into(),
+                        outcome: "succeeded".into(),
+                    },
+                ),
+                (
+                    "LiveSnapshot",
+                    LiveUpdate::Snapshot {
+                        id: "s".into(),
+                        printer: "p".into(),
+                        camera: "c".into(),
+                        trigger: "requested".into(),
+                        captured_at: 1,
+                        bytes: 2,
+                    },
+                ),
+                (
+                    "LiveCamera",
+                    LiveUpdate::Camera {
+                        printer: "p".into(),
+                        camera: "c".into(),
+                        state: "streaming".into(),
+                        fps: 1.0,
+                        last_frame_at: None,
+                        last_error: None,
+                        live: false,
+                        source: "bambu".into(),
+                        width: 1,
+                        height: 1,
+                        frames_total: 3,
+                    },
+                ),
+            ];
+            for (schema, update) in &updates {
+                assert_eq!(keys(update), properties(schema), "{schema}");
+            }
+            let lagged = crate::api::lagged_message(7);
+            let mut lagged: Vec<String> =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&lagged)
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+            lagged.sort();
+            assert_eq!(lagged, properties("LiveLagged"));
+        }
+    }
+}

@@ -148,6 +148,7 @@ struct AgentPrinterLabels {
 struct AgentDropLabels {
     agent: String,
     class: String,
+    reason: String,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -483,14 +484,14 @@ impl Metrics {
                         .set(count(printer.camera_errors));
                 }
             }
-            if let Some(serde_json::Value::Object(drops)) = &detail.drops {
-                for (class, count) in drops {
-                    if let Some(count) = count.as_i64() {
-                        let labels =
-                            AgentDropLabels { agent: detail.id.clone(), class: class.clone() };
-                        self.agent_drops.get_or_create(&labels).set(count);
-                    }
-                }
+            for drop in &detail.drops {
+                let labels = AgentDropLabels {
+                    agent: detail.id.clone(),
+                    class: drop.class.clone(),
+                    reason: drop.reason.clone(),
+                };
+                let count = i64::try_from(drop.count).unwrap_or(i64::MAX);
+                self.agent_drops.get_or_create(&labels).set(count);
             }
         }
     }

@@ -30,6 +30,7 @@ use utoipa_axum::routes;
 pub use self::error::{ApiError, ErrorBody};
 use self::openapi::Access;
 pub use self::routes::validate_user_name;
+pub use self::ws::lagged_message;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::service::{Role, Services};

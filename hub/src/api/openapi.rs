@@ -24,7 +24,16 @@ use crate::service::Role;
             `x-kitt-role` names the least role an operation needs.",
     ),
     servers((url = "/api/v1")),
-    components(schemas(ErrorBody)),
+    components(schemas(
+        ErrorBody,
+        crate::live::schema::LivePrinterState,
+        crate::live::schema::LiveEvent,
+        crate::live::schema::LiveAgent,
+        crate::live::schema::LiveCommandResult,
+        crate::live::schema::LiveSnapshot,
+        crate::live::schema::LiveCamera,
+        crate::live::schema::LiveLagged,
+    )),
     modifiers(&Security),
 )]
 pub struct ApiDoc;

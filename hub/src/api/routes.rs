@@ -238,6 +238,7 @@ pub async fn events(
 
 /// A command to send: the action with its fields, and how long it may wait.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CommandRequest)]
 pub struct CommandBody {
     #[serde(flatten)]
     pub command: CommandSpec,
@@ -524,6 +525,7 @@ pub struct TokenRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CreatedToken)]
 pub struct TokenCreated {
     pub id: String,
     /// `kitt_<id>_<secret>`, shown this once.
@@ -574,6 +576,7 @@ pub struct AuditQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditLog)]
 pub struct AuditPage {
     pub audit: Vec<AuditRow>,
 }

@@ -64,9 +64,7 @@ async fn serve(state: AppState, mut socket: WebSocket, printer: Option<String>) 
                         (serde_json::to_string(&stamped.update).unwrap_or_default(), Some(stamped.received))
                     }
                     // A slow client: say how much it missed, so it can refetch.
-                    Err(RecvError::Lagged(missed)) => {
-                        (serde_json::json!({ "type": "lagged", "missed": missed }).to_string(), None)
-                    }
+                    Err(RecvError::Lagged(missed)) => (lagged_message(missed), None),
                     Err(RecvError::Closed) => return,
                 };
                 if socket.send(Message::Text(text.into())).await.is_err() {
@@ -82,4 +80,9 @@ async fn serve(state: AppState, mut socket: WebSocket, printer: Option<String>) 
             },
         }
     }
+}
+
+/// What a slow client is told: how many updates it missed (`LiveLagged` in the document).
+pub fn lagged_message(missed: u64) -> String {
+    serde_json::json!({ "type": "lagged", "missed": missed }).to_string()
 }

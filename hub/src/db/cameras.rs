@@ -36,6 +36,7 @@ pub struct SnapshotFilter {
 
 /// A printer's newest snapshot, for the fleet view.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = SnapshotSummary)]
 pub struct LatestSnapshot {
     pub id: String,
     pub captured_at: i64,

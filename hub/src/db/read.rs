@@ -21,6 +21,7 @@ pub struct PrinterRow {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct EventRow {
     pub id: i64,
     pub printer_id: Option<String>,
@@ -78,10 +79,22 @@ pub struct AgentDetail {
     pub last_seen_at: Option<i64>,
     pub outbox_records: Option<i64>,
     pub outbox_bytes: Option<i64>,
-    pub drops: Option<Value>,
+    /// What its outbox dropped to make room, by record class and reason (cumulative).
+    pub drops: Vec<DropCount>,
     pub disk_free_bytes: Option<i64>,
     /// The agent's own counters since it started (agents of wire version 3 and later).
     pub counters: Option<AgentCounters>,
+}
+
+/// Records an agent's outbox dropped, of one class for one reason.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = Drop)]
+pub struct DropCount {
+    /// The record class: `telemetry`, `snapshot`, …
+    pub class: String,
+    /// Why: `capacity`, …
+    pub reason: String,
+    pub count: u64,
 }
 
 /// What an agent counted since it started, from its newest health report.
@@ -409,7 +422,7 @@ impl Db {
                     last_seen_at: row.try_get(8)?,
                     outbox_records: row.try_get(9)?,
                     outbox_bytes: row.try_get(10)?,
-                    drops: drops.and_then(|d| serde_json::from_str(&d).ok()),
+                    drops: drops.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
                     disk_free_bytes: row.try_get(12)?,
                     counters: row
                         .try_get::<Option<String>, _>(13)?

@@ -7,6 +7,7 @@ use sqlx::Row;
 use super::{Db, DbError};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserRow {
     pub name: String,
     pub role: String,
@@ -14,6 +15,7 @@ pub struct UserRow {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiToken)]
 pub struct TokenRow {
     pub id: String,
     pub user_name: String,
@@ -24,6 +26,7 @@ pub struct TokenRow {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct AuditRow {
     pub id: i64,
     pub at: i64,

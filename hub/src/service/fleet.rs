@@ -24,6 +24,7 @@ pub struct Printer {
 
 /// The newest snapshot, with the URL of its image.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = LatestSnapshot)]
 pub struct SnapshotLink {
     #[serde(flatten)]
     pub snapshot: LatestSnapshot,

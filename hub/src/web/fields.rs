@@ -114,7 +114,8 @@ pub fn check_against_openapi(fields: &Fields, document: &Value) -> Vec<String> {
                     Shape::List => property.get("items"),
                     Shape::Map => property.get("additionalProperties"),
                 };
-                let refers = inner.is_some_and(|inner| refers_to(inner, &field_type.base));
+                let refers =
+                    inner.is_some_and(|inner| refers_to(schemas, inner, &field_type.base, 3));
                 if !refers {
                     problems.push(format!(
                         "{resource}.{field}: does not refer to the schema {}",
@@ -136,7 +137,9 @@ fn resolve<'a>(schemas: &'a Value, schema: &'a Value) -> &'a Value {
     }
 }
 
-/// The properties and required names of a schema, through `$ref` and `allOf`.
+/// The properties and required names of a schema, through `$ref` and `allOf`; for
+/// alternatives (`oneOf`, `anyOf`: a tagged enum's variants), the properties of any of them,
+/// required only where every alternative requires them.
 fn properties_of<'a>(
     schemas: &'a Value,
     schema: &'a Value,
@@ -155,19 +158,42 @@ fn properties_of<'a>(
         properties.extend(more);
         required.extend(more_required);
     }
+    for key in ["oneOf", "anyOf"] {
+        let Some(alternatives) = schema[key].as_array() else { continue };
+        let mut in_every: Option<Vec<String>> = None;
+        for alternative in alternatives {
+            let (more, more_required) = properties_of(schemas, alternative);
+            for (name, property) in more {
+                properties.entry(name).or_insert(property);
+            }
+            in_every = Some(match in_every {
+                None => more_required,
+                Some(so_far) => so_far.into_iter().filter(|n| more_required.contains(n)).collect(),
+            });
+        }
+        required.extend(in_every.unwrap_or_default());
+    }
     (properties, required)
 }
 
-/// Whether `schema` is a `$ref` to `name`, directly or as one alternative of a nullable
-/// `oneOf`/`anyOf`.
-fn refers_to(schema: &Value, name: &str) -> bool {
+/// Whether `schema` is a `$ref` to `name`, directly, as one alternative of a nullable
+/// `oneOf`/`anyOf`, or through a schema that is itself such an alternative (an event body
+/// that is a known event or anything newer).
+fn refers_to(schemas: &Value, schema: &Value, name: &str, depth: u8) -> bool {
     let target = format!("{REF_PREFIX}{name}");
-    if schema.get("$ref").and_then(Value::as_str) == Some(target.as_str()) {
+    let reference = schema.get("$ref").and_then(Value::as_str);
+    if reference == Some(target.as_str()) {
         return true;
+    }
+    if depth == 0 {
+        return false;
+    }
+    if let Some(other) = reference.and_then(|r| r.strip_prefix(REF_PREFIX)) {
+        return schemas.get(other).is_some_and(|s| refers_to(schemas, s, name, depth - 1));
     }
     ["oneOf", "anyOf", "allOf"].iter().any(|key| {
         schema[*key].as_array().is_some_and(|alternatives| {
-            alternatives.iter().any(|alternative| refers_to(alternative, name))
+            alternatives.iter().any(|alternative| refers_to(schemas, alternative, name, depth - 1))
         })
     })
 }
@@ -302,6 +328,22 @@ mod tests {
                 "Printer.agent_online: read as always present, not required",
                 "PrinterState.fans: not a property of the schema",
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod against_the_document {
+    use super::*;
+
+    #[test]
+    fn every_field_the_dashboard_reads_or_sends_is_in_the_openapi_document() {
+        let document = serde_json::to_value(crate::api::spec()).expect("the document");
+        let problems = check_against_openapi(&dashboard_fields(), &document);
+        assert!(
+            problems.is_empty(),
+            "the dashboard and the API disagree:\n{}",
+            problems.join("\n")
         );
     }
 }
