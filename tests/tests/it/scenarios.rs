@@ -476,8 +476,9 @@ async fn misconfigurations_each_say_what_is_wrong_and_the_rest_keeps_syncing() {
         Ok(answer) => verdict.problem(format!("a foreign certificate got in: {answer}")),
         Err(error) => verdict.fact(format!("the client: \"{error}\"")),
     }
-    let (log, refused) = (fleet.hub.running.process(), "Refused a QUIC connection");
-    told(&mut verdict, log, "hub", refused, refused, "invalid peer certificate");
+    // Refused input is logged (and counted) in one call, by source and reason.
+    let (log, refused) = (fleet.hub.running.process(), r#"source="quic" reason="handshake""#);
+    told(&mut verdict, log, "hub", refused, "Refused input", "invalid peer certificate");
     verdict.conclude();
 
     // All along, the healthy pair synced: every event of its print, in order, once.
