@@ -145,7 +145,7 @@ fn ci() -> anyhow::Result<()> {
     fuzz_build()?;
     let pi = cross::target("aarch64-unknown-linux-gnu")?;
     dist::agent(pi, env!("CARGO_PKG_VERSION"))?;
-    cross::test(pi, &["edge-agent", "proto"], &[])?;
+    cross::test(pi, &["edge-agent", "proto", "proto-io"], &[])?;
     package_test::run(&[])
 }
 
@@ -158,7 +158,7 @@ fn test_cross(args: &[String]) -> anyhow::Result<()> {
     };
     let flags = flags::parse(ours, &["target"])?;
     let target = cross::target(flags.value("target").unwrap_or("aarch64-unknown-linux-gnu"))?;
-    cross::test(target, &["edge-agent", "proto"], extra)
+    cross::test(target, &["edge-agent", "proto", "proto-io"], extra)
 }
 
 fn check_deps() -> anyhow::Result<()> {

@@ -181,7 +181,8 @@ pub fn router(state: AppState) -> Router {
     let protected = protected
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_caller));
     let (api, _) = open.merge(protected).split_for_parts();
-    let api = api.fallback(routes::not_found);
+    let api =
+        api.fallback(routes::not_found).method_not_allowed_fallback(routes::method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(routes::healthz))

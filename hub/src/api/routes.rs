@@ -59,6 +59,16 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such API route; see /api/v1/openapi.json")
 }
 
+/// A known route called with a method it does not have: 405 in the API's error shape (axum's
+/// own answer has no body).
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}; see /api/v1/openapi.json", uri.path()),
+    )
+}
+
 // --- operations ----------------------------------------------------------------------------
 
 /// `{"status": …}` of the operational endpoints.

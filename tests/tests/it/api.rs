@@ -487,6 +487,13 @@ async fn no_anonymous_access_roles_and_bad_input_get_clear_json_errors(db: Optio
             assert!(list.is_none_or(|l| l.is_empty()), "{path}: {body}");
         }
     }
+    // A method a route does not take: 405 in the same error shape.
+    let wrong_method = Request::put("/api/v1/printers")
+        .header(header::AUTHORIZATION, format!("Bearer {viewer}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = api.call(wrong_method).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
     let (status, body) = api.get(&admin, "/api/v1/events?from=yesterday").await;
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
     let (_, printers) = api.get(&viewer, "/api/v1/printers").await;
