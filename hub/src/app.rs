@@ -45,6 +45,9 @@ pub struct RunningHub {
     pub sync_addr: SocketAddr,
     pub sync: SyncHandle,
     pub state: AppState,
+    /// Fires when an essential task panicked (see [`crate::supervise`]); `shutdown` fires
+    /// with it.
+    pub failed: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -89,13 +92,16 @@ pub async fn start(
         .await
         .map_err(|source| StartError::Http { addr: config.http_listen, source })?;
     let http_addr = listener.local_addr().unwrap_or(config.http_listen);
-    let state = AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics);
+    let state = AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone());
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let tasks = TaskTracker::new();
-    tasks.spawn(server.run(shutdown.clone()));
+    // A panic in any of these stops the hub (`failed`, then `shutdown`): see `supervise`.
+    let failed = CancellationToken::new();
+    let essential = Essential { tasks: &tasks, metrics, failed: &failed, shutdown: &shutdown };
+    essential.spawn("sync", server.run(shutdown.clone()));
     let http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
+    essential.spawn("http", async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await;
@@ -103,14 +109,33 @@ pub async fn start(
             tracing::error!(%error, "The HTTP server stopped.");
         }
     });
-    tasks.spawn(housekeeping(
-        db,
-        SnapshotStore::new(snapshot_dir),
-        config.retention,
-        shutdown.clone(),
-    ));
+    let retention = config.retention;
+    let cleanup = housekeeping(db, SnapshotStore::new(snapshot_dir), retention, shutdown.clone());
+    essential.spawn("housekeeping", cleanup);
     state.ready.store(true, Ordering::Release);
-    Ok(RunningHub { http_addr, sync_addr, sync, state, tasks })
+    Ok(RunningHub { http_addr, sync_addr, sync, state, failed, tasks })
+}
+
+/// Spawns the tasks the hub cannot run without: a panic in one fires `failed` and then
+/// `shutdown`.
+struct Essential<'a> {
+    tasks: &'a TaskTracker,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    failed: &'a CancellationToken,
+    shutdown: &'a CancellationToken,
+}
+
+impl Essential<'_> {
+    fn spawn(&self, name: &'static str, work: impl Future<Output = ()> + Send + 'static) {
+        let (metrics, failed, shutdown) =
+            (self.metrics.clone(), self.failed.clone(), self.shutdown.clone());
+        self.tasks.spawn(async move {
+            crate::supervise::essential(metrics, name, failed.clone(), work).await;
+            if failed.is_cancelled() {
+                shutdown.cancel();
+            }
+        });
+    }
 }
 
 /// Telemetry downsampling and retention, snapshot retention, once a minute.

@@ -196,9 +196,17 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
                     "No admin user yet: create one with `kitt-hub user add <name> --role admin`.",
                 );
             }
-            crate::app::wait_for_signal().await;
+            let failed = hub.failed.clone();
+            tokio::select! {
+                () = crate::app::wait_for_signal() => {}
+                () = failed.cancelled() => {}
+            }
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), hub.wait()).await;
+            if failed.is_cancelled() {
+                eprint_line("kitt-hub stopped: an essential task panicked (see the log above).");
+                return Ok(crate::supervise::EXIT_PANICKED);
+            }
             Ok(0)
         }
         Command::Migrate => {

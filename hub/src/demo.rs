@@ -91,6 +91,12 @@ const SCENARIOS: [Scenario; 4] = [
     },
 ];
 
+/// Tells the demo's children its pid: they ask the kernel to end them when the process that
+/// started them dies (`die_with_parent` in each binary's `main`), so a demo killed by SIGKILL
+/// leaves nothing running. They are started from the main thread, which lives as long as the
+/// process (the kernel ties the parent-death signal to the thread that forked).
+const PARENT_PID: &str = "KITT_PARENT_PID";
+
 /// Child processes, killed when dropped (also when the demo fails half-way).
 #[derive(Default)]
 struct Children(Vec<Child>);
@@ -189,7 +195,8 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
                 .args(["--model", scenario.model, "--bind", "127.0.0.1:0", "--report-ms", "1000"])
                 .arg("--ca-out")
                 .arg(&dir)
-                .args(scenario.args),
+                .args(scenario.args)
+                .env(PARENT_PID, std::process::id().to_string()),
             &["kitt-printer-sim listening on", "camera listening on"],
         )?;
         children.0.push(printer);
@@ -226,6 +233,7 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
             .args(["run", "--config"])
             .arg(&agent_config)
             .env("KITT_LOG", "error")
+            .env(PARENT_PID, std::process::id().to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

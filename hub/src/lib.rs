@@ -13,5 +13,6 @@ pub mod demo;
 pub mod live;
 pub mod metrics;
 pub mod service;
+pub mod supervise;
 pub mod sync;
 pub mod web;

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hub=info")),
         )
         .init();
+    hub::supervise::install_hook();
     let cli = hub::cli::Cli::parse();
     match hub::cli::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -27,6 +27,7 @@ pub mod names {
     pub const INGEST_RECORDS: &str = "kitt_ingest_records";
     pub const INGEST_COMMIT_DURATION: &str = "kitt_ingest_commit_duration_seconds";
     pub const INGEST_FAILURES: &str = "kitt_ingest_failures";
+    pub const PANICS: &str = "kitt_panics";
     pub const LIVE_UPDATE_LATENCY: &str = "kitt_live_update_latency_seconds";
     pub const WS_MESSAGES: &str = "kitt_ws_messages";
     pub const WS_CLIENTS: &str = "kitt_ws_clients";
@@ -57,6 +58,7 @@ pub mod names {
         INGEST_RECORDS,
         INGEST_COMMIT_DURATION,
         INGEST_FAILURES,
+        PANICS,
         LIVE_UPDATE_LATENCY,
         WS_MESSAGES,
         WS_CLIENTS,
@@ -128,6 +130,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
     source: String,
     reason: String,
@@ -169,6 +176,7 @@ pub struct Metrics {
     ingest_records: Counter,
     ingest_commit: Histogram,
     ingest_failures: Family<ReasonLabels, Counter>,
+    panics: Family<TaskLabels, Counter>,
     live_latency: Histogram,
     ws_messages: Counter,
     ws_clients: Gauge,
@@ -215,6 +223,7 @@ impl Metrics {
             ingest_records: Counter::default(),
             ingest_commit: seconds_histogram(),
             ingest_failures: Family::default(),
+            panics: Family::default(),
             live_latency: seconds_histogram(),
             ws_messages: Counter::default(),
             ws_clients: Gauge::default(),
@@ -273,6 +282,11 @@ impl Metrics {
             INGEST_FAILURES,
             "Ingest batches not committed, by reason",
             m.ingest_failures.clone(),
+        );
+        registry.register(
+            PANICS,
+            "Panics the hub caught, by task (each also an ERROR log line)",
+            m.panics.clone(),
         );
         registry.register(
             LIVE_UPDATE_LATENCY,
@@ -399,6 +413,18 @@ impl Metrics {
 
     pub fn ingest_failed(&self, reason: &str) {
         self.ingest_failures.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    /// A task panicked and the hub caught it (see [`crate::supervise`]): logged and counted
+    /// in one call. `task` is a short fixed word (it becomes a label).
+    pub fn panicked(&self, task: &'static str, what: &str) {
+        tracing::error!(task, panic = what, "A task panicked; the hub caught it and goes on.");
+        self.panics.get_or_create(&TaskLabels { task: task.into() }).inc();
+    }
+
+    /// Panics caught in `task` so far.
+    pub fn panics(&self, task: &'static str) -> u64 {
+        self.panics.get_or_create(&TaskLabels { task: task.into() }).get()
     }
 
     /// A live update reached a WebSocket; `received` is when its batch arrived at the hub.

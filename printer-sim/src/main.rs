@@ -13,6 +13,7 @@ const EXIT_USAGE: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    die_with_parent();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error)
@@ -44,5 +45,22 @@ async fn main() -> ExitCode {
                 error.downcast_ref::<printer_sim::cli::CliError>().is_some_and(|e| e.is_usage());
             ExitCode::from(if usage { EXIT_USAGE } else { 1 })
         }
+    }
+}
+
+/// Set by `kitt-hub demo` on the processes it starts: its own pid.
+const PARENT_PID: &str = "KITT_PARENT_PID";
+
+/// Under `kitt-hub demo`, asks the kernel for SIGTERM when the demo dies, even by SIGKILL, and
+/// exits at once if it already has (the check after the request closes that window).
+fn die_with_parent() {
+    let Some(parent) = std::env::var(PARENT_PID).ok().and_then(|pid| pid.parse::<i32>().ok())
+    else {
+        return;
+    };
+    let asked =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    if asked.is_err() || rustix::process::getppid().map(|pid| pid.as_raw_pid()) != Some(parent) {
+        std::process::exit(1);
     }
 }

@@ -65,17 +65,24 @@
 //!   moves every stored seq above what the hub already has, so nothing new is taken for a
 //!   duplicate.
 //! - **Disk full** (`SQLITE_FULL`, also what `PRAGMA max_page_count` produces). The commit
-//!   is rolled back, the oldest telemetry (then snapshot chunks, then health) worth twice the
-//!   batch's bytes is evicted (counted) in a transaction of its own and the commit retried,
-//!   doubling the eviction each time, until it fits or only events are left. If it fails,
-//!   [`OutboxError::DiskFull`] is returned and the batch stays pending in memory for the next
-//!   commit; over the pending bound the oldest pending telemetry is shed first (counted).
-//!   Nothing panics.
+//!   is rolled back and the disk reserve (`<file>.reserve`, [`RESERVE_BYTES`], written at
+//!   open and whenever there is room again) is deleted: on a really full filesystem even a
+//!   delete cannot run, since WAL mode appends the freed pages to the log first. Then the
+//!   oldest telemetry (then snapshot chunks, then health) worth twice the batch's bytes is
+//!   evicted (counted) in a transaction of its own and the commit retried, doubling the
+//!   eviction each time, until it fits or only events are left. After a save, a checkpoint
+//!   folds the log into the database and the reserve is written again if it fits (else
+//!   retried a minute later). If nothing more can be evicted, [`OutboxError::DiskFull`] is
+//!   returned and the batch stays pending in memory for the next commit; over the pending
+//!   bound the oldest pending telemetry is shed first (counted). One log line says what
+//!   happened: the reserve released, what was evicted, whether the batch was saved and the
+//!   reserve restored. Nothing panics.
 //! - **Command ledger.** [`Outbox::command_begin`] durably records a command before it
 //!   runs, so a restart never runs it twice; a command begun but not finished reads back as
 //!   `Seen { outcome: None }` and the driver reports it as interrupted rather than retrying.
 
 mod policy;
+mod reserve;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -92,6 +99,8 @@ use proto::{
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use self::policy::{CLASSES, Capacity, DropTable, PENDING_SHED_ORDER, add_tables, drop_counts};
+pub use self::reserve::RESERVE_BYTES;
+use self::reserve::Reserve;
 use self::store::{Counters, OpenError, read_row, to_i64};
 
 /// How often the driver commits: the most data a power loss can take.
@@ -262,6 +271,8 @@ pub struct Outbox {
     unsaved_drops: DropTable,
     /// Drops handed out by `take_drops`; marked reported at the next commit.
     taken_drops: DropTable,
+    /// Disk space set aside for evicting on a full disk.
+    reserve: Reserve,
 }
 
 #[derive(Debug)]
@@ -301,7 +312,8 @@ impl Outbox {
             },
         })?;
         let counters = opened.counters;
-        let outbox = Outbox {
+        let reserve = Reserve::beside(&path);
+        let mut outbox = Outbox {
             connection: opened.connection,
             path,
             capacity: Capacity {
@@ -314,7 +326,14 @@ impl Outbox {
             pending_bytes: 0,
             unsaved_drops: DropTable::default(),
             taken_drops: DropTable::default(),
+            reserve,
         };
+        if let Err(error) = outbox.reserve.fill() {
+            tracing::warn!(path = %outbox.reserve.path().display(), %error,
+                reserve_bytes = RESERVE_BYTES,
+                "No room for the outbox's disk reserve; on a full disk the outbox may be unable \
+                 to evict telemetry. It is written again once there is room.");
+        }
         let stats = outbox.stats();
         let report = OpenReport {
             records: stats.records,
@@ -365,26 +384,69 @@ impl Outbox {
         if self.pending.is_empty() && self.drop_tables_settled() {
             return Ok(self.durable_through());
         }
-        let error = match self.try_commit() {
-            Ok(()) => return Ok(self.durable_through()),
-            Err(error) if store::is_full(&error) => error,
+        match self.try_commit() {
+            Ok(()) => {
+                if self.reserve.due() {
+                    self.restore_reserve();
+                }
+                return Ok(self.durable_through());
+            }
+            Err(error) if store::is_full(&error) => {}
             Err(error) => return Err(self.error(error)),
-        };
-        tracing::warn!(path = %self.path.display(), %error, pending = self.pending.len(),
-            "Outbox disk full; evicting telemetry and retrying.");
-        // Body bytes freed are not pages freed (partly filled pages, index pages): evict
-        // twice the batch, then double, until it fits or nothing evictable is left.
+        }
+        // The disk is full. Give back the reserve so that SQLite can write the log frames of
+        // an eviction at all, then evict the oldest telemetry (then snapshots, then health):
+        // body bytes freed are not pages freed (partly filled pages, index pages), so twice
+        // the batch, then double, until the batch fits or nothing evictable is left.
+        let released = self.reserve.release();
+        let mut evicted = store::Evicted::default();
         let mut to_free = self.pending_bytes.max(1).saturating_mul(2);
-        while self.make_room(to_free).map_err(|error| self.error(error))? > 0 {
+        let saved = loop {
+            let freed = match self.make_room(to_free) {
+                Ok(freed) => freed,
+                Err(error) if store::is_full(&error) => break false,
+                Err(error) => return Err(self.error(error)),
+            };
+            if freed.records == 0 {
+                break false;
+            }
+            evicted.records += freed.records;
+            evicted.bytes += freed.bytes;
             match self.try_commit() {
-                Ok(()) => return Ok(self.durable_through()),
+                Ok(()) => break true,
                 Err(error) if store::is_full(&error) => to_free = to_free.saturating_mul(2),
                 Err(error) => return Err(self.error(error)),
             }
+        };
+        if saved {
+            let restored = self.restore_reserve();
+            let path = self.path.display();
+            tracing::warn!(%path, released_reserve_bytes = released, evicted_records =
+                evicted.records, evicted_bytes = evicted.bytes, reserve_restored = restored,
+                "Outbox disk full: evicted the oldest telemetry and saved the batch.");
+            return Ok(self.durable_through());
         }
-        tracing::error!(path = %self.path.display(), pending = self.pending.len(),
-            "Outbox disk full; keeping the batch in memory.");
-        Err(OutboxError::DiskFull { path: self.path.clone(), pending: self.pending.len() })
+        let pending = self.pending.len();
+        let path = self.path.display();
+        tracing::error!(%path, released_reserve_bytes = released, evicted_records =
+            evicted.records, evicted_bytes = evicted.bytes, pending,
+            "Outbox disk full and nothing left to evict but events and results: the batch is \
+             kept in memory until the hub acknowledges records or the disk has room.");
+        Err(OutboxError::DiskFull { path: self.path.clone(), pending })
+    }
+
+    /// Folds the write-ahead log into the database (freeing its blocks) and writes the disk
+    /// reserve again. Returns whether the reserve is in place.
+    fn restore_reserve(&mut self) -> bool {
+        // A failed checkpoint leaves the log as it was; the reserve may still fit.
+        let _ = self.connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        match self.reserve.fill() {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, "The outbox's disk reserve does not fit yet.");
+                false
+            }
+        }
     }
 
     /// Records appended and not yet committed.
@@ -662,14 +724,16 @@ impl Outbox {
         Ok(())
     }
 
-    /// Evicts the oldest telemetry, then snapshots, then health, worth `bytes`, in a transaction of its own
-    /// (deleting frees pages even when the disk is full). Returns the bytes freed.
-    fn make_room(&mut self, bytes: u64) -> rusqlite::Result<u64> {
+    /// Evicts the oldest telemetry, then snapshots, then health, worth `bytes`, in a
+    /// transaction of its own. Returns what it removed.
+    fn make_room(&mut self, bytes: u64) -> rusqlite::Result<store::Evicted> {
         self.transact(|tx, counters| {
-            let mut freed = 0;
+            let mut freed = store::Evicted::default();
             for class in [DropClass::Telemetry, DropClass::Snapshot, DropClass::Health] {
-                if freed < bytes {
-                    freed += store::evict_oldest(tx, counters, class, bytes - freed)?.bytes;
+                if freed.bytes < bytes {
+                    let evicted = store::evict_oldest(tx, counters, class, bytes - freed.bytes)?;
+                    freed.records += evicted.records;
+                    freed.bytes += evicted.bytes;
                 }
             }
             Ok(freed)

@@ -461,6 +461,96 @@ fn disk_full_keeps_events_pending_until_room_is_made() {
     assert_eq!(read_all(&mut outbox).len(), 140);
 }
 
+/// A really full filesystem, not a page limit: SQLite cannot even delete there (WAL mode
+/// appends freed pages to the log first), so only the disk reserve lets the outbox evict.
+/// The test runs itself again inside a private user and mount namespace (`unshare`, no
+/// privileges needed) on a 16 MiB tmpfs it fills to the last byte.
+#[test]
+fn a_really_full_filesystem_still_evicts_telemetry_and_saves_events() {
+    const INSIDE: &str = "KITT_TEST_FULL_FILESYSTEM";
+    const NAME: &str =
+        "outbox::tests::a_really_full_filesystem_still_evicts_telemetry_and_saves_events";
+    if let Some(dir) = std::env::var_os(INSIDE) {
+        return really_full(Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("the test binary");
+    let script = r#"mount -t tmpfs -o size=16m kitt-full "$1" && exec "$2" --exact "$3" --nocapture --test-threads 1"#;
+    let output = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
+        .arg(dir.path())
+        .arg(&exe)
+        .arg(NAME)
+        .env(INSIDE, dir.path())
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains(&format!("test {NAME} ... ok")),
+        "inside the namespace: {}\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+fn really_full(dir: &Path) {
+    let config = big_config(dir);
+    let (mut outbox, _) = Outbox::open(config.clone()).expect("opens");
+    let reserve = dir.join("outbox.db.reserve");
+    assert_eq!(std::fs::metadata(&reserve).expect("reserve written").len(), super::RESERVE_BYTES);
+    for _ in 0..20 {
+        append_n(&mut outbox, DropClass::Telemetry, 1_000, 200);
+        outbox.commit().expect("room for telemetry");
+    }
+    append_n(&mut outbox, DropClass::Event, 100, 10);
+    outbox.commit().expect("room for events");
+    // An empty log, then a disk with not one byte left.
+    outbox.connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").expect("checkpoint");
+    fill_disk(&dir.join("filler"));
+
+    let new = append_n(&mut outbox, DropClass::Event, 1_000, 40);
+    let durable = outbox.commit().expect("the reserve makes room to evict telemetry");
+    assert_eq!(durable, *new.last().expect("appended"));
+    let stats = outbox.stats();
+    assert!(drop_count(&stats.drops, DropClass::Telemetry, DropReason::Capacity) >= 40);
+    assert_eq!(drop_count(&stats.drops, DropClass::Event, DropReason::Capacity), 0);
+    let events = read_all(&mut outbox)
+        .into_iter()
+        .filter(|r| matches!(r.body, RecordBody::PrinterEvent(_)))
+        .count();
+    assert_eq!(events, 50, "every event kept");
+    // And it goes on: more events, each commit evicting telemetry as needed.
+    for _ in 0..10 {
+        append_n(&mut outbox, DropClass::Event, 1_000, 20);
+        outbox.commit().expect("still evicting telemetry");
+    }
+    drop(outbox);
+    let (mut reopened, report) = Outbox::open(config).expect("reopens on the full disk");
+    assert!(report.records > 0);
+    assert_eq!(
+        read_all(&mut reopened)
+            .iter()
+            .filter(|r| matches!(r.body, RecordBody::PrinterEvent(_)))
+            .count(),
+        250
+    );
+}
+
+/// Writes `path` until the filesystem refuses another byte.
+fn fill_disk(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("creates the filler");
+    let block = vec![0xEE_u8; 64 * 1024];
+    let mut size = block.len();
+    while size > 0 {
+        match file.write(&block[..size]) {
+            Ok(0) | Err(_) => size /= 2,
+            Ok(_) => {}
+        }
+    }
+    let _ = file.sync_all();
+}
+
 // --- 5. Sequence numbers and the command ledger --------------------------------------------
 
 #[test]

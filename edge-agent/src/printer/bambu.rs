@@ -16,4 +16,6 @@ pub mod session;
 pub mod tls;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

@@ -528,6 +528,11 @@ fn send_live(
     });
 }
 
+/// What a revoked agent's log says after the hub's reason: the way back, in two commands.
+const ENROLL_AGAIN: &str = "to bring it back, create a token on the hub (`kitt-hub token \
+     create --name NAME --hub HOST:PORT`) and run `kitt-agent enroll --hub HOST:PORT --token \
+     TOKEN --state-dir DIR` here, then restart the agent";
+
 /// The hub's reason, when it closed the connection on purpose.
 fn refusal(connection: &quinn::Connection) -> Option<SessionError> {
     match connection.close_reason()? {
@@ -535,9 +540,10 @@ fn refusal(connection: &quinn::Connection) -> Option<SessionError> {
             let code = close.error_code.into_inner();
             let reason = String::from_utf8_lossy(&close.reason).into_owned();
             match code as u32 {
-                close_code::REVOKED | close_code::UNAUTHENTICATED => {
-                    Some(SessionError::Refused(reason))
+                close_code::REVOKED => {
+                    Some(SessionError::Refused(format!("{reason}; {ENROLL_AGAIN}")))
                 }
+                close_code::UNAUTHENTICATED => Some(SessionError::Refused(reason)),
                 _ => Some(SessionError::Lost(format!("the hub closed the connection: {reason}"))),
             }
         }
@@ -548,7 +554,7 @@ fn refusal(connection: &quinn::Connection) -> Option<SessionError> {
 fn disconnected(reason: DisconnectReason) -> SessionError {
     match reason {
         DisconnectReason::Revoked => {
-            SessionError::Refused("this agent has been revoked on the hub; enroll it again".into())
+            SessionError::Refused(format!("the hub says this agent is revoked; {ENROLL_AGAIN}"))
         }
         DisconnectReason::UnsupportedVersion { hub_min, hub_max } => {
             SessionError::Refused(format!(
@@ -608,5 +614,14 @@ mod tests {
         let records = for_session(vec![health_v2()], proto::PROTOCOL_VERSION);
         assert_eq!(records, [health_v2()]);
         assert_eq!(frame_version(records), 3);
+    }
+
+    #[test]
+    fn a_revoked_agent_is_told_how_to_come_back() {
+        let SessionError::Refused(reason) = disconnected(DisconnectReason::Revoked) else {
+            panic!("a revoked agent is refused, not retried quickly")
+        };
+        assert!(reason.contains("kitt-agent enroll --hub"), "{reason}");
+        assert!(reason.contains("kitt-hub token create"), "{reason}");
     }
 }

@@ -190,6 +190,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::metrics))
         .merge(crate::web::router())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::supervise::catch_panics,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::count_requests))
         .with_state(state)
 }

@@ -93,30 +93,33 @@ pub(super) async fn accept_live_frames(
         let announced = announced.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut reader = FrameReader::new(recv, MAX_LIVE_FRAME);
-            let message =
-                tokio::time::timeout(Duration::from_secs(10), reader.next::<AgentMessage>());
-            match message.await {
-                Ok(Ok(AgentMessage::LiveFrame(frame))) => {
-                    if announced.contains(&(frame.printer.clone(), frame.camera.clone())) {
-                        publish_frame(&cameras, frame);
-                    } else {
-                        metrics.refused(
-                            Source::LiveFrame,
-                            "unannounced_camera",
-                            &format_args!("printer {} camera {}", frame.printer, frame.camera),
-                        );
+            let work = async {
+                let mut reader = FrameReader::new(recv, MAX_LIVE_FRAME);
+                let message =
+                    tokio::time::timeout(Duration::from_secs(10), reader.next::<AgentMessage>());
+                match message.await {
+                    Ok(Ok(AgentMessage::LiveFrame(frame))) => {
+                        if announced.contains(&(frame.printer.clone(), frame.camera.clone())) {
+                            publish_frame(&cameras, frame);
+                        } else {
+                            metrics.refused(
+                                Source::LiveFrame,
+                                "unannounced_camera",
+                                &format_args!("printer {} camera {}", frame.printer, frame.camera),
+                            );
+                        }
                     }
+                    Ok(Ok(_)) => {
+                        metrics.refused(Source::LiveFrame, "unexpected_message", &"not a frame")
+                    }
+                    Ok(Err(FrameError::Decode(error))) => {
+                        metrics.refused(Source::LiveFrame, "decode", &error);
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, "A live frame stream failed."),
+                    Err(_) => tracing::debug!("A live frame stream stalled."),
                 }
-                Ok(Ok(_)) => {
-                    metrics.refused(Source::LiveFrame, "unexpected_message", &"not a frame")
-                }
-                Ok(Err(FrameError::Decode(error))) => {
-                    metrics.refused(Source::LiveFrame, "decode", &error);
-                }
-                Ok(Err(error)) => tracing::debug!(%error, "A live frame stream failed."),
-                Err(_) => tracing::debug!("A live frame stream stalled."),
-            }
+            };
+            crate::supervise::contained(&metrics, "camera_intake", work).await;
         });
     }
 }

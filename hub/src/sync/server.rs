@@ -106,7 +106,8 @@ impl Shared {
     }
 
     pub(super) fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Live>> {
-        self.agents.lock().expect("the live-agent map is never poisoned")
+        // A panic while it was held (caught, see `supervise`) leaves the map as it was.
+        self.agents.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -219,17 +220,21 @@ impl SyncServer {
             let shared = self.shared.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
+                let metrics = shared.metrics.clone();
                 let remote = incoming.remote_address();
-                match incoming.await {
-                    Ok(connection) => serve_connection(shared, connection, shutdown).await,
-                    Err(error) => {
-                        shared.metrics.refused(
-                            Source::Quic,
-                            "handshake",
-                            &format_args!("{remote}: {error}"),
-                        );
+                let work = async move {
+                    match incoming.await {
+                        Ok(connection) => serve_connection(shared, connection, shutdown).await,
+                        Err(error) => {
+                            shared.metrics.refused(
+                                Source::Quic,
+                                "handshake",
+                                &format_args!("{remote}: {error}"),
+                            );
+                        }
                     }
-                }
+                };
+                crate::supervise::contained(&metrics, "sync_connection", work).await;
             });
         }
         tasks.close();

@@ -67,5 +67,34 @@ async fn the_demo_shows_four_printers_in_their_scenarios() {
     assert_eq!(lab["print_error"], "0300_8003", "{lab}");
     assert_eq!(corner["hms"][0]["code"], "0700_2000_0002_0001", "{corner}");
     assert_eq!(corner["model"], "N2S");
-    demo.terminate();
+
+    // Killed outright, the demo takes its four simulators and four agents with it.
+    let children = children_of(demo.child.id());
+    assert_eq!(children.len(), 8, "four simulators and four agents: {children:?}");
+    demo.kill9();
+    poll_other_process(Duration::from_secs(30), "the demo's children to end", || {
+        let left: Vec<u32> = children.iter().copied().filter(|pid| alive(*pid)).collect();
+        async move { left.is_empty().then_some(()) }
+    })
+    .await;
+}
+
+/// The processes whose parent is `parent`, from `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let entries = std::fs::read_dir("/proc").unwrap();
+    let pids = entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|pid| stat(*pid).is_some_and(|(_, ppid)| ppid == parent)).collect()
+}
+
+/// Whether `pid` runs (exists and is not a zombie waiting for a reaper).
+fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// State and parent pid from `/proc/PID/stat` (fields 3 and 4, after the parenthesised name).
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
 }

@@ -392,15 +392,17 @@ async fn a_full_disk_costs_telemetry_at_most_and_the_agent_carries_on() {
     verdict.ok(printer.wait_emitted("the job's end", kind("job_finished")).await);
     // What the agent said while its disk was full.
     let said = agent.running.process().take_lines();
+    let saved = said.iter().filter(|line| line.contains("saved the batch")).count();
     let refused = said.iter().filter(|line| line.contains("Outbox commit failed")).count();
     let kept = said
         .iter()
         .rev()
         .find_map(|line| line.split("; ").last()?.strip_suffix(" records kept in memory"));
     verdict.fact(format!(
-        "agent log: \"Outbox disk full; evicting telemetry and retrying\", then {refused} × \
-         \"Outbox commit failed; the records stay pending\" (the last: {} records kept in memory)",
-        kept.unwrap_or("?")
+        "agent log: {saved} × \"Outbox disk full: evicted the oldest telemetry and saved the \
+         batch\" (the disk reserve released first), {refused} × \"Outbox commit failed; the \
+         records stay pending\"{}",
+        kept.map(|n| format!(" (the last: {n} records kept in memory)")).unwrap_or_default()
     ));
     // Space again, and the link back.
     if let Err(error) = std::fs::remove_file(&ballast) {
@@ -453,10 +455,9 @@ async fn misconfigurations_each_say_what_is_wrong_and_the_rest_keeps_syncing() {
         format!("kitt-hub agent revoke: {output:?}"),
     );
     verdict.fact(format!("CLI: \"{said}\""));
-    // A connected agent hears the hub's close reason, which says revoked but names no remedy
-    // (the agent's own text for a refused hello adds "enroll it again").
+    // A connected agent hears the hub's close reason and says how to bring the agent back.
     let (log, refused) = (revoked.running.process(), "The hub refused this agent");
-    told(&mut verdict, log, "agent", refused, refused, "revoked");
+    told(&mut verdict, log, "agent", refused, refused, "revoked; to bring it back");
     let shown_revoked = wait_until(PATIENCE, "the hub showing pi-revoked revoked", || async {
         fleet
             .hub
