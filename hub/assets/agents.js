@@ -2,7 +2,7 @@
 
 import { html, useState, useRef, useEffect } from './lib.js';
 import { api } from './api.js';
-import { agents, agentsError, me, loadAgents } from './store.js';
+import { agents, agentsError, me, loadAgents, loadFleet, printers } from './store.js';
 import { Badge, CodeBlock, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, confirmDialog, toast, useTitle } from './ui.js';
 import { bytes, count, dateTime, relativeTime } from './format.js';
 
@@ -31,11 +31,76 @@ export default function AgentsPage() {
       ${enrolling ? html`<${Enroll} />` : null}
     </section>
     <div>${body}</div>
+    ${isAdmin ? html`<${Ownership} />` : null}
   </div>`;
+}
+
+// Which agent owns each printer: new printers awaiting approval, and claims refused because
+// another agent owns the printer (a Pi moved, or one that should not speak for it).
+function Ownership() {
+  const [claims, setClaims] = useState(null);
+  const [error, setError] = useState(null);
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    api('/printer-claims', { resource: 'ClaimList' })
+      .then((answer) => { setClaims(answer.claims); setError(null); })
+      .catch(setError);
+  }, [version]);
+  const pending = [...printers.value.values()].map((p) => p.value).filter((p) => p.approved_at == null);
+  const refresh = () => { setVersion(version + 1); loadFleet(); };
+  if (!pending.length && !claims?.length && !error) return null;
+  return html`<section class="panel" aria-labelledby="ownership-h" data-testid="ownership">
+    <h2 id="ownership-h">Printer ownership</h2>
+    ${error ? html`<${ErrorBox} error=${error} />` : null}
+    ${pending.length ? html`<h3>Awaiting approval</h3>
+      <p>These printers were first announced by the agent shown. They take no commands until you approve that agent as their owner.</p>
+      <ul class="plain-list">${pending.map((p) => html`<li key=${p.id} data-printer-id=${p.id}>
+        <span class="strong">${p.name || p.id}</span> <span class="muted mono">${p.id}</span> from agent <span class="mono">${p.agent_id}</span>
+        <button type="button" class="btn btn-small btn-primary" onClick=${() => approve(p, refresh)}>
+          Approve<${VisuallyHidden}> ${p.name || p.id}<//></button>
+      </li>`)}</ul>` : null}
+    ${claims?.length ? html`<h3>Refused claims</h3>
+      <p>These agents announced a printer another agent owns. Their records about it are kept but not shown or used. Move the printer if it really moved.</p>
+      <ul class="plain-list">${claims.map((c) => html`<li key=${`${c.printer_id} ${c.agent_id}`} data-claim=${c.printer_id}>
+        <span class="mono">${c.printer_id}</span>: claimed by <span class="mono">${c.agent_id}</span>, owned by <span class="mono">${c.owner_id}</span>
+        (${count(c.refused_records)} records refused, last ${relativeTime(c.last_at)})
+        <button type="button" class="btn btn-small" onClick=${() => move(c, refresh)}>
+          Move to ${c.agent_id}<${VisuallyHidden}> (printer ${c.printer_id})<//></button>
+      </li>`)}</ul>` : null}
+  </section>`;
+}
+
+async function approve(printer, done) {
+  try {
+    await api(`/printers/${encodeURIComponent(printer.id)}/approve`, { method: 'POST', resource: 'Printer' });
+    toast(`${printer.name || printer.id} approved for agent ${printer.agent_id}.`, 'ok');
+    done();
+  } catch (error) {
+    toast(`Could not approve: ${error.message}`, 'error');
+  }
+}
+
+async function move(claim, done) {
+  const ok = await confirmDialog({
+    title: `Move printer ${claim.printer_id} to agent ${claim.agent_id}?`,
+    body: html`<p>Commands for it go to ${claim.agent_id} from now on, and records about it from ${claim.owner_id} are refused.</p>`,
+    confirmLabel: 'Move',
+  });
+  if (!ok) return;
+  try {
+    await api(`/printers/${encodeURIComponent(claim.printer_id)}/owner`, {
+      method: 'POST', body: { agent: claim.agent_id }, request: 'MovePrinter', resource: 'Printer',
+    });
+    toast(`Printer ${claim.printer_id} now belongs to ${claim.agent_id}.`, 'ok');
+    done();
+  } catch (error) {
+    toast(`Could not move: ${error.message}`, 'error');
+  }
 }
 
 function Enroll() {
   const [name, setName] = useState('');
+  const [serials, setSerials] = useState('');
   const [ttl, setTtl] = useState('3600');
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState(null);
@@ -48,6 +113,8 @@ function Enroll() {
     try {
       const body = { ttl_s: Number(ttl) };
       if (name.trim()) body.name = name.trim();
+      const printers = serials.split(/[\s,]+/).filter(Boolean);
+      if (printers.length) body.printers = printers;
       const answer = await api('/enrollment-tokens', { method: 'POST', body, request: 'EnrollmentTokenRequest', resource: 'EnrollmentToken' });
       setResult({ command: `kitt-agent enroll --hub ${location.hostname}:7070 --token ${answer.token}`, expiresAt: answer.expires_at });
     } catch (error) {
@@ -63,6 +130,9 @@ function Enroll() {
       <${Field} label="Agent name (optional)" hint="Letters, digits, dot, dash, underscore; e.g. pi-x1c-01"
         control=${(id, hint) => html`<input id=${id} aria-describedby=${hint} ref=${first} type="text" name="name" autocomplete="off"
           pattern="[A-Za-z0-9._-]{1,64}" spellcheck="false" value=${name} onInput=${(e) => setName(e.currentTarget.value)} />`} />
+      <${Field} label="Printer serials (optional)" hint="The printers this Pi will serve, approved now; others wait for approval"
+        control=${(id, hint) => html`<input id=${id} aria-describedby=${hint} type="text" name="printers" autocomplete="off"
+          pattern="[A-Za-z0-9._\\- ,]*" spellcheck="false" value=${serials} onInput=${(e) => setSerials(e.currentTarget.value)} />`} />
       <${Field} label="Token valid for" control=${(id) => html`<select id=${id} name="ttl" value=${ttl} onChange=${(e) => setTtl(e.currentTarget.value)}>
         <option value="3600">1 hour</option><option value="86400">1 day</option><option value=${String(7 * 86400)}>7 days</option>
       </select>`} />

@@ -68,6 +68,7 @@ function PrinterCard({ printer: signal }) {
     <p class="card-meta">
       <span>${printer.model || state?.model || 'unknown model'}</span>
       <${AgentBadge} online=${printer.agent_online} />
+      ${printer.approved_at == null ? html`<${Badge} kind="warn">awaits approval<//>` : null}
       ${unreachable ? html`<${Badge} kind="danger">printer unreachable<//>` : null}
     </p>
     <${SnapshotImage} printer=${printer} />

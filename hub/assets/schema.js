@@ -27,8 +27,14 @@ export const FIELDS = {
   "Printer": {
     "id": "string", "agent_id": "string", "name": "string?", "model": "string?",
     "state": "PrinterState?", "state_at": "integer?", "agent_online": "boolean",
-    "latest_snapshot": "LatestSnapshot?"
+    "latest_snapshot": "LatestSnapshot?", "approved_at": "integer?"
   },
+  "ClaimList": { "claims": "PrinterClaim[]" },
+  "PrinterClaim": {
+    "printer_id": "string", "agent_id": "string", "owner_id": "string", "last_at": "integer",
+    "refused_records": "integer"
+  },
+  "MovePrinter": { "agent": "string" },
   "LatestSnapshot": { "id": "string", "captured_at": "integer", "trigger": "string", "layer": "integer?", "url": "string" },
   "PrinterState": {
     "state": "string", "stage": "Stage?", "progress_percent": "number?", "remaining_s": "integer?",
@@ -100,7 +106,7 @@ export const FIELDS = {
   "CommandRequest": {
     "action": "string", "node": "string?", "mode": "string?", "level": "string?", "expires_in_s": "integer?"
   },
-  "EnrollmentTokenRequest": { "ttl_s": "integer?", "name": "string?" },
+  "EnrollmentTokenRequest": { "ttl_s": "integer?", "name": "string?", "printers": "string[]?" },
   "UserRequest": { "name": "string", "password": "string", "role": "string" },
   "TokenRequest": { "user": "string?", "name": "string?" },
 

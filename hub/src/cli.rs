@@ -85,6 +85,11 @@ pub enum TokenCommand {
         /// The hub address the agent should use, shown in the printed command.
         #[arg(long)]
         hub: Option<String>,
+        /// A printer serial the agent will announce, approved in advance (repeat for each).
+        /// Without it, each new printer waits for an admin's approval before it takes
+        /// commands.
+        #[arg(long = "printer", value_name = "SERIAL")]
+        printers: Vec<String>,
     },
 }
 
@@ -214,7 +219,7 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
             print_line("migrations applied");
             Ok(0)
         }
-        Command::Token { command: TokenCommand::Create { ttl, name, hub } } => {
+        Command::Token { command: TokenCommand::Create { ttl, name, hub, printers } } => {
             let (db, ca) = crate::app::open_storage(&config).await?;
             if let Some(name) = &name
                 && proto::AgentId::new(name.clone()).is_err()
@@ -222,9 +227,23 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
                 eprint_line(&format!("kitt-hub: {name:?} is not a valid agent name"));
                 return Ok(EXIT_CONFIG);
             }
+            let mut serials = Vec::new();
+            for printer in printers {
+                match proto::PrinterId::new(printer.clone()) {
+                    Ok(id) => serials.push(id),
+                    Err(error) => {
+                        eprint_line(&format!(
+                            "kitt-hub: {printer:?} is not a printer serial: {error}"
+                        ));
+                        return Ok(EXIT_CONFIG);
+                    }
+                }
+            }
             let now = UnixMillis::now();
+            let fingerprint = ca.fingerprint();
             let (token, expires_at) =
-                token::create(&db, &ca.fingerprint(), name.as_deref(), ttl, now).await?;
+                token::create_for_printers(&db, &fingerprint, name.as_deref(), &serials, ttl, now)
+                    .await?;
             let hub = hub.unwrap_or_else(|| format!("<this-host>:{}", config.sync_listen.port()));
             print_line(&token.to_string());
             eprint_line(&format!(

@@ -15,8 +15,9 @@ type AnyPoolOptions = PoolOptions<sqlx::Any>;
 use sqlx::{Executor, Row};
 
 mod projection;
-pub use projection::{camera_state_name, trigger_name};
+pub use projection::{RefusedPrinter, camera_state_name, printer_of, trigger_name};
 pub mod cameras;
+pub mod owners;
 pub mod read;
 pub mod users;
 
@@ -70,7 +71,16 @@ struct IngestJob {
     records: Vec<Record>,
     received_at: UnixMillis,
     stored: Vec<StoredSnapshot>,
-    reply: tokio::sync::oneshot::Sender<Result<Seq, String>>,
+    reply: tokio::sync::oneshot::Sender<Result<Ingested, String>>,
+}
+
+/// What an ingest committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// The agent's watermark after the commit: what the hub acknowledges.
+    pub watermark: Seq,
+    /// Records about printers the agent does not own: kept in the ingest log, not projected.
+    pub refused: Vec<RefusedPrinter>,
 }
 
 /// A snapshot whose image the hub holds on disk, for the read model.
@@ -160,16 +170,18 @@ impl Db {
         id: &str,
         secret_sha256: &str,
         name: Option<&str>,
+        printers: Option<&str>,
         created_at: UnixMillis,
         expires_at: UnixMillis,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO enrollment_tokens (id, secret_sha256, name, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO enrollment_tokens (id, secret_sha256, name, printers, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(secret_sha256)
         .bind(name)
+        .bind(printers)
         .bind(created_at.0)
         .bind(expires_at.0)
         .execute(&self.pool)
@@ -339,7 +351,7 @@ impl Db {
         records: &[Record],
         received_at: UnixMillis,
     ) -> Result<Seq, DbError> {
-        self.ingest_with(agent, records, received_at, Vec::new()).await
+        Ok(self.ingest_with(agent, records, received_at, Vec::new()).await?.watermark)
     }
 
     /// Like [`Db::ingest`]; `stored` names the snapshots whose last chunk is in `records` and
@@ -350,15 +362,15 @@ impl Db {
         records: &[Record],
         received_at: UnixMillis,
         stored: Vec<StoredSnapshot>,
-    ) -> Result<Seq, DbError> {
+    ) -> Result<Ingested, DbError> {
         if records.is_empty() {
-            return self.watermark(agent).await;
+            return Ok(Ingested { watermark: self.watermark(agent).await?, refused: Vec::new() });
         }
         let Some(queue) = &self.ingest_queue else {
             let mut tx = self.pool.begin().await?;
-            let watermark = ingest_in(&mut tx, agent, records, received_at, &stored).await?;
+            let ingested = ingest_in(&mut tx, agent, records, received_at, &stored).await?;
             tx.commit().await?;
-            return Ok(watermark);
+            return Ok(ingested);
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = IngestJob {
@@ -468,7 +480,15 @@ impl Db {
         outcome: &CommandOutcome,
         at: UnixMillis,
     ) -> Result<(), DbError> {
-        record_outcome_on(&self.pool, id, outcome, at).await
+        let sql = "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE id = $3 \
+                   AND outcome IS NULL";
+        sqlx::query(sql)
+            .bind(outcome_text(outcome))
+            .bind(at.0)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Marks every command that expired without an outcome as expired.
@@ -513,18 +533,23 @@ fn agent_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, DbError> {
 /// refuses; `$N` suits both backends.
 /// Stores a command's outcome on any executor (the pool, or the ingest transaction); the
 /// first outcome wins.
+/// Records the outcome `agent` reported for a command it was sent (a result naming another
+/// agent's command changes nothing).
 async fn record_outcome_on<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    agent: &AgentId,
     id: CommandId,
     outcome: &CommandOutcome,
     at: UnixMillis,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE id = $3 AND outcome IS NULL",
+        "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE id = $3 AND agent_id = $4 \
+         AND outcome IS NULL",
     )
     .bind(outcome_text(outcome))
     .bind(at.0)
     .bind(id.to_string())
+    .bind(agent.as_str())
     .execute(executor)
     .await?;
     Ok(())
@@ -592,7 +617,7 @@ async fn ingest_in(
     records: &[Record],
     received_at: UnixMillis,
     stored: &[StoredSnapshot],
-) -> Result<Seq, DbError> {
+) -> Result<Ingested, DbError> {
     let Some(last) = records.last().map(|r| r.seq) else {
         return Err(DbError::Ingest("an empty batch".into()));
     };
@@ -626,13 +651,13 @@ async fn ingest_in(
     .bind(agent.as_str())
     .execute(&mut **tx)
     .await?;
-    projection::project(tx, agent, records, stored, received_at).await?;
+    let refused = projection::project(tx, agent, records, stored, received_at).await?;
     let watermark = sqlx::query("SELECT acked_through FROM agents WHERE id = $1")
         .bind(agent.as_str())
         .fetch_one(&mut **tx)
         .await?
         .try_get::<i64, _>(0)?;
-    Ok(Seq(watermark as u64))
+    Ok(Ingested { watermark: Seq(watermark as u64), refused })
 }
 
 fn numbered_values(rows: usize, columns: usize) -> String {

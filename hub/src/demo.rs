@@ -205,10 +205,12 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
         let state = dir.join("state");
         std::fs::create_dir_all(&state)?;
         if !state.join("identity.toml").exists() {
-            let (token, _) = crate::sync::token::create(
+            let serial = proto::PrinterId::new(scenario.serial)?;
+            let (token, _) = crate::sync::token::create_for_printers(
                 &db,
                 &hub.sync.ca_fingerprint(),
                 Some(scenario.agent),
+                &[serial],
                 Duration::from_secs(600),
                 UnixMillis::now(),
             )

@@ -268,9 +268,13 @@ impl Hub {
         self.spawn();
     }
 
-    /// A single-use enrollment token for an agent called `name`.
-    pub fn enrollment_token(&self, name: &str) -> String {
-        let token = self.cli(&["token", "create", "--name", name]);
+    /// A single-use enrollment token for an agent called `name`, approving `printers`.
+    pub fn enrollment_token(&self, name: &str, printers: &[&str]) -> String {
+        let mut args = vec!["token", "create", "--name", name];
+        for printer in printers {
+            args.extend(["--printer", printer]);
+        }
+        let token = self.cli(&args);
         assert!(token.status.success(), "kitt-hub token create: {token:?}");
         String::from_utf8_lossy(&token.stdout).trim().to_owned()
     }
@@ -506,6 +510,8 @@ pub fn kind(kind: &'static str) -> impl Fn(&Emitted) -> bool {
 pub struct AgentSpec {
     pub name: String,
     printers: Vec<String>,
+    /// The printers' serials: the enrollment token approves them.
+    serials: Vec<String>,
     outbox_mb: u64,
     telemetry_ms: u64,
     health_s: u64,
@@ -518,6 +524,7 @@ impl AgentSpec {
         AgentSpec {
             name: name.to_owned(),
             printers: Vec::new(),
+            serials: Vec::new(),
             outbox_mb: 64,
             telemetry_ms: 200,
             health_s: 1,
@@ -547,6 +554,7 @@ impl AgentSpec {
             printer.serial,
             printer.addr.port(),
         ));
+        self.serials.push(printer.serial.to_string());
         self
     }
 
@@ -594,7 +602,8 @@ impl Agent {
         let state_dir = dir.join("state");
         std::fs::create_dir_all(&state_dir).expect("the agent's state directory");
         let relay = Relay::start(hub.sync_addr).await;
-        let token = hub.enrollment_token(&spec.name);
+        let serials: Vec<&str> = spec.serials.iter().map(String::as_str).collect();
+        let token = hub.enrollment_token(&spec.name, &serials);
         let enrolled = Command::new(bin("kitt-agent"))
             .args(["enroll", "--hub", &relay.addr.to_string(), "--token", &token, "--state-dir"])
             .arg(&state_dir)

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
+use crate::db::owners::ClaimRow;
 use crate::db::read::{CommandRow, EventFilter, EventRow, Sample};
 use crate::db::users::{AuditRow, TokenRow, UserRow};
 use crate::metrics::Source;
@@ -126,6 +127,58 @@ pub async fn printer(
     Path(id): Path<String>,
 ) -> Result<Json<Printer>, ApiError> {
     Ok(Json(state.services.fleet.printer(&id).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimList {
+    /// Agents that announced a printer another agent owns, newest first. Their records
+    /// about it are kept in the ingest log but never shown or used.
+    pub claims: Vec<ClaimRow>,
+}
+
+/// Refused printer claims: an agent announced (or reported on) a printer another agent owns.
+#[utoipa::path(get, path = "/printer-claims", tag = "fleet",
+    responses((status = 200, body = ClaimList)))]
+pub async fn printer_claims(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<ClaimList>, ApiError> {
+    Ok(Json(ClaimList { claims: state.services.fleet.claims(&principal).await? }))
+}
+
+/// Approve the owning agent's claim on a printer: it takes commands from now on. Audited.
+#[utoipa::path(post, path = "/printers/{id}/approve", tag = "fleet",
+    params(("id" = String, Path, description = "The printer's id (its serial)")),
+    responses((status = 200, body = Printer)))]
+pub async fn approve_printer(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Printer>, ApiError> {
+    Ok(Json(state.services.fleet.approve_printer(&principal, &id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MovePrinter {
+    /// The agent that owns the printer from now on.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub agent: String,
+}
+
+/// Move a printer to another agent, approved: commands go to that agent, and the previous
+/// owner's records about the printer are refused from now on. Audited.
+#[utoipa::path(post, path = "/printers/{id}/owner", tag = "fleet",
+    params(("id" = String, Path, description = "The printer's id (its serial)")),
+    request_body = MovePrinter,
+    responses((status = 200, body = Printer)))]
+pub async fn move_printer(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<MovePrinter>,
+) -> Result<Json<Printer>, ApiError> {
+    Ok(Json(state.services.fleet.move_printer(&principal, &id, &request.agent).await?))
 }
 
 /// Sample spacing of a telemetry query.
@@ -378,6 +431,11 @@ pub struct EnrollmentTokenRequest {
     name: Option<String>,
     /// Seconds the token stays valid (default 3600, 60–604800).
     ttl_s: Option<u64>,
+    /// Printer serials the agent will announce, approved in advance; any other printer it
+    /// announces waits for an admin's approval before it takes commands.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    printers: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -401,10 +459,20 @@ pub async fn create_enrollment_token(
     {
         return Err(ApiError::bad_request(format!("{name:?} is not a valid agent name")));
     }
-    let (token, expires_at) = crate::sync::token::create(
+    if request.printers.len() > 64 {
+        return Err(ApiError::bad_request("at most 64 printers per token"));
+    }
+    let printers = request
+        .printers
+        .iter()
+        .map(|p| proto::PrinterId::new(p.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ApiError::bad_request(format!("not a printer serial: {error}")))?;
+    let (token, expires_at) = crate::sync::token::create_for_printers(
         &state.db,
         &state.sync.ca_fingerprint(),
         request.name.as_deref(),
+        &printers,
         ttl,
         UnixMillis::now(),
     )

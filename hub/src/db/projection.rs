@@ -17,18 +17,113 @@ struct Latest<'a> {
     state: &'a proto::PrinterState,
 }
 
+/// Records about a printer another agent owns: kept in the ingest log, not projected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedPrinter {
+    pub printer: String,
+    pub owner: String,
+    pub records: u64,
+}
+
+/// The printer a record is about, if any.
+pub fn printer_of(body: &RecordBody) -> Option<&str> {
+    match body {
+        RecordBody::Telemetry(t) => Some(t.printer.as_str()),
+        RecordBody::PrinterEvent(e) => Some(e.printer.as_str()),
+        RecordBody::Snapshot(s) => Some(s.printer.as_str()),
+        RecordBody::CommandResult(r) => Some(r.printer.as_str()),
+        RecordBody::CameraHealth(c) => Some(c.printer.as_str()),
+        RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) => None,
+    }
+}
+
+/// The owners of the printers in `records` that `agent` does not own. A printer nobody
+/// owns yet is claimed for `agent` here, awaiting approval (a hello claims first in
+/// practice; this covers records that arrive without one).
+async fn foreign_printers<'r>(
+    tx: &mut Tx<'_>,
+    agent: &AgentId,
+    records: &'r [Record],
+    now: UnixMillis,
+) -> Result<HashMap<&'r str, String>, DbError> {
+    let mut seen: Vec<&str> = records.iter().filter_map(|r| printer_of(&r.body)).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let mut foreign = HashMap::new();
+    for printer in seen {
+        let owner = sqlx::query("SELECT agent_id FROM printers WHERE id = $1")
+            .bind(printer)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match owner {
+            Some(row) => {
+                let owner: String = row.try_get(0)?;
+                if owner != agent.as_str() {
+                    foreign.insert(printer, owner);
+                }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO printers (id, agent_id, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(printer)
+                .bind(agent.as_str())
+                .bind(now.0)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(foreign)
+}
+
+/// Counts records refused per printer on the refused agent's claim.
+async fn count_refused(
+    tx: &mut Tx<'_>,
+    agent: &AgentId,
+    refused: &[RefusedPrinter],
+    now: UnixMillis,
+) -> Result<(), DbError> {
+    for refused in refused {
+        sqlx::query(
+            "INSERT INTO printer_claims (printer_id, agent_id, first_at, last_at, \
+             refused_records) VALUES ($1, $2, $3, $3, $4) ON CONFLICT (printer_id, agent_id) \
+             DO UPDATE SET last_at = excluded.last_at, \
+             refused_records = printer_claims.refused_records + excluded.refused_records",
+        )
+        .bind(refused.printer.as_str())
+        .bind(agent.as_str())
+        .bind(now.0)
+        .bind(refused.records as i64)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Projects `records` into the read model, except records about printers `agent` does not
+/// own, which are returned (counted) instead.
 pub(super) async fn project(
     tx: &mut Tx<'_>,
     agent: &AgentId,
     records: &[Record],
     stored: &[StoredSnapshot],
     now: UnixMillis,
-) -> Result<(), DbError> {
+) -> Result<Vec<RefusedPrinter>, DbError> {
+    let foreign = foreign_printers(tx, agent, records, now).await?;
+    let mut refused: HashMap<&str, u64> = HashMap::new();
     let mut latest: HashMap<&str, Latest<'_>> = HashMap::new();
     let mut events = Vec::new();
     let mut samples = Vec::new();
     let mut snapshots = Vec::new();
     for record in records {
+        if let Some(printer) = printer_of(&record.body)
+            && foreign.contains_key(printer)
+        {
+            *refused.entry(printer).or_default() += 1;
+            continue;
+        }
         match &record.body {
             RecordBody::Telemetry(telemetry) => {
                 let printer = telemetry.printer.as_str();
@@ -50,8 +145,8 @@ pub(super) async fn project(
                 ));
             }
             RecordBody::CommandResult(result) => {
-                record_outcome_on(&mut **tx, result.command, &result.outcome, record.observed_at)
-                    .await?;
+                let (command, outcome, at) = (result.command, &result.outcome, record.observed_at);
+                record_outcome_on(&mut **tx, agent, command, outcome, at).await?;
             }
             RecordBody::AgentHealth(health) => agent_health(tx, agent, health, None).await?,
             RecordBody::AgentHealthV2(v2) => {
@@ -87,6 +182,13 @@ pub(super) async fn project(
         }
         query.execute(&mut **tx).await?;
     }
+    // A snapshot can reach the hub before the event that triggered it (the camera and the
+    // printer link append to the outbox independently): link those now.
+    for (seq, printer, kind, at, data) in &events {
+        if let Some(trigger) = snapshot_trigger_of(kind) {
+            link_earlier_snapshots(tx, agent, *seq, printer, trigger, *at, data).await?;
+        }
+    }
     for chunk in samples.chunks(1000) {
         let sql = format!(
             "INSERT INTO telemetry (printer_id, resolution, at, state, progress_percent, layer, \
@@ -115,20 +217,83 @@ pub(super) async fn project(
         snapshot(tx, agent, chunk, file).await?;
     }
     for (printer, latest) in latest {
+        // The row exists (claimed above) and is this agent's; the owner never changes here.
         let state = proto::json::printer_state(latest.state).to_string();
         sqlx::query(
-            "INSERT INTO printers (id, agent_id, model, vendor, state, state_at, updated_at) \
-             VALUES ($1, $2, $3, 'bambu_lab', $4, $5, $5) \
-             ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, \
-             model = COALESCE(excluded.model, printers.model), state = excluded.state, \
-             state_at = excluded.state_at, updated_at = excluded.updated_at \
-             WHERE printers.state_at IS NULL OR printers.state_at <= excluded.state_at",
+            "UPDATE printers SET model = COALESCE($1, model), state = $2, state_at = $3, \
+             updated_at = $3 WHERE id = $4 AND agent_id = $5 \
+             AND (state_at IS NULL OR state_at <= $3)",
         )
-        .bind(printer.to_owned())
-        .bind(agent.as_str())
         .bind(latest.state.model.clone())
         .bind(state)
         .bind(latest.at)
+        .bind(printer.to_owned())
+        .bind(agent.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let refused: Vec<RefusedPrinter> = refused
+        .into_iter()
+        .map(|(printer, records)| RefusedPrinter {
+            printer: printer.to_owned(),
+            owner: foreign[printer].clone(),
+            records,
+        })
+        .collect();
+    count_refused(tx, agent, &refused, now).await?;
+    Ok(refused)
+}
+
+/// The snapshot trigger (as stored) an event kind causes, if any: the inverse of
+/// [`trigger_events`].
+fn snapshot_trigger_of(kind: &str) -> Option<&'static str> {
+    match kind {
+        "job_started" => Some("job_started"),
+        "job_paused" => Some("paused"),
+        "job_failed" | "job_cancelled" => Some("failed"),
+        "job_finished" => Some("finished"),
+        _ => None,
+    }
+}
+
+/// Links snapshots stored before their triggering event arrived: those of `trigger` taken
+/// within a minute after the event get its id, and for a job start, every snapshot of that
+/// minute gets the job.
+async fn link_earlier_snapshots(
+    tx: &mut Tx<'_>,
+    agent: &AgentId,
+    seq: i64,
+    printer: &str,
+    trigger: &str,
+    at: i64,
+    data: &str,
+) -> Result<(), DbError> {
+    let until = at + 60_000;
+    sqlx::query(
+        "UPDATE snapshots SET event_id = (SELECT id FROM events WHERE agent_id = $1 AND seq = $2) \
+         WHERE printer_id = $3 AND trigger = $4 AND event_id IS NULL \
+         AND captured_at >= $5 AND captured_at <= $6",
+    )
+    .bind(agent.as_str())
+    .bind(seq)
+    .bind(printer)
+    .bind(trigger)
+    .bind(at)
+    .bind(until)
+    .execute(&mut **tx)
+    .await?;
+    if trigger == "job_started" {
+        let name = serde_json::from_str::<serde_json::Value>(data)
+            .ok()
+            .and_then(|v| v["job_name"].as_str().map(str::to_owned));
+        sqlx::query(
+            "UPDATE snapshots SET job_name = $1, job_started_at = $2 WHERE printer_id = $3 \
+             AND job_started_at IS NULL AND captured_at >= $2 AND captured_at <= $4",
+        )
+        .bind(name)
+        .bind(at)
+        .bind(printer)
+        .bind(until)
         .execute(&mut **tx)
         .await?;
     }

@@ -18,6 +18,9 @@ pub struct PrinterRow {
     /// The normalised state, when one has arrived.
     pub state: Option<crate::service::views::PrinterState>,
     pub state_at: Option<i64>,
+    /// When an admin (or the agent's enrollment token) approved the owning agent's claim;
+    /// `null` while the printer awaits approval and takes no commands.
+    pub approved_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -120,7 +123,7 @@ pub struct PrinterCounters {
 /// How far behind `now` the downsampling mark stays (see `fold`).
 const FOLD_GRACE_MS: i64 = 60_000;
 
-const PRINTER_COLUMNS: &str = "id, agent_id, name, model, vendor, state, state_at";
+const PRINTER_COLUMNS: &str = "id, agent_id, name, model, vendor, state, state_at, approved_at";
 
 fn printer_row(row: &sqlx::any::AnyRow) -> Result<PrinterRow, DbError> {
     let state: Option<String> = row.try_get(5)?;
@@ -134,6 +137,7 @@ fn printer_row(row: &sqlx::any::AnyRow) -> Result<PrinterRow, DbError> {
             .and_then(|s| serde_json::from_str(&s).ok())
             .and_then(crate::service::views::PrinterState::from_json),
         state_at: row.try_get(6)?,
+        approved_at: row.try_get(7)?,
     })
 }
 
@@ -155,32 +159,6 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(printer_row).transpose()
-    }
-
-    /// Records a printer an agent announced in its hello (name and model before any state).
-    pub async fn announce_printer(
-        &self,
-        id: &str,
-        agent: &str,
-        name: Option<&str>,
-        model: Option<&str>,
-        now: UnixMillis,
-    ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO printers (id, agent_id, name, model, vendor, updated_at) \
-             VALUES ($1, $2, $3, $4, 'bambu_lab', $5) \
-             ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, \
-             name = COALESCE(excluded.name, printers.name), \
-             model = COALESCE(excluded.model, printers.model)",
-        )
-        .bind(id)
-        .bind(agent)
-        .bind(name)
-        .bind(model)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, DbError> {

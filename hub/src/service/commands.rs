@@ -262,6 +262,13 @@ impl Commands {
             .printer(printer)
             .await?
             .ok_or_else(|| ServiceError::unknown_printer(printer))?;
+        if row.approved_at.is_none() {
+            return Err(ServiceError::Conflict(format!(
+                "printer {} awaits an admin's approval of agent {}'s claim before it takes \
+                 commands (dashboard: Agents, Printer ownership; or POST /api/v1/printers/{}/approve)",
+                row.id, row.agent_id, row.id
+            )));
+        }
         let now = UnixMillis::now();
         let (action, preconditions) = plan(&request, principal, now)?;
         let printer_id =

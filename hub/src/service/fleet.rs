@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::{Principal, Role, ServiceError};
 use crate::db::Db;
 use crate::db::cameras::LatestSnapshot;
+use crate::db::owners::ClaimRow;
 use crate::db::read::{AgentDetail, PrinterRow};
 use crate::sync::server::SyncHandle;
 
@@ -96,6 +97,60 @@ impl Fleet {
             .into_iter()
             .map(|detail| Agent { online: self.sync.is_connected(&detail.id), detail })
             .collect())
+    }
+
+    /// Claims refused because another agent owns the printer (admins only).
+    pub async fn claims(&self, principal: &Principal) -> Result<Vec<ClaimRow>, ServiceError> {
+        principal.require(Role::Admin)?;
+        Ok(self.db.printer_claims().await?)
+    }
+
+    /// Approves the owning agent's claim on a printer (admins only), so it takes commands.
+    pub async fn approve_printer(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<Printer, ServiceError> {
+        principal.require(Role::Admin)?;
+        let now = UnixMillis::now();
+        if !self.db.approve_printer(id, now).await? {
+            return Err(ServiceError::unknown_printer(id));
+        }
+        let printer = self.printer(id).await?;
+        let what = format!("approve printer {id} for agent {}", printer.row.agent_id);
+        let detail = format!("via {}", principal.via());
+        self.db.audit(principal.name(), &what, 200, Some(&detail), now).await?;
+        Ok(printer)
+    }
+
+    /// Moves a printer to another agent, approved (admins only): commands go to that agent
+    /// from now on, and the previous owner's records about the printer are refused.
+    pub async fn move_printer(
+        &self,
+        principal: &Principal,
+        id: &str,
+        agent: &str,
+    ) -> Result<Printer, ServiceError> {
+        principal.require(Role::Admin)?;
+        let unknown_agent = || ServiceError::NotFound(format!("no agent {agent:?}"));
+        let agent = AgentId::new(agent).map_err(|_| unknown_agent())?;
+        let row = self.db.agent(&agent).await?.ok_or_else(unknown_agent)?;
+        if row.revoked_at.is_some() {
+            return Err(ServiceError::Conflict(format!("agent {agent} is revoked")));
+        }
+        let now = UnixMillis::now();
+        let previous = self
+            .db
+            .move_printer(id, &agent, now)
+            .await?
+            .ok_or_else(|| ServiceError::unknown_printer(id))?;
+        let what = format!("move printer {id} from agent {previous} to agent {agent}");
+        let detail = format!("via {}", principal.via());
+        self.db.audit(principal.name(), &what, 200, Some(&detail), now).await?;
+        // The new owner's open connection serves the printer's cameras from its next hello;
+        // its records are projected from the next batch on.
+        self.sync.commands_pending(&agent);
+        self.printer(id).await
     }
 
     /// Revokes an agent (admins only): it is disconnected at once and cannot reconnect.

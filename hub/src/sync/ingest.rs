@@ -2,7 +2,7 @@
 //! fsynced, the batch committed (records, read model and watermark in one transaction), live
 //! updates published, and only then the cumulative ack sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use proto::{AgentId, HubMessage, RecordBody, UnixMillis};
 
@@ -43,8 +43,21 @@ pub(super) async fn ingest(
     };
     let now = UnixMillis::now();
     let commit = std::time::Instant::now();
-    let watermark = match shared.db.ingest_with(agent, &fresh, now, stored.clone()).await {
-        Ok(watermark) => watermark,
+    let (watermark, refused) = match shared.db.ingest_with(agent, &fresh, now, stored.clone()).await
+    {
+        Ok(ingested) => {
+            for refused in &ingested.refused {
+                let detail = format_args!(
+                    "{} records from agent {agent} about printer {}, which belongs to agent {}; \
+                     kept in the ingest log, not shown",
+                    refused.records, refused.printer, refused.owner
+                );
+                shared.metrics.refused(Source::Sync, "printer_not_owned", &detail);
+            }
+            let refused: HashSet<String> =
+                ingested.refused.into_iter().map(|refused| refused.printer).collect();
+            (ingested.watermark, refused)
+        }
         Err(error) => {
             shared.metrics.ingest_failed("database");
             // Nothing is acknowledged; the agent resends from the watermark next time.
@@ -53,7 +66,7 @@ pub(super) async fn ingest(
         }
     };
     shared.metrics.ingest_committed(fresh.len(), commit.elapsed());
-    publish(&shared.live, agent, &fresh, &stored, received);
+    publish(&shared.live, agent, &fresh, &refused, &stored, received);
     shared.changed();
     if let Some(through) = session.committed_through(watermark) {
         frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
@@ -67,17 +80,22 @@ fn publish(
     live: &LiveHub,
     agent: &AgentId,
     records: &[proto::Record],
+    refused: &HashSet<String>,
     stored: &[StoredSnapshot],
     received: std::time::Instant,
 ) {
     if live.subscribers() == 0 {
         return;
     }
+    // Records about another agent's printer were not projected: nor are they shown.
+    let shown = |record: &&proto::Record| {
+        crate::db::printer_of(&record.body).is_none_or(|printer| !refused.contains(printer))
+    };
     // Each printer's newest state first (as the agent emits a state before the events that
     // led to it), then every event and result in order.
     let mut newest: HashMap<&str, (i64, &proto::PrinterState)> = HashMap::new();
     let mut others = Vec::new();
-    for record in records {
+    for record in records.iter().filter(shown) {
         match &record.body {
             RecordBody::Telemetry(t) => {
                 newest.insert(t.printer.as_str(), (record.observed_at.0, &t.state));

@@ -29,6 +29,7 @@ use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
 use crate::ca::{AGENT_CERT_LIFETIME, CaError, HubCa};
 use crate::camera::{Cameras, LIVE_FPS_MILLI, LIVE_RENEW, SnapshotStore};
+use crate::db::owners::Claim;
 use crate::db::{Db, DbError};
 use crate::live::{LiveHub, LiveUpdate};
 use crate::metrics::{Metrics, Source};
@@ -410,27 +411,33 @@ async fn sync_connection(
     }
     let software = format!("{} ({})", hello.software.version, hello.software.target);
     shared.db.touch_agent(&agent, UnixMillis::now(), &software).await?;
-    shared.cameras.serves(&agent, hello.printers.iter().map(|p| p.id.clone()));
-    let cameras: Arc<HashSet<(PrinterId, CameraId)>> = Arc::new(
-        hello
-            .printers
-            .iter()
-            .flat_map(|p| p.cameras.iter().map(|c| (p.id.clone(), c.clone())))
-            .collect(),
-    );
-    let printers: Vec<PrinterId> = hello.printers.iter().map(|p| p.id.clone()).collect();
+    // Each printer belongs to one agent: a claim on another agent's printer is refused (its
+    // records are kept in the ingest log but never shown or used) and listed for admins.
+    let mut owned = Vec::new();
     for printer in &hello.printers {
-        shared
-            .db
-            .announce_printer(
-                printer.id.as_str(),
-                agent.as_str(),
-                printer.name.as_deref(),
-                printer.model.as_deref(),
-                UnixMillis::now(),
-            )
-            .await?;
+        match shared.db.claim_printer(&agent, printer, UnixMillis::now()).await? {
+            Claim::Owned { approved, new } => {
+                if new && !approved {
+                    tracing::warn!(%agent, printer = %printer.id,
+                        "A new printer awaits an admin's approval before it takes commands.");
+                }
+                owned.push(printer);
+            }
+            Claim::Refused { owner } => {
+                let detail = format_args!(
+                    "agent {agent} announced printer {}, which belongs to agent {owner}; an \
+                     admin can move it (dashboard: Agents, Printer ownership)",
+                    printer.id
+                );
+                shared.metrics.refused(Source::Sync, "printer_not_owned", &detail);
+            }
+        }
     }
+    shared.cameras.serves(&agent, owned.iter().map(|p| p.id.clone()));
+    let cameras: Arc<HashSet<(PrinterId, CameraId)>> = Arc::new(
+        owned.iter().flat_map(|p| p.cameras.iter().map(|c| (p.id.clone(), c.clone()))).collect(),
+    );
+    let printers: Vec<PrinterId> = owned.iter().map(|p| p.id.clone()).collect();
     let watermark = shared.db.watermark(&agent).await?;
     let welcome = HubWelcome {
         protocol_version: proto::PROTOCOL_VERSION.min(hello.protocol_version),

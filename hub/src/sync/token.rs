@@ -69,9 +69,25 @@ pub async fn create(
     ttl: Duration,
     now: UnixMillis,
 ) -> Result<(Token, UnixMillis), DbError> {
+    create_for_printers(db, ca_fingerprint, name, &[], ttl, now).await
+}
+
+/// Like [`create`]; the agent that redeems the token owns `printers`, approved, when it
+/// first announces them (unless another agent owns one already).
+pub async fn create_for_printers(
+    db: &Db,
+    ca_fingerprint: &[u8; 32],
+    name: Option<&str>,
+    printers: &[proto::PrinterId],
+    ttl: Duration,
+    now: UnixMillis,
+) -> Result<(Token, UnixMillis), DbError> {
     let token = Token::generate(ca_fingerprint);
     let expires_at = now.plus_millis(ttl.as_millis() as i64);
-    db.insert_token(&token.id, &token.secret_sha256(), name, now, expires_at).await?;
+    let printers: Vec<&str> = printers.iter().map(proto::PrinterId::as_str).collect();
+    let printers = (!printers.is_empty()).then(|| printers.join(" "));
+    let secret = token.secret_sha256();
+    db.insert_token(&token.id, &secret, name, printers.as_deref(), now, expires_at).await?;
     Ok((token, expires_at))
 }
 

@@ -257,10 +257,12 @@ impl Api {
         name: &str,
         config: edge_agent::config::AgentConfig,
     ) -> TestAgent {
-        let (token, _) = hub::sync::token::create(
+        // The token names the printer: the agent's claim on it is approved in advance.
+        let (token, _) = hub::sync::token::create_for_printers(
             &self.hub.state.db,
             &self.hub.sync.ca_fingerprint(),
             Some(name),
+            &[proto::PrinterId::new(SERIAL).unwrap()],
             Duration::from_secs(600),
             proto::UnixMillis::now(),
         )
@@ -404,12 +406,19 @@ async fn no_anonymous_access_roles_and_bad_input_get_clear_json_errors(db: Optio
     let viewer = api.user("vera", "viewer").await;
     let operator = api.user("otto", "operator").await;
     let admin = api.user("ada", "admin").await;
-    api.hub
-        .state
-        .db
-        .announce_printer(SERIAL, "pi-x", Some("Left P1S"), Some("C12"), proto::UnixMillis::now())
-        .await
-        .unwrap();
+    claim(&api, SERIAL, "pi-x", Some("Left P1S")).await;
+
+    // A printer's first claim waits for an admin before the printer takes commands.
+    let commands = format!("/api/v1/printers/{SERIAL}/commands");
+    let (status, body) = api.post(&operator, &commands, json!({"action": "pause"})).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "conflict"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("approval"), "{body}");
+    let approve = format!("/api/v1/printers/{SERIAL}/approve");
+    let (status, _) = api.post(&operator, &approve, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api.post(&admin, &approve, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["approved_at"].is_i64(), "{body}");
 
     let anonymous = Request::get("/api/v1/printers").body(Body::empty()).unwrap();
     let (status, _, body) = api.call(anonymous).await;
@@ -417,7 +426,6 @@ async fn no_anonymous_access_roles_and_bad_input_get_clear_json_errors(db: Optio
     let (status, body) = api.get("kitt_0000_forged", "/api/v1/printers").await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
 
-    let commands = format!("/api/v1/printers/{SERIAL}/commands");
     let (status, body) = api.post(&viewer, &commands, json!({"action": "pause"})).await;
     assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
     let (status, body) = api
@@ -519,12 +527,9 @@ async fn no_anonymous_access_roles_and_bad_input_get_clear_json_errors(db: Optio
 async fn a_command_to_an_offline_agent_is_held_until_it_expires_and_reported(db: Option<String>) {
     let api = Api::start(db).await;
     let operator = api.user("otto", "operator").await;
-    api.hub
-        .state
-        .db
-        .announce_printer(SERIAL, "pi-away", None, None, proto::UnixMillis::now())
-        .await
-        .unwrap();
+    claim(&api, SERIAL, "pi-away", None).await;
+    let now = proto::UnixMillis::now();
+    assert!(api.hub.state.db.approve_printer(SERIAL, now).await.unwrap());
     let (status, sent) = api
         .post(
             &operator,
@@ -664,6 +669,9 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("get", "/commands/{id}", "viewer"),
         ("get", "/agents", "viewer"),
         ("post", "/agents/{id}/revoke", "admin"),
+        ("get", "/printer-claims", "admin"),
+        ("post", "/printers/{id}/approve", "admin"),
+        ("post", "/printers/{id}/owner", "admin"),
         ("post", "/enrollment-tokens", "admin"),
         ("get", "/users", "admin"),
         ("post", "/users", "admin"),
@@ -905,4 +913,17 @@ async fn cameras_snapshot_at_milestones_serve_live_view_and_report_failures(db: 
     agent.stop().await;
     sim.shutdown().await;
     api.stop().await;
+}
+
+/// `agent` claims printer `serial`, as its hello would (not yet approved).
+async fn claim(api: &Api, serial: &str, agent: &str, name: Option<&str>) {
+    let printer = proto::PrinterInfo {
+        id: proto::PrinterId::new(serial).unwrap(),
+        vendor: proto::Vendor::BambuLab,
+        model: Some("C12".into()),
+        name: name.map(str::to_owned),
+        cameras: Vec::new(),
+    };
+    let agent = proto::AgentId::new(agent).unwrap();
+    api.hub.state.db.claim_printer(&agent, &printer, proto::UnixMillis::now()).await.unwrap();
 }

@@ -471,6 +471,35 @@ async fn misconfigurations_each_say_what_is_wrong_and_the_rest_keeps_syncing() {
     }
     verdict.conclude();
 
+    // A second Pi set up for the healthy printer (a clone, or one that should not speak for
+    // it): its claim is refused, and the printer stays pi-healthy's.
+    let mut verdict = Verdict::new("printer-claimed-by-another-agent");
+    let thief = fleet.agent(AgentSpec::new("pi-thief").printer(&healthy_printer)).await;
+    verdict.ok(fleet.hub.wait_online(&thief.id, true).await);
+    let (log, refused) = (fleet.hub.running.process(), r#"reason="printer_not_owned""#);
+    told(&mut verdict, log, "hub", refused, "Refused input", "belongs to agent pi-healthy");
+    let claimed = wait_until(PATIENCE, "the refused claim listed for admins", || async {
+        let claims = fleet.hub.get("/printer-claims").ok()?;
+        let claim = claims["claims"].as_array()?.iter().find(|c| c["agent_id"] == "pi-thief")?;
+        (claim["refused_records"].as_i64()? > 0).then(|| claim.clone())
+    })
+    .await;
+    match claimed {
+        Ok(claim) => verdict.fact(format!(
+            "GET /api/v1/printer-claims: pi-thief's claim on {HEALTHY}, owner {}, {} records refused",
+            claim["owner_id"], claim["refused_records"]
+        )),
+        Err(problem) => verdict.problem(problem),
+    }
+    let owner = fleet.hub.printer_json(HEALTHY).map(|p| p["agent_id"].clone());
+    verdict.require(
+        owner.as_ref().is_some_and(|o| o == "pi-healthy"),
+        format!("the printer's agent is {owner:?}"),
+    );
+    verdict.fact("the printer stays pi-healthy's");
+    drop(thief);
+    verdict.conclude();
+
     let mut verdict = Verdict::new("foreign-client-certificate");
     let refused = tests::scenario::foreign_client(fleet.hub.sync_addr, &fleet.hub.ca_der()).await;
     match &refused {

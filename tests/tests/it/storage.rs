@@ -38,6 +38,8 @@ on_both_backends!(
     a_revoked_agent_stays_revoked_from_the_first_revocation,
     telemetry_is_projected_downsampled_and_expired_by_resolution,
     an_agents_counters_are_stored_from_its_newest_health,
+    a_printer_belongs_to_the_agent_that_first_claimed_it_until_an_admin_moves_it,
+    a_snapshot_that_arrives_before_its_event_is_linked_when_the_event_comes,
 );
 
 /// Where a test's database lives; it can be opened more than once.
@@ -113,9 +115,9 @@ async fn a_token_is_redeemed_once_before_its_expiry_with_its_secret(store: Store
     let now = UnixMillis(1_700_000_000_000);
     let later = now.plus_millis(60_000);
     let agent = agent_id("pi-token");
-    db.insert_token("named", "secret-hash", Some("bench pi"), now, later).await.unwrap();
-    db.insert_token("anonymous", "other-hash", None, now, later).await.unwrap();
-    db.insert_token("stale", "stale-hash", None, now.plus_millis(-10), now).await.unwrap();
+    db.insert_token("named", "secret-hash", Some("bench pi"), None, now, later).await.unwrap();
+    db.insert_token("anonymous", "other-hash", None, None, now, later).await.unwrap();
+    db.insert_token("stale", "stale-hash", None, None, now.plus_millis(-10), now).await.unwrap();
     assert_eq!(db.token_name("named").await.unwrap().as_deref(), Some("bench pi"));
     assert_eq!(db.token_name("anonymous").await.unwrap(), None);
 
@@ -369,4 +371,145 @@ async fn telemetry_is_projected_downsampled_and_expired_by_resolution(store: Sto
     let much_later = later + 400 * 24 * hour;
     db.downsample(hour, 30 * 24 * hour, 365 * 24 * hour, UnixMillis(much_later)).await.unwrap();
     assert!(db.telemetry(printer, 900, 0, much_later, 100).await.unwrap().is_empty());
+}
+
+fn printer_info(id: &str, vendor: proto::Vendor) -> proto::PrinterInfo {
+    proto::PrinterInfo {
+        id: PrinterId::new(id).unwrap(),
+        vendor,
+        model: Some("C12".into()),
+        name: Some(format!("printer {id}")),
+        cameras: Vec::new(),
+    }
+}
+
+fn telemetry_of(printer: &str, seq: u64, layer: u32) -> Record {
+    let state = proto::PrinterState { layer: Some(layer), ..proto::PrinterState::default() };
+    Record {
+        seq: Seq(seq),
+        observed_at: UnixMillis(1_700_000_000_000 + seq as i64),
+        body: RecordBody::Telemetry(proto::PrinterTelemetry {
+            printer: PrinterId::new(printer).unwrap(),
+            state: Box::new(state),
+        }),
+    }
+}
+
+async fn a_printer_belongs_to_the_agent_that_first_claimed_it_until_an_admin_moves_it(
+    store: Store,
+) {
+    use hub::db::owners::Claim;
+    let db = store.open().await;
+    let now = UnixMillis(1_700_000_000_000);
+    let (owner, intruder) = (enrolled(&db, "pi-owner").await, enrolled(&db, "pi-intruder").await);
+    let layer = async |printer: &str| {
+        let row = db.printer(printer).await.unwrap().unwrap();
+        (row.agent_id.clone(), row.state.and_then(|s| s.layer))
+    };
+
+    // A first claim owns the printer, waiting for approval; the vendor is the agent's word.
+    let moonraker = printer_info("voron-1", proto::Vendor::Moonraker);
+    let first = db.claim_printer(&owner, &moonraker, now).await.unwrap();
+    assert_eq!(first, Claim::Owned { approved: false, new: true });
+    let row = db.printer("voron-1").await.unwrap().unwrap();
+    assert_eq!((row.vendor.as_deref(), row.approved_at), (Some("moonraker"), None));
+    assert_eq!(db.printer_approved("voron-1").await.unwrap(), Some(false));
+    assert!(db.approve_printer("voron-1", now).await.unwrap());
+    assert_eq!(db.printer_approved("voron-1").await.unwrap(), Some(true));
+    let again = db.claim_printer(&owner, &moonraker, now).await.unwrap();
+    assert_eq!(again, Claim::Owned { approved: true, new: false });
+
+    // Another agent's hello and records are refused: the owner and state stay the owner's.
+    db.ingest(&owner, &[telemetry_of("voron-1", 1, 10)], now).await.unwrap();
+    let refused = db.claim_printer(&intruder, &moonraker, now).await.unwrap();
+    assert_eq!(refused, Claim::Refused { owner: "pi-owner".into() });
+    let ingested = db
+        .ingest_with(&intruder, &[telemetry_of("voron-1", 1, 99), record(2)], now, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(ingested.watermark, Seq(2), "acknowledged all the same: kept in the log");
+    let refused = &ingested.refused;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0].printer.as_str(), refused[0].records), ("voron-1", 1));
+    assert_eq!(layer("voron-1").await, ("pi-owner".to_owned(), Some(10)));
+    let claims = db.printer_claims().await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        (claims[0].agent_id.as_str(), claims[0].owner_id.as_str()),
+        ("pi-intruder", "pi-owner")
+    );
+    assert_eq!(claims[0].refused_records, 1);
+
+    // An admin moves it: the refused claim is settled and the new owner's records count.
+    assert_eq!(
+        db.move_printer("voron-1", &intruder, now).await.unwrap().as_deref(),
+        Some("pi-owner")
+    );
+    assert_eq!(db.printer_claims().await.unwrap(), []);
+    db.ingest(&intruder, &[telemetry_of("voron-1", 3, 42)], now.plus_millis(10)).await.unwrap();
+    assert_eq!(layer("voron-1").await, ("pi-intruder".to_owned(), Some(42)));
+    let stale = db
+        .ingest_with(&owner, &[telemetry_of("voron-1", 2, 11)], now.plus_millis(20), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(stale.refused.len(), 1, "the former owner is refused now");
+
+    // A token that named a printer approves its redeemer's first claim in advance.
+    let later = now.plus_millis(60_000);
+    db.insert_token("t", "hash", None, Some("x1c-7 other"), now, later).await.unwrap();
+    let named = enrolled(&db, "pi-named").await;
+    assert_eq!(db.redeem_token("t", "hash", now, &named).await.unwrap(), Ok(None));
+    let (named_one, other) = (
+        printer_info("x1c-7", proto::Vendor::BambuLab),
+        printer_info("x1c-8", proto::Vendor::BambuLab),
+    );
+    let claim = db.claim_printer(&named, &named_one, now).await.unwrap();
+    assert_eq!(claim, Claim::Owned { approved: true, new: true });
+    let claim = db.claim_printer(&named, &other, now).await.unwrap();
+    assert_eq!(claim, Claim::Owned { approved: false, new: true });
+    assert_eq!(db.printer("x1c-7").await.unwrap().unwrap().vendor.as_deref(), Some("bambu_lab"));
+}
+
+async fn a_snapshot_that_arrives_before_its_event_is_linked_when_the_event_comes(store: Store) {
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-camera").await;
+    let (printer, started) = (PrinterId::new("01P00A391800001").unwrap(), 1_700_000_000_000);
+    let id = proto::SnapshotId([9; 16]);
+    let chunk = proto::SnapshotChunk {
+        snapshot: id,
+        printer: printer.clone(),
+        camera: proto::CameraId::new("chamber").unwrap(),
+        trigger: proto::SnapshotTrigger::JobStarted,
+        format: proto::ImageFormat::Jpeg,
+        captured_at: UnixMillis(started + 800),
+        total_len: 3,
+        sha256: [0; 32],
+        chunk_index: 0,
+        chunk_count: 1,
+        data: vec![1, 2, 3],
+    };
+    let stored = hub::db::StoredSnapshot { id, path: "x.jpg".into(), bytes: 3 };
+    let snapshot = Record {
+        seq: Seq(1),
+        observed_at: UnixMillis(started + 800),
+        body: RecordBody::Snapshot(chunk),
+    };
+    db.ingest_with(&agent, &[snapshot], UnixMillis(started + 900), vec![stored]).await.unwrap();
+    // The camera was quicker than the printer link: the job's start arrives in the next batch.
+    let kind = proto::PrinterEventKind::JobStarted {
+        job_name: Some("lid.3mf".into()),
+        total_layers: Some(9),
+    };
+    let event = RecordBody::PrinterEvent(proto::PrinterEvent { printer, kind });
+    let event = Record { seq: Seq(2), observed_at: UnixMillis(started), body: event };
+    db.ingest(&agent, &[event], UnixMillis(started + 1000)).await.unwrap();
+    let row = sqlx::query("SELECT event_id, job_name, job_started_at FROM snapshots")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let event_id: Option<i64> = sqlx::Row::try_get(&row, 0).unwrap();
+    let job: Option<String> = sqlx::Row::try_get(&row, 1).unwrap();
+    let job_started_at: Option<i64> = sqlx::Row::try_get(&row, 2).unwrap();
+    assert!(event_id.is_some(), "linked to the job_started event");
+    assert_eq!((job.as_deref(), job_started_at), (Some("lid.3mf"), Some(started)));
 }

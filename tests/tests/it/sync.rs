@@ -202,7 +202,16 @@ async fn a_command_runs_once_and_an_expired_one_never_runs() {
     // The printer is known (as after an earlier connection); a command is queued while the
     // agent is away, and expires before it returns. Commands exist only through the command
     // service, as an internal actor here.
-    hub.db().announce_printer(SERIAL, "pi-cmd", None, None, UnixMillis::now()).await.unwrap();
+    let printer = proto::PrinterInfo {
+        id: proto::PrinterId::new(SERIAL).unwrap(),
+        vendor: proto::Vendor::BambuLab,
+        model: None,
+        name: None,
+        cameras: Vec::new(),
+    };
+    let agent = proto::AgentId::new("pi-cmd").unwrap();
+    hub.db().claim_printer(&agent, &printer, UnixMillis::now()).await.unwrap();
+    assert!(hub.db().approve_printer(SERIAL, UnixMillis::now()).await.unwrap());
     let commands = hub.commands();
     let actor = Principal::internal("sync-test", Role::Operator);
     let mut request = CommandRequest::new(CommandSpec::Stop {});
