@@ -31,9 +31,9 @@ export default function EventsPage({ search, navigate }) {
       if (filters.printer && message.printer !== filters.printer) return null;
       if (filters.kind && kind !== filters.kind) return null;
       if (filters.to != null || (filters.from != null && message.at < filters.from)) return null;
-      return { id: null, printer_id: message.printer, kind, at: message.at, event: message.event };
+      return { id: message.id, printer_id: message.printer, kind, at: message.at, event: message.event };
     },
-    key: (event) => `${event.printer_id}|${event.at}|${event.kind}`,
+    key: (event) => event.id,
   }, [filterKey]);
   const [olderError, setOlderError] = useState(null);
   const [loadingOlder, setLoadingOlder] = useState(false);

@@ -309,9 +309,9 @@ function Timeline({ id, snapshots }) {
       return { items: answer.events, more: null };
     },
     accept: (message) => (message.type === 'event' && message.printer === id
-      ? { id: null, at: message.at, kind: message.event?.type, event: message.event, printer_id: message.printer }
+      ? { id: message.id, at: message.at, kind: message.event?.type, event: message.event, printer_id: message.printer }
       : null),
-    key: (event) => `${event.at}|${event.kind}`,
+    key: (event) => event.id,
     limit: TIMELINE_LIMIT,
   }, [id]);
   if (events.error && !events.items) return html`<${ErrorBox} error=${events.error} />`;

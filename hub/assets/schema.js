@@ -111,7 +111,7 @@ export const FIELDS = {
   "TokenRequest": { "user": "string?", "name": "string?" },
 
   "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "state": "PrinterState" },
-  "LiveEvent": { "type": "string", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },
+  "LiveEvent": { "type": "string", "id": "integer", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },
   "LiveAgent": { "type": "string", "agent": "string", "online": "boolean" },
   "LiveCommandResult": { "type": "string", "command": "string", "printer": "string", "outcome": "string" },
   "LiveSnapshot": {

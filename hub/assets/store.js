@@ -124,7 +124,8 @@ export function useQuery(load, deps) {
 // extended live: `accept(message)` returns the item a WebSocket message puts in front, or
 // null; each such item gets a `liveKey` unique in the page, for lists to key it by. Items
 // arriving while a fetch is in flight are kept and put in front of its answer unless it has
-// them already (`key(item)`). Returns `{ items, more, error, append }`; `append(items,
+// them already (`key(item)`), and a live item the list already holds is not added twice
+// (events are keyed by their id, which the REST list and the WebSocket share). Returns `{ items, more, error, append }`; `append(items,
 // more)` adds an older page.
 export function useLiveList({ load, accept, key, limit = Infinity }, deps) {
   const [state, setState] = useState({ items: null, more: null, error: null });
@@ -154,7 +155,11 @@ export function useLiveList({ load, accept, key, limit = Infinity }, deps) {
     if (!item) return;
     item.liveKey = `live-${++liveCount}`;
     if (early.current) early.current.unshift(item);
-    else setState((s) => ({ ...s, items: [item, ...(s.items ?? [])].slice(0, limit) }));
+    else {
+      setState((s) => (s.items?.some((known) => key(known) === key(item))
+        ? s
+        : { ...s, items: [item, ...(s.items ?? [])].slice(0, limit) }));
+    }
   });
   const append = useCallback((items, more) => setState((s) => ({ ...s, items: [...(s.items ?? []), ...items], more })), []);
   return { ...state, append };

@@ -81,6 +81,9 @@ pub struct Ingested {
     pub watermark: Seq,
     /// Records about printers the agent does not own: kept in the ingest log, not projected.
     pub refused: Vec<RefusedPrinter>,
+    /// The id each new event got in the event log, by its record's seq (what `GET
+    /// /api/v1/events` and the WebSocket's `event` messages call `id`).
+    pub event_ids: Vec<(Seq, i64)>,
 }
 
 /// A snapshot whose image the hub holds on disk, for the read model.
@@ -364,7 +367,8 @@ impl Db {
         stored: Vec<StoredSnapshot>,
     ) -> Result<Ingested, DbError> {
         if records.is_empty() {
-            return Ok(Ingested { watermark: self.watermark(agent).await?, refused: Vec::new() });
+            let watermark = self.watermark(agent).await?;
+            return Ok(Ingested { watermark, refused: Vec::new(), event_ids: Vec::new() });
         }
         let Some(queue) = &self.ingest_queue else {
             let mut tx = self.pool.begin().await?;
@@ -651,13 +655,17 @@ async fn ingest_in(
     .bind(agent.as_str())
     .execute(&mut **tx)
     .await?;
-    let refused = projection::project(tx, agent, records, stored, received_at).await?;
+    let projected = projection::project(tx, agent, records, stored, received_at).await?;
     let watermark = sqlx::query("SELECT acked_through FROM agents WHERE id = $1")
         .bind(agent.as_str())
         .fetch_one(&mut **tx)
         .await?
         .try_get::<i64, _>(0)?;
-    Ok(Ingested { watermark: Seq(watermark as u64), refused })
+    Ok(Ingested {
+        watermark: Seq(watermark as u64),
+        refused: projected.refused,
+        event_ids: projected.event_ids,
+    })
 }
 
 fn numbered_values(rows: usize, columns: usize) -> String {

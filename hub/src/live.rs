@@ -11,8 +11,8 @@ use tokio::sync::broadcast;
 pub enum LiveUpdate {
     /// A printer's new normalised state.
     PrinterState { printer: String, at: i64, state: Value },
-    /// A printer event.
-    Event { printer: String, agent: String, at: i64, event: Value },
+    /// A printer event; `id` is its id in the event log (`GET /api/v1/events`).
+    Event { id: i64, printer: String, agent: String, at: i64, event: Value },
     /// An agent connected or went away.
     Agent { agent: String, online: bool },
     /// A command's outcome arrived.
@@ -113,6 +113,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^event$")]
         pub kind: String,
+        /// The event's id in the event log, as `GET /api/v1/events` lists it: a client that
+        /// also fetched the log de-duplicates by it.
+        pub id: i64,
         pub printer: String,
         pub agent: String,
         pub at: i64,
@@ -223,7 +226,13 @@ pub mod schema {
                 ),
                 (
                     "LiveEvent",
-                    LiveUpdate::Event { printer: "p".into(), agent: "a".into(), at: 1, event },
+                    LiveUpdate::Event {
+                        id: 7,
+                        printer: "p".into(),
+                        agent: "a".into(),
+                        at: 1,
+                        event,
+                    },
                 ),
                 ("LiveAgent", LiveUpdate::Agent { agent: "a".into(), online: true }),
                 (

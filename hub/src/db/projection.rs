@@ -102,6 +102,13 @@ async fn count_refused(
     Ok(())
 }
 
+/// What a projection did besides writing the read model.
+pub(super) struct Projected {
+    pub refused: Vec<RefusedPrinter>,
+    /// Each new event's id, by its record's seq.
+    pub event_ids: Vec<(proto::Seq, i64)>,
+}
+
 /// Projects `records` into the read model, except records about printers `agent` does not
 /// own, which are returned (counted) instead.
 pub(super) async fn project(
@@ -110,7 +117,7 @@ pub(super) async fn project(
     records: &[Record],
     stored: &[StoredSnapshot],
     now: UnixMillis,
-) -> Result<Vec<RefusedPrinter>, DbError> {
+) -> Result<Projected, DbError> {
     let foreign = foreign_printers(tx, agent, records, now).await?;
     let mut refused: HashMap<&str, u64> = HashMap::new();
     let mut latest: HashMap<&str, Latest<'_>> = HashMap::new();
@@ -164,10 +171,11 @@ pub(super) async fn project(
             }
         }
     }
+    let mut event_ids = Vec::with_capacity(events.len());
     for chunk in events.chunks(1000) {
         let sql = format!(
             "INSERT INTO events (agent_id, seq, printer_id, kind, at, data) VALUES {} \
-             ON CONFLICT (agent_id, seq) DO NOTHING",
+             ON CONFLICT (agent_id, seq) DO NOTHING RETURNING seq, id",
             values_for(tx, chunk.len(), 6)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -180,7 +188,9 @@ pub(super) async fn project(
                 .bind(*at)
                 .bind(data.clone());
         }
-        query.execute(&mut **tx).await?;
+        for row in query.fetch_all(&mut **tx).await? {
+            event_ids.push((proto::Seq(row.try_get::<i64, _>(0)? as u64), row.try_get(1)?));
+        }
     }
     // A snapshot can reach the hub before the event that triggered it (the camera and the
     // printer link append to the outbox independently): link those now.
@@ -241,7 +251,7 @@ pub(super) async fn project(
         })
         .collect();
     count_refused(tx, agent, &refused, now).await?;
-    Ok(refused)
+    Ok(Projected { refused, event_ids })
 }
 
 /// The snapshot trigger (as stored) an event kind causes, if any: the inverse of

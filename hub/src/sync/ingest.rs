@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use proto::{AgentId, HubMessage, RecordBody, UnixMillis};
+use proto::{AgentId, HubMessage, RecordBody, Seq, UnixMillis};
 
 use super::close_code;
 use super::server::{ConnectionError, Shared, violation};
@@ -43,7 +43,10 @@ pub(super) async fn ingest(
     };
     let now = UnixMillis::now();
     let commit = std::time::Instant::now();
-    let (watermark, refused) = match shared.db.ingest_with(agent, &fresh, now, stored.clone()).await
+    let (watermark, refused, event_ids) = match shared
+        .db
+        .ingest_with(agent, &fresh, now, stored.clone())
+        .await
     {
         Ok(ingested) => {
             for refused in &ingested.refused {
@@ -56,7 +59,8 @@ pub(super) async fn ingest(
             }
             let refused: HashSet<String> =
                 ingested.refused.into_iter().map(|refused| refused.printer).collect();
-            (ingested.watermark, refused)
+            let event_ids: HashMap<Seq, i64> = ingested.event_ids.into_iter().collect();
+            (ingested.watermark, refused, event_ids)
         }
         Err(error) => {
             shared.metrics.ingest_failed("database");
@@ -66,12 +70,21 @@ pub(super) async fn ingest(
         }
     };
     shared.metrics.ingest_committed(fresh.len(), commit.elapsed());
-    publish(&shared.live, agent, &fresh, &refused, &stored, received);
+    publish(&shared.live, agent, &fresh, &Committed { refused, event_ids, stored }, received);
     shared.changed();
     if let Some(through) = session.committed_through(watermark) {
         frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
     }
     Ok(())
+}
+
+/// What the commit did besides storing, for [`publish`].
+struct Committed {
+    /// Printers whose records from this agent were refused: not shown either.
+    refused: HashSet<String>,
+    /// Each new event's id in the event log, by seq.
+    event_ids: HashMap<Seq, i64>,
+    stored: Vec<StoredSnapshot>,
 }
 
 /// Tells live subscribers what was just committed: each printer's newest state and every
@@ -80,10 +93,10 @@ fn publish(
     live: &LiveHub,
     agent: &AgentId,
     records: &[proto::Record],
-    refused: &HashSet<String>,
-    stored: &[StoredSnapshot],
+    committed: &Committed,
     received: std::time::Instant,
 ) {
+    let Committed { refused, event_ids, stored } = committed;
     if live.subscribers() == 0 {
         return;
     }
@@ -100,12 +113,19 @@ fn publish(
             RecordBody::Telemetry(t) => {
                 newest.insert(t.printer.as_str(), (record.observed_at.0, &t.state));
             }
-            RecordBody::PrinterEvent(e) => others.push(LiveUpdate::Event {
-                printer: e.printer.to_string(),
-                agent: agent.to_string(),
-                at: record.observed_at.0,
-                event: proto::json::printer_event(&e.kind),
-            }),
+            RecordBody::PrinterEvent(e) => {
+                let Some(&id) = event_ids.get(&record.seq) else {
+                    // Stored before (a resend); its live message went out then.
+                    continue;
+                };
+                others.push(LiveUpdate::Event {
+                    id,
+                    printer: e.printer.to_string(),
+                    agent: agent.to_string(),
+                    at: record.observed_at.0,
+                    event: proto::json::printer_event(&e.kind),
+                });
+            }
             RecordBody::CommandResult(r) => others.push(LiveUpdate::CommandResult {
                 command: r.command.to_string(),
                 printer: r.printer.to_string(),

@@ -633,6 +633,10 @@ async fn the_websocket_pushes_state_and_events_as_they_are_ingested(db: Option<S
     .expect("a job_started event over the WebSocket");
     assert_eq!(started["printer"], SERIAL);
     assert_eq!(started["event"]["job_name"], "live");
+    // The same id as in the event log, so a client holding both de-duplicates exactly.
+    let (_, log) =
+        api.get(&viewer, &format!("/api/v1/events?printer={SERIAL}&kind=job_started")).await;
+    assert_eq!(started["id"], log["events"][0]["id"], "{started} vs {log}");
     assert!(seen.iter().any(|t| t == "printer_state"), "{seen:?}");
 
     // Anonymous WebSockets are refused like any other route.
