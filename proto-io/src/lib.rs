@@ -15,7 +15,10 @@
 
 use proto::frame::{DecodeError, FrameDecoder, Message};
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// How much a reader asks the stream for at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -71,9 +74,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// A message already received in full, if any; never waits.
+    /// A message already received in full, if any; never waits. "Received" includes what
+    /// the stream holds and this reader has not read yet: a message is often larger than one
+    /// read, so taking only the decoder's leftovers gave the hub one message per commit.
     pub fn ready<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
-        Ok(self.decoder.next_message()?)
+        loop {
+            if let Some(message) = self.decoder.next_message()? {
+                return Ok(Some(message));
+            }
+            // One poll with a waker that does nothing: bytes the stream already holds come
+            // back at once, and `Pending` means nothing more has arrived. Whoever waits next
+            // (`next`) polls again with a real waker.
+            let mut context = Context::from_waker(Waker::noop());
+            let mut read = ReadBuf::new(&mut self.buffer);
+            let n = match Pin::new(&mut self.stream).poll_read(&mut context, &mut read) {
+                Poll::Ready(Ok(())) => read.filled().len(),
+                Poll::Ready(Err(error)) => return Err(error.into()),
+                Poll::Pending => 0,
+            };
+            // Nothing more yet, or the end of the stream, which `next` reports.
+            if n == 0 {
+                return Ok(None);
+            }
+            self.decoder.push(&self.buffer[..n]);
+        }
     }
 }
 
@@ -128,6 +152,25 @@ mod tests {
         assert_eq!(reader.ready::<HubMessage>().unwrap(), Some(ack(2)));
         assert_eq!(reader.ready::<HubMessage>().unwrap(), Some(ack(3)));
         assert_eq!(reader.ready::<HubMessage>().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn messages_the_stream_holds_are_ready_too() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        write(&mut client, &ack(1)).await.unwrap();
+        let mut reader = FrameReader::new(server, DEFAULT_MAX_PAYLOAD);
+        assert_eq!(reader.next::<HubMessage>().await.unwrap(), ack(1));
+        // Written after the reader's last read: still in the stream, not in the decoder.
+        for n in 2..=4 {
+            write(&mut client, &ack(n)).await.unwrap();
+        }
+        for n in 2..=4 {
+            assert_eq!(reader.ready::<HubMessage>().unwrap(), Some(ack(n)));
+        }
+        assert_eq!(reader.ready::<HubMessage>().unwrap(), None, "nothing more has arrived");
+        drop(client);
+        assert_eq!(reader.ready::<HubMessage>().unwrap(), None, "the end is for next to say");
+        assert!(matches!(reader.next::<HubMessage>().await, Err(FrameError::Closed)));
     }
 
     #[tokio::test]

@@ -4,8 +4,9 @@
 //! Reproduce with `cargo xtask bench`, or
 //! `cargo build --release --bins && cargo bench -p tests --bench hub`.
 //! `KITT_BENCH_AGENTS` (default 100) and `KITT_BENCH_EVENTS_PER_AGENT` (default 3000) size
-//! the ingest run. PostgreSQL is the throwaway test cluster (`fsync=off`), so its figure is
-//! an upper bound for a real server.
+//! the ingest run. PostgreSQL runs twice: on the throwaway test cluster (`fsync=off`), an
+//! upper bound, and on a cluster of its own with PostgreSQL's durability defaults (`fsync`,
+//! `synchronous_commit` and `full_page_writes` on), what a real server does.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -47,8 +48,7 @@ async fn start_hub(
 }
 
 /// Ingest: `agents` agents, each with `per_agent` events in its outbox, all syncing at once.
-async fn ingest(label: &str, database_url: Option<String>, agents: u64, per_agent: u64) {
-    let key = if database_url.is_some() { "hub_ingest_postgres" } else { "hub_ingest_sqlite" };
+async fn ingest(label: &str, key: &str, database_url: Option<String>, agents: u64, per_agent: u64) {
     let (hub, _dir, shutdown) = start_hub(database_url).await;
     let states: Vec<tempfile::TempDir> =
         (0..agents).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -263,8 +263,24 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     tokio::task::spawn_blocking(start_to_ready).await.unwrap();
-    ingest("SQLite", None, agents, per_agent).await;
+    ingest("SQLite", "hub_ingest_sqlite", None, agents, per_agent).await;
     let url = tests::postgres::fresh_database().await;
-    ingest("PostgreSQL, fsync off", Some(url), agents, per_agent).await;
+    ingest("PostgreSQL, fsync off", "hub_ingest_postgres", Some(url), agents, per_agent).await;
+    // What users run: a cluster with PostgreSQL's own durability settings, so every
+    // acknowledged batch is on disk.
+    let durable = tokio::task::spawn_blocking(tests::postgres::Cluster::start_private)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = durable.fresh_database().await;
+    ingest(
+        "PostgreSQL, fsync and synchronous_commit on",
+        "hub_ingest_postgres_durable",
+        Some(url),
+        agents,
+        per_agent,
+    )
+    .await;
+    drop(durable);
     latency().await;
 }

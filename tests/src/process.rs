@@ -33,6 +33,15 @@ fn build_binaries(dir: &std::path::Path) {
     // The same selection as `cargo xtask test` builds, so features unify the same way and
     // nothing is rebuilt.
     command.args(["build", "--workspace", "--bins"]);
+    // Nor the variables `cargo test` and `cargo bench` set for this program: build scripts
+    // may name them as inputs (ring names `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, `OUT_DIR`),
+    // and with them this build and xtask's (or a shell's) took turns rebuilding ring and
+    // everything above it, minutes each time. xtask's `cargo()` leaves out the same ones.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            command.env_remove(name);
+        }
+    }
     if dir.file_name().is_some_and(|profile| profile == "release") {
         command.arg("--release");
     }
@@ -45,6 +54,23 @@ fn build_binaries(dir: &std::path::Path) {
         "building the binaries failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Whether cargo sets `name` for a program it runs from that program's package.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// Sends each line `from` yields, on a thread of its own, until either side ends.

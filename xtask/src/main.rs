@@ -83,10 +83,41 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// Cargo, run in the workspace without the variables `cargo run` gave xtask (its package's
+/// name, version and manifest directory).
+///
+/// Build scripts may name such variables as inputs (ring's names `CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR` and `OUT_DIR`, and cargo compares them in its own environment), so a
+/// build from xtask would rebuild ring and everything above it after a build from a shell
+/// or from a test program, and the other way round. Without them the builds agree; the test
+/// harness's own build of the binaries (`tests::process::bin`) leaves out the same ones.
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            command.env_remove(name);
+        }
+    }
     command
+}
+
+/// Whether cargo sets `name` for a program it runs (`cargo run`, `cargo test`, `cargo bench`)
+/// from that program's package; `CARGO` and the user's own settings are kept.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// Runs `command`, failing with its description when it fails.

@@ -39,6 +39,27 @@ pub fn ensure_packages(packages: &[SystemPackage]) -> anyhow::Result<()> {
 pub const BUILD_PACKAGES: &[SystemPackage] =
     &[SystemPackage { name: "libclang-dev", installs: "/usr/share/doc/libclang-dev/copyright" }];
 
+/// What `cargo xtask bench` needs beyond building: the baseline it measures catch-up against
+/// (an edge mosquitto bridged to a central one, fed and drained by the mosquitto clients,
+/// its messages made by python3), and PostgreSQL's server for the ingest figures.
+pub fn prepare_bench_environment() -> anyhow::Result<()> {
+    const BENCH_PACKAGES: &[SystemPackage] = &[
+        SystemPackage { name: "mosquitto", installs: "/usr/sbin/mosquitto" },
+        SystemPackage { name: "mosquitto-clients", installs: "/usr/bin/mosquitto_pub" },
+        SystemPackage { name: "python3", installs: "/usr/bin/python3" },
+    ];
+    let mut missing: Vec<&str> = BUILD_PACKAGES
+        .iter()
+        .chain(BENCH_PACKAGES)
+        .filter(|p| !Path::new(p.installs).exists())
+        .map(|p| p.name)
+        .collect();
+    if postgres_programs().is_err() {
+        missing.push(POSTGRES_PACKAGE);
+    }
+    install(&missing)
+}
+
 /// What the test suite needs from the system.
 const TEST_PACKAGES: &[SystemPackage] = &[
     SystemPackage { name: "libclang-dev", installs: "/usr/share/doc/libclang-dev/copyright" },

@@ -309,16 +309,21 @@ pub(super) fn enforce_capacity(
     Ok(())
 }
 
+/// The classes, counts and bytes of the rows an ack deletes. `NOT INDEXED` keeps SQLite on
+/// the rowid range: left to itself it walks the whole `(class, seq)` index to get the rows in
+/// `GROUP BY` order, which made every ack cost the size of the backlog (a 2 M backlog drained
+/// at half the speed of a 200 k one).
+pub(super) const ACKED_TOTALS: &str =
+    "SELECT class, count(*), coalesce(sum(length(body)), 0) FROM records NOT INDEXED
+     WHERE seq <= ?1 GROUP BY class";
+
 /// Deletes every record with `seq <= through` and forgets them in `counters`.
 pub(super) fn delete_through(
     tx: &Transaction<'_>,
     counters: &mut Counters,
     through: u64,
 ) -> rusqlite::Result<()> {
-    let mut totals = tx.prepare_cached(
-        "SELECT class, count(*), coalesce(sum(length(body)), 0) FROM records
-         WHERE seq <= ?1 GROUP BY class",
-    )?;
+    let mut totals = tx.prepare_cached(ACKED_TOTALS)?;
     let mut rows = totals.query(params![to_i64(through)])?;
     while let Some(row) = rows.next()? {
         let class = class_from_index(row.get(0)?).unwrap_or(DropClass::Event);

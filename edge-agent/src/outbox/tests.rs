@@ -617,3 +617,28 @@ fn open_fails_clearly_when_the_directory_cannot_be_made() {
     assert!(matches!(error, OutboxError::Directory { .. }), "{error}");
     assert!(error.to_string().contains("a-file"), "{error}");
 }
+
+#[test]
+fn an_ack_reads_only_the_rows_it_deletes() {
+    // The plan, not a timing: the ack's totals must come from the rowid range. Walking the
+    // `(class, seq)` index instead costs the whole backlog on every ack.
+    let dir = tempfile::tempdir().unwrap();
+    let mut outbox = open(&config(dir.path()));
+    append_n(&mut outbox, DropClass::Event, 10, 3);
+    outbox.commit().unwrap();
+    let plan: Vec<String> = outbox
+        .connection
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::store::ACKED_TOTALS))
+        .unwrap()
+        .query_map([2], |row| row.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|step| step.contains("SEARCH records USING INTEGER PRIMARY KEY")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|step| step.contains("records_class_seq")), "{plan:?}");
+    outbox.ack(Seq(2)).unwrap();
+    assert_eq!(seqs(&read_all(&mut outbox)), [3]);
+}
