@@ -63,9 +63,9 @@ fn cpu_s(pid: &str) -> f64 {
 
 /// `200k`, `2m`: the backlog's size in metric keys.
 fn label(events: u64) -> String {
-    if events % 1_000_000 == 0 {
+    if events.is_multiple_of(1_000_000) {
         format!("{}m", events / 1_000_000)
-    } else if events % 1_000 == 0 {
+    } else if events.is_multiple_of(1_000) {
         format!("{}k", events / 1_000)
     } else {
         events.to_string()
