@@ -584,8 +584,16 @@ async fn sqlite_writer(pool: AnyPool, mut jobs: tokio::sync::mpsc::Receiver<Inge
             }
             tx.commit().await?;
             Ok::<_, DbError>(watermarks)
-        }
-        .await;
+        };
+        // A panic while projecting one batch fails that batch (rolled back: the transaction
+        // is dropped) and leaves the writer serving every other agent; the hub's panic hook
+        // has logged it.
+        let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result))
+            .await
+            .unwrap_or_else(|payload| {
+                let what = crate::supervise::message(payload.as_ref()).to_owned();
+                Err(DbError::Ingest(format!("the ingest panicked: {what}")))
+            });
         match result {
             Ok(watermarks) => {
                 for (job, watermark) in batch.into_iter().zip(watermarks) {

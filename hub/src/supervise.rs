@@ -4,7 +4,8 @@
 //!
 //! - a **request** handler's panic becomes a 500 in the API's error shape ([`catch_panics`]);
 //! - a **connection** task's panic ends that connection ([`contained`]); the agent
-//!   reconnects and resends whatever was not acknowledged;
+//!   reconnects and resends whatever was not acknowledged; a panic while the SQLite writer
+//!   projects a batch fails that batch's transaction only (`db.rs`), the writer goes on;
 //! - a panic in a task the hub cannot run without (the sync endpoint, the HTTP server, the
 //!   SQLite writer, housekeeping) stops the whole hub with [`EXIT_PANICKED`] ([`essential`]),
 //!   so that its supervisor restarts it rather than leaving a hub that answers but no longer
