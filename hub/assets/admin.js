@@ -51,6 +51,23 @@ function Admin({ me: user }) {
 const th = (text) => html`<th scope="col">${text}</th>`;
 
 function Users({ users, me: user, reload }) {
+  const [reset, setReset] = useState(null);
+  async function resetPassword(row) {
+    const ok = await confirmDialog({
+      title: `Reset the password of ${row.name}?`,
+      body: html`<p>A new password is generated and shown once. Their sessions end and their API tokens stop working.</p>`,
+      confirmLabel: 'Reset password',
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      const answer = await api(`/users/${encodeURIComponent(row.name)}/password`, { method: 'POST', body: {}, request: 'PasswordReset', resource: 'PasswordResetDone' });
+      setReset({ name: row.name, password: answer.password, sessions: answer.sessions_ended, tokens: answer.tokens_revoked });
+      reload();
+    } catch (error) {
+      toast(`Could not reset: ${error.message}`, 'error');
+    }
+  }
   async function remove(row) {
     const ok = await confirmDialog({
       title: `Delete user ${row.name}?`,
@@ -73,10 +90,15 @@ function Users({ users, me: user, reload }) {
       <th scope="row" data-label="Name"><div>${row.name}${row.name === user.name ? html`<span class="muted"> (you)</span>` : null}</div></th>
       <td data-label="Role"><${Badge} kind=${row.role === 'admin' ? 'accent' : 'neutral'}>${row.role}<//></td>
       <td data-label="Created">${dateTime(row.created_at)}</td>
-      <td data-label="Actions">${row.name === user.name ? '—' : html`<button type="button" class="btn btn-small btn-danger" onClick=${() => remove(row)}>
+      <td data-label="Actions">${row.name === user.name ? html`<a href="/account">Change your password</a>` : html`<button type="button" class="btn btn-small" onClick=${() => resetPassword(row)}>
+        Reset password<${VisuallyHidden}> of ${row.name}<//></button> <button type="button" class="btn btn-small btn-danger" onClick=${() => remove(row)}>
         Delete<${VisuallyHidden}> ${row.name}<//></button>`}</td>
     </tr>`)}</tbody>
-  </table></div>`;
+  </table></div>
+  <div aria-live="polite">${reset ? html`<div class="banner banner-ok" data-testid="password-reset">
+    <p><strong>New password for ${reset.name}, shown only once: </strong>${reset.sessions} sessions ended, ${reset.tokens} API tokens revoked.</p>
+    <${CodeBlock} text=${reset.password} />
+  </div>` : null}</div>`;
 }
 
 function AddUser({ reload }) {

@@ -14,6 +14,7 @@ import PrinterPage from './printer.js';
 import AgentsPage from './agents.js';
 import EventsPage from './events.js';
 import AdminPage from './admin.js';
+import AccountPage from './account.js';
 import LoginPage from './login.js';
 
 // A Content-Security-Policy violation (an inline style or script slipping in) is counted on
@@ -30,6 +31,7 @@ const ROUTES = [
   { pattern: /^\/agents$/, page: AgentsPage, nav: 'agents' },
   { pattern: /^\/events$/, page: EventsPage, nav: 'events' },
   { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
+  { pattern: /^\/account$/, page: AccountPage },
   { pattern: /^\/login$/, page: LoginPage, public: true },
 ];
 
@@ -166,7 +168,7 @@ function Topbar() {
     </nav>
     <div class="topbar-end">
       <span class="live" id="live" data-testid="live-indicator" data-state=${status} role="status" aria-live="polite"><span class="dot" aria-hidden="true"></span><span class="live-text">${STATUS_TEXT[status] ?? status}</span></span>
-      <span class="who" id="who">${signedIn ? `${user.name} · ${user.role}` : ''}</span>
+      <span class="who" id="who">${signedIn ? html`<a href="/account" title="Your account">${user.name} · ${user.role}</a>` : ''}</span>
       <button type="button" class="btn btn-ghost btn-small" id="logout" hidden=${!signedIn} onClick=${logout}>Log out</button>
     </div>`;
 }

@@ -109,6 +109,10 @@ export const FIELDS = {
   "EnrollmentTokenRequest": { "ttl_s": "integer?", "name": "string?", "printers": "string[]?" },
   "UserRequest": { "name": "string", "password": "string", "role": "string" },
   "TokenRequest": { "user": "string?", "name": "string?" },
+  "PasswordChange": { "current_password": "string", "new_password": "string" },
+  "PasswordChanged": { "sessions_ended": "integer" },
+  "PasswordReset": { "password": "string?" },
+  "PasswordResetDone": { "password": "string?", "sessions_ended": "integer", "tokens_revoked": "integer" },
 
   "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "state": "PrinterState" },
   "LiveEvent": { "type": "string", "id": "integer", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },

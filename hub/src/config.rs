@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::ApiSettings;
+use crate::api::proxies::TrustedProxies;
 
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_SYNC_LISTEN: &str = "0.0.0.0:7070";
@@ -56,6 +57,9 @@ pub struct RawHttp {
     pub max_body_kb: Option<usize>,
     /// How long a dashboard login lasts, hours.
     pub session_hours: Option<u64>,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the
+    /// client; without any, the header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +236,18 @@ impl RawConfig {
         }
         let session_hours =
             positive("http.session_hours", self.http.session_hours, 12, &mut problems);
+        let trusted_proxies = TrustedProxies(
+            self.http
+                .trusted_proxies
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|text| {
+                    text.parse()
+                        .map_err(|e| problems.push(format!("http.trusted_proxies: {e}")))
+                        .ok()
+                })
+                .collect(),
+        );
         let raw_hours = positive(
             "retention.raw_telemetry_hours",
             self.retention.raw_telemetry_hours,
@@ -277,6 +293,7 @@ impl RawConfig {
                 secure_cookies: self.http.secure_cookies,
                 session_lifetime: Duration::from_secs(session_hours * 3600),
                 max_body_bytes: max_body_kb * 1024,
+                trusted_proxies,
             },
             retention: Retention {
                 raw: Duration::from_secs(raw_hours * 3600),
@@ -312,6 +329,7 @@ mod tests {
         assert_eq!(config.retention, defaults.retention);
         assert_eq!(config.certificate_lifetime, defaults.certificate_lifetime);
         assert_eq!(config.api.max_body_bytes, defaults.api.max_body_bytes);
+        assert_eq!(config.api.trusted_proxies, defaults.api.trusted_proxies);
     }
 
     #[test]
@@ -336,6 +354,24 @@ mod tests {
         assert!(text.contains("http.listen"), "{text}");
         assert!(text.contains("sync.keep_alive_s"), "{text}");
         assert!(text.contains("retention.raw_telemetry_hours"), "{text}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_a_bad_one_is_named() {
+        let config =
+            load("[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"fd00::/8\"]\n", &[])
+                .unwrap();
+        let trusted = &config.api.trusted_proxies;
+        assert_eq!(trusted.0.len(), 3);
+        assert!(trusted.trusts("10.20.30.40".parse().unwrap()));
+        assert!(trusted.trusts("127.0.0.1".parse().unwrap()));
+        assert!(!trusted.trusts("127.0.0.2".parse().unwrap()));
+        let defaults = HubConfig::load(None, Vec::new(), &Overrides::default()).unwrap();
+        assert!(defaults.api.trusted_proxies.0.is_empty(), "none trusted by default");
+        let error =
+            load("[http]\ntrusted_proxies = [\"10.0.0.0/40\", \"proxy.lan\"]\n", &[]).unwrap_err();
+        assert_eq!(error.0.len(), 2, "{error}");
+        assert!(error.0.iter().all(|p| p.starts_with("http.trusted_proxies")), "{error}");
     }
 
     #[test]

@@ -388,6 +388,13 @@ impl Metrics {
     /// A refused login, logged and counted.
     pub fn login_refused(&self, reason: &'static str, user: &str) {
         tracing::warn!(reason, user, "Refused a login.");
+        self.login_refusal_counted(reason);
+    }
+
+    /// A refused login counted without a log line: refusals that a flood repeats (a key
+    /// still blocked, the hash gate full), whose first instance was logged or whose cause
+    /// is in the log already.
+    pub fn login_refusal_counted(&self, reason: &'static str) {
         self.logins_refused.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
     }
 

@@ -39,7 +39,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' da
 
 /// The paths at which the shell is served (axum path syntax): those of the route table in
 /// `assets/app.js` (a test checks that they agree).
-pub const PAGES: &[&str] = &["/", "/printers/{id}", "/agents", "/events", "/admin", "/login"];
+pub const PAGES: &[&str] =
+    &["/", "/printers/{id}", "/agents", "/events", "/admin", "/account", "/login"];
 
 const SHELL: &str = include_str!("../assets/index.html");
 
@@ -78,6 +79,7 @@ static ASSETS: &[Asset] = &[
     js!("agents.js"),
     js!("events.js"),
     js!("admin.js"),
+    js!("account.js"),
     js!("login.js"),
     // Vendored by `cargo xtask vendor-web`, pinned there; their licences are served beside
     // them.
@@ -208,7 +210,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_shell_is_served_at_every_page_path_with_security_headers() {
-        for path in ["/", "/printers/01P00A391800001", "/agents", "/events", "/admin", "/login"] {
+        for path in
+            ["/", "/printers/01P00A391800001", "/agents", "/events", "/admin", "/account", "/login"]
+        {
             let response = get_path(path, &[]).await;
             assert_eq!(response.status(), StatusCode::OK, "{path}");
             assert_eq!(header_of(&response, header::CONTENT_TYPE), "text/html; charset=utf-8");

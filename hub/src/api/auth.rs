@@ -1,12 +1,13 @@
 //! Who is calling: dashboard sessions (password login, argon2 hashes, an `HttpOnly`,
 //! `SameSite=Strict` cookie holding a random session id of which only the SHA-256 is stored)
 //! and bearer tokens for scripts (`kitt_<id>_<secret>`, only the secret's SHA-256 stored).
-//! Failed logins are rate limited per user name and per client address.
+//! Failed logins are rate limited per user name and per client address ([`super::limiter`];
+//! the address is the TCP peer's unless the peer is a trusted proxy, [`super::proxies`]);
+//! every argon2 run goes through the [`HashGate`], checked after the limiter and the name's
+//! shape, so what a flood costs is bounded in memory and in cores.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -22,14 +23,15 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::hash_gate::{Busy, HashGate, Lane};
+use super::limiter::{AddressKey, Verdict};
 use crate::service::{Principal, Role, Via};
 
 pub const SESSION_COOKIE: &str = "kitt_session";
-/// Failed logins allowed per user name within [`LOGIN_WINDOW`].
-const LOGIN_FAILURES: usize = 5;
-/// Failed logins allowed per client address (higher: many people may share one NAT).
-const LOGIN_FAILURES_PER_ADDRESS: usize = 20;
-const LOGIN_WINDOW: Duration = Duration::from_secs(300);
+/// The longest password accepted, bytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The shortest new password, characters.
+pub const MIN_PASSWORD_CHARS: usize = 10;
 
 /// Hashes a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String, String> {
@@ -40,7 +42,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
+pub(super) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
@@ -52,7 +54,7 @@ pub fn generate_password() -> String {
 }
 
 /// A hash that takes as long to check as a real one, for unknown users.
-fn decoy_hash() -> &'static str {
+pub(super) fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| hash_password("decoy password").unwrap_or_default())
 }
@@ -77,66 +79,81 @@ pub async fn create_api_token(
     Ok((format!("kitt_{id}_{secret}"), id))
 }
 
-/// Remembers recent failed logins.
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+/// A new password's rules: at least [`MIN_PASSWORD_CHARS`] characters, at most
+/// [`MAX_PASSWORD_BYTES`] bytes.
+pub fn validate_new_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    validate_password_length(password)
 }
 
-impl LoginLimiter {
-    /// Seconds to wait when `keys` have failed too often, else `None`.
-    fn blocked(&self, keys: &[String]) -> Option<u64> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let mut wait = None;
-        for key in keys {
-            let list = failures.entry(key.clone()).or_default();
-            list.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
-            let allowed =
-                if key.starts_with("ip:") { LOGIN_FAILURES_PER_ADDRESS } else { LOGIN_FAILURES };
-            if list.len() >= allowed {
-                let oldest = list[0];
-                let left = LOGIN_WINDOW.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
-                wait = Some(wait.map_or(left, |w: u64| w.max(left)));
-            }
-        }
-        wait
+/// Any password offered is at most [`MAX_PASSWORD_BYTES`] bytes (argon2 reads all of it).
+pub fn validate_password_length(password: &str) -> Result<(), ApiError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "the password is limited to {MAX_PASSWORD_BYTES} bytes"
+        )));
     }
+    Ok(())
+}
 
-    fn failed(&self, keys: &[String]) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for key in keys {
-            failures.entry(key.clone()).or_default().push(Instant::now());
-        }
-        if failures.len() > 10_000 {
-            let now = Instant::now();
-            failures.retain(|_, list| list.iter().any(|t| now.duration_since(*t) < LOGIN_WINDOW));
-        }
-    }
+/// Runs a hash through the gate; [`Busy`] becomes the 503 (with `Retry-After`) every
+/// caller answers with.
+pub async fn gated<T: Send + 'static>(
+    gate: &HashGate,
+    lane: Lane,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    gate.run(lane, work).await.map_err(|Busy| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the hub is busy checking passwords; try again in a second",
+        )
+        .retry_after(1)
+    })
+}
 
-    fn succeeded(&self, user_key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(user_key);
+/// Admits a password attempt for `name` from `address` under the login limiter (which charges
+/// it until [`super::limiter::LoginLimiter::succeeded`] or `refund`); a refusal is counted,
+/// and the first after a charge is logged and audited.
+pub async fn admit_attempt(
+    state: &AppState,
+    name: &str,
+    address: AddressKey,
+    action: &str,
+) -> Result<Option<Response>, ApiError> {
+    let Verdict::Blocked { retry_after, first } =
+        state.limiter.admit(name, address, Instant::now())
+    else {
+        return Ok(None);
+    };
+    if first {
+        state.metrics.login_refused("rate_limited", name);
+        let detail = "rate limited; repeats are counted in kitt_logins_refused_total";
+        state.db.audit(name, action, 429, Some(detail), UnixMillis::now()).await?;
+    } else {
+        state.metrics.login_refusal_counted("rate_limited");
     }
+    let error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many failed attempts; try again in {retry_after} s"),
+    );
+    Ok(Some(error.retry_after(retry_after).into_response()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// 1–64 letters, digits or `-_.@`, as every user name.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$", max_length = 64)]
     pub name: String,
+    #[schema(max_length = 1024)]
     pub password: String,
-}
-
-fn client_ip(request_headers: &HeaderMap, peer: Option<IpAddr>) -> String {
-    // Behind a reverse proxy the peer is the proxy; the proxy's header is only trusted
-    // for display, the limiter keys on both.
-    let forwarded = request_headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .unwrap_or("");
-    format!("{}|{}", peer.map(|p| p.to_string()).unwrap_or_default(), forwarded)
 }
 
 /// The client's address, when the server was started with connect info.
@@ -176,36 +193,35 @@ pub async fn login(
     body: JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let request = body.0;
-    let keys = vec![format!("user:{}", request.name), format!("ip:{}", client_ip(&headers, peer))];
-    if let Some(wait) = state.limiter.blocked(&keys) {
-        state.metrics.login_refused("rate_limited", &request.name);
-        state
-            .db
-            .audit(&request.name, "login", 429, Some("rate limited"), UnixMillis::now())
-            .await?;
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many failed logins; try again in {wait} s"),
-        )
-        .into_response();
-        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return Ok(response);
+    // Cheap refusals first: a name no user can have and an oversized password never reach
+    // the limiter's memory or the hash gate.
+    super::validate_user_name(&request.name)?;
+    validate_password_length(&request.password)?;
+    let address = AddressKey::new(state.settings.trusted_proxies.client(peer, &headers));
+    if let Some(refused) = admit_attempt(&state, &request.name, address, "login").await? {
+        return Ok(refused);
     }
     let credentials = state.db.user_credentials(&request.name).await?;
     let password = request.password.clone();
-    let (hash, role) = match &credentials {
-        Some((hash, role)) => (hash.clone(), Role::parse(role)),
-        None => (decoy_hash().to_owned(), None),
+    let (hash, role, lane) = match credentials {
+        Some((hash, role)) => (Some(hash), Role::parse(&role), Lane::Priority),
+        None => (None, None, Lane::Other),
     };
-    // argon2 is deliberately slow: keep it off the async workers.
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+    let checked = gated(&state.hash_gate, lane, move || match &hash {
+        Some(hash) => verify_password(&password, hash),
+        None => verify_password(&password, decoy_hash()),
+    })
+    .await;
+    let valid = match checked {
+        Ok(valid) => valid,
+        Err(busy) => {
+            state.limiter.refund(&request.name, address);
+            state.metrics.login_refusal_counted("busy");
+            return Err(busy);
+        }
+    };
     let Some(role) = role.filter(|_| valid) else {
-        state.limiter.failed(&keys);
+        // The attempt was charged when admitted.
         state.metrics.login_refused("bad_credentials", &request.name);
         state
             .db
@@ -217,7 +233,7 @@ pub async fn login(
             "unknown user or wrong password",
         ));
     };
-    state.limiter.succeeded(&keys[0]);
+    state.limiter.succeeded(&request.name, address);
     let session = random_hex(32);
     let now = UnixMillis::now();
     let lifetime = state.settings.session_lifetime;
@@ -364,26 +380,6 @@ mod tests {
         assert!(verify_password("correct horse", &hash));
         assert!(!verify_password("Correct horse", &hash));
         assert!(!verify_password("correct horse", "not a hash"));
-    }
-
-    #[test]
-    fn the_limiter_blocks_after_five_failures_per_key() {
-        let limiter = LoginLimiter::default();
-        let keys = vec!["user:ana".to_owned(), "ip:1.2.3.4".to_owned()];
-        for _ in 0..LOGIN_FAILURES {
-            assert_eq!(limiter.blocked(&keys), None);
-            limiter.failed(&keys);
-        }
-        let wait = limiter.blocked(&keys).unwrap();
-        assert!((1..=300).contains(&wait), "{wait}");
-        // Another user from the same address is not locked out by one user's failures...
-        let colleague = vec!["user:bo".to_owned(), "ip:1.2.3.4".to_owned()];
-        assert_eq!(limiter.blocked(&colleague), None);
-        // ...until the address itself has failed too often.
-        for i in 0..LOGIN_FAILURES_PER_ADDRESS {
-            limiter.failed(&[format!("user:guess{i}"), "ip:1.2.3.4".to_owned()]);
-        }
-        assert!(limiter.blocked(&colleague).is_some());
     }
 
     #[test]

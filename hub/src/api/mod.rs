@@ -13,7 +13,11 @@ pub mod auth;
 mod cameras;
 mod error;
 pub mod extract;
+pub mod hash_gate;
+pub mod limiter;
 pub mod openapi;
+mod passwords;
+pub mod proxies;
 mod routes;
 mod ws;
 
@@ -44,7 +48,9 @@ pub struct AppState {
     pub services: Services,
     pub settings: Arc<ApiSettings>,
     pub metrics: Arc<Metrics>,
-    pub limiter: Arc<auth::LoginLimiter>,
+    pub limiter: Arc<limiter::LoginLimiter>,
+    /// Every password hash runs through it.
+    pub hash_gate: hash_gate::HashGate,
     pub ready: Arc<AtomicBool>,
     /// The OpenAPI document, built once.
     pub openapi: Arc<serde_json::Value>,
@@ -61,6 +67,8 @@ pub struct ApiSettings {
     pub session_lifetime: std::time::Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client; none by default.
+    pub trusted_proxies: proxies::TrustedProxies,
 }
 
 impl Default for ApiSettings {
@@ -69,6 +77,7 @@ impl Default for ApiSettings {
             secure_cookies: None,
             session_lifetime: std::time::Duration::from_secs(12 * 3600),
             max_body_bytes: 64 * 1024,
+            trusted_proxies: proxies::TrustedProxies::default(),
         }
     }
 }
@@ -81,7 +90,8 @@ impl AppState {
             sync,
             settings: Arc::new(settings),
             metrics,
-            limiter: Arc::new(auth::LoginLimiter::default()),
+            limiter: Arc::new(limiter::LoginLimiter::default()),
+            hash_gate: hash_gate::HashGate::for_this_machine(),
             ready: Arc::new(AtomicBool::new(false)),
             openapi: Arc::new(serde_json::to_value(spec()).unwrap_or_default()),
         }
@@ -98,6 +108,7 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (Anyone, routes!(auth::login)),
         (VIEWER, routes!(auth::logout)),
         (VIEWER, routes!(routes::me)),
+        (VIEWER, routes!(passwords::change_own_password)),
         (VIEWER, routes!(routes::printers)),
         (VIEWER, routes!(routes::printer)),
         (VIEWER, routes!(routes::telemetry)),
@@ -120,6 +131,7 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (ADMIN, routes!(routes::users)),
         (ADMIN, routes!(routes::create_user)),
         (ADMIN, routes!(routes::delete_user)),
+        (ADMIN, routes!(passwords::reset_password)),
         (ADMIN, routes!(routes::tokens)),
         (ADMIN, routes!(routes::create_token)),
         (ADMIN, routes!(routes::revoke_token)),

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
+use super::hash_gate::Lane;
 use crate::db::owners::ClaimRow;
 use crate::db::read::{CommandRow, EventFilter, EventRow, Sample};
 use crate::db::users::{AuditRow, TokenRow, UserRow};
@@ -534,17 +535,13 @@ pub async fn create_user(
     JsonBody(request): JsonBody<UserRequest>,
 ) -> Result<Response, ApiError> {
     validate_user_name(&request.name)?;
-    if request.password.chars().count() < 10 {
-        return Err(ApiError::bad_request("the password needs at least 10 characters"));
-    }
-    if request.password.len() > 1024 {
-        return Err(ApiError::bad_request("the password is limited to 1024 bytes"));
-    }
+    super::auth::validate_new_password(&request.password)?;
     let password = request.password.clone();
-    let hash = tokio::task::spawn_blocking(move || super::auth::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&e))?;
+    let hash = super::auth::gated(&state.hash_gate, Lane::Priority, move || {
+        super::auth::hash_password(&password)
+    })
+    .await?
+    .map_err(|e| ApiError::internal(&e))?;
     if !state.db.insert_user(&request.name, &hash, request.role.as_str(), UnixMillis::now()).await?
     {
         return Err(ApiError::conflict(format!("a user {:?} exists already", request.name)));

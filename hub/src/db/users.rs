@@ -72,6 +72,71 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// A user's own password change: the new hash, and every session of theirs ended but
+    /// `keep_session` (the SHA-256 of the caller's own, when they called with one). API
+    /// tokens stay. One transaction; `None` when there is no such user, else the number of
+    /// sessions ended.
+    pub async fn change_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        keep_session: Option<&str>,
+    ) -> Result<Option<u64>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(password_hash)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        // No session id hashes to the empty string, so "" keeps none.
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_name = $1 AND id_sha256 <> $2")
+            .bind(name)
+            .bind(keep_session.unwrap_or(""))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(Some(ended))
+    }
+
+    /// An admin's reset: the new hash, every session of the user ended and every API token
+    /// of theirs revoked. One transaction; `None` when there is no such user, else (sessions
+    /// ended, tokens revoked).
+    pub async fn reset_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now: UnixMillis,
+    ) -> Result<Option<(u64, u64)>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(password_hash)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let sessions = sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let tokens = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Some((sessions, tokens)))
+    }
+
     /// The user's password hash and role.
     pub async fn user_credentials(&self, name: &str) -> Result<Option<(String, String)>, DbError> {
         let row = sqlx::query("SELECT password_hash, role FROM users WHERE name = $1")

@@ -45,6 +45,10 @@ on_both_backends!(
     no_anonymous_access_roles_and_bad_input_get_clear_json_errors,
     a_command_to_an_offline_agent_is_held_until_it_expires_and_reported,
     login_sets_a_safe_cookie_and_failed_logins_are_rate_limited,
+    the_login_limiter_counts_the_peer_unless_it_is_a_trusted_proxy,
+    login_names_and_passwords_are_capped_before_any_hashing,
+    a_real_user_logs_in_ahead_of_a_flood_and_a_full_queue_answers_busy,
+    users_change_their_password_and_admins_reset_one_ending_sessions_and_tokens,
     the_websocket_pushes_state_and_events_as_they_are_ingested,
     every_documented_route_exists_and_operations_endpoints_answer,
     cameras_snapshot_at_milestones_serve_live_view_and_report_failures,
@@ -99,8 +103,8 @@ async fn a_property_based_fuzzer_finds_no_5xx_and_no_answer_outside_the_document
     // The fuzzer learns ids from answers (GET /tokens, /users, /agents) and uses them, so the
     // operations that can end a caller's own access or the agent's connection run last, on
     // their own: first everything as a viewer, then the rest as an admin, then those.
-    const SELF_ENDING: &str =
-        "^/tokens/\\{id\\}$|^/users/\\{name\\}$|^/logout$|^/agents/\\{id\\}/revoke$";
+    const SELF_ENDING: &str = "^/tokens/\\{id\\}$|^/users/\\{name\\}$|^/logout$|\
+        ^/agents/\\{id\\}/revoke$|^/me/password$|^/users/\\{name\\}/password$";
     let admin_paths = format!("/live$|^/ws$|{SELF_ENDING}");
     let runs = [
         ("viewer", &viewer, "--exclude-path-regex", "/live$|^/ws$"),
@@ -169,6 +173,14 @@ struct Api {
 
 impl Api {
     async fn start(database_url: Option<String>) -> Api {
+        Api::start_with(database_url, |_| {}).await
+    }
+
+    /// A hub whose configuration `configure` adjusted first.
+    async fn start_with(
+        database_url: Option<String>,
+        configure: impl FnOnce(&mut HubConfig),
+    ) -> Api {
         tests::init();
         let dir = tempfile::tempdir().unwrap();
         let overrides = Overrides {
@@ -177,7 +189,8 @@ impl Api {
             http_listen: Some("127.0.0.1:0".into()),
             sync_listen: Some("127.0.0.1:0".into()),
         };
-        let config = HubConfig::load(None, Vec::new(), &overrides).unwrap();
+        let mut config = HubConfig::load(None, Vec::new(), &overrides).unwrap();
+        configure(&mut config);
         let shutdown = CancellationToken::new();
         let hub = hub::app::start(config, shutdown.clone()).await.unwrap();
         Api { hub, _dir: dir, shutdown }
@@ -600,6 +613,240 @@ async fn login_sets_a_safe_cookie_and_failed_logins_are_rate_limited(db: Option<
     api.stop().await;
 }
 
+/// A login request from `peer` (as the server records it), with `forwarded` as
+/// `X-Forwarded-For` when given.
+fn login_from(name: &str, password: &str, peer: &str, forwarded: Option<&str>) -> Request<Body> {
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    let mut request = Request::post("/api/v1/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .extension(axum::extract::ConnectInfo(peer));
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    request.body(Body::from(json!({"name": name, "password": password}).to_string())).unwrap()
+}
+
+/// A client cannot pick the address its failed logins are counted by: `X-Forwarded-For` is
+/// read only when the TCP peer is a configured trusted proxy, and then from the right.
+async fn the_login_limiter_counts_the_peer_unless_it_is_a_trusted_proxy(db: Option<String>) {
+    let api = Api::start_with(db, |config| {
+        config.api.trusted_proxies = hub::api::proxies::TrustedProxies(vec![
+            "127.0.0.1".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ]);
+    })
+    .await;
+    api.user("bo", "viewer").await;
+    let per_address = hub::api::limiter::LOGIN_FAILURES_PER_ADDRESS;
+    // An untrusted peer writing a new X-Forwarded-For each time is still one address.
+    for i in 0..per_address {
+        let forged = format!("198.51.100.{i}");
+        let request =
+            login_from(&format!("guess{i}"), "wrong password", "192.0.2.7", Some(&forged));
+        let (status, _, body) = api.call(request).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "bad_credentials"));
+    }
+    let request = login_from("bo", "a long enough password", "192.0.2.7", Some("198.51.100.99"));
+    let (status, headers, body) = api.call(request).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    // Another peer is not blocked.
+    let request = login_from("bo", "a long enough password", "192.0.2.8", None);
+    assert_eq!(api.call(request).await.0, StatusCode::OK);
+
+    // Behind trusted proxies the client is the rightmost untrusted forwarded address: the
+    // one that failed too often is blocked, whatever it writes to the left...
+    for i in 0..per_address {
+        let request = login_from(
+            &format!("again{i}"),
+            "wrong password",
+            "127.0.0.1",
+            Some("203.0.113.5, 10.0.0.2"),
+        );
+        assert_eq!(api.call(request).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let forged = "192.0.2.200, 203.0.113.5, 10.0.0.2";
+    let request = login_from("bo", "a long enough password", "127.0.0.1", Some(forged));
+    assert_eq!(api.call(request).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // ...while another client behind the same proxy logs in.
+    let request = login_from("bo", "a long enough password", "127.0.0.1", Some("203.0.113.6"));
+    assert_eq!(api.call(request).await.0, StatusCode::OK);
+    api.stop().await;
+}
+
+/// A flood of long or odd names never reaches the limiter's memory or a password hash.
+async fn login_names_and_passwords_are_capped_before_any_hashing(db: Option<String>) {
+    let api = Api::start(db).await;
+    let long = "a".repeat(65);
+    let (status, _, body) = api.call(login_from(&long, "whatever", "192.0.2.1", None)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("1–64"), "{body}");
+    let (status, _, body) =
+        api.call(login_from("ana\nforged log line", "whatever", "192.0.2.1", None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let huge = "p".repeat(2000);
+    let (status, _, body) = api.call(login_from("ana", &huge, "192.0.2.1", None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("1024 bytes"), "{body}");
+    assert_eq!(api.hub.state.limiter.entries(), (0, 0), "nothing remembered");
+    // The 64-byte name itself is a name like any other.
+    let (status, _, _) = api.call(login_from(&long[..64], "whatever", "192.0.2.1", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // And a user cannot be created with a longer one.
+    let admin = api.user("ada", "admin").await;
+    let user = json!({"name": long, "password": "a long enough password", "role": "viewer"});
+    let (status, body) = api.post(&admin, "/api/v1/users", user).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    api.stop().await;
+}
+
+/// Polls a future once without a runtime's waker; `Some` if it finished.
+fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(future).poll(&mut context) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Password hashing runs a few at a time. Attempts on names no user has queue behind one
+/// another, and when that queue is full the answer is an immediate 503 with Retry-After;
+/// a real user's attempt goes ahead of every queued one.
+async fn a_real_user_logs_in_ahead_of_a_flood_and_a_full_queue_answers_busy(db: Option<String>) {
+    use hub::api::hash_gate::Lane;
+    let api = Api::start(db).await;
+    api.user("bo", "viewer").await;
+    let gate = api.hub.state.hash_gate.clone();
+    let (slots, queue) = gate.limits();
+    // The flood holds every slot and fills the queue for invented names.
+    let mut held = Vec::new();
+    for _ in 0..slots {
+        held.push(gate.acquire(Lane::Other).await.unwrap());
+    }
+    let mut flood: Vec<_> = (0..queue).map(|_| Box::pin(gate.acquire(Lane::Other))).collect();
+    for waiter in &mut flood {
+        assert!(poll_once(waiter).is_none());
+    }
+    let (status, headers, body) = api.call(login_from("nobody", "x", "192.0.2.2", None)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "busy"), "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    // The real user queues, and gets the first slot that frees.
+    let router = hub::api::router(api.hub.state.clone());
+    let real = tokio::spawn(async move {
+        let request = login_from("bo", "a long enough password", "192.0.2.3", None);
+        router.oneshot(request).await.unwrap().status()
+    });
+    let deadline = tokio::time::Instant::now() + tests::PATIENCE;
+    while gate.load().1 == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the real user never queued");
+        tokio::task::yield_now().await;
+    }
+    drop(held.pop());
+    let status = tokio::time::timeout(tests::PATIENCE, real)
+        .await
+        .expect("the real user was kept waiting behind the flood");
+    assert_eq!(status.unwrap(), StatusCode::OK);
+    // The slot it used went on to the first of the flood; the rest still wait.
+    assert_eq!(gate.load(), (slots, 0, queue - 1));
+    assert!(poll_once(&mut flood[0]).is_some_and(|slot| slot.is_ok()));
+    drop(held);
+    drop(flood);
+    assert_eq!(gate.load(), (0, 0, 0));
+    api.stop().await;
+}
+
+/// A session cookie (`kitt_session=…`) for `name`.
+async fn log_in(api: &Api, name: &str, password: &str) -> String {
+    let (status, headers, body) = api.call(login_from(name, password, "192.0.2.9", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn users_change_their_password_and_admins_reset_one_ending_sessions_and_tokens(
+    db: Option<String>,
+) {
+    let api = Api::start(db).await;
+    let admin = api.user("ada", "admin").await;
+    let token = api.user("bo", "viewer").await;
+    let here = log_in(&api, "bo", "a long enough password").await;
+    let elsewhere = log_in(&api, "bo", "a long enough password").await;
+    let me = |cookie: &str| {
+        Request::get("/api/v1/me").header(header::COOKIE, cookie).body(Body::empty()).unwrap()
+    };
+    let change = |cookie: &str, current: &str, new: &str| {
+        Request::post("/api/v1/me/password")
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"current_password": current, "new_password": new}).to_string()))
+            .unwrap()
+    };
+    let (status, _, body) =
+        api.call(change(&here, "not the password", "a brand new password")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "bad_credentials"));
+    let (status, _, body) = api.call(change(&here, "a long enough password", "short")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) =
+        api.call(change(&here, "a long enough password", "a brand new password")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sessions_ended"], 1);
+    assert_eq!(api.call(me(&here)).await.0, StatusCode::OK, "the calling session stays");
+    assert_eq!(api.call(me(&elsewhere)).await.0, StatusCode::UNAUTHORIZED, "the other ended");
+    assert_eq!(api.get(&token, "/api/v1/me").await.0, StatusCode::OK, "tokens stay");
+    let (status, _, _) =
+        api.call(login_from("bo", "a long enough password", "192.0.2.9", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old password is gone");
+    let elsewhere = log_in(&api, "bo", "a brand new password").await;
+
+    // A wrong current password counts like a failed login.
+    for _ in 0..hub::api::limiter::LOGIN_FAILURES {
+        let (status, _, _) = api.call(change(&here, "guess", "another new password")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, _, body) =
+        api.call(change(&here, "a brand new password", "another new password")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+
+    // An admin's reset: a generated password, shown once; every session and token ends,
+    // and the name's failures are forgotten.
+    let (status, body) = api.post(&token, "/api/v1/users/bo/password", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api.post(&admin, "/api/v1/users/bo/password", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["name"].as_str(), body["sessions_ended"].as_u64(), body["tokens_revoked"].as_u64()),
+        (Some("bo"), Some(2), Some(1))
+    );
+    let generated = body["password"].as_str().unwrap().to_owned();
+    assert!(generated.len() >= 10, "{generated}");
+    assert_eq!(api.call(me(&here)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.call(me(&elsewhere)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.get(&token, "/api/v1/me").await.0, StatusCode::UNAUTHORIZED, "token revoked");
+    log_in(&api, "bo", &generated).await;
+    // A given password is set and not echoed.
+    let given = json!({"password": "chosen by the admin"});
+    let (status, body) = api.post(&admin, "/api/v1/users/bo/password", given).await;
+    assert_eq!((status, body["password"].clone()), (StatusCode::OK, Value::Null), "{body}");
+    log_in(&api, "bo", "chosen by the admin").await;
+    let (status, body) = api.post(&admin, "/api/v1/users/nobody/password", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) =
+        api.post(&admin, "/api/v1/users/bo/password", json!({"password": "short"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Both are in the audit log, with who did it.
+    let (_, audit) = api.get(&admin, "/api/v1/audit").await;
+    let rows = audit["audit"].as_array().unwrap();
+    let row = |actor: &str, action: &str, status: u64| {
+        rows.iter().any(|r| r["actor"] == actor && r["action"] == action && r["status"] == status)
+    };
+    assert!(row("bo", "POST /api/v1/me/password", 200), "{audit}");
+    assert!(row("bo", "POST /api/v1/me/password", 403), "{audit}");
+    assert!(row("bo", "change password", 429), "{audit}");
+    assert!(row("ada", "POST /api/v1/users/bo/password", 200), "{audit}");
+    api.stop().await;
+}
+
 async fn the_websocket_pushes_state_and_events_as_they_are_ingested(db: Option<String>) {
     let api = Api::start(db).await;
     let viewer = api.user("vera", "viewer").await;
@@ -680,6 +927,8 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("get", "/users", "admin"),
         ("post", "/users", "admin"),
         ("delete", "/users/{name}", "admin"),
+        ("post", "/users/{name}/password", "admin"),
+        ("post", "/me/password", "viewer"),
         ("get", "/tokens", "admin"),
         ("post", "/tokens", "admin"),
         ("delete", "/tokens/{id}", "admin"),
@@ -835,10 +1084,14 @@ async fn cameras_snapshot_at_milestones_serve_live_view_and_report_failures(db: 
         let (_, body) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}/snapshots")).await;
         let list = body["snapshots"].as_array().cloned().unwrap_or_default();
         let triggers: Vec<&str> = list.iter().filter_map(|s| s["trigger"].as_str()).collect();
+        // A snapshot can arrive before the event that triggered it (the camera and the
+        // printer link append independently); it is linked when the event comes.
+        let linked = list.iter().any(|s| s["trigger"] == "job_started" && s["event_id"].is_i64());
         (triggers.contains(&"job_started")
             && triggers.contains(&"first_layer_done")
-            && triggers.contains(&"layer"))
-        .then_some(list)
+            && triggers.contains(&"layer")
+            && linked)
+            .then_some(list)
     })
     .await;
     let started = snapshots.iter().find(|s| s["trigger"] == "job_started").unwrap();
