@@ -83,12 +83,7 @@ impl Db {
         keep_session: Option<&str>,
     ) -> Result<Option<u64>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
-            .bind(password_hash)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
+        if !set_password_hash(&mut tx, name, password_hash).await? {
             return Ok(None);
         }
         // No session id hashes to the empty string, so "" keeps none.
@@ -112,12 +107,7 @@ impl Db {
         now: UnixMillis,
     ) -> Result<Option<(u64, u64)>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
-            .bind(password_hash)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
+        if !set_password_hash(&mut tx, name, password_hash).await? {
             return Ok(None);
         }
         let sessions = sqlx::query("DELETE FROM sessions WHERE user_name = $1")
@@ -350,4 +340,18 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Writes `name`'s new password hash inside `tx`; `false` when there is no such user.
+async fn set_password_hash(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+    password_hash: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+        .bind(password_hash)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
