@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::{
-    AgentHealth, AgentHealthV2, CameraId, LiveViewAction, LiveViewRequest, PrinterEvent,
-    PrinterEventKind, PrinterId, PrinterInfo, PrinterState, PrinterTelemetry, RecordBody,
-    UnixMillis, Vendor,
+    AgentHealth, AgentHealthV2, AgentHealthV3, CameraId, LiveViewAction, LiveViewRequest,
+    PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterState, PrinterTelemetry,
+    RecordBody, UnixMillis, Vendor,
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::camera::manager::{CameraConfig, CameraInputs, CameraOutputs};
 use crate::camera::{self, SourceConfig};
+use crate::clock::HubClock;
 use crate::commands::{self, PrinterTarget, PrinterView};
 use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig};
 use crate::counters::{Counters, PrinterCounters};
@@ -80,6 +81,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let tasks = TaskTracker::new();
     let (records_tx, records_rx) = mpsc::channel(4096);
     let counters = Arc::new(Counters::new(config.printers.iter().map(|p| p.serial.clone())));
+    let clock = Arc::new(HubClock::default());
 
     let mut printers = HashMap::new();
     let mut infos = Vec::new();
@@ -171,17 +173,25 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         config.state_dir.clone(),
         identity.not_after,
         counters.clone(),
+        clock.clone(),
         shutdown.clone(),
     ));
-    let commands =
-        commands::start(printers, outbox.clone(), records_tx.clone(), counters.clone(), &tasks);
+    let commands = commands::start(
+        printers,
+        outbox.clone(),
+        records_tx.clone(),
+        counters.clone(),
+        clock.clone(),
+        &tasks,
+    );
     drop(records_tx);
 
     let mut sync_config = SyncClientConfig::new(config.state_dir.clone());
     sync_config.timeouts = Timeouts { keep_alive: config.keep_alive, idle: config.idle_timeout };
     let (client, status) =
         SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands, infos);
-    let client = client.with_live(live_requests_tx, live_rx).with_counters(counters);
+    let client =
+        client.with_live(live_requests_tx, live_rx).with_counters(counters).with_clock(clock);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
 }
@@ -293,8 +303,10 @@ async fn recorder(
                 RecordBody::Telemetry(PrinterTelemetry { printer: printer.clone(), state })
             }
             LinkOutput::Event { at, kind } => {
+                // Counted before the record goes on, so the plate check never misses a job
+                // end on its way to the outbox (see `commands`).
                 if matches!(kind, PrinterEventKind::JobFinished { .. }) {
-                    view.send_modify(|view| view.last_job_end = Some(at));
+                    view.send_modify(|view| view.job_ends += 1);
                 }
                 // No camera listening is fine.
                 let _ = watchers.events.send((at, kind.clone()));
@@ -385,14 +397,15 @@ async fn commit(outbox: &SharedOutbox, batch: Vec<(UnixMillis, RecordBody)>) -> 
     }
 }
 
-/// Appends an `AgentHealthV2` record every `interval`: the outbox's depth and its drop
-/// totals since it was created, and the agent's counters.
+/// Appends an `AgentHealthV3` record every `interval`: the outbox's depth and its drop
+/// totals since it was created, the agent's counters, and its clock's offset from the hub's.
 async fn health(
     outbox: SharedOutbox,
     interval: Duration,
     state_dir: std::path::PathBuf,
     certificate_expires_at: UnixMillis,
     counters: Arc<Counters>,
+    clock: Arc<HubClock>,
     shutdown: CancellationToken,
 ) {
     let started = Instant::now();
@@ -406,6 +419,7 @@ async fn health(
         let outbox = outbox.clone();
         let state_dir = state_dir.clone();
         let counters = counters.snapshot();
+        let clock = clock.offset();
         let _ = tokio::task::spawn_blocking(move || {
             // Renewals rewrite identity.toml; read the current expiry from it.
             let certificate_expires_at = Identity::load(&state_dir)
@@ -427,7 +441,8 @@ async fn health(
                 software: crate::sync::enroll::software(),
                 certificate_expires_at: Some(certificate_expires_at),
             };
-            let body = RecordBody::AgentHealthV2(AgentHealthV2 { health, counters });
+            let health = AgentHealthV2 { health, counters };
+            let body = RecordBody::AgentHealthV3(AgentHealthV3 { health, clock });
             if let Err(error) = outbox.append(UnixMillis::now(), body) {
                 tracing::warn!(%error, "Cannot record the agent's health.");
             }

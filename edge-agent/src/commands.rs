@@ -17,6 +17,21 @@
 //!   outbox's durable ledger ([`Outbox::command_begin`](crate::outbox::Outbox::command_begin)
 //!   then `command_finish`): a command id that the ledger has seen is never executed again.
 //!   The executor checks expiry and preconditions immediately before execution.
+//! - **No clock decides.** A command's expiry (the hub's clock) becomes a monotonic deadline
+//!   when the command arrives ([`HubClock::deadline`]), and the plate check compares record
+//!   sequence numbers: an agent hours off decides as one on time (see [`crate::clock`]).
+//!
+//! # The plate check
+//!
+//! A start carries `PlateClearThrough { through }`: a person confirmed the plate clear when
+//! the hub had this agent's records through seq `through`. A job end recorded after that
+//! (seq above `through`) happened after the confirmation, so what it left on the plate was
+//! never confirmed gone: the start is refused. Job ends are counted at two points, so one on
+//! its way from the printer link to the outbox is never missed: the recorder counts each in
+//! the printer's [`PrinterView`] before passing its record on, and the outbox counts those
+//! it appended and keeps the latest's seq durably ([`JobEndFacts`]). If the view has seen
+//! more than the outbox has, the newest job end has no seq yet (it will get one above
+//! anything the hub has), so the start is refused too.
 //!
 //! # Overflow
 //!
@@ -40,6 +55,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use proto::{
     Command, CommandOutcome, CommandResult, ControlCapability, PrintState, PrinterId, PrinterState,
@@ -47,8 +63,9 @@ use proto::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::HubClock;
 use crate::counters::Counters;
-use crate::outbox::CommandLedger;
+use crate::outbox::{CommandLedger, JobEndFacts};
 use crate::printer::bambu::link::LinkHandle;
 use crate::sync::client::SharedOutbox;
 
@@ -65,8 +82,16 @@ pub type Records = mpsc::Sender<(UnixMillis, RecordBody)>;
 #[derive(Debug, Clone, Default)]
 pub struct PrinterView {
     pub state: PrinterState,
-    /// When the last job ended, as observed.
-    pub last_job_end: Option<UnixMillis>,
+    /// Job ends the printer link reported since the agent started, counted before their
+    /// records go to the outbox.
+    pub job_ends: u64,
+}
+
+/// A command in its printer's queue, with its expiry as a monotonic deadline.
+#[derive(Debug)]
+struct Queued {
+    command: Command,
+    deadline: Instant,
 }
 
 /// One printer as the executors see it: its link and its live view.
@@ -79,9 +104,10 @@ pub struct PrinterTarget {
 /// Hands the hub's commands to the printers' executors; never waits.
 #[derive(Debug, Clone)]
 pub struct CommandRouter {
-    queues: Arc<HashMap<PrinterId, mpsc::Sender<Command>>>,
+    queues: Arc<HashMap<PrinterId, mpsc::Sender<Queued>>>,
     refusals: mpsc::Sender<(Command, String)>,
     counters: Arc<Counters>,
+    clock: Arc<HubClock>,
 }
 
 /// What [`CommandRouter::route`] did with a command.
@@ -96,13 +122,16 @@ pub enum Routed {
 }
 
 impl CommandRouter {
-    /// Puts `command` in its printer's queue, or refuses it; returns at once.
+    /// Puts `command` in its printer's queue, or refuses it; returns at once. Its expiry
+    /// becomes a deadline on the monotonic clock now, by the hub's clock as last measured.
     pub fn route(&self, command: Command) -> Routed {
+        let deadline = self.clock.deadline(command.expires_at);
         let reason = match self.queues.get(&command.printer) {
             None => format!("this agent has no printer {}", command.printer),
-            Some(queue) => match queue.try_send(command) {
+            Some(queue) => match queue.try_send(Queued { command, deadline }) {
                 Ok(()) => return Routed::Queued,
                 Err(mpsc::error::TrySendError::Full(refused)) => {
+                    let refused = refused.command;
                     let reason = format!(
                         "printer {}'s command queue is full ({} waiting); not executed",
                         refused.printer,
@@ -111,6 +140,7 @@ impl CommandRouter {
                     return self.refuse(refused, reason);
                 }
                 Err(mpsc::error::TrySendError::Closed(refused)) => {
+                    let refused = refused.command;
                     let reason = format!("printer {}'s executor has stopped", refused.printer);
                     return self.refuse(refused, reason);
                 }
@@ -142,9 +172,10 @@ pub fn start(
     outbox: SharedOutbox,
     records: Records,
     counters: Arc<Counters>,
+    clock: Arc<HubClock>,
     tasks: &tokio_util::task::TaskTracker,
 ) -> CommandRouter {
-    start_with(printers, PRINTER_QUEUE, outbox, records, counters, tasks)
+    start_with(printers, PRINTER_QUEUE, outbox, records, counters, clock, tasks)
 }
 
 fn start_with(
@@ -153,6 +184,7 @@ fn start_with(
     outbox: SharedOutbox,
     records: Records,
     counters: Arc<Counters>,
+    clock: Arc<HubClock>,
     tasks: &tokio_util::task::TaskTracker,
 ) -> CommandRouter {
     let mut queues = HashMap::new();
@@ -161,27 +193,38 @@ fn start_with(
         queues.insert(printer.clone(), queue_tx);
         let span = tracing::info_span!("commands", printer = %printer);
         tasks.spawn(tracing::Instrument::instrument(
-            executor(queue_rx, target, outbox.clone(), records.clone()),
+            executor(
+                queue_rx,
+                printer.clone(),
+                target,
+                outbox.clone(),
+                records.clone(),
+                clock.clone(),
+            ),
             span,
         ));
     }
     let (refusals_tx, refusals_rx) = mpsc::channel(REFUSAL_QUEUE);
     tasks.spawn(refuser(refusals_rx, outbox, records));
-    CommandRouter { queues: Arc::new(queues), refusals: refusals_tx, counters }
+    CommandRouter { queues: Arc::new(queues), refusals: refusals_tx, counters, clock }
 }
 
 /// Executes one printer's commands in order, each at most once, never after its expiry,
 /// only when its preconditions hold; reports each result as a record.
 async fn executor(
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::Receiver<Queued>,
+    printer_id: PrinterId,
     printer: PrinterTarget,
     outbox: SharedOutbox,
     records: Records,
+    clock: Arc<HubClock>,
 ) {
-    while let Some(command) = commands.recv().await {
+    while let Some(Queued { command, deadline }) = commands.recv().await {
         let id = command.id;
         let outcome = match begin(&outbox, &command).await {
-            Some(CommandLedger::New) => execute(&command, &printer).await,
+            Some(CommandLedger::New) => {
+                execute(&command, deadline, &printer_id, &printer, &outbox, &clock).await
+            }
             Some(CommandLedger::Seen { outcome: Some(_) }) => {
                 tracing::debug!(command = %id, "Command already answered; not again.");
                 continue;
@@ -262,19 +305,69 @@ async fn finish(
     records.send((UnixMillis::now(), RecordBody::CommandResult(result))).await.is_ok()
 }
 
-async fn execute(command: &Command, printer: &PrinterTarget) -> CommandOutcome {
-    if UnixMillis::now() >= command.expires_at {
+async fn execute(
+    command: &Command,
+    deadline: Instant,
+    printer_id: &PrinterId,
+    printer: &PrinterTarget,
+    outbox: &SharedOutbox,
+    clock: &HubClock,
+) -> CommandOutcome {
+    if Instant::now() >= deadline {
         return CommandOutcome::Expired;
     }
+    // The view first, then the outbox: a job end the view has not counted yet is one the
+    // outbox cannot have either, and one it counted is either in the outbox or still on
+    // its way (seen as `appended` falling short).
     let view = printer.view.borrow().clone();
-    if let Some(failed) = unmet_precondition(command, &view) {
+    let job_ends = if command.preconditions.iter().any(needs_job_ends) {
+        match job_end_facts(outbox, printer_id).await {
+            Some(facts) => facts,
+            None => {
+                return CommandOutcome::Failed {
+                    detail: "cannot read the printer's job ends; not started".into(),
+                };
+            }
+        }
+    } else {
+        JobEndFacts::default()
+    };
+    let offset_ms = clock.offset().map_or(0, |o| o.offset_ms);
+    if let Some(failed) = unmet_precondition(command, &view, &job_ends, offset_ms) {
         return failed;
     }
     printer.link.send(command.action.clone()).await
 }
 
-fn unmet_precondition(command: &Command, view: &PrinterView) -> Option<CommandOutcome> {
+fn needs_job_ends(precondition: &proto::Precondition) -> bool {
     use proto::Precondition;
+    matches!(
+        precondition,
+        Precondition::PlateClearThrough { .. } | Precondition::PlateConfirmedClear { .. }
+    )
+}
+
+async fn job_end_facts(outbox: &SharedOutbox, printer: &PrinterId) -> Option<JobEndFacts> {
+    let (outbox, printer) = (outbox.clone(), printer.clone());
+    tokio::task::spawn_blocking(move || {
+        outbox.lock().unwrap_or_else(|p| p.into_inner()).job_ends(&printer)
+    })
+    .await
+    .ok()
+}
+
+/// The first precondition of `command` that does not hold, as the outcome to report.
+/// `offset_ms` is the hub's clock minus the agent's, for the retired time-stamped plate
+/// check only.
+fn unmet_precondition(
+    command: &Command,
+    view: &PrinterView,
+    job_ends: &JobEndFacts,
+    offset_ms: i64,
+) -> Option<CommandOutcome> {
+    use proto::Precondition;
+    let idle =
+        matches!(view.state.state, PrintState::Idle | PrintState::Finished | PrintState::Failed);
     for precondition in &command.preconditions {
         let detail = match precondition {
             Precondition::StateIn(states) if !states.contains(&view.state.state) => {
@@ -283,19 +376,40 @@ fn unmet_precondition(command: &Command, view: &PrinterView) -> Option<CommandOu
             Precondition::ControlAvailable if view.state.control == ControlCapability::ReadOnly => {
                 "the printer is read-only (enable Developer Mode in LAN-only mode)".into()
             }
-            Precondition::PlateConfirmedClear { at, .. } => {
-                let idle = matches!(
-                    view.state.state,
-                    PrintState::Idle | PrintState::Finished | PrintState::Failed
-                );
-                let after_last_job = view.last_job_end.is_none_or(|end| *at >= end);
-                if idle && after_last_job {
+            Precondition::PlateClearThrough { by, through } => {
+                if !idle {
+                    format!("the printer is {:?}", view.state.state)
+                } else if view.job_ends > job_ends.appended {
+                    format!(
+                        "a job just ended on the printer, after {by} confirmed the plate clear; \
+                         check the plate and confirm again"
+                    )
+                } else if let Some(end) = job_ends.latest.filter(|end| end.seq > *through) {
+                    format!(
+                        "a job ended on the printer (record {}) after {by} confirmed the plate \
+                         clear (the hub had records through {through}); check the plate and \
+                         confirm again",
+                        end.seq
+                    )
+                } else {
                     continue;
                 }
-                if idle {
-                    "the plate was confirmed clear before the last job ended".into()
-                } else {
+            }
+            Precondition::PlateConfirmedClear { by, at } => {
+                // From a hub of version 3: `at` is the hub's clock; the job end, moved onto
+                // it by the measured offset, must come before.
+                let on_hub_clock = |end: UnixMillis| end.0.saturating_add(offset_ms);
+                if !idle {
                     format!("the printer is {:?}", view.state.state)
+                } else if view.job_ends > job_ends.appended
+                    || job_ends.latest.is_some_and(|end| on_hub_clock(end.at) > at.0)
+                {
+                    format!(
+                        "the plate was confirmed clear by {by} before the last job ended; check \
+                         the plate and confirm again"
+                    )
+                } else {
+                    continue;
                 }
             }
             _ => continue,

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod backoff;
 pub mod camera;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod counters;

@@ -151,7 +151,7 @@ function AgentTable({ agents: list, isAdmin }) {
   const th = (text) => html`<th scope="col">${text}</th>`;
   return html`<div class="table-wrap"><table class="table stack" data-testid="agents-table">
     <caption class="visually-hidden">Agents and their health</caption>
-    <thead><tr>${th('Agent')}${th('Status')}${th('Version')}${th('Last seen')}${th('Outbox')}${th('Drops')}${th('Disk free')}${th('Certificate expires')}${isAdmin ? th('Actions') : null}</tr></thead>
+    <thead><tr>${th('Agent')}${th('Status')}${th('Version')}${th('Last seen')}${th('Outbox')}${th('Drops')}${th('Disk free')}${th('Clock')}${th('Certificate expires')}${isAdmin ? th('Actions') : null}</tr></thead>
     <tbody>${list.map((agent) => html`<tr key=${agent.id} data-agent-id=${agent.id}>
       <th scope="row" data-label="Agent"><div>
         <span class="strong">${agent.name || agent.id}</span>
@@ -164,6 +164,7 @@ function AgentTable({ agents: list, isAdmin }) {
       <td data-label="Outbox">${agent.outbox_records == null ? '—' : `${count(agent.outbox_records)} records, ${bytes(agent.outbox_bytes)}`}</td>
       <td data-label="Drops"><${Drops} agent=${agent} /></td>
       <td data-label="Disk free">${bytes(agent.disk_free_bytes)}</td>
+      <td data-label="Clock"><${Clock} agent=${agent} /></td>
       <td data-label="Certificate expires"><${Certificate} agent=${agent} /></td>
       ${isAdmin ? html`<td data-label="Actions">${agent.revoked_at ? '—' : html`<button type="button" class="btn btn-small btn-danger" onClick=${() => revoke(agent)}>
         Revoke<${VisuallyHidden}> ${agent.name || agent.id}<//></button>`}</td>` : null}
@@ -177,6 +178,27 @@ function Drops({ agent }) {
   if (!total) return 'none';
   return html`<span class="warn-text" title=${list.map((d) => `${d.class} (${d.reason}): ${d.count}`).join('; ')}>
     ${count(total)} (${list.map((d) => `${d.class}: ${d.count}`).join(', ')})</span>`;
+}
+
+/** How far the agent's clock is from the hub's: "in sync", or flagged when it is off. */
+function Clock({ agent }) {
+  const clock = agent.clock;
+  if (!clock) return '—';
+  const text = clockText(clock.offset_ms);
+  const title = `Measured ±${clock.uncertainty_ms} ms when its session began. Commands and the plate check do not depend on it; the times on its events do. Set up NTP on the Pi.`;
+  return clock.off
+    ? html`<span class="warn-text" data-testid="clock-off" title=${title}>⚠ ${text}</span>`
+    : html`<span title=${title}>in sync</span>`;
+}
+
+/** "3 h 2 min behind the hub" for an offset (hub minus agent) in milliseconds. */
+export function clockText(offsetMs) {
+  const abs = Math.abs(offsetMs);
+  const h = Math.floor(abs / 3600000);
+  const min = Math.floor((abs % 3600000) / 60000);
+  const s = Math.floor((abs % 60000) / 1000);
+  const size = h ? `${h} h ${min} min` : min ? `${min} min ${s} s` : `${s} s`;
+  return `${size} ${offsetMs > 0 ? 'behind' : 'ahead of'} the hub`;
 }
 
 function Certificate({ agent }) {

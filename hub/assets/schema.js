@@ -86,7 +86,10 @@ export const FIELDS = {
     "id": "string", "name": "string?", "hostname": "string?", "software": "string?",
     "certificate_expires_at": "integer", "revoked_at": "integer?", "online": "boolean",
     "last_seen_at": "integer?", "outbox_records": "integer?", "outbox_bytes": "integer?",
-    "drops": "Drop[]?", "disk_free_bytes": "integer?"
+    "drops": "Drop[]?", "disk_free_bytes": "integer?", "clock": "AgentClock?"
+  },
+  "AgentClock": {
+    "offset_ms": "integer", "uncertainty_ms": "integer", "measured_at": "integer", "off": "boolean"
   },
   "Drop": { "class": "string", "reason": "string", "count": "integer" },
   "EnrollmentToken": { "token": "string", "expires_at": "integer" },

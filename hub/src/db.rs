@@ -702,7 +702,9 @@ fn describe(body: &RecordBody) -> (&'static str, Option<String>) {
         RecordBody::Telemetry(t) => ("telemetry", Some(t.printer.to_string())),
         RecordBody::PrinterEvent(e) => ("event", Some(e.printer.to_string())),
         RecordBody::Snapshot(s) => ("snapshot", Some(s.printer.to_string())),
-        RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) => ("health", None),
+        RecordBody::AgentHealth(_)
+        | RecordBody::AgentHealthV2(_)
+        | RecordBody::AgentHealthV3(_) => ("health", None),
         RecordBody::CommandResult(r) => ("command_result", Some(r.printer.to_string())),
         RecordBody::CameraHealth(c) => ("camera_health", Some(c.printer.to_string())),
     }

@@ -47,6 +47,7 @@ pub mod names {
     pub const AGENT_PRINTER_LINK_ERRORS: &str = "kitt_agent_printer_link_errors";
     pub const AGENT_PRINTER_BAD_PAYLOADS: &str = "kitt_agent_printer_bad_payloads";
     pub const AGENT_CAMERA_ERRORS: &str = "kitt_agent_camera_errors";
+    pub const AGENT_CLOCK_OFFSET: &str = "kitt_agent_clock_offset_seconds";
 
     /// Every name, for the documentation test.
     pub const ALL: &[&str] = &[
@@ -78,6 +79,7 @@ pub mod names {
         AGENT_PRINTER_LINK_ERRORS,
         AGENT_PRINTER_BAD_PAYLOADS,
         AGENT_CAMERA_ERRORS,
+        AGENT_CLOCK_OFFSET,
     ];
 }
 
@@ -196,6 +198,7 @@ pub struct Metrics {
     agent_link_errors: Family<AgentPrinterLabels, Gauge>,
     agent_bad_payloads: Family<AgentPrinterLabels, Gauge>,
     agent_camera_errors: Family<AgentPrinterLabels, Gauge>,
+    agent_clock_offset: Family<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Refusals counted, for tests and the log's rate limit.
     refusals: AtomicU64,
     /// Serialises renders (each refreshes the per-agent families first).
@@ -243,6 +246,7 @@ impl Metrics {
             agent_link_errors: Family::default(),
             agent_bad_payloads: Family::default(),
             agent_camera_errors: Family::default(),
+            agent_clock_offset: Family::default(),
             refusals: AtomicU64::new(0),
             render: tokio::sync::Mutex::new(()),
         };
@@ -340,6 +344,11 @@ impl Metrics {
             AGENT_CERTIFICATE_EXPIRY,
             "When the agent's certificate expires",
             m.agent_cert_expiry.clone(),
+        );
+        registry.register(
+            AGENT_CLOCK_OFFSET,
+            "The hub's clock minus the agent's, measured when its session began",
+            m.agent_clock_offset.clone(),
         );
         let since = "since the agent started (resets when it restarts)";
         registry.register(
@@ -478,6 +487,7 @@ impl Metrics {
             family.clear();
         }
         self.agent_drops.clear();
+        self.agent_clock_offset.clear();
         for agent in agents {
             let detail = &agent.detail;
             let labels = AgentLabels { agent: detail.id.clone() };
@@ -496,6 +506,9 @@ impl Metrics {
             }
             self.agent_acked.get_or_create(&labels).set(detail.acked_through);
             self.agent_cert_expiry.get_or_create(&labels).set(detail.certificate_expires_at / 1000);
+            if let Some(clock) = &detail.clock {
+                self.agent_clock_offset.get_or_create(&labels).set(clock.offset_ms as f64 / 1000.0);
+            }
             if let Some(counters) = &detail.counters {
                 let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 self.agent_reconnects.get_or_create(&labels).set(count(counters.hub_reconnects));

@@ -96,6 +96,10 @@ pub enum RecordBody {
     /// Since wire version 3: the agent's health with its counters. In a session of an older
     /// version the agent sends its `health` alone, as `AgentHealth`.
     AgentHealthV2(AgentHealthV2),
+    /// Since wire version 4: the agent's health, its counters and its clock's offset from
+    /// the hub's. In a session of an older version the agent sends it as `AgentHealthV2`
+    /// (version 3) or `AgentHealth`.
+    AgentHealthV3(AgentHealthV3),
 }
 
 impl RecordBody {
@@ -109,6 +113,7 @@ impl RecordBody {
             | RecordBody::CommandResult(_) => 1,
             RecordBody::CameraHealth(_) => 2,
             RecordBody::AgentHealthV2(_) => 3,
+            RecordBody::AgentHealthV3(_) => 4,
         }
     }
 }
@@ -193,6 +198,30 @@ pub struct AgentHealthV2 {
     /// Everything `AgentHealth` carries, unchanged.
     pub health: AgentHealth,
     pub counters: AgentCounters,
+}
+
+/// The agent's health, its counters and its clock (wire version 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AgentHealthV3 {
+    /// Everything `AgentHealthV2` carries, unchanged.
+    pub health: AgentHealthV2,
+    /// The agent's clock against the hub's, as measured at the last welcome; `None` before
+    /// the first one.
+    pub clock: Option<ClockOffset>,
+}
+
+/// How far the agent's clock is from the hub's: `offset_ms` is the hub's clock minus the
+/// agent's (positive when the agent is behind), measured from the hub's `Welcome.hub_time`
+/// and the round trip of `Hello`/`Welcome`; the true offset lies within `± uncertainty_ms`
+/// (half that round trip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ClockOffset {
+    pub offset_ms: i64,
+    pub uncertainty_ms: u32,
+    /// When it was measured, on the agent's clock.
+    pub measured_at: UnixMillis,
 }
 
 /// What the agent refused or lost, counted since the agent process started (they start at

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CommandId, LightMode, LightNode, PrintState, PrinterId, SpeedLevel, UnixMillis};
+use crate::{CommandId, LightMode, LightNode, PrintState, PrinterId, Seq, SpeedLevel, UnixMillis};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -29,10 +29,40 @@ pub struct Command {
 pub enum Precondition {
     /// The printer's state is one of these.
     StateIn(#[cfg_attr(test, proptest(strategy = "crate::tests::small_vec()"))] Vec<PrintState>),
-    /// A person confirmed the build plate clear at `at`, after the printer's last job ended.
+    /// A person confirmed the build plate clear at `at` (the hub's clock), after the
+    /// printer's last job ended. Retired in version 4: it compares the hub's clock with the
+    /// agent's, which a Raspberry Pi without a real-time clock can have hours off. Sent only
+    /// to agents of version 3 and older; an agent of version 4 checks it against the job end
+    /// moved onto the hub's clock by the offset it measured.
     PlateConfirmedClear { by: String, at: UnixMillis },
     /// The printer accepts control commands.
     ControlAvailable,
+    /// Since wire version 4: a person confirmed the build plate clear when the hub had this
+    /// agent's records through seq `through`. The agent refuses if it recorded a job end of
+    /// the printer after that (a higher seq, or one not yet in its outbox): that job ended
+    /// after the confirmation, and whatever it left on the plate nobody confirmed gone.
+    /// Decided by record identity, so no clock is involved.
+    PlateClearThrough { by: String, through: Seq },
+}
+
+impl Precondition {
+    /// The first wire version that has this precondition.
+    pub fn since(&self) -> u16 {
+        match self {
+            Precondition::StateIn(_)
+            | Precondition::PlateConfirmedClear { .. }
+            | Precondition::ControlAvailable => 1,
+            Precondition::PlateClearThrough { .. } => 4,
+        }
+    }
+}
+
+impl Command {
+    /// The first wire version that can carry this command: a hub MUST NOT deliver it in a
+    /// session of an older version.
+    pub fn since(&self) -> u16 {
+        self.preconditions.iter().map(Precondition::since).max().unwrap_or(1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

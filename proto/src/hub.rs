@@ -29,9 +29,9 @@ impl HubMessage {
     /// The first wire version that can carry this message (see [`crate::frame::Message`]).
     pub fn since(&self) -> u16 {
         match self {
+            HubMessage::Command(command) => command.since(),
             HubMessage::Welcome(_)
             | HubMessage::Ack(_)
-            | HubMessage::Command(_)
             | HubMessage::ConfigPush(_)
             | HubMessage::CertificateIssued(_)
             | HubMessage::Enrolled(_)
@@ -51,7 +51,9 @@ pub struct HubWelcome {
     /// The highest sequence number the hub has committed for this agent; the agent resumes
     /// sending after it.
     pub acked_through: Seq,
-    /// The hub's clock, so the agent can report skew.
+    /// The hub's clock when it sent the welcome: the agent measures its clock's offset from
+    /// it (see `ClockOffset`), converts the hub's times (command expiries, certificate
+    /// lifetimes) onto its own clock with it, and reports it in its health records.
     pub hub_time: UnixMillis,
 }
 

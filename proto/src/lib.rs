@@ -43,10 +43,10 @@ pub mod net;
 mod printer;
 
 pub use agent::{
-    AgentCounters, AgentHealth, AgentHealthV2, AgentHello, AgentMessage, CameraHealth, CameraState,
-    CertificateRequest, DropClass, DropCount, DropReason, EnrollRequest, ImageFormat, LiveFrame,
-    PrinterCounters, PrinterInfo, Record, RecordBody, SnapshotChunk, SnapshotTrigger,
-    SoftwareVersion, Vendor,
+    AgentCounters, AgentHealth, AgentHealthV2, AgentHealthV3, AgentHello, AgentMessage,
+    CameraHealth, CameraState, CertificateRequest, ClockOffset, DropClass, DropCount, DropReason,
+    EnrollRequest, ImageFormat, LiveFrame, PrinterCounters, PrinterInfo, Record, RecordBody,
+    SnapshotChunk, SnapshotTrigger, SoftwareVersion, Vendor,
 };
 pub use command::{
     Command, CommandAction, CommandOutcome, CommandResult, Precondition, StartPrint,
@@ -64,7 +64,7 @@ pub use printer::{
 };
 
 /// The newest wire version this build speaks, written in every frame it sends.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest wire version this build still decodes.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

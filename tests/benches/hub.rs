@@ -102,6 +102,7 @@ async fn ingest(label: &str, key: &str, database_url: Option<String>, agents: u6
             outbox.clone(),
             records,
             Default::default(),
+            Default::default(),
             &command_tasks,
         );
         let (client, status) = SyncClient::new(

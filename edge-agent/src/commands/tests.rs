@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proto::{CommandAction, CommandId, Precondition};
+use proto::{ClockOffset, CommandAction, CommandId, Precondition, Seq};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
@@ -25,20 +25,71 @@ fn command(preconditions: Vec<Precondition>) -> Command {
     }
 }
 
-fn view(state: PrintState, last_job_end: Option<i64>) -> PrinterView {
-    PrinterView {
-        state: PrinterState { state, ..PrinterState::default() },
-        last_job_end: last_job_end.map(UnixMillis),
+fn view(state: PrintState, job_ends: u64) -> PrinterView {
+    PrinterView { state: PrinterState { state, ..PrinterState::default() }, job_ends }
+}
+
+/// The outbox's facts: `appended` job ends, the latest at `seq` and `at` (agent's clock).
+fn ends(appended: u64, latest: Option<(u64, i64)>) -> JobEndFacts {
+    JobEndFacts {
+        latest: latest.map(|(seq, at)| crate::outbox::JobEnd { seq: Seq(seq), at: UnixMillis(at) }),
+        appended,
+    }
+}
+
+fn detail(outcome: Option<CommandOutcome>) -> String {
+    match outcome {
+        Some(CommandOutcome::PreconditionFailed { detail, .. }) => detail,
+        other => panic!("expected a failed precondition, got {other:?}"),
     }
 }
 
 #[test]
-fn a_plate_confirmation_must_follow_the_last_job() {
+fn a_plate_confirmation_is_refused_after_a_later_job_end_whatever_the_clocks_say() {
+    let clear = Precondition::PlateClearThrough { by: "ana".into(), through: Seq(10) };
+    let command = command(vec![clear]);
+    let finished = view(PrintState::Finished, 1);
+    // No clock is read: the job end's time and the offset change nothing.
+    for (at, offset) in [(0, 0), (i64::MAX, -10_800_000), (i64::MIN, 10_800_000)] {
+        // The job that ended before the confirmation (seq 8 <= 10): the plate was seen clear.
+        assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((8, at))), offset), None);
+        assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((10, at))), offset), None);
+        // One ended after (seq 12): refused, saying what to do.
+        let later =
+            detail(unmet_precondition(&command, &finished, &ends(1, Some((12, at))), offset));
+        assert!(later.contains("record 12") && later.contains("after ana confirmed"), "{later}");
+        assert!(later.contains("confirm again"), "{later}");
+    }
+    // The link reported a job end the outbox has not appended yet: it will get a seq above
+    // anything the hub had, so it is refused too.
+    let just = detail(unmet_precondition(
+        &command,
+        &view(PrintState::Finished, 2),
+        &ends(1, Some((8, 0))),
+        0,
+    ));
+    assert!(just.contains("just ended"), "{just}");
+    // Never a job end: fine. Busy: refused.
+    assert_eq!(unmet_precondition(&command, &view(PrintState::Idle, 0), &ends(0, None), 0), None);
+    let busy =
+        detail(unmet_precondition(&command, &view(PrintState::Printing, 0), &ends(0, None), 0));
+    assert!(busy.contains("Printing"), "{busy}");
+}
+
+#[test]
+fn a_time_stamped_confirmation_from_an_older_hub_is_compared_on_the_hubs_clock() {
+    // Confirmed at 500 on the hub's clock; the job ended at 400 on the agent's.
     let clear = Precondition::PlateConfirmedClear { by: "ana".into(), at: UnixMillis(500) };
     let command = command(vec![clear]);
-    assert_eq!(unmet_precondition(&command, &view(PrintState::Finished, Some(400))), None);
-    assert!(unmet_precondition(&command, &view(PrintState::Finished, Some(600))).is_some());
-    assert!(unmet_precondition(&command, &view(PrintState::Printing, None)).is_some());
+    let finished = view(PrintState::Finished, 1);
+    assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((3, 400))), 0), None);
+    // The agent's clock is 200 behind the hub's: the job really ended at 600, after.
+    assert!(unmet_precondition(&command, &finished, &ends(1, Some((3, 400))), 200).is_some());
+    // Ahead by 200: it ended at 200, before.
+    assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((3, 400))), -200), None);
+    assert!(
+        unmet_precondition(&command, &view(PrintState::Printing, 0), &ends(0, None), 0).is_some()
+    );
 }
 
 #[test]
@@ -47,12 +98,13 @@ fn state_and_control_preconditions_are_checked() {
         Precondition::StateIn(vec![PrintState::Printing]),
         Precondition::ControlAvailable,
     ]);
-    assert_eq!(unmet_precondition(&command, &view(PrintState::Printing, None)), None);
-    let idle = unmet_precondition(&command, &view(PrintState::Idle, None));
+    let none = JobEndFacts::default();
+    assert_eq!(unmet_precondition(&command, &view(PrintState::Printing, 0), &none, 0), None);
+    let idle = unmet_precondition(&command, &view(PrintState::Idle, 0), &none, 0);
     assert!(matches!(idle, Some(CommandOutcome::PreconditionFailed { .. })), "{idle:?}");
-    let mut read_only = view(PrintState::Printing, None);
+    let mut read_only = view(PrintState::Printing, 0);
     read_only.state.control = ControlCapability::ReadOnly;
-    assert!(unmet_precondition(&command, &read_only).is_some());
+    assert!(unmet_precondition(&command, &read_only, &none, 0).is_some());
 }
 
 /// Routers, executors and their printers' links, played by the test.
@@ -61,7 +113,9 @@ struct Agent {
     counters: Arc<Counters>,
     records: mpsc::Receiver<(UnixMillis, RecordBody)>,
     links: HashMap<&'static str, mpsc::Receiver<LinkRequest>>,
-    _views: Vec<watch::Sender<PrinterView>>,
+    views: HashMap<&'static str, watch::Sender<PrinterView>>,
+    outbox: SharedOutbox,
+    clock: Arc<HubClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -72,18 +126,26 @@ fn agent(printers: &[&'static str], queue: usize) -> Agent {
     let (records_tx, records) = mpsc::channel(64);
     let mut targets = HashMap::new();
     let mut links = HashMap::new();
-    let mut views = Vec::new();
+    let mut views = HashMap::new();
     for &serial in printers {
         let (link, requests) = LinkHandle::detached(4);
         let (view_tx, view) = watch::channel(PrinterView::default());
         targets.insert(PrinterId::new(serial).unwrap(), PrinterTarget { link, view });
         links.insert(serial, requests);
-        views.push(view_tx);
+        views.insert(serial, view_tx);
     }
     let counters = Arc::new(Counters::default());
-    let router =
-        start_with(targets, queue, outbox, records_tx, counters.clone(), &TaskTracker::new());
-    Agent { router, counters, records, links, _views: views, _dir: dir }
+    let clock = Arc::new(HubClock::default());
+    let router = start_with(
+        targets,
+        queue,
+        outbox.clone(),
+        records_tx,
+        counters.clone(),
+        clock.clone(),
+        &TaskTracker::new(),
+    );
+    Agent { router, counters, records, links, views, outbox, clock, _dir: dir }
 }
 
 fn order(n: u8, printer: &str, action: CommandAction) -> Command {
@@ -110,6 +172,24 @@ impl Agent {
     async fn request(&mut self, serial: &str) -> (CommandAction, oneshot::Sender<CommandOutcome>) {
         let link = self.links.get_mut(serial).unwrap();
         soon("a link request", link.recv()).await.expect("the executor is running")
+    }
+
+    /// The printer link reports a job end of printer `serial`: counted in its view, appended
+    /// to the outbox and committed (as the recorder and the writer do); its seq.
+    fn job_end(&self, serial: &str) -> Seq {
+        self.views[serial].send_modify(|view| {
+            view.state.state = PrintState::Finished;
+            view.job_ends += 1;
+        });
+        let kind = proto::PrinterEventKind::JobFinished {
+            job_name: Some("Bracket".into()),
+            outcome: proto::JobOutcome::Succeeded,
+        };
+        let event = proto::PrinterEvent { printer: PrinterId::new(serial).unwrap(), kind };
+        let mut outbox = self.outbox.lock().unwrap();
+        let seq = outbox.append(UnixMillis::now(), RecordBody::PrinterEvent(event)).unwrap();
+        outbox.commit().unwrap();
+        seq
     }
 
     async fn result(&mut self) -> CommandResult {
@@ -184,4 +264,67 @@ async fn a_command_for_an_unknown_printer_is_answered_with_a_failure() {
     let result = agent.result().await;
     assert_eq!(result.command, CommandId([5; 16]));
     assert!(matches!(result.outcome, CommandOutcome::Failed { .. }), "{:?}", result.outcome);
+}
+
+const HOURS_3: i64 = 3 * 3_600_000;
+
+fn skew(clock: &HubClock, agent_ahead_ms: i64) {
+    clock.observe(ClockOffset {
+        offset_ms: -agent_ahead_ms,
+        uncertainty_ms: 1,
+        measured_at: UnixMillis::now(),
+    });
+}
+
+#[tokio::test]
+async fn a_start_confirmed_before_a_job_ended_is_refused_on_an_agent_hours_off() {
+    for agent_ahead in [-HOURS_3, HOURS_3] {
+        let mut agent = agent(&[A], PRINTER_QUEUE);
+        skew(&agent.clock, agent_ahead);
+        let before = agent.job_end(A);
+        let clock = agent.clock.clone();
+        let start = |n: u8, through: Seq| {
+            let mut start = order(n, A, CommandAction::RequestFullPush);
+            start.preconditions =
+                vec![Precondition::PlateClearThrough { by: "ana".into(), through }];
+            // A minute to run, on the hub's clock.
+            start.expires_at = clock.hub_now().plus_millis(60_000);
+            start
+        };
+        // Confirmed after the job that ended at `before`: it runs, and has not expired
+        // although the agent's clock is three hours off.
+        assert_eq!(agent.router.route(start(1, before)), Routed::Queued);
+        let (_, reply) = agent.request(A).await;
+        reply.send(CommandOutcome::Succeeded).unwrap();
+        assert_eq!(agent.result().await.outcome, CommandOutcome::Succeeded, "skew {agent_ahead}");
+        // Another job ends; a start confirmed before it is refused.
+        let after = agent.job_end(A);
+        assert!(after > before);
+        assert_eq!(agent.router.route(start(2, before)), Routed::Queued);
+        let result = agent.result().await;
+        let CommandOutcome::PreconditionFailed { detail, .. } = result.outcome else {
+            panic!("skew {agent_ahead}: {:?}", result.outcome)
+        };
+        assert!(detail.contains(&format!("record {after}")), "{detail}");
+        assert!(agent.links.get_mut(A).unwrap().try_recv().is_err(), "the refused start ran");
+    }
+}
+
+#[tokio::test]
+async fn expiry_is_counted_on_the_hubs_clock_whatever_the_agents_reads() {
+    for agent_ahead in [-HOURS_3, HOURS_3] {
+        let mut agent = agent(&[A], PRINTER_QUEUE);
+        skew(&agent.clock, agent_ahead);
+        let mut live = order(1, A, CommandAction::Pause);
+        live.expires_at = agent.clock.hub_now().plus_millis(60_000);
+        assert_eq!(agent.router.route(live), Routed::Queued);
+        let (action, reply) = agent.request(A).await;
+        assert_eq!(action, CommandAction::Pause, "skew {agent_ahead}");
+        reply.send(CommandOutcome::Succeeded).unwrap();
+        assert_eq!(agent.result().await.outcome, CommandOutcome::Succeeded);
+        let mut late = order(2, A, CommandAction::Stop);
+        late.expires_at = agent.clock.hub_now().plus_millis(-1);
+        assert_eq!(agent.router.route(late), Routed::Queued);
+        assert_eq!(agent.result().await.outcome, CommandOutcome::Expired, "skew {agent_ahead}");
+    }
 }

@@ -43,7 +43,12 @@
 //! meta(key TEXT PRIMARY KEY, value INTEGER)    schema_version, last_seq, acked_through,
 //!         records.<class>, bytes.<class>, drops.<class>.<reason>, drops_total.<class>.<reason>
 //! commands(id BLOB PRIMARY KEY, expires_at INTEGER NOT NULL, outcome BLOB)
+//! job_ends(printer TEXT PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL)
 //! ```
+//!
+//! `job_ends` holds each printer's latest job-end record (see `job_ends.rs`), written in the
+//! transaction that commits the record. It came after version 1 without a version change:
+//! `CREATE TABLE IF NOT EXISTS` adds it to an older file, and an older build ignores it.
 //!
 //! `body` is the postcard encoding of a [`RecordBody`], `crc` its CRC-32. `class` is 0
 //! telemetry, 1 event (printer events and command results), 2 snapshot, 3 health; like the
@@ -81,6 +86,7 @@
 //!   runs, so a restart never runs it twice; a command begun but not finished reads back as
 //!   `Seen { outcome: None }` and the driver reports it as interrupted rather than retrying.
 
+mod job_ends;
 mod policy;
 mod reserve;
 mod store;
@@ -98,6 +104,8 @@ use proto::{
 };
 use rusqlite::{Connection, TransactionBehavior, params};
 
+use self::job_ends::JobEnds;
+pub use self::job_ends::{JobEnd, JobEndFacts};
 use self::policy::{CLASSES, Capacity, DropTable, PENDING_SHED_ORDER, add_tables, drop_counts};
 pub use self::reserve::RESERVE_BYTES;
 use self::reserve::Reserve;
@@ -273,6 +281,8 @@ pub struct Outbox {
     taken_drops: DropTable,
     /// Disk space set aside for evicting on a full disk.
     reserve: Reserve,
+    /// Each printer's latest job end, for the plate check.
+    job_ends: JobEnds,
 }
 
 #[derive(Debug)]
@@ -312,6 +322,7 @@ impl Outbox {
             },
         })?;
         let counters = opened.counters;
+        let job_ends = JobEnds::load(&opened.connection).map_err(|e| sqlite_error(&path, e))?;
         let reserve = Reserve::beside(&path);
         let mut outbox = Outbox {
             connection: opened.connection,
@@ -327,6 +338,7 @@ impl Outbox {
             unsaved_drops: DropTable::default(),
             taken_drops: DropTable::default(),
             reserve,
+            job_ends,
         };
         if let Err(error) = outbox.reserve.fill() {
             tracing::warn!(path = %outbox.reserve.path().display(), %error,
@@ -355,7 +367,8 @@ impl Outbox {
         body: RecordBody,
     ) -> Result<Seq, OutboxError> {
         let class = class_of(&body);
-        let body = postcard::to_stdvec(&body).map_err(OutboxError::Encode)?;
+        let record = body;
+        let body = postcard::to_stdvec(&record).map_err(OutboxError::Encode)?;
         let size = body.len() as u64;
         let capacity = self.capacity.limit_for(class).min(MAX_PENDING_BYTES);
         if size > capacity {
@@ -373,6 +386,7 @@ impl Outbox {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.job_ends.note(&record, seq, observed_at);
         self.pending_bytes += size;
         self.pending.push_back(Pending { seq, observed_at, class, body });
         Ok(Seq(seq))
@@ -447,6 +461,12 @@ impl Outbox {
                 false
             }
         }
+    }
+
+    /// What the outbox knows of `printer`'s job ends: the latest (committed or pending) and
+    /// how many were appended since it opened.
+    pub fn job_ends(&self, printer: &proto::PrinterId) -> JobEndFacts {
+        self.job_ends.facts(printer)
     }
 
     /// Records appended and not yet committed.
@@ -715,8 +735,10 @@ impl Outbox {
         }
         store::enforce_capacity(&tx, &mut counters, capacity)?;
         counters.save(&tx, &self.counters)?;
+        self.job_ends.save(&tx)?;
         tx.commit()?;
         self.counters = counters;
+        self.job_ends.committed();
         self.pending.clear();
         self.pending_bytes = 0;
         self.unsaved_drops = DropTable::default();
@@ -823,9 +845,10 @@ pub fn class_of(body: &RecordBody) -> DropClass {
         RecordBody::Telemetry(_) => DropClass::Telemetry,
         RecordBody::PrinterEvent(_) | RecordBody::CommandResult(_) => DropClass::Event,
         RecordBody::Snapshot(_) => DropClass::Snapshot,
-        RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) | RecordBody::CameraHealth(_) => {
-            DropClass::Health
-        }
+        RecordBody::AgentHealth(_)
+        | RecordBody::AgentHealthV2(_)
+        | RecordBody::AgentHealthV3(_)
+        | RecordBody::CameraHealth(_) => DropClass::Health,
     }
 }
 

@@ -33,6 +33,11 @@ const SCHEMA: &str = "
         expires_at INTEGER NOT NULL,
         outcome BLOB
     ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS job_ends (
+        printer TEXT PRIMARY KEY NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;
     INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
 ";
 

@@ -642,3 +642,47 @@ fn an_ack_reads_only_the_rows_it_deletes() {
     outbox.ack(Seq(2)).unwrap();
     assert_eq!(seqs(&read_all(&mut outbox)), [3]);
 }
+
+fn job_end(printer: &PrinterId) -> RecordBody {
+    RecordBody::PrinterEvent(PrinterEvent {
+        printer: printer.clone(),
+        kind: PrinterEventKind::JobFinished {
+            job_name: None,
+            outcome: proto::JobOutcome::Failed { print_error: Some(0x0300_400C), hms: Vec::new() },
+        },
+    })
+}
+
+#[test]
+fn the_latest_job_end_survives_a_restart_an_ack_and_an_uncommitted_crash_loses_it_with_its_record()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let other = PrinterId::new("P2").unwrap();
+    {
+        let mut outbox = open(&config);
+        assert_eq!(outbox.job_ends(&printer()), super::JobEndFacts::default());
+        append_n(&mut outbox, DropClass::Telemetry, 10, 3);
+        let first = outbox.append(UnixMillis(100), job_end(&printer())).unwrap();
+        // Pending already counts: the plate check must see a job end before its commit.
+        let facts = outbox.job_ends(&printer());
+        assert_eq!((facts.latest.map(|e| e.seq), facts.appended), (Some(first), 1));
+        outbox.commit().unwrap();
+        let second = outbox.append(UnixMillis(200), job_end(&printer())).unwrap();
+        outbox.append(UnixMillis(300), job_end(&other)).unwrap();
+        outbox.commit().unwrap();
+        // Acknowledged and deleted: the mark stays.
+        outbox.ack(outbox.durable_through()).unwrap();
+        let facts = outbox.job_ends(&printer());
+        assert_eq!(facts.latest, Some(super::JobEnd { seq: second, at: UnixMillis(200) }));
+        assert_eq!(facts.appended, 2);
+        // Appended, never committed: gone with its record in the crash below.
+        outbox.append(UnixMillis(400), job_end(&printer())).unwrap();
+    }
+    let outbox = open(&config);
+    let facts = outbox.job_ends(&printer());
+    assert_eq!(facts.latest.map(|e| e.at), Some(UnixMillis(200)));
+    // The count is of this run's appends; the seq is what persists.
+    assert_eq!(facts.appended, 0);
+    assert_eq!(outbox.job_ends(&other).latest.map(|e| e.at), Some(UnixMillis(300)));
+}

@@ -20,6 +20,7 @@ use super::identity::Identity;
 use super::machine::{SyncAction, SyncMachine};
 use super::tls::{self, Timeouts};
 use crate::backoff::Backoff;
+use crate::clock::{self, HubClock};
 use crate::commands::CommandRouter;
 use crate::counters::Counters;
 use crate::outbox::{Outbox, OutboxError};
@@ -100,6 +101,9 @@ impl From<FrameError> for SessionError {
     }
 }
 
+/// An offset from the hub's clock worth a warning in the log (the dashboard flags it too).
+const CLOCK_WARNING_MS: u64 = 5_000;
+
 /// The oldest session version this agent accepts: its outbox may hold `CameraHealth`
 /// records (version 2), which have no older form.
 const MIN_SESSION_VERSION: u16 = 2;
@@ -119,6 +123,8 @@ pub struct SyncClient {
     live_frames: Option<mpsc::Receiver<LiveFrame>>,
     /// Where reconnects and the hub's protocol errors are counted.
     counters: Arc<Counters>,
+    /// The hub's clock as measured at each welcome.
+    clock: Arc<HubClock>,
 }
 
 /// Live frames in flight at once; a frame beyond that is dropped (the next is fresher).
@@ -147,6 +153,7 @@ impl SyncClient {
             live_requests: None,
             live_frames: None,
             counters: Arc::default(),
+            clock: Arc::default(),
         };
         (client, status_rx)
     }
@@ -166,6 +173,13 @@ impl SyncClient {
     /// Counts reconnects and the hub's protocol errors in `counters`.
     pub fn with_counters(mut self, counters: Arc<Counters>) -> SyncClient {
         self.counters = counters;
+        self
+    }
+
+    /// Measures the hub's clock into `clock` at every welcome (shared with the command
+    /// router and the health reporter).
+    pub fn with_clock(mut self, clock: Arc<HubClock>) -> SyncClient {
+        self.clock = clock;
         self
     }
 
@@ -262,6 +276,7 @@ impl SyncClient {
             last_seq,
         };
         frames::write(&mut send, &AgentMessage::Hello(hello)).await?;
+        let hello_sent = std::time::Instant::now();
         let (messages_tx, mut messages) = mpsc::channel(64);
         let reader = tokio::spawn(async move {
             let mut reader = FrameReader::new(recv, MAX_PAYLOAD);
@@ -293,6 +308,19 @@ impl SyncClient {
                     )));
                 }
                 Some(Ok(HubMessage::Welcome(welcome))) => {
+                    let offset = clock::measure(
+                        welcome.hub_time,
+                        UnixMillis::now(),
+                        hello_sent.elapsed(),
+                    );
+                    self.clock.observe(offset);
+                    if offset.offset_ms.unsigned_abs() > CLOCK_WARNING_MS {
+                        tracing::warn!(offset_ms = offset.offset_ms,
+                            uncertainty_ms = offset.uncertainty_ms,
+                            "This machine's clock is off the hub's (offset_ms is the hub's \
+                             minus ours). Commands and the plate check do not depend on it, but \
+                             the times in this agent's records do: set up NTP.");
+                    }
                     session_version = welcome.protocol_version.min(proto::PROTOCOL_VERSION);
                     let (SyncAction::Resume(through) | SyncAction::Delete(through)) =
                         machine.welcome(welcome.acked_through);
@@ -412,7 +440,8 @@ impl SyncClient {
         send: &mut quinn::SendStream,
         renew_at: UnixMillis,
     ) -> Result<Option<rcgen::KeyPair>, SessionError> {
-        if UnixMillis::now() < renew_at {
+        // The certificate's end is on the hub's clock, which issued it.
+        if self.clock.hub_now() < renew_at {
             return Ok(None);
         }
         let key = rcgen::KeyPair::generate().map_err(|e| SessionError::Protocol(e.to_string()))?;
@@ -483,11 +512,16 @@ impl SyncClient {
 /// older hub as the `AgentHealth` inside it (its counters are lost to that hub, nothing
 /// else). Nothing else has an older form; [`MIN_SESSION_VERSION`] keeps the rest out.
 fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
-    if version < 3 {
-        for record in &mut records {
-            if let RecordBody::AgentHealthV2(health) = &record.body {
-                record.body = RecordBody::AgentHealth(health.health.clone());
-            }
+    for record in &mut records {
+        if version < 4
+            && let RecordBody::AgentHealthV3(health) = &record.body
+        {
+            record.body = RecordBody::AgentHealthV2(health.health.clone());
+        }
+        if version < 3
+            && let RecordBody::AgentHealthV2(health) = &record.body
+        {
+            record.body = RecordBody::AgentHealth(health.health.clone());
         }
     }
     records
@@ -572,7 +606,9 @@ fn disconnected(reason: DisconnectReason) -> SessionError {
 
 #[cfg(test)]
 mod tests {
-    use proto::{AgentCounters, AgentHealth, AgentHealthV2, Seq, SoftwareVersion};
+    use proto::{
+        AgentCounters, AgentHealth, AgentHealthV2, AgentHealthV3, ClockOffset, Seq, SoftwareVersion,
+    };
 
     use super::*;
 
@@ -594,6 +630,16 @@ mod tests {
         }
     }
 
+    fn health_v3() -> Record {
+        let RecordBody::AgentHealthV2(health) = health_v2().body else { unreachable!() };
+        let clock =
+            ClockOffset { offset_ms: 10_800_000, uncertainty_ms: 3, measured_at: UnixMillis(1) };
+        Record {
+            body: RecordBody::AgentHealthV3(AgentHealthV3 { health, clock: Some(clock) }),
+            ..health_v2()
+        }
+    }
+
     /// The frame's version, as an older hub's decoder checks it.
     fn frame_version(records: Vec<Record>) -> u16 {
         let bytes = proto::frame::encode(&AgentMessage::Records(records)).unwrap();
@@ -610,10 +656,16 @@ mod tests {
     }
 
     #[test]
-    fn a_current_hub_gets_the_counters() {
-        let records = for_session(vec![health_v2()], proto::PROTOCOL_VERSION);
+    fn each_hub_gets_the_newest_health_it_reads() {
+        let records = for_session(vec![health_v3()], 2);
+        assert!(matches!(records[0].body, RecordBody::AgentHealth(_)), "{records:?}");
+        assert_eq!(frame_version(records), 1);
+        let records = for_session(vec![health_v3()], 3);
         assert_eq!(records, [health_v2()]);
         assert_eq!(frame_version(records), 3);
+        let records = for_session(vec![health_v3()], proto::PROTOCOL_VERSION);
+        assert_eq!(records, [health_v3()]);
+        assert_eq!(frame_version(records), 4);
     }
 
     #[test]

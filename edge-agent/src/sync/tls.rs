@@ -55,12 +55,20 @@ pub fn sync_config(
     key: PrivateKeyDer<'static>,
     timeouts: Timeouts,
 ) -> Result<quinn::ClientConfig, String> {
+    let provider = provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(hub_ca_der.to_vec())).map_err(|e| e.to_string())?;
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider())
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(BehindInTime { inner: verifier }))
         .with_client_auth_cert(chain, key)
         .map_err(|e| e.to_string())?;
     crypto.alpn_protocols = vec![ALPN_SYNC.to_vec()];
@@ -134,8 +142,7 @@ impl ServerCertVerifier for TokenPinnedVerifier {
         )
         .build()
         .map_err(|e| self.refuse(format!("the hub CA is unusable: {e}")))?;
-        verifier
-            .verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        verify_behind_in_time(&*verifier, end_entity, &[], server_name, ocsp_response, now)
             .map_err(|e| self.refuse(format!("the hub's certificate does not verify: {e}")))
     }
 
@@ -169,5 +176,178 @@ impl ServerCertVerifier for TokenPinnedVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Verifies with `inner`, but accepts a certificate whose validity has not begun by this
+/// machine's clock, as if the clock read the certificate's start: a Raspberry Pi has no
+/// real-time clock, and one that booted during an outage can be hours or days behind the
+/// hub that issued the certificate moments ago (see [`crate::clock`]). Refusing would leave
+/// it unable to reach the one peer that tells it the time. Everything else is still checked
+/// (the pinned CA, the signatures, the name, the end of validity): trust comes from the
+/// pinned hub CA, not from the clock.
+fn verify_behind_in_time(
+    inner: &dyn ServerCertVerifier,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+    ocsp_response: &[u8],
+    now: UnixTime,
+) -> Result<ServerCertVerified, rustls::Error> {
+    use rustls::{CertificateError, Error};
+    match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        Err(Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        )) => {
+            // The latest start in the chain: from then on, all of it is valid.
+            let start = std::iter::once(end_entity)
+                .chain(intermediates)
+                .filter_map(|der| x509_parser::parse_x509_certificate(der.as_ref()).ok())
+                .map(|(_, cert)| cert.validity().not_before.timestamp())
+                .max()
+                .and_then(|start| u64::try_from(start).ok())
+                .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
+            let verified = inner.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                UnixTime::since_unix_epoch(Duration::from_secs(start)),
+            )?;
+            let behind_s = start.saturating_sub(now.as_secs());
+            tracing::warn!(
+                behind_s,
+                "This machine's clock is behind the start of the hub's \
+                certificate; accepted it on the pinned hub CA. Set up NTP: the times in this \
+                agent's records are off too."
+            );
+            Ok(verified)
+        }
+        other => other,
+    }
+}
+
+/// The sync verifier: the pinned hub CA, tolerant of a clock behind the certificate's start.
+#[derive(Debug)]
+struct BehindInTime {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for BehindInTime {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        verify_behind_in_time(
+            &*self.inner,
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd,
+    };
+
+    use super::*;
+
+    /// A hub CA, and a server certificate for the hub's name valid in 2030 only.
+    fn hub_2030() -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name.push(DnType::CommonName, "kitt hub CA test");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.not_before = date_time_ymd(2020, 1, 1);
+        ca.not_after = date_time_ymd(2040, 1, 1);
+        let ca_der = ca.self_signed(&ca_key).unwrap().der().clone();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut server =
+            CertificateParams::new(vec![proto::net::HUB_SERVER_NAME.to_owned()]).unwrap();
+        server.not_before = date_time_ymd(2030, 1, 1);
+        server.not_after = date_time_ymd(2031, 1, 1);
+        let server_der = server.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap();
+        (ca_der, server_der.der().clone())
+    }
+
+    fn verifier(ca: &CertificateDer<'static>) -> Arc<rustls::client::WebPkiServerVerifier> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).unwrap();
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .unwrap()
+    }
+
+    fn at(year: i32, month: u8, day: u8) -> UnixTime {
+        let date = date_time_ymd(year, month, day);
+        UnixTime::since_unix_epoch(Duration::from_secs(date.unix_timestamp() as u64))
+    }
+
+    #[test]
+    fn a_clock_behind_the_hubs_certificate_still_reaches_the_hub_and_nothing_else_is_waived() {
+        let (ca, server) = hub_2030();
+        let name = ServerName::try_from(proto::net::HUB_SERVER_NAME).unwrap();
+        let hub = BehindInTime { inner: verifier(&ca) };
+        // A day behind the certificate's start: plain WebPKI refuses, the agent accepts.
+        let behind = at(2029, 12, 31);
+        let plain = verifier(&ca).verify_server_cert(&server, &[], &name, &[], behind);
+        assert!(
+            matches!(
+                plain,
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidYet
+                        | rustls::CertificateError::NotValidYetContext { .. }
+                ))
+            ),
+            "{plain:?}"
+        );
+        assert!(hub.verify_server_cert(&server, &[], &name, &[], behind).is_ok());
+        assert!(hub.verify_server_cert(&server, &[], &name, &[], at(2030, 6, 1)).is_ok());
+        // Expired stays refused, as do another name and another CA.
+        assert!(hub.verify_server_cert(&server, &[], &name, &[], at(2031, 6, 1)).is_err());
+        let other = ServerName::try_from("other.example").unwrap();
+        assert!(hub.verify_server_cert(&server, &[], &other, &[], behind).is_err());
+        let (other_ca, _) = hub_2030();
+        let stranger = BehindInTime { inner: verifier(&other_ca) };
+        assert!(stranger.verify_server_cert(&server, &[], &name, &[], behind).is_err());
     }
 }

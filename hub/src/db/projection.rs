@@ -33,7 +33,9 @@ pub fn printer_of(body: &RecordBody) -> Option<&str> {
         RecordBody::Snapshot(s) => Some(s.printer.as_str()),
         RecordBody::CommandResult(r) => Some(r.printer.as_str()),
         RecordBody::CameraHealth(c) => Some(c.printer.as_str()),
-        RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) => None,
+        RecordBody::AgentHealth(_)
+        | RecordBody::AgentHealthV2(_)
+        | RecordBody::AgentHealthV3(_) => None,
     }
 }
 
@@ -155,9 +157,13 @@ pub(super) async fn project(
                 let (command, outcome, at) = (result.command, &result.outcome, record.observed_at);
                 record_outcome_on(&mut **tx, agent, command, outcome, at).await?;
             }
-            RecordBody::AgentHealth(health) => agent_health(tx, agent, health, None).await?,
+            RecordBody::AgentHealth(health) => agent_health(tx, agent, health, None, None).await?,
             RecordBody::AgentHealthV2(v2) => {
-                agent_health(tx, agent, &v2.health, Some(&v2.counters)).await?;
+                agent_health(tx, agent, &v2.health, Some(&v2.counters), None).await?;
+            }
+            RecordBody::AgentHealthV3(v3) => {
+                let (health, clock) = (&v3.health, v3.clock.as_ref());
+                agent_health(tx, agent, &health.health, Some(&health.counters), clock).await?;
             }
             RecordBody::Snapshot(chunk) => {
                 if let Some(file) = stored.iter().find(|s| s.id == chunk.snapshot)
@@ -428,7 +434,22 @@ async fn agent_health(
     agent: &AgentId,
     health: &proto::AgentHealth,
     counters: Option<&proto::AgentCounters>,
+    clock: Option<&proto::ClockOffset>,
 ) -> Result<(), DbError> {
+    // Older agents and a first health record before any session say nothing of the clock:
+    // the last measurement stands.
+    if let Some(clock) = clock {
+        sqlx::query(
+            "UPDATE agents SET clock_offset_ms = $1, clock_uncertainty_ms = $2, \
+             clock_measured_at = $3 WHERE id = $4",
+        )
+        .bind(clock.offset_ms)
+        .bind(i64::from(clock.uncertainty_ms))
+        .bind(clock.measured_at.0)
+        .bind(agent.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
     let drops = serde_json::Value::Array(
         health
             .drops

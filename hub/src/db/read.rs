@@ -87,6 +87,35 @@ pub struct AgentDetail {
     pub disk_free_bytes: Option<i64>,
     /// The agent's own counters since it started (agents of wire version 3 and later).
     pub counters: Option<AgentCounters>,
+    /// The agent's clock against the hub's (agents of wire version 4 and later), measured
+    /// when its current session began.
+    pub clock: Option<AgentClock>,
+}
+
+/// How far an agent's clock is from the hub's. Commands, expiries and the plate check do not
+/// depend on it; the times the agent stamps on its records (events, telemetry, snapshots)
+/// are off by as much.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgentClock {
+    /// The hub's clock minus the agent's, in milliseconds: positive when the agent is behind.
+    pub offset_ms: i64,
+    /// The true offset lies within `offset_ms ± uncertainty_ms` (half the round trip).
+    pub uncertainty_ms: i64,
+    /// When it was measured, on the agent's clock.
+    pub measured_at: i64,
+    /// More than [`CLOCK_OFF_MS`] off, beyond the uncertainty: the dashboard flags it.
+    pub off: bool,
+}
+
+/// How far off an agent's clock may be before it is flagged: a few seconds, beyond what
+/// NTP leaves and the measurement's own uncertainty.
+pub const CLOCK_OFF_MS: i64 = 5_000;
+
+impl AgentClock {
+    fn new(offset_ms: i64, uncertainty_ms: i64, measured_at: i64) -> AgentClock {
+        let off = offset_ms.saturating_abs().saturating_sub(uncertainty_ms.max(0)) > CLOCK_OFF_MS;
+        AgentClock { offset_ms, uncertainty_ms, measured_at, off }
+    }
 }
 
 /// Records an agent's outbox dropped, of one class for one reason.
@@ -381,7 +410,8 @@ impl Db {
         let rows = sqlx::query(
             "SELECT id, name, hostname, software, enrolled_at, cert_not_after, revoked_at, \
              acked_through, last_seen_at, outbox_records, outbox_bytes, drops, disk_free_bytes, \
-             counters FROM agents ORDER BY id",
+             counters, clock_offset_ms, clock_uncertainty_ms, clock_measured_at \
+             FROM agents ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -405,6 +435,12 @@ impl Db {
                     counters: row
                         .try_get::<Option<String>, _>(13)?
                         .and_then(|c| serde_json::from_str(&c).ok()),
+                    clock: match (row.try_get(14)?, row.try_get(15)?, row.try_get(16)?) {
+                        (Some(offset), Some(uncertainty), Some(at)) => {
+                            Some(AgentClock::new(offset, uncertainty, at))
+                        }
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -422,4 +458,19 @@ fn command_row(row: &sqlx::any::AnyRow) -> Result<CommandRow, DbError> {
         outcome: row.try_get(6)?,
         outcome_at: row.try_get(7)?,
     })
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_is_flagged_when_it_is_off_by_more_than_a_few_seconds_beyond_the_uncertainty() {
+        assert!(!AgentClock::new(0, 3, 0).off);
+        assert!(!AgentClock::new(-4_000, 3, 0).off);
+        assert!(!AgentClock::new(6_000, 2_000, 0).off, "within the measurement's uncertainty");
+        assert!(AgentClock::new(10_800_000, 3, 0).off);
+        assert!(AgentClock::new(-10_800_000, 3, 0).off);
+        assert!(AgentClock::new(i64::MIN, 0, 0).off);
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proto::{
     AgentId, Command, CommandAction, CommandId, LightMode, LightNode, Precondition, PrintState,
-    PrinterId, SpeedLevel, StartPrint, UnixMillis,
+    PrinterId, Seq, SpeedLevel, StartPrint, UnixMillis,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -144,11 +144,14 @@ pub struct Issued {
 }
 
 /// Turns a request into the wire command's action and preconditions; pure, so every rule
-/// is tested without a hub.
+/// is tested without a hub. `seen_through` is the seq through which the hub holds the
+/// agent's records now, as the person confirms: a start's plate check names it, and the
+/// agent refuses the start if a job ended after it (no clock involved; see
+/// `Precondition::PlateClearThrough`).
 pub fn plan(
     request: &CommandRequest,
     principal: &Principal,
-    now: UnixMillis,
+    seen_through: Seq,
 ) -> Result<(CommandAction, Vec<Precondition>), ServiceError> {
     if request.expires_in.is_zero() || request.expires_in > MAX_EXPIRY {
         return Err(ServiceError::Invalid("expires_in_s must be between 1 and 86400".into()));
@@ -210,9 +213,9 @@ pub fn plan(
             if ams_mapping.len() > 64 {
                 return Err(ServiceError::Invalid("ams_mapping has at most 64 entries".into()));
             }
-            preconditions.push(Precondition::PlateConfirmedClear {
+            preconditions.push(Precondition::PlateClearThrough {
                 by: principal.name().to_owned(),
-                at: now,
+                through: seen_through,
             });
             preconditions.push(Precondition::StateIn(vec![
                 PrintState::Idle,
@@ -270,11 +273,13 @@ impl Commands {
             )));
         }
         let now = UnixMillis::now();
-        let (action, preconditions) = plan(&request, principal, now)?;
         let printer_id =
             PrinterId::new(row.id.clone()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let agent = AgentId::new(row.agent_id.clone())
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        // What the person saw when confirming: every record of the agent the hub holds now.
+        let seen_through = self.db.watermark(&agent).await?;
+        let (action, preconditions) = plan(&request, principal, seen_through)?;
         let command = Command {
             id: CommandId(rand::random()),
             printer: printer_id,
@@ -353,7 +358,6 @@ mod tests {
 
     #[test]
     fn a_start_needs_a_confirmed_plate_and_an_idle_printer() {
-        let now = UnixMillis(1_000);
         let mut request = CommandRequest::new(CommandSpec::StartPrint {
             file: "/model/a.gcode.3mf".into(),
             plate: None,
@@ -362,16 +366,17 @@ mod tests {
             use_ams: false,
             plate_confirmed_clear: false,
         });
-        let error = plan(&request, &operator(), now).unwrap_err();
+        let error = plan(&request, &operator(), Seq(41)).unwrap_err();
         assert!(error.to_string().contains("plate_confirmed_clear"), "{error}");
         if let CommandSpec::StartPrint { plate_confirmed_clear, .. } = &mut request.spec {
             *plate_confirmed_clear = true;
         }
-        let (action, preconditions) = plan(&request, &operator(), now).unwrap();
+        let (action, preconditions) = plan(&request, &operator(), Seq(41)).unwrap();
         assert!(matches!(action, CommandAction::StartPrint(StartPrint { plate: 1, .. })));
+        // Named by the records the hub had, not by a time.
         assert!(
             preconditions
-                .contains(&Precondition::PlateConfirmedClear { by: "otto".into(), at: now })
+                .contains(&Precondition::PlateClearThrough { by: "otto".into(), through: Seq(41) })
         );
         assert!(
             preconditions
@@ -382,7 +387,7 @@ mod tests {
 
     #[test]
     fn expiry_and_gcode_limits_hold() {
-        let now = UnixMillis(0);
+        let now = Seq(0);
         let mut request = CommandRequest::new(CommandSpec::Stop {});
         request.expires_in = Duration::ZERO;
         assert!(plan(&request, &operator(), now).is_err());

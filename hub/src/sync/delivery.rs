@@ -4,11 +4,12 @@
 
 use std::collections::HashSet;
 
-use proto::{AgentId, CommandId, HubMessage, LiveViewRequest, UnixMillis};
+use proto::{AgentId, CommandId, CommandOutcome, HubMessage, LiveViewRequest, UnixMillis};
 use tokio::sync::mpsc;
 
 use super::server::{ConnectionError, Shared, SyncHandle};
 use crate::db::DbError;
+use crate::live::LiveUpdate;
 use proto_io as frames;
 
 /// What a connection task is told from outside.
@@ -53,18 +54,54 @@ impl SyncHandle {
     }
 }
 
+/// Sends `agent` its open commands not yet sent in this session. A command the session's
+/// wire version cannot carry (a start with the clock-free plate check, to an agent of
+/// version 3) is never sent: the agent could not decode it, and the older check compares
+/// two machines' clocks. It is answered here, as unsupported, saying what to do.
 pub(super) async fn deliver_commands(
     shared: &Shared,
     agent: &AgentId,
+    session_version: u16,
     send: &mut quinn::SendStream,
     delivered: &mut HashSet<CommandId>,
 ) -> Result<(), ConnectionError> {
     let now = UnixMillis::now();
     for command in shared.db.open_commands(agent, now).await? {
-        if delivered.insert(command.id) {
-            frames::write(send, &HubMessage::Command(command.clone())).await?;
-            shared.db.mark_delivered(command.id, now).await?;
+        if !delivered.insert(command.id) {
+            continue;
         }
+        if command.since() > session_version {
+            let outcome =
+                CommandOutcome::Unsupported { detail: too_old(session_version, command.since()) };
+            tracing::warn!(%agent, command = %command.id, session_version,
+                needs = command.since(), "Not sending a command the agent cannot read.");
+            shared.db.record_outcome(command.id, &outcome, now).await?;
+            shared.live.publish(LiveUpdate::CommandResult {
+                command: command.id.to_string(),
+                printer: command.printer.to_string(),
+                outcome: crate::db::outcome_text(&outcome),
+            });
+            continue;
+        }
+        frames::write(send, &HubMessage::Command(command.clone())).await?;
+        shared.db.mark_delivered(command.id, now).await?;
     }
     Ok(())
+}
+
+fn too_old(session_version: u16, needs: u16) -> String {
+    format!(
+        "the agent speaks wire version {session_version}; this command needs version {needs} \
+         (a start's plate check by record, not by clock): upgrade kitt-agent on that machine"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_old_agent_is_told_what_to_upgrade() {
+        let detail = super::too_old(3, 4);
+        assert!(detail.contains("version 3") && detail.contains("version 4"), "{detail}");
+        assert!(detail.contains("upgrade kitt-agent"), "{detail}");
+    }
 }

@@ -158,7 +158,9 @@ fn publish(
                 height: health.height,
                 frames_total: health.frames_total,
             }),
-            RecordBody::AgentHealth(_) | RecordBody::AgentHealthV2(_) => {}
+            RecordBody::AgentHealth(_)
+            | RecordBody::AgentHealthV2(_)
+            | RecordBody::AgentHealthV3(_) => {}
         }
     }
     for (printer, (at, state)) in newest {

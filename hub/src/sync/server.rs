@@ -439,8 +439,9 @@ async fn sync_connection(
     );
     let printers: Vec<PrinterId> = owned.iter().map(|p| p.id.clone()).collect();
     let watermark = shared.db.watermark(&agent).await?;
+    let session_version = proto::PROTOCOL_VERSION.min(hello.protocol_version);
     let welcome = HubWelcome {
-        protocol_version: proto::PROTOCOL_VERSION.min(hello.protocol_version),
+        protocol_version: session_version,
         hub_version: env!("CARGO_PKG_VERSION").into(),
         acked_through: watermark,
         hub_time: UnixMillis::now(),
@@ -473,7 +474,7 @@ async fn sync_connection(
     );
     let mut renew = tokio::time::interval(LIVE_RENEW);
     let result = async {
-        deliver_commands(shared, &agent, &mut send, &mut delivered).await?;
+        deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
         loop {
             tokio::select! {
                 // Live view leases: renewed while anyone watches (and at once on connect).
@@ -491,7 +492,7 @@ async fn sync_connection(
                 }
                 signal = signals.recv() => match signal {
                     Some(Signal::CommandsPending) => {
-                        deliver_commands(shared, &agent, &mut send, &mut delivered).await?;
+                        deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
                     }
                     Some(Signal::LiveView(request)) => {
                         frames::write(&mut send, &HubMessage::LiveView(request)).await?;

@@ -178,6 +178,31 @@ fn agent_messages() -> (&'static str, Vec<AgentMessage>) {
     })
 }
 
+fn health_v2() -> AgentHealthV2 {
+    AgentHealthV2 {
+        health: AgentHealth {
+            outbox_records: 12,
+            outbox_bytes: 4096,
+            drops: Vec::new(),
+            disk_free_bytes: 8_000_000_000,
+            uptime_s: 86_400,
+            software: software(),
+            certificate_expires_at: Some(T0.plus_millis(86_400_000)),
+        },
+        counters: AgentCounters {
+            hub_reconnects: 4,
+            hub_protocol_errors: 1,
+            commands_refused: 2,
+            printers: vec![PrinterCounters {
+                printer: printer(),
+                link_errors: 7,
+                bad_payloads: 3,
+                camera_errors: 5,
+            }],
+        },
+    }
+}
+
 fn record_bodies() -> (&'static str, Vec<RecordBody>) {
     every_variant!(RecordBody {
         Telemetry => RecordBody::Telemetry(PrinterTelemetry {
@@ -217,27 +242,10 @@ fn record_bodies() -> (&'static str, Vec<RecordBody>) {
             last_error: None,
             live: true,
         }),
-        AgentHealthV2 => RecordBody::AgentHealthV2(AgentHealthV2 {
-            health: AgentHealth {
-                outbox_records: 12,
-                outbox_bytes: 4096,
-                drops: Vec::new(),
-                disk_free_bytes: 8_000_000_000,
-                uptime_s: 86_400,
-                software: software(),
-                certificate_expires_at: Some(T0.plus_millis(86_400_000)),
-            },
-            counters: AgentCounters {
-                hub_reconnects: 4,
-                hub_protocol_errors: 1,
-                commands_refused: 2,
-                printers: vec![PrinterCounters {
-                    printer: printer(),
-                    link_errors: 7,
-                    bad_payloads: 3,
-                    camera_errors: 5,
-                }],
-            },
+        AgentHealthV2 => RecordBody::AgentHealthV2(health_v2()),
+        AgentHealthV3 => RecordBody::AgentHealthV3(AgentHealthV3 {
+            health: health_v2(),
+            clock: Some(ClockOffset { offset_ms: -10_800_123, uncertainty_ms: 4, measured_at: T0 }),
         }),
     })
 }
@@ -348,6 +356,7 @@ fn preconditions() -> (&'static str, Vec<Precondition>) {
         StateIn => Precondition::StateIn(vec![PrintState::Idle, PrintState::Finished]),
         PlateConfirmedClear => Precondition::PlateConfirmedClear { by: "ana".into(), at: T0 },
         ControlAvailable => Precondition::ControlAvailable,
+        PlateClearThrough => Precondition::PlateClearThrough { by: "ana".into(), through: Seq(4242) },
     })
 }
 
@@ -622,6 +631,7 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
         let expected = match body {
             RecordBody::CameraHealth(_) => 2,
             RecordBody::AgentHealthV2(_) => 3,
+            RecordBody::AgentHealthV3(_) => 4,
             _ => 1,
         };
         let mixed =
@@ -636,6 +646,17 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
         assert_eq!(version(&frame::encode(&message).unwrap()), 1, "{message:?}");
     }
     assert_eq!(version(&frame::encode(&AgentMessage::Records(Vec::new())).unwrap()), 1);
+    // A command is as new as its newest precondition: a hub must not send a version 4 plate
+    // check to an agent of version 3, which could not decode it.
+    for precondition in preconditions().1 {
+        let expected = precondition.since();
+        let mut start = command(CommandAction::RequestFullPush);
+        start.preconditions.push(precondition);
+        let message = HubMessage::Command(start);
+        assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
+    }
+    let clock_free = Precondition::PlateClearThrough { by: "ana".into(), through: Seq(1) };
+    assert_eq!(clock_free.since(), 4);
 }
 
 /// Checks one nested enum: all its variants, in declaration order, in one postcard file.

@@ -235,6 +235,34 @@ async fn an_agents_counters_are_stored_from_its_newest_health(store: Store) {
     });
     assert_eq!(counters().await, (Some(2), Some(expected)));
     assert_eq!(db.records(&agent).await.unwrap()[1], v2_record, "stored as received");
+
+    // Version 4: the clock too, shown to the API; an agent three hours behind is flagged.
+    let clock_of = async || {
+        let details = db.agent_details().await.unwrap();
+        details.into_iter().find(|a| a.id == agent.as_str()).unwrap().clock
+    };
+    assert!(clock_of().await.is_none(), "no agent of version 4 reported yet");
+    let RecordBody::AgentHealthV2(v2) = v2_record.body.clone() else { unreachable!() };
+    let behind = proto::ClockOffset {
+        offset_ms: 10_800_000,
+        uncertainty_ms: 4,
+        measured_at: UnixMillis(1_690_000_000_003),
+    };
+    let v3 = |seq: u64, clock| Record {
+        seq: Seq(seq),
+        observed_at: UnixMillis(1_690_000_000_000 + seq as i64),
+        body: RecordBody::AgentHealthV3(proto::AgentHealthV3 { health: v2.clone(), clock }),
+    };
+    db.ingest(&agent, &[v3(3, Some(behind))], now).await.unwrap();
+    let clock = clock_of().await.expect("the clock stored");
+    assert_eq!((clock.offset_ms, clock.uncertainty_ms, clock.off), (10_800_000, 4, true));
+    // A health record before the agent's first session says nothing of the clock: kept.
+    db.ingest(&agent, &[v3(4, None)], now).await.unwrap();
+    assert_eq!(clock_of().await.map(|c| c.offset_ms), Some(10_800_000));
+    let synced = proto::ClockOffset { offset_ms: -12, ..behind };
+    db.ingest(&agent, &[v3(5, Some(synced))], now).await.unwrap();
+    let clock = clock_of().await.expect("the clock stored");
+    assert_eq!((clock.offset_ms, clock.off), (-12, false));
 }
 
 fn agent_id(id: &str) -> AgentId {

@@ -92,11 +92,18 @@ async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
     })
     .await;
 
-    // The agent's health report at start-up reached the hub too, with its counters.
+    // The agent's health report at start-up reached the hub too, with its counters (and,
+    // once a session measured it, its clock: the same machine's, so within the round trip).
     let (health, counters) = records
         .iter()
         .find_map(|r| match &r.body {
-            RecordBody::AgentHealthV2(v2) => Some((v2.health.clone(), v2.counters.clone())),
+            RecordBody::AgentHealthV3(v3) => {
+                if let Some(clock) = v3.clock {
+                    let off = clock.offset_ms.unsigned_abs();
+                    assert!(off <= u64::from(clock.uncertainty_ms) + 1000, "{clock:?}");
+                }
+                Some((v3.health.health.clone(), v3.health.counters.clone()))
+            }
             _ => None,
         })
         .expect("a health record");
