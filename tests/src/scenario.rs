@@ -629,6 +629,20 @@ impl Agent {
         self.start_as(command);
     }
 
+    /// `kitt-agent run` on a machine whose wall clock is `offset` off (libfaketime's syntax:
+    /// `-3h`, `+3h`; the monotonic clock stays true), as on a Raspberry Pi without a
+    /// real-time clock that booted during an outage. Needs Debian's `faketime`.
+    pub fn start_with_clock_off(&mut self, offset: &str) {
+        let mut command = Command::new("faketime");
+        command
+            .args(["-m", "-f", offset])
+            .arg(bin("kitt-agent"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        self.start_as(command);
+    }
+
     /// Runs `command` (a `kitt-agent run`, perhaps inside a wrapper) as this agent.
     pub fn start_as(&mut self, mut command: Command) {
         command.env("KITT_LOG", "warn,edge_agent=info");

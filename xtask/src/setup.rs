@@ -71,6 +71,9 @@ const TEST_PACKAGES: &[SystemPackage] = &[
     // The dashboard is tested in a real browser: headless Chromium driven over WebDriver.
     SystemPackage { name: "chromium", installs: "/usr/bin/chromium" },
     SystemPackage { name: "chromium-driver", installs: "/usr/bin/chromedriver" },
+    // Agents whose clock is hours off (a Raspberry Pi without a real-time clock) run under
+    // libfaketime in the clock-skew scenario.
+    SystemPackage { name: "faketime", installs: "/usr/bin/faketime" },
     // The API fuzzer (schemathesis, from PyPI) runs in a virtual environment the test makes.
     SystemPackage { name: "python3-venv", installs: "/usr/share/doc/python3-venv/copyright" },
 ];

@@ -523,6 +523,101 @@ async fn misconfigurations_each_say_what_is_wrong_and_the_rest_keeps_syncing() {
     verdict.conclude();
 }
 
+/// A Raspberry Pi has no real-time clock: booted during an outage, its clock can be hours
+/// off. Two agents run under libfaketime, one three hours behind and one three hours ahead
+/// (the monotonic clock true). Each connects (the hub's fresh certificate "starts in the
+/// future" for the one behind), runs a light command with the default one-minute expiry,
+/// and is shown with its clock off. Then, cut off from the hub while its printer prints, it
+/// is sent a start "with the plate confirmed clear"; the job ends during the cut, and when
+/// the link returns the start must be refused with a reason the operator can act on. A start
+/// confirmed after the job's end then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_confirmed_before_a_job_ended_is_refused_on_an_agent_hours_off() {
+    const BEHIND: &str = "01P00A391800201";
+    const AHEAD: &str = "01P00A391800202";
+    let fleet = Fleet::start();
+    let hub = &fleet.hub;
+    let outcome = |id: String, want: &'static str| async move {
+        wait_until(PATIENCE, &format!("command {id} {want}"), || async {
+            hub.command_outcome(&id).filter(|outcome| outcome.starts_with(want))
+        })
+        .await
+    };
+    let id = |command: &Result<(String, String), String>| {
+        command.as_ref().map(|(id, _)| id.clone()).unwrap_or_default()
+    };
+    for (serial, name, offset, want_offset_ms) in
+        [(BEHIND, "pi-behind", "-3h", 10_800_000_i64), (AHEAD, "pi-ahead", "+3h", -10_800_000)]
+    {
+        // Long enough to still print when the start is sent, short enough to end in the cut.
+        let printer = fleet.printer(PrinterSpec::new(serial).job("Housing", 60));
+        let mut agent = fleet.enroll(AgentSpec::new(name).printer(&printer)).await;
+        agent.start_with_clock_off(offset);
+        let mut verdict = Verdict::new(&format!("start-confirmed-before-a-job-end-{name}"));
+        let printing = |state: &str, _| state == "printing";
+        verdict.ok(wait_shown(&fleet, serial, "the hub showing the print", printing).await);
+        // What the dashboard shows: the clock, flagged.
+        let shown = wait_until(PATIENCE, "the agent's clock shown", || async {
+            hub.agent_json(&agent.id).filter(|a| a["clock"]["off"] == true)
+        })
+        .await;
+        match shown {
+            Ok(agent) => {
+                let offset = agent["clock"]["offset_ms"].as_i64().unwrap_or_default();
+                verdict.require(
+                    (offset - want_offset_ms).abs() < 60_000,
+                    format!(
+                        "GET /api/v1/agents: clock offset {offset} ms, want about {want_offset_ms}"
+                    ),
+                );
+                verdict.fact(format!("GET /api/v1/agents: clock off by {offset} ms, flagged"));
+            }
+            Err(problem) => verdict.problem(problem),
+        }
+        // Expiry is the hub's clock: a one-minute command neither expires at once (agent
+        // ahead) nor lives three hours (agent behind).
+        let light = hub.command_printer(
+            serial,
+            &json!({"action": "set_light", "node": "chamber_light", "mode": "on"}),
+        );
+        verdict.ok(outcome(id(&light), "succeeded").await);
+        verdict.fact("a set_light with the default 60 s expiry succeeded");
+
+        agent.cut(true);
+        verdict.ok(hub.wait_online(&agent.id, false).await);
+        let start = json!({"action": "start_print", "file": "/model/next.gcode.3mf",
+            "plate_confirmed_clear": true, "expires_in_s": 600});
+        let early = hub.command_printer(serial, &start);
+        verdict.ok(printer.wait_emitted("the job's end", kind("job_finished")).await);
+        agent.cut(false);
+        match outcome(id(&early), "precondition_failed").await {
+            Ok(reason) => {
+                verdict.require(
+                    reason.contains("after") && reason.contains("confirm again"),
+                    format!("the refusal does not tell the operator what to do: {reason:?}"),
+                );
+                verdict.fact(format!("the early start: \"{reason}\""));
+            }
+            Err(problem) => verdict.problem(problem),
+        }
+        let started = |printer: &tests::scenario::Printer| {
+            let emitted = printer.emitted().unwrap_or_default();
+            tests::checker::requests(&emitted, "project_file").len()
+        };
+        verdict.require(started(&printer) == 0, "the printer was told to start on its old plate");
+        // Confirmed now, after the job's end reached the hub: it runs.
+        let finished = |state: &str, _| state == "finished";
+        verdict.ok(wait_shown(&fleet, serial, "the hub showing the job finished", finished).await);
+        let late = hub.command_printer(serial, &start);
+        verdict.ok(outcome(id(&late), "succeeded").await);
+        verdict
+            .require(started(&printer) == 1, "the start confirmed after the job's end did not run");
+        verdict.fact("a start confirmed after the job's end ran");
+        verdict.include(&fleet.check(&agent, &[&printer], &Rules::default()).await);
+        verdict.conclude();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarting_during_ingest_loses_nothing_acknowledged() {
     const SERIAL: &str = "01P00A391800109";
