@@ -397,8 +397,13 @@ async fn commit(outbox: &SharedOutbox, batch: Vec<(UnixMillis, RecordBody)>) -> 
     }
 }
 
+/// How long the command ledger keeps a command past its expiry (the hub's clock): the hub
+/// never delivers a command after its expiry, so a day of margin covers any offset error.
+const LEDGER_KEEP_MS: i64 = 24 * 3_600_000;
+
 /// Appends an `AgentHealthV3` record every `interval`: the outbox's depth and its drop
-/// totals since it was created, the agent's counters, and its clock's offset from the hub's.
+/// totals since it was created, the agent's counters, and its clock's offset from the hub's;
+/// prunes the command ledger of commands long expired.
 async fn health(
     outbox: SharedOutbox,
     interval: Duration,
@@ -419,6 +424,9 @@ async fn health(
         let outbox = outbox.clone();
         let state_dir = state_dir.clone();
         let counters = counters.snapshot();
+        // Ledger entries can go once their command can never come again, judged on the hub's
+        // clock (which wrote the expiry), so only once the offset is known.
+        let prune_before = clock.offset().map(|_| clock.hub_now().plus_millis(-LEDGER_KEEP_MS));
         let clock = clock.offset();
         let _ = tokio::task::spawn_blocking(move || {
             // Renewals rewrite identity.toml; read the current expiry from it.
@@ -445,6 +453,13 @@ async fn health(
             let body = RecordBody::AgentHealthV3(AgentHealthV3 { health, clock });
             if let Err(error) = outbox.append(UnixMillis::now(), body) {
                 tracing::warn!(%error, "Cannot record the agent's health.");
+            }
+            if let Some(before) = prune_before {
+                match outbox.prune_commands(before) {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "Pruned the command ledger."),
+                    Err(error) => tracing::warn!(%error, "Cannot prune the command ledger."),
+                }
             }
         })
         .await;

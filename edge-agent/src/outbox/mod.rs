@@ -85,6 +85,9 @@
 //! - **Command ledger.** [`Outbox::command_begin`] durably records a command before it
 //!   runs, so a restart never runs it twice; a command begun but not finished reads back as
 //!   `Seen { outcome: None }` and the driver reports it as interrupted rather than retrying.
+//!   The agent prunes entries a day past their expiry, judged on the hub's clock (which wrote
+//!   `expires_at`), once it has measured the offset; the hub never delivers a command after
+//!   its expiry.
 
 mod job_ends;
 mod policy;
