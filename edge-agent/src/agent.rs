@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use proto::{
     AgentHealth, AgentHealthV2, AgentHealthV3, CameraId, LiveViewAction, LiveViewRequest,
-    PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterState, PrinterTelemetry,
-    RecordBody, UnixMillis, Vendor,
+    PrintState, PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterState,
+    PrinterTelemetry, RecordBody, UnixMillis, Vendor,
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -117,8 +117,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         tasks.spawn(recorder(
             printer.serial.clone(),
             outputs,
-            records_tx.clone(),
-            view_tx,
+            Sinks { records: records_tx.clone(), outbox: outbox.clone(), view: view_tx },
             Watchers { events: events_tx.clone(), state: camera_state_tx },
             counters.printer(&printer.serial),
             config.telemetry_interval,
@@ -199,6 +198,15 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
 /// The largest snapshot chunk: one outbox record, well inside a sync batch.
 const SNAPSHOT_CHUNK_BYTES: usize = 128 * 1024;
 
+/// Where a printer's recorder puts what its link reports: records for the writer, job ends
+/// it did not see straight into the outbox, and the view its command executor reads.
+#[derive(Debug)]
+struct Sinks {
+    records: mpsc::Sender<(UnixMillis, RecordBody)>,
+    outbox: SharedOutbox,
+    view: watch::Sender<PrinterView>,
+}
+
 /// What the printer's cameras hear from its recorder.
 #[derive(Debug)]
 struct Watchers {
@@ -260,12 +268,12 @@ async fn route_live_requests(
 async fn recorder(
     printer: PrinterId,
     mut outputs: mpsc::Receiver<LinkOutput>,
-    records: mpsc::Sender<(UnixMillis, RecordBody)>,
-    view: watch::Sender<PrinterView>,
+    sinks: Sinks,
     watchers: Watchers,
     counters: Arc<PrinterCounters>,
     interval: Duration,
 ) {
+    let Sinks { records, outbox, view } = sinks;
     let mut last_sample: Option<Instant> = None;
     let mut dirty = false;
     let mut tick = tokio::time::interval(interval);
@@ -289,7 +297,27 @@ async fn recorder(
         let Some(output) = output else { return };
         let record = match output {
             LinkOutput::State(state) => {
-                view.send_modify(|view| view.state = (*state).clone());
+                // Found idle or finished when the agent starts watching (at start, after a
+                // lost link): a job may have ended while nobody watched. Counted with the
+                // state, then marked in the outbox, so the plate check refuses a start
+                // confirmed before now (see `commands`, "The plate check").
+                let unseen_end = view.borrow().state.state == PrintState::Offline
+                    && matches!(
+                        state.state,
+                        PrintState::Idle | PrintState::Finished | PrintState::Failed
+                    );
+                view.send_modify(|view| {
+                    view.state = (*state).clone();
+                    view.job_ends += u64::from(unseen_end);
+                });
+                if unseen_end {
+                    let (outbox, printer) = (outbox.clone(), printer.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
+                        outbox.note_unseen_job_end(&printer, UnixMillis::now());
+                    })
+                    .await;
+                }
                 if watchers.state.receiver_count() > 0 {
                     watchers.state.send_replace((*state).clone());
                 }
@@ -463,5 +491,80 @@ async fn health(
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(state: PrintState) -> LinkOutput {
+        LinkOutput::State(Box::new(PrinterState { state, ..PrinterState::default() }))
+    }
+
+    /// The recorder of one printer over a fresh outbox; the test plays the printer link.
+    struct Recorder {
+        outputs: mpsc::Sender<LinkOutput>,
+        records: mpsc::Receiver<(UnixMillis, RecordBody)>,
+        view: watch::Receiver<PrinterView>,
+        outbox: SharedOutbox,
+        printer: PrinterId,
+        _dir: tempfile::TempDir,
+    }
+
+    fn recorder() -> Recorder {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = Outbox::open(OutboxConfig::new(dir.path().join("outbox.db"))).unwrap();
+        let outbox: SharedOutbox = Arc::new(Mutex::new(outbox));
+        let printer = PrinterId::new("01P00A391800001").unwrap();
+        let (outputs_tx, outputs) = mpsc::channel(16);
+        let (records_tx, records) = mpsc::channel(16);
+        let (view_tx, view) = watch::channel(PrinterView::default());
+        let (events, _) = broadcast::channel(16);
+        let (camera_state, _) = watch::channel(PrinterState::default());
+        tokio::spawn(super::recorder(
+            printer.clone(),
+            outputs,
+            Sinks { records: records_tx, outbox: outbox.clone(), view: view_tx },
+            Watchers { events, state: camera_state },
+            Arc::default(),
+            Duration::from_millis(10),
+        ));
+        Recorder { outputs: outputs_tx, records, view, outbox, printer, _dir: dir }
+    }
+
+    impl Recorder {
+        /// Sends `output` and waits until its record comes out (so the recorder is done with
+        /// it).
+        async fn feed(&mut self, output: LinkOutput) {
+            self.outputs.send(output).await.unwrap();
+            self.records.recv().await.expect("the recorder is running");
+        }
+
+        fn facts(&self) -> crate::outbox::JobEndFacts {
+            self.outbox.lock().unwrap().job_ends(&self.printer)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_printer_found_finished_when_the_agent_starts_watching_counts_as_a_job_end_unseen() {
+        let mut recorder = recorder();
+        // Found printing: the end will be seen when it comes.
+        recorder.feed(state(PrintState::Printing)).await;
+        assert_eq!(recorder.view.borrow().job_ends, 0);
+        assert_eq!(recorder.facts().latest, None);
+        // The link is lost and comes back with the printer finished: whatever ended in
+        // between was not seen. Marked (counted in the view and the outbox alike).
+        recorder.feed(state(PrintState::Offline)).await;
+        recorder.feed(state(PrintState::Finished)).await;
+        assert_eq!(recorder.view.borrow().job_ends, 1);
+        let facts = recorder.facts();
+        assert_eq!(facts.appended, 1);
+        let end = facts.latest.expect("a job end marked");
+        assert!(!end.seen);
+        // Watching on: nothing more is marked for states that follow.
+        recorder.feed(state(PrintState::Idle)).await;
+        assert_eq!(recorder.view.borrow().job_ends, 1);
+        assert_eq!(recorder.facts().latest, Some(end));
     }
 }

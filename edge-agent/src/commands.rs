@@ -31,7 +31,18 @@
 //! the printer's [`PrinterView`] before passing its record on, and the outbox counts those
 //! it appended and keeps the latest's seq durably ([`JobEndFacts`]). If the view has seen
 //! more than the outbox has, the newest job end has no seq yet (it will get one above
-//! anything the hub has), so the start is refused too.
+//! anything the hub has), so the start is refused too. The printer link emits a job end
+//! before the state it leads to, so by the time the view shows the printer finished, the
+//! job end is counted. A confirmation by time from a hub of version 3
+//! (`PlateConfirmedClear`) is answered `Unsupported`: it cannot be decided without clocks.
+//!
+//! A job end the agent never saw: one that happened (or a whole job that ran) while the
+//! agent or its printer link was down, or whose record was lost uncommitted in a crash.
+//! The link derives no `JobFinished` for it (it finds the printer already finished), so the
+//! recorder marks one whenever it finds the printer idle, finished or failed as it starts
+//! watching (after `Offline`: at start, after a lost link), at the seq the next record gets
+//! ([`crate::outbox::JobEnd::seen`] false). A start confirmed before the agent (re)connected
+//! to the printer is therefore refused once; confirmed again, it runs.
 //!
 //! # Overflow
 //!
@@ -193,14 +204,7 @@ fn start_with(
         queues.insert(printer.clone(), queue_tx);
         let span = tracing::info_span!("commands", printer = %printer);
         tasks.spawn(tracing::Instrument::instrument(
-            executor(
-                queue_rx,
-                printer.clone(),
-                target,
-                outbox.clone(),
-                records.clone(),
-                clock.clone(),
-            ),
+            executor(queue_rx, printer.clone(), target, outbox.clone(), records.clone()),
             span,
         ));
     }
@@ -217,13 +221,12 @@ async fn executor(
     printer: PrinterTarget,
     outbox: SharedOutbox,
     records: Records,
-    clock: Arc<HubClock>,
 ) {
     while let Some(Queued { command, deadline }) = commands.recv().await {
         let id = command.id;
         let outcome = match begin(&outbox, &command).await {
             Some(CommandLedger::New) => {
-                execute(&command, deadline, &printer_id, &printer, &outbox, &clock).await
+                execute(&command, deadline, &printer_id, &printer, &outbox).await
             }
             Some(CommandLedger::Seen { outcome: Some(_) }) => {
                 tracing::debug!(command = %id, "Command already answered; not again.");
@@ -311,7 +314,6 @@ async fn execute(
     printer_id: &PrinterId,
     printer: &PrinterTarget,
     outbox: &SharedOutbox,
-    clock: &HubClock,
 ) -> CommandOutcome {
     if Instant::now() >= deadline {
         return CommandOutcome::Expired;
@@ -332,8 +334,7 @@ async fn execute(
     } else {
         JobEndFacts::default()
     };
-    let offset_ms = clock.offset().map_or(0, |o| o.offset_ms);
-    if let Some(failed) = unmet_precondition(command, &view, &job_ends, offset_ms) {
+    if let Some(failed) = unmet_precondition(command, &view, &job_ends) {
         return failed;
     }
     printer.link.send(command.action.clone()).await
@@ -341,10 +342,7 @@ async fn execute(
 
 fn needs_job_ends(precondition: &proto::Precondition) -> bool {
     use proto::Precondition;
-    matches!(
-        precondition,
-        Precondition::PlateClearThrough { .. } | Precondition::PlateConfirmedClear { .. }
-    )
+    matches!(precondition, Precondition::PlateClearThrough { .. })
 }
 
 async fn job_end_facts(outbox: &SharedOutbox, printer: &PrinterId) -> Option<JobEndFacts> {
@@ -357,13 +355,10 @@ async fn job_end_facts(outbox: &SharedOutbox, printer: &PrinterId) -> Option<Job
 }
 
 /// The first precondition of `command` that does not hold, as the outcome to report.
-/// `offset_ms` is the hub's clock minus the agent's, for the retired time-stamped plate
-/// check only.
 fn unmet_precondition(
     command: &Command,
     view: &PrinterView,
     job_ends: &JobEndFacts,
-    offset_ms: i64,
 ) -> Option<CommandOutcome> {
     use proto::Precondition;
     let idle =
@@ -385,32 +380,30 @@ fn unmet_precondition(
                          check the plate and confirm again"
                     )
                 } else if let Some(end) = job_ends.latest.filter(|end| end.seq > *through) {
+                    let what = if end.seen {
+                        "a job ended on the printer"
+                    } else {
+                        "the agent found the printer idle or finished when it (re)connected \
+                         to it, so a job may have ended unseen"
+                    };
                     format!(
-                        "a job ended on the printer (record {}) after {by} confirmed the plate \
-                         clear (the hub had records through {through}); check the plate and \
-                         confirm again",
+                        "{what} (record {}) after {by} confirmed the plate clear (the hub had \
+                         records through {through}); check the plate and confirm again",
                         end.seq
                     )
                 } else {
                     continue;
                 }
             }
-            Precondition::PlateConfirmedClear { by, at } => {
-                // From a hub of version 3: `at` is the hub's clock; the job end, moved onto
-                // it by the measured offset, must come before.
-                let on_hub_clock = |end: UnixMillis| end.0.saturating_add(offset_ms);
-                if !idle {
-                    format!("the printer is {:?}", view.state.state)
-                } else if view.job_ends > job_ends.appended
-                    || job_ends.latest.is_some_and(|end| on_hub_clock(end.at) > at.0)
-                {
-                    format!(
-                        "the plate was confirmed clear by {by} before the last job ended; check \
-                         the plate and confirm again"
-                    )
-                } else {
-                    continue;
-                }
+            Precondition::PlateConfirmedClear { .. } => {
+                // From a hub of version 3: a confirmation stamped with the hub's clock, to be
+                // compared with a job end stamped with this machine's, which may have been
+                // hours off when it was stamped. Not decided by clocks: refused.
+                return Some(CommandOutcome::Unsupported {
+                    detail: "the hub sent a plate confirmation by time, which this agent no \
+                             longer trusts (clocks can be hours apart): upgrade kitt-hub"
+                        .into(),
+                });
             }
             _ => continue,
         };

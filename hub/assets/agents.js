@@ -185,7 +185,7 @@ function Clock({ agent }) {
   const clock = agent.clock;
   if (!clock) return '—';
   const text = clockText(clock.offset_ms);
-  const title = `Measured ±${clock.uncertainty_ms} ms when its session began. Commands and the plate check do not depend on it; the times on its events do. Set up NTP on the Pi.`;
+  const title = `The hub's clock minus the agent's, ±${clock.uncertainty_ms} ms. Expiries and the plate check follow the hub's clock; the times this agent stamps on its events and telemetry are off by this much. Set up NTP on the Pi.`;
   return clock.off
     ? html`<span class="warn-text" data-testid="clock-off" title=${title}>⚠ ${text}</span>`
     : html`<span title=${title}>in sync</span>`;

@@ -4,3 +4,7 @@
 ALTER TABLE agents ADD COLUMN clock_offset_ms BIGINT;
 ALTER TABLE agents ADD COLUMN clock_uncertainty_ms BIGINT;
 ALTER TABLE agents ADD COLUMN clock_measured_at BIGINT;
+
+-- The printer's state is the one of its owner's record with the highest seq: the agent's
+-- order, not its clock, which can step back (a Pi that rebooted hours behind).
+ALTER TABLE printers ADD COLUMN state_seq BIGINT;

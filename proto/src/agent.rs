@@ -212,15 +212,16 @@ pub struct AgentHealthV3 {
 }
 
 /// How far the agent's clock is from the hub's: `offset_ms` is the hub's clock minus the
-/// agent's (positive when the agent is behind), measured from the hub's `Welcome.hub_time`
-/// and the round trip of `Hello`/`Welcome`; the true offset lies within `± uncertainty_ms`
-/// (half that round trip).
+/// agent's (positive when the agent is behind). The agent follows the hub's clock from the
+/// last `Welcome.hub_time` (plus half the `Hello`/`Welcome` round trip) on its monotonic
+/// clock; the true offset lies within `± uncertainty_ms` (half that round trip).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ClockOffset {
     pub offset_ms: i64,
     pub uncertainty_ms: u32,
-    /// When it was measured, on the agent's clock.
+    /// When it was read, on the agent's clock. (The agent follows the hub's clock on its
+    /// monotonic clock from the last welcome, so this is fresh in every health record.)
     pub measured_at: UnixMillis,
 }
 

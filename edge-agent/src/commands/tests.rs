@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proto::{ClockOffset, CommandAction, CommandId, Precondition, Seq};
+use proto::{CommandAction, CommandId, Precondition, Seq};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
@@ -32,7 +32,11 @@ fn view(state: PrintState, job_ends: u64) -> PrinterView {
 /// The outbox's facts: `appended` job ends, the latest at `seq` and `at` (agent's clock).
 fn ends(appended: u64, latest: Option<(u64, i64)>) -> JobEndFacts {
     JobEndFacts {
-        latest: latest.map(|(seq, at)| crate::outbox::JobEnd { seq: Seq(seq), at: UnixMillis(at) }),
+        latest: latest.map(|(seq, at)| crate::outbox::JobEnd {
+            seq: Seq(seq),
+            at: UnixMillis(at),
+            seen: true,
+        }),
         appended,
     }
 }
@@ -45,51 +49,41 @@ fn detail(outcome: Option<CommandOutcome>) -> String {
 }
 
 #[test]
-fn a_plate_confirmation_is_refused_after_a_later_job_end_whatever_the_clocks_say() {
+fn a_plate_confirmation_is_refused_after_a_later_job_end_whatever_the_job_ends_time() {
     let clear = Precondition::PlateClearThrough { by: "ana".into(), through: Seq(10) };
     let command = command(vec![clear]);
     let finished = view(PrintState::Finished, 1);
-    // No clock is read: the job end's time and the offset change nothing.
-    for (at, offset) in [(0, 0), (i64::MAX, -10_800_000), (i64::MIN, 10_800_000)] {
+    // Only seqs decide: the job end's time (on a clock hours off, or garbage) changes nothing.
+    for at in [0, i64::MAX, i64::MIN] {
         // The job that ended before the confirmation (seq 8 <= 10): the plate was seen clear.
-        assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((8, at))), offset), None);
-        assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((10, at))), offset), None);
+        assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((8, at)))), None);
+        assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((10, at)))), None);
         // One ended after (seq 12): refused, saying what to do.
-        let later =
-            detail(unmet_precondition(&command, &finished, &ends(1, Some((12, at))), offset));
-        assert!(later.contains("record 12") && later.contains("after ana confirmed"), "{later}");
+        let later = detail(unmet_precondition(&command, &finished, &ends(1, Some((12, at)))));
+        assert!(later.contains("record 12") && later.contains("ana confirmed"), "{later}");
         assert!(later.contains("confirm again"), "{later}");
     }
     // The link reported a job end the outbox has not appended yet: it will get a seq above
     // anything the hub had, so it is refused too.
-    let just = detail(unmet_precondition(
-        &command,
-        &view(PrintState::Finished, 2),
-        &ends(1, Some((8, 0))),
-        0,
-    ));
+    let two_ends = view(PrintState::Finished, 2);
+    let just = detail(unmet_precondition(&command, &two_ends, &ends(1, Some((8, 0)))));
     assert!(just.contains("just ended"), "{just}");
     // Never a job end: fine. Busy: refused.
-    assert_eq!(unmet_precondition(&command, &view(PrintState::Idle, 0), &ends(0, None), 0), None);
-    let busy =
-        detail(unmet_precondition(&command, &view(PrintState::Printing, 0), &ends(0, None), 0));
+    assert_eq!(unmet_precondition(&command, &view(PrintState::Idle, 0), &ends(0, None)), None);
+    let busy = detail(unmet_precondition(&command, &view(PrintState::Printing, 0), &ends(0, None)));
     assert!(busy.contains("Printing"), "{busy}");
 }
 
 #[test]
-fn a_time_stamped_confirmation_from_an_older_hub_is_compared_on_the_hubs_clock() {
-    // Confirmed at 500 on the hub's clock; the job ended at 400 on the agent's.
+fn a_plate_confirmation_by_time_from_an_older_hub_is_refused() {
+    // Confirmed at 500 on the hub's clock; the job ended at 400 on the agent's, which may
+    // have been hours off then: nothing to decide by.
     let clear = Precondition::PlateConfirmedClear { by: "ana".into(), at: UnixMillis(500) };
     let command = command(vec![clear]);
-    let finished = view(PrintState::Finished, 1);
-    assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((3, 400))), 0), None);
-    // The agent's clock is 200 behind the hub's: the job really ended at 600, after.
-    assert!(unmet_precondition(&command, &finished, &ends(1, Some((3, 400))), 200).is_some());
-    // Ahead by 200: it ended at 200, before.
-    assert_eq!(unmet_precondition(&command, &finished, &ends(1, Some((3, 400))), -200), None);
-    assert!(
-        unmet_precondition(&command, &view(PrintState::Printing, 0), &ends(0, None), 0).is_some()
-    );
+    let outcome =
+        unmet_precondition(&command, &view(PrintState::Idle, 1), &ends(1, Some((3, 400))));
+    let Some(CommandOutcome::Unsupported { detail }) = outcome else { panic!("{outcome:?}") };
+    assert!(detail.contains("upgrade kitt-hub"), "{detail}");
 }
 
 #[test]
@@ -99,12 +93,12 @@ fn state_and_control_preconditions_are_checked() {
         Precondition::ControlAvailable,
     ]);
     let none = JobEndFacts::default();
-    assert_eq!(unmet_precondition(&command, &view(PrintState::Printing, 0), &none, 0), None);
-    let idle = unmet_precondition(&command, &view(PrintState::Idle, 0), &none, 0);
+    assert_eq!(unmet_precondition(&command, &view(PrintState::Printing, 0), &none), None);
+    let idle = unmet_precondition(&command, &view(PrintState::Idle, 0), &none);
     assert!(matches!(idle, Some(CommandOutcome::PreconditionFailed { .. })), "{idle:?}");
     let mut read_only = view(PrintState::Printing, 0);
     read_only.state.control = ControlCapability::ReadOnly;
-    assert!(unmet_precondition(&command, &read_only, &none, 0).is_some());
+    assert!(unmet_precondition(&command, &read_only, &none).is_some());
 }
 
 /// Routers, executors and their printers' links, played by the test.
@@ -268,12 +262,14 @@ async fn a_command_for_an_unknown_printer_is_answered_with_a_failure() {
 
 const HOURS_3: i64 = 3 * 3_600_000;
 
+/// The hub's welcome says its clock reads `agent_ahead_ms` less than the agent's.
 fn skew(clock: &HubClock, agent_ahead_ms: i64) {
-    clock.observe(ClockOffset {
-        offset_ms: -agent_ahead_ms,
-        uncertainty_ms: 1,
-        measured_at: UnixMillis::now(),
-    });
+    clock.observe(UnixMillis(UnixMillis::now().0 - agent_ahead_ms), Duration::ZERO);
+}
+
+/// `now` on the hub's clock, worked out apart from the `HubClock` under test.
+fn hub_time(agent_ahead_ms: i64) -> UnixMillis {
+    UnixMillis(UnixMillis::now().0 - agent_ahead_ms)
 }
 
 #[tokio::test]
@@ -282,13 +278,12 @@ async fn a_start_confirmed_before_a_job_ended_is_refused_on_an_agent_hours_off()
         let mut agent = agent(&[A], PRINTER_QUEUE);
         skew(&agent.clock, agent_ahead);
         let before = agent.job_end(A);
-        let clock = agent.clock.clone();
         let start = |n: u8, through: Seq| {
             let mut start = order(n, A, CommandAction::RequestFullPush);
             start.preconditions =
                 vec![Precondition::PlateClearThrough { by: "ana".into(), through }];
             // A minute to run, on the hub's clock.
-            start.expires_at = clock.hub_now().plus_millis(60_000);
+            start.expires_at = hub_time(agent_ahead).plus_millis(60_000);
             start
         };
         // Confirmed after the job that ended at `before`: it runs, and has not expired
@@ -316,14 +311,14 @@ async fn expiry_is_counted_on_the_hubs_clock_whatever_the_agents_reads() {
         let mut agent = agent(&[A], PRINTER_QUEUE);
         skew(&agent.clock, agent_ahead);
         let mut live = order(1, A, CommandAction::Pause);
-        live.expires_at = agent.clock.hub_now().plus_millis(60_000);
+        live.expires_at = hub_time(agent_ahead).plus_millis(60_000);
         assert_eq!(agent.router.route(live), Routed::Queued);
         let (action, reply) = agent.request(A).await;
         assert_eq!(action, CommandAction::Pause, "skew {agent_ahead}");
         reply.send(CommandOutcome::Succeeded).unwrap();
         assert_eq!(agent.result().await.outcome, CommandOutcome::Succeeded);
         let mut late = order(2, A, CommandAction::Stop);
-        late.expires_at = agent.clock.hub_now().plus_millis(-1);
+        late.expires_at = hub_time(agent_ahead).plus_millis(-1);
         assert_eq!(agent.router.route(late), Routed::Queued);
         assert_eq!(agent.result().await.outcome, CommandOutcome::Expired, "skew {agent_ahead}");
     }

@@ -7,10 +7,12 @@
 //! hours off decides the same way as one on time.
 //!
 //! The mark is written in the same transaction as the record, so a crash loses both or
-//! neither. It is kept even if its record is shed from the pending batch or later evicted:
-//! forgetting a job end could start a print on an occupied bed, while remembering one the
-//! hub never received costs nothing (the check compares with the hub's watermark, which
-//! still moves past a lost seq).
+//! neither (the printer link then derives no job end after the restart: see "Known gap" in
+//! [`crate::commands`]). It is kept even if its record is refused, shed from the pending
+//! batch or evicted: forgetting a job end could start a print on an occupied bed. Then the
+//! hub never shows that job end, yet once its watermark passes the mark's seq a start
+//! confirmed later passes: the person confirming looked at the plate after the job ended.
+//! `resume` moves the marks with the records it renumbers.
 
 use std::collections::HashMap;
 
@@ -24,6 +26,10 @@ use super::store::{to_i64, to_u64};
 pub struct JobEnd {
     pub seq: Seq,
     pub at: UnixMillis,
+    /// `false` for a job end the agent did not see happen: the printer was found idle or
+    /// finished when the agent started watching it (after a restart, or a lost link), so a
+    /// job may have ended while nobody watched. Marked at the seq the next record gets.
+    pub seen: bool,
 }
 
 /// What the outbox knows of one printer's job ends.
@@ -31,8 +37,9 @@ pub struct JobEnd {
 pub struct JobEndFacts {
     /// The latest, committed or still pending.
     pub latest: Option<JobEnd>,
-    /// Job-end records appended since the outbox was opened: compared with how many the
-    /// printer link reported, it tells whether one is still on its way to the outbox.
+    /// Job ends marked since the outbox was opened (records appended, and unseen ones):
+    /// compared with how many the recorder counted, it tells whether one is still on its
+    /// way to the outbox.
     pub appended: u64,
 }
 
@@ -46,28 +53,50 @@ pub(super) struct JobEnds {
 
 impl JobEnds {
     pub fn load(connection: &Connection) -> rusqlite::Result<JobEnds> {
-        let mut statement = connection.prepare("SELECT printer, seq, at FROM job_ends")?;
+        let mut statement = connection.prepare("SELECT printer, seq, at, seen FROM job_ends")?;
         let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            let end = JobEnd {
+                seq: Seq(to_u64(row.get(1)?)),
+                at: UnixMillis(row.get(2)?),
+                seen: row.get(3)?,
+            };
+            Ok((row.get::<_, String>(0)?, end))
         })?;
         let mut committed = HashMap::new();
         for row in rows {
-            let (printer, seq, at) = row?;
+            let (printer, end) = row?;
             // A row naming no valid printer id cannot be one this build wrote: ignored.
             if let Ok(printer) = PrinterId::new(printer) {
-                committed.insert(printer, JobEnd { seq: Seq(to_u64(seq)), at: UnixMillis(at) });
+                committed.insert(printer, end);
             }
         }
         Ok(JobEnds { committed, ..JobEnds::default() })
     }
 
-    /// Notes `body` if it is a job end, given `seq` by `append`.
+    /// Notes `body` if it is a job end, to get `seq` from `append` (or, if `append` refuses
+    /// it, the seq the next record gets).
     pub fn note(&mut self, body: &RecordBody, seq: u64, at: UnixMillis) {
         if let RecordBody::PrinterEvent(event) = body
             && matches!(event.kind, PrinterEventKind::JobFinished { .. })
         {
-            self.pending.insert(event.printer.clone(), JobEnd { seq: Seq(seq), at });
-            *self.appended.entry(event.printer.clone()).or_default() += 1;
+            self.mark(&event.printer, JobEnd { seq: Seq(seq), at, seen: true });
+        }
+    }
+
+    /// Marks a job end that may have happened unseen, at `seq` (the next record's).
+    pub fn note_unseen(&mut self, printer: &PrinterId, seq: u64, at: UnixMillis) {
+        self.mark(printer, JobEnd { seq: Seq(seq), at, seen: false });
+    }
+
+    fn mark(&mut self, printer: &PrinterId, end: JobEnd) {
+        self.pending.insert(printer.clone(), end);
+        *self.appended.entry(printer.clone()).or_default() += 1;
+    }
+
+    /// Moves every mark up by `offset`, as `resume` renumbers the records.
+    pub fn shift(&mut self, offset: u64) {
+        for end in self.committed.values_mut().chain(self.pending.values_mut()) {
+            end.seq = Seq(end.seq.0.saturating_add(offset));
         }
     }
 
@@ -77,11 +106,12 @@ impl JobEnds {
             return Ok(());
         }
         let mut upsert = tx.prepare_cached(
-            "INSERT INTO job_ends (printer, seq, at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (printer) DO UPDATE SET seq = excluded.seq, at = excluded.at",
+            "INSERT INTO job_ends (printer, seq, at, seen) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (printer) DO UPDATE SET seq = excluded.seq, at = excluded.at, \
+             seen = excluded.seen",
         )?;
         for (printer, end) in &self.pending {
-            upsert.execute(params![printer.as_str(), to_i64(end.seq.0), end.at.0])?;
+            upsert.execute(params![printer.as_str(), to_i64(end.seq.0), end.at.0, end.seen])?;
         }
         Ok(())
     }

@@ -43,7 +43,8 @@
 //! meta(key TEXT PRIMARY KEY, value INTEGER)    schema_version, last_seq, acked_through,
 //!         records.<class>, bytes.<class>, drops.<class>.<reason>, drops_total.<class>.<reason>
 //! commands(id BLOB PRIMARY KEY, expires_at INTEGER NOT NULL, outcome BLOB)
-//! job_ends(printer TEXT PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL)
+//! job_ends(printer TEXT PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+//!          seen INTEGER NOT NULL)
 //! ```
 //!
 //! `job_ends` holds each printer's latest job-end record (see `job_ends.rs`), written in the
@@ -369,9 +370,11 @@ impl Outbox {
         observed_at: UnixMillis,
         body: RecordBody,
     ) -> Result<Seq, OutboxError> {
+        // A job end is marked even if its record is refused below: the plate check must
+        // never forget one (the mark then names the seq the next record gets).
+        self.job_ends.note(&body, self.next_seq, observed_at);
         let class = class_of(&body);
-        let record = body;
-        let body = postcard::to_stdvec(&record).map_err(OutboxError::Encode)?;
+        let body = postcard::to_stdvec(&body).map_err(OutboxError::Encode)?;
         let size = body.len() as u64;
         let capacity = self.capacity.limit_for(class).min(MAX_PENDING_BYTES);
         if size > capacity {
@@ -389,7 +392,6 @@ impl Outbox {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.job_ends.note(&record, seq, observed_at);
         self.pending_bytes += size;
         self.pending.push_back(Pending { seq, observed_at, class, body });
         Ok(Seq(seq))
@@ -467,9 +469,16 @@ impl Outbox {
     }
 
     /// What the outbox knows of `printer`'s job ends: the latest (committed or pending) and
-    /// how many were appended since it opened.
+    /// how many were marked since it opened.
     pub fn job_ends(&self, printer: &proto::PrinterId) -> JobEndFacts {
         self.job_ends.facts(printer)
+    }
+
+    /// Marks a job end of `printer` that may have happened while nobody watched (the agent
+    /// found the printer idle or finished when it started watching), at the seq the next
+    /// record gets; saved with the next commit. See [`JobEnd::seen`].
+    pub fn note_unseen_job_end(&mut self, printer: &proto::PrinterId, at: UnixMillis) {
+        self.job_ends.note_unseen(printer, self.next_seq, at);
     }
 
     /// Records appended and not yet committed.
@@ -583,13 +592,17 @@ impl Outbox {
             durable_through = %self.durable_through(),
             "Hub is ahead of the outbox (was it reset?); renumbering records above it.");
         // Every new seq is above `offset`, which is above every old one: no collisions.
+        // The job-end marks move with their records: a mark left at its old seq would read
+        // as a job end the hub had already seen, and let a start confirmed before it pass.
         self.transact(|tx, counters| {
             tx.execute("UPDATE records SET seq = seq + ?1", params![to_i64(offset)])?;
+            tx.execute("UPDATE job_ends SET seq = seq + ?1", params![to_i64(offset)])?;
             counters.last_seq += offset;
             counters.acked_through = offset;
             Ok(())
         })
         .map_err(|error| self.error(error))?;
+        self.job_ends.shift(offset);
         for pending in &mut self.pending {
             pending.seq += offset;
         }

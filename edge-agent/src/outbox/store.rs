@@ -36,7 +36,8 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS job_ends (
         printer TEXT PRIMARY KEY NOT NULL,
         seq INTEGER NOT NULL,
-        at INTEGER NOT NULL
+        at INTEGER NOT NULL,
+        seen INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
 ";

@@ -674,7 +674,10 @@ fn the_latest_job_end_survives_a_restart_an_ack_and_an_uncommitted_crash_loses_i
         // Acknowledged and deleted: the mark stays.
         outbox.ack(outbox.durable_through()).unwrap();
         let facts = outbox.job_ends(&printer());
-        assert_eq!(facts.latest, Some(super::JobEnd { seq: second, at: UnixMillis(200) }));
+        assert_eq!(
+            facts.latest,
+            Some(super::JobEnd { seq: second, at: UnixMillis(200), seen: true })
+        );
         assert_eq!(facts.appended, 2);
         // Appended, never committed: gone with its record in the crash below.
         outbox.append(UnixMillis(400), job_end(&printer())).unwrap();
@@ -685,4 +688,41 @@ fn the_latest_job_end_survives_a_restart_an_ack_and_an_uncommitted_crash_loses_i
     // The count is of this run's appends; the seq is what persists.
     assert_eq!(facts.appended, 0);
     assert_eq!(outbox.job_ends(&other).latest.map(|e| e.at), Some(UnixMillis(300)));
+}
+
+#[test]
+fn renumbering_above_the_hub_moves_the_job_end_marks_and_a_refused_record_is_still_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    // A fresh outbox (say, the old one was moved aside as corrupt) records a job end...
+    let mut outbox = open(&config);
+    let end = outbox.append(UnixMillis(100), job_end(&printer())).unwrap();
+    outbox.commit().unwrap();
+    assert_eq!(end, Seq(1));
+    // ...and the hub, which had this agent's records through 10 000, says so at the welcome.
+    outbox.resume(Seq(10_000)).unwrap();
+    let moved = outbox.job_ends(&printer()).latest.unwrap().seq;
+    assert_eq!(moved, Seq(10_001), "the mark must stay above what the hub had");
+    drop(outbox);
+    let reopened = open(&config);
+    assert_eq!(reopened.job_ends(&printer()).latest.unwrap().seq, Seq(10_001));
+    drop(reopened);
+
+    // A job end whose record is refused (too large for a tiny budget) is marked anyway.
+    config.capacity_bytes = 64;
+    let mut outbox = open(&config);
+    let long = RecordBody::PrinterEvent(PrinterEvent {
+        printer: printer(),
+        kind: PrinterEventKind::JobFinished {
+            job_name: Some("x".repeat(200)),
+            outcome: proto::JobOutcome::Succeeded,
+        },
+    });
+    assert!(matches!(
+        outbox.append(UnixMillis(200), long),
+        Err(OutboxError::RecordTooLarge { .. })
+    ));
+    let facts = outbox.job_ends(&printer());
+    assert_eq!(facts.appended, 1, "counted, so the plate check is not left waiting for it");
+    assert_eq!(facts.latest.map(|e| e.seq), Some(Seq(10_002)));
 }

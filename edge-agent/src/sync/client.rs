@@ -20,7 +20,7 @@ use super::identity::Identity;
 use super::machine::{SyncAction, SyncMachine};
 use super::tls::{self, Timeouts};
 use crate::backoff::Backoff;
-use crate::clock::{self, HubClock};
+use crate::clock::HubClock;
 use crate::commands::CommandRouter;
 use crate::counters::Counters;
 use crate::outbox::{Outbox, OutboxError};
@@ -308,18 +308,15 @@ impl SyncClient {
                     )));
                 }
                 Some(Ok(HubMessage::Welcome(welcome))) => {
-                    let offset = clock::measure(
-                        welcome.hub_time,
-                        UnixMillis::now(),
-                        hello_sent.elapsed(),
-                    );
-                    self.clock.observe(offset);
-                    if offset.offset_ms.unsigned_abs() > CLOCK_WARNING_MS {
+                    self.clock.observe(welcome.hub_time, hello_sent.elapsed());
+                    if let Some(offset) = self.clock.offset()
+                        && offset.offset_ms.unsigned_abs() > CLOCK_WARNING_MS
+                    {
                         tracing::warn!(offset_ms = offset.offset_ms,
                             uncertainty_ms = offset.uncertainty_ms,
                             "This machine's clock is off the hub's (offset_ms is the hub's \
-                             minus ours). Commands and the plate check do not depend on it, but \
-                             the times in this agent's records do: set up NTP.");
+                             minus ours). Expiries and the plate check follow the hub's clock, \
+                             but the times on this agent's records are its own: set up NTP.");
                     }
                     session_version = welcome.protocol_version.min(proto::PROTOCOL_VERSION);
                     let (SyncAction::Resume(through) | SyncAction::Delete(through)) =

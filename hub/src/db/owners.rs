@@ -5,7 +5,7 @@
 //! Records about a printer from an agent that does not own it are kept in the ingest log
 //! but never reach the read model (see `projection`).
 
-use proto::{AgentId, PrinterInfo, UnixMillis, Vendor};
+use proto::{AgentId, CommandOutcome, PrinterInfo, UnixMillis, Vendor};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -165,17 +165,38 @@ impl Db {
         let previous: String = previous.try_get(0)?;
         // Writes first (see `claim_printer`).
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE printers SET agent_id = $1, approved_at = $2 WHERE id = $3")
-            .bind(agent.as_str())
-            .bind(now.0)
-            .bind(printer)
-            .execute(&mut *tx)
-            .await?;
+        // The new owner's seqs are its own: its first state replaces the last one.
+        sqlx::query(
+            "UPDATE printers SET agent_id = $1, approved_at = $2, state_seq = NULL WHERE id = $3",
+        )
+        .bind(agent.as_str())
+        .bind(now.0)
+        .bind(printer)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM printer_claims WHERE printer_id = $1 AND agent_id = $2")
             .bind(printer)
             .bind(agent.as_str())
             .execute(&mut *tx)
             .await?;
+        // Commands not yet sent to the previous owner never will be: it no longer speaks for
+        // the printer, and a start names a watermark of its records, not the new owner's.
+        // One already sent keeps waiting for its answer (the printer may have acted on it).
+        if previous != agent.as_str() {
+            let outcome = CommandOutcome::Failed {
+                detail: format!("printer {printer} moved to agent {agent} before it was sent"),
+            };
+            sqlx::query(
+                "UPDATE commands SET outcome = $1, outcome_at = $2 WHERE printer_id = $3 \
+                 AND agent_id = $4 AND outcome IS NULL AND delivered_at IS NULL",
+            )
+            .bind(crate::db::outcome_text(&outcome))
+            .bind(now.0)
+            .bind(printer)
+            .bind(&previous)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(Some(previous))
     }

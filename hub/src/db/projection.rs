@@ -13,6 +13,7 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 /// A printer's newest state in a batch.
 struct Latest<'a> {
+    seq: i64,
     at: i64,
     state: &'a proto::PrinterState,
 }
@@ -137,8 +138,10 @@ pub(super) async fn project(
             RecordBody::Telemetry(telemetry) => {
                 let printer = telemetry.printer.as_str();
                 let at = record.observed_at.0;
-                if latest.get(printer).is_none_or(|l| l.at <= at) {
-                    latest.insert(printer, Latest { at, state: &telemetry.state });
+                // Newest by the agent's order, not its clock, which may have stepped.
+                let seq = record.seq.0 as i64;
+                if latest.get(printer).is_none_or(|l| l.seq < seq) {
+                    latest.insert(printer, Latest { seq, at, state: &telemetry.state });
                 }
                 samples.push((printer, at, &*telemetry.state));
             }
@@ -235,16 +238,19 @@ pub(super) async fn project(
     for (printer, latest) in latest {
         // The row exists (claimed above) and is this agent's; the owner never changes here.
         let state = proto::json::printer_state(latest.state).to_string();
+        // Ordered by the owner's seq, not by `state_at`: the agent's clock can step back (a
+        // Pi that rebooted hours behind), and a state stamped earlier can still be newer.
         sqlx::query(
             "UPDATE printers SET model = COALESCE($1, model), state = $2, state_at = $3, \
-             updated_at = $3 WHERE id = $4 AND agent_id = $5 \
-             AND (state_at IS NULL OR state_at <= $3)",
+             updated_at = $3, state_seq = $6 WHERE id = $4 AND agent_id = $5 \
+             AND (state_seq IS NULL OR state_seq < $6)",
         )
         .bind(latest.state.model.clone())
         .bind(state)
         .bind(latest.at)
         .bind(printer.to_owned())
         .bind(agent.as_str())
+        .bind(latest.seq)
         .execute(&mut **tx)
         .await?;
     }

@@ -87,14 +87,14 @@ pub struct AgentDetail {
     pub disk_free_bytes: Option<i64>,
     /// The agent's own counters since it started (agents of wire version 3 and later).
     pub counters: Option<AgentCounters>,
-    /// The agent's clock against the hub's (agents of wire version 4 and later), measured
-    /// when its current session began.
+    /// The agent's clock against the hub's (agents of wire version 4 and later), as of its
+    /// latest health record.
     pub clock: Option<AgentClock>,
 }
 
-/// How far an agent's clock is from the hub's. Commands, expiries and the plate check do not
-/// depend on it; the times the agent stamps on its records (events, telemetry, snapshots)
-/// are off by as much.
+/// How far an agent's clock is from the hub's. Expiries and the plate check follow the hub's
+/// clock whatever it reads; the times the agent stamps on its records (events, telemetry,
+/// snapshots) are off by as much.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentClock {
     /// The hub's clock minus the agent's, in milliseconds: positive when the agent is behind.

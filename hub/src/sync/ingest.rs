@@ -104,7 +104,7 @@ fn publish(
     let shown = |record: &&proto::Record| {
         crate::db::printer_of(&record.body).is_none_or(|printer| !refused.contains(printer))
     };
-    // Each printer's newest state first (as the agent emits a state before the events that
+    // Each printer's newest state first (whatever the order of states and the events that
     // led to it), then every event and result in order.
     let mut newest: HashMap<&str, (i64, &proto::PrinterState)> = HashMap::new();
     let mut others = Vec::new();

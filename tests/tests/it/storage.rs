@@ -468,16 +468,40 @@ async fn a_printer_belongs_to_the_agent_that_first_claimed_it_until_an_admin_mov
     );
     assert_eq!(claims[0].refused_records, 1);
 
+    // The owner's clock steps back hours (a Pi that rebooted without a real-time clock): its
+    // next state still replaces the last; the agent's order decides, not its clock.
+    let mut stepped_back = telemetry_of("voron-1", 2, 12);
+    stepped_back.observed_at = UnixMillis(1_700_000_000_000 - 3 * 3_600_000);
+    db.ingest(&owner, &[stepped_back], now).await.unwrap();
+    assert_eq!(layer("voron-1").await, ("pi-owner".to_owned(), Some(12)));
+
+    // Commands for the owner: one sent, one not yet.
+    let on_printer = |mut command: Command| {
+        command.printer = PrinterId::new("voron-1").unwrap();
+        command
+    };
+    let sent = on_printer(command(41, now, 600_000, CommandAction::Pause));
+    let unsent = on_printer(command(42, now, 600_000, CommandAction::Stop));
+    db.insert_command(&owner, &sent).await.unwrap();
+    db.insert_command(&owner, &unsent).await.unwrap();
+    db.mark_delivered(sent.id, now).await.unwrap();
+
     // An admin moves it: the refused claim is settled and the new owner's records count.
     assert_eq!(
         db.move_printer("voron-1", &intruder, now).await.unwrap().as_deref(),
         Some("pi-owner")
     );
     assert_eq!(db.printer_claims().await.unwrap(), []);
+    // The unsent command will never reach the former owner: answered. The sent one waits for
+    // its answer (the printer may have acted on it).
+    let unsent_outcome = db.command_outcome(unsent.id).await.unwrap().unwrap_or_default();
+    assert!(unsent_outcome.contains("moved to agent pi-intruder"), "{unsent_outcome}");
+    assert_eq!(db.command_outcome(sent.id).await.unwrap(), None);
+    // The new owner's seqs are its own order, unrelated to the former owner's.
     db.ingest(&intruder, &[telemetry_of("voron-1", 3, 42)], now.plus_millis(10)).await.unwrap();
     assert_eq!(layer("voron-1").await, ("pi-intruder".to_owned(), Some(42)));
     let stale = db
-        .ingest_with(&owner, &[telemetry_of("voron-1", 2, 11)], now.plus_millis(20), Vec::new())
+        .ingest_with(&owner, &[telemetry_of("voron-1", 3, 11)], now.plus_millis(20), Vec::new())
         .await
         .unwrap();
     assert_eq!(stale.refused.len(), 1, "the former owner is refused now");

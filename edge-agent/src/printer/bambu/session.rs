@@ -310,7 +310,7 @@ impl Session {
         }
     }
 
-    /// Emits `next` and the events that lead to it, when it differs from the last state.
+    /// Emits the events that lead to `next`, then `next`, when it differs from the last state.
     fn update(&mut self, mut next: PrinterState, actions: &mut Vec<Action>) {
         if next.hms.contains(&HMS_AUTHORIZATION)
             && self.context.control_from_acks != Some(ControlCapability::ReadOnly)
@@ -334,8 +334,10 @@ impl Session {
         let events = self.deriver.derive(&self.state, &next);
         self.shown = true;
         self.state = next;
-        actions.push(Action::State(Box::new(self.state.clone())));
+        // The events first, then the state they lead to: whoever acts on the state (the
+        // plate check reads "finished") has by then heard of the job end that came with it.
         actions.extend(events.into_iter().map(Action::Event));
+        actions.push(Action::State(Box::new(self.state.clone())));
     }
 }
 
