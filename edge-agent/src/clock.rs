@@ -15,6 +15,8 @@
 //! - **The hub's TLS certificate** is accepted by an agent whose clock is before its start,
 //!   verified as of that start (see `sync::tls`): the pinned hub CA is the trust, and
 //!   refusing would leave a Pi behind in time unable to reach the hub that tells it the time.
+//!   It is never judged as of a time before the hub's clock last read (`hub-seen-at` in the
+//!   state directory), so a Pi waking up in 1970 still refuses a long-expired certificate.
 //! - **The printer's TLS certificate** (`printer::bambu::tls`) is still checked against the
 //!   agent's clock: real printers' certificates start years before any Pi clock the agent
 //!   would run with, and the simulator's start a day back. A Pi reading the epoch would fail

@@ -22,12 +22,14 @@
 //! | format | marker | layout |
 //! |---|---|---|
 //! | 0 | none | `identity.toml`, `agent.key` (0600), `agent.pem`, `hub-ca.pem`, `outbox.db` (+ `-wal`, `-shm`; its own `meta.schema_version` = 1), `pins/<serial>.sha256` |
-//! | 1 | `state.toml`, `format = 1` | format 0's files, unchanged |
+//! | 1 | `state.toml`, `format = 1` | format 0's files, unchanged; since wire version 4 also `hub-seen-at` (the latest `Welcome.hub_time`, decimal milliseconds; optional: missing or unreadable, it is ignored and written again at the next welcome) |
 //!
 //! Format 0 is every agent released before the marker existed; a directory without
 //! `state.toml` is format 0, including a new empty one. Step 0 → 1 only writes the marker.
 //! The outbox's SQLite schema has its own version inside the file (`meta.schema_version`,
-//! see [`crate::outbox`]); a later step may migrate it, and then says so here.
+//! see [`crate::outbox`]); a later step may migrate it, and then says so here. Optional
+//! files that an older agent ignores and a newer one can do without (`hub-seen-at`; the
+//! outbox's `job_ends` table) need no new format.
 //!
 //! # Failure
 //!

@@ -101,6 +101,28 @@ impl From<FrameError> for SessionError {
     }
 }
 
+/// Where the latest `Welcome.hub_time` is kept, in the state directory: the floor under the
+/// time the hub's certificate is judged at (see `tls::sync_config_since`).
+const HUB_SEEN_FILE: &str = "hub-seen-at";
+
+/// The latest time the hub's clock was seen to read; `None` if never (or unreadable: then
+/// only this machine's clock judges, as before the file existed).
+fn hub_seen(state_dir: &std::path::Path) -> Option<rustls_pki_types::UnixTime> {
+    let text = std::fs::read_to_string(state_dir.join(HUB_SEEN_FILE)).ok()?;
+    let millis: u64 = text.trim().parse().ok()?;
+    Some(rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_millis(millis)))
+}
+
+fn save_hub_seen(state_dir: &std::path::Path, hub_time: UnixMillis) {
+    let Ok(millis) = u64::try_from(hub_time.0) else { return };
+    let (path, temporary) = (state_dir.join(HUB_SEEN_FILE), state_dir.join(".hub-seen-at.new"));
+    let written = std::fs::write(&temporary, format!("{millis}\n"))
+        .and_then(|()| std::fs::rename(&temporary, &path));
+    if let Err(error) = written {
+        tracing::warn!(path = %path.display(), %error, "Cannot save the hub's time.");
+    }
+}
+
 /// An offset from the hub's clock worth a warning in the log (the dashboard flags it too).
 const CLOCK_WARNING_MS: u64 = 5_000;
 
@@ -229,11 +251,12 @@ impl SyncClient {
     ) -> Result<(), SessionError> {
         let addr =
             resolve(&self.identity.hub).await.map_err(|e| SessionError::Connect(e.to_string()))?;
-        let config = tls::sync_config(
+        let config = tls::sync_config_since(
             &self.identity.hub_ca_der,
             self.identity.chain(),
             self.identity.key(),
             self.config.timeouts,
+            hub_seen(&self.config.state_dir),
         )
         .map_err(SessionError::Connect)?;
         let endpoint = client_endpoint(addr).map_err(SessionError::Connect)?;
@@ -309,6 +332,7 @@ impl SyncClient {
                 }
                 Some(Ok(HubMessage::Welcome(welcome))) => {
                     self.clock.observe(welcome.hub_time, hello_sent.elapsed());
+                    save_hub_seen(&self.config.state_dir, welcome.hub_time);
                     if let Some(offset) = self.clock.offset()
                         && offset.offset_ms.unsigned_abs() > CLOCK_WARNING_MS
                     {

@@ -55,6 +55,19 @@ pub fn sync_config(
     key: PrivateKeyDer<'static>,
     timeouts: Timeouts,
 ) -> Result<quinn::ClientConfig, String> {
+    sync_config_since(hub_ca_der, chain, key, timeouts, None)
+}
+
+/// [`sync_config`], knowing that the hub's clock has read `hub_seen` (the latest
+/// `Welcome.hub_time` this agent saw): a certificate is never judged as of an earlier time,
+/// however far behind this machine's clock is (see [`verify_behind_in_time`]).
+pub fn sync_config_since(
+    hub_ca_der: &[u8],
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    timeouts: Timeouts,
+    hub_seen: Option<UnixTime>,
+) -> Result<quinn::ClientConfig, String> {
     let provider = provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(hub_ca_der.to_vec())).map_err(|e| e.to_string())?;
@@ -68,7 +81,7 @@ pub fn sync_config(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(BehindInTime { inner: verifier }))
+        .with_custom_certificate_verifier(Arc::new(BehindInTime { inner: verifier, hub_seen }))
         .with_client_auth_cert(chain, key)
         .map_err(|e| e.to_string())?;
     crypto.alpn_protocols = vec![ALPN_SYNC.to_vec()];
@@ -142,7 +155,7 @@ impl ServerCertVerifier for TokenPinnedVerifier {
         )
         .build()
         .map_err(|e| self.refuse(format!("the hub CA is unusable: {e}")))?;
-        verify_behind_in_time(&*verifier, end_entity, &[], server_name, ocsp_response, now)
+        verify_behind_in_time(&*verifier, end_entity, &[], server_name, ocsp_response, now, None)
             .map_err(|e| self.refuse(format!("the hub's certificate does not verify: {e}")))
     }
 
@@ -184,8 +197,12 @@ impl ServerCertVerifier for TokenPinnedVerifier {
 /// real-time clock, and one that booted during an outage can be hours or days behind the
 /// hub that issued the certificate moments ago (see [`crate::clock`]). Refusing would leave
 /// it unable to reach the one peer that tells it the time. Everything else is still checked
-/// (the pinned CA, the signatures, the name, the end of validity): trust comes from the
-/// pinned hub CA, not from the clock.
+/// (the pinned CA, the signatures, the name, the end of validity).
+///
+/// `hub_seen`, the latest time the hub's clock was seen to read, is a floor: a certificate
+/// is judged as of `max(now, hub_seen)`, and the start of its validity stands in for a
+/// clock behind only if it is later than that floor. So a machine that woke up in 1970
+/// still refuses a hub certificate that had expired when it last heard from the hub.
 fn verify_behind_in_time(
     inner: &dyn ServerCertVerifier,
     end_entity: &CertificateDer<'_>,
@@ -193,9 +210,12 @@ fn verify_behind_in_time(
     server_name: &ServerName<'_>,
     ocsp_response: &[u8],
     now: UnixTime,
+    hub_seen: Option<UnixTime>,
 ) -> Result<ServerCertVerified, rustls::Error> {
     use rustls::{CertificateError, Error};
-    match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+    let floor = hub_seen.map_or(0, |t| t.as_secs());
+    let at = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs().max(floor)));
+    match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, at) {
         Err(Error::InvalidCertificate(
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
         )) => {
@@ -231,6 +251,7 @@ fn verify_behind_in_time(
 #[derive(Debug)]
 struct BehindInTime {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
+    hub_seen: Option<UnixTime>,
 }
 
 impl ServerCertVerifier for BehindInTime {
@@ -249,6 +270,7 @@ impl ServerCertVerifier for BehindInTime {
             server_name,
             ocsp_response,
             now,
+            self.hub_seen,
         )
     }
 
@@ -326,7 +348,7 @@ mod tests {
     fn a_clock_behind_the_hubs_certificate_still_reaches_the_hub_and_nothing_else_is_waived() {
         let (ca, server) = hub_2030();
         let name = ServerName::try_from(proto::net::HUB_SERVER_NAME).unwrap();
-        let hub = BehindInTime { inner: verifier(&ca) };
+        let hub = BehindInTime { inner: verifier(&ca), hub_seen: None };
         // A day behind the certificate's start: plain WebPKI refuses, the agent accepts.
         let behind = at(2029, 12, 31);
         let plain = verifier(&ca).verify_server_cert(&server, &[], &name, &[], behind);
@@ -347,7 +369,24 @@ mod tests {
         let other = ServerName::try_from("other.example").unwrap();
         assert!(hub.verify_server_cert(&server, &[], &other, &[], behind).is_err());
         let (other_ca, _) = hub_2030();
-        let stranger = BehindInTime { inner: verifier(&other_ca) };
+        let stranger = BehindInTime { inner: verifier(&other_ca), hub_seen: None };
         assert!(stranger.verify_server_cert(&server, &[], &name, &[], behind).is_err());
+    }
+
+    #[test]
+    fn a_machine_that_woke_up_in_1970_still_refuses_a_certificate_expired_when_it_last_saw_the_hub()
+    {
+        let (ca, server) = hub_2030();
+        let name = ServerName::try_from(proto::net::HUB_SERVER_NAME).unwrap();
+        let epoch = at(1970, 1, 2);
+        // Last heard from the hub in mid-2031, after the certificate's end: refused.
+        let late = BehindInTime { inner: verifier(&ca), hub_seen: Some(at(2031, 6, 1)) };
+        assert!(late.verify_server_cert(&server, &[], &name, &[], epoch).is_err());
+        // Last heard in mid-2030, inside its validity: accepted, clock at the epoch or not.
+        let inside = BehindInTime { inner: verifier(&ca), hub_seen: Some(at(2030, 6, 1)) };
+        assert!(inside.verify_server_cert(&server, &[], &name, &[], epoch).is_ok());
+        // Last heard in 2029, before a certificate the hub made since: its start stands in.
+        let before = BehindInTime { inner: verifier(&ca), hub_seen: Some(at(2029, 6, 1)) };
+        assert!(before.verify_server_cert(&server, &[], &name, &[], epoch).is_ok());
     }
 }
