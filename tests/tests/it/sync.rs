@@ -329,3 +329,81 @@ async fn a_certificate_near_its_end_is_renewed_over_the_authenticated_connection
         .await;
     agent.stop().await;
 }
+
+/// An agent of wire version 3 cannot read a start's clock-free plate check (version 4): the
+/// hub never sends it one, answers the start itself as unsupported, naming the upgrade, and
+/// still delivers what the agent can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_agent_is_never_sent_a_start_it_cannot_read() {
+    use edge_agent::sync::identity::Identity;
+    use proto::{AgentHello, AgentMessage, Capabilities, HubMessage, PrinterId, PrinterInfo, Seq};
+
+    let hub = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = TestAgent::enroll(&hub, dir.path(), "pi-v3").await;
+    let identity = Identity::load(&state_dir).unwrap();
+    let config = edge_agent::sync::tls::sync_config(
+        &identity.hub_ca_der,
+        identity.chain(),
+        identity.key(),
+        edge_agent::sync::tls::Timeouts::default(),
+    )
+    .unwrap();
+    let endpoint = edge_agent::sync::enroll::client_endpoint(hub.addr).unwrap();
+    let connection = endpoint
+        .connect_with(config, hub.addr, proto::net::HUB_SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, recv) = connection.open_bi().await.unwrap();
+    let hello = AgentHello {
+        agent: identity.agent.clone(),
+        protocol_version: 3,
+        software: edge_agent::sync::enroll::software(),
+        capabilities: Capabilities::PRINTER_CONTROL,
+        printers: vec![PrinterInfo {
+            id: PrinterId::new(SERIAL).unwrap(),
+            vendor: proto::Vendor::BambuLab,
+            model: None,
+            name: None,
+            cameras: Vec::new(),
+        }],
+        last_seq: Seq::ZERO,
+    };
+    proto_io::write(&mut send, &AgentMessage::Hello(hello)).await.unwrap();
+    let mut reader = proto_io::FrameReader::new(recv, proto::frame::MAX_PAYLOAD);
+    let Ok(HubMessage::Welcome(welcome)) = reader.next::<HubMessage>().await else {
+        panic!("no welcome")
+    };
+    assert_eq!(welcome.protocol_version, 3);
+    assert!(hub.db().approve_printer(SERIAL, UnixMillis::now()).await.unwrap());
+
+    let commands = hub.commands();
+    let actor = Principal::internal("sync-test", Role::Operator);
+    let start = CommandRequest::new(CommandSpec::StartPrint {
+        file: "/model/a.gcode.3mf".into(),
+        plate: None,
+        job_name: None,
+        ams_mapping: Vec::new(),
+        use_ams: false,
+        plate_confirmed_clear: true,
+    });
+    let start = commands.issue(&actor, SERIAL, start).await.unwrap().command;
+    let pause = CommandRequest::new(CommandSpec::Pause {});
+    let pause = commands.issue(&actor, SERIAL, pause).await.unwrap().command;
+    // The first command on the stream is the pause: the start was withheld.
+    let delivered = loop {
+        match reader.next::<HubMessage>().await.expect("the hub keeps the stream") {
+            HubMessage::Command(command) => break command,
+            _ => continue,
+        }
+    };
+    assert_eq!(delivered.id, pause.id);
+    let outcome = eventually(hub.handle.changes(), "the start answered", || async {
+        hub.db().command_outcome(start.id).await.unwrap()
+    })
+    .await;
+    assert!(outcome.starts_with("unsupported: the agent speaks wire version 3"), "{outcome}");
+    assert!(outcome.contains("upgrade kitt-agent"), "{outcome}");
+    connection.close(0u32.into(), b"bye");
+}
