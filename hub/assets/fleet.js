@@ -81,6 +81,6 @@ function PrinterCard({ printer: signal }) {
     <${Temperatures} state=${state} />
     <${AmsSwatches} state=${state} />
     <${AlertList} state=${state} limit=${3} />
-    <p class="card-foot muted">${state ? `Updated ${relativeTime(printer.state_at ?? state.last_report_at)}` : 'No state received yet'}</p>
+    <p class="card-foot muted">${state ? `Updated ${relativeTime(printer.received_at ?? printer.state_at ?? state.last_report_at)}` : 'No state received yet'}</p>
   </article>`;
 }

@@ -112,7 +112,7 @@ function Now({ printer }) {
       ${row('Lights', lights)}
       ${state.door_open != null ? row('Door', state.door_open ? 'open' : 'closed') : null}
       ${row('Control', state.control === 'available' ? 'commands allowed' : state.control === 'read_only' ? 'read-only' : 'unknown')}
-      ${row('Last report', printer.state_at ? `${relativeTime(printer.state_at)} (${dateTime(printer.state_at)})` : null)}
+      ${row('Last report', printer.received_at ?? printer.state_at ? `${relativeTime(printer.received_at ?? printer.state_at)} (${dateTime(printer.received_at ?? printer.state_at)})` : null)}
     </dl>`;
 }
 

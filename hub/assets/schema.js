@@ -26,7 +26,7 @@ export const FIELDS = {
   "PrinterList": { "printers": "Printer[]" },
   "Printer": {
     "id": "string", "agent_id": "string", "name": "string?", "model": "string?",
-    "state": "PrinterState?", "state_at": "integer?", "agent_online": "boolean",
+    "state": "PrinterState?", "state_at": "integer?", "received_at": "integer?", "agent_online": "boolean",
     "latest_snapshot": "LatestSnapshot?", "approved_at": "integer?"
   },
   "ClaimList": { "claims": "PrinterClaim[]" },
@@ -117,7 +117,7 @@ export const FIELDS = {
   "PasswordReset": { "password": "string?" },
   "PasswordResetDone": { "password": "string?", "sessions_ended": "integer", "tokens_revoked": "integer" },
 
-  "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "state": "PrinterState" },
+  "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "received_at": "integer", "state": "PrinterState" },
   "LiveEvent": { "type": "string", "id": "integer", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },
   "LiveAgent": { "type": "string", "agent": "string", "online": "boolean" },
   "LiveCommandResult": { "type": "string", "command": "string", "printer": "string", "outcome": "string" },

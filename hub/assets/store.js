@@ -9,7 +9,8 @@
 //   printers come or go. A `printer_state` message therefore re-renders the components that
 //   read that one printer, and Preact keeps their elements.
 // - A newer state never gives way to an older one: a snapshot answer that raced a live
-//   update keeps the live state (`state_at`) and the newest camera snapshot.
+//   update keeps the live state (newest by `received_at`, the hub's clock) and the newest
+//   camera snapshot.
 // - Page-specific data (an event query, a printer's cameras, telemetry) is fetched by the
 //   page through `useQuery`/`useLiveList`, which re-run on `epoch`, and extended with
 //   `useLive` handlers; the messages they get are shaped (`schema.js`) like everything else.
@@ -238,10 +239,11 @@ function mergePrinters(rows) {
       continue;
     }
     const old = existing.value;
-    const keepState = (old.state_at ?? -Infinity) > (row.state_at ?? -Infinity);
+    // Newest by the hub's clock: the agent's (`state_at`) can be hours off or step back.
+    const keepState = (old.received_at ?? -Infinity) > (row.received_at ?? -Infinity);
     existing.value = {
       ...row,
-      ...(keepState ? { state: old.state, state_at: old.state_at } : {}),
+      ...(keepState ? { state: old.state, state_at: old.state_at, received_at: old.received_at } : {}),
       latest_snapshot: newerSnapshot(old.latest_snapshot, row.latest_snapshot),
     };
     next.set(row.id, existing);
@@ -279,8 +281,11 @@ function apply(message) {
         return;
       }
       const old = printer.value;
-      if ((old.state_at ?? -Infinity) > message.at) return;
-      printer.value = { ...old, state: message.state, state_at: message.at, model: old.model || message.state?.model || null };
+      if ((old.received_at ?? -Infinity) > message.received_at) return;
+      printer.value = {
+        ...old, state: message.state, state_at: message.at, received_at: message.received_at,
+        model: old.model || message.state?.model || null,
+      };
       break;
     }
     case 'agent': {

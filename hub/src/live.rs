@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveUpdate {
     /// A printer's new normalised state.
-    PrinterState { printer: String, at: i64, state: Value },
+    PrinterState { printer: String, at: i64, received_at: i64, state: Value },
     /// A printer event; `id` is its id in the event log (`GET /api/v1/events`).
     Event { id: i64, printer: String, agent: String, at: i64, event: Value },
     /// An agent connected or went away.
@@ -102,8 +102,11 @@ pub mod schema {
         #[schema(pattern = "^printer_state$")]
         pub kind: String,
         pub printer: String,
-        /// When the agent observed it (Unix ms).
+        /// When the agent observed it (Unix ms, the agent's clock, which can be off: see the
+        /// agent's `clock`).
         pub at: i64,
+        /// When the hub received it (Unix ms, the hub's clock): how fresh it is.
+        pub received_at: i64,
         pub state: PrinterState,
     }
 
@@ -222,7 +225,7 @@ pub mod schema {
             let updates = [
                 (
                     "LivePrinterState",
-                    LiveUpdate::PrinterState { printer: "p".into(), at: 1, state },
+                    LiveUpdate::PrinterState { printer: "p".into(), at: 1, received_at: 2, state },
                 ),
                 (
                     "LiveEvent",

@@ -242,7 +242,7 @@ pub(super) async fn project(
         // Pi that rebooted hours behind), and a state stamped earlier can still be newer.
         sqlx::query(
             "UPDATE printers SET model = COALESCE($1, model), state = $2, state_at = $3, \
-             updated_at = $3, state_seq = $6 WHERE id = $4 AND agent_id = $5 \
+             updated_at = $7, state_seq = $6 WHERE id = $4 AND agent_id = $5 \
              AND (state_seq IS NULL OR state_seq < $6)",
         )
         .bind(latest.state.model.clone())
@@ -251,6 +251,7 @@ pub(super) async fn project(
         .bind(printer.to_owned())
         .bind(agent.as_str())
         .bind(latest.seq)
+        .bind(now.0)
         .execute(&mut **tx)
         .await?;
     }

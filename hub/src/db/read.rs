@@ -17,7 +17,11 @@ pub struct PrinterRow {
     pub vendor: Option<String>,
     /// The normalised state, when one has arrived.
     pub state: Option<crate::service::views::PrinterState>,
+    /// When the agent observed the state (its clock, which can be off: see the agent's
+    /// `clock`).
     pub state_at: Option<i64>,
+    /// When the hub received the state (its clock): how fresh it is.
+    pub received_at: Option<i64>,
     /// When an admin (or the agent's enrollment token) approved the owning agent's claim;
     /// `null` while the printer awaits approval and takes no commands.
     pub approved_at: Option<i64>,
@@ -152,10 +156,12 @@ pub struct PrinterCounters {
 /// How far behind `now` the downsampling mark stays (see `fold`).
 const FOLD_GRACE_MS: i64 = 60_000;
 
-const PRINTER_COLUMNS: &str = "id, agent_id, name, model, vendor, state, state_at, approved_at";
+const PRINTER_COLUMNS: &str =
+    "id, agent_id, name, model, vendor, state, state_at, approved_at, updated_at";
 
 fn printer_row(row: &sqlx::any::AnyRow) -> Result<PrinterRow, DbError> {
     let state: Option<String> = row.try_get(5)?;
+    let state_present = state.is_some();
     Ok(PrinterRow {
         id: row.try_get(0)?,
         agent_id: row.try_get(1)?,
@@ -167,6 +173,7 @@ fn printer_row(row: &sqlx::any::AnyRow) -> Result<PrinterRow, DbError> {
             .and_then(crate::service::views::PrinterState::from_json),
         state_at: row.try_get(6)?,
         approved_at: row.try_get(7)?,
+        received_at: if state_present { row.try_get(8)? } else { None },
     })
 }
 

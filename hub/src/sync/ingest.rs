@@ -70,7 +70,8 @@ pub(super) async fn ingest(
         }
     };
     shared.metrics.ingest_committed(fresh.len(), commit.elapsed());
-    publish(&shared.live, agent, &fresh, &Committed { refused, event_ids, stored }, received);
+    let committed = Committed { refused, event_ids, stored, received_at: now };
+    publish(&shared.live, agent, &fresh, &committed, received);
     shared.changed();
     if let Some(through) = session.committed_through(watermark) {
         frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
@@ -85,6 +86,8 @@ struct Committed {
     /// Each new event's id in the event log, by seq.
     event_ids: HashMap<Seq, i64>,
     stored: Vec<StoredSnapshot>,
+    /// When the hub received them (its clock).
+    received_at: UnixMillis,
 }
 
 /// Tells live subscribers what was just committed: each printer's newest state and every
@@ -96,7 +99,7 @@ fn publish(
     committed: &Committed,
     received: std::time::Instant,
 ) {
-    let Committed { refused, event_ids, stored } = committed;
+    let Committed { refused, event_ids, stored, received_at } = committed;
     if live.subscribers() == 0 {
         return;
     }
@@ -167,6 +170,7 @@ fn publish(
         let update = LiveUpdate::PrinterState {
             printer: printer.to_owned(),
             at,
+            received_at: received_at.0,
             state: proto::json::printer_state(state),
         };
         live.publish_received(update, received);
