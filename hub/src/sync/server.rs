@@ -476,11 +476,7 @@ async fn sync_connection(
     let mut waiting: Vec<proto::Record> = Vec::new();
     let mut waiting_since = std::time::Instant::now();
     // The batch committing now, if any: one at a time (see `ingest`).
-    let mut committing: Option<
-        std::pin::Pin<
-            Box<dyn Future<Output = Result<ingest::Commit, ConnectionError>> + Send + '_>,
-        >,
-    > = None;
+    let mut committing: Option<ingest::Committing<'_>> = None;
     let result = async {
         deliver_commands(shared, &agent, &mut send, &mut delivered).await?;
         loop {

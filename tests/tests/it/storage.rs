@@ -262,7 +262,7 @@ async fn each_new_event_is_given_its_id_in_the_log_and_a_resent_one_none(store: 
 }
 
 fn event(seq: u64) -> Record {
-    let kind = if seq % 2 == 0 {
+    let kind = if seq.is_multiple_of(2) {
         proto::PrinterEventKind::Reachable
     } else {
         proto::PrinterEventKind::Unreachable { reason: format!("event {seq}") }
