@@ -634,11 +634,14 @@ async fn ingest_in(
         return Err(DbError::Ingest("an empty batch".into()));
     };
     // Rows of 7 parameters; SQLite allows 32766 parameters per statement.
-    for chunk in records.chunks(1000) {
+    let chunks: Vec<&[Record]> = records.chunks(1000).collect();
+    let backend = backend_of(tx);
+    execute_overlapped(tx, chunks.len(), |i| {
+        let chunk = chunks[i];
         let sql = format!(
             "INSERT INTO records (agent_id, seq, observed_at, received_at, kind, printer_id, \
              body) VALUES {} ON CONFLICT (agent_id, seq) DO NOTHING",
-            values_for(tx, chunk.len(), 7)
+            values_for(backend, chunk.len(), 7)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in chunk {
@@ -652,8 +655,9 @@ async fn ingest_in(
                 .bind(printer)
                 .bind(log_body(&record.body));
         }
-        query.execute(&mut **tx).await?;
-    }
+        query
+    })
+    .await?;
     sqlx::query(
         "UPDATE agents SET acked_through = $1, last_seen_at = $2 \
          WHERE id = $3 AND acked_through < $1",
@@ -687,13 +691,44 @@ fn numbered_values(rows: usize, columns: usize) -> String {
 /// The `VALUES` rows of a multi-row insert in the placeholders the backend wants: numbered
 /// (`$1`) for PostgreSQL, which refuses `?`; anonymous (`?`) for SQLite, which resolves each
 /// `$N` by name (a linear search: thousands of them made a batch insert 25 times slower).
-fn values_for(tx: &mut sqlx::Transaction<'_, sqlx::Any>, rows: usize, columns: usize) -> String {
-    if tx.backend_name() == "SQLite" {
-        let row = format!("({})", vec!["?"; columns].join(", "));
-        vec![row; rows].join(", ")
-    } else {
-        numbered_values(rows, columns)
+fn values_for(backend: Backend, rows: usize, columns: usize) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let row = format!("({})", vec!["?"; columns].join(", "));
+            vec![row; rows].join(", ")
+        }
+        Backend::Postgres => numbered_values(rows, columns),
     }
+}
+
+/// The backend a transaction runs on.
+fn backend_of(tx: &sqlx::Transaction<'_, sqlx::Any>) -> Backend {
+    if tx.backend_name() == "SQLite" { Backend::Sqlite } else { Backend::Postgres }
+}
+
+/// Executes `count` statements, `statement(0)` to `statement(count - 1)`, in order, building
+/// each while the one before it runs; returns the rows they changed together.
+///
+/// On SQLite the driver runs a statement on its own thread while the writer's task waits:
+/// encoding and binding the next thousand rows there, instead of after, takes the writer's
+/// own work (a third of the ingest's time) off the database's path.
+async fn execute_overlapped<'q>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    count: usize,
+    mut statement: impl FnMut(usize) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+) -> Result<u64, DbError> {
+    let mut changed = 0;
+    let mut next = (count > 0).then(|| statement(0));
+    let mut built = 1;
+    while let Some(query) = next {
+        let build_next = async { (built < count).then(|| statement(built)) };
+        let (done, following) =
+            futures_util::future::join(query.execute(&mut **tx), build_next).await;
+        changed += done?.rows_affected();
+        next = following;
+        built += 1;
+    }
+    Ok(changed)
 }
 
 /// The record's kind and printer, for queries that do not decode bodies.

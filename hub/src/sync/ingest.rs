@@ -1,13 +1,19 @@
 //! Ingest: a batch of records checked by the connection's [`IngestSession`], snapshot chunks
 //! fsynced, the batch committed (records, read model and watermark in one transaction), live
 //! updates published, and only then the cumulative ack sent.
+//!
+//! A connection has at most one batch committing at a time, and reads and decodes the agent's
+//! next messages meanwhile (up to [`MAX_BATCH_RECORDS`]): the writer gets the next batch as
+//! soon as it is free, and, one commit at a time, a batch never commits after an earlier one
+//! of the same connection failed.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
-use proto::{AgentId, HubMessage, RecordBody, Seq, UnixMillis};
+use proto::{AgentId, HubMessage, Record, RecordBody, Seq, UnixMillis};
 
 use super::close_code;
-use super::server::{ConnectionError, Shared, violation};
+use super::server::{ConnectionError, Shared};
 use super::session::IngestSession;
 use crate::camera::SnapshotError;
 use crate::db::StoredSnapshot;
@@ -15,22 +21,37 @@ use crate::live::{LiveHub, LiveUpdate};
 use crate::metrics::Source;
 use proto_io as frames;
 
-pub(super) async fn ingest(
+/// The most records one commit takes from a connection.
+pub(super) const MAX_BATCH_RECORDS: usize = 20_000;
+
+/// A batch on its way into the database: [`commit`]'s future.
+pub(super) type Committing<'a> =
+    futures_util::future::BoxFuture<'a, Result<Commit, ConnectionError>>;
+
+/// A batch the database has committed, not yet acknowledged.
+pub(super) struct Commit {
+    records: Vec<Record>,
+    watermark: Seq,
+    committed: Committed,
+    /// When the batch's first message arrived (live updates are stamped with it).
+    received: Instant,
+}
+
+/// Stores `fresh` (records the connection's [`IngestSession`] accepted, in order): snapshot
+/// chunks fsynced, then one commit of the records, the read model and the watermark.
+/// Acknowledges nothing: [`acknowledge`] does, after this returns. On failure nothing is
+/// acknowledged and the connection is closed; the agent resends from the watermark.
+///
+/// It borrows neither the stream nor the session, so the connection can read and decode
+/// the agent's next messages while this commits (the SQLite writer is the catch-up's
+/// bottleneck; it should never wait for the next batch's decoding).
+pub(super) async fn commit(
     shared: &Shared,
     agent: &AgentId,
-    session: &mut IngestSession,
-    batch: Vec<proto::Record>,
-    received: std::time::Instant,
-    send: &mut quinn::SendStream,
+    fresh: Vec<Record>,
+    received: Instant,
     connection: &quinn::Connection,
-) -> Result<(), ConnectionError> {
-    let fresh = match session.accept(batch) {
-        Ok(fresh) => fresh,
-        Err(error) => return Err(violation(shared, connection, send, &error.to_string()).await),
-    };
-    if fresh.is_empty() {
-        return Ok(());
-    }
+) -> Result<Commit, ConnectionError> {
     let stored = match store_snapshots(shared, &fresh).await {
         Ok(stored) => stored,
         Err(error) => {
@@ -42,26 +63,9 @@ pub(super) async fn ingest(
         }
     };
     let now = UnixMillis::now();
-    let commit = std::time::Instant::now();
-    let (watermark, refused, event_ids) = match shared
-        .db
-        .ingest_with(agent, &fresh, now, stored.clone())
-        .await
-    {
-        Ok(ingested) => {
-            for refused in &ingested.refused {
-                let detail = format_args!(
-                    "{} records from agent {agent} about printer {}, which belongs to agent {}; \
-                     kept in the ingest log, not shown",
-                    refused.records, refused.printer, refused.owner
-                );
-                shared.metrics.refused(Source::Sync, "printer_not_owned", &detail);
-            }
-            let refused: HashSet<String> =
-                ingested.refused.into_iter().map(|refused| refused.printer).collect();
-            let event_ids: HashMap<Seq, i64> = ingested.event_ids.into_iter().collect();
-            (ingested.watermark, refused, event_ids)
-        }
+    let started = Instant::now();
+    let ingested = match shared.db.ingest_with(agent, &fresh, now, stored.clone()).await {
+        Ok(ingested) => ingested,
         Err(error) => {
             shared.metrics.ingest_failed("database");
             // Nothing is acknowledged; the agent resends from the watermark next time.
@@ -69,9 +73,37 @@ pub(super) async fn ingest(
             return Err(error.into());
         }
     };
-    shared.metrics.ingest_committed(fresh.len(), commit.elapsed());
-    let committed = Committed { refused, event_ids, stored, received_at: now };
-    publish(&shared.live, agent, &fresh, &committed, received);
+    shared.metrics.ingest_committed(fresh.len(), started.elapsed());
+    for refused in &ingested.refused {
+        let detail = format_args!(
+            "{} records from agent {agent} about printer {}, which belongs to agent {}; \
+             kept in the ingest log, not shown",
+            refused.records, refused.printer, refused.owner
+        );
+        shared.metrics.refused(Source::Sync, "printer_not_owned", &detail);
+    }
+    let refused: HashSet<String> =
+        ingested.refused.into_iter().map(|refused| refused.printer).collect();
+    let event_ids: HashMap<Seq, i64> = ingested.event_ids.into_iter().collect();
+    Ok(Commit {
+        records: fresh,
+        watermark: ingested.watermark,
+        committed: Committed { refused, event_ids, stored, received_at: now },
+        received,
+    })
+}
+
+/// After a [`commit`]: publishes live updates of what was committed, then sends the
+/// cumulative ack.
+pub(super) async fn acknowledge(
+    shared: &Shared,
+    agent: &AgentId,
+    session: &mut IngestSession,
+    commit: Commit,
+    send: &mut quinn::SendStream,
+) -> Result<(), ConnectionError> {
+    let Commit { records, watermark, committed, received } = commit;
+    publish(&shared.live, agent, &records, &committed, received);
     shared.changed();
     if let Some(through) = session.committed_through(watermark) {
         frames::write(send, &HubMessage::Ack(proto::Ack { through })).await?;
@@ -97,7 +129,7 @@ fn publish(
     agent: &AgentId,
     records: &[proto::Record],
     committed: &Committed,
-    received: std::time::Instant,
+    received: Instant,
 ) {
     let Committed { refused, event_ids, stored, received_at } = committed;
     if live.subscribers() == 0 {

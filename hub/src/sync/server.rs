@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use super::camera_intake::{accept_live_frames, publish_frame};
 use super::delivery::{Live, Signal, deliver_commands};
-use super::ingest::ingest;
+use super::ingest::{self, MAX_BATCH_RECORDS};
 use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
 use crate::ca::{AGENT_CERT_LIFETIME, CaError, HubCa};
@@ -473,6 +473,11 @@ async fn sync_connection(
         .in_current_span(),
     );
     let mut renew = tokio::time::interval(LIVE_RENEW);
+    // Records received and not yet committing, and when the first of them arrived.
+    let mut waiting: Vec<proto::Record> = Vec::new();
+    let mut waiting_since = std::time::Instant::now();
+    // The batch committing now, if any: one at a time (see `ingest`).
+    let mut committing: Option<ingest::Committing<'_>> = None;
     let result = async {
         deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
         loop {
@@ -509,8 +514,8 @@ async fn sync_connection(
                         return Ok(());
                     }
                 },
-                message = reader.next::<AgentMessage>() => {
-                    let received = std::time::Instant::now();
+                // Read on while a batch commits, up to one batch ahead.
+                message = reader.next::<AgentMessage>(), if waiting.len() < MAX_BATCH_RECORDS => {
                     let message = match message {
                         Ok(message) => message,
                         Err(FrameError::Closed) => return Ok(()),
@@ -519,26 +524,38 @@ async fn sync_connection(
                         }
                         Err(error) => return Err(error.into()),
                     };
+                    if waiting.is_empty() {
+                        waiting_since = std::time::Instant::now();
+                    }
                     // Take every message already received, so one commit covers them all.
-                    let mut batch = Vec::new();
                     let mut others = Vec::new();
                     let mut next = Some(message);
                     while let Some(message) = next {
                         match message {
-                            AgentMessage::Records(records) => batch.extend(records),
+                            AgentMessage::Records(records) => waiting.extend(records),
                             other => others.push(other),
                         }
-                        if batch.len() >= 20_000 {
+                        if waiting.len() >= MAX_BATCH_RECORDS {
                             break;
                         }
                         next = reader.ready::<AgentMessage>()?;
                     }
-                    if !batch.is_empty() {
-                        ingest(shared, &agent, &mut session, batch, received, &mut send, connection).await?;
-                    }
                     for message in others {
                         handle_other(shared, &agent, message, &mut send, connection).await?;
                     }
+                }
+                committed = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
+                    committing = None;
+                    ingest::acknowledge(shared, &agent, &mut session, committed?, &mut send).await?;
+                }
+            }
+            if committing.is_none() && !waiting.is_empty() {
+                let fresh = match session.accept(std::mem::take(&mut waiting)) {
+                    Ok(fresh) => fresh,
+                    Err(error) => return Err(violation(shared, connection, &mut send, &error.to_string()).await),
+                };
+                if !fresh.is_empty() {
+                    committing = Some(Box::pin(ingest::commit(shared, &agent, fresh, waiting_since, connection)));
                 }
             }
         }

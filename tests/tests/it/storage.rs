@@ -40,6 +40,7 @@ on_both_backends!(
     an_agents_counters_are_stored_from_its_newest_health,
     a_printer_belongs_to_the_agent_that_first_claimed_it_until_an_admin_moves_it,
     a_snapshot_that_arrives_before_its_event_is_linked_when_the_event_comes,
+    each_new_event_is_given_its_id_in_the_log_and_a_resent_one_none,
 );
 
 /// Where a test's database lives; it can be opened more than once.
@@ -263,6 +264,68 @@ async fn an_agents_counters_are_stored_from_its_newest_health(store: Store) {
     db.ingest(&agent, &[v3(5, Some(synced))], now).await.unwrap();
     let clock = clock_of().await.expect("the clock stored");
     assert_eq!((clock.offset_ms, clock.off), (-12, false));
+}
+
+async fn each_new_event_is_given_its_id_in_the_log_and_a_resent_one_none(store: Store) {
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-events").await;
+    let now = UnixMillis(1_700_000_000_000);
+    let first: Vec<Record> = (1..=3).map(event).collect();
+    let ingested = db.ingest_with(&agent, &first, now, Vec::new()).await.unwrap();
+    assert_eq!(seqs_of(&ingested.event_ids), (1..=3).collect::<Vec<_>>());
+    assert_ids_are_the_logs(&db, &ingested.event_ids).await;
+
+    // Overlapping what is stored, and longer than one insert statement (1000 rows).
+    let overlapping: Vec<Record> = (2..=1205).map(event).collect();
+    let ingested = db.ingest_with(&agent, &overlapping, now, Vec::new()).await.unwrap();
+    assert_eq!(seqs_of(&ingested.event_ids), (4..=1205).collect::<Vec<_>>(), "resent: no id");
+    assert_ids_are_the_logs(&db, &ingested.event_ids).await;
+
+    let resent = db.ingest_with(&agent, &overlapping, now, Vec::new()).await.unwrap();
+    assert_eq!(resent.event_ids, [], "a resent batch");
+    let next: Vec<Record> = (1206..=2500).map(event).collect();
+    let ingested = db.ingest_with(&agent, &next, now, Vec::new()).await.unwrap();
+    assert_eq!(seqs_of(&ingested.event_ids), (1206..=2500).collect::<Vec<_>>());
+    assert_ids_are_the_logs(&db, &ingested.event_ids).await;
+}
+
+fn event(seq: u64) -> Record {
+    let kind = if seq.is_multiple_of(2) {
+        proto::PrinterEventKind::Reachable
+    } else {
+        proto::PrinterEventKind::Unreachable { reason: format!("event {seq}") }
+    };
+    Record {
+        seq: Seq(seq),
+        observed_at: UnixMillis(1_690_000_000_000 + seq as i64),
+        body: RecordBody::PrinterEvent(proto::PrinterEvent {
+            printer: PrinterId::new("01P00A391800001").unwrap(),
+            kind,
+        }),
+    }
+}
+
+fn seqs_of(event_ids: &[(Seq, i64)]) -> Vec<u64> {
+    event_ids.iter().map(|(seq, _)| seq.0).collect()
+}
+
+/// Each `(seq, id)` names the id the event log shows for that record (`event` stamps seq
+/// `n` at a time of its own).
+async fn assert_ids_are_the_logs(db: &Db, event_ids: &[(Seq, i64)]) {
+    let filter = hub::db::read::EventFilter {
+        printer: None,
+        kind: None,
+        from: None,
+        to: None,
+        before_id: None,
+        limit: 10_000,
+    };
+    let logged: std::collections::HashMap<i64, i64> =
+        db.events(&filter).await.unwrap().iter().map(|row| (row.at, row.id)).collect();
+    for (seq, id) in event_ids {
+        let at = event(seq.0).observed_at.0;
+        assert_eq!(logged.get(&at), Some(id), "the id of event {seq}");
+    }
 }
 
 fn agent_id(id: &str) -> AgentId {
