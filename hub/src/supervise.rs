@@ -151,7 +151,11 @@ mod tests {
     /// With `panic = "abort"` nothing above could catch anything: the process would end.
     #[test]
     fn no_profile_of_the_workspace_aborts_on_panic() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+        let path = format!(
+            "{}/../Cargo.toml",
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+        );
         let manifest: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
         let profiles = manifest.get("profile").and_then(toml::Value::as_table);
         for (name, profile) in profiles.into_iter().flatten() {

@@ -283,9 +283,9 @@ async fn main() {
     for (i, &events) in backlogs.iter().enumerate() {
         let key = label(events);
         // The bridge's rate swings several-fold from run to run here (its broker's reconnect
-        // wait, whatever else runs), so small backlogs are measured three times, kitt and the
-        // bridge in turn, and the medians compared; a 2 M backlog once (minutes each).
-        let runs = if events <= 200_000 { 3 } else { 1 };
+        // wait, whatever else runs), so every backlog is measured three times, kitt and the
+        // bridge in turn, and the medians compared (at 2 M the bridge takes minutes a run).
+        let runs = 3;
         let mut bridges = Vec::new();
         let mut rates = Vec::new();
         let mut kept = None;

@@ -9,8 +9,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use super::hash_gate::{Busy, HashGate, Lane};
+use super::hash_gate::{Busy, HashGate, HashMemory, Lane};
 use super::limiter::{AddressKey, Verdict};
 use crate::service::{Principal, Role, Via};
 
@@ -33,18 +33,55 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// The shortest new password, characters.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
-/// Hashes a password with argon2id and a random salt (PHC string).
+/// Hashes a password with argon2id and a random salt (PHC string), in a fresh [`HashMemory`]
+/// (the CLI and the demo; requests hash through the [`HashGate`] and [`hash_password_in`]).
 pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
+    hash_password_in(&mut HashMemory::default(), password)
 }
 
-pub(super) fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+/// Hashes a password with argon2id (default parameters) and a random salt, in `memory`.
+pub fn hash_password_in(memory: &mut HashMemory, password: &str) -> Result<String, String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    let argon = Argon2::default();
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| e.to_string())?;
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        memory
+            .with_blocks(argon.params().block_count(), |blocks| {
+                argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, blocks)
+            })
+            .map_err(|_| password_hash::Error::Crypto)
+    })
+    .map_err(|e| e.to_string())?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon.params()).map_err(|e| e.to_string())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// Checks `password` against a PHC string in `memory`: the hash's own algorithm, version and
+/// parameters, its output compared in constant time. Anything unparsable is a mismatch.
+pub(super) fn verify_password(memory: &mut HashMemory, password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return false };
+    let Ok(version) = parsed.version.map_or(Ok(Version::default()), Version::try_from) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let hashed = memory.with_blocks(argon.params().block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(&out).is_ok_and(|out| out == expected)
 }
 
 /// A random password of 20 characters from an unambiguous alphabet.
@@ -105,7 +142,7 @@ pub fn validate_password_length(password: &str) -> Result<(), ApiError> {
 pub async fn gated<T: Send + 'static>(
     gate: &HashGate,
     lane: Lane,
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     gate.run(lane, work).await.map_err(|Busy| {
         ApiError::new(
@@ -207,9 +244,9 @@ pub async fn login(
         Some((hash, role)) => (Some(hash), Role::parse(&role), Lane::Priority),
         None => (None, None, Lane::Other),
     };
-    let checked = gated(&state.hash_gate, lane, move || match &hash {
-        Some(hash) => verify_password(&password, hash),
-        None => verify_password(&password, decoy_hash()),
+    let checked = gated(&state.hash_gate, lane, move |memory| match &hash {
+        Some(hash) => verify_password(memory, &password, hash),
+        None => verify_password(memory, &password, decoy_hash()),
     })
     .await;
     let valid = match checked {
@@ -375,11 +412,54 @@ mod tests {
 
     #[test]
     fn passwords_verify_and_wrong_ones_do_not() {
+        let memory = &mut HashMemory::default();
         let hash = hash_password("correct horse").unwrap();
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(verify_password("correct horse", &hash));
-        assert!(!verify_password("Correct horse", &hash));
-        assert!(!verify_password("correct horse", "not a hash"));
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(verify_password(memory, "correct horse", &hash));
+        assert!(!verify_password(memory, "Correct horse", &hash));
+        assert!(!verify_password(memory, "correct horse", "not a hash"));
+        let truncated = &hash[..hash.len() - 4];
+        assert!(!verify_password(memory, "correct horse", truncated));
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crates_own_hasher_and_verifier_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let memory = &mut HashMemory::default();
+        // Hashes stored before the hub hashed in its own memory.
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        let theirs = Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
+        assert!(verify_password(memory, "correct horse", &theirs));
+        assert!(!verify_password(memory, "correct horses", &theirs));
+        let ours = hash_password_in(memory, "correct horse").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
+        // Other parameters and algorithms are read from the stored hash.
+        let params = Params::new(32 * 1024, 1, 1, Some(24)).unwrap();
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x10, params);
+        let other = argon2i.hash_password(b"correct horse", &salt).unwrap().to_string();
+        assert!(verify_password(memory, "correct horse", &other), "{other}");
+        assert!(!verify_password(memory, "correct horsE", &other));
+    }
+
+    #[test]
+    fn the_hash_memory_is_kept_at_the_default_size_and_reused() {
+        let memory = &mut HashMemory::default();
+        let first = hash_password_in(memory, "one password").unwrap();
+        let kept = format!("{memory:?}");
+        assert_eq!(kept, format!("HashMemory({} blocks)", Params::DEFAULT.block_count()));
+        assert!(verify_password(memory, "one password", &first));
+        // A hash needing more memory gets it for itself; the kept memory does not grow.
+        let params = Params::new(64 * 1024, 1, 1, None).unwrap();
+        let big = argon2::password_hash::PasswordHasher::hash_password(
+            &Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            b"big",
+            &SaltString::encode_b64(b"sixteen byte slt").unwrap(),
+        )
+        .unwrap()
+        .to_string();
+        assert!(verify_password(memory, "big", &big));
+        assert_eq!(format!("{memory:?}"), kept);
     }
 
     #[test]

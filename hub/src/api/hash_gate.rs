@@ -4,10 +4,13 @@
 //!
 //! At most `slots` hashes run at once, each on one of `slots` threads of the gate's own,
 //! holding its slot until the hash is done (a client that hangs up mid-hash does not free the
-//! slot early). Own threads rather than tokio's blocking pool: each thread that ever ran a
-//! hash keeps its ~19 MiB buffer in its malloc arena, and the blocking pool spreads hashes
-//! over up to 8 × cores arenas (measured: 369 MB resident under a flood, one hash at a time);
-//! `slots` threads keep at most `slots` buffers. Waiters
+//! slot early). Each thread owns one [`HashMemory`], argon2's working memory, allocated once
+//! and handed to every hash it runs. Neither tokio's blocking pool (each thread that ran a
+//! hash kept its buffer in its own malloc arena: 369 MB resident under a flood) nor a buffer
+//! allocated per hash (glibc raises its mmap threshold after the first free, so later
+//! buffers came from the heap, which fragmented by about a buffer every few hashes: 180 MB
+//! after ten seconds of flood with one slot, 330 MB with one arena) keeps memory flat;
+//! `slots` buffers for the process's life do. Waiters
 //! queue in two bounded lanes: [`Lane::Priority`] for attempts on a user that exists and for
 //! callers already logged in, [`Lane::Other`] for names no user has. A freed slot goes to the
 //! priority lane first, so a real user waits behind a flood of invented names for at most
@@ -57,7 +60,39 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut HashMemory) + Send>;
+
+/// Argon2's working memory for one hash at a time: the blocks of the default parameters
+/// (19 MiB), kept; a hash that needs more (a stored hash with a higher memory cost) gets a
+/// buffer of its own for that hash only.
+#[derive(Default)]
+pub struct HashMemory {
+    blocks: Vec<argon2::Block>,
+}
+
+impl HashMemory {
+    /// `count` blocks to hash in.
+    pub fn with_blocks<T>(
+        &mut self,
+        count: usize,
+        hash: impl FnOnce(&mut [argon2::Block]) -> T,
+    ) -> T {
+        let kept = argon2::Params::DEFAULT.block_count();
+        if count > kept {
+            return hash(&mut vec![argon2::Block::default(); count]);
+        }
+        if self.blocks.len() < count {
+            self.blocks.resize(count, argon2::Block::default());
+        }
+        hash(&mut self.blocks[..count])
+    }
+}
+
+impl std::fmt::Debug for HashMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HashMemory({} blocks)", self.blocks.len())
+    }
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -81,12 +116,15 @@ impl HashGate {
         for _ in 0..slots {
             let queue = queue.clone();
             let spawned = std::thread::Builder::new().name("kitt-hash".into()).spawn(move || {
+                let mut memory = HashMemory::default();
                 loop {
                     // One thread waits on the channel at a time; the lock is not held while
                     // the job runs.
                     let Ok(job) = lock(&queue).recv() else { return };
                     // A panicking hash (argon2 does not panic) must not shrink the pool.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut memory);
+                    }));
                 }
             });
             if let Err(error) = spawned {
@@ -110,16 +148,17 @@ impl HashGate {
         HashGate::new((cores / 2).clamp(1, 4))
     }
 
-    /// Runs `work` (a hash) on one of the gate's threads once a slot is free.
+    /// Runs `work` (a hash, in the thread's [`HashMemory`]) on one of the gate's threads once
+    /// a slot is free.
     pub async fn run<T: Send + 'static>(
         &self,
         lane: Lane,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let slot = self.acquire(lane).await?;
         let (done, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let out = work();
+        let job: Job = Box::new(move |memory: &mut HashMemory| {
+            let out = work(memory);
             drop(slot);
             let _ = done.send(out);
         });
@@ -252,7 +291,7 @@ mod tests {
         let request = tokio::spawn({
             let gate = gate.clone();
             async move {
-                gate.run(Lane::Priority, move || {
+                gate.run(Lane::Priority, move |_| {
                     let _ = started.send(());
                     let _ = finished.recv();
                 })

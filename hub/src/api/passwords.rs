@@ -60,8 +60,8 @@ pub async fn change_own_password(
         return Err(ApiError::not_found(format!("no user {name:?}")));
     };
     let (current, new) = (request.current_password, request.new_password);
-    let checked = auth::gated(&state.hash_gate, Lane::Priority, move || {
-        auth::verify_password(&current, &hash).then(|| auth::hash_password(&new))
+    let checked = auth::gated(&state.hash_gate, Lane::Priority, move |memory| {
+        auth::verify_password(memory, &current, &hash).then(|| auth::hash_password_in(memory, &new))
     })
     .await;
     let new_hash = match checked {
@@ -131,9 +131,11 @@ pub async fn reset_password(
         return Err(ApiError::not_found(format!("no user {name:?}")));
     }
     let to_hash = password.clone();
-    let hash = auth::gated(&state.hash_gate, Lane::Priority, move || auth::hash_password(&to_hash))
-        .await?
-        .map_err(|e| ApiError::internal(&e))?;
+    let hash = auth::gated(&state.hash_gate, Lane::Priority, move |memory| {
+        auth::hash_password_in(memory, &to_hash)
+    })
+    .await?
+    .map_err(|e| ApiError::internal(&e))?;
     let Some((sessions_ended, tokens_revoked)) =
         state.db.reset_password(&name, &hash, UnixMillis::now()).await?
     else {

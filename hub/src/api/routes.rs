@@ -537,8 +537,8 @@ pub async fn create_user(
     validate_user_name(&request.name)?;
     super::auth::validate_new_password(&request.password)?;
     let password = request.password.clone();
-    let hash = super::auth::gated(&state.hash_gate, Lane::Priority, move || {
-        super::auth::hash_password(&password)
+    let hash = super::auth::gated(&state.hash_gate, Lane::Priority, move |memory| {
+        super::auth::hash_password_in(memory, &password)
     })
     .await?
     .map_err(|e| ApiError::internal(&e))?;

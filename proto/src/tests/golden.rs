@@ -525,7 +525,13 @@ fn disconnect_reasons() -> (&'static str, Vec<DisconnectReason>) {
 }
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test_data/golden")
+    // At run time: a binary built in another clone sharing the target directory must read
+    // (and bless) this checkout's files.
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("test_data/golden")
 }
 
 /// Renders bytes as the committed file: a comment, then 32 hex bytes a line.

@@ -16,7 +16,9 @@ const SERIAL: &str = "0300AA391800001";
 const ACCESS_CODE: &str = "12345678";
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../edge-agent/test_data/bambu/{name}", env!("CARGO_MANIFEST_DIR"));
+    let root = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let path = format!("{root}/../edge-agent/test_data/bambu/{name}");
     let text = std::fs::read_to_string(path).unwrap();
     serde_json::from_str::<Value>(&text).unwrap()["message"].clone()
 }

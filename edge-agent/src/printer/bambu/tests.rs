@@ -15,7 +15,13 @@ use super::session::{Action, Input, Session, SessionConfig};
 const T: UnixMillis = UnixMillis(1_764_000_000_000);
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/test_data/bambu/{name}", env!("CARGO_MANIFEST_DIR"));
+    // The checkout the tests run in (cargo sets it at run time too): a test binary built in
+    // another clone sharing the target directory still reads this one's files.
+    let path = format!(
+        "{}/test_data/bambu/{name}",
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+    );
     let text = std::fs::read_to_string(path).unwrap();
     serde_json::from_str::<Value>(&text).unwrap()["message"].clone()
 }
