@@ -13,7 +13,15 @@ use crate::PATIENCE;
 
 /// The path of one of kitt's binaries, rebuilt first (once per test process) so a test never
 /// runs a stale binary.
+///
+/// `KITT_AGENT_BINARY` names another `kitt-agent` to run: `cargo xtask bench` measures the
+/// agent as it ships, built with the `agent` profile (release, aborting on panic).
 pub fn bin(name: &str) -> PathBuf {
+    if name == "kitt-agent"
+        && let Some(agent) = std::env::var_os("KITT_AGENT_BINARY")
+    {
+        return PathBuf::from(agent);
+    }
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");

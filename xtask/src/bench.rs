@@ -87,7 +87,7 @@ const ROWS: &[Row] = &[
     },
     Row {
         key: "agent_binary_aarch64_bytes",
-        what: "agent binary, aarch64 release, stripped",
+        what: "agent binary, aarch64, agent profile (release, panic = abort), stripped",
         show: bytes,
         target: "— (none set)",
         goal: Goal::None,
@@ -270,9 +270,14 @@ const ROWS: &[Row] = &[
 ];
 
 /// Runs one benchmark, echoing its output, and returns its metrics.
-fn run_bench(package: &str, bench: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+fn run_bench(
+    package: &str,
+    bench: &str,
+    agent: &std::path::Path,
+) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut command = crate::cargo();
     command.args(["bench", "--locked", "-p", package, "--bench", bench]);
+    command.env("KITT_AGENT_BINARY", agent);
     command.stdout(Stdio::piped());
     eprintln!("xtask: running {command:?}");
     let mut child = command.spawn().context("cannot start cargo bench")?;
@@ -361,13 +366,27 @@ fn table(metrics: &BTreeMap<String, f64>, misses: &mut Vec<String>) -> String {
     out
 }
 
-/// Builds the release binaries (and the aarch64 agent, for its size), runs every benchmark,
-/// prints the table and writes `docs/benchmarks.md`.
+/// Builds the release binaries, the agent as it ships (the `agent` profile, which the
+/// benchmarks run: `KITT_AGENT_BINARY`) and the aarch64 agent (for its size), runs every
+/// benchmark, prints the table and writes `docs/benchmarks.md`.
 pub fn bench() -> anyhow::Result<()> {
     crate::setup::prepare_bench_environment()?;
     let mut build = crate::cargo();
     build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
     crate::status(build)?;
+    let mut agent = crate::cargo();
+    agent.args([
+        "build",
+        "--profile",
+        "agent",
+        "--locked",
+        "-p",
+        "edge-agent",
+        "--bin",
+        "kitt-agent",
+    ]);
+    crate::status(agent)?;
+    let shipped = crate::target_dir().join("agent/kitt-agent");
     let mut metrics = BTreeMap::new();
     let aarch64 = crate::cross::target("aarch64-unknown-linux-gnu")
         .and_then(|target| crate::dist::agent(target, env!("CARGO_PKG_VERSION")))
@@ -379,7 +398,7 @@ pub fn bench() -> anyhow::Result<()> {
         Err(error) => eprintln!("xtask: no aarch64 agent binary size: {error:#}"),
     }
     for (package, bench) in BENCHES {
-        metrics.extend(run_bench(package, bench)?);
+        metrics.extend(run_bench(package, bench, &shipped)?);
     }
     let mut misses = Vec::new();
     let table = table(&metrics, &mut misses);

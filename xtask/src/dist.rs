@@ -37,15 +37,25 @@ pub fn agent(target: &Target, version: &str) -> anyhow::Result<Dist> {
     crate::deb::check_version(version)?;
     cross::prepare_build(target)?;
     let mut build = crate::cargo();
-    build.args(["build", "--release", "--locked", "-p", "edge-agent", "--bin", "kitt-agent"]);
+    // The `agent` profile: release, aborting on panic (Cargo.toml says why).
+    build.args([
+        "build",
+        "--profile",
+        "agent",
+        "--locked",
+        "-p",
+        "edge-agent",
+        "--bin",
+        "kitt-agent",
+    ]);
     build.args(cross::cargo_args(target));
     crate::status(build)?;
-    let built = crate::target_dir().join(target.triple).join("release/kitt-agent");
+    let built = crate::target_dir().join(target.triple).join("agent/kitt-agent");
     let dist = package(target, &built, version)?;
     let binary = std::fs::read(&dist.binary)?;
     if !elf::inspect(&binary)?.is_stripped() {
         bail!(
-            "{} still has its symbol table: the release profile strips it",
+            "{} still has its symbol table: the agent profile (from release) strips it",
             dist.binary.display()
         );
     }
