@@ -14,11 +14,13 @@ use crate::PATIENCE;
 /// The path of one of kitt's binaries, rebuilt first (once per test process) so a test never
 /// runs a stale binary.
 ///
-/// `KITT_AGENT_BINARY` names another `kitt-agent` to run: `cargo xtask bench` measures the
-/// agent as it ships, built with the `agent` profile (release, aborting on panic).
+/// `BENCH_AGENT_BINARY` names another `kitt-agent` to run: `cargo xtask bench` measures the
+/// agent as it ships, built with the `agent` profile (release, aborting on panic). Not a
+/// `KITT_` name: kitt's binaries refuse unknown `KITT_` variables, and every child of a
+/// benchmark inherits it.
 pub fn bin(name: &str) -> PathBuf {
     if name == "kitt-agent"
-        && let Some(agent) = std::env::var_os("KITT_AGENT_BINARY")
+        && let Some(agent) = std::env::var_os("BENCH_AGENT_BINARY")
     {
         return PathBuf::from(agent);
     }

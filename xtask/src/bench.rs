@@ -277,7 +277,7 @@ fn run_bench(
 ) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut command = crate::cargo();
     command.args(["bench", "--locked", "-p", package, "--bench", bench]);
-    command.env("KITT_AGENT_BINARY", agent);
+    command.env("BENCH_AGENT_BINARY", agent);
     command.stdout(Stdio::piped());
     eprintln!("xtask: running {command:?}");
     let mut child = command.spawn().context("cannot start cargo bench")?;
@@ -367,7 +367,7 @@ fn table(metrics: &BTreeMap<String, f64>, misses: &mut Vec<String>) -> String {
 }
 
 /// Builds the release binaries, the agent as it ships (the `agent` profile, which the
-/// benchmarks run: `KITT_AGENT_BINARY`) and the aarch64 agent (for its size), runs every
+/// benchmarks run: `BENCH_AGENT_BINARY`) and the aarch64 agent (for its size), runs every
 /// benchmark, prints the table and writes `docs/benchmarks.md`.
 pub fn bench() -> anyhow::Result<()> {
     crate::setup::prepare_bench_environment()?;
