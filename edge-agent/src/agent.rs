@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use proto::{
     AgentHealth, AgentHealthV2, AgentHealthV3, CameraId, LiveViewAction, LiveViewRequest,
-    PrintState, PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterState,
-    PrinterTelemetry, RecordBody, UnixMillis, Vendor,
+    PrintState, PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterStateV2,
+    PrinterTelemetryV2, RecordBody, UnixMillis, Vendor,
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -113,7 +113,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         });
         let (view_tx, view_rx) = watch::channel(PrinterView::default());
         let (events_tx, _) = broadcast::channel(64);
-        let (camera_state_tx, camera_state_rx) = watch::channel(PrinterState::default());
+        let (camera_state_tx, camera_state_rx) = watch::channel(PrinterStateV2::default());
         tasks.spawn(recorder(
             printer.serial.clone(),
             outputs,
@@ -211,7 +211,7 @@ struct Sinks {
 #[derive(Debug)]
 struct Watchers {
     events: broadcast::Sender<(UnixMillis, PrinterEventKind)>,
-    state: watch::Sender<PrinterState>,
+    state: watch::Sender<PrinterStateV2>,
 }
 
 /// Completes a camera's source with what the printer's configuration knows.
@@ -286,7 +286,7 @@ async fn recorder(
                     dirty = false;
                     last_sample = Some(Instant::now());
                     let state = Box::new(view.borrow().state.clone());
-                    let body = RecordBody::Telemetry(PrinterTelemetry { printer: printer.clone(), state });
+                    let body = RecordBody::TelemetryV2(PrinterTelemetryV2 { printer: printer.clone(), state });
                     if records.send((UnixMillis::now(), body)).await.is_err() {
                         return;
                     }
@@ -328,7 +328,7 @@ async fn recorder(
                 }
                 dirty = false;
                 last_sample = Some(Instant::now());
-                RecordBody::Telemetry(PrinterTelemetry { printer: printer.clone(), state })
+                RecordBody::TelemetryV2(PrinterTelemetryV2 { printer: printer.clone(), state })
             }
             LinkOutput::Event { at, kind } => {
                 // Counted before the record goes on, so the plate check never misses a job
@@ -499,7 +499,7 @@ mod tests {
     use super::*;
 
     fn state(state: PrintState) -> LinkOutput {
-        LinkOutput::State(Box::new(PrinterState { state, ..PrinterState::default() }))
+        LinkOutput::State(Box::new(PrinterStateV2 { state, ..PrinterStateV2::default() }))
     }
 
     /// The recorder of one printer over a fresh outbox; the test plays the printer link.
@@ -521,7 +521,7 @@ mod tests {
         let (records_tx, records) = mpsc::channel(16);
         let (view_tx, view) = watch::channel(PrinterView::default());
         let (events, _) = broadcast::channel(16);
-        let (camera_state, _) = watch::channel(PrinterState::default());
+        let (camera_state, _) = watch::channel(PrinterStateV2::default());
         tokio::spawn(super::recorder(
             printer.clone(),
             outputs,

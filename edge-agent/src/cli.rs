@@ -239,7 +239,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<u8> {
 pub fn output_json(output: &LinkOutput) -> serde_json::Value {
     match output {
         LinkOutput::State(state) => {
-            serde_json::json!({ "kind": "state", "state": proto::json::printer_state(state) })
+            serde_json::json!({ "kind": "state", "state": proto::json::printer_state_v2(state) })
         }
         LinkOutput::Event { at, kind } => {
             let mut event = proto::json::printer_event(kind);

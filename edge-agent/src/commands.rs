@@ -69,8 +69,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use proto::{
-    Command, CommandOutcome, CommandResult, ControlCapability, PrintState, PrinterId, PrinterState,
-    RecordBody, UnixMillis,
+    Command, CommandOutcome, CommandResult, ControlCapability, PrintState, PrinterId,
+    PrinterStateV2, RecordBody, UnixMillis,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -92,7 +92,7 @@ pub type Records = mpsc::Sender<(UnixMillis, RecordBody)>;
 /// What a printer looks like to its command executor.
 #[derive(Debug, Clone, Default)]
 pub struct PrinterView {
-    pub state: PrinterState,
+    pub state: PrinterStateV2,
     /// Job ends the printer link reported since the agent started, counted before their
     /// records go to the outbox.
     pub job_ends: u64,

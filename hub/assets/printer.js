@@ -98,6 +98,7 @@ function Now({ printer }) {
   const fans = Object.entries(state.fans ?? {}).map(([fan, pct]) => `${fan.replace('_', ' ')} ${pct}%`).join(', ');
   const lights = Object.entries(state.lights ?? {}).map(([light, mode]) => `${light.replace(/_/g, ' ')} ${mode}`).join(', ');
   return html`
+    ${state.message ? html`<p class="printer-message" role="status" data-testid="printer-message">${state.message}</p>` : null}
     <p class="job-name">${state.job_name || (active ? 'Unnamed job' : 'No job')}</p>
     ${state.stage?.name && active ? html`<p class="job-stage">${state.stage.name}</p>` : null}
     <${ProgressBar} percent=${state.progress_percent} />
@@ -106,6 +107,8 @@ function Now({ printer }) {
       ${row('Nozzle', temperature(state.nozzle_temp_c, state.nozzle_target_c))}
       ${row('Bed', temperature(state.bed_temp_c, state.bed_target_c))}
       ${state.chamber_temp_c != null ? row('Chamber', temperature(state.chamber_temp_c)) : null}
+      ${(state.heaters ?? []).filter((h) => h.index > 0).map((h) => row(`${h.kind[0].toUpperCase()}${h.kind.slice(1)} ${h.index + 1}`, temperature(h.temp_c, h.target_c)))}
+      ${state.klipper ? row('Klipper', state.klipper.klippy) : null}
       ${active && state.remaining_s != null ? row('Time left', duration(state.remaining_s)) : null}
       ${row('Speed', state.speed_level)}
       ${row('Fans', fans)}
@@ -128,6 +131,10 @@ function Controls({ id, printer, canCommand }) {
   const blocked = !canCommand || readOnly || unreachable;
   const s = state?.state;
   const speedValue = speed ?? state?.speed_level ?? 'silent';
+  // The printer's own list of controls; a state stored before the hub knew of them has none,
+  // and then the controls every printer had before (Bambu's) are offered.
+  const offered = state?.controls?.length ? state.controls : ['pause', 'resume', 'stop', 'light', 'speed'];
+  const has = (control) => offered.includes(control);
 
   async function send(body, label) {
     const key = `${Date.now()}-${Math.random()}`;
@@ -159,27 +166,27 @@ function Controls({ id, printer, canCommand }) {
 
   return html`<div class="controls">
       <div class="button-row">
-        <button type="button" class="btn" data-testid="cmd-pause" disabled=${blocked || !['printing', 'preparing'].includes(s)}
-          onClick=${() => send({ action: 'pause' }, 'Pause')}>Pause</button>
-        <button type="button" class="btn" data-testid="cmd-resume" disabled=${blocked || s !== 'paused'}
-          onClick=${() => send({ action: 'resume' }, 'Resume')}>Resume</button>
-        <button type="button" class="btn btn-danger" data-testid="cmd-stop" disabled=${blocked || !['printing', 'preparing', 'paused'].includes(s)}
-          onClick=${stop}>Stop</button>
+        ${has('pause') ? html`<button type="button" class="btn" data-testid="cmd-pause" disabled=${blocked || !['printing', 'preparing'].includes(s)}
+          onClick=${() => send({ action: 'pause' }, 'Pause')}>Pause</button>` : null}
+        ${has('resume') ? html`<button type="button" class="btn" data-testid="cmd-resume" disabled=${blocked || s !== 'paused'}
+          onClick=${() => send({ action: 'resume' }, 'Resume')}>Resume</button>` : null}
+        ${has('stop') ? html`<button type="button" class="btn btn-danger" data-testid="cmd-stop" disabled=${blocked || !['printing', 'preparing', 'paused'].includes(s)}
+          onClick=${stop}>Stop</button>` : null}
       </div>
-      <div class="button-row">
+      ${has('light') ? html`<div class="button-row">
         <button type="button" class="btn" data-testid="cmd-light-on" disabled=${blocked}
           onClick=${() => send({ action: 'set_light', node: 'chamber_light', mode: 'on' }, 'Light on')}>Light on</button>
         <button type="button" class="btn" data-testid="cmd-light-off" disabled=${blocked}
           onClick=${() => send({ action: 'set_light', node: 'chamber_light', mode: 'off' }, 'Light off')}>Light off</button>
-      </div>
-      <div class="button-row align-end">
+      </div>` : null}
+      ${has('speed') ? html`<div class="button-row align-end">
         <${Field} label="Speed level" id="speed-level" control=${(controlId) => html`<select id=${controlId} disabled=${blocked}
           value=${speedValue} onChange=${(event) => setSpeed(event.currentTarget.value)}>
           ${SPEEDS.map((level) => html`<option value=${level}>${level}</option>`)}
         </select>`} />
         <button type="button" class="btn" data-testid="cmd-speed" disabled=${blocked}
           onClick=${() => send({ action: 'set_speed', level: speedValue }, `Speed: ${speedValue}`)}>Set speed</button>
-      </div>
+      </div>` : null}
       <p class="hint" id="controls-note" hidden=${!note}>${note}</p>
     </div>
     <ol class="outcomes" aria-live="polite" aria-label="Command outcomes">

@@ -43,8 +43,11 @@ export const FIELDS = {
     "bed_target_c": "number?", "chamber_temp_c": "number?", "fans": "integer{}",
     "speed_level": "string?", "ams": "AmsUnit[]", "active_tray": "any?", "external_spool": "Tray?",
     "hms": "Hms[]", "print_error": "string?", "lights": "string{}", "door_open": "boolean?",
-    "control": "string", "model": "string?", "firmware": "string?", "last_report_at": "integer?"
+    "control": "string", "model": "string?", "firmware": "string?", "last_report_at": "integer?",
+    "heaters": "Heater[]?", "message": "string?", "controls": "string[]?", "klipper": "KlipperState?"
   },
+  "Heater": { "kind": "string", "index": "integer", "temp_c": "number?", "target_c": "number?" },
+  "KlipperState": { "klippy": "string" },
   "Stage": { "code": "integer", "name": "string" },
   "AmsUnit": { "id": "integer", "humidity": "integer?", "temp_c": "number?", "trays": "Tray[]" },
   "Tray": { "slot": "integer", "material": "string?", "color": "string?", "remain_percent": "integer?" },

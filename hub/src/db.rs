@@ -735,6 +735,7 @@ async fn execute_overlapped<'q>(
 fn describe(body: &RecordBody) -> (&'static str, Option<String>) {
     match body {
         RecordBody::Telemetry(t) => ("telemetry", Some(t.printer.to_string())),
+        RecordBody::TelemetryV2(t) => ("telemetry", Some(t.printer.to_string())),
         RecordBody::PrinterEvent(e) => ("event", Some(e.printer.to_string())),
         RecordBody::Snapshot(s) => ("snapshot", Some(s.printer.to_string())),
         RecordBody::AgentHealth(_)

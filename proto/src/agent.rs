@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AgentId, CameraId, Capabilities, CommandResult, PrinterEvent, PrinterId, PrinterTelemetry, Seq,
-    SnapshotId, UnixMillis,
+    AgentId, CameraId, Capabilities, CommandResult, PrinterEvent, PrinterId, PrinterTelemetry,
+    PrinterTelemetryV2, Seq, SnapshotId, UnixMillis,
 };
 
 /// Everything an agent sends to the hub.
@@ -100,20 +100,25 @@ pub enum RecordBody {
     /// the hub's. In a session of an older version the agent sends it as `AgentHealthV2`
     /// (version 3) or `AgentHealth`.
     AgentHealthV3(AgentHealthV3),
+    /// Since wire version 5: a printer's state in vendor-neutral terms, with what only its
+    /// kind reports in a part of its own. In a session of an older version the agent sends
+    /// it as `Telemetry` ([`crate::PrinterStateV2::to_v1`]).
+    TelemetryV2(PrinterTelemetryV2),
 }
 
 impl RecordBody {
     /// The first wire version that has this record.
     pub fn since(&self) -> u16 {
         match self {
+            RecordBody::PrinterEvent(event) => event.kind.since(),
             RecordBody::Telemetry(_)
-            | RecordBody::PrinterEvent(_)
             | RecordBody::Snapshot(_)
             | RecordBody::AgentHealth(_)
             | RecordBody::CommandResult(_) => 1,
             RecordBody::CameraHealth(_) => 2,
             RecordBody::AgentHealthV2(_) => 3,
             RecordBody::AgentHealthV3(_) => 4,
+            RecordBody::TelemetryV2(_) => 5,
         }
     }
 }

@@ -4,8 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::{
-    AmsKind, ControlCapability, FanKind, Hms, JobOutcome, LightMode, LightNode, PrintState,
-    PrinterEventKind, PrinterState, SpeedLevel, Tray, TrayRef,
+    AmsKind, ControlCapability, FanKind, HeaterKind, Hms, JobOutcome, KlippyState, LightMode,
+    LightNode, PrintState, PrinterEventKind, PrinterState, PrinterStateV2, SpeedLevel, Tray,
+    TrayRef, VendorDetail,
 };
 
 pub fn print_state(state: PrintState) -> &'static str {
@@ -204,6 +205,89 @@ pub fn printer_state(state: &PrinterState) -> Value {
     })
 }
 
+/// The vendor-neutral state (wire version 5): every field of [`printer_state`] (from
+/// [`PrinterStateV2::to_v1`], so clients of the old shape read it unchanged; the Bambu-only
+/// ones are null or empty for other printers), then the neutral fields that shape lacked:
+/// `kind` (`bambu`, `klipper`, or null), `heaters`, `speed_percent`, `filament`,
+/// `active_filament`, `message`, `controls` (the names of the controls the printer supports)
+/// and `klipper` (Klippy's state, sensors, excluded objects; null for other printers).
+pub fn printer_state_v2(state: &PrinterStateV2) -> Value {
+    let kind = match &state.detail {
+        VendorDetail::None => Value::Null,
+        VendorDetail::Bambu(_) => json!("bambu"),
+        VendorDetail::Klipper(_) => json!("klipper"),
+    };
+    let heaters: Vec<Value> = state
+        .heaters
+        .iter()
+        .map(|h| {
+            json!({
+                "kind": heater_kind(h.kind),
+                "index": h.index,
+                "temp_c": h.temp_c,
+                "target_c": h.target_c,
+            })
+        })
+        .collect();
+    let filament: Vec<Value> = state
+        .filament
+        .iter()
+        .map(|slot| {
+            let mut value = tray(&slot.tray);
+            if let Some(object) = value.as_object_mut() {
+                object.insert("unit".into(), json!(slot.unit));
+            }
+            value
+        })
+        .collect();
+    let klipper = state.klipper().map(|detail| {
+        json!({
+            "klippy": klippy_state(detail.klippy),
+            "print_stats_state": detail.print_stats_state,
+            "display_message": detail.display_message,
+            "sensors": detail.sensors.iter().map(|sensor| json!({
+                "name": sensor.name,
+                "enabled": sensor.enabled,
+                "detected": sensor.detected,
+            })).collect::<Vec<_>>(),
+            "excluded_objects": detail.excluded_objects,
+        })
+    });
+    let mut value = printer_state(&state.to_v1());
+    let Some(object) = value.as_object_mut() else { return value };
+    object.insert("kind".into(), kind);
+    object.insert("heaters".into(), json!(heaters));
+    object.insert("speed_percent".into(), json!(state.speed_percent));
+    object.insert("filament".into(), json!(filament));
+    object.insert(
+        "active_filament".into(),
+        state.active_filament.map_or(Value::Null, |a| json!({ "unit": a.unit, "slot": a.slot })),
+    );
+    object.insert("message".into(), json!(state.message));
+    object.insert("controls".into(), json!(state.controls.names()));
+    object.insert("klipper".into(), klipper.unwrap_or(Value::Null));
+    value
+}
+
+pub fn heater_kind(kind: HeaterKind) -> &'static str {
+    match kind {
+        HeaterKind::Nozzle => "nozzle",
+        HeaterKind::Bed => "bed",
+        HeaterKind::Chamber => "chamber",
+    }
+}
+
+pub fn klippy_state(state: KlippyState) -> &'static str {
+    match state {
+        KlippyState::Unknown => "unknown",
+        KlippyState::Startup => "startup",
+        KlippyState::Ready => "ready",
+        KlippyState::Error => "error",
+        KlippyState::Shutdown => "shutdown",
+        KlippyState::Disconnected => "disconnected",
+    }
+}
+
 /// An event as `{"type": "...", …}`.
 pub fn printer_event(event: &PrinterEventKind) -> Value {
     match event {
@@ -253,5 +337,7 @@ pub fn printer_event(event: &PrinterEventKind) -> Value {
         PrinterEventKind::ControlChanged { from, to } => {
             json!({ "type": "control_changed", "from": control(*from), "to": control(*to) })
         }
+        PrinterEventKind::Fault { message } => json!({ "type": "fault", "message": message }),
+        PrinterEventKind::FaultCleared => json!({ "type": "fault_cleared" }),
     }
 }

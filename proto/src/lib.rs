@@ -40,6 +40,7 @@ mod hub;
 mod ids;
 pub mod json;
 pub mod net;
+mod neutral;
 mod printer;
 
 pub use agent::{
@@ -57,6 +58,10 @@ pub use hub::{
     HubMessage, HubWelcome, LiveViewAction, LiveViewRequest,
 };
 pub use ids::{AgentId, CameraId, CommandId, IdError, PrinterId, Seq, SnapshotId, UnixMillis};
+pub use neutral::{
+    AmsInfo, BambuDetail, Controls, FilamentSensor, FilamentSlot, Heater, HeaterKind,
+    KlipperDetail, KlippyState, PrinterStateV2, PrinterTelemetryV2, SlotRef, VendorDetail,
+};
 pub use printer::{
     AmsKind, AmsUnit, ControlCapability, Fan, FanKind, Hms, HmsSeverity, JobOutcome, Light,
     LightMode, LightNode, PrintState, PrinterEvent, PrinterEventKind, PrinterState,
@@ -64,7 +69,7 @@ pub use printer::{
 };
 
 /// The newest wire version this build speaks, written in every frame it sends.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The oldest wire version this build still decodes.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

@@ -306,6 +306,36 @@ pub enum PrinterEventKind {
         from: ControlCapability,
         to: ControlCapability,
     },
+    /// Since wire version 5: the printer has something a person should read, in its own
+    /// words (Klippy's error or shutdown reason), or that text changed.
+    Fault {
+        message: String,
+    },
+    /// Since wire version 5: the printer's message is gone (Klippy ready again).
+    FaultCleared,
+}
+
+impl PrinterEventKind {
+    /// The first wire version that has this event.
+    pub fn since(&self) -> u16 {
+        match self {
+            PrinterEventKind::StateChanged { .. }
+            | PrinterEventKind::JobStarted { .. }
+            | PrinterEventKind::JobPaused { .. }
+            | PrinterEventKind::JobResumed
+            | PrinterEventKind::JobFinished { .. }
+            | PrinterEventKind::HmsRaised(_)
+            | PrinterEventKind::HmsCleared(_)
+            | PrinterEventKind::PrintErrorRaised { .. }
+            | PrinterEventKind::PrintErrorCleared { .. }
+            | PrinterEventKind::ActiveTrayChanged { .. }
+            | PrinterEventKind::TrayChanged { .. }
+            | PrinterEventKind::Reachable
+            | PrinterEventKind::Unreachable { .. }
+            | PrinterEventKind::ControlChanged { .. } => 1,
+            PrinterEventKind::Fault { .. } | PrinterEventKind::FaultCleared => 5,
+        }
+    }
 }
 
 /// How a job ended.

@@ -451,7 +451,10 @@ fn stored_streams(serial: &str, records: &[Record], mut allowance: u32) -> Store
             PrinterEventKind::Unreachable { .. }
             | PrinterEventKind::ControlChanged { .. }
             | PrinterEventKind::ActiveTrayChanged { .. }
-            | PrinterEventKind::TrayChanged { .. } => {}
+            | PrinterEventKind::TrayChanged { .. }
+            // The Bambu simulator has no words of its own to say.
+            | PrinterEventKind::Fault { .. }
+            | PrinterEventKind::FaultCleared => {}
         }
     }
     stored
@@ -592,6 +595,11 @@ fn job_layers(
         .iter()
         .filter_map(|record| match &record.body {
             RecordBody::Telemetry(t)
+                if t.printer.as_str() == serial && t.state.job_name.as_deref() == Some(job) =>
+            {
+                t.state.layer.map(u64::from)
+            }
+            RecordBody::TelemetryV2(t)
                 if t.printer.as_str() == serial && t.state.job_name.as_deref() == Some(job) =>
             {
                 t.state.layer.map(u64::from)

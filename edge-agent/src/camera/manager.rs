@@ -31,7 +31,7 @@ use super::planner::{SnapshotPlanner, SnapshotPolicy};
 use super::{CameraError, CameraSource, Frame, FrameStream};
 use crate::backoff::Backoff;
 use crate::counters::PrinterCounters;
-use proto::PrinterState;
+use proto::PrinterStateV2;
 
 /// A frame younger than this serves a snapshot at once.
 pub const FRESH: Duration = Duration::from_secs(2);
@@ -64,7 +64,7 @@ pub struct CameraInputs {
     /// The printer's events, as the recorder sees them.
     pub events: broadcast::Receiver<(UnixMillis, PrinterEventKind)>,
     /// The printer's newest state.
-    pub state: watch::Receiver<PrinterState>,
+    pub state: watch::Receiver<PrinterStateV2>,
     /// Live view and snapshot requests from the hub, for this camera.
     pub control: mpsc::Receiver<LiveViewAction>,
 }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use proto::{JobOutcome, PrintState, PrinterEventKind, PrinterState, SnapshotTrigger, UnixMillis};
+use proto::{
+    JobOutcome, PrintState, PrinterEventKind, PrinterStateV2, SnapshotTrigger, UnixMillis,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotPolicy {
@@ -71,7 +73,7 @@ impl SnapshotPlanner {
     }
 
     /// A new normalised state.
-    pub fn on_state(&mut self, state: &PrinterState, now: UnixMillis) -> Option<SnapshotTrigger> {
+    pub fn on_state(&mut self, state: &PrinterStateV2, now: UnixMillis) -> Option<SnapshotTrigger> {
         if state.state != PrintState::Printing {
             return None;
         }
@@ -130,8 +132,8 @@ impl SnapshotPlanner {
 mod tests {
     use super::*;
 
-    fn printing(layer: u32) -> PrinterState {
-        PrinterState { state: PrintState::Printing, layer: Some(layer), ..Default::default() }
+    fn printing(layer: u32) -> PrinterStateV2 {
+        PrinterStateV2 { state: PrintState::Printing, layer: Some(layer), ..Default::default() }
     }
 
     fn started() -> PrinterEventKind {
@@ -145,7 +147,7 @@ mod tests {
             every_layers: Some(10),
         });
         let t = |s: i64| UnixMillis(1_000_000 + s * 1000);
-        assert_eq!(planner.on_state(&PrinterState::default(), t(0)), None, "idle: nothing");
+        assert_eq!(planner.on_state(&PrinterStateV2::default(), t(0)), None, "idle: nothing");
         assert_eq!(planner.tick(t(0)), None);
         assert_eq!(planner.on_event(&started(), t(1)), Some(SnapshotTrigger::JobStarted));
         assert_eq!(planner.on_state(&printing(1), t(2)), None);

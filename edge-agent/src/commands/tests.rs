@@ -26,7 +26,7 @@ fn command(preconditions: Vec<Precondition>) -> Command {
 }
 
 fn view(state: PrintState, job_ends: u64) -> PrinterView {
-    PrinterView { state: PrinterState { state, ..PrinterState::default() }, job_ends }
+    PrinterView { state: PrinterStateV2 { state, ..PrinterStateV2::default() }, job_ends }
 }
 
 /// The outbox's facts: `appended` job ends, the latest at `seq` and `at` (agent's clock).

@@ -858,7 +858,7 @@ impl Outbox {
 /// The retention class of a record body.
 pub fn class_of(body: &RecordBody) -> DropClass {
     match body {
-        RecordBody::Telemetry(_) => DropClass::Telemetry,
+        RecordBody::Telemetry(_) | RecordBody::TelemetryV2(_) => DropClass::Telemetry,
         RecordBody::PrinterEvent(_) | RecordBody::CommandResult(_) => DropClass::Event,
         RecordBody::Snapshot(_) => DropClass::Snapshot,
         RecordBody::AgentHealth(_)

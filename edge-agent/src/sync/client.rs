@@ -531,9 +531,33 @@ impl SyncClient {
 
 /// The records in the form a session of `version` can carry: an `AgentHealthV2` goes to an
 /// older hub as the `AgentHealth` inside it (its counters are lost to that hub, nothing
-/// else). Nothing else has an older form; [`MIN_SESSION_VERSION`] keeps the rest out.
+/// else); a `TelemetryV2` goes to a hub older than 5 as `Telemetry` (what has no place there,
+/// a Klipper part, a second nozzle, the printer's message, is lost to it). A printer's fault
+/// event has no older form: a hub older than 5 is not sent it (its seq is a gap there, as a
+/// dropped record's is), and the log says so. [`MIN_SESSION_VERSION`] keeps the rest out.
 fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
+    if version < 5 {
+        let before = records.len();
+        records.retain(|record| record.body.since() < 5 || !is_event(&record.body));
+        let withheld = before - records.len();
+        if withheld > 0 {
+            tracing::warn!(
+                withheld,
+                hub_version = version,
+                "Not sent to this hub: printer fault events, which it cannot read (upgrade \
+                 kitt-hub to see them)."
+            );
+        }
+    }
     for record in &mut records {
+        if version < 5
+            && let RecordBody::TelemetryV2(telemetry) = &record.body
+        {
+            record.body = RecordBody::Telemetry(proto::PrinterTelemetry {
+                printer: telemetry.printer.clone(),
+                state: Box::new(telemetry.state.to_v1()),
+            });
+        }
         if version < 4
             && let RecordBody::AgentHealthV3(health) = &record.body
         {
@@ -546,6 +570,10 @@ fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
         }
     }
     records
+}
+
+fn is_event(body: &RecordBody) -> bool {
+    matches!(body, RecordBody::PrinterEvent(_))
 }
 
 async fn next_live(frames: &mut Option<mpsc::Receiver<LiveFrame>>) -> Option<LiveFrame> {
@@ -687,6 +715,43 @@ mod tests {
         let records = for_session(vec![health_v3()], proto::PROTOCOL_VERSION);
         assert_eq!(records, [health_v3()]);
         assert_eq!(frame_version(records), 4);
+    }
+
+    #[test]
+    fn a_version_4_hub_gets_telemetry_in_its_terms_and_no_fault_events() {
+        use proto::{
+            PrintState, PrinterEvent, PrinterEventKind, PrinterId, PrinterStateV2,
+            PrinterTelemetryV2,
+        };
+        let printer = PrinterId::new("01P00A391800123").unwrap();
+        let state = PrinterStateV2 { state: PrintState::Printing, ..PrinterStateV2::default() };
+        let telemetry = Record {
+            seq: Seq(7),
+            observed_at: UnixMillis(1),
+            body: RecordBody::TelemetryV2(PrinterTelemetryV2 {
+                printer: printer.clone(),
+                state: Box::new(state.clone()),
+            }),
+        };
+        let event = |seq, kind| Record {
+            seq: Seq(seq),
+            observed_at: UnixMillis(1),
+            body: RecordBody::PrinterEvent(PrinterEvent { printer: printer.clone(), kind }),
+        };
+        let fault = event(8, PrinterEventKind::Fault { message: "Klipper shut down".into() });
+        let resumed = event(9, PrinterEventKind::JobResumed);
+        let batch = vec![telemetry.clone(), fault.clone(), resumed.clone()];
+
+        let old = for_session(batch.clone(), 4);
+        let seqs: Vec<u64> = old.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [7, 9], "the fault event is withheld, nothing else");
+        let RecordBody::Telemetry(v1) = &old[0].body else { panic!("{old:?}") };
+        assert_eq!(*v1.state, state.to_v1());
+        assert_eq!(frame_version(old), 1);
+
+        let new = for_session(batch.clone(), 5);
+        assert_eq!(new, batch);
+        assert_eq!(frame_version(new), 5);
     }
 
     #[test]

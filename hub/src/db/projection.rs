@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use proto::{AgentId, Record, RecordBody, SnapshotTrigger, UnixMillis};
+use proto::{AgentId, HeaterKind, PrinterStateV2, Record, RecordBody, SnapshotTrigger, UnixMillis};
 use sqlx::Row;
 
 use super::{
@@ -17,7 +17,7 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 struct Latest<'a> {
     seq: i64,
     at: i64,
-    state: &'a proto::PrinterState,
+    state: &'a PrinterStateV2,
 }
 
 /// Records about a printer another agent owns: kept in the ingest log, not projected.
@@ -32,6 +32,7 @@ pub struct RefusedPrinter {
 pub fn printer_of(body: &RecordBody) -> Option<&str> {
     match body {
         RecordBody::Telemetry(t) => Some(t.printer.as_str()),
+        RecordBody::TelemetryV2(t) => Some(t.printer.as_str()),
         RecordBody::PrinterEvent(e) => Some(e.printer.as_str()),
         RecordBody::Snapshot(s) => Some(s.printer.as_str()),
         RecordBody::CommandResult(r) => Some(r.printer.as_str()),
@@ -125,6 +126,15 @@ pub(super) async fn project(
 ) -> Result<Projected, DbError> {
     let foreign = foreign_printers(tx, agent, records, now).await?;
     let mut refused: HashMap<&str, u64> = HashMap::new();
+    // A version-4 agent's telemetry, in the neutral terms the read model keeps (owned here,
+    // so that both kinds are borrowed alike below).
+    let converted: HashMap<proto::Seq, PrinterStateV2> = records
+        .iter()
+        .filter_map(|record| match &record.body {
+            RecordBody::Telemetry(t) => Some((record.seq, PrinterStateV2::from_v1(&t.state))),
+            _ => None,
+        })
+        .collect();
     let mut latest: HashMap<&str, Latest<'_>> = HashMap::new();
     let mut events: Vec<EventRow<'_>> = Vec::new();
     let mut samples = Vec::new();
@@ -137,15 +147,22 @@ pub(super) async fn project(
             continue;
         }
         match &record.body {
-            RecordBody::Telemetry(telemetry) => {
-                let printer = telemetry.printer.as_str();
+            RecordBody::Telemetry(_) | RecordBody::TelemetryV2(_) => {
+                let (printer, state) = match &record.body {
+                    RecordBody::TelemetryV2(t) => (t.printer.as_str(), &*t.state),
+                    RecordBody::Telemetry(t) => match converted.get(&record.seq) {
+                        Some(state) => (t.printer.as_str(), state),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
                 let at = record.observed_at.0;
                 // Newest by the agent's order, not its clock, which may have stepped.
                 let seq = record.seq.0 as i64;
                 if latest.get(printer).is_none_or(|l| l.seq < seq) {
-                    latest.insert(printer, Latest { seq, at, state: &telemetry.state });
+                    latest.insert(printer, Latest { seq, at, state });
                 }
-                samples.push((printer, at, &*telemetry.state));
+                samples.push((printer, at, state));
             }
             RecordBody::PrinterEvent(event) => {
                 let data = proto::json::printer_event(&event.kind);
@@ -202,6 +219,7 @@ pub(super) async fn project(
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (printer, at, state) in chunk {
+            let temp = |kind| state.heater(kind, 0).and_then(|h| h.temp_c).map(f64::from);
             query = query
                 .bind((*printer).to_owned())
                 .bind(0_i64)
@@ -209,9 +227,9 @@ pub(super) async fn project(
                 .bind(proto::json::print_state(state.state).to_owned())
                 .bind(state.progress_percent.map(i64::from))
                 .bind(state.layer.map(i64::from))
-                .bind(state.nozzle_temp_c.map(f64::from))
-                .bind(state.bed_temp_c.map(f64::from))
-                .bind(state.chamber_temp_c.map(f64::from))
+                .bind(temp(HeaterKind::Nozzle))
+                .bind(temp(HeaterKind::Bed))
+                .bind(temp(HeaterKind::Chamber))
                 .bind(now.0);
         }
         query
@@ -223,7 +241,7 @@ pub(super) async fn project(
     }
     for (printer, latest) in latest {
         // The row exists (claimed above) and is this agent's; the owner never changes here.
-        let state = proto::json::printer_state(latest.state).to_string();
+        let state = proto::json::printer_state_v2(latest.state).to_string();
         // Ordered by the owner's seq, not by `state_at`: the agent's clock can step back (a
         // Pi that rebooted hours behind), and a state stamped earlier can still be newer.
         sqlx::query(

@@ -45,6 +45,81 @@ pub struct PrinterState {
     pub firmware: Option<String>,
     /// When the printer last reported (the agent's clock, Unix ms).
     pub last_report_at: Option<i64>,
+    // The vendor-neutral fields (wire version 5). Absent from a state stored before, hence
+    // the defaults; the fields above stay for clients of the older shape (the Bambu-only
+    // ones are null or empty for other printers).
+    /// `bambu` or `klipper`: which part of the state beyond the common fields the printer
+    /// reports; null when none.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Every heater: `kind` (`nozzle`, `bed`, `chamber`), `index` (0 for the first).
+    #[serde(default)]
+    pub heaters: Vec<Heater>,
+    /// The print speed in percent of the sliced speed.
+    #[serde(default)]
+    pub speed_percent: Option<u16>,
+    /// Every filament slot the printer knows, with its unit (an AMS) or null.
+    #[serde(default)]
+    pub filament: Vec<FilamentSlot>,
+    #[serde(default)]
+    pub active_filament: Option<SlotRef>,
+    /// What the printer says for a person to read (Klippy's error), when it says something.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The controls the printer supports: `pause`, `resume`, `stop`, `start_file`, `light`,
+    /// `speed`, `temperature`, `gcode`, `full_report`, `firmware_restart`,
+    /// `emergency_stop`. The dashboard offers these and no others.
+    #[serde(default)]
+    pub controls: Vec<String>,
+    /// A Klipper printer's own part; null for other printers.
+    #[serde(default)]
+    pub klipper: Option<KlipperState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Heater {
+    /// `nozzle`, `bed` or `chamber`.
+    pub kind: String,
+    pub index: u8,
+    pub temp_c: Option<f32>,
+    pub target_c: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FilamentSlot {
+    /// The unit (an AMS) by its number; null outside any unit (an external spool).
+    pub unit: Option<u8>,
+    pub slot: u8,
+    pub material: Option<String>,
+    /// `#RRGGBB`.
+    pub color: Option<String>,
+    pub remain_percent: Option<u8>,
+    pub tray_uuid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SlotRef {
+    pub unit: Option<u8>,
+    pub slot: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KlipperState {
+    /// `unknown`, `startup`, `ready`, `error`, `shutdown` or `disconnected`.
+    pub klippy: String,
+    /// `print_stats.state` as Klipper says it.
+    pub print_stats_state: Option<String>,
+    /// The last `M117` text.
+    pub display_message: Option<String>,
+    pub sensors: Vec<FilamentSensor>,
+    pub excluded_objects: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FilamentSensor {
+    pub name: String,
+    pub enabled: bool,
+    pub detected: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -102,22 +177,63 @@ pub struct JobError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PrinterEvent {
-    StateChanged { from: String, to: String },
-    JobStarted { job_name: Option<String>, total_layers: Option<u32> },
-    JobPaused { reason: Option<Stage> },
+    StateChanged {
+        from: String,
+        to: String,
+    },
+    JobStarted {
+        job_name: Option<String>,
+        total_layers: Option<u32>,
+    },
+    JobPaused {
+        reason: Option<Stage>,
+    },
     JobResumed,
-    JobFinished { job_name: Option<String>, error: Option<JobError> },
-    JobCancelled { job_name: Option<String>, error: Option<JobError> },
-    JobFailed { job_name: Option<String>, error: Option<JobError> },
-    HmsRaised { hms: Hms },
-    HmsCleared { hms: Hms },
-    PrintErrorRaised { print_error: String },
-    PrintErrorCleared { print_error: String },
-    ActiveTrayChanged { from: Option<TrayRef>, to: Option<TrayRef> },
-    TrayChanged { ams: u8, tray: Tray },
+    JobFinished {
+        job_name: Option<String>,
+        error: Option<JobError>,
+    },
+    JobCancelled {
+        job_name: Option<String>,
+        error: Option<JobError>,
+    },
+    JobFailed {
+        job_name: Option<String>,
+        error: Option<JobError>,
+    },
+    HmsRaised {
+        hms: Hms,
+    },
+    HmsCleared {
+        hms: Hms,
+    },
+    PrintErrorRaised {
+        print_error: String,
+    },
+    PrintErrorCleared {
+        print_error: String,
+    },
+    ActiveTrayChanged {
+        from: Option<TrayRef>,
+        to: Option<TrayRef>,
+    },
+    TrayChanged {
+        ams: u8,
+        tray: Tray,
+    },
     PrinterReachable,
-    PrinterUnreachable { reason: String },
-    ControlChanged { from: String, to: String },
+    PrinterUnreachable {
+        reason: String,
+    },
+    ControlChanged {
+        from: String,
+        to: String,
+    },
+    /// The printer says something a person should read (Klippy's error).
+    Fault {
+        message: String,
+    },
+    FaultCleared,
 }
 
 /// An event's body: a known event, or (from an agent newer than this hub) whatever it said.
@@ -160,7 +276,7 @@ impl ToSchema for EventBody {
 
 impl PrinterState {
     /// The typed view of stored state JSON; `None` when it does not fit (never for JSON
-    /// that `proto::json::printer_state` wrote).
+    /// that `proto::json::printer_state_v2`, or before it `printer_state`, wrote).
     pub fn from_json(value: serde_json::Value) -> Option<PrinterState> {
         serde_json::from_value(value).ok()
     }
@@ -226,13 +342,55 @@ mod tests {
         }
     }
 
+    fn klipper_state() -> proto::PrinterStateV2 {
+        proto::PrinterStateV2 {
+            state: PrintState::Printing,
+            heaters: vec![proto::Heater {
+                kind: proto::HeaterKind::Nozzle,
+                index: 1,
+                temp_c: Some(200.0),
+                target_c: Some(205.0),
+            }],
+            speed_percent: Some(110),
+            message: Some("Heater extruder not heating at expected rate".into()),
+            controls: proto::Controls::PAUSE.union(proto::Controls::EMERGENCY_STOP),
+            filament: vec![proto::FilamentSlot { unit: None, tray: ProtoTray::default() }],
+            active_filament: Some(proto::SlotRef { unit: None, slot: 0 }),
+            detail: proto::VendorDetail::Klipper(proto::KlipperDetail {
+                klippy: proto::KlippyState::Ready,
+                print_stats_state: Some("printing".into()),
+                display_message: None,
+                sensors: vec![proto::FilamentSensor {
+                    name: "runout".into(),
+                    enabled: true,
+                    detected: Some(false),
+                }],
+                excluded_objects: vec!["part_1".into()],
+            }),
+            ..proto::PrinterStateV2::default()
+        }
+    }
+
     #[test]
     fn the_typed_state_reads_and_writes_protos_json_unchanged() {
-        for state in [full_state(), proto::PrinterState::default()] {
-            let json = proto::json::printer_state(&state);
+        let states = [
+            proto::PrinterStateV2::from_v1(&full_state()),
+            proto::PrinterStateV2::default(),
+            klipper_state(),
+        ];
+        for state in states {
+            let json = proto::json::printer_state_v2(&state);
             let typed = PrinterState::from_json(json.clone()).expect("fits");
             assert_eq!(serde_json::to_value(&typed).unwrap(), json);
         }
+    }
+
+    #[test]
+    fn a_state_stored_before_version_5_still_reads() {
+        let json = proto::json::printer_state(&full_state());
+        let typed = PrinterState::from_json(json).expect("fits");
+        assert_eq!(typed.controls, Vec::<String>::new());
+        assert_eq!(typed.ams.len(), 1);
     }
 
     #[test]
@@ -266,6 +424,8 @@ mod tests {
                 from: ControlCapability::Unknown,
                 to: ControlCapability::ReadOnly,
             },
+            PrinterEventKind::Fault { message: "Klipper shut down".into() },
+            PrinterEventKind::FaultCleared,
         ];
         for event in &events {
             let json = proto::json::printer_event(event);

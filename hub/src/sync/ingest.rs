@@ -7,10 +7,11 @@
 //! soon as it is free, and, one commit at a time, a batch never commits after an earlier one
 //! of the same connection failed.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use proto::{AgentId, HubMessage, Record, RecordBody, Seq, UnixMillis};
+use proto::{AgentId, HubMessage, PrinterStateV2, Record, RecordBody, Seq, UnixMillis};
 
 use super::close_code;
 use super::server::{ConnectionError, Shared};
@@ -141,12 +142,16 @@ fn publish(
     };
     // Each printer's newest state first (whatever the order of states and the events that
     // led to it), then every event and result in order.
-    let mut newest: HashMap<&str, (i64, &proto::PrinterState)> = HashMap::new();
+    let mut newest: HashMap<&str, (i64, Cow<'_, PrinterStateV2>)> = HashMap::new();
     let mut others = Vec::new();
     for record in records.iter().filter(shown) {
         match &record.body {
             RecordBody::Telemetry(t) => {
-                newest.insert(t.printer.as_str(), (record.observed_at.0, &t.state));
+                let state = Cow::Owned(PrinterStateV2::from_v1(&t.state));
+                newest.insert(t.printer.as_str(), (record.observed_at.0, state));
+            }
+            RecordBody::TelemetryV2(t) => {
+                newest.insert(t.printer.as_str(), (record.observed_at.0, Cow::Borrowed(&*t.state)));
             }
             RecordBody::PrinterEvent(e) => {
                 let Some(&id) = event_ids.get(&record.seq) else {
@@ -203,7 +208,7 @@ fn publish(
             printer: printer.to_owned(),
             at,
             received_at: received_at.0,
-            state: proto::json::printer_state(state),
+            state: proto::json::printer_state_v2(&state),
         };
         live.publish_received(update, received);
     }

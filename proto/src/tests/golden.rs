@@ -247,6 +247,81 @@ fn record_bodies() -> (&'static str, Vec<RecordBody>) {
             health: health_v2(),
             clock: Some(ClockOffset { offset_ms: -10_800_123, uncertainty_ms: 4, measured_at: T0 }),
         }),
+        TelemetryV2 => RecordBody::TelemetryV2(PrinterTelemetryV2 {
+            printer: printer(),
+            state: Box::new(klipper_state()),
+        }),
+    })
+}
+
+/// A Klipper printer mid-print, every neutral field and the Klipper part filled in.
+fn klipper_state() -> PrinterStateV2 {
+    PrinterStateV2 {
+        state: PrintState::Printing,
+        progress_percent: Some(42),
+        remaining_s: Some(3600),
+        layer: Some(57),
+        total_layers: Some(180),
+        job_name: Some("benchy.gcode".into()),
+        heaters: vec![
+            Heater {
+                kind: HeaterKind::Nozzle,
+                index: 0,
+                temp_c: Some(219.5),
+                target_c: Some(220.0),
+            },
+            Heater { kind: HeaterKind::Bed, index: 0, temp_c: Some(60.0), target_c: Some(60.0) },
+        ],
+        fans: vec![Fan { kind: FanKind::PartCooling, percent: 100 }],
+        speed_percent: Some(100),
+        lights: Vec::new(),
+        door_open: None,
+        filament: vec![FilamentSlot { unit: None, tray: tray() }],
+        active_filament: Some(SlotRef { unit: None, slot: 1 }),
+        message: Some("MCU 'mcu' shutdown: Timer too close".into()),
+        control: ControlCapability::Available,
+        controls: Controls::PAUSE.union(Controls::RESUME).union(Controls::EMERGENCY_STOP),
+        model: Some("Voron 2.4".into()),
+        firmware: Some("v0.12.0-396".into()),
+        last_report_at: Some(T0),
+        detail: VendorDetail::Klipper(KlipperDetail {
+            klippy: KlippyState::Ready,
+            print_stats_state: Some("printing".into()),
+            display_message: Some("Layer 57".into()),
+            sensors: vec![FilamentSensor {
+                name: "runout".into(),
+                enabled: true,
+                detected: Some(true),
+            }],
+            excluded_objects: vec!["part_2".into()],
+        }),
+    }
+}
+
+fn vendor_details() -> (&'static str, Vec<VendorDetail>) {
+    every_variant!(VendorDetail {
+        None => VendorDetail::None,
+        Bambu => PrinterStateV2::from_v1(&printing_state()).detail,
+        Klipper => klipper_state().detail,
+    })
+}
+
+fn heater_kinds() -> (&'static str, Vec<HeaterKind>) {
+    every_variant!(HeaterKind {
+        Nozzle => HeaterKind::Nozzle,
+        Bed => HeaterKind::Bed,
+        Chamber => HeaterKind::Chamber,
+    })
+}
+
+fn klippy_states() -> (&'static str, Vec<KlippyState>) {
+    every_variant!(KlippyState {
+        Unknown => KlippyState::Unknown,
+        Startup => KlippyState::Startup,
+        Ready => KlippyState::Ready,
+        Error => KlippyState::Error,
+        Shutdown => KlippyState::Shutdown,
+        Disconnected => KlippyState::Disconnected,
     })
 }
 
@@ -310,6 +385,8 @@ fn event_kinds() -> (&'static str, Vec<PrinterEventKind>) {
             from: ControlCapability::Unknown,
             to: ControlCapability::ReadOnly,
         },
+        Fault => K::Fault { message: "Heater extruder not heating at expected rate".into() },
+        FaultCleared => K::FaultCleared,
     })
 }
 
@@ -638,6 +715,7 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
             RecordBody::CameraHealth(_) => 2,
             RecordBody::AgentHealthV2(_) => 3,
             RecordBody::AgentHealthV3(_) => 4,
+            RecordBody::TelemetryV2(_) => 5,
             _ => 1,
         };
         let mixed =
@@ -663,6 +741,13 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
     }
     let clock_free = Precondition::PlateClearThrough { by: "ana".into(), through: Seq(1) };
     assert_eq!(clock_free.since(), 4);
+    // An event is as new as its kind.
+    for kind in event_kinds().1 {
+        let expected = kind.since();
+        let message = AgentMessage::Records(vec![record(event(kind))]);
+        assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
+    }
+    assert_eq!(PrinterEventKind::FaultCleared.since(), 5);
 }
 
 /// Checks one nested enum: all its variants, in declaration order, in one postcard file.
@@ -710,6 +795,9 @@ fn golden_bytes_are_unchanged() {
     check_enum(enroll_refusals(), &mut golden);
     check_enum(live_view_actions(), &mut golden);
     check_enum(disconnect_reasons(), &mut golden);
+    check_enum(vendor_details(), &mut golden);
+    check_enum(heater_kinds(), &mut golden);
+    check_enum(klippy_states(), &mut golden);
 
     // A removed variant leaves its file behind: fail rather than silently lose its pin.
     for entry in std::fs::read_dir(golden_dir()).unwrap() {

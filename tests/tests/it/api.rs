@@ -376,6 +376,15 @@ async fn a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer(d
     {
         assert!(printer["state"].get(field).is_some(), "state lacks {field}: {}", printer["state"]);
     }
+    // The agent sends the vendor-neutral state (wire version 5): the printer's kind and the
+    // controls it supports, from which the dashboard draws its buttons.
+    assert_eq!(printer["state"]["kind"], "bambu", "{}", printer["state"]);
+    let controls = printer["state"]["controls"].as_array().unwrap();
+    for control in ["pause", "resume", "stop", "light", "speed"] {
+        assert!(controls.iter().any(|c| c == control), "{control} missing: {controls:?}");
+    }
+    assert!(!controls.iter().any(|c| c == "emergency_stop"), "{controls:?}");
+    assert_eq!(printer["state"]["heaters"][0]["kind"], "nozzle", "{}", printer["state"]);
 
     sim.start_job("api-benchy", 10_000).await.unwrap();
     eventually(api.hub.sync.changes(), "printing at the hub", || async {

@@ -15,6 +15,11 @@ use tokio_util::sync::CancellationToken;
 const SERIAL: &str = "0300AA391800001";
 const ACCESS_CODE: &str = "12345678";
 
+/// Whether a Bambu state lists an AMS unit (a full report has arrived).
+fn has_ams(state: &proto::PrinterStateV2) -> bool {
+    state.bambu().is_some_and(|bambu| !bambu.ams.is_empty())
+}
+
 fn fixture(name: &str) -> Value {
     let root = std::env::var("CARGO_MANIFEST_DIR")
         .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
@@ -86,11 +91,13 @@ async fn recorded_a1_mini_reports_through_mosquitto_give_the_right_state() {
         link::spawn(config(broker.tls_port, ACCESS_CODE, trust), shutdown.clone());
 
     let state = wait_for(&mut outputs, "the printer's state", |o| match o {
-        LinkOutput::State(s) if s.firmware.is_some() && !s.ams.is_empty() => Some(s.clone()),
+        LinkOutput::State(s) if s.firmware.is_some() && !has_ams(s) => None,
+        LinkOutput::State(s) if s.firmware.is_some() => Some(s.clone()),
         _ => None,
     })
     .await;
-    let json = proto::json::printer_state(&state);
+    let json = proto::json::printer_state_v2(&state);
+    assert_eq!(json["kind"], "bambu");
     assert_eq!(json["state"], "idle");
     assert_eq!(json["model"], "N1");
     assert_eq!(json["firmware"], "01.07.02.00");
@@ -215,7 +222,7 @@ async fn malformed_and_oversized_reports_are_reported_and_the_link_keeps_going()
     assert!(problem.contains("exceeds"), "{problem}");
     // The full report after the bad ones still arrives.
     wait_for(&mut outputs, "the good report after the bad ones", |o| match o {
-        LinkOutput::State(s) if !s.ams.is_empty() => Some(()),
+        LinkOutput::State(s) if has_ams(s) => Some(()),
         _ => None,
     })
     .await;
@@ -437,7 +444,7 @@ async fn an_unknown_model_is_named_and_its_state_still_shown() {
     .await;
     assert!(problem.to_string().contains("unknown model \"Bambu Lab Z9 Ultra\""), "{problem}");
     let state = wait_for(&mut outputs, "the state", |o| match o {
-        LinkOutput::State(s) if !s.ams.is_empty() => Some(s.clone()),
+        LinkOutput::State(s) if has_ams(s) => Some(s.clone()),
         _ => None,
     })
     .await;

@@ -41,6 +41,7 @@ on_both_backends!(
     a_printer_belongs_to_the_agent_that_first_claimed_it_until_an_admin_moves_it,
     a_snapshot_that_arrives_before_its_event_is_linked_when_the_event_comes,
     each_new_event_is_given_its_id_in_the_log_and_a_resent_one_none,
+    printers_of_every_kind_are_stored_in_the_same_neutral_terms,
 );
 
 /// Where a test's database lives; it can be opened more than once.
@@ -627,4 +628,86 @@ async fn a_snapshot_that_arrives_before_its_event_is_linked_when_the_event_comes
     let job_started_at: Option<i64> = sqlx::Row::try_get(&row, 2).unwrap();
     assert!(event_id.is_some(), "linked to the job_started event");
     assert_eq!((job.as_deref(), job_started_at), (Some("lid.3mf"), Some(started)));
+}
+
+/// A version-4 agent's Bambu telemetry and a version-5 agent's Klipper telemetry read back
+/// in the same terms: the shared fields, the controls each supports, its own part, and the
+/// old Bambu fields (null for the Klipper printer). The fault event is logged by its type.
+async fn printers_of_every_kind_are_stored_in_the_same_neutral_terms(store: Store) {
+    use proto::{
+        Controls, Heater, HeaterKind, KlipperDetail, KlippyState, PrintState, PrinterEvent,
+        PrinterEventKind, PrinterStateV2, PrinterTelemetryV2, VendorDetail,
+    };
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-mixed").await;
+    let (bambu, klipper) = ("01P00A391800077", "voron-2");
+    let v4 = proto::PrinterState {
+        state: PrintState::Printing,
+        stage: Some(2),
+        nozzle_temp_c: Some(220.0),
+        ..proto::PrinterState::default()
+    };
+    let v5 = PrinterStateV2 {
+        state: PrintState::Failed,
+        heaters: vec![
+            Heater { kind: HeaterKind::Nozzle, index: 0, temp_c: Some(180.0), target_c: None },
+            Heater { kind: HeaterKind::Nozzle, index: 1, temp_c: Some(30.0), target_c: None },
+        ],
+        message: Some("MCU 'mcu' shutdown: Timer too close".into()),
+        controls: Controls::PAUSE.union(Controls::EMERGENCY_STOP),
+        detail: VendorDetail::Klipper(KlipperDetail {
+            klippy: KlippyState::Shutdown,
+            ..KlipperDetail::default()
+        }),
+        ..PrinterStateV2::default()
+    };
+    let at = UnixMillis(1_700_000_000_000);
+    let records = vec![
+        Record {
+            seq: Seq(1),
+            observed_at: at,
+            body: RecordBody::Telemetry(proto::PrinterTelemetry {
+                printer: PrinterId::new(bambu).unwrap(),
+                state: Box::new(v4),
+            }),
+        },
+        Record {
+            seq: Seq(2),
+            observed_at: at,
+            body: RecordBody::TelemetryV2(PrinterTelemetryV2 {
+                printer: PrinterId::new(klipper).unwrap(),
+                state: Box::new(v5),
+            }),
+        },
+        Record {
+            seq: Seq(3),
+            observed_at: at,
+            body: RecordBody::PrinterEvent(PrinterEvent {
+                printer: PrinterId::new(klipper).unwrap(),
+                kind: PrinterEventKind::Fault { message: "MCU 'mcu' shutdown".into() },
+            }),
+        },
+    ];
+    assert_eq!(db.ingest(&agent, &records, at).await.unwrap(), Seq(3));
+
+    let bambu = db.printer(bambu).await.unwrap().unwrap().state.unwrap();
+    assert_eq!(bambu.kind.as_deref(), Some("bambu"));
+    assert_eq!(bambu.state, "printing");
+    assert_eq!(bambu.stage.map(|s| s.code), Some(2));
+    assert_eq!(bambu.heaters[0].temp_c, Some(220.0));
+    assert!(bambu.controls.iter().any(|c| c == "light"), "{:?}", bambu.controls);
+    assert!(bambu.klipper.is_none());
+
+    let klipper = db.printer(klipper).await.unwrap().unwrap().state.unwrap();
+    assert_eq!(klipper.kind.as_deref(), Some("klipper"));
+    assert_eq!(klipper.state, "failed");
+    assert_eq!(klipper.message.as_deref(), Some("MCU 'mcu' shutdown: Timer too close"));
+    assert_eq!(klipper.controls, ["pause", "emergency_stop"]);
+    assert_eq!(klipper.klipper.unwrap().klippy, "shutdown");
+    assert_eq!(klipper.nozzle_temp_c, Some(180.0), "the first nozzle, in the old field too");
+    assert_eq!(klipper.heaters.len(), 2);
+    assert!(klipper.stage.is_none() && klipper.ams.is_empty() && klipper.print_error.is_none());
+    let samples = db.telemetry("voron-2", 0, 0, at.0 + 1, 10).await.unwrap();
+    assert_eq!(samples[0].nozzle_temp_c, Some(180.0));
+    assert_eq!(samples[0].state.as_deref(), Some("failed"));
 }

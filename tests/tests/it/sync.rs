@@ -87,7 +87,7 @@ async fn an_enrolled_agent_syncs_a_whole_print_job_exactly_once_and_in_order() {
         hub_records(&hub, &id)
             .await
             .iter()
-            .any(|r| matches!(&r.body, RecordBody::Telemetry(t) if t.state.layer == Some(5)))
+            .any(|r| matches!(&r.body, RecordBody::TelemetryV2(t) if t.state.layer == Some(5)))
             .then_some(())
     })
     .await;

@@ -49,7 +49,7 @@ impl FrameStream for ScriptedStream {
 struct Harness {
     frames: mpsc::Sender<Frame>,
     events: broadcast::Sender<(UnixMillis, PrinterEventKind)>,
-    _state: watch::Sender<PrinterState>,
+    _state: watch::Sender<PrinterStateV2>,
     control: mpsc::Sender<LiveViewAction>,
     records: mpsc::Receiver<(UnixMillis, RecordBody)>,
     live: mpsc::Receiver<LiveFrame>,
@@ -66,7 +66,7 @@ fn start(available: bool) -> Harness {
     // Capacity 1: once a send returns, the frame before it has been taken, and handled.
     let (frames, frames_rx) = mpsc::channel(1);
     let (events, events_rx) = broadcast::channel(16);
-    let (state, state_rx) = watch::channel(PrinterState::default());
+    let (state, state_rx) = watch::channel(PrinterStateV2::default());
     let (control, control_rx) = mpsc::channel(16);
     let (records_tx, records) = mpsc::channel(64);
     let (live_tx, live) = mpsc::channel(4);
@@ -178,7 +178,7 @@ async fn milestones_become_chunked_snapshots_of_a_frame_from_after_the_moment() 
     assert_eq!(data.len(), 250, "whole, from three chunks");
 
     // A progress snapshot may use the frame just received.
-    let mut state = PrinterState { state: proto::PrintState::Printing, ..Default::default() };
+    let mut state = PrinterStateV2 { state: proto::PrintState::Printing, ..Default::default() };
     state.layer = Some(2);
     h._state.send_replace(state);
     let (trigger, _) = h.next_snapshot().await;

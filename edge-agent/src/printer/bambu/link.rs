@@ -4,7 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{CommandAction, CommandOutcome, PrinterEventKind, PrinterId, PrinterState, UnixMillis};
+use proto::{
+    CommandAction, CommandOutcome, PrinterEventKind, PrinterId, PrinterStateV2, UnixMillis,
+};
+
+pub use crate::printer::link::{LinkHandle, LinkOutput, LinkProblem, LinkRequest};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS,
     TlsConfiguration, Transport,
@@ -84,64 +88,6 @@ impl LinkConfig {
     }
 }
 
-/// What the link reports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LinkOutput {
-    State(Box<PrinterState>),
-    Event { at: UnixMillis, kind: PrinterEventKind },
-    Problem(LinkProblem),
-}
-
-/// Something the user should hear about; the link keeps trying.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LinkProblem {
-    #[error(
-        "the printer refused the access code; check the 8-character LAN access code on the printer's screen (retrying in {retry_s} s)"
-    )]
-    WrongAccessCode { retry_s: u64 },
-    #[error("{problem} (retrying in {retry_s} s)")]
-    Certificate { problem: CertificateProblem, retry_s: u64 },
-    #[error("cannot reach the printer: {detail} (retrying in {retry_ms} ms)")]
-    Connection { detail: String, retry_ms: u64 },
-    #[error("ignored a malformed report: {0}")]
-    BadReport(String),
-    #[error("{0}")]
-    ReadOnly(&'static str),
-    #[error(
-        "the printer reports an unknown model \"{0}\": kitt shows its state, but door and chamber readings are left out until this agent knows the model"
-    )]
-    UnknownModel(String),
-}
-
-/// A command for the link, with where its outcome goes.
-pub type LinkRequest = (CommandAction, oneshot::Sender<CommandOutcome>);
-
-/// Sends commands to a running link.
-#[derive(Debug, Clone)]
-pub struct LinkHandle {
-    commands: mpsc::Sender<LinkRequest>,
-}
-
-impl LinkHandle {
-    /// A handle whose requests arrive on the returned receiver, for tests that play the link.
-    #[cfg(test)]
-    pub(crate) fn detached(capacity: usize) -> (LinkHandle, mpsc::Receiver<LinkRequest>) {
-        let (commands, requests) = mpsc::channel(capacity);
-        (LinkHandle { commands }, requests)
-    }
-
-    /// Sends `action` and waits for the printer's answer (at most the ACK timeout).
-    pub async fn send(&self, action: CommandAction) -> CommandOutcome {
-        let (reply, answer) = oneshot::channel();
-        if self.commands.send((action, reply)).await.is_err() {
-            return CommandOutcome::Failed { detail: "the printer link has stopped".into() };
-        }
-        answer
-            .await
-            .unwrap_or(CommandOutcome::Failed { detail: "the printer link has stopped".into() })
-    }
-}
-
 /// Starts the link in a task. Outputs arrive on the returned receiver.
 pub fn spawn(
     config: LinkConfig,
@@ -153,7 +99,7 @@ pub fn spawn(
         Link { config, outputs, commands, replies: Vec::new(), next_ticket: 1, session: None };
     let span = tracing::info_span!("printer", serial = %link.config.serial);
     let task = tokio::spawn(tracing::Instrument::instrument(link.run(shutdown), span));
-    (LinkHandle { commands: commands_tx }, outputs_rx, task)
+    (LinkHandle::new(commands_tx), outputs_rx, task)
 }
 
 struct Link {
@@ -372,7 +318,8 @@ impl Link {
     /// Passes an action on to the link's user; false when nobody listens any more.
     async fn emit(&mut self, action: Action) -> bool {
         let output = match action {
-            Action::State(state) => LinkOutput::State(state),
+            // The session speaks Bambu's terms; the rest of the agent the neutral ones.
+            Action::State(state) => LinkOutput::State(Box::new(PrinterStateV2::from_v1(&state))),
             Action::Event(kind) => {
                 if let PrinterEventKind::ControlChanged {
                     to: proto::ControlCapability::ReadOnly,
