@@ -374,18 +374,7 @@ pub fn bench() -> anyhow::Result<()> {
     let mut build = crate::cargo();
     build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
     crate::status(build)?;
-    let mut agent = crate::cargo();
-    agent.args([
-        "build",
-        "--profile",
-        "agent",
-        "--locked",
-        "-p",
-        "edge-agent",
-        "--bin",
-        "kitt-agent",
-    ]);
-    crate::status(agent)?;
+    crate::status(crate::dist::agent_build())?;
     let shipped = crate::target_dir().join("agent/kitt-agent");
     let mut metrics = BTreeMap::new();
     let aarch64 = crate::cross::target("aarch64-unknown-linux-gnu")

@@ -32,22 +32,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo build` of the agent as it ships: the `agent` profile, release aborting on panic
+/// (Cargo.toml says why); the binary lands in `<target dir>[/<triple>]/agent/kitt-agent`.
+pub fn agent_build() -> std::process::Command {
+    let mut build = crate::cargo();
+    build.args(["build", "--profile", "agent", "--locked", "-p", "edge-agent"]);
+    build.args(["--bin", "kitt-agent"]);
+    build
+}
+
 /// Builds the agent for `target` and packages it as `version`.
 pub fn agent(target: &Target, version: &str) -> anyhow::Result<Dist> {
     crate::deb::check_version(version)?;
     cross::prepare_build(target)?;
-    let mut build = crate::cargo();
-    // The `agent` profile: release, aborting on panic (Cargo.toml says why).
-    build.args([
-        "build",
-        "--profile",
-        "agent",
-        "--locked",
-        "-p",
-        "edge-agent",
-        "--bin",
-        "kitt-agent",
-    ]);
+    let mut build = agent_build();
     build.args(cross::cargo_args(target));
     crate::status(build)?;
     let built = crate::target_dir().join(target.triple).join("agent/kitt-agent");
