@@ -17,7 +17,7 @@ use std::time::Duration;
 use proto::{
     AgentHealth, AgentHealthV2, AgentHealthV3, CameraId, LiveViewAction, LiveViewRequest,
     PrintState, PrinterEvent, PrinterEventKind, PrinterId, PrinterInfo, PrinterStateV2,
-    PrinterTelemetryV2, RecordBody, UnixMillis, Vendor,
+    PrinterTelemetryV2, RecordBody, UnixMillis,
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -28,11 +28,13 @@ use crate::camera::manager::{CameraConfig, CameraInputs, CameraOutputs};
 use crate::camera::{self, SourceConfig};
 use crate::clock::HubClock;
 use crate::commands::{self, PrinterTarget, PrinterView};
-use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig};
+use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig, PrinterLinkConfig};
 use crate::counters::{Counters, PrinterCounters};
 use crate::outbox::{Outbox, OutboxConfig, OutboxError};
-use crate::printer::bambu::link::{self, LinkConfig, LinkOutput};
+use crate::printer::bambu::link as bambu_link;
 use crate::printer::bambu::tls::Trust;
+use crate::printer::link::LinkOutput;
+use crate::printer::moonraker::link as moonraker_link;
 use crate::sync::client::{SharedOutbox, SyncClient, SyncClientConfig, SyncStatus};
 use crate::sync::identity::{Identity, IdentityError};
 use crate::sync::tls::Timeouts;
@@ -80,7 +82,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let durable = Arc::new(Notify::new());
     let tasks = TaskTracker::new();
     let (records_tx, records_rx) = mpsc::channel(4096);
-    let counters = Arc::new(Counters::new(config.printers.iter().map(|p| p.serial.clone())));
+    let counters = Arc::new(Counters::new(config.printers.iter().map(|p| p.id.clone())));
     let clock = Arc::new(HubClock::default());
 
     let mut printers = HashMap::new();
@@ -90,44 +92,72 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let (live_tx, live_rx) = mpsc::channel(2);
     let links_shutdown = shutdown.child_token();
     for printer in &config.printers {
-        let trust = match &printer.ca {
-            Some(path) => Trust::ca_file(path).map_err(|error| AgentError::Printer {
-                printer: printer.serial.clone(),
-                detail: error.to_string(),
-            })?,
-            None => Trust::FirstUse {
-                pin_file: config.state_dir.join("pins").join(format!("{}.sha256", printer.serial)),
-            },
+        let (handle, outputs, task, trust) = match &printer.link {
+            PrinterLinkConfig::Bambu { host, port, access_code, ca } => {
+                let trust = match ca {
+                    Some(path) => Trust::ca_file(path).map_err(|error| AgentError::Printer {
+                        printer: printer.id.clone(),
+                        detail: error.to_string(),
+                    })?,
+                    None => Trust::FirstUse {
+                        pin_file: config
+                            .state_dir
+                            .join("pins")
+                            .join(format!("{}.sha256", printer.id)),
+                    },
+                };
+                let mut link_config = bambu_link::LinkConfig::new(
+                    host.clone(),
+                    printer.id.clone(),
+                    access_code.clone(),
+                    trust.clone(),
+                );
+                link_config.port = *port;
+                link_config.session.model = printer.model.clone();
+                let (handle, outputs, task) =
+                    bambu_link::spawn(link_config, links_shutdown.clone());
+                (handle, outputs, task, Some(trust))
+            }
+            PrinterLinkConfig::Moonraker { url, api_key, web_port } => {
+                let mut link_config = moonraker_link::LinkConfig::new(
+                    printer.id.clone(),
+                    url.clone(),
+                    api_key.clone(),
+                );
+                link_config.web_port = *web_port;
+                link_config.session.model = printer.model.clone();
+                let (handle, outputs, task) =
+                    moonraker_link::spawn(link_config, links_shutdown.clone());
+                (handle, outputs, task, None)
+            }
         };
-        let mut link_config = LinkConfig::new(
-            printer.host.clone(),
-            printer.serial.clone(),
-            printer.access_code.clone(),
-            trust.clone(),
-        );
-        link_config.port = printer.port;
-        link_config.session.model = printer.model.clone();
-        let (handle, outputs, task) = link::spawn(link_config, links_shutdown.clone());
         tasks.spawn(async move {
             let _ = task.await;
         });
         let (view_tx, view_rx) = watch::channel(PrinterView::default());
         let (events_tx, _) = broadcast::channel(64);
         let (camera_state_tx, camera_state_rx) = watch::channel(PrinterStateV2::default());
+        let (listed_tx, listed_rx) = watch::channel(None);
         tasks.spawn(recorder(
-            printer.serial.clone(),
+            printer.id.clone(),
             outputs,
             Sinks { records: records_tx.clone(), outbox: outbox.clone(), view: view_tx },
-            Watchers { events: events_tx.clone(), state: camera_state_tx },
-            counters.printer(&printer.serial),
+            Watchers { events: events_tx.clone(), state: camera_state_tx, listed: listed_tx },
+            counters.printer(&printer.id),
             config.telemetry_interval,
         ));
         for camera in &printer.cameras {
+            let Some(source) = source_config(printer, &camera.source, trust.as_ref(), &listed_rx)
+            else {
+                tracing::error!(printer = %printer.id, camera = %camera.id,
+                    "A Bambu camera on a printer that is not Bambu; left out.");
+                continue;
+            };
             let (control_tx, control_rx) = mpsc::channel(16);
-            camera_controls.insert((printer.serial.clone(), camera.id.clone()), control_tx);
-            let source = camera::open_source(&source_config(printer, &camera.source, &trust));
+            camera_controls.insert((printer.id.clone(), camera.id.clone()), control_tx);
+            let source = camera::open_source(&source);
             let camera_config = CameraConfig {
-                printer: printer.serial.clone(),
+                printer: printer.id.clone(),
                 camera: camera.id.clone(),
                 policy: camera.policy.clone(),
                 live_max_fps_milli: camera.live_max_fps_milli,
@@ -142,7 +172,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
             let outputs = CameraOutputs {
                 records: records_tx.clone(),
                 live: live_tx.clone(),
-                counters: counters.printer(&printer.serial),
+                counters: counters.printer(&printer.id),
             };
             tasks.spawn(camera::manager::run(
                 camera_config,
@@ -152,10 +182,10 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
                 shutdown.clone(),
             ));
         }
-        printers.insert(printer.serial.clone(), PrinterTarget { link: handle, view: view_rx });
+        printers.insert(printer.id.clone(), PrinterTarget { link: handle, view: view_rx });
         infos.push(PrinterInfo {
-            id: printer.serial.clone(),
-            vendor: Vendor::BambuLab,
+            id: printer.id.clone(),
+            vendor: printer.vendor(),
             model: printer.model.clone(),
             name: printer.name.clone(),
             cameras: printer.cameras.iter().map(|c| c.id.clone()).collect(),
@@ -212,25 +242,41 @@ struct Sinks {
 struct Watchers {
     events: broadcast::Sender<(UnixMillis, PrinterEventKind)>,
     state: watch::Sender<PrinterStateV2>,
+    /// The first camera the printer names (Moonraker's webcams).
+    listed: watch::Sender<Option<SourceConfig>>,
 }
 
-/// Completes a camera's source with what the printer's configuration knows.
-fn source_config(printer: &PrinterConfig, spec: &CameraSourceSpec, trust: &Trust) -> SourceConfig {
-    match spec.clone() {
-        CameraSourceSpec::Bambu { port } => SourceConfig::Bambu {
-            host: printer.host.clone(),
-            port,
-            serial: printer.serial.clone(),
-            access_code: printer.access_code.clone(),
-            trust: trust.clone(),
+/// Completes a camera's source with what the printer's configuration knows; `None` for a
+/// Bambu camera on a printer of another kind (which the configuration refuses).
+fn source_config(
+    printer: &PrinterConfig,
+    spec: &CameraSourceSpec,
+    trust: Option<&Trust>,
+    listed: &watch::Receiver<Option<SourceConfig>>,
+) -> Option<SourceConfig> {
+    let bambu = match (&printer.link, trust) {
+        (PrinterLinkConfig::Bambu { host, access_code, .. }, Some(trust)) => {
+            Some((host, access_code, trust))
+        }
+        _ => None,
+    };
+    Some(match spec.clone() {
+        CameraSourceSpec::Bambu { port } => match bambu {
+            Some((host, access_code, trust)) => SourceConfig::Bambu {
+                host: host.clone(),
+                port,
+                serial: printer.id.clone(),
+                access_code: access_code.clone(),
+                trust: trust.clone(),
+            },
+            None => return None,
         },
         CameraSourceSpec::Rtsp { url, ffmpeg, fps } => SourceConfig::Rtsp {
-            url: url.unwrap_or_else(|| {
-                format!(
-                    "rtsps://bblp:{}@{}:322/streaming/live/1",
-                    printer.access_code.expose(),
-                    printer.host
-                )
+            url: url.unwrap_or_else(|| match bambu {
+                Some((host, access_code, _)) => {
+                    format!("rtsps://bblp:{}@{}:322/streaming/live/1", access_code.expose(), host)
+                }
+                None => String::new(),
             }),
             ffmpeg,
             fps,
@@ -240,7 +286,8 @@ fn source_config(printer: &PrinterConfig, spec: &CameraSourceSpec, trust: &Trust
         CameraSourceSpec::Usb { device, width, height, fps } => {
             SourceConfig::Usb { device, width, height, fps }
         }
-    }
+        CameraSourceSpec::Moonraker => SourceConfig::Listed { camera: listed.clone() },
+    })
 }
 
 /// Hands the hub's live view and snapshot requests to the camera they name.
@@ -348,6 +395,13 @@ async fn recorder(
             LinkOutput::Problem(problem) => {
                 counters.link_problem(&problem);
                 tracing::warn!(printer = %printer, %problem, "Printer link problem.");
+                continue;
+            }
+            LinkOutput::Cameras(cameras) => {
+                let first = cameras.first().map(|camera| camera.url.source());
+                tracing::info!(printer = %printer, cameras = cameras.len(),
+                    first = first.as_ref().map(SourceConfig::summary), "The printer lists its cameras.");
+                watchers.listed.send_replace(first);
                 continue;
             }
         };
@@ -526,7 +580,7 @@ mod tests {
             printer.clone(),
             outputs,
             Sinks { records: records_tx, outbox: outbox.clone(), view: view_tx },
-            Watchers { events, state: camera_state },
+            Watchers { events, state: camera_state, listed: watch::channel(None).0 },
             Arc::default(),
             Duration::from_millis(10),
         ));

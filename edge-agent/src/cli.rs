@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::printer::bambu::link::{self, AccessCode, LinkConfig, LinkOutput};
 use crate::printer::bambu::tls::Trust;
+use crate::printer::moonraker::link as moonraker;
 
 /// kitt's edge agent: the one link between a printer and the kitt hub.
 #[derive(Debug, Parser)]
@@ -22,7 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the agent's version and the wire protocol version it speaks.
     Version,
-    /// Connect to one Bambu Lab printer and print its state and events as JSON lines.
+    /// Connect to one printer and print its state and events as JSON lines: a Bambu Lab
+    /// printer (--host, --serial, --access-code) or a Klipper printer through Moonraker
+    /// (--moonraker URL, --api-key when it needs one).
     ///
     /// Use it to check a printer connection before enrolling anything. Each line is
     /// `{"kind":"state","state":{…}}` when the state changes, `{"kind":"event",…}` for each
@@ -64,17 +67,26 @@ pub struct ConfigArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    /// The printer's address (IP or host name).
-    #[arg(long)]
-    pub host: String,
+    /// A Klipper printer's Moonraker, `http://host:7125` (port 7125 unless named).
+    #[arg(long, conflicts_with_all = ["host", "serial", "access_code", "ca", "tofu", "pin_dir"])]
+    pub moonraker: Option<String>,
+    /// Moonraker's API key, when it requires one.
+    #[arg(long, requires = "moonraker")]
+    pub api_key: Option<String>,
+    /// Moonraker: the port of the host's web server, where relative webcam URLs resolve.
+    #[arg(long, requires = "moonraker", default_value_t = 80)]
+    pub web_port: u16,
+    /// The Bambu printer's address (IP or host name).
+    #[arg(long, required_unless_present = "moonraker")]
+    pub host: Option<String>,
     #[arg(long, default_value_t = 8883)]
     pub port: u16,
-    /// The printer's serial number (Settings > Device on the printer).
-    #[arg(long)]
-    pub serial: String,
+    /// The Bambu printer's serial number (Settings > Device on the printer).
+    #[arg(long, required_unless_present = "moonraker")]
+    pub serial: Option<String>,
     /// The 8-character LAN access code (Settings > LAN Only Mode on the printer).
-    #[arg(long)]
-    pub access_code: String,
+    #[arg(long, required_unless_present = "moonraker")]
+    pub access_code: Option<String>,
     /// PEM file with the CA certificate(s) that sign the printer's certificate (Bambu's
     /// "BBL CA"). Without it, the printer's key is pinned on first use.
     #[arg(long, conflicts_with = "tofu")]
@@ -86,7 +98,8 @@ pub struct WatchArgs {
     /// Where pinned printer keys are kept.
     #[arg(long)]
     pub pin_dir: Option<PathBuf>,
-    /// The printer's model code (N1, C12, BL-P001, …), if get_version cannot tell.
+    /// The printer's model (Bambu: its code, N1, C12, BL-P001, …, if get_version cannot
+    /// tell; Klipper: any name, Moonraker does not know it).
     #[arg(long)]
     pub model: Option<String>,
 }
@@ -192,9 +205,11 @@ fn print_line(line: &str) {
 }
 
 fn link_config(args: WatchArgs) -> anyhow::Result<LinkConfig> {
-    let serial = PrinterId::new(args.serial.trim()).context("--serial")?;
-    let access_code =
-        AccessCode::new(&args.access_code).map_err(anyhow::Error::msg).context("--access-code")?;
+    let serial =
+        PrinterId::new(args.serial.as_deref().unwrap_or_default().trim()).context("--serial")?;
+    let access_code = AccessCode::new(args.access_code.as_deref().unwrap_or_default())
+        .map_err(anyhow::Error::msg)
+        .context("--access-code")?;
     let trust = match &args.ca {
         Some(path) => Trust::ca_file(path)?,
         None => {
@@ -202,7 +217,7 @@ fn link_config(args: WatchArgs) -> anyhow::Result<LinkConfig> {
             Trust::FirstUse { pin_file: dir.join(format!("{serial}.sha256")) }
         }
     };
-    let mut config = LinkConfig::new(args.host, serial, access_code, trust);
+    let mut config = LinkConfig::new(args.host.unwrap_or_default(), serial, access_code, trust);
     config.port = args.port;
     config.session.model = args.model;
     Ok(config)
@@ -216,11 +231,30 @@ fn default_pin_dir() -> PathBuf {
     base.join("kitt-agent/pins")
 }
 
+fn moonraker_config(url: &str, args: WatchArgs) -> anyhow::Result<moonraker::LinkConfig> {
+    let url =
+        moonraker::MoonrakerUrl::parse(url).map_err(anyhow::Error::msg).context("--moonraker")?;
+    let api_key = args
+        .api_key
+        .as_deref()
+        .map(moonraker::ApiKey::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--api-key")?;
+    let id = PrinterId::new("moonraker").context("printer id")?;
+    let mut config = moonraker::LinkConfig::new(id, url, api_key);
+    config.web_port = args.web_port;
+    config.session.model = args.model;
+    Ok(config)
+}
+
 async fn watch(args: WatchArgs) -> anyhow::Result<u8> {
     crate::init_crypto();
-    let config = link_config(args)?;
     let shutdown = CancellationToken::new();
-    let (_handle, mut outputs, task) = link::spawn(config, shutdown.clone());
+    let (_handle, mut outputs, task) = match args.moonraker.clone() {
+        Some(url) => moonraker::spawn(moonraker_config(&url, args)?, shutdown.clone()),
+        None => link::spawn(link_config(args)?, shutdown.clone()),
+    };
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -248,6 +282,13 @@ pub fn output_json(output: &LinkOutput) -> serde_json::Value {
         }
         LinkOutput::Problem(problem) => {
             serde_json::json!({ "kind": "problem", "message": problem.to_string() })
+        }
+        LinkOutput::Cameras(cameras) => {
+            let cameras: Vec<_> = cameras
+                .iter()
+                .map(|camera| serde_json::json!({ "name": camera.name, "source": camera.url.source().summary() }))
+                .collect();
+            serde_json::json!({ "kind": "cameras", "cameras": cameras })
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::camera::planner::SnapshotPolicy;
 use crate::printer::bambu::link::AccessCode;
+use crate::printer::moonraker::link::{ApiKey, MoonrakerUrl};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kitt-agent";
 const DEFAULT_CAPACITY_MB: u64 = 64;
@@ -67,17 +68,33 @@ pub struct RawTelemetry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrinter {
-    pub serial: String,
-    pub host: String,
+    /// `bambu` (the default) or `moonraker` (Klipper printers).
+    pub kind: Option<String>,
+    /// Bambu: the printer's serial number, which is its id in kitt.
+    pub serial: Option<String>,
+    /// Moonraker: the printer's id in kitt (letters, digits, `-`, `_`, `.`), e.g. `voron-1`.
+    pub id: Option<String>,
+    /// Bambu: the printer's address.
+    pub host: Option<String>,
+    /// Bambu: the MQTT port (default 8883).
     pub port: Option<u16>,
-    pub access_code: String,
-    /// PEM file with the CA that signs the printer's certificate; without it the printer's
-    /// key is pinned on first use.
+    /// Bambu: the 8-character LAN access code.
+    pub access_code: Option<String>,
+    /// Bambu: PEM file with the CA that signs the printer's certificate; without it the
+    /// printer's key is pinned on first use.
     pub ca: Option<PathBuf>,
+    /// Moonraker: its address, `http://host:7125` (port 7125 unless named).
+    pub url: Option<String>,
+    /// Moonraker: its API key, when it requires one.
+    pub api_key: Option<String>,
+    /// Moonraker: the port of the host's web server (Mainsail, Fluidd), where the relative
+    /// webcam URLs Moonraker lists resolve (default 80).
+    pub web_port: Option<u16>,
     pub name: Option<String>,
     pub model: Option<String>,
     /// Watch the printer's own camera when no `[[printer.camera]]` is listed (default true):
-    /// port 6000 on A1/P1, RTSPS (through ffmpeg) on X1/H2/P2S.
+    /// port 6000 on A1/P1, RTSPS (through ffmpeg) on X1/H2/P2S, the first webcam Moonraker
+    /// lists on a Klipper printer.
     pub builtin_camera: Option<bool>,
     /// Cameras that watch this printer.
     #[serde(default, rename = "camera")]
@@ -87,9 +104,11 @@ pub struct RawPrinter {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCamera {
-    /// A name for the camera, unique per printer (default `chamber`).
+    /// A name for the camera, unique per printer (default `chamber`; `webcam` for a
+    /// `moonraker` source).
     pub id: Option<String>,
-    /// `bambu` (port 6000), `rtsp`, `mjpeg`, `snapshot` or `usb`.
+    /// `bambu` (port 6000), `rtsp`, `mjpeg`, `snapshot`, `usb`, or `moonraker` (the first
+    /// webcam a Klipper printer's Moonraker lists, followed as the list changes).
     pub source: String,
     /// `bambu`: the camera port (default 6000).
     pub port: Option<u16>,
@@ -129,14 +148,28 @@ pub struct AgentConfig {
 
 #[derive(Debug, Clone)]
 pub struct PrinterConfig {
-    pub serial: PrinterId,
-    pub host: String,
-    pub port: u16,
-    pub access_code: AccessCode,
-    pub ca: Option<PathBuf>,
+    /// The printer's id in kitt: a Bambu printer's serial, a Klipper printer's chosen id.
+    pub id: PrinterId,
     pub name: Option<String>,
     pub model: Option<String>,
+    pub link: PrinterLinkConfig,
     pub cameras: Vec<CameraSpec>,
+}
+
+/// How to reach the printer: one variant per driver.
+#[derive(Debug, Clone)]
+pub enum PrinterLinkConfig {
+    Bambu { host: String, port: u16, access_code: AccessCode, ca: Option<PathBuf> },
+    Moonraker { url: MoonrakerUrl, api_key: Option<ApiKey>, web_port: u16 },
+}
+
+impl PrinterConfig {
+    pub fn vendor(&self) -> proto::Vendor {
+        match self.link {
+            PrinterLinkConfig::Bambu { .. } => proto::Vendor::BambuLab,
+            PrinterLinkConfig::Moonraker { .. } => proto::Vendor::Moonraker,
+        }
+    }
 }
 
 /// One camera, validated; the agent completes a `bambu` source with the printer's address,
@@ -173,6 +206,8 @@ pub enum CameraSourceSpec {
         height: u32,
         fps: u32,
     },
+    /// The first webcam the printer's Moonraker lists, followed as the list changes.
+    Moonraker,
 }
 
 /// Models whose built-in camera is the RTSPS stream rather than port 6000.
@@ -190,7 +225,8 @@ impl RawCamera {
         problems: &mut Vec<String>,
     ) -> Option<CameraSpec> {
         let before = problems.len();
-        let id = CameraId::new(self.id.as_deref().unwrap_or("chamber").trim())
+        let default_id = if self.source == "moonraker" { "webcam" } else { "chamber" };
+        let id = CameraId::new(self.id.as_deref().unwrap_or(default_id).trim())
             .map_err(|e| problems.push(format!("{}: {e}", at("id"))))
             .ok();
         let fps = self.fps.unwrap_or(1);
@@ -226,9 +262,10 @@ impl RawCamera {
                 height: self.height.unwrap_or(720),
                 fps,
             }),
+            "moonraker" => Some(CameraSourceSpec::Moonraker),
             other => {
                 problems.push(format!(
-                    "{}: {other:?}: must be bambu, rtsp, mjpeg, snapshot or usb",
+                    "{}: {other:?}: must be bambu, rtsp, mjpeg, snapshot, usb or moonraker",
                     at("source")
                 ));
                 None
@@ -257,10 +294,15 @@ impl RawCamera {
     }
 
     /// The printer's own camera, with every default.
-    fn builtin(model: Option<&str>) -> RawCamera {
+    fn builtin(kind: Kind, model: Option<&str>) -> RawCamera {
+        let source = match kind {
+            Kind::Moonraker => "moonraker",
+            Kind::Bambu if has_rtsp_camera(model) => "rtsp",
+            Kind::Bambu => "bambu",
+        };
         RawCamera {
             id: None,
-            source: if has_rtsp_camera(model) { "rtsp" } else { "bambu" }.into(),
+            source: source.into(),
             port: None,
             url: None,
             ffmpeg: None,
@@ -273,6 +315,147 @@ impl RawCamera {
             snapshot_every_layers: None,
             live_max_fps: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bambu,
+    Moonraker,
+}
+
+impl RawPrinter {
+    fn validate(
+        self,
+        at: &dyn Fn(&str) -> String,
+        problems: &mut Vec<String>,
+    ) -> Option<PrinterConfig> {
+        let before = problems.len();
+        let kind = match self.kind.as_deref().unwrap_or("bambu") {
+            "bambu" => Kind::Bambu,
+            "moonraker" | "klipper" => Kind::Moonraker,
+            other => {
+                problems.push(format!("{}: {other:?}: must be bambu or moonraker", at("kind")));
+                return None;
+            }
+        };
+        // Keys of the other kind are mistakes worth naming, not silently ignored.
+        let foreign: &[(&str, bool)] = match kind {
+            Kind::Bambu => &[
+                ("id", self.id.is_some()),
+                ("url", self.url.is_some()),
+                ("api_key", self.api_key.is_some()),
+                ("web_port", self.web_port.is_some()),
+            ],
+            Kind::Moonraker => &[
+                ("serial", self.serial.is_some()),
+                ("host", self.host.is_some()),
+                ("port", self.port.is_some()),
+                ("access_code", self.access_code.is_some()),
+                ("ca", self.ca.is_some()),
+            ],
+        };
+        let kind_name = if kind == Kind::Bambu { "bambu" } else { "moonraker" };
+        for (key, _) in foreign.iter().filter(|(_, present)| *present) {
+            problems.push(format!("{}: not a setting of a {kind_name} printer", at(key)));
+        }
+        let required = |value: Option<String>, key: &str, problems: &mut Vec<String>| {
+            if value.is_none() {
+                problems.push(format!("{}: a {kind_name} printer needs one", at(key)));
+            }
+            value
+        };
+        let (id_key, id) = match kind {
+            Kind::Bambu => ("serial", required(self.serial, "serial", problems)),
+            Kind::Moonraker => ("id", required(self.id, "id", problems)),
+        };
+        let id = id.and_then(|id| {
+            PrinterId::new(id.trim())
+                .map_err(|e| problems.push(format!("{}: {e}", at(id_key))))
+                .ok()
+        });
+        let link = match kind {
+            Kind::Bambu => {
+                let host = required(self.host, "host", problems);
+                let access_code =
+                    required(self.access_code, "access_code", problems).and_then(|code| {
+                        AccessCode::new(&code)
+                            .map_err(|e| problems.push(format!("{}: {e}", at("access_code"))))
+                            .ok()
+                    });
+                if let Some(ca) = &self.ca
+                    && !ca.is_file()
+                {
+                    problems.push(format!("{}: {} does not exist", at("ca"), ca.display()));
+                }
+                match (host, access_code) {
+                    (Some(host), Some(access_code)) => Some(PrinterLinkConfig::Bambu {
+                        host,
+                        port: self.port.unwrap_or(8883),
+                        access_code,
+                        ca: self.ca,
+                    }),
+                    _ => None,
+                }
+            }
+            Kind::Moonraker => {
+                let url = required(self.url, "url", problems).and_then(|url| {
+                    MoonrakerUrl::parse(&url)
+                        .map_err(|e| problems.push(format!("{}: {e}", at("url"))))
+                        .ok()
+                });
+                let api_key = self.api_key.and_then(|key| {
+                    ApiKey::new(&key)
+                        .map_err(|e| problems.push(format!("{}: {e}", at("api_key"))))
+                        .ok()
+                });
+                if self.web_port == Some(0) {
+                    problems.push(format!("{}: 0 is not a port", at("web_port")));
+                }
+                url.map(|url| PrinterLinkConfig::Moonraker {
+                    url,
+                    api_key,
+                    web_port: self.web_port.unwrap_or(80),
+                })
+            }
+        };
+        let raw_cameras = if self.cameras.is_empty() && self.builtin_camera != Some(false) {
+            vec![RawCamera::builtin(kind, self.model.as_deref())]
+        } else {
+            self.cameras
+        };
+        let mut cameras: Vec<CameraSpec> = Vec::new();
+        for (j, camera) in raw_cameras.into_iter().enumerate() {
+            let at = |key: &str| format!("{}.camera[{j}].{key}", at("").trim_end_matches('.'));
+            if let Some(camera) = camera.validate(&at, problems) {
+                let wrong_kind = match (&camera.source, kind) {
+                    (CameraSourceSpec::Moonraker, Kind::Bambu) => Some("a Klipper printer's"),
+                    (CameraSourceSpec::Bambu { .. }, Kind::Moonraker) => Some("a Bambu printer's"),
+                    (CameraSourceSpec::Rtsp { url: None, .. }, Kind::Moonraker) => {
+                        problems.push(format!(
+                            "{}: an rtsp camera of a Klipper printer needs a url",
+                            at("url")
+                        ));
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(whose) = wrong_kind {
+                    problems.push(format!(
+                        "{}: that source is {whose} own camera, not this {kind_name} printer's",
+                        at("source")
+                    ));
+                }
+                if cameras.iter().any(|c| c.id == camera.id) {
+                    problems.push(format!("{}: {} is listed twice", at("id"), camera.id));
+                }
+                cameras.push(camera);
+            }
+        }
+        if problems.len() > before {
+            return None;
+        }
+        Some(PrinterConfig { id: id?, name: self.name, model: self.model, link: link?, cameras })
     }
 }
 
@@ -314,50 +497,14 @@ impl RawConfig {
         if telemetry < 100 {
             problems.push(format!("telemetry.interval_ms = {telemetry}: must be at least 100"));
         }
-        let mut printers = Vec::new();
+        let mut printers: Vec<PrinterConfig> = Vec::new();
         for (i, printer) in self.printers.into_iter().enumerate() {
             let at = |key: &str| format!("printer[{i}].{key}");
-            let serial = PrinterId::new(printer.serial.trim())
-                .map_err(|e| problems.push(format!("{}: {e}", at("serial"))))
-                .ok();
-            let access_code = AccessCode::new(&printer.access_code)
-                .map_err(|e| problems.push(format!("{}: {e}", at("access_code"))))
-                .ok();
-            if let Some(ca) = &printer.ca
-                && !ca.is_file()
-            {
-                problems.push(format!("{}: {} does not exist", at("ca"), ca.display()));
-            }
-            let raw_cameras = if printer.cameras.is_empty() && printer.builtin_camera != Some(false)
-            {
-                vec![RawCamera::builtin(printer.model.as_deref())]
-            } else {
-                printer.cameras
-            };
-            let mut cameras: Vec<CameraSpec> = Vec::new();
-            for (j, camera) in raw_cameras.into_iter().enumerate() {
-                let at = |key: &str| format!("printer[{i}].camera[{j}].{key}");
-                if let Some(camera) = camera.validate(&at, &mut problems) {
-                    if cameras.iter().any(|c| c.id == camera.id) {
-                        problems.push(format!("{}: {} is listed twice", at("id"), camera.id));
-                    }
-                    cameras.push(camera);
+            if let Some(printer) = printer.validate(&at, &mut problems) {
+                if printers.iter().any(|p| p.id == printer.id) {
+                    problems.push(format!("{}: {} is listed twice", at("id"), printer.id));
                 }
-            }
-            if let (Some(serial), Some(access_code)) = (serial, access_code) {
-                if printers.iter().any(|p: &PrinterConfig| p.serial == serial) {
-                    problems.push(format!("{}: {serial} is listed twice", at("serial")));
-                }
-                printers.push(PrinterConfig {
-                    serial,
-                    host: printer.host,
-                    port: printer.port.unwrap_or(8883),
-                    access_code,
-                    ca: printer.ca,
-                    name: printer.name,
-                    model: printer.model,
-                    cameras,
-                });
+                printers.push(printer);
             }
         }
         if !problems.is_empty() {
@@ -421,7 +568,7 @@ mod tests {
         assert_eq!(config.capacity_bytes, 64 << 20);
         assert_eq!(config.keep_alive, Duration::from_secs(15));
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
-        assert_eq!(config.printers[0].port, 8883);
+        assert!(matches!(config.printers[0].link, PrinterLinkConfig::Bambu { port: 8883, .. }));
         let camera = &config.printers[0].cameras[0];
         assert_eq!(camera.id.as_str(), "chamber");
         assert_eq!(camera.source, CameraSourceSpec::Bambu { port: 6000 });
@@ -461,10 +608,56 @@ mod tests {
         "#;
         let error = AgentConfig::parse(text).unwrap_err();
         let expected = [
-            "printer[0].camera[1].source: \"webcam\": must be bambu, rtsp, mjpeg, snapshot or usb",
+            "printer[0].camera[1].source: \"webcam\": must be bambu, rtsp, mjpeg, snapshot, usb or moonraker",
             "printer[0].camera[2].url: a snapshot camera needs a url",
             "printer[0].camera[3].fps: 0: must be between 1 and 30",
             "printer[0].camera[3].live_max_fps: 100: must be between 0.05 and 30",
+        ];
+        assert_eq!(error.0, expected, "{error}");
+    }
+
+    #[test]
+    fn a_klipper_printer_is_configured_by_its_moonraker() {
+        let config = AgentConfig::parse(
+            "[[printer]]\nkind = \"moonraker\"\nid = \"voron-1\"\nurl = \"http://10.0.0.7\"\napi_key = \"abc123\"\nmodel = \"Voron 2.4\"\n",
+        )
+        .unwrap();
+        let printer = &config.printers[0];
+        assert_eq!(printer.id.as_str(), "voron-1");
+        assert_eq!(printer.vendor(), proto::Vendor::Moonraker);
+        let PrinterLinkConfig::Moonraker { url, api_key, web_port } = &printer.link else {
+            panic!("{printer:?}")
+        };
+        assert_eq!((url.host(), url.port(), *web_port), ("10.0.0.7", 7125, 80));
+        assert_eq!(api_key.as_ref().map(ApiKey::expose), Some("abc123"));
+        assert_eq!(printer.cameras[0].id.as_str(), "webcam");
+        assert_eq!(printer.cameras[0].source, CameraSourceSpec::Moonraker);
+
+        let text = r#"
+            [[printer]]
+            kind = "moonraker"
+            serial = "01P00A391800001"
+            url = "https://10.0.0.7"
+            access_code = "12345678"
+            [[printer]]
+            serial = "01P00A391800001"
+            host = "10.0.0.5"
+            access_code = "12345678"
+            api_key = "k"
+            [[printer.camera]]
+            source = "moonraker"
+            [[printer]]
+            kind = "octoprint"
+        "#;
+        let error = AgentConfig::parse(text).unwrap_err();
+        let expected = [
+            "printer[0].serial: not a setting of a moonraker printer",
+            "printer[0].access_code: not a setting of a moonraker printer",
+            "printer[0].id: a moonraker printer needs one",
+            "printer[0].url: https://10.0.0.7: https/wss is not supported; give Moonraker's plain address, e.g. http://printer.local:7125",
+            "printer[1].api_key: not a setting of a bambu printer",
+            "printer[1].camera[0].source: that source is a Klipper printer's own camera, not this bambu printer's",
+            "printer[2].kind: \"octoprint\": must be bambu or moonraker",
         ];
         assert_eq!(error.0, expected, "{error}");
     }

@@ -87,6 +87,7 @@ impl PrinterCounters {
         let counter = match problem {
             LinkProblem::BadReport(_) => &self.bad_payloads,
             LinkProblem::WrongAccessCode { .. }
+            | LinkProblem::KeyRefused { .. }
             | LinkProblem::Certificate { .. }
             | LinkProblem::Connection { .. } => &self.link_errors,
             LinkProblem::ReadOnly(_) | LinkProblem::UnknownModel(_) => return,

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use printer_sim::config::{Fault, Model, SimConfig};
+use printer_sim::moonraker::{self as moonraker, MoonrakerConfig};
 use printer_sim::{SimHandle, Simulator};
 use serde_json::Value;
 
@@ -26,11 +27,16 @@ impl Watch {
     fn start(sim: &SimHandle, dir: &std::path::Path) -> Watch {
         let ca = dir.join("printer-ca.pem");
         std::fs::write(&ca, sim.ca_pem()).unwrap();
+        let port = sim.addr().port().to_string();
+        let args = ["--host", "127.0.0.1", "--port", &port, "--serial", SERIAL];
+        let ca = ca.display().to_string();
+        Watch::with_args(&[&args[..], &["--access-code", ACCESS_CODE, "--ca", &ca]].concat())
+    }
+
+    fn with_args(args: &[&str]) -> Watch {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kitt-agent"))
-            .args(["watch", "--host", "127.0.0.1", "--port"])
-            .arg(sim.addr().port().to_string())
-            .args(["--serial", SERIAL, "--access-code", ACCESS_CODE, "--ca"])
-            .arg(&ca)
+            .arg("watch")
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -152,6 +158,53 @@ fn watch_with_a_wrong_access_code_says_so() {
     assert!(seen.is_empty(), "{seen:?}");
     let message = problem["message"].as_str().unwrap();
     assert!(message.contains("refused the access code"), "{message}");
+    drop(watch);
+    runtime.block_on(sim.shutdown());
+}
+
+#[test]
+fn watch_moonraker_shows_a_klipper_job_its_webcam_and_a_refused_key() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut config = MoonrakerConfig::new("voron-watch");
+    config.api_key = Some("0123456789abcdef".into());
+    config.step_interval = Duration::from_millis(40);
+    config.update_interval = Duration::from_millis(20);
+    config.klipper.layers = 5;
+    config.autostart = Some("benchy.gcode".into());
+    let sim = runtime.block_on(moonraker::start(config)).unwrap();
+    let url = format!("http://{}", sim.addr());
+    let web_port = sim.web_addr().unwrap().port().to_string();
+    let watch = Watch::with_args(&[
+        "--moonraker",
+        &url,
+        "--api-key",
+        "0123456789abcdef",
+        "--web-port",
+        &web_port,
+        "--model",
+        "Voron 2.4",
+    ]);
+    let (printing, before) = watch.until("the printing printer", |l| {
+        l["kind"] == "state"
+            && l["state"]["state"] == "printing"
+            && l["state"]["layer"].as_u64() > Some(0)
+    });
+    assert_eq!(printing["state"]["kind"], "klipper");
+    assert_eq!(printing["state"]["model"], "Voron 2.4");
+    assert_eq!(printing["state"]["total_layers"], 5);
+    assert_eq!(printing["state"]["klipper"]["klippy"], "ready");
+    let (finished, seen) = watch.until_event("job_finished");
+    assert_eq!(finished["event"]["job_name"], "benchy.gcode");
+    let cameras: Vec<&Value> =
+        before.iter().chain(&seen).filter(|l| l["kind"] == "cameras").collect();
+    let expected = format!("mjpeg http://127.0.0.1:{web_port}/webcam/?action=stream");
+    assert!(cameras.iter().any(|l| l["cameras"][0]["source"] == expected.as_str()), "{cameras:?}");
+    drop(watch);
+
+    let watch = Watch::with_args(&["--moonraker", &url, "--api-key", "wrong-key"]);
+    let (problem, _) = watch.until("a problem line", |l| l["kind"] == "problem");
+    let message = problem["message"].as_str().unwrap();
+    assert!(message.contains("refused the API key"), "{message}");
     drop(watch);
     runtime.block_on(sim.shutdown());
 }

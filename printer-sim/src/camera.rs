@@ -28,7 +28,7 @@
 //! Each connection is a task of its own: a misbehaving client ends its own session only.
 
 mod font;
-mod frame;
+pub(crate) mod frame;
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -188,8 +188,7 @@ impl Renderer {
             }
             frame_number += 1;
             let scene = Scene {
-                model: self.model,
-                serial: self.serial.clone(),
+                heading: frame::heading(self.model, &self.serial),
                 printer: self.printer.borrow().clone(),
                 frame_number,
                 now: SystemTime::now(),

@@ -12,6 +12,7 @@ use crate::config::{
     DEFAULT_JOB_LAYERS, Fault, Hms, JobSpec, Model, PrinterSerial, ReportStyle, SimConfig,
     parse_print_error,
 };
+use crate::moonraker::{KlipperFault, MoonrakerConfig};
 use crate::replay::{Replay, ReplayError};
 use crate::sim::{SimError, Simulator};
 
@@ -21,6 +22,8 @@ const DEFAULT_LOOP_JOB: &str = "Demo job";
 const MQTT_PORT: u16 = 8883;
 /// A real A1/P1's camera port.
 const CAMERA_PORT: u16 = 6000;
+/// Moonraker's port.
+const MOONRAKER_PORT: u16 = 7125;
 
 /// A simulated Bambu Lab printer: MQTT 3.1.1 over TLS on the real LAN protocol, and the A1/P1
 /// camera stream (JPEG frames over TLS).
@@ -28,22 +31,54 @@ const CAMERA_PORT: u16 = 6000;
 /// Prints a line on stdout once listening, "kitt-printer-sim listening on ADDR serial=…
 /// model=…", then, unless --no-camera, "kitt-printer-sim camera listening on ADDR"; logs go to
 /// stderr (RUST_LOG sets the level).
+///
+/// With --kind moonraker: a Klipper printer behind Moonraker instead, its WebSocket JSON-RPC
+/// and HTTP API on --bind (default 127.0.0.1:7125) and its webcam on --web-bind; it prints
+/// "kitt-printer-sim moonraker listening on ADDR name=…" and "kitt-printer-sim webcam
+/// listening on ADDR".
 #[derive(Debug, Parser)]
 #[command(name = "kitt-printer-sim", version, about)]
 pub struct Cli {
+    /// What to simulate: bambu (the default) or moonraker (a Klipper printer).
+    #[arg(long, value_enum)]
+    pub kind: Option<SimKind>,
     /// Printer serial: the certificate's CN and the topic segment (device/SERIAL/report).
-    #[arg(long)]
-    pub serial: PrinterSerial,
+    #[arg(long, required_unless_present = "kind")]
+    pub serial: Option<PrinterSerial>,
     /// LAN access code, the MQTT password (8 letters or digits).
-    #[arg(long)]
-    pub access_code: AccessCode,
+    #[arg(long, required_unless_present = "kind")]
+    pub access_code: Option<AccessCode>,
     /// Model code: N1 (A1 mini), N2S (A1), C11 (P1P), C12 (P1S), BL-P001 (X1C), BL-P002 (X1),
     /// C13 (X1E).
+    #[arg(long, required_unless_present = "kind")]
+    pub model: Option<Model>,
+    /// Address to listen on (default 127.0.0.1:8883; moonraker: 127.0.0.1:7125).
     #[arg(long)]
-    pub model: Model,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8883")]
-    pub bind: SocketAddr,
+    pub bind: Option<SocketAddr>,
+    /// Moonraker: require this API key (X-Api-Key, one-shot tokens, identify).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Moonraker: the host's web server, serving the webcam at /webcam/ (default: the host
+    /// of --bind, a port chosen by the OS).
+    #[arg(long, value_name = "ADDR")]
+    pub web_bind: Option<SocketAddr>,
+    /// Moonraker: the printer's name, shown on its webcam.
+    #[arg(long, default_value = "voron-sim")]
+    pub name: String,
+    /// Moonraker: Klippy shuts down at this layer of every job (lost communication with
+    /// the MCU).
+    #[arg(long, value_name = "N")]
+    pub shutdown_at_layer: Option<u32>,
+    /// Moonraker: the extruder heater runs away at this layer (Klippy shuts down with
+    /// verify_heater's message).
+    #[arg(long, value_name = "N")]
+    pub thermal_runaway_at_layer: Option<u32>,
+    /// Moonraker: every job fails at this layer (print_stats error, Klippy stays ready).
+    #[arg(long, value_name = "N")]
+    pub error_at_layer: Option<u32>,
+    /// Moonraker: the G-code sets no layer information (print_stats.info stays null).
+    #[arg(long)]
+    pub no_layer_info: bool,
     /// Report style: delta (P1/A1) or full (X1). Defaults to the model's.
     #[arg(long)]
     pub style: Option<ReportStyle>,
@@ -118,15 +153,31 @@ pub struct Cli {
     pub no_camera: bool,
 }
 
+/// What `kitt-printer-sim` simulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimKind {
+    /// A Bambu Lab printer (LAN MQTT over TLS, the port-6000 camera).
+    Bambu,
+    /// A Klipper printer behind Moonraker (WebSocket JSON-RPC and HTTP, a webcam).
+    Moonraker,
+}
+
 impl Cli {
     /// The simulator configuration these arguments describe.
     pub fn to_config(&self) -> Result<SimConfig, CliError> {
-        let mut config = SimConfig::new(self.serial.clone(), self.access_code.clone(), self.model)
-            .with_intervals(
-                Duration::from_millis(self.layer_ms),
-                Duration::from_millis(self.report_ms),
-            );
-        config.bind = self.bind;
+        let (Some(serial), Some(access_code), Some(model)) =
+            (self.serial.clone(), self.access_code.clone(), self.model)
+        else {
+            return Err(CliError::Usage(
+                "a Bambu printer needs --serial, --access-code and --model".into(),
+            ));
+        };
+        let mut config = SimConfig::new(serial, access_code, model).with_intervals(
+            Duration::from_millis(self.layer_ms),
+            Duration::from_millis(self.report_ms),
+        );
+        let bind = self.bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], MQTT_PORT)));
+        config.bind = bind;
         if let Some(style) = self.style {
             config.report_style = style;
         }
@@ -154,12 +205,59 @@ impl Cli {
         }
         config.emit_log = self.emit_log.clone();
         config.camera = (!self.no_camera).then(|| CameraConfig {
-            bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(self.bind))),
+            bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(bind))),
             frame_interval: Duration::from_millis(self.camera_interval_ms),
             size: self.camera_size,
             max_streams: self.camera_streams,
             fault: self.camera_fault,
         });
+        Ok(config)
+    }
+
+    /// The simulated Moonraker these arguments describe.
+    pub fn to_moonraker_config(&self) -> Result<MoonrakerConfig, CliError> {
+        let bambu_only = [
+            ("--serial", self.serial.is_some()),
+            ("--access-code", self.access_code.is_some()),
+            ("--model", self.model.is_some()),
+            ("--style", self.style.is_some()),
+            ("--ca-out", self.ca_out.is_some()),
+            ("--fail-at-layer", self.fail_at_layer.is_some()),
+            ("--refuse-control", self.refuse_control),
+            ("--replay", self.replay.is_some()),
+            ("--camera-bind", self.camera_bind.is_some()),
+            ("--camera-fault", self.camera_fault.is_some()),
+            ("--emit-log", self.emit_log.is_some()),
+        ];
+        if let Some((flag, _)) = bambu_only.iter().find(|(_, given)| *given) {
+            return Err(CliError::Usage(format!(
+                "{flag} is for a Bambu printer, not --kind moonraker"
+            )));
+        }
+        let mut config = MoonrakerConfig::new(&self.name);
+        config.bind = self.bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], MOONRAKER_PORT)));
+        config.web_bind = (!self.no_camera)
+            .then(|| self.web_bind.unwrap_or(SocketAddr::new(config.bind.ip(), 0)));
+        config.api_key = self.api_key.clone();
+        config.step_interval = Duration::from_millis(self.layer_ms.max(1));
+        config.camera_interval = Duration::from_millis(self.camera_interval_ms.max(1));
+        config.camera_size = self.camera_size;
+        config.klipper.layers = self.layers.max(1);
+        config.klipper.step_seconds = self.layer_ms as f64 / 1000.0;
+        config.klipper.layer_info = !self.no_layer_info;
+        config.klipper.loop_jobs = self.loop_jobs;
+        let faults = [
+            self.shutdown_at_layer.map(KlipperFault::ShutdownAtLayer),
+            self.thermal_runaway_at_layer.map(KlipperFault::ThermalRunawayAtLayer),
+            self.runout_at_layer.map(KlipperFault::RunoutAtLayer),
+            self.error_at_layer.map(KlipperFault::FailAtLayer),
+        ];
+        config.klipper.faults = faults.into_iter().flatten().collect();
+        config.autostart = match (&self.autostart_job, self.loop_jobs) {
+            (Some(name), _) => Some(gcode_name(name)),
+            (None, true) => Some("benchy.gcode".to_owned()),
+            (None, false) => None,
+        };
         Ok(config)
     }
 }
@@ -171,8 +269,32 @@ fn default_camera_bind(bind: SocketAddr) -> SocketAddr {
     SocketAddr::new(bind.ip(), port)
 }
 
+/// A job name as a G-code file name: `Demo job` → `Demo_job.gcode`.
+fn gcode_name(name: &str) -> String {
+    let stem: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    if stem.to_ascii_lowercase().ends_with(".gcode") { stem } else { format!("{stem}.gcode") }
+}
+
 /// Runs the simulator until Ctrl-C (or SIGTERM).
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if cli.kind == Some(SimKind::Moonraker) {
+        let config = cli.to_moonraker_config()?;
+        let handle = crate::moonraker::start(config).await.map_err(CliError::Moonraker)?;
+        #[allow(clippy::print_stdout, reason = "the CLI's output, for scripts")]
+        {
+            println!("kitt-printer-sim moonraker listening on {} name={}", handle.addr(), cli.name);
+            if let Some(web) = handle.web_addr() {
+                println!("kitt-printer-sim webcam listening on {web}");
+            }
+        }
+        wait_for_signal().await.map_err(CliError::Signal)?;
+        info!("Shutting down.");
+        handle.shutdown().await;
+        return Ok(());
+    }
     let config = cli.to_config()?;
     let handle = Simulator::start(config).await?;
     if let Some(dir) = &cli.ca_out {
@@ -239,6 +361,12 @@ pub enum CliError {
     /// Waiting for Ctrl-C failed.
     #[error("cannot wait for signals")]
     Signal(#[source] std::io::Error),
+    /// The arguments do not fit together.
+    #[error("{0}")]
+    Usage(String),
+    /// The simulated Moonraker could not start.
+    #[error("cannot start the simulated Moonraker")]
+    Moonraker(#[source] std::io::Error),
 }
 
 impl CliError {
@@ -246,7 +374,10 @@ impl CliError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            CliError::Config(_) | CliError::Replay(_) | CliError::Sim(SimError::Config(_))
+            CliError::Config(_)
+                | CliError::Replay(_)
+                | CliError::Sim(SimError::Config(_))
+                | CliError::Usage(_)
         )
     }
 }
@@ -334,6 +465,43 @@ mod tests {
         assert!(parse(&["--no-camera", "--camera-size", "640x360"]).is_err());
         assert!(parse(&["--camera-size", "640by360"]).is_err());
         assert!(parse(&["--camera-fault", "broken"]).is_err());
+    }
+
+    #[test]
+    fn a_moonraker_is_configured_by_its_own_flags() {
+        let cli = Cli::try_parse_from([
+            "kitt-printer-sim",
+            "--kind",
+            "moonraker",
+            "--api-key",
+            "k3y",
+            "--thermal-runaway-at-layer",
+            "4",
+            "--runout-at-layer",
+            "2",
+            "--autostart-job",
+            "Demo job",
+            "--no-layer-info",
+        ])
+        .unwrap();
+        let config = cli.to_moonraker_config().unwrap();
+        assert_eq!(config.bind, "127.0.0.1:7125".parse().unwrap());
+        assert_eq!(config.web_bind, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(config.api_key.as_deref(), Some("k3y"));
+        assert_eq!(
+            config.klipper.faults,
+            [KlipperFault::ThermalRunawayAtLayer(4), KlipperFault::RunoutAtLayer(2)]
+        );
+        assert_eq!(config.autostart.as_deref(), Some("Demo_job.gcode"));
+        assert!(!config.klipper.layer_info);
+        let bambu_flag =
+            Cli::try_parse_from(["kitt-printer-sim", "--kind", "moonraker", "--refuse-control"])
+                .unwrap();
+        assert!(bambu_flag.to_moonraker_config().is_err());
+        assert!(
+            Cli::try_parse_from(["kitt-printer-sim"]).is_err(),
+            "a Bambu printer needs a serial"
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod emit;
 pub mod events;
+pub mod moonraker;
 pub mod printer;
 pub mod replay;
 

@@ -61,7 +61,12 @@ impl Command {
     /// The first wire version that can carry this command: a hub MUST NOT deliver it in a
     /// session of an older version.
     pub fn since(&self) -> u16 {
-        self.preconditions.iter().map(Precondition::since).max().unwrap_or(1)
+        self.preconditions
+            .iter()
+            .map(Precondition::since)
+            .max()
+            .unwrap_or(1)
+            .max(self.action.since())
     }
 }
 
@@ -81,6 +86,30 @@ pub enum CommandAction {
     StartPrint(StartPrint),
     /// Raw G-code lines, separated by `\n`.
     Gcode(String),
+    /// Since wire version 6: restart the printer's firmware (Klipper's `FIRMWARE_RESTART`),
+    /// which ends any print. The hub issues it only with a person's confirmation.
+    FirmwareRestart,
+    /// Since wire version 6: stop the printer at once (Klipper's `M112`: heaters and motors
+    /// off, firmware shut down until restarted). The hub issues it only with a person's
+    /// confirmation.
+    EmergencyStop,
+}
+
+impl CommandAction {
+    /// The first wire version that has this action.
+    pub fn since(&self) -> u16 {
+        match self {
+            CommandAction::Pause
+            | CommandAction::Resume
+            | CommandAction::Stop
+            | CommandAction::SetLight { .. }
+            | CommandAction::SetSpeed(_)
+            | CommandAction::RequestFullPush
+            | CommandAction::StartPrint(_)
+            | CommandAction::Gcode(_) => 1,
+            CommandAction::FirmwareRestart | CommandAction::EmergencyStop => 6,
+        }
+    }
 }
 
 /// Start a print of a file already on the printer's storage.

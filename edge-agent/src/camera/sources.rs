@@ -7,6 +7,7 @@
 //! | MJPEG URL    | HTTP `multipart/x-mixed-replace`           | yes          | [`mjpeg`]    |
 //! | snapshot URL | HTTP GET answering one JPEG, polled        | no           | [`snapshot`] |
 //! | USB / CSI    | V4L2 through nokhwa, on its own thread     | yes          | [`usb`]      |
+//! | printer's    | whatever the printer lists (Moonraker)     | yes          | [`listed`]   |
 //!
 //! Common rules:
 //! - `open` does the whole connection (TCP, TLS, login, HTTP request, device open, child
@@ -27,6 +28,7 @@
 
 pub mod bambu;
 mod http;
+pub mod listed;
 pub mod mjpeg;
 pub mod rtsp;
 pub mod snapshot;
@@ -58,6 +60,8 @@ pub enum SourceConfig {
     Snapshot { url: String, interval: Duration },
     /// A USB or CSI camera through nokhwa (V4L2): `/dev/videoN` or an index.
     Usb { device: String, width: u32, height: u32, fps: u32 },
+    /// The camera the printer names (Moonraker's webcams), as its link publishes it.
+    Listed { camera: tokio::sync::watch::Receiver<Option<SourceConfig>> },
 }
 
 impl std::fmt::Debug for SourceConfig {
@@ -92,11 +96,26 @@ impl std::fmt::Debug for SourceConfig {
                 .field("height", height)
                 .field("fps", fps)
                 .finish(),
+            SourceConfig::Listed { camera } => {
+                f.debug_struct("Listed").field("camera", &*camera.borrow()).finish()
+            }
         }
     }
 }
 
 impl SourceConfig {
+    /// What it is and where, for people: `mjpeg http://…` (passwords left out).
+    pub fn summary(&self) -> String {
+        match self {
+            SourceConfig::Bambu { host, port, .. } => format!("bambu {host}:{port}"),
+            SourceConfig::Rtsp { url, .. } => format!("rtsp {}", redact_url(url)),
+            SourceConfig::Mjpeg { url } => format!("mjpeg {}", redact_url(url)),
+            SourceConfig::Snapshot { url, .. } => format!("snapshot {}", redact_url(url)),
+            SourceConfig::Usb { device, .. } => format!("usb {device}"),
+            SourceConfig::Listed { .. } => "the printer's webcam".into(),
+        }
+    }
+
     /// Checks what can be checked without connecting (URL syntax and scheme, numbers), so a
     /// configuration loader can report it with the other problems.
     pub fn check(&self) -> Result<(), String> {
@@ -127,6 +146,7 @@ impl SourceConfig {
                 }
                 Ok(())
             }
+            SourceConfig::Listed { .. } => Ok(()),
         }
     }
 }
@@ -149,6 +169,7 @@ pub fn open_source(config: &SourceConfig) -> Box<dyn CameraSource> {
         SourceConfig::Usb { device, width, height, fps } => {
             Box::new(usb::UsbSource::new(device, width, height, fps))
         }
+        SourceConfig::Listed { camera } => Box::new(listed::ListedSource::new(camera)),
     }
 }
 

@@ -4,9 +4,10 @@
 //! it, problems a person should hear about) and takes commands through a [`LinkHandle`],
 //! answering each with its outcome.
 //!
-//! The next kinds fit the same shape, one driver each:
-//! - Klipper through Moonraker: a WebSocket JSON-RPC session, `notify_status_update` deltas
-//!   merged like Bambu's pushes, Klippy's own state in [`proto::KlipperDetail`].
+//! Each kind fits the same shape, one driver each:
+//! - Klipper through Moonraker ([`super::moonraker::link`]): a WebSocket JSON-RPC session,
+//!   `notify_status_update` deltas merged like Bambu's pushes, Klippy's own state in
+//!   [`proto::KlipperDetail`], and the webcams Moonraker lists as [`LinkOutput::Cameras`].
 //! - Elegoo's SDCP (Centauri Carbon): a WebSocket of JSON status pushes on port 3030, a
 //!   `ping` heartbeat, commands by number with an `Ack`; its `PrintInfo.Status` maps onto
 //!   [`proto::PrintState`] and its `CurrentLayer`/`TotalLayer` onto the common fields, and
@@ -26,8 +27,45 @@ use super::bambu::tls::CertificateProblem;
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkOutput {
     State(Box<PrinterStateV2>),
-    Event { at: UnixMillis, kind: PrinterEventKind },
+    Event {
+        at: UnixMillis,
+        kind: PrinterEventKind,
+    },
     Problem(LinkProblem),
+    /// The cameras the printer itself names (Moonraker's webcams), replacing any named
+    /// before; empty when it names none.
+    Cameras(Vec<PrinterCamera>),
+}
+
+/// A camera the printer names, and where its frames are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterCamera {
+    pub name: String,
+    pub url: CameraUrl,
+}
+
+/// Where a printer-named camera's frames are: an absolute `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraUrl {
+    /// A `multipart/x-mixed-replace` stream.
+    Mjpeg(String),
+    /// One JPEG per GET, polled.
+    Snapshot(String),
+}
+
+impl CameraUrl {
+    /// How often a snapshot URL is polled.
+    pub const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+    pub fn source(&self) -> crate::camera::SourceConfig {
+        match self {
+            CameraUrl::Mjpeg(url) => crate::camera::SourceConfig::Mjpeg { url: url.clone() },
+            CameraUrl::Snapshot(url) => crate::camera::SourceConfig::Snapshot {
+                url: url.clone(),
+                interval: Self::SNAPSHOT_INTERVAL,
+            },
+        }
+    }
 }
 
 /// Something the user should hear about; the link keeps trying.
@@ -41,6 +79,10 @@ pub enum LinkProblem {
     Certificate { problem: CertificateProblem, retry_s: u64 },
     #[error("cannot reach the printer: {detail} (retrying in {retry_ms} ms)")]
     Connection { detail: String, retry_ms: u64 },
+    #[error(
+        "Moonraker refused the API key ({detail}); check the key in Moonraker's authorization settings (retrying in {retry_s} s)"
+    )]
+    KeyRefused { detail: String, retry_s: u64 },
     #[error("ignored a malformed report: {0}")]
     BadReport(String),
     #[error("{0}")]
@@ -83,4 +125,39 @@ impl LinkHandle {
             .await
             .unwrap_or(CommandOutcome::Failed { detail: "the printer link has stopped".into() })
     }
+}
+
+/// After a connection ended: the wait before the next attempt (the attempt's own `delay`, or
+/// the backoff's next, jittered; `reset` starts the backoff over after a connection that
+/// worked), and the problem to report, with that wait filled in. Every driver's retry loop
+/// shares it.
+pub(crate) fn next_attempt(
+    backoff: &mut crate::backoff::Backoff,
+    delay: Option<std::time::Duration>,
+    problem: Option<LinkProblem>,
+    reset: bool,
+) -> (std::time::Duration, Option<LinkProblem>) {
+    if reset {
+        backoff.reset();
+    }
+    // An attempt that names its own delay still counts as a failure.
+    let jittered = backoff.next_wait();
+    let delay = delay.unwrap_or(jittered);
+    let problem = problem.map(|problem| match problem {
+        LinkProblem::Connection { detail, .. } => {
+            LinkProblem::Connection { detail, retry_ms: delay.as_millis() as u64 }
+        }
+        other => other,
+    });
+    (delay, problem)
+}
+
+/// Logs and reports a problem; false when nobody listens any more.
+pub(crate) async fn report(
+    outputs: &mpsc::Sender<LinkOutput>,
+    problem: Option<LinkProblem>,
+) -> bool {
+    let Some(problem) = problem else { return true };
+    tracing::warn!(%problem, "Printer link problem.");
+    outputs.send(LinkOutput::Problem(problem)).await.is_ok()
 }

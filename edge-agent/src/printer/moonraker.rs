@@ -1,10 +1,12 @@
 //! Klipper printers through Moonraker (WebSocket JSON-RPC on port 7125).
 //!
-//! Sans-IO so far: [`status`] holds the subscribed printer objects, merged from Moonraker's
-//! deltas, and reads them as a vendor-neutral state; [`session`] is the JSON-RPC
-//! conversation (identify, subscribe, Klippy's lifecycle, history, commands, timeouts). The
-//! async driver behind [`super::link`] (WebSocket, reconnects with backoff), the webcams and
-//! the simulator build on them.
+//! - [`status`]: the subscribed printer objects, merged from Moonraker's deltas, read as a
+//!   vendor-neutral state (sans-IO);
+//! - [`session`]: the JSON-RPC conversation (identify, subscribe, Klippy's lifecycle,
+//!   history, webcams, commands, timeouts), sans-IO;
+//! - [`link`]: the async driver behind [`super::link`] (WebSocket, one-shot token,
+//!   reconnects with backoff, pings).
 
+pub mod link;
 pub mod session;
 pub mod status;

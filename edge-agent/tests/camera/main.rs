@@ -7,6 +7,7 @@
 
 mod bambu;
 mod http;
+mod listed;
 mod rtsp;
 mod support;
 mod usb;

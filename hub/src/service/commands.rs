@@ -64,6 +64,19 @@ pub enum CommandSpec {
         /// The caller confirms the plate is empty now. Must be `true`.
         plate_confirmed_clear: bool,
     },
+    /// Restart the printer's firmware (Klipper's `FIRMWARE_RESTART`): ends any print. Needs
+    /// `"confirmed": true`. Agents of wire version 6 and later.
+    FirmwareRestart {
+        /// The caller confirms the restart. Must be `true`.
+        confirmed: bool,
+    },
+    /// Stop the printer at once (Klipper's emergency stop: heaters and motors off, firmware
+    /// shut down until restarted). Needs `"confirmed": true`. Agents of wire version 6 and
+    /// later.
+    EmergencyStop {
+        /// The caller confirms the stop. Must be `true`.
+        confirmed: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -232,6 +245,23 @@ pub fn plan(
                 timelapse: false,
             })
         }
+        CommandSpec::FirmwareRestart { confirmed } => {
+            if !confirmed {
+                return Err(ServiceError::Invalid(
+                    "firmware_restart needs \"confirmed\": true — it ends any print".into(),
+                ));
+            }
+            CommandAction::FirmwareRestart
+        }
+        CommandSpec::EmergencyStop { confirmed } => {
+            if !confirmed {
+                return Err(ServiceError::Invalid(
+                    "emergency_stop needs \"confirmed\": true — it halts the printer until its firmware restarts"
+                        .into(),
+                ));
+            }
+            CommandAction::EmergencyStop
+        }
     };
     if !request.require_state.is_empty() {
         preconditions
@@ -325,6 +355,8 @@ pub fn action_name(spec: &CommandSpec) -> &'static str {
         CommandSpec::SetSpeed { .. } => "set_speed",
         CommandSpec::Gcode { .. } => "gcode",
         CommandSpec::StartPrint { .. } => "start_print",
+        CommandSpec::FirmwareRestart { .. } => "firmware_restart",
+        CommandSpec::EmergencyStop { .. } => "emergency_stop",
     }
 }
 
@@ -354,6 +386,21 @@ mod tests {
         assert!(parse(r#"{"action":"explode"}"#).is_err());
         assert!(parse(r#"{"action":"set_speed","level":"warp"}"#).is_err());
         assert!(parse(r#"{"level":"sport"}"#).is_err());
+    }
+
+    #[test]
+    fn a_firmware_restart_and_an_emergency_stop_need_confirmation() {
+        for (json, action) in [
+            (r#"{"action":"firmware_restart","confirmed":true}"#, CommandAction::FirmwareRestart),
+            (r#"{"action":"emergency_stop","confirmed":true}"#, CommandAction::EmergencyStop),
+        ] {
+            let request = CommandRequest::new(parse(json).unwrap());
+            assert_eq!(plan(&request, &operator(), Seq(0)).unwrap().0, action);
+            let unconfirmed = CommandRequest::new(parse(&json.replace("true", "false")).unwrap());
+            let error = plan(&unconfirmed, &operator(), Seq(0)).unwrap_err();
+            assert!(error.to_string().contains("\"confirmed\": true"), "{error}");
+            assert!(parse(&json.replace(r#","confirmed":true"#, "")).is_err(), "required");
+        }
     }
 
     #[test]

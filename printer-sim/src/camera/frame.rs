@@ -62,13 +62,18 @@ impl PrinterView {
 /// Everything one frame shows.
 #[derive(Debug, Clone)]
 pub(crate) struct Scene {
-    pub(crate) model: Model,
-    pub(crate) serial: PrinterSerial,
+    /// The first line: the printer's model and name.
+    pub(crate) heading: String,
     pub(crate) printer: PrinterView,
     /// Counts the frames rendered; shown, and moves the toolhead.
     pub(crate) frame_number: u64,
     /// The wall-clock time shown (UTC).
     pub(crate) now: SystemTime,
+}
+
+/// A Bambu printer's heading: `Bambu Lab P1S (C12)  01P…`.
+pub(crate) fn heading(model: Model, serial: &PrinterSerial) -> String {
+    format!("{} ({})  {}", model.product_name(), model.code(), serial)
 }
 
 /// Draws `scene` at `size` and encodes it, comment included: `FF D8 … FF D9`.
@@ -174,9 +179,7 @@ fn draw(scene: &Scene, size: CameraSize) -> Canvas {
     // Text, top left.
     let line = (GLYPH_HEIGHT + 3) * unit;
     let mut y = margin;
-    let title =
-        format!("{} ({})  {}", scene.model.product_name(), scene.model.code(), scene.serial);
-    canvas.text(margin, y, unit, TEXT, &title);
+    canvas.text(margin, y, unit, TEXT, &scene.heading);
     y += line;
     let (label, color) = state_label(view.gcode_state);
     canvas.text(margin, y, 2 * unit, color, label);
@@ -286,8 +289,7 @@ mod tests {
 
     fn scene(gcode_state: GcodeState, frame_number: u64) -> Scene {
         Scene {
-            model: Model::P1S,
-            serial: "01P00A000000001".parse().unwrap(),
+            heading: heading(Model::P1S, &"01P00A000000001".parse().unwrap()),
             printer: PrinterView {
                 gcode_state,
                 layer: 12,

@@ -408,6 +408,8 @@ fn command_actions() -> (&'static str, Vec<CommandAction>) {
             timelapse: false,
         }),
         Gcode => CommandAction::Gcode("G28\nM104 S200".into()),
+        FirmwareRestart => CommandAction::FirmwareRestart,
+        EmergencyStop => CommandAction::EmergencyStop,
     })
 }
 
@@ -748,6 +750,14 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
         assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
     }
     assert_eq!(PrinterEventKind::FaultCleared.since(), 5);
+    // A command is as new as its action: an agent of version 5 cannot decode an emergency
+    // stop.
+    for action in command_actions().1 {
+        let expected = action.since();
+        let message = HubMessage::Command(command(action));
+        assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
+    }
+    assert_eq!(CommandAction::EmergencyStop.since(), 6);
 }
 
 /// Checks one nested enum: all its variants, in declaration order, in one postcard file.

@@ -1,11 +1,11 @@
 //! The reference agent configuration, `deploy/agent/agent.toml`, read by the agent's own
 //! parser: it is what the `.deb` installs as the default, so it must be valid as shipped,
-//! state the defaults, and its commented-out example must be valid once uncommented.
+//! state the defaults, and its commented-out examples must be valid once uncommented.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use edge_agent::config::AgentConfig;
+use edge_agent::config::{AgentConfig, PrinterLinkConfig};
 
 const REFERENCE: &str = include_str!("../../../deploy/agent/agent.toml");
 
@@ -36,12 +36,20 @@ fn the_reference_agent_configurations_example_printer_parses_once_uncommented() 
         .map(|line| format!("{line}\n"))
         .collect();
     let config = AgentConfig::parse(&uncommented).unwrap();
-    let [printer] = config.printers.as_slice() else {
-        panic!("one example printer, found {}", config.printers.len())
+    let [printer, klipper] = config.printers.as_slice() else {
+        panic!("two example printers, found {}", config.printers.len())
     };
-    assert_eq!(printer.serial.as_str(), "01P00A391800001");
-    assert_eq!(printer.host, "192.168.1.50");
-    assert_eq!(printer.port, 8883);
-    assert_eq!(printer.access_code.expose(), "12345678");
+    assert_eq!(printer.id.as_str(), "01P00A391800001");
+    let PrinterLinkConfig::Bambu { host, port, access_code, .. } = &printer.link else {
+        panic!("{printer:?}")
+    };
+    assert_eq!((host.as_str(), *port), ("192.168.1.50", 8883));
+    assert_eq!(access_code.expose(), "12345678");
     assert_eq!(printer.name.as_deref(), Some("P1S by the window"));
+    assert_eq!(klipper.id.as_str(), "voron-1");
+    let PrinterLinkConfig::Moonraker { url, api_key, web_port } = &klipper.link else {
+        panic!("{klipper:?}")
+    };
+    assert_eq!((url.host(), url.port(), *web_port), ("192.168.1.60", 7125, 80));
+    assert!(api_key.is_some());
 }

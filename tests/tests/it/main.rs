@@ -8,6 +8,7 @@ mod browser;
 mod demo;
 mod deploy;
 mod impairment;
+mod moonraker_link;
 mod printer_link;
 mod scenarios;
 mod storage;

@@ -3,15 +3,19 @@
 use proto::CommandAction;
 use serde_json::{Value, json};
 
-/// The request for `action`, tagged with `sequence_id`, and the command name its ACK echoes.
-pub fn request(action: &CommandAction, sequence_id: &str) -> (Value, &'static str) {
+/// The request for `action`, tagged with `sequence_id`, and the command name its ACK echoes;
+/// or why a Bambu printer has no such command.
+pub fn request(
+    action: &CommandAction,
+    sequence_id: &str,
+) -> Result<(Value, &'static str), &'static str> {
     let print = |command: &'static str, param: Value| {
         (
             json!({ "print": { "sequence_id": sequence_id, "command": command, "param": param } }),
             command,
         )
     };
-    match action {
+    Ok(match action {
         CommandAction::Pause => print("pause", json!("")),
         CommandAction::Resume => print("resume", json!("")),
         CommandAction::Stop => print("stop", json!("")),
@@ -72,7 +76,13 @@ pub fn request(action: &CommandAction, sequence_id: &str) -> (Value, &'static st
                 "project_file",
             )
         }
-    }
+        CommandAction::FirmwareRestart => {
+            return Err("a Bambu printer has no firmware restart over the LAN");
+        }
+        CommandAction::EmergencyStop => {
+            return Err("a Bambu printer has no emergency stop over the LAN; stop the print");
+        }
+    })
 }
 
 pub fn pushall(sequence_id: &str) -> Value {

@@ -9,6 +9,7 @@ use proto::{
 };
 
 pub use crate::printer::link::{LinkHandle, LinkOutput, LinkProblem, LinkRequest};
+use crate::printer::link::{next_attempt, report};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS,
     TlsConfiguration, Transport,
@@ -121,30 +122,15 @@ impl Link {
         self.session = Some(Session::new(self.config.session.clone()));
         let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         loop {
-            let ending = self.connection(&shutdown).await;
-            let (delay, problem) = match ending {
+            let (delay, problem) = match self.connection(&shutdown).await {
                 Ending::Shutdown => return,
                 Ending::Retry { delay, problem, reset_backoff } => {
-                    if reset_backoff {
-                        backoff.reset();
-                    }
-                    // An attempt that names its own delay still counts as a failure.
-                    let jittered = backoff.next_wait();
-                    let delay = if delay.is_zero() { jittered } else { delay };
-                    let problem = problem.map(|p| match p {
-                        LinkProblem::Connection { detail, .. } => {
-                            LinkProblem::Connection { detail, retry_ms: delay.as_millis() as u64 }
-                        }
-                        other => other,
-                    });
-                    (delay, problem)
+                    let delay = (!delay.is_zero()).then_some(delay);
+                    next_attempt(&mut backoff, delay, problem, reset_backoff)
                 }
             };
-            if let Some(problem) = problem {
-                tracing::warn!(%problem, "Printer link problem.");
-                if self.outputs.send(LinkOutput::Problem(problem)).await.is_err() {
-                    return;
-                }
+            if !report(&self.outputs, problem).await {
+                return;
             }
             if !self.wait(delay, &shutdown).await {
                 return;

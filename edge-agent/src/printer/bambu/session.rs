@@ -186,7 +186,14 @@ impl Session {
             return;
         }
         let sequence_id = self.sequence_id();
-        let (payload, name) = command::request(&action, &sequence_id);
+        let (payload, name) = match command::request(&action, &sequence_id) {
+            Ok(request) => request,
+            Err(detail) => {
+                let outcome = CommandOutcome::Unsupported { detail: detail.into() };
+                actions.push(Action::CommandDone { ticket, outcome });
+                return;
+            }
+        };
         actions.push(Action::Publish(payload));
         if command::expects_ack(&action) {
             let deadline = now + self.config.ack_timeout;

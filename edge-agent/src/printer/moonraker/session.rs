@@ -61,10 +61,17 @@ impl Default for SessionConfig {
 #[derive(Debug)]
 pub enum Input<'a> {
     Connected,
-    Disconnected { reason: String },
+    Disconnected {
+        reason: String,
+    },
     Text(&'a str),
     Tick,
-    Submit { ticket: Ticket, action: CommandAction },
+    /// The connection showed it is alive without a message (a WebSocket pong).
+    Alive,
+    Submit {
+        ticket: Ticket,
+        action: CommandAction,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +89,18 @@ pub enum Action {
         reason: String,
     },
     Problem(Problem),
+    /// The webcams Moonraker lists (`server.webcams.list`), as it gives them: URLs may be
+    /// relative to the host's web server.
+    Webcams(Vec<Webcam>),
+}
+
+/// One entry of `server.webcams.list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webcam {
+    pub name: String,
+    /// An MJPEG stream (`mjpegstreamer` and friends), when the service streams MJPEG.
+    pub stream_url: Option<String>,
+    pub snapshot_url: Option<String>,
 }
 
 /// Something a person should hear about.
@@ -103,6 +122,7 @@ enum Purpose {
     PrinterInfo,
     ListObjects,
     Subscribe,
+    Webcams,
     Command(Ticket),
 }
 
@@ -131,6 +151,8 @@ pub struct Session {
     job: Option<String>,
     /// The API key was refused: nothing more is asked until a reconnect.
     refused: bool,
+    /// The webcams were asked for on this connection.
+    webcams_asked: bool,
 }
 
 impl Session {
@@ -149,6 +171,7 @@ impl Session {
             shown: None,
             job: None,
             refused: false,
+            webcams_asked: false,
         }
     }
 
@@ -160,6 +183,7 @@ impl Session {
                 self.refused = false;
                 self.last_heard = Some(now);
                 self.subscribed = false;
+                self.webcams_asked = false;
                 let mut params = json!({
                     "client_name": "kitt-agent",
                     "version": env!("CARGO_PKG_VERSION"),
@@ -205,6 +229,7 @@ impl Session {
                 }
             }
             Input::Tick => self.tick(now, wall, &mut actions),
+            Input::Alive => self.last_heard = Some(now),
             Input::Submit { ticket, action } => self.submit(now, ticket, action, &mut actions),
         }
         actions
@@ -331,6 +356,16 @@ impl Session {
             }
             Purpose::Subscribe => match result.get("status").and_then(Value::as_object) {
                 Some(status) => {
+                    if !self.webcams_asked {
+                        self.webcams_asked = true;
+                        self.request(
+                            now,
+                            "server.webcams.list",
+                            json!({}),
+                            Purpose::Webcams,
+                            actions,
+                        );
+                    }
                     self.status.replace(status.clone());
                     self.subscribed = true;
                     self.klippy = known_or(self.status.klippy(), self.klippy);
@@ -340,6 +375,7 @@ impl Session {
                     "a subscription's answer without a status".into(),
                 ))),
             },
+            Purpose::Webcams => actions.push(Action::Webcams(webcams(result))),
             Purpose::Command(ticket) => {
                 actions.push(Action::CommandDone { ticket, outcome: CommandOutcome::Succeeded });
             }
@@ -364,6 +400,10 @@ impl Session {
                     CommandOutcome::Failed { detail: format!("Moonraker: {message}") }
                 };
                 actions.push(Action::CommandDone { ticket, outcome });
+            }
+            // Older Moonrakers have no webcam list: no camera then, nothing else changes.
+            Purpose::Webcams => {
+                tracing::debug!(%message, "Moonraker lists no webcams.");
             }
             _ if matches!(code, Some(401 | 403)) => {
                 // Nothing can be read without the key: say so once, show the printer as
@@ -430,6 +470,11 @@ impl Session {
                 self.show(wall, actions);
             }
             "notify_history_changed" => self.history(params, actions),
+            "notify_webcams_changed" => {
+                // The notification carries the list in newer versions; asking is simpler
+                // and works with every version.
+                self.request(now, "server.webcams.list", json!({}), Purpose::Webcams, actions);
+            }
             // Nothing a farm needs: CPU figures, G-code echoes, file lists, …
             _ => {}
         }
@@ -489,6 +534,8 @@ impl Session {
                 Purpose::Command(ticket) => {
                     actions.push(Action::CommandDone { ticket, outcome: CommandOutcome::TimedOut })
                 }
+                // Without an answer there is just no camera; the status still flows.
+                Purpose::Webcams => tracing::debug!("Moonraker did not list its webcams."),
                 _ => {
                     actions.push(Action::Reconnect {
                         reason: format!(
@@ -535,6 +582,24 @@ impl Session {
             CommandAction::Resume => ("printer.print.resume", json!({})),
             CommandAction::Stop => ("printer.print.cancel", json!({})),
             CommandAction::Gcode(script) => ("printer.gcode.script", json!({ "script": script })),
+            CommandAction::FirmwareRestart => ("printer.firmware_restart", json!({})),
+            CommandAction::EmergencyStop => ("printer.emergency_stop", json!({})),
+            CommandAction::StartPrint(start) => {
+                // Moonraker's file names are relative to its `gcodes` root.
+                let filename = start.file.trim_start_matches('/');
+                let filename = filename.strip_prefix("gcodes/").unwrap_or(filename);
+                ("printer.print.start", json!({ "filename": filename }))
+            }
+            CommandAction::SetSpeed(level) => {
+                // Bambu's four levels are speed percentages; Klipper takes the percentage.
+                let percent = match level {
+                    proto::SpeedLevel::Silent => 50,
+                    proto::SpeedLevel::Standard => 100,
+                    proto::SpeedLevel::Sport => 124,
+                    proto::SpeedLevel::Ludicrous => 166,
+                };
+                ("printer.gcode.script", json!({ "script": format!("M220 S{percent}") }))
+            }
             CommandAction::RequestFullPush => {
                 // A new subscription answers with the whole status.
                 self.list_objects(now, actions);
@@ -650,11 +715,43 @@ fn action_name(action: &CommandAction) -> &'static str {
         CommandAction::Resume => "resume",
         CommandAction::Stop => "stop",
         CommandAction::SetLight { .. } => "light control",
-        CommandAction::SetSpeed(_) => "Bambu speed level (it takes a percentage)",
+        CommandAction::SetSpeed(_) => "speed level",
         CommandAction::RequestFullPush => "full report",
-        CommandAction::StartPrint(_) => "Bambu project start",
+        CommandAction::StartPrint(_) => "file start",
         CommandAction::Gcode(_) => "G-code",
+        CommandAction::FirmwareRestart => "firmware restart",
+        CommandAction::EmergencyStop => "emergency stop",
     }
+}
+
+/// The webcams of a `server.webcams.list` answer (`{webcams: [{name, service, stream_url,
+/// snapshot_url, enabled, …}]}`), enabled ones only. A stream URL is kept only for services
+/// that stream MJPEG (WebRTC and HLS streams need a browser).
+fn webcams(result: &Value) -> Vec<Webcam> {
+    let Some(list) = result.get("webcams").and_then(Value::as_array) else { return Vec::new() };
+    let url = |cam: &Value, key: &str| {
+        cam.get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+    };
+    list.iter()
+        .filter(|cam| cam.get("enabled").and_then(Value::as_bool) != Some(false))
+        .map(|cam| {
+            let service = cam.get("service").and_then(Value::as_str).unwrap_or("mjpegstreamer");
+            let streams_mjpeg = matches!(
+                service,
+                "mjpegstreamer" | "mjpegstreamer-adaptive" | "uv4l-mjpeg" | "ipstream"
+            );
+            Webcam {
+                name: cam.get("name").and_then(Value::as_str).unwrap_or("webcam").to_owned(),
+                stream_url: url(cam, "stream_url").filter(|_| streams_mjpeg),
+                snapshot_url: url(cam, "snapshot_url"),
+            }
+        })
+        .filter(|cam| cam.stream_url.is_some() || cam.snapshot_url.is_some())
+        .collect()
 }
 
 fn truncate(text: &str) -> String {
@@ -1037,5 +1134,86 @@ mod tests {
         assert!(h.later(Duration::from_secs(29)).is_empty());
         let silent = h.later(Duration::from_secs(1));
         assert!(matches!(&silent[..], [Action::Reconnect { .. }]), "{silent:#?}");
+    }
+
+    #[test]
+    fn webcams_are_asked_once_per_connection_and_on_change() {
+        let mut h = Harness::new(SessionConfig::default());
+        let shown = h.ready(printing_status());
+        let listed = h.answer(
+            &shown,
+            "server.webcams.list",
+            json!({ "webcams": [
+                { "name": "nozzle", "service": "webrtc-camerastreamer", "enabled": true,
+                  "stream_url": "/webcam2/webrtc", "snapshot_url": "/webcam2/?action=snapshot" },
+                { "name": "off", "service": "mjpegstreamer", "enabled": false,
+                  "stream_url": "/webcam3/?action=stream", "snapshot_url": "" },
+                { "name": "bed", "service": "mjpegstreamer-adaptive", "enabled": true,
+                  "stream_url": "/webcam/?action=stream", "snapshot_url": "/webcam/?action=snapshot" },
+            ] }),
+        );
+        assert_eq!(
+            listed,
+            [Action::Webcams(vec![
+                Webcam {
+                    name: "nozzle".into(),
+                    stream_url: None,
+                    snapshot_url: Some("/webcam2/?action=snapshot".into()),
+                },
+                Webcam {
+                    name: "bed".into(),
+                    stream_url: Some("/webcam/?action=stream".into()),
+                    snapshot_url: Some("/webcam/?action=snapshot".into()),
+                },
+            ])]
+        );
+        let update = h.text(json!({ "jsonrpc": "2.0", "method": "notify_status_update",
+            "params": [{ "print_stats": { "info": { "current_layer": 5 } } }, 2.0] }));
+        assert!(requests(&update).is_empty(), "{update:#?}");
+        let changed = h.text(json!({ "jsonrpc": "2.0", "method": "notify_webcams_changed",
+            "params": [{ "webcams": [] }] }));
+        let none = h.answer(&changed, "server.webcams.list", json!({ "webcams": [] }));
+        assert_eq!(none, [Action::Webcams(Vec::new())]);
+        // An old Moonraker without the method: no camera, and the session goes on.
+        let mut h = Harness::new(SessionConfig::default());
+        let shown = h.ready(printing_status());
+        let id = request_id(&shown, "server.webcams.list");
+        let answer = h.text(json!({ "jsonrpc": "2.0", "error": { "code": -32601, "message": "Method not found" }, "id": id }));
+        assert!(answer.is_empty(), "{answer:#?}");
+    }
+
+    #[test]
+    fn klipper_commands_map_onto_moonraker_methods() {
+        let mut h = Harness::new(SessionConfig::default());
+        h.ready(printing_status());
+        let cases = [
+            (CommandAction::FirmwareRestart, "printer.firmware_restart", json!({})),
+            (CommandAction::EmergencyStop, "printer.emergency_stop", json!({})),
+            (
+                CommandAction::SetSpeed(proto::SpeedLevel::Sport),
+                "printer.gcode.script",
+                json!({ "script": "M220 S124" }),
+            ),
+            (
+                CommandAction::StartPrint(proto::StartPrint {
+                    file: "/gcodes/cube.gcode".into(),
+                    plate: 1,
+                    job_name: "cube".into(),
+                    ams_mapping: Vec::new(),
+                    use_ams: false,
+                    bed_leveling: true,
+                    timelapse: false,
+                }),
+                "printer.print.start",
+                json!({ "filename": "cube.gcode" }),
+            ),
+        ];
+        for (ticket, (action, method, params)) in (10..).zip(cases) {
+            let sent = h.feed(Input::Submit { ticket, action });
+            let request = &requests(&sent)[0];
+            assert_eq!((request["method"].as_str(), &request["params"]), (Some(method), &params));
+            let done = h.answer(&sent, method, json!("ok"));
+            assert_eq!(done, [Action::CommandDone { ticket, outcome: CommandOutcome::Succeeded }]);
+        }
     }
 }
