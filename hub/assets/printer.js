@@ -120,6 +120,13 @@ function Now({ printer }) {
 }
 
 const SPEEDS = ['silent', 'standard', 'sport', 'ludicrous'];
+// The percentages the levels stand for (a Klipper printer reports only its percentage).
+const SPEED_PERCENT = { silent: 50, standard: 100, sport: 124, ludicrous: 166 };
+
+function levelOf(percent) {
+  if (percent == null) return null;
+  return SPEEDS.reduce((best, level) => (Math.abs(SPEED_PERCENT[level] - percent) < Math.abs(SPEED_PERCENT[best] - percent) ? level : best));
+}
 
 function Controls({ id, printer, canCommand }) {
   const [sent, setSent] = useState([]);
@@ -130,7 +137,7 @@ function Controls({ id, printer, canCommand }) {
   const unreachable = state?.state === 'offline' || !state;
   const blocked = !canCommand || readOnly || unreachable;
   const s = state?.state;
-  const speedValue = speed ?? state?.speed_level ?? 'silent';
+  const speedValue = speed ?? state?.speed_level ?? levelOf(state?.speed_percent) ?? 'standard';
   // The printer's own list of controls; a state stored before the hub knew of them has none,
   // and then the controls every printer had before (Bambu's) are offered.
   const offered = state?.controls?.length ? state.controls : ['pause', 'resume', 'stop', 'light', 'speed'];
@@ -158,6 +165,27 @@ function Controls({ id, printer, canCommand }) {
     if (ok) send({ action: 'stop' }, 'Stop');
   }
 
+  // Both end any print and need the person's word, which the API requires too.
+  async function firmwareRestart() {
+    const ok = await confirmDialog({
+      title: `Restart the firmware of ${printerName(printer)}?`,
+      body: html`<p>Klipper restarts: a print in progress ends and the printer is unavailable for a few seconds.</p>`,
+      confirmLabel: 'Restart the firmware',
+      danger: true,
+    });
+    if (ok) send({ action: 'firmware_restart', confirmed: true }, 'Firmware restart');
+  }
+
+  async function emergencyStop() {
+    const ok = await confirmDialog({
+      title: `Emergency stop ${printerName(printer)}?`,
+      body: html`<p>Heaters and motors stop at once and the print is lost. The printer stays stopped until its firmware is restarted.</p>`,
+      confirmLabel: 'Stop the printer now',
+      danger: true,
+    });
+    if (ok) send({ action: 'emergency_stop', confirmed: true }, 'Emergency stop');
+  }
+
   let note = '';
   if (!canCommand) note = `Your role (${me.value?.role ?? 'viewer'}) can watch but not send commands.`;
   else if (readOnly) note = 'Commands are off: the printer is read-only.';
@@ -173,6 +201,12 @@ function Controls({ id, printer, canCommand }) {
         ${has('stop') ? html`<button type="button" class="btn btn-danger" data-testid="cmd-stop" disabled=${blocked || !['printing', 'preparing', 'paused'].includes(s)}
           onClick=${stop}>Stop</button>` : null}
       </div>
+      ${has('firmware_restart') || has('emergency_stop') ? html`<div class="button-row">
+        ${has('firmware_restart') ? html`<button type="button" class="btn" data-testid="cmd-firmware-restart" disabled=${blocked}
+          onClick=${firmwareRestart}>Restart firmware</button>` : null}
+        ${has('emergency_stop') ? html`<button type="button" class="btn btn-danger" data-testid="cmd-emergency-stop" disabled=${blocked}
+          onClick=${emergencyStop}>Emergency stop</button>` : null}
+      </div>` : null}
       ${has('light') ? html`<div class="button-row">
         <button type="button" class="btn" data-testid="cmd-light-on" disabled=${blocked}
           onClick=${() => send({ action: 'set_light', node: 'chamber_light', mode: 'on' }, 'Light on')}>Light on</button>

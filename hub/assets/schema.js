@@ -110,7 +110,8 @@ export const FIELDS = {
 
   "LoginRequest": { "name": "string", "password": "string" },
   "CommandRequest": {
-    "action": "string", "node": "string?", "mode": "string?", "level": "string?", "expires_in_s": "integer?"
+    "action": "string", "node": "string?", "mode": "string?", "level": "string?", "confirmed": "boolean?",
+    "expires_in_s": "integer?"
   },
   "EnrollmentTokenRequest": { "ttl_s": "integer?", "name": "string?", "printers": "string[]?" },
   "UserRequest": { "name": "string", "password": "string", "role": "string" },

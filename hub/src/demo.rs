@@ -1,6 +1,7 @@
-//! `kitt-hub demo`: the whole system on one machine, for a first look. A hub on SQLite, four
-//! simulated printers of different models running different scenarios, and one real agent
-//! per printer, each enrolled through the real enrollment path. The printers and agents are
+//! `kitt-hub demo`: the whole system on one machine, for a first look. A hub on SQLite, six
+//! simulated printers of different kinds and models running different scenarios (four Bambu
+//! Lab printers, two Klipper printers behind Moonraker), and one real agent per printer, each
+//! enrolled through the real enrollment path. The printers and agents are
 //! the `kitt-printer-sim` and `kitt-agent` binaries beside `kitt-hub`, run as child processes.
 
 use std::io::{BufRead, BufReader};
@@ -18,19 +19,28 @@ use crate::config::HubConfig;
 struct Scenario {
     name: &'static str,
     agent: &'static str,
+    /// The printer's id: a Bambu printer's serial, a Klipper printer's chosen id.
     serial: &'static str,
+    kind: Kind,
     model: &'static str,
     what: &'static str,
     args: &'static [&'static str],
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bambu,
+    Klipper,
+}
+
 const ACCESS_CODE: &str = "31415926";
 
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "Workhorse P1S",
         agent: "pi-workhorse",
         serial: "01P00C391800001",
+        kind: Kind::Bambu,
         model: "C12",
         what: "prints job after job",
         args: &[
@@ -47,6 +57,7 @@ const SCENARIOS: [Scenario; 4] = [
         name: "Lab X1 Carbon",
         agent: "pi-lab",
         serial: "00M09A351100002",
+        kind: Kind::Bambu,
         model: "BL-P001",
         what: "fails at layer 9 with an HMS alert",
         args: &[
@@ -68,6 +79,7 @@ const SCENARIOS: [Scenario; 4] = [
         name: "Desk A1 mini",
         agent: "pi-desk",
         serial: "0309CA391800003",
+        kind: Kind::Bambu,
         model: "N1",
         what: "idles",
         args: &[],
@@ -76,6 +88,7 @@ const SCENARIOS: [Scenario; 4] = [
         name: "Corner A1",
         agent: "pi-corner",
         serial: "03919D391800004",
+        kind: Kind::Bambu,
         model: "N2S",
         what: "pauses for a filament runout at layer 6",
         args: &[
@@ -87,6 +100,41 @@ const SCENARIOS: [Scenario; 4] = [
             "1000",
             "--runout-at-layer",
             "6",
+        ],
+    },
+    Scenario {
+        name: "Voron 2.4",
+        agent: "pi-voron",
+        serial: "voron-24",
+        kind: Kind::Klipper,
+        model: "Voron 2.4",
+        what: "Klippy shuts down at layer 12 (thermal runaway); restart its firmware",
+        args: &[
+            "--autostart-job",
+            "Gridfinity bin",
+            "--layers",
+            "100",
+            "--layer-ms",
+            "1000",
+            "--thermal-runaway-at-layer",
+            "12",
+        ],
+    },
+    Scenario {
+        name: "Neptune 4 Pro",
+        agent: "pi-neptune",
+        serial: "neptune-4",
+        kind: Kind::Klipper,
+        model: "Neptune 4 Pro",
+        what: "prints job after job (Klipper)",
+        args: &[
+            "--autostart-job",
+            "Calibration cube",
+            "--layers",
+            "60",
+            "--layer-ms",
+            "1500",
+            "--loop-jobs",
         ],
     },
 ];
@@ -189,15 +237,29 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
         let dir = config.data_dir.join("demo").join(scenario.agent);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let (printer, lines) = spawn_waiting(
-            Command::new(&simulator)
+        let mut command = Command::new(&simulator);
+        match scenario.kind {
+            Kind::Bambu => command
                 .args(["--serial", scenario.serial, "--access-code", ACCESS_CODE])
                 .args(["--model", scenario.model, "--bind", "127.0.0.1:0", "--report-ms", "1000"])
                 .arg("--ca-out")
-                .arg(&dir)
-                .args(scenario.args)
-                .env(PARENT_PID, std::process::id().to_string()),
-            &["kitt-printer-sim listening on", "camera listening on"],
+                .arg(&dir),
+            Kind::Klipper => command.args([
+                "--kind",
+                "moonraker",
+                "--name",
+                scenario.name,
+                "--bind",
+                "127.0.0.1:0",
+            ]),
+        };
+        let needles: &[&str] = match scenario.kind {
+            Kind::Bambu => &["kitt-printer-sim listening on", "camera listening on"],
+            Kind::Klipper => &["moonraker listening on", "webcam listening on"],
+        };
+        let (printer, lines) = spawn_waiting(
+            command.args(scenario.args).env(PARENT_PID, std::process::id().to_string()),
+            needles,
         )?;
         children.0.push(printer);
         let port = address_in(&lines[0])?.port();
@@ -246,7 +308,7 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
     let url = format!("http://localhost:{}", hub.http_addr.port());
     print_line(&format!(
         "kitt demo running: open {url} and log in as admin with password {password}\n\
-         data in {} (SQLite); four printers, one agent each:",
+         data in {} (SQLite); six printers, one agent each:",
         config.data_dir.display()
     ));
     for scenario in &SCENARIOS {
@@ -260,10 +322,24 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
     Ok(0)
 }
 
-/// Every simulated printer serves the A1/P1 port-6000 camera protocol (the X1C included: the
-/// simulator has no RTSPS server), so each agent watches its printer over it, with a
-/// snapshot a minute while printing so the demo's timelines fill quickly.
+/// Every simulated Bambu printer serves the A1/P1 port-6000 camera protocol (the X1C
+/// included: the simulator has no RTSPS server), so each agent watches its printer over it;
+/// a Klipper printer's camera is the webcam its Moonraker lists. A snapshot a minute while
+/// printing, so the demo's timelines fill quickly.
 fn agent_toml(scenario: &Scenario, state: &Path, ca: &Path, port: u16, camera_port: u16) -> String {
+    if scenario.kind == Kind::Klipper {
+        return format!(
+            "state_dir = \"{}\"\n\n[telemetry]\ninterval_ms = 1000\nhealth_interval_s = 30\n\n\
+             [[printer]]\nkind = \"moonraker\"\nid = \"{}\"\nname = \"{}\"\nmodel = \"{}\"\n\
+             url = \"http://127.0.0.1:{port}\"\nweb_port = {camera_port}\n\n\
+             [[printer.camera]]\nsource = \"moonraker\"\nsnapshot_every_min = 1\n\
+             snapshot_every_layers = 5\n",
+            state.display(),
+            scenario.serial,
+            scenario.name,
+            scenario.model,
+        );
+    }
     format!(
         "state_dir = \"{}\"\n\n[telemetry]\ninterval_ms = 1000\nhealth_interval_s = 30\n\n\
          [[printer]]\nserial = \"{}\"\nname = \"{}\"\nmodel = \"{}\"\nhost = \"127.0.0.1\"\nport = {port}\n\

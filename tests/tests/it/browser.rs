@@ -114,9 +114,10 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.screenshot(&shots, "1-login");
     browser.click(&browser.wait("[data-testid=login-submit]"));
 
-    // The fleet: four cards, and live progress on the printer that prints.
-    let cards = browser.wait_all("[data-testid=printer-card]", 4);
-    assert_eq!(cards.len(), 4);
+    // The fleet: six cards (four Bambu, two Klipper), and live progress on the printer that
+    // prints.
+    let cards = browser.wait_all("[data-testid=printer-card]", 6);
+    assert_eq!(cards.len(), 6);
     browser.wait_text("[data-testid=live-indicator]", "the live connection", &["live"]);
     let workhorse = "[data-printer-id='01P00C391800001'] [data-testid=progress]";
     let bar = browser.wait(workhorse);
@@ -212,10 +213,43 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     assert!(links.as_array().is_some_and(|l| !l.is_empty()), "no HMS link: {links}");
     browser.screenshot(&shots, "4-printer-failed");
 
+    // A Klipper printer: its controls are its own (a firmware restart and an emergency stop,
+    // no Bambu lights), and after the thermal runaway it shows Klipper's words; the restart,
+    // once confirmed, brings it back.
+    browser.goto(&format!("{base}/printers/voron-24"));
+    browser.wait_text("[data-testid=printer-state]", "the shut-down Voron", &["failed"]);
+    browser.wait_text(
+        "[data-testid=printer-message]",
+        "Klippy's message",
+        &["heater extruder not heating at expected rate"],
+    );
+    browser.wait("[data-testid=cmd-emergency-stop]");
+    let lights =
+        browser.execute("return document.querySelectorAll('[data-testid=cmd-light-on]').length");
+    assert_eq!(lights, 0, "a Klipper printer offered a Bambu light");
+    browser.screenshot(&shots, "4b-klipper-shutdown");
+    browser.click(&browser.wait("[data-testid=cmd-firmware-restart]"));
+    browser.click(&browser.wait("dialog[open] button[value=ok]"));
+    browser.wait_text("[data-testid=printer-state]", "the Voron ready again", &["idle"]);
+    assert_eq!(
+        browser.execute("return document.querySelectorAll('[data-testid=printer-message]').length"),
+        0,
+        "the fault's message stayed after the restart"
+    );
+    // A Bambu printer offers its light and no firmware restart.
+    browser.goto(&format!("{base}/printers/0309CA391800003"));
+    browser.wait("[data-testid=cmd-light-on]");
+    assert_eq!(
+        browser.execute(
+            "return document.querySelectorAll('[data-testid=cmd-firmware-restart]').length"
+        ),
+        0
+    );
+
     // The agents page: one row per agent.
     browser.goto(&format!("{base}/agents"));
     browser.wait("[data-testid=agents-table]");
-    browser.wait_all("[data-testid=agents-table] tbody tr", 4);
+    browser.wait_all("[data-testid=agents-table] tbody tr", 6);
     browser.screenshot(&shots, "5-agents");
 
     // The event log and the admin page.
@@ -273,7 +307,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     // A phone.
     browser.resize(390, 844);
     browser.goto(&format!("{base}/"));
-    browser.wait_all("[data-testid=printer-card]", 4);
+    browser.wait_all("[data-testid=printer-card]", 6);
     let overflow =
         browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
     assert_eq!(overflow, false, "the fleet page scrolls sideways on a phone");

@@ -1,5 +1,6 @@
 //! `kitt-hub demo`, the README's first command, as a new user runs it: the real binaries,
-//! four printers with their scenarios, reachable through the API with the printed password.
+//! six printers (four Bambu, two Klipper) with their scenarios, reachable through the API with
+//! the printed password.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -16,7 +17,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_shows_four_printers_in_their_scenarios() {
+async fn the_demo_shows_six_printers_of_two_kinds_in_their_scenarios() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let demo = Process::spawn(
@@ -36,41 +37,52 @@ async fn the_demo_shows_four_printers_in_their_scenarios() {
     let cookie = response.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
 
     // The lab printer fails at layer 9 of 1.2 s layers: give it a minute.
-    let states =
-        poll_other_process(Duration::from_secs(60), "the four scenarios under way", || {
-            let cookie = cookie.clone();
-            async move {
-                let response =
-                    http::request(addr, "GET", "/api/v1/printers", &[("Cookie", &cookie)], None)
-                        .ok()?;
-                let printers = response.json()["printers"].as_array()?.clone();
-                let state_of = |name: &str| -> Option<Value> {
-                    printers.iter().find(|p| p["name"] == name).map(|p| p["state"].clone())
-                };
-                let workhorse = state_of("Workhorse P1S")?;
-                let lab = state_of("Lab X1 Carbon")?;
-                let desk = state_of("Desk A1 mini")?;
-                let corner = state_of("Corner A1")?;
-                let all_online =
-                    printers.len() == 4 && printers.iter().all(|p| p["agent_online"] == true);
-                (all_online
-                    && matches!(workhorse["state"].as_str(), Some("preparing" | "printing"))
-                    && lab["state"] == "failed"
-                    && desk["state"] == "idle"
-                    && corner["state"] == "paused")
-                    .then_some((lab, corner))
-            }
-        })
-        .await;
-    let (lab, corner) = states;
+    let states = poll_other_process(Duration::from_secs(60), "the six scenarios under way", || {
+        let cookie = cookie.clone();
+        async move {
+            let response =
+                http::request(addr, "GET", "/api/v1/printers", &[("Cookie", &cookie)], None)
+                    .ok()?;
+            let printers = response.json()["printers"].as_array()?.clone();
+            let state_of = |name: &str| -> Option<Value> {
+                printers.iter().find(|p| p["name"] == name).map(|p| p["state"].clone())
+            };
+            let workhorse = state_of("Workhorse P1S")?;
+            let lab = state_of("Lab X1 Carbon")?;
+            let desk = state_of("Desk A1 mini")?;
+            let corner = state_of("Corner A1")?;
+            let voron = state_of("Voron 2.4")?;
+            let neptune = state_of("Neptune 4 Pro")?;
+            let all_online =
+                printers.len() == 6 && printers.iter().all(|p| p["agent_online"] == true);
+            (all_online
+                && matches!(workhorse["state"].as_str(), Some("preparing" | "printing"))
+                && lab["state"] == "failed"
+                && desk["state"] == "idle"
+                && corner["state"] == "paused"
+                && voron["state"] == "failed"
+                && voron["message"].is_string()
+                && neptune["state"] == "printing")
+                .then_some((lab, corner, voron, neptune))
+        }
+    })
+    .await;
+    let (lab, corner, voron, neptune) = states;
     assert_eq!(lab["hms"][0]["code"], "0300_0100_0001_0007", "{lab}");
     assert_eq!(lab["print_error"], "0300_8003", "{lab}");
     assert_eq!(corner["hms"][0]["code"], "0700_2000_0002_0001", "{corner}");
     assert_eq!(corner["model"], "N2S");
+    // The Klipper printers: Klippy's own words, and the controls a Klipper printer has.
+    let message = voron["message"].as_str().unwrap();
+    assert!(message.starts_with("Heater extruder not heating at expected rate"), "{voron}");
+    assert_eq!(voron["klipper"]["klippy"], "shutdown", "{voron}");
+    let controls = neptune["controls"].as_array().unwrap();
+    assert!(controls.iter().any(|c| c == "firmware_restart"), "{neptune}");
+    assert!(neptune["layer"].as_u64().is_some(), "{neptune}");
 
-    // Killed outright, the demo takes its four simulators and four agents with it.
+    // Killed outright, the demo takes its six simulators and six agents with it.
     let children = children_of(demo.child.id());
-    assert_eq!(children.len(), 8, "four simulators and four agents: {children:?}");
+    assert_eq!(children.len(), 12, "six simulators and six agents: {children:?}");
     demo.kill9();
     poll_other_process(Duration::from_secs(30), "the demo's children to end", || {
         let left: Vec<u32> = children.iter().copied().filter(|pid| alive(*pid)).collect();
