@@ -44,7 +44,8 @@ export const FIELDS = {
     "speed_level": "string?", "ams": "AmsUnit[]", "active_tray": "any?", "external_spool": "Tray?",
     "hms": "Hms[]", "print_error": "string?", "lights": "string{}", "door_open": "boolean?",
     "control": "string", "model": "string?", "firmware": "string?", "last_report_at": "integer?",
-    "heaters": "Heater[]?", "message": "string?", "controls": "string[]?", "klipper": "KlipperState?"
+    "heaters": "Heater[]?", "message": "string?", "controls": "string[]?", "klipper": "KlipperState?",
+    "speed_percent": "integer?"
   },
   "Heater": { "kind": "string", "index": "integer", "temp_c": "number?", "target_c": "number?" },
   "KlipperState": { "klippy": "string" },
