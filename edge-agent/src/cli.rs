@@ -31,6 +31,12 @@ pub enum Command {
     /// `{"kind":"state","state":{…}}` when the state changes, `{"kind":"event",…}` for each
     /// event, or `{"kind":"problem","message":…}` when something needs your attention.
     Watch(WatchArgs),
+    /// Listen for the printers on this device's LAN and print each as a JSON line:
+    /// `{"kind":"bambu","serial",…}` from Bambu Lab printers' SSDP announcements (UDP 2021),
+    /// `{"kind":"moonraker","url",…}` for Klipper printers whose Moonraker announces itself
+    /// over mDNS. Nothing is scanned: it listens, and sends the one query mDNS defines.
+    /// Bambu printers announce about once a minute; listen that long to hear every one.
+    Discover(DiscoverArgs),
     /// Enroll this device with a hub, using a token from `kitt-hub token create`.
     ///
     /// Generates the agent's key here (it never leaves the device), sends a certificate
@@ -56,6 +62,13 @@ pub struct EnrollArgs {
     pub token_file: Option<PathBuf>,
     #[arg(long, default_value = crate::config::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiscoverArgs {
+    /// How long to listen.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -119,6 +132,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(watch(args))
+        }
+        Command::Discover(args) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(discover(args))
         }
         Command::Enroll(args) => {
             let token = match (args.token, &args.token_file) {
@@ -267,6 +285,33 @@ async fn watch(args: WatchArgs) -> anyhow::Result<u8> {
     shutdown.cancel();
     let _ = task.await;
     Ok(0)
+}
+
+async fn discover(args: DiscoverArgs) -> anyhow::Result<u8> {
+    let (found_tx, mut found) = tokio::sync::mpsc::channel(64);
+    let listening = tokio::spawn(crate::discovery::listen(
+        std::time::Duration::from_secs(args.seconds),
+        found_tx,
+    ));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(0),
+            printer = found.recv() => match printer {
+                Some(printer) => print_line(&serde_json::to_string(&printer)?),
+                None => break,
+            }
+        }
+    }
+    match listening.await {
+        Ok(Ok(())) => Ok(0),
+        Ok(Err(error)) => {
+            print_line(
+                &serde_json::json!({ "kind": "problem", "message": error.to_string() }).to_string(),
+            );
+            Ok(1)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The JSON line `watch` prints for one output.

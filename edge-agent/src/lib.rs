@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod counters;
+pub mod discovery;
 pub mod outbox;
 pub mod printer;
 pub mod state;

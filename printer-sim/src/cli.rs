@@ -62,9 +62,15 @@ pub struct Cli {
     /// of --bind, a port chosen by the OS).
     #[arg(long, value_name = "ADDR")]
     pub web_bind: Option<SocketAddr>,
-    /// Moonraker: the printer's name, shown on its webcam.
-    #[arg(long, default_value = "voron-sim")]
-    pub name: String,
+    /// The printer's name: in a Bambu printer's announcements (default: the model's name),
+    /// on a Moonraker's webcam and in its mDNS name (default voron-sim).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Announce the printer as a real one does, this often: SSDP on UDP 2021 (Bambu), mDNS
+    /// announcements and answers (Moonraker, which announces at start and then answers
+    /// queries; any value but 0 turns it on). 0: silent.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub announce_ms: u64,
     /// Moonraker: Klippy shuts down at this layer of every job (lost communication with
     /// the MCU).
     #[arg(long, value_name = "N")]
@@ -204,6 +210,8 @@ impl Cli {
             config.replay = Some(Replay::from_file(path)?);
         }
         config.emit_log = self.emit_log.clone();
+        config.announce = (self.announce_ms > 0).then(|| Duration::from_millis(self.announce_ms));
+        config.name = self.name.clone();
         config.camera = (!self.no_camera).then(|| CameraConfig {
             bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(bind))),
             frame_interval: Duration::from_millis(self.camera_interval_ms),
@@ -234,7 +242,8 @@ impl Cli {
                 "{flag} is for a Bambu printer, not --kind moonraker"
             )));
         }
-        let mut config = MoonrakerConfig::new(&self.name);
+        let mut config = MoonrakerConfig::new(self.name.as_deref().unwrap_or("voron-sim"));
+        config.zeroconf = self.announce_ms > 0;
         config.bind = self.bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], MOONRAKER_PORT)));
         config.web_bind = (!self.no_camera)
             .then(|| self.web_bind.unwrap_or(SocketAddr::new(config.bind.ip(), 0)));
@@ -285,7 +294,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         let handle = crate::moonraker::start(config).await.map_err(CliError::Moonraker)?;
         #[allow(clippy::print_stdout, reason = "the CLI's output, for scripts")]
         {
-            println!("kitt-printer-sim moonraker listening on {} name={}", handle.addr(), cli.name);
+            println!(
+                "kitt-printer-sim moonraker listening on {} name={}",
+                handle.addr(),
+                cli.name.as_deref().unwrap_or("voron-sim")
+            );
             if let Some(web) = handle.web_addr() {
                 println!("kitt-printer-sim webcam listening on {web}");
             }

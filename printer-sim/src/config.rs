@@ -78,6 +78,11 @@ pub struct SimConfig {
     pub camera: Option<CameraConfig>,
     /// Where to write the emit log (see [`crate::emit`]); `None`: no log.
     pub emit_log: Option<PathBuf>,
+    /// Announce the printer over SSDP (UDP 2021) this often, as a real one does about once a
+    /// minute; `None`: silent (the default for tests; the binary announces).
+    pub announce: Option<Duration>,
+    /// The printer's name, in its announcements (default: the model's product name).
+    pub name: Option<String>,
 }
 
 impl SimConfig {
@@ -102,6 +107,8 @@ impl SimConfig {
             leaf: None,
             camera: Some(CameraConfig::default()),
             emit_log: None,
+            announce: None,
+            name: None,
         }
     }
 

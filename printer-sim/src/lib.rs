@@ -26,8 +26,10 @@
 //!   printer's live state, each behind a 16-byte header; two streams at once (a third stalls);
 //!   [`CameraFault`]s for a client's defences. Every model gets it, X1 included.
 //!
-//! What it does not model: RSA keys (the simulator uses ECDSA P-256), cloud mode, SSDP
-//! discovery, the X1's RTSPS camera (port 322), FTPS, signed commands, AMS commands and
+//! - **Announcements** ([`announce`]): SSDP `NOTIFY`s on UDP 2021 like a real printer's
+//!   (`SimConfig::announce`), and the Moonraker's mDNS service.
+//!
+//! What it does not model: RSA keys (the simulator uses ECDSA P-256), cloud mode, the X1's RTSPS camera (port 322), FTPS, signed commands, AMS commands and
 //! filament changes, the new-protocol `device` block, MQTT connection limits, MQTT sessions
 //! surviving a reconnect, retained messages and wills. Timing is compressed: one step per
 //! layer.
@@ -36,6 +38,7 @@
 //! set short intervals), connect to [`SimHandle::addr`] (the camera: [`SimHandle::camera_addr`])
 //! trusting [`SimHandle::ca_der`], and wait on [`SimHandle::events`] rather than sleeping.
 
+pub mod announce;
 pub mod certs;
 pub mod cli;
 pub mod config;

@@ -61,6 +61,12 @@ fn die_with_parent() {
     let asked =
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     if asked.is_err() || rustix::process::getppid().map(|pid| pid.as_raw_pid()) != Some(parent) {
+        #[allow(clippy::print_stderr, reason = "said before any logging is set up")]
+        {
+            eprintln!(
+                "kitt-printer-sim: KITT_PARENT_PID={parent} is not this process's parent (it has ended, or the variable was inherited); exiting"
+            );
+        }
         std::process::exit(1);
     }
 }

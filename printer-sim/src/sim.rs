@@ -155,6 +155,20 @@ impl Simulator {
             };
             span.in_scope(|| server.spawn(&shutdown, &tracker));
         }
+        if let Some(interval) = config.announce {
+            let announcement = crate::announce::BambuAnnouncement {
+                serial: config.serial.as_str().to_owned(),
+                model_code: config.model.code().to_owned(),
+                name: config.name.clone().unwrap_or_else(|| config.model.product_name().to_owned()),
+                address: crate::announce::announced_address(addr),
+                firmware: crate::printer::template::firmware_version(config.model).to_owned(),
+            };
+            tracker.spawn(crate::announce::announce_bambu(
+                announcement,
+                interval,
+                shutdown.clone(),
+            ));
+        }
         tracker.spawn(
             broker::run(listener, acceptor, shared, shutdown.clone(), tracker.clone())
                 .instrument(span),

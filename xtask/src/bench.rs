@@ -10,8 +10,13 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 /// The benchmarks, in the order they run: (package, bench target).
-const BENCHES: &[(&str, &str)] =
-    &[("edge-agent", "outbox"), ("tests", "sync"), ("tests", "hub"), ("tests", "camera")];
+const BENCHES: &[(&str, &str)] = &[
+    ("edge-agent", "outbox"),
+    ("tests", "sync"),
+    ("tests", "hub"),
+    ("tests", "camera"),
+    ("tests", "fleet"),
+];
 
 /// How a figure compares with its target.
 #[derive(Debug, Clone, Copy)]
@@ -266,6 +271,34 @@ const ROWS: &[Row] = &[
         show: ms,
         target: "—",
         goal: Goal::None,
+    },
+    Row {
+        key: "fleet_agent_rss_kb",
+        what: "agent resident memory, 2 Bambu + 2 Klipper printers with their cameras, all printing",
+        show: mb,
+        target: "≤ 16 MB",
+        goal: Goal::AtMost(16.0 * 1024.0),
+    },
+    Row {
+        key: "fleet_agent_cpu_percent",
+        what: "agent CPU, the same four printers",
+        show: percent,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "moonraker_ws_latency_p50_ms",
+        what: "Moonraker update to dashboard WebSocket, p50",
+        show: ms,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "moonraker_ws_latency_p99_ms",
+        what: "Moonraker update to dashboard WebSocket, p99",
+        show: ms,
+        target: "≤ 50 ms",
+        goal: Goal::AtMost(50.0),
     },
 ];
 

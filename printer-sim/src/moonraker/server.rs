@@ -59,6 +59,9 @@ pub struct MoonrakerConfig {
     pub name: String,
     pub camera_interval: Duration,
     pub camera_size: CameraSize,
+    /// Answer mDNS queries for `_moonraker._tcp.local` and announce the service, as
+    /// Moonraker's `[zeroconf]` component does (off by default: tests share the host).
+    pub zeroconf: bool,
 }
 
 impl MoonrakerConfig {
@@ -74,6 +77,7 @@ impl MoonrakerConfig {
             name: name.to_owned(),
             camera_interval: Duration::from_secs(1),
             camera_size: CameraSize::new(640, 480).unwrap_or(crate::config::DEFAULT_CAMERA_SIZE),
+            zeroconf: false,
         }
     }
 }
@@ -206,6 +210,26 @@ pub async fn start(config: MoonrakerConfig) -> std::io::Result<MoonrakerHandle> 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(clock(shared.clone(), config.step_interval, shutdown.clone()));
+    if config.zeroconf {
+        let host: String =
+            config
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' }
+                })
+                .collect();
+        let uuid = format!("{:08x}", crc_of(&config.name) ^ u32::from(addr.port()));
+        let service = crate::announce::MdnsService {
+            instance: format!("Moonraker-{uuid} @ {host}"),
+            host,
+            address: crate::announce::announced_address(addr),
+            port: addr.port(),
+            uuid,
+            version: MOONRAKER_VERSION.to_owned(),
+        };
+        tasks.spawn(crate::announce::mdns_responder(service, shutdown.clone()));
+    }
     let app = Router::new()
         .route("/websocket", any(websocket))
         .route("/access/oneshot_token", get(oneshot_token))
@@ -241,6 +265,12 @@ pub async fn start(config: MoonrakerConfig) -> std::io::Result<MoonrakerHandle> 
         });
     }
     Ok(MoonrakerHandle { addr, web_addr, shared, shutdown, tasks })
+}
+
+/// A stable number for a name (the instance id a real Moonraker keeps in its database).
+fn crc_of(name: &str) -> u32 {
+    name.bytes()
+        .fold(0x811c_9dc5u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
 }
 
 /// Steps the job engine and publishes what happened.

@@ -12,7 +12,7 @@
 
 mod commands;
 mod report;
-mod template;
+pub(crate) mod template;
 
 use std::time::Duration;
 

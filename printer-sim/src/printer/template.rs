@@ -214,13 +214,23 @@ pub fn lights(model: Model) -> Vec<(String, String)> {
     nodes.iter().map(|node| ((*node).to_owned(), "off".to_owned())).collect()
 }
 
+/// The firmware version the simulated `model` runs.
+pub fn firmware_version(model: Model) -> &'static str {
+    match model {
+        Model::A1Mini | Model::A1 => "01.07.02.00",
+        Model::P1P | Model::P1S => "01.08.02.00",
+        Model::X1C | Model::X1 | Model::X1E => "01.09.00.00",
+    }
+}
+
 /// The `info.get_version` reply, modelled on a real A1 mini's.
 pub fn version_reply(model: Model, serial: &PrinterSerial, sequence_id: Value) -> Value {
-    let (ota_version, ap_name, ap_hw) = match model {
-        Model::A1Mini | Model::A1 => ("01.07.02.00", "esp32", "AP05"),
-        Model::P1P | Model::P1S => ("01.08.02.00", "esp32", "AP04"),
-        Model::X1C | Model::X1 => ("01.09.00.00", "rv1126", "AP05"),
-        Model::X1E => ("01.09.00.00", "rv1126", "AP02"),
+    let ota_version = firmware_version(model);
+    let (ap_name, ap_hw) = match model {
+        Model::A1Mini | Model::A1 => ("esp32", "AP05"),
+        Model::P1P | Model::P1S => ("esp32", "AP04"),
+        Model::X1C | Model::X1 => ("rv1126", "AP05"),
+        Model::X1E => ("rv1126", "AP02"),
     };
     let (ams_name, ams_hw, ams_product) = match model.family() {
         Family::A1 => ("ams_f1/0", "AMS_F102", "AMS Lite"),

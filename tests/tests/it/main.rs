@@ -7,6 +7,7 @@ mod api;
 mod browser;
 mod demo;
 mod deploy;
+mod discovery;
 mod impairment;
 mod moonraker_link;
 mod printer_link;
