@@ -743,6 +743,8 @@ fn describe(body: &RecordBody) -> (&'static str, Option<String>) {
         | RecordBody::AgentHealthV3(_) => ("health", None),
         RecordBody::CommandResult(r) => ("command_result", Some(r.printer.to_string())),
         RecordBody::CameraHealth(c) => ("camera_health", Some(c.printer.to_string())),
+        RecordBody::PrintersApplied(_) => ("printers_applied", None),
+        RecordBody::Discovered(_) => ("discovered", None),
     }
 }
 

@@ -104,6 +104,13 @@ pub enum RecordBody {
     /// kind reports in a part of its own. In a session of an older version the agent sends
     /// it as `Telemetry` ([`crate::PrinterStateV2::to_v1`]).
     TelemetryV2(PrinterTelemetryV2),
+    /// Since wire version 6: the version of the hub's managed printers the agent applied,
+    /// and each printer's outcome. Not sent in an older session (no such hub manages
+    /// printers).
+    PrintersApplied(crate::PrintersApplied),
+    /// Since wire version 6: the printers the agent heard announce themselves on its LAN.
+    /// Not sent in an older session.
+    Discovered(crate::DiscoveredPrinters),
 }
 
 impl RecordBody {
@@ -119,6 +126,7 @@ impl RecordBody {
             RecordBody::AgentHealthV2(_) => 3,
             RecordBody::AgentHealthV3(_) => 4,
             RecordBody::TelemetryV2(_) => 5,
+            RecordBody::PrintersApplied(_) | RecordBody::Discovered(_) => 6,
         }
     }
 }

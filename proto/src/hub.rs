@@ -23,6 +23,9 @@ pub enum HubMessage {
     LiveView(LiveViewRequest),
     /// The hub is closing the connection, and why.
     Disconnect(DisconnectReason),
+    /// Since wire version 6: the printers the hub manages for this agent, the whole list
+    /// (see [`crate::DesiredPrinters`]). Sent after `Welcome` and whenever it changes.
+    Printers(crate::DesiredPrinters),
 }
 
 impl HubMessage {
@@ -38,6 +41,7 @@ impl HubMessage {
             | HubMessage::EnrollRefused(_)
             | HubMessage::LiveView(_)
             | HubMessage::Disconnect(_) => 1,
+            HubMessage::Printers(_) => 6,
         }
     }
 }

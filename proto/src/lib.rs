@@ -39,6 +39,7 @@ pub mod frame;
 mod hub;
 mod ids;
 pub mod json;
+mod managed;
 pub mod net;
 mod neutral;
 mod printer;
@@ -58,6 +59,10 @@ pub use hub::{
     HubMessage, HubWelcome, LiveViewAction, LiveViewRequest,
 };
 pub use ids::{AgentId, CameraId, CommandId, IdError, PrinterId, Seq, SnapshotId, UnixMillis};
+pub use managed::{
+    DesiredPrinters, DiscoveredPrinter, DiscoveredPrinters, ManagedLink, ManagedPrinter,
+    PrinterApplied, PrintersApplied,
+};
 pub use neutral::{
     AmsInfo, BambuDetail, Controls, FilamentSensor, FilamentSlot, Heater, HeaterKind,
     KlipperDetail, KlippyState, PrinterStateV2, PrinterTelemetryV2, SlotRef, VendorDetail,

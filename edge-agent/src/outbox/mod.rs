@@ -859,9 +859,12 @@ impl Outbox {
 pub fn class_of(body: &RecordBody) -> DropClass {
     match body {
         RecordBody::Telemetry(_) | RecordBody::TelemetryV2(_) => DropClass::Telemetry,
-        RecordBody::PrinterEvent(_) | RecordBody::CommandResult(_) => DropClass::Event,
+        RecordBody::PrinterEvent(_)
+        | RecordBody::CommandResult(_)
+        | RecordBody::PrintersApplied(_) => DropClass::Event,
         RecordBody::Snapshot(_) => DropClass::Snapshot,
-        RecordBody::AgentHealth(_)
+        RecordBody::Discovered(_)
+        | RecordBody::AgentHealth(_)
         | RecordBody::AgentHealthV2(_)
         | RecordBody::AgentHealthV3(_)
         | RecordBody::CameraHealth(_) => DropClass::Health,

@@ -536,6 +536,13 @@ impl SyncClient {
 /// event has no older form: a hub older than 5 is not sent it (its seq is a gap there, as a
 /// dropped record's is), and the log says so. [`MIN_SESSION_VERSION`] keeps the rest out.
 fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
+    if version < 6 {
+        // Only a hub of version 6 manages printers or reads discoveries: for an older one
+        // these records answer nothing it asked.
+        records.retain(|record| {
+            !matches!(record.body, RecordBody::PrintersApplied(_) | RecordBody::Discovered(_))
+        });
+    }
     if version < 5 {
         let before = records.len();
         records.retain(|record| record.body.since() < 5 || !is_event(&record.body));
@@ -752,6 +759,25 @@ mod tests {
         let new = for_session(batch.clone(), 5);
         assert_eq!(new, batch);
         assert_eq!(frame_version(new), 5);
+
+        // The managed printers' answer and the discoveries go to a hub of version 6 only.
+        let applied = Record {
+            seq: Seq(10),
+            observed_at: UnixMillis(1),
+            body: RecordBody::PrintersApplied(proto::PrintersApplied {
+                version: 2,
+                printers: Vec::new(),
+            }),
+        };
+        let discovered = Record {
+            seq: Seq(11),
+            observed_at: UnixMillis(1),
+            body: RecordBody::Discovered(proto::DiscoveredPrinters { printers: Vec::new() }),
+        };
+        let batch = vec![resumed.clone(), applied, discovered];
+        let seqs: Vec<u64> = for_session(batch.clone(), 5).iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [9]);
+        assert_eq!(for_session(batch.clone(), 6), batch);
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub fn printer_of(body: &RecordBody) -> Option<&str> {
         RecordBody::CameraHealth(c) => Some(c.printer.as_str()),
         RecordBody::AgentHealth(_)
         | RecordBody::AgentHealthV2(_)
-        | RecordBody::AgentHealthV3(_) => None,
+        | RecordBody::AgentHealthV3(_)
+        | RecordBody::PrintersApplied(_)
+        | RecordBody::Discovered(_) => None,
     }
 }
 
@@ -197,6 +199,9 @@ pub(super) async fn project(
             RecordBody::CameraHealth(health) => {
                 camera_health(tx, agent, health, record.observed_at).await?;
             }
+            // Kept in the ingest log; the hub does not manage printers yet (issue 16, item 6),
+            // so there is nothing to project them into.
+            RecordBody::PrintersApplied(_) | RecordBody::Discovered(_) => {}
         }
     }
     let event_ids = insert_events(tx, agent, &events).await?;

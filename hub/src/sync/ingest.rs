@@ -200,7 +200,9 @@ fn publish(
             }),
             RecordBody::AgentHealth(_)
             | RecordBody::AgentHealthV2(_)
-            | RecordBody::AgentHealthV3(_) => {}
+            | RecordBody::AgentHealthV3(_)
+            | RecordBody::PrintersApplied(_)
+            | RecordBody::Discovered(_) => {}
         }
     }
     for (printer, (at, state)) in newest {

@@ -251,7 +251,72 @@ fn record_bodies() -> (&'static str, Vec<RecordBody>) {
             printer: printer(),
             state: Box::new(klipper_state()),
         }),
+        PrintersApplied => RecordBody::PrintersApplied(PrintersApplied {
+            version: 3,
+            printers: vec![
+                PrinterApplied { id: printer(), error: None },
+                PrinterApplied {
+                    id: PrinterId::new("voron-1").unwrap(),
+                    error: Some("url: https is not supported".into()),
+                },
+            ],
+        }),
+        Discovered => RecordBody::Discovered(DiscoveredPrinters {
+            printers: vec![
+                DiscoveredPrinter {
+                    vendor: Vendor::BambuLab,
+                    key: "01P00A391800123".into(),
+                    name: Some("P1S by the window".into()),
+                    model: Some("C12".into()),
+                    address: "192.168.1.50".into(),
+                    url: None,
+                    connection: Some("lan".into()),
+                    bind: Some("free".into()),
+                },
+                DiscoveredPrinter {
+                    vendor: Vendor::Moonraker,
+                    key: "http://192.168.1.60:7125".into(),
+                    name: Some("Moonraker-1a2b3c4d @ voron".into()),
+                    model: None,
+                    address: "192.168.1.60".into(),
+                    url: Some("http://192.168.1.60:7125".into()),
+                    connection: None,
+                    bind: None,
+                },
+            ],
+        }),
     })
+}
+
+/// The printers a hub manages for an agent: one of each kind.
+fn desired_printers() -> DesiredPrinters {
+    DesiredPrinters {
+        version: 3,
+        printers: vec![
+            ManagedPrinter {
+                id: printer(),
+                name: Some("P1S by the window".into()),
+                model: Some("C12".into()),
+                link: ManagedLink::Bambu {
+                    host: "192.168.1.50".into(),
+                    port: 8883,
+                    access_code: "12345678".into(),
+                },
+                camera: true,
+            },
+            ManagedPrinter {
+                id: PrinterId::new("voron-1").unwrap(),
+                name: None,
+                model: Some("Voron 2.4".into()),
+                link: ManagedLink::Moonraker {
+                    url: "http://192.168.1.60:7125".into(),
+                    api_key: Some("0123456789abcdef".into()),
+                    web_port: 80,
+                },
+                camera: false,
+            },
+        ],
+    }
 }
 
 /// A Klipper printer mid-print, every neutral field and the Klipper part filled in.
@@ -306,6 +371,13 @@ fn vendor_details() -> (&'static str, Vec<VendorDetail>) {
     })
 }
 
+fn managed_links() -> (&'static str, Vec<ManagedLink>) {
+    every_variant!(ManagedLink {
+        Bambu => ManagedLink::Bambu { host: "printer.lan".into(), port: 8883, access_code: "31415926".into() },
+        Moonraker => ManagedLink::Moonraker { url: "http://voron.local:7125".into(), api_key: None, web_port: 8080 },
+    })
+}
+
 fn heater_kinds() -> (&'static str, Vec<HeaterKind>) {
     every_variant!(HeaterKind {
         Nozzle => HeaterKind::Nozzle,
@@ -356,6 +428,7 @@ fn hub_messages() -> (&'static str, Vec<HubMessage>) {
             action: LiveViewAction::Start { max_fps_milli: 2000 },
         }),
         Disconnect => HubMessage::Disconnect(DisconnectReason::Revoked),
+        Printers => HubMessage::Printers(desired_printers()),
     })
 }
 
@@ -718,6 +791,7 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
             RecordBody::AgentHealthV2(_) => 3,
             RecordBody::AgentHealthV3(_) => 4,
             RecordBody::TelemetryV2(_) => 5,
+            RecordBody::PrintersApplied(_) | RecordBody::Discovered(_) => 6,
             _ => 1,
         };
         let mixed =
@@ -729,7 +803,8 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
         assert_eq!(version(&frame::encode(&message).unwrap()), 1, "{message:?}");
     }
     for message in hub_messages().1 {
-        assert_eq!(version(&frame::encode(&message).unwrap()), 1, "{message:?}");
+        let expected = if matches!(message, HubMessage::Printers(_)) { 6 } else { 1 };
+        assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
     }
     assert_eq!(version(&frame::encode(&AgentMessage::Records(Vec::new())).unwrap()), 1);
     // A command is as new as its newest precondition: a hub must not send a version 4 plate
@@ -758,6 +833,9 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
         assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
     }
     assert_eq!(CommandAction::EmergencyStop.since(), 6);
+    // A managed printer's secret never shows in a log.
+    let shown = format!("{:?}", desired_printers());
+    assert!(!shown.contains("12345678") && !shown.contains("0123456789abcdef"), "{shown}");
 }
 
 /// Checks one nested enum: all its variants, in declaration order, in one postcard file.
@@ -808,6 +886,7 @@ fn golden_bytes_are_unchanged() {
     check_enum(vendor_details(), &mut golden);
     check_enum(heater_kinds(), &mut golden);
     check_enum(klippy_states(), &mut golden);
+    check_enum(managed_links(), &mut golden);
 
     // A removed variant leaves its file behind: fail rather than silently lose its pin.
     for entry in std::fs::read_dir(golden_dir()).unwrap() {
