@@ -85,115 +85,29 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     let counters = Arc::new(Counters::new(config.printers.iter().map(|p| p.id.clone())));
     let clock = Arc::new(HubClock::default());
 
-    let mut printers = HashMap::new();
-    let mut infos = Vec::new();
-    let mut camera_controls = HashMap::new();
     // Small: a live frame that cannot go out at once is dropped, not queued.
     let (live_tx, live_rx) = mpsc::channel(2);
-    let links_shutdown = shutdown.child_token();
+    let cameras = SharedCameras::default();
+    let context = PrinterContext {
+        state_dir: config.state_dir.clone(),
+        records: records_tx.clone(),
+        outbox: outbox.clone(),
+        counters: counters.clone(),
+        live: live_tx,
+        telemetry_interval: config.telemetry_interval,
+        health_interval: config.health_interval,
+        tasks: tasks.clone(),
+    };
+    let mut targets = HashMap::new();
+    let mut infos = Vec::new();
     for printer in &config.printers {
-        let (handle, outputs, task, trust) = match &printer.link {
-            PrinterLinkConfig::Bambu { host, port, access_code, ca } => {
-                let trust = match ca {
-                    Some(path) => Trust::ca_file(path).map_err(|error| AgentError::Printer {
-                        printer: printer.id.clone(),
-                        detail: error.to_string(),
-                    })?,
-                    None => Trust::FirstUse {
-                        pin_file: config
-                            .state_dir
-                            .join("pins")
-                            .join(format!("{}.sha256", printer.id)),
-                    },
-                };
-                let mut link_config = bambu_link::LinkConfig::new(
-                    host.clone(),
-                    printer.id.clone(),
-                    access_code.clone(),
-                    trust.clone(),
-                );
-                link_config.port = *port;
-                link_config.session.model = printer.model.clone();
-                let (handle, outputs, task) =
-                    bambu_link::spawn(link_config, links_shutdown.clone());
-                (handle, outputs, task, Some(trust))
-            }
-            PrinterLinkConfig::Moonraker { url, api_key, web_port } => {
-                let mut link_config = moonraker_link::LinkConfig::new(
-                    printer.id.clone(),
-                    url.clone(),
-                    api_key.clone(),
-                );
-                link_config.web_port = *web_port;
-                link_config.session.model = printer.model.clone();
-                let (handle, outputs, task) =
-                    moonraker_link::spawn(link_config, links_shutdown.clone());
-                (handle, outputs, task, None)
-            }
-        };
-        tasks.spawn(async move {
-            let _ = task.await;
-        });
-        let (view_tx, view_rx) = watch::channel(PrinterView::default());
-        let (events_tx, _) = broadcast::channel(64);
-        let (camera_state_tx, camera_state_rx) = watch::channel(PrinterStateV2::default());
-        let (listed_tx, listed_rx) = watch::channel(None);
-        tasks.spawn(recorder(
-            printer.id.clone(),
-            outputs,
-            Sinks { records: records_tx.clone(), outbox: outbox.clone(), view: view_tx },
-            Watchers { events: events_tx.clone(), state: camera_state_tx, listed: listed_tx },
-            counters.printer(&printer.id),
-            config.telemetry_interval,
-        ));
-        for camera in &printer.cameras {
-            let Some(source) = source_config(printer, &camera.source, trust.as_ref(), &listed_rx)
-            else {
-                tracing::error!(printer = %printer.id, camera = %camera.id,
-                    "A Bambu camera on a printer that is not Bambu; left out.");
-                continue;
-            };
-            let (control_tx, control_rx) = mpsc::channel(16);
-            camera_controls.insert((printer.id.clone(), camera.id.clone()), control_tx);
-            let source = camera::open_source(&source);
-            let camera_config = CameraConfig {
-                printer: printer.id.clone(),
-                camera: camera.id.clone(),
-                policy: camera.policy.clone(),
-                live_max_fps_milli: camera.live_max_fps_milli,
-                chunk_bytes: SNAPSHOT_CHUNK_BYTES,
-                health_interval: config.health_interval,
-            };
-            let inputs = CameraInputs {
-                events: events_tx.subscribe(),
-                state: camera_state_rx.clone(),
-                control: control_rx,
-            };
-            let outputs = CameraOutputs {
-                records: records_tx.clone(),
-                live: live_tx.clone(),
-                counters: counters.printer(&printer.id),
-            };
-            tasks.spawn(camera::manager::run(
-                camera_config,
-                source,
-                inputs,
-                outputs,
-                shutdown.clone(),
-            ));
-        }
-        printers.insert(printer.id.clone(), PrinterTarget { link: handle, view: view_rx });
-        infos.push(PrinterInfo {
-            id: printer.id.clone(),
-            vendor: printer.vendor(),
-            model: printer.model.clone(),
-            name: printer.name.clone(),
-            cameras: printer.cameras.iter().map(|c| c.id.clone()).collect(),
-        });
+        let running = spawn_printer(printer, &context, shutdown.child_token())?;
+        cameras.add(&printer.id, running.cameras);
+        targets.insert(printer.id.clone(), running.target);
+        infos.push(running.info);
     }
-    drop(live_tx);
     let (live_requests_tx, live_requests_rx) = mpsc::channel(16);
-    tasks.spawn(route_live_requests(live_requests_rx, camera_controls));
+    tasks.spawn(route_live_requests(live_requests_rx, cameras.clone()));
 
     tasks.spawn(writer(outbox.clone(), records_rx, durable.clone()));
     tasks.spawn(health(
@@ -206,7 +120,7 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         shutdown.clone(),
     ));
     let commands = commands::start(
-        printers,
+        targets,
         outbox.clone(),
         records_tx.clone(),
         counters.clone(),
@@ -215,14 +129,314 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
     );
     drop(records_tx);
 
+    // The printers the hub manages: the last list it sent, at once (the hub may be away),
+    // then every new one.
+    let stored = crate::managed::load(&config.state_dir).unwrap_or_else(|error| {
+        tracing::error!(%error, "The hub's managed printers cannot be read; none run until it sends them again.");
+        None
+    });
+    let (infos_tx, infos_rx) = watch::channel(infos.clone());
+    let (managed_tx, managed_rx) = mpsc::channel(4);
+    let fleet = Fleet {
+        local: config.printers.iter().map(|p| p.id.clone()).collect(),
+        base: infos.clone(),
+        context,
+        commands: commands.clone(),
+        cameras,
+        infos: infos_tx,
+        running: HashMap::new(),
+        version: 0,
+    };
+    tasks.spawn(fleet.run(managed_rx, stored, shutdown.clone()));
+
     let mut sync_config = SyncClientConfig::new(config.state_dir.clone());
     sync_config.timeouts = Timeouts { keep_alive: config.keep_alive, idle: config.idle_timeout };
     let (client, status) =
         SyncClient::new(sync_config, identity.clone(), outbox.clone(), durable, commands, infos);
-    let client =
-        client.with_live(live_requests_tx, live_rx).with_counters(counters).with_clock(clock);
+    let client = client
+        .with_live(live_requests_tx, live_rx)
+        .with_counters(counters)
+        .with_clock(clock)
+        .with_managed_printers(infos_rx, managed_tx);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
+}
+
+/// What every printer's tasks are given.
+#[derive(Debug, Clone)]
+struct PrinterContext {
+    state_dir: std::path::PathBuf,
+    records: mpsc::Sender<(UnixMillis, RecordBody)>,
+    outbox: SharedOutbox,
+    counters: Arc<Counters>,
+    live: mpsc::Sender<proto::LiveFrame>,
+    telemetry_interval: Duration,
+    health_interval: Duration,
+    tasks: TaskTracker,
+}
+
+/// A printer's tasks as started: what commands and the hub need to reach it.
+#[derive(Debug)]
+struct RunningPrinter {
+    target: PrinterTarget,
+    cameras: Vec<(CameraId, mpsc::Sender<LiveViewAction>)>,
+    info: PrinterInfo,
+}
+
+/// Starts one printer: its driver, its recorder and its cameras, all ending with `stop`.
+fn spawn_printer(
+    printer: &PrinterConfig,
+    context: &PrinterContext,
+    stop: CancellationToken,
+) -> Result<RunningPrinter, AgentError> {
+    let (handle, outputs, task, trust) = match &printer.link {
+        PrinterLinkConfig::Bambu { host, port, access_code, ca } => {
+            let trust = match ca {
+                Some(path) => Trust::ca_file(path).map_err(|error| AgentError::Printer {
+                    printer: printer.id.clone(),
+                    detail: error.to_string(),
+                })?,
+                None => Trust::FirstUse {
+                    pin_file: context.state_dir.join("pins").join(format!("{}.sha256", printer.id)),
+                },
+            };
+            let mut link_config = bambu_link::LinkConfig::new(
+                host.clone(),
+                printer.id.clone(),
+                access_code.clone(),
+                trust.clone(),
+            );
+            link_config.port = *port;
+            link_config.session.model = printer.model.clone();
+            let (handle, outputs, task) = bambu_link::spawn(link_config, stop.clone());
+            (handle, outputs, task, Some(trust))
+        }
+        PrinterLinkConfig::Moonraker { url, api_key, web_port } => {
+            let mut link_config =
+                moonraker_link::LinkConfig::new(printer.id.clone(), url.clone(), api_key.clone());
+            link_config.web_port = *web_port;
+            link_config.session.model = printer.model.clone();
+            let (handle, outputs, task) = moonraker_link::spawn(link_config, stop.clone());
+            (handle, outputs, task, None)
+        }
+    };
+    let tasks = &context.tasks;
+    tasks.spawn(async move {
+        let _ = task.await;
+    });
+    let counters = context.counters.add_printer(&printer.id);
+    let (view_tx, view_rx) = watch::channel(PrinterView::default());
+    let (events_tx, _) = broadcast::channel(64);
+    let (camera_state_tx, camera_state_rx) = watch::channel(PrinterStateV2::default());
+    let (listed_tx, listed_rx) = watch::channel(None);
+    tasks.spawn(recorder(
+        printer.id.clone(),
+        outputs,
+        Sinks { records: context.records.clone(), outbox: context.outbox.clone(), view: view_tx },
+        Watchers { events: events_tx.clone(), state: camera_state_tx, listed: listed_tx },
+        counters.clone(),
+        context.telemetry_interval,
+    ));
+    let mut cameras = Vec::new();
+    for camera in &printer.cameras {
+        let Some(source) = source_config(printer, &camera.source, trust.as_ref(), &listed_rx)
+        else {
+            tracing::error!(printer = %printer.id, camera = %camera.id,
+                "A Bambu camera on a printer that is not Bambu; left out.");
+            continue;
+        };
+        let (control_tx, control_rx) = mpsc::channel(16);
+        cameras.push((camera.id.clone(), control_tx));
+        let source = camera::open_source(&source);
+        let camera_config = CameraConfig {
+            printer: printer.id.clone(),
+            camera: camera.id.clone(),
+            policy: camera.policy.clone(),
+            live_max_fps_milli: camera.live_max_fps_milli,
+            chunk_bytes: SNAPSHOT_CHUNK_BYTES,
+            health_interval: context.health_interval,
+        };
+        let inputs = CameraInputs {
+            events: events_tx.subscribe(),
+            state: camera_state_rx.clone(),
+            control: control_rx,
+        };
+        let outputs = CameraOutputs {
+            records: context.records.clone(),
+            live: context.live.clone(),
+            counters: counters.clone(),
+        };
+        tasks.spawn(camera::manager::run(camera_config, source, inputs, outputs, stop.clone()));
+    }
+    Ok(RunningPrinter {
+        target: PrinterTarget { link: handle, view: view_rx },
+        cameras,
+        info: PrinterInfo {
+            id: printer.id.clone(),
+            vendor: printer.vendor(),
+            model: printer.model.clone(),
+            name: printer.name.clone(),
+            cameras: printer.cameras.iter().map(|c| c.id.clone()).collect(),
+        },
+    })
+}
+
+/// The cameras live view requests can reach, as printers come and go.
+#[derive(Debug, Clone, Default)]
+struct SharedCameras(Arc<Mutex<CameraControls>>);
+
+/// Each camera's control channel, by printer and camera.
+type CameraControls = HashMap<(PrinterId, CameraId), mpsc::Sender<LiveViewAction>>;
+
+impl SharedCameras {
+    fn add(&self, printer: &PrinterId, cameras: Vec<(CameraId, mpsc::Sender<LiveViewAction>)>) {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (camera, control) in cameras {
+            map.insert((printer.clone(), camera), control);
+        }
+    }
+
+    fn remove(&self, printer: &PrinterId) {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.retain(|(p, _), _| p != printer);
+    }
+
+    fn get(&self, printer: &PrinterId, camera: &CameraId) -> Option<mpsc::Sender<LiveViewAction>> {
+        let map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(&(printer.clone(), camera.clone())).cloned()
+    }
+}
+
+/// The printers the hub manages, running beside `agent.toml`'s: each list the hub sends is
+/// checked, kept, applied (printers that went or changed stop, new ones start; no restart)
+/// and answered with a `PrintersApplied` record.
+struct Fleet {
+    local: Vec<PrinterId>,
+    /// `agent.toml`'s printers, announced first in every hello.
+    base: Vec<PrinterInfo>,
+    context: PrinterContext,
+    commands: commands::CommandRouter,
+    cameras: SharedCameras,
+    infos: watch::Sender<Vec<PrinterInfo>>,
+    running: HashMap<PrinterId, (proto::ManagedPrinter, CancellationToken, PrinterInfo)>,
+    /// The version in force.
+    version: u64,
+}
+
+impl Fleet {
+    async fn run(
+        mut self,
+        mut lists: mpsc::Receiver<proto::DesiredPrinters>,
+        stored: Option<proto::DesiredPrinters>,
+        shutdown: CancellationToken,
+    ) {
+        if let Some(stored) = stored {
+            // Applied and answered before the restart; just run it again.
+            self.apply(&stored, &shutdown);
+        }
+        loop {
+            let desired = tokio::select! {
+                () = shutdown.cancelled() => return,
+                desired = lists.recv() => match desired {
+                    Some(desired) => desired,
+                    None => return,
+                },
+            };
+            if desired.version <= self.version {
+                tracing::debug!(
+                    version = desired.version,
+                    applied = self.version,
+                    "The hub's printer list is no newer than the one in force."
+                );
+                continue;
+            }
+            let state_dir = self.context.state_dir.clone();
+            let kept = desired.clone();
+            let saved =
+                tokio::task::spawn_blocking(move || crate::managed::save(&state_dir, &kept))
+                    .await
+                    .unwrap_or_else(|error| Err(std::io::Error::other(error)));
+            if let Err(error) = saved {
+                // Applied anyway: the hub sends the list again after a restart.
+                tracing::error!(%error, "Cannot keep the hub's printer list in the state directory.");
+            }
+            let applied = self.apply(&desired, &shutdown);
+            for printer in &applied.printers {
+                match &printer.error {
+                    Some(error) => {
+                        tracing::warn!(printer = %printer.id, %error, "A managed printer does not run.")
+                    }
+                    None => tracing::info!(printer = %printer.id, "A managed printer runs."),
+                }
+            }
+            let record = RecordBody::PrintersApplied(applied);
+            if self.context.records.send((UnixMillis::now(), record)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops what went or changed, starts what is new; returns each printer's outcome.
+    fn apply(
+        &mut self,
+        desired: &proto::DesiredPrinters,
+        shutdown: &CancellationToken,
+    ) -> proto::PrintersApplied {
+        let (configs, mut applied) = crate::managed::plan(desired, &self.local);
+        let wanted: HashMap<&PrinterId, &proto::ManagedPrinter> =
+            desired.printers.iter().map(|p| (&p.id, p)).collect();
+        let stale: Vec<PrinterId> = self
+            .running
+            .iter()
+            .filter(|(id, (managed, _, _))| {
+                wanted.get(id).is_none_or(|now| *now != managed)
+                    || !configs.iter().any(|c| &c.id == *id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some((_, stop, _)) = self.running.remove(&id) {
+                tracing::info!(printer = %id, "Stopping a managed printer.");
+                stop.cancel();
+                self.commands.remove_printer(&id);
+                self.cameras.remove(&id);
+                self.context.counters.remove_printer(&id);
+            }
+        }
+        for config in &configs {
+            if self.running.contains_key(&config.id) {
+                continue;
+            }
+            let stop = shutdown.child_token();
+            match spawn_printer(config, &self.context, stop.clone()) {
+                Ok(running) => {
+                    self.commands.add_printer(config.id.clone(), running.target);
+                    self.cameras.add(&config.id, running.cameras);
+                    let managed = wanted.get(&config.id).map(|m| (*m).clone());
+                    if let Some(managed) = managed {
+                        self.running.insert(config.id.clone(), (managed, stop, running.info));
+                    }
+                }
+                Err(error) => {
+                    if let Some(outcome) = applied.printers.iter_mut().find(|p| p.id == config.id) {
+                        outcome.error = Some(error.to_string());
+                    }
+                }
+            }
+        }
+        self.version = desired.version;
+        let mut infos = self.base.clone();
+        let mut managed: Vec<&PrinterInfo> =
+            self.running.values().map(|(_, _, info)| info).collect();
+        managed.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        infos.extend(managed.into_iter().cloned());
+        self.infos.send_if_modified(|current| {
+            let changed = *current != infos;
+            *current = infos;
+            changed
+        });
+        applied
+    }
 }
 
 /// The largest snapshot chunk: one outbox record, well inside a sync batch.
@@ -293,10 +507,10 @@ fn source_config(
 /// Hands the hub's live view and snapshot requests to the camera they name.
 async fn route_live_requests(
     mut requests: mpsc::Receiver<LiveViewRequest>,
-    cameras: HashMap<(PrinterId, CameraId), mpsc::Sender<LiveViewAction>>,
+    cameras: SharedCameras,
 ) {
     while let Some(request) = requests.recv().await {
-        match cameras.get(&(request.printer.clone(), request.camera.clone())) {
+        match cameras.get(&request.printer, &request.camera) {
             Some(camera) => {
                 if camera.try_send(request.action).is_err() {
                     tracing::warn!(printer = %request.printer, camera = %request.camera,

@@ -115,10 +115,34 @@ pub struct PrinterTarget {
 /// Hands the hub's commands to the printers' executors; never waits.
 #[derive(Debug, Clone)]
 pub struct CommandRouter {
-    queues: Arc<HashMap<PrinterId, mpsc::Sender<Queued>>>,
+    /// Printers come and go while the agent runs (those the hub manages); the lock is held
+    /// only to look up or change a queue, never across an `.await`.
+    queues: Arc<std::sync::RwLock<HashMap<PrinterId, mpsc::Sender<Queued>>>>,
     refusals: mpsc::Sender<(Command, String)>,
     counters: Arc<Counters>,
     clock: Arc<HubClock>,
+    /// What a new printer's executor needs.
+    spawner: Arc<ExecutorSpawner>,
+}
+
+#[derive(Debug)]
+struct ExecutorSpawner {
+    queue: usize,
+    outbox: SharedOutbox,
+    records: Records,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl ExecutorSpawner {
+    fn spawn(&self, printer: PrinterId, target: PrinterTarget) -> mpsc::Sender<Queued> {
+        let (queue_tx, queue_rx) = mpsc::channel(self.queue);
+        let span = tracing::info_span!("commands", printer = %printer);
+        self.tasks.spawn(tracing::Instrument::instrument(
+            executor(queue_rx, printer, target, self.outbox.clone(), self.records.clone()),
+            span,
+        ));
+        queue_tx
+    }
 }
 
 /// What [`CommandRouter::route`] did with a command.
@@ -137,7 +161,13 @@ impl CommandRouter {
     /// becomes a deadline on the monotonic clock now, by the hub's clock as last measured.
     pub fn route(&self, command: Command) -> Routed {
         let deadline = self.clock.deadline(command.expires_at);
-        let reason = match self.queues.get(&command.printer) {
+        let queue = self
+            .queues
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&command.printer)
+            .cloned();
+        let reason = match queue {
             None => format!("this agent has no printer {}", command.printer),
             Some(queue) => match queue.try_send(Queued { command, deadline }) {
                 Ok(()) => return Routed::Queued,
@@ -158,6 +188,18 @@ impl CommandRouter {
             },
         };
         self.refuse(command, reason)
+    }
+
+    /// Starts executing `printer`'s commands through `target` (a printer the hub began
+    /// managing), in place of any executor it had: the old one finishes what it holds.
+    pub fn add_printer(&self, printer: PrinterId, target: PrinterTarget) {
+        let queue = self.spawner.spawn(printer.clone(), target);
+        self.queues.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(printer, queue);
+    }
+
+    /// Stops taking commands for `printer`; its executor finishes what is queued and ends.
+    pub fn remove_printer(&self, printer: &PrinterId) {
+        self.queues.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(printer);
     }
 
     fn refuse(&self, command: Command, reason: String) -> Routed {
@@ -198,19 +240,25 @@ fn start_with(
     clock: Arc<HubClock>,
     tasks: &tokio_util::task::TaskTracker,
 ) -> CommandRouter {
+    let spawner = Arc::new(ExecutorSpawner {
+        queue,
+        outbox: outbox.clone(),
+        records: records.clone(),
+        tasks: tasks.clone(),
+    });
     let mut queues = HashMap::new();
     for (printer, target) in printers {
-        let (queue_tx, queue_rx) = mpsc::channel(queue);
-        queues.insert(printer.clone(), queue_tx);
-        let span = tracing::info_span!("commands", printer = %printer);
-        tasks.spawn(tracing::Instrument::instrument(
-            executor(queue_rx, printer.clone(), target, outbox.clone(), records.clone()),
-            span,
-        ));
+        queues.insert(printer.clone(), spawner.spawn(printer, target));
     }
     let (refusals_tx, refusals_rx) = mpsc::channel(REFUSAL_QUEUE);
     tasks.spawn(refuser(refusals_rx, outbox, records));
-    CommandRouter { queues: Arc::new(queues), refusals: refusals_tx, counters, clock }
+    CommandRouter {
+        queues: Arc::new(std::sync::RwLock::new(queues)),
+        refusals: refusals_tx,
+        counters,
+        clock,
+        spawner,
+    }
 }
 
 /// Executes one printer's commands in order, each at most once, never after its expiry,

@@ -164,6 +164,58 @@ pub enum PrinterLinkConfig {
 }
 
 impl PrinterConfig {
+    /// A printer the hub manages, validated as `agent.toml`'s printers are; every problem in
+    /// one message naming its field.
+    pub fn from_managed(managed: &proto::ManagedPrinter) -> Result<PrinterConfig, String> {
+        let (kind, serial, id, host, port, access_code, url, api_key, web_port) =
+            match &managed.link {
+                proto::ManagedLink::Bambu { host, port, access_code } => (
+                    "bambu",
+                    Some(managed.id.to_string()),
+                    None,
+                    Some(host.clone()),
+                    Some(*port),
+                    Some(access_code.clone()),
+                    None,
+                    None,
+                    None,
+                ),
+                proto::ManagedLink::Moonraker { url, api_key, web_port } => (
+                    "moonraker",
+                    None,
+                    Some(managed.id.to_string()),
+                    None,
+                    None,
+                    None,
+                    Some(url.clone()),
+                    api_key.clone(),
+                    Some(*web_port),
+                ),
+            };
+        let raw = RawPrinter {
+            kind: Some(kind.into()),
+            serial,
+            id,
+            host,
+            port,
+            access_code,
+            ca: None,
+            url,
+            api_key,
+            web_port,
+            name: managed.name.clone(),
+            model: managed.model.clone(),
+            builtin_camera: Some(managed.camera),
+            cameras: Vec::new(),
+        };
+        let mut problems = Vec::new();
+        let at = |key: &str| key.to_owned();
+        match raw.validate(&at, &mut problems) {
+            Some(printer) if problems.is_empty() => Ok(printer),
+            _ => Err(problems.join("; ")),
+        }
+    }
+
     pub fn vendor(&self) -> proto::Vendor {
         match self.link {
             PrinterLinkConfig::Bambu { .. } => proto::Vendor::BambuLab,

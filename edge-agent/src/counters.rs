@@ -2,9 +2,10 @@
 //! to the hub in every health record (`RecordBody::AgentHealthV2`), so a farm's Prometheus
 //! scrapes them from the hub.
 //!
-//! Counting is one relaxed atomic add: cheap enough for every refused payload. The set of
-//! printers is fixed at start, so no lock is ever taken. The counts start at zero with the
-//! process; the hub reads them as Prometheus counters (a restart is a reset).
+//! Counting is one relaxed atomic add: cheap enough for every refused payload. Each printer's
+//! counters are handed out once, when its link starts; the map of printers is locked only
+//! then and when a health record reads it. The counts start at zero with the process; the
+//! hub reads them as Prometheus counters (a restart is a reset).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ pub struct Counters {
     hub_reconnects: AtomicU64,
     hub_protocol_errors: AtomicU64,
     commands_refused: AtomicU64,
-    printers: BTreeMap<PrinterId, Arc<PrinterCounters>>,
+    printers: std::sync::RwLock<BTreeMap<PrinterId, Arc<PrinterCounters>>>,
 }
 
 /// One printer's counters; its link's recorder and its cameras hold them.
@@ -35,13 +36,26 @@ impl Counters {
     /// Counters for an agent serving `printers`.
     pub fn new(printers: impl IntoIterator<Item = PrinterId>) -> Counters {
         let printers = printers.into_iter().map(|p| (p, Arc::default())).collect();
-        Counters { printers, ..Counters::default() }
+        Counters { printers: std::sync::RwLock::new(printers), ..Counters::default() }
     }
 
     /// The counters of one printer this agent serves (fresh ones, not reported, for any
     /// other).
     pub fn printer(&self, printer: &PrinterId) -> Arc<PrinterCounters> {
-        self.printers.get(printer).cloned().unwrap_or_default()
+        let printers = self.printers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        printers.get(printer).cloned().unwrap_or_default()
+    }
+
+    /// Starts reporting `printer` (one the hub began managing), keeping any counts it had.
+    pub fn add_printer(&self, printer: &PrinterId) -> Arc<PrinterCounters> {
+        let mut printers = self.printers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        printers.entry(printer.clone()).or_default().clone()
+    }
+
+    /// Stops reporting `printer` (no longer served).
+    pub fn remove_printer(&self, printer: &PrinterId) {
+        let mut printers = self.printers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        printers.remove(printer);
     }
 
     /// A session with the hub ended in an error and will be retried.
@@ -67,6 +81,8 @@ impl Counters {
             commands_refused: self.commands_refused.load(Ordering::Relaxed),
             printers: self
                 .printers
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .iter()
                 .map(|(printer, counters)| proto::PrinterCounters {
                     printer: printer.clone(),

@@ -138,7 +138,11 @@ pub struct SyncClient {
     durable: Arc<Notify>,
     commands: CommandRouter,
     status: watch::Sender<SyncStatus>,
-    printers: Vec<PrinterInfo>,
+    /// The printers announced in each hello; a change (a printer the hub manages was added
+    /// or removed) starts a new session, so the hub hears the new list.
+    printers: watch::Receiver<Vec<PrinterInfo>>,
+    /// Where the hub's managed printers go (`HubMessage::Printers`).
+    managed: Option<mpsc::Sender<proto::DesiredPrinters>>,
     /// Live view and snapshot requests go to the cameras here.
     live_requests: Option<mpsc::Sender<LiveViewRequest>>,
     /// Live frames from the cameras, sent while connected, dropped otherwise.
@@ -171,7 +175,8 @@ impl SyncClient {
             durable,
             commands,
             status,
-            printers,
+            printers: watch::channel(printers).1,
+            managed: None,
             live_requests: None,
             live_frames: None,
             counters: Arc::default(),
@@ -189,6 +194,18 @@ impl SyncClient {
     ) -> SyncClient {
         self.live_requests = Some(requests);
         self.live_frames = Some(frames);
+        self
+    }
+
+    /// Follows the agent's printers as they change (the hub's managed printers come and
+    /// go), and hands the hub's list of managed printers to `managed`.
+    pub fn with_managed_printers(
+        mut self,
+        printers: watch::Receiver<Vec<PrinterInfo>>,
+        managed: mpsc::Sender<proto::DesiredPrinters>,
+    ) -> SyncClient {
+        self.printers = printers;
+        self.managed = Some(managed);
         self
     }
 
@@ -295,7 +312,7 @@ impl SyncClient {
             protocol_version: proto::PROTOCOL_VERSION,
             software: software(),
             capabilities: self.capabilities(),
-            printers: self.printers.clone(),
+            printers: self.printers.borrow_and_update().clone(),
             last_seq,
         };
         frames::write(&mut send, &AgentMessage::Hello(hello)).await?;
@@ -383,6 +400,12 @@ impl SyncClient {
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
+                    // (An error: nobody changes the list; the branch sleeps.)
+                    Ok(()) = self.printers.changed() => {
+                        return Err(SessionError::Lost(
+                            "the agent's printers changed; announcing them anew".into(),
+                        ));
+                    }
                     _ = self.durable.notified() => {}
                     Some(frame) = next_live(&mut live_frames) => {
                         send_live(connection, &live_slots, frame);
@@ -422,6 +445,14 @@ impl SyncClient {
                             }
                             None => tracing::warn!("The hub asked for live view; this agent has no camera."),
                         },
+                        Some(Ok(HubMessage::Printers(desired))) => match &self.managed {
+                            Some(managed) => {
+                                if managed.try_send(desired).is_err() {
+                                    tracing::warn!("Still applying the hub's last printer list; this one comes again on the next connection.");
+                                }
+                            }
+                            None => tracing::warn!("The hub sent printers to manage; this agent runs without managed printers."),
+                        },
                         Some(Ok(other)) => {
                             tracing::debug!(?other, "Ignored a hub message this agent does not handle yet.");
                         }
@@ -443,7 +474,7 @@ impl SyncClient {
 
     fn capabilities(&self) -> Capabilities {
         let base = Capabilities::PRINTER_CONTROL.with(Capabilities::CERTIFICATE_RENEWAL);
-        if self.printers.iter().any(|p| !p.cameras.is_empty()) {
+        if self.printers.borrow().iter().any(|p| !p.cameras.is_empty()) {
             base.with(Capabilities::SNAPSHOTS).with(Capabilities::LIVE_VIEW)
         } else {
             base
