@@ -135,6 +135,9 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         tracing::error!(%error, "The hub's managed printers cannot be read; none run until it sends them again.");
         None
     });
+    if let Some(interval) = config.discovery_interval {
+        tasks.spawn(discover(context.records.clone(), interval, shutdown.clone()));
+    }
     let (infos_tx, infos_rx) = watch::channel(infos.clone());
     let (managed_tx, managed_rx) = mpsc::channel(4);
     let fleet = Fleet {
@@ -160,6 +163,80 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         .with_managed_printers(infos_rx, managed_tx);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
+}
+
+/// How long each listening spell lasts: a Bambu printer announces about once a minute.
+const DISCOVERY_SPELL: Duration = Duration::from_secs(65);
+
+/// Listens for the printers on the LAN now and then, and records what it heard when that
+/// changed, for the hub's "add a printer" list.
+async fn discover(
+    records: mpsc::Sender<(UnixMillis, RecordBody)>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last: Vec<proto::DiscoveredPrinter> = Vec::new();
+    loop {
+        let (found_tx, mut found_rx) = mpsc::channel(64);
+        let spell = tokio::spawn(crate::discovery::listen(DISCOVERY_SPELL, found_tx));
+        let mut heard = Vec::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    spell.abort();
+                    return;
+                }
+                printer = found_rx.recv() => match printer {
+                    Some(printer) => heard.push(wire_discovered(printer)),
+                    None => break,
+                },
+            }
+        }
+        if let Ok(Err(error)) = spell.await {
+            tracing::warn!(%error, "Cannot listen for printers on the LAN.");
+        }
+        heard.sort_by(|a, b| a.key.cmp(&b.key));
+        heard.dedup_by(|a, b| a.key == b.key);
+        if !heard.is_empty() && heard != last {
+            tracing::info!(printers = heard.len(), "Heard printers on the LAN.");
+            let body =
+                RecordBody::Discovered(proto::DiscoveredPrinters { printers: heard.clone() });
+            if records.send((UnixMillis::now(), body)).await.is_err() {
+                return;
+            }
+            last = heard;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// A discovered printer in the wire's terms.
+fn wire_discovered(found: crate::discovery::Discovered) -> proto::DiscoveredPrinter {
+    match found {
+        crate::discovery::Discovered::Bambu(bambu) => proto::DiscoveredPrinter {
+            vendor: proto::Vendor::BambuLab,
+            key: bambu.serial,
+            name: bambu.name,
+            model: bambu.model,
+            address: bambu.address.to_string(),
+            url: None,
+            connection: bambu.connection,
+            bind: bambu.bind,
+        },
+        crate::discovery::Discovered::Moonraker(moonraker) => proto::DiscoveredPrinter {
+            vendor: proto::Vendor::Moonraker,
+            key: moonraker.url.clone(),
+            name: Some(moonraker.name),
+            model: None,
+            address: moonraker.address.to_string(),
+            url: Some(moonraker.url),
+            connection: None,
+            bind: None,
+        },
+    }
 }
 
 /// What every printer's tasks are given.

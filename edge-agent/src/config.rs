@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub sync: RawSync,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub discovery: RawDiscovery,
     /// One entry per printer this agent watches.
     #[serde(default, rename = "printer")]
     pub printers: Vec<RawPrinter>,
@@ -63,6 +65,17 @@ pub struct RawTelemetry {
     pub interval_ms: Option<u64>,
     /// How often the agent reports its own health (outbox depth, drops), seconds.
     pub health_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    /// Listen for the printers on the LAN and tell the hub, so an admin can add them from
+    /// the dashboard (default true). Listening only: nothing is scanned.
+    pub enabled: Option<bool>,
+    /// Minutes between listening spells (default 10); each spell lasts 65 s, long enough to
+    /// hear every Bambu printer's once-a-minute announcement.
+    pub interval_min: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +156,8 @@ pub struct AgentConfig {
     pub idle_timeout: Duration,
     pub telemetry_interval: Duration,
     pub health_interval: Duration,
+    /// Between listening spells for printers on the LAN; `None`: off.
+    pub discovery_interval: Option<Duration>,
     pub printers: Vec<PrinterConfig>,
 }
 
@@ -576,6 +591,9 @@ impl RawConfig {
             health_interval: Duration::from_secs(
                 self.telemetry.health_interval_s.unwrap_or(DEFAULT_HEALTH_INTERVAL_S).max(1),
             ),
+            discovery_interval: (self.discovery.enabled != Some(false)).then(|| {
+                Duration::from_secs(self.discovery.interval_min.unwrap_or(10).max(1) * 60)
+            }),
             printers,
         })
     }

@@ -25,6 +25,9 @@ use crate::db::users::{AuditRow, TokenRow, UserRow};
 use crate::metrics::Source;
 use crate::service::commands::StateName;
 use crate::service::fleet::{Agent, Printer};
+use crate::service::managed::{
+    DiscoveredList, ManagedList, ManagedPrinterRequest, ManagedPrinterView,
+};
 use crate::service::{CommandRequest, CommandSpec, Principal, Role};
 
 /// Counts and times every request by its route template (never the raw path, so ids do not
@@ -422,6 +425,68 @@ pub async fn revoke_agent(
 ) -> Result<Json<Revoked>, ApiError> {
     state.services.fleet.revoke_agent(&principal, &id).await?;
     Ok(Json(Revoked { agent: id, revoked: true }))
+}
+
+/// The printers the hub manages for an agent, with what the agent applied. Secrets are
+/// never shown (`has_secret` says whether one is set).
+#[utoipa::path(get, path = "/agents/{id}/printers", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id")),
+    responses((status = 200, body = ManagedList)))]
+pub async fn managed_printers(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ManagedList>, ApiError> {
+    Ok(Json(state.services.managed.list(&principal, &id).await?))
+}
+
+/// Add or replace a printer the hub manages for an agent. The agent receives the new list
+/// at once, or when it reconnects, and reports whether the printer runs. Leaving out the
+/// access code or API key on an edit keeps the stored one. Audited.
+#[utoipa::path(put, path = "/agents/{id}/printers/{printer}", tag = "agents",
+    params(
+        ("id" = String, Path, description = "The agent's id"),
+        ("printer" = String, Path, description = "The printer's id: a Bambu printer's serial, any id for a Klipper printer"),
+    ),
+    request_body = ManagedPrinterRequest,
+    responses((status = 200, body = ManagedPrinterView)))]
+pub async fn put_managed_printer(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((id, printer)): Path<(String, String)>,
+    JsonBody(request): JsonBody<ManagedPrinterRequest>,
+) -> Result<Json<ManagedPrinterView>, ApiError> {
+    Ok(Json(state.services.managed.put(&principal, &id, &printer, request).await?))
+}
+
+/// Stop managing a printer from the hub: the agent stops driving it. Its history stays.
+/// Audited.
+#[utoipa::path(delete, path = "/agents/{id}/printers/{printer}", tag = "agents",
+    params(
+        ("id" = String, Path, description = "The agent's id"),
+        ("printer" = String, Path, description = "The printer's id"),
+    ),
+    responses((status = 204, description = "Removed")))]
+pub async fn delete_managed_printer(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((id, printer)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.services.managed.delete(&principal, &id, &printer).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The printers an agent heard announce themselves on its LAN (Bambu SSDP, Moonraker mDNS),
+/// to add from.
+#[utoipa::path(get, path = "/agents/{id}/discovered", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id")),
+    responses((status = 200, body = DiscoveredList)))]
+pub async fn discovered_printers(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<DiscoveredList>, ApiError> {
+    Ok(Json(state.services.managed.discovered(&principal, &id).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -199,9 +199,12 @@ pub(super) async fn project(
             RecordBody::CameraHealth(health) => {
                 camera_health(tx, agent, health, record.observed_at).await?;
             }
-            // Kept in the ingest log; the hub does not manage printers yet (issue 16, item 6),
-            // so there is nothing to project them into.
-            RecordBody::PrintersApplied(_) | RecordBody::Discovered(_) => {}
+            RecordBody::PrintersApplied(applied) => {
+                super::managed::applied(tx, agent, applied, record.observed_at).await?;
+            }
+            RecordBody::Discovered(found) => {
+                super::managed::discovered(tx, agent, found, record.observed_at).await?;
+            }
         }
     }
     let event_ids = insert_events(tx, agent, &events).await?;

@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod fleet;
+pub mod managed;
 pub mod principal;
 pub mod views;
 
@@ -50,6 +51,7 @@ impl ServiceError {
 pub struct Services {
     pub fleet: Fleet,
     pub commands: Commands,
+    pub managed: managed::Managed,
     pub live: LiveHub,
 }
 
@@ -57,6 +59,7 @@ impl Services {
     pub fn new(db: Db, sync: SyncHandle) -> Services {
         Services {
             fleet: Fleet::new(db.clone(), sync.clone()),
+            managed: managed::Managed::new(db.clone(), sync.clone()),
             commands: Commands::new(db, sync.clone()),
             live: sync.live().clone(),
         }

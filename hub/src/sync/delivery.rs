@@ -16,6 +16,8 @@ use proto_io as frames;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Signal {
     CommandsPending,
+    /// The printers the hub manages for the agent changed.
+    PrintersChanged,
     Revoked,
     Superseded,
     LiveView(LiveViewRequest),
@@ -43,6 +45,13 @@ impl SyncHandle {
     pub(crate) fn commands_pending(&self, agent: &AgentId) {
         self.shared.changed();
         self.shared.signal(agent, Signal::CommandsPending);
+    }
+
+    /// Tells the agent's connection, if there is one, that its managed printers changed; an
+    /// agent that is away gets the list when it connects.
+    pub(crate) fn printers_changed(&self, agent: &AgentId) {
+        self.shared.changed();
+        self.shared.signal(agent, Signal::PrintersChanged);
     }
 
     /// Revokes an agent and drops its connection at once.
@@ -89,10 +98,38 @@ pub(super) async fn deliver_commands(
     Ok(())
 }
 
+/// Sends `agent` the printers the hub manages for it, unless it applied that version
+/// already. An agent older than version 6 manages none: it is told nothing, and the hub's
+/// API shows the list as not applied.
+pub(super) async fn deliver_printers(
+    shared: &Shared,
+    agent: &AgentId,
+    session_version: u16,
+    send: &mut quinn::SendStream,
+) -> Result<(), ConnectionError> {
+    if session_version < 6 {
+        return Ok(());
+    }
+    let Some(desired) = shared.db.desired_printers(agent).await? else { return Ok(()) };
+    let status = shared.db.managed_status(agent).await?;
+    if status.applied_version == Some(desired.version as i64) {
+        return Ok(());
+    }
+    tracing::info!(%agent, version = desired.version, printers = desired.printers.len(),
+        "Sending the agent its managed printers.");
+    frames::write(send, &HubMessage::Printers(desired)).await?;
+    Ok(())
+}
+
 fn too_old(session_version: u16, needs: u16) -> String {
+    let what = match needs {
+        4 => " (a start's plate check by record, not by clock)",
+        6 => " (a firmware restart or an emergency stop)",
+        _ => "",
+    };
     format!(
-        "the agent speaks wire version {session_version}; this command needs version {needs} \
-         (a start's plate check by record, not by clock): upgrade kitt-agent on that machine"
+        "the agent speaks wire version {session_version}; this command needs version {needs}\
+         {what}: upgrade kitt-agent on that machine"
     )
 }
 
@@ -103,5 +140,6 @@ mod tests {
         let detail = super::too_old(3, 4);
         assert!(detail.contains("version 3") && detail.contains("version 4"), "{detail}");
         assert!(detail.contains("upgrade kitt-agent"), "{detail}");
+        assert!(super::too_old(5, 6).contains("emergency stop"));
     }
 }

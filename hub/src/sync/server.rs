@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::camera_intake::{accept_live_frames, publish_frame};
-use super::delivery::{Live, Signal, deliver_commands};
+use super::delivery::{Live, Signal, deliver_commands, deliver_printers};
 use super::ingest::{self, MAX_BATCH_RECORDS};
 use super::session::IngestSession;
 use super::{ALPN_ENROLL, ALPN_SYNC, HUB_SERVER_NAME, close_code};
@@ -480,6 +480,7 @@ async fn sync_connection(
     let mut committing: Option<ingest::Committing<'_>> = None;
     let result = async {
         deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
+        deliver_printers(shared, &agent, session_version, &mut send).await?;
         loop {
             tokio::select! {
                 // Live view leases: renewed while anyone watches (and at once on connect).
@@ -498,6 +499,9 @@ async fn sync_connection(
                 signal = signals.recv() => match signal {
                     Some(Signal::CommandsPending) => {
                         deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
+                    }
+                    Some(Signal::PrintersChanged) => {
+                        deliver_printers(shared, &agent, session_version, &mut send).await?;
                     }
                     Some(Signal::LiveView(request)) => {
                         frames::write(&mut send, &HubMessage::LiveView(request)).await?;

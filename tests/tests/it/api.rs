@@ -164,6 +164,106 @@ async fn a_property_based_fuzzer_finds_no_5xx_and_no_answer_outside_the_document
     api.stop().await;
 }
 
+/// Issue 16, item 6: a printer an admin adds from the API reaches an agent that was offline
+/// when it was added; a printer the agent cannot drive comes back with its reason; secrets
+/// never come back; a removed printer stops.
+#[tokio::test]
+async fn printers_managed_from_the_hub_reach_an_agent_that_was_away() {
+    let api = Api::start(None).await;
+    let admin = api.user("ada", "admin").await;
+    let viewer = api.user("vic", "viewer").await;
+    let state = tempfile::tempdir().unwrap();
+    let (token, _) = hub::sync::token::create(
+        &api.hub.state.db,
+        &api.hub.sync.ca_fingerprint(),
+        Some("pi-managed"),
+        Duration::from_secs(600),
+        proto::UnixMillis::now(),
+    )
+    .await
+    .unwrap();
+    edge_agent::sync::enroll::enroll(
+        &api.hub.sync_addr.to_string(),
+        &token.to_string(),
+        state.path(),
+    )
+    .await
+    .unwrap();
+    let mut moonraker = printer_sim::moonraker::MoonrakerConfig::new("voron-managed");
+    moonraker.api_key = Some("s3cret-key-123".into());
+    moonraker.step_interval = Duration::from_millis(50);
+    let sim = printer_sim::moonraker::start(moonraker).await.unwrap();
+
+    // The agent is away: the hub keeps the list for it.
+    let path = "/api/v1/agents/pi-managed/printers";
+    let voron = json!({ "kind": "moonraker", "url": format!("http://{}", sim.addr()),
+        "api_key": "s3cret-key-123", "web_port": sim.web_addr().unwrap().port(), "model": "Voron 2.4" });
+    let (status, added) = api.put(&admin, &format!("{path}/voron-managed"), voron).await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(
+        (added["status"].as_str(), added["has_secret"].as_bool()),
+        (Some("pending"), Some(true))
+    );
+    let broken = json!({ "kind": "moonraker", "url": "http://" });
+    let (status, _) = api.put(&admin, &format!("{path}/voron-broken"), broken).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, refused) = api
+        .put(&admin, &format!("{path}/x1"), json!({ "kind": "bambu", "host": "10.0.0.5" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no access code: {refused}");
+    let (status, _) = api.get(&viewer, path).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
+
+    // It comes back, with no printer of its own: it drives the hub's.
+    let mut agent = TestAgent::start(agent_config(state.path(), None, SERIAL));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    let list = eventually(api.hub.sync.changes(), "the agent's answer", || async {
+        let (_, list) = api.get(&admin, path).await;
+        (list["applied_version"] == list["version"]).then_some(list)
+    })
+    .await;
+    assert!(!list.to_string().contains("s3cret-key-123"), "a secret came back: {list}");
+    let printer = |list: &Value, id: &str| {
+        list["printers"].as_array().unwrap().iter().find(|p| p["id"] == id).cloned().unwrap()
+    };
+    assert_eq!(printer(&list, "voron-managed")["status"], "applied", "{list}");
+    let broken = printer(&list, "voron-broken");
+    assert_eq!(broken["status"], "error", "{list}");
+    assert!(broken["error"].as_str().unwrap().starts_with("url:"), "{broken}");
+    let state_json = eventually(api.hub.sync.changes(), "the Voron's state at the hub", || async {
+        let (status, printer) = api.get(&admin, "/api/v1/printers/voron-managed").await;
+        (status == StatusCode::OK && printer["state"]["state"] == "idle").then_some(printer)
+    })
+    .await;
+    assert_eq!(state_json["state"]["kind"], "klipper", "{state_json}");
+    let kept = state.path().join(edge_agent::managed::FILE);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the kept list holds secrets");
+
+    // Removed: the agent stops driving it (Moonraker loses its connection).
+    let (status, _) = api.delete(&admin, &format!("{path}/voron-managed")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let list = eventually(api.hub.sync.changes(), "the removal applied", || async {
+        let (_, list) = api.get(&admin, path).await;
+        (list["applied_version"] == list["version"]).then_some(list)
+    })
+    .await;
+    assert_eq!(list["printers"].as_array().unwrap().len(), 1, "{list}");
+    // Another process's view (the simulator's sockets): polled.
+    tests::fleet::poll_other_process(
+        Duration::from_secs(10),
+        "Moonraker without the agent",
+        || async { (sim.connections() == 0).then_some(()) },
+    )
+    .await;
+    let (status, _) = api.delete(&admin, &format!("{path}/voron-managed")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    agent.stop().await;
+    sim.shutdown().await;
+    api.stop().await;
+}
+
 /// A hub on loopback ports with its own data directory.
 struct Api {
     hub: RunningHub,
@@ -236,6 +336,25 @@ impl Api {
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string()))
+            .unwrap();
+        let (status, _, body) = self.call(request).await;
+        (status, body)
+    }
+
+    async fn put(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let request = Request::put(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let (status, _, body) = self.call(request).await;
+        (status, body)
+    }
+
+    async fn delete(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let request = Request::delete(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
             .unwrap();
         let (status, _, body) = self.call(request).await;
         (status, body)
@@ -929,6 +1048,10 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("get", "/commands/{id}", "viewer"),
         ("get", "/agents", "viewer"),
         ("post", "/agents/{id}/revoke", "admin"),
+        ("get", "/agents/{id}/printers", "admin"),
+        ("put", "/agents/{id}/printers/{printer}", "admin"),
+        ("delete", "/agents/{id}/printers/{printer}", "admin"),
+        ("get", "/agents/{id}/discovered", "admin"),
         ("get", "/printer-claims", "admin"),
         ("post", "/printers/{id}/approve", "admin"),
         ("post", "/printers/{id}/owner", "admin"),
@@ -963,8 +1086,11 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
             if path == "/ws" || path == "/logout" {
                 continue;
             }
-            let concrete =
-                path.replace("{id}", "x").replace("{name}", "x").replace("{camera}", "x");
+            let concrete = path
+                .replace("{id}", "x")
+                .replace("{name}", "x")
+                .replace("{camera}", "x")
+                .replace("{printer}", "x");
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
                 .uri(format!("/api/v1{concrete}"))

@@ -21,6 +21,8 @@ fn the_reference_agent_configuration_parses_and_states_the_defaults() {
     assert_eq!(config.idle_timeout, defaults.idle_timeout);
     assert_eq!(config.telemetry_interval, defaults.telemetry_interval);
     assert_eq!(config.health_interval, Duration::from_secs(60));
+    assert_eq!(config.discovery_interval, defaults.discovery_interval);
+    assert_eq!(config.discovery_interval, Some(Duration::from_secs(600)));
     assert!(config.printers.is_empty(), "no printer by default: the package ships this file");
 }
 
