@@ -12,6 +12,7 @@ export default function AgentsPage() {
   useTitle('Agents');
   const isAdmin = me.value?.role === 'admin';
   const [enrolling, setEnrolling] = useState(false);
+  const [managing, setManaging] = useState(null);
   const list = agents.value;
   const error = agentsError.value;
   let body;
@@ -20,7 +21,7 @@ export default function AgentsPage() {
     body = html`<${EmptyState} title="No agents yet">
       <p>${isAdmin ? 'Use “Add an agent” to enroll the first Raspberry Pi.' : 'An admin can enroll the first Raspberry Pi.'}</p>
     <//>`;
-  } else body = html`<${AgentTable} agents=${list} isAdmin=${isAdmin} />`;
+  } else body = html`<${AgentTable} agents=${list} isAdmin=${isAdmin} onManage=${setManaging} />`;
   return html`<div class="page">
     <div class="page-head">
       <div><h1>Agents</h1><p class="muted">The edge agents on Raspberry Pis next to the printers.</p></div>
@@ -31,8 +32,171 @@ export default function AgentsPage() {
       ${enrolling ? html`<${Enroll} />` : null}
     </section>
     <div>${body}</div>
+    ${isAdmin && managing ? html`<${ManagedPrinters} key=${managing} agent=${managing} onClose=${() => setManaging(null)} />` : null}
     ${isAdmin ? html`<${Ownership} />` : null}
   </div>`;
+}
+
+const EMPTY_FORM = { kind: 'moonraker', id: '', name: '', model: '', host: '', port: '', access_code: '', url: '', api_key: '', web_port: '', camera: true };
+
+// The printers the hub manages for one agent: their status on the agent, what the agent
+// heard on its LAN (to add from), and a form to add or edit one. Secrets are typed in and
+// never shown again.
+function ManagedPrinters({ agent, onClose }) {
+  const [list, setList] = useState(null);
+  const [found, setFound] = useState(null);
+  const [error, setError] = useState(null);
+  const [form, setForm] = useState(null);
+  const [version, setVersion] = useState(0);
+  const heading = useRef(null);
+  useEffect(() => heading.current?.focus(), []);
+  useEffect(() => {
+    const base = `/agents/${encodeURIComponent(agent)}`;
+    Promise.all([
+      api(`${base}/printers`, { resource: 'ManagedList' }),
+      api(`${base}/discovered`, { resource: 'DiscoveredList' }),
+    ]).then(([managed, discovered]) => { setList(managed); setFound(discovered.printers); setError(null); })
+      .catch(setError);
+  }, [agent, version]);
+  // The agent's answer arrives through its records: look again while something is pending.
+  useEffect(() => {
+    if (!list?.printers?.some((p) => p.status === 'pending')) return undefined;
+    const timer = setTimeout(() => setVersion((v) => v + 1), 2000);
+    return () => clearTimeout(timer);
+  }, [list]);
+  const refresh = () => setVersion((v) => v + 1);
+
+  function fromDiscovered(printer) {
+    if (printer.vendor === 'moonraker') {
+      const id = (printer.name ?? '').split('@').pop().trim().replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'klipper';
+      setForm({ ...EMPTY_FORM, kind: 'moonraker', id, url: printer.url ?? '', name: printer.name ?? '' });
+    } else {
+      setForm({ ...EMPTY_FORM, kind: 'bambu', id: printer.key, name: printer.name ?? '', model: printer.model ?? '', host: printer.address });
+    }
+  }
+
+  function edit(printer) {
+    setForm({
+      ...EMPTY_FORM, editing: true, kind: printer.kind, id: printer.id, name: printer.name ?? '', model: printer.model ?? '',
+      host: printer.host ?? '', port: printer.port ? String(printer.port) : '', url: printer.url ?? '',
+      web_port: printer.web_port ? String(printer.web_port) : '', camera: printer.camera, has_secret: printer.has_secret,
+    });
+  }
+
+  async function remove(printer) {
+    const ok = await confirmDialog({
+      title: `Stop managing ${printer.name || printer.id}?`,
+      body: html`<p>Agent ${agent} stops driving it. Its history stays.</p>`,
+      confirmLabel: 'Remove',
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      await api(`/agents/${encodeURIComponent(agent)}/printers/${encodeURIComponent(printer.id)}`, { method: 'DELETE' });
+      toast(`${printer.name || printer.id} removed from ${agent}.`, 'ok');
+      refresh();
+    } catch (failure) {
+      toast(`Could not remove: ${failure.message}`, 'error');
+    }
+  }
+
+  const status = (printer) => {
+    if (printer.status === 'applied') return html`<${Badge} kind="ok">running<//>`;
+    if (printer.status === 'error') return html`<${Badge} kind="danger">refused<//> <span class="warn-text">${printer.error}</span>`;
+    return html`<${Badge} kind="muted">waiting for the agent<//>`;
+  };
+  return html`<section class="panel" aria-labelledby="managed-h" data-testid="managed-printers" data-agent=${agent}>
+    <div class="page-head">
+      <h2 id="managed-h" tabindex="-1" ref=${heading}>Printers managed for ${agent}</h2>
+      <button type="button" class="btn btn-small" onClick=${onClose}>Close<${VisuallyHidden}> printers of ${agent}<//></button>
+    </div>
+    <p class="muted">The agent receives this list now, or when it next connects, and runs it without a restart. Printers in its own agent.toml are managed there.</p>
+    ${error ? html`<${ErrorBox} error=${error} />` : null}
+    ${!list && !error ? html`<${Loading}>Loading…<//>` : null}
+    ${list ? (list.printers.length ? html`<ul class="plain-list" data-testid="managed-list">${list.printers.map((p) => html`<li key=${p.id} data-managed-id=${p.id} data-status=${p.status}>
+        <span class="strong">${p.name || p.id}</span> <span class="muted mono">${p.id}</span>
+        <span class="muted">${p.kind === 'bambu' ? `Bambu Lab at ${p.host}` : `Klipper at ${p.url}`}</span> ${status(p)}
+        <button type="button" class="btn btn-small" onClick=${() => edit(p)}>Edit<${VisuallyHidden}> ${p.name || p.id}<//></button>
+        <button type="button" class="btn btn-small btn-danger" onClick=${() => remove(p)}>Remove<${VisuallyHidden}> ${p.name || p.id}<//></button>
+      </li>`)}</ul>` : html`<p>No printers managed from the hub yet.</p>`) : null}
+    <h3>Heard on its network</h3>
+    ${found?.length ? html`<ul class="plain-list" data-testid="discovered-list">${found.map((d) => html`<li key=${d.key} data-discovered=${d.key}>
+        <span class="strong">${d.name || d.key}</span>
+        <span class="muted">${d.vendor === 'moonraker' ? `Klipper (Moonraker) at ${d.url}` : `Bambu Lab ${d.model ?? ''} at ${d.address}${d.bind === 'occupied' ? ', bound to a Bambu account' : ''}`}</span>
+        <span class="muted">heard ${relativeTime(d.seen_at)}</span>
+        <button type="button" class="btn btn-small btn-primary" onClick=${() => fromDiscovered(d)}>Add<${VisuallyHidden}> ${d.name || d.key}<//></button>
+      </li>`)}</ul>` : html`<p class="muted">Nothing heard yet: the agent listens for a minute every ten (Bambu printers announce themselves, Moonraker over mDNS).</p>`}
+    <div class="button-row"><button type="button" class="btn" data-testid="managed-add" onClick=${() => setForm({ ...EMPTY_FORM })}>Add a printer by hand</button></div>
+    ${form ? html`<${ManagedForm} agent=${agent} initial=${form} onDone=${() => { setForm(null); refresh(); }} onCancel=${() => setForm(null)} />` : null}
+  </section>`;
+}
+
+function ManagedForm({ agent, initial, onDone, onCancel }) {
+  const [form, setForm] = useState(initial);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const first = useRef(null);
+  useEffect(() => first.current?.focus(), []);
+  const set = (key) => (event) => setForm({ ...form, [key]: event.currentTarget.type === 'checkbox' ? event.currentTarget.checked : event.currentTarget.value });
+  const text = (label, key, hint, attrs = {}) => html`<${Field} label=${label} hint=${hint}
+    control=${(id, hintId) => html`<input id=${id} aria-describedby=${hintId} type="text" autocomplete="off" spellcheck="false"
+      value=${form[key]} onInput=${set(key)} data-field=${key} ...${attrs} />`} />`;
+
+  async function submit(event) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    const body = { kind: form.kind, camera: form.camera };
+    for (const key of ['name', 'model']) if (form[key].trim()) body[key] = form[key].trim();
+    if (form.kind === 'bambu') {
+      body.host = form.host.trim();
+      if (form.port) body.port = Number(form.port);
+      if (form.access_code) body.access_code = form.access_code;
+    } else {
+      body.url = form.url.trim();
+      if (form.web_port) body.web_port = Number(form.web_port);
+      if (form.api_key) body.api_key = form.api_key;
+    }
+    try {
+      await api(`/agents/${encodeURIComponent(agent)}/printers/${encodeURIComponent(form.id.trim())}`, {
+        method: 'PUT', body, request: 'ManagedPrinterRequest', resource: 'ManagedPrinterView',
+      });
+      toast(`${form.name || form.id} sent to ${agent}.`, 'ok');
+      onDone();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const secretHint = form.editing && form.has_secret ? 'Stored; leave empty to keep it' : undefined;
+  return html`<form class="form-grid" onSubmit=${submit} data-testid="managed-form">
+    <h3>${form.editing ? `Edit ${form.id}` : 'Add a printer'}</h3>
+    <${Field} label="Kind" control=${(id) => html`<select id=${id} ref=${first} value=${form.kind} disabled=${form.editing} onChange=${set('kind')} data-field="kind">
+      <option value="moonraker">Klipper (Moonraker)</option><option value="bambu">Bambu Lab (LAN mode)</option>
+    </select>`} />
+    ${text(form.kind === 'bambu' ? 'Serial number' : 'Printer id', 'id', form.kind === 'bambu' ? 'On the printer: Settings > Device' : 'Letters, digits, dot, dash, underscore; e.g. voron-1',
+      { required: true, readonly: form.editing, pattern: '[A-Za-z0-9._-]{1,64}' })}
+    ${text('Name (optional)', 'name')}
+    ${text('Model (optional)', 'model')}
+    ${form.kind === 'bambu' ? html`
+      ${text('Address', 'host', 'The printer’s IP address or host name', { required: true })}
+      <${Field} label="LAN access code" hint=${secretHint ?? 'The 8 characters on the printer’s screen (LAN only mode)'}
+        control=${(id, hintId) => html`<input id=${id} aria-describedby=${hintId} type="password" autocomplete="off"
+          value=${form.access_code} onInput=${set('access_code')} data-field="access_code" required=${!form.has_secret} />`} />` : html`
+      ${text('Moonraker address', 'url', 'e.g. http://voron.local:7125', { required: true })}
+      <${Field} label="API key (if Moonraker requires one)" hint=${secretHint}
+        control=${(id, hintId) => html`<input id=${id} aria-describedby=${hintId} type="password" autocomplete="off"
+          value=${form.api_key} onInput=${set('api_key')} data-field="api_key" />`} />
+      ${text('Web server port (optional)', 'web_port', 'Where its webcam URLs resolve; 80 unless Mainsail or Fluidd runs elsewhere', { inputmode: 'numeric', pattern: '[0-9]{0,5}' })}`}
+    <div class="field"><label><input type="checkbox" checked=${form.camera} onChange=${set('camera')} data-field="camera" /> Watch its camera</label></div>
+    ${error ? html`<${ErrorBox} error=${error} />` : null}
+    <div class="button-row">
+      <button type="submit" class="btn btn-primary" disabled=${busy} data-testid="managed-save">${form.editing ? 'Save' : 'Add'}</button>
+      <button type="button" class="btn" onClick=${onCancel}>Cancel</button>
+    </div>
+  </form>`;
 }
 
 // Which agent owns each printer: new printers awaiting approval, and claims refused because
@@ -147,7 +311,7 @@ function Enroll() {
     </div>`;
 }
 
-function AgentTable({ agents: list, isAdmin }) {
+function AgentTable({ agents: list, isAdmin, onManage }) {
   const th = (text) => html`<th scope="col">${text}</th>`;
   return html`<div class="table-wrap"><table class="table stack" data-testid="agents-table">
     <caption class="visually-hidden">Agents and their health</caption>
@@ -166,8 +330,11 @@ function AgentTable({ agents: list, isAdmin }) {
       <td data-label="Disk free">${bytes(agent.disk_free_bytes)}</td>
       <td data-label="Clock"><${Clock} agent=${agent} /></td>
       <td data-label="Certificate expires"><${Certificate} agent=${agent} /></td>
-      ${isAdmin ? html`<td data-label="Actions">${agent.revoked_at ? '—' : html`<button type="button" class="btn btn-small btn-danger" onClick=${() => revoke(agent)}>
-        Revoke<${VisuallyHidden}> ${agent.name || agent.id}<//></button>`}</td>` : null}
+      ${isAdmin ? html`<td data-label="Actions">${agent.revoked_at ? '—' : html`<div class="button-row">
+        <button type="button" class="btn btn-small" data-testid="manage-printers" onClick=${() => onManage(agent.id)}>
+          Printers<${VisuallyHidden}> of ${agent.name || agent.id}<//></button>
+        <button type="button" class="btn btn-small btn-danger" onClick=${() => revoke(agent)}>
+        Revoke<${VisuallyHidden}> ${agent.name || agent.id}<//></button></div>`}</td>` : null}
     </tr>`)}</tbody>
   </table></div>`;
 }

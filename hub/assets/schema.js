@@ -109,10 +109,26 @@ export const FIELDS = {
   "AuditLog": { "audit": "AuditEntry[]" },
   "AuditEntry": { "at": "integer", "actor": "string", "action": "string", "status": "integer", "detail": "string?" },
 
+  "ManagedList": { "agent": "string", "version": "integer", "applied_version": "integer?", "applied_at": "integer?", "printers": "ManagedPrinterView[]" },
+  "ManagedPrinterView": {
+    "id": "string", "agent": "string", "kind": "string", "name": "string?", "model": "string?", "host": "string?",
+    "port": "integer?", "url": "string?", "web_port": "integer?", "camera": "boolean", "has_secret": "boolean",
+    "status": "string", "error": "string?", "updated_at": "integer"
+  },
+  "DiscoveredList": { "agent": "string", "printers": "DiscoveredRow[]" },
+  "DiscoveredRow": {
+    "vendor": "string", "key": "string", "name": "string?", "model": "string?", "address": "string", "url": "string?",
+    "connection": "string?", "bind": "string?", "seen_at": "integer"
+  },
+
   "LoginRequest": { "name": "string", "password": "string" },
   "CommandRequest": {
     "action": "string", "node": "string?", "mode": "string?", "level": "string?", "confirmed": "boolean?",
     "expires_in_s": "integer?"
+  },
+  "ManagedPrinterRequest": {
+    "kind": "string", "name": "string?", "model": "string?", "host": "string?", "port": "integer?", "access_code": "string?",
+    "url": "string?", "api_key": "string?", "web_port": "integer?", "camera": "boolean?"
   },
   "EnrollmentTokenRequest": { "ttl_s": "integer?", "name": "string?", "printers": "string[]?" },
   "UserRequest": { "name": "string", "password": "string", "role": "string" },

@@ -252,6 +252,46 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.wait_all("[data-testid=agents-table] tbody tr", 6);
     browser.screenshot(&shots, "5-agents");
 
+    // A Klipper printer added from the dashboard reaches the desk's agent, which runs it.
+    let klipper = Process::spawn(Command::new(bin("kitt-printer-sim")).args([
+        "--kind",
+        "moonraker",
+        "--bind",
+        "127.0.0.1:0",
+        "--name",
+        "desk-klipper",
+        "--no-camera",
+        "--announce-ms",
+        "0",
+    ]));
+    let line = klipper.wait_line("moonraker listening on");
+    let address = line.split_whitespace().find(|w| w.contains(':')).unwrap().to_owned();
+    browser.click(&browser.wait("[data-agent-id=pi-desk] [data-testid=manage-printers]"));
+    browser.wait("[data-testid=managed-printers][data-agent=pi-desk]");
+    browser.click(&browser.wait("[data-testid=managed-add]"));
+    browser.type_text(&browser.wait("[data-testid=managed-form] [data-field=id]"), "desk-klipper");
+    browser
+        .type_text(&browser.wait("[data-testid=managed-form] [data-field=name]"), "Desk Klipper");
+    browser.type_text(
+        &browser.wait("[data-testid=managed-form] [data-field=url]"),
+        &format!("http://{address}"),
+    );
+    browser.click(&browser.wait("[data-testid=managed-save]"));
+    browser.wait("[data-managed-id=desk-klipper]");
+    browser.screenshot(&shots, "5b-managed-pending");
+    browser.wait("[data-managed-id=desk-klipper][data-status=applied]");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls in the managed printers panel"
+    );
+    browser.screenshot(&shots, "5c-managed-applied");
+    // It is in the fleet now, shown in Klipper's terms.
+    browser.goto(&format!("{base}/printers/desk-klipper"));
+    browser.wait_text("[data-testid=printer-state]", "the added printer", &["idle"]);
+    browser.wait("[data-testid=cmd-firmware-restart]");
+    drop(klipper);
+
     // The event log and the admin page.
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);
