@@ -168,26 +168,45 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
 /// How long each listening spell lasts: a Bambu printer announces about once a minute.
 const DISCOVERY_SPELL: Duration = Duration::from_secs(65);
 
-/// Listens for the printers on the LAN now and then, and records what it heard when that
-/// changed, for the hub's "add a printer" list.
+/// Listens for the printers on the LAN now and then, and records what it heard whenever
+/// that changed: a couple of seconds after the last new printer (so a person adding printers
+/// from the dashboard sees them within seconds of the agent starting), and at each spell's end.
 async fn discover(
     records: mpsc::Sender<(UnixMillis, RecordBody)>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut last: Vec<proto::DiscoveredPrinter> = Vec::new();
+    /// Quiet this long after a new printer before recording.
+    const SETTLE: Duration = Duration::from_secs(2);
+    let mut recorded: Vec<proto::DiscoveredPrinter> = Vec::new();
     loop {
         let (found_tx, mut found_rx) = mpsc::channel(64);
         let spell = tokio::spawn(crate::discovery::listen(DISCOVERY_SPELL, found_tx));
-        let mut heard = Vec::new();
+        let mut heard: Vec<proto::DiscoveredPrinter> = Vec::new();
+        let mut flush_at: Option<Instant> = None;
         loop {
+            let flush = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => {
                     spell.abort();
                     return;
                 }
+                () = flush => {
+                    flush_at = None;
+                    if !record_heard(&records, &mut heard, &mut recorded).await {
+                        return;
+                    }
+                }
                 printer = found_rx.recv() => match printer {
-                    Some(printer) => heard.push(wire_discovered(printer)),
+                    Some(printer) => {
+                        heard.push(wire_discovered(printer));
+                        flush_at = Some(Instant::now() + SETTLE);
+                    }
                     None => break,
                 },
             }
@@ -195,22 +214,34 @@ async fn discover(
         if let Ok(Err(error)) = spell.await {
             tracing::warn!(%error, "Cannot listen for printers on the LAN.");
         }
-        heard.sort_by(|a, b| a.key.cmp(&b.key));
-        heard.dedup_by(|a, b| a.key == b.key);
-        if !heard.is_empty() && heard != last {
-            tracing::info!(printers = heard.len(), "Heard printers on the LAN.");
-            let body =
-                RecordBody::Discovered(proto::DiscoveredPrinters { printers: heard.clone() });
-            if records.send((UnixMillis::now(), body)).await.is_err() {
-                return;
-            }
-            last = heard;
+        if !record_heard(&records, &mut heard, &mut recorded).await {
+            return;
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// Records `heard` (deduplicated, newest sighting of each printer) if it differs from what
+/// was recorded last; false when the writer has stopped.
+async fn record_heard(
+    records: &mpsc::Sender<(UnixMillis, RecordBody)>,
+    heard: &mut Vec<proto::DiscoveredPrinter>,
+    recorded: &mut Vec<proto::DiscoveredPrinter>,
+) -> bool {
+    // The newest sighting of each printer wins.
+    heard.reverse();
+    heard.sort_by(|a, b| a.key.cmp(&b.key));
+    heard.dedup_by(|a, b| a.key == b.key);
+    if heard.is_empty() || heard == recorded {
+        return true;
+    }
+    tracing::info!(printers = heard.len(), "Heard printers on the LAN.");
+    let body = RecordBody::Discovered(proto::DiscoveredPrinters { printers: heard.clone() });
+    *recorded = heard.clone();
+    records.send((UnixMillis::now(), body)).await.is_ok()
 }
 
 /// A discovered printer in the wire's terms.

@@ -58,12 +58,13 @@ function ManagedPrinters({ agent, onClose }) {
     ]).then(([managed, discovered]) => { setList(managed); setFound(discovered.printers); setError(null); })
       .catch(setError);
   }, [agent, version]);
-  // The agent's answer arrives through its records: look again while something is pending.
+  // The agent's answers and what it hears arrive through its records: look again every few
+  // seconds while the panel is open, sooner while a change waits for the agent.
   useEffect(() => {
-    if (!list?.printers?.some((p) => p.status === 'pending')) return undefined;
-    const timer = setTimeout(() => setVersion((v) => v + 1), 2000);
+    const pending = list?.printers?.some((p) => p.status === 'pending');
+    const timer = setTimeout(() => setVersion((v) => v + 1), pending ? 2000 : 5000);
     return () => clearTimeout(timer);
-  }, [list]);
+  }, [list, found, error]);
   const refresh = () => setVersion((v) => v + 1);
 
   function fromDiscovered(printer) {
@@ -122,6 +123,7 @@ function ManagedPrinters({ agent, onClose }) {
     <h3>Heard on its network</h3>
     ${found?.length ? html`<ul class="plain-list" data-testid="discovered-list">${found.map((d) => html`<li key=${d.key} data-discovered=${d.key}>
         <span class="strong">${d.name || d.key}</span>
+        ${d.vendor === 'moonraker' ? null : html`<span class="muted mono">${d.key}</span>`}
         <span class="muted">${d.vendor === 'moonraker' ? `Klipper (Moonraker) at ${d.url}` : `Bambu Lab ${d.model ?? ''} at ${d.address}${d.bind === 'occupied' ? ', bound to a Bambu account' : ''}`}</span>
         <span class="muted">heard ${relativeTime(d.seen_at)}</span>
         <button type="button" class="btn btn-small btn-primary" onClick=${() => fromDiscovered(d)}>Add<${VisuallyHidden}> ${d.name || d.key}<//></button>

@@ -242,6 +242,7 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
             Kind::Bambu => command
                 .args(["--serial", scenario.serial, "--access-code", ACCESS_CODE])
                 .args(["--model", scenario.model, "--bind", "127.0.0.1:0", "--report-ms", "1000"])
+                .args(["--name", scenario.name])
                 .arg("--ca-out")
                 .arg(&dir),
             Kind::Klipper => command.args([

@@ -371,3 +371,87 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     drop(browser);
     demo.terminate();
 }
+
+/// Set (to anything) in the copy of the test below that runs inside its network namespace.
+const IN_NETNS: &str = "BROWSER_TEST_NETNS";
+
+/// Issue 16: an admin adds a printer an agent heard on its LAN. Runs in a network namespace
+/// the test makes (its own loopback, multicast on): the demo's simulators announce themselves
+/// there as real printers do, the agents hear them, and nothing reaches the host's LAN. The
+/// test runs itself again inside the namespace, hub, agents, simulators and browser included.
+#[test]
+fn the_dashboard_adds_a_printer_an_agent_heard_on_its_lan() {
+    if std::env::var_os(IN_NETNS).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let status = Command::new("unshare")
+            .args(["--net", "--", "sh", "-c"])
+            .arg(
+                "ip link set lo up && ip link set lo multicast on && \
+                 ip route add 224.0.0.0/4 dev lo && exec \"$0\" \"$@\"",
+            )
+            .arg(exe)
+            .args(["--exact", "browser::the_dashboard_adds_a_printer_an_agent_heard_on_its_lan"])
+            .args(["--nocapture", "--test-threads", "1"])
+            .env(IN_NETNS, "1")
+            .status()
+            .expect("cannot run unshare: the test needs root and network namespaces");
+        assert!(status.success(), "the test inside its network namespace failed ({status})");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let demo = Process::spawn(
+        Command::new(bin("kitt-hub"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["demo", "--http-listen", &format!("127.0.0.1:{port}")])
+            .env("KITT_LOG", "warn")
+            .env_remove(IN_NETNS),
+    );
+    let banner = demo.wait_line("log in as admin with password");
+    let password = banner.rsplit(' ').next().unwrap().to_owned();
+    let base = format!("http://localhost:{port}");
+    let shots = artifacts_dir("browser-discovered");
+    let driver = Driver::start();
+    let browser = driver.session(1280, 900);
+    browser.goto(&format!("{base}/login"));
+    browser.type_text(&browser.wait("[data-testid=login-name]"), "admin");
+    browser.type_text(&browser.wait("[data-testid=login-password]"), &password);
+    browser.click(&browser.wait("[data-testid=login-submit]"));
+    browser.wait_all("[data-testid=printer-card]", 6);
+
+    // The desk's agent heard the others' printers; it adds the Neptune's Moonraker.
+    browser.goto(&format!("{base}/agents"));
+    browser.click(&browser.wait("[data-agent-id=pi-desk] [data-testid=manage-printers]"));
+    let panel = "[data-testid=managed-printers][data-agent=pi-desk]";
+    browser.wait(panel);
+    // Heard within seconds of the agent starting; the open panel follows what it hears.
+    browser.wait(&format!("{panel} [data-testid=discovered-list] [data-discovered^='http://']"));
+    browser.wait(&format!(
+        "{panel} [data-testid=discovered-list] [data-discovered='01P00C391800001']"
+    ));
+    browser.screenshot(&shots, "1-discovered");
+    let neptune = browser.execute(
+        "return [...document.querySelectorAll('[data-testid=discovered-list] li')]
+           .find(li => li.textContent.includes('neptune'))?.dataset.discovered ?? null",
+    );
+    let neptune = neptune.as_str().expect("the Neptune's Moonraker among the heard").to_owned();
+    browser.click(&browser.wait(&format!("[data-discovered='{neptune}'] button")));
+    browser.wait("[data-testid=managed-form] [data-field=url]");
+    let filled = browser.execute(
+        "const form = document.querySelector('[data-testid=managed-form]');
+         return ['kind', 'id', 'url'].map(f => form.querySelector(`[data-field=${f}]`).value)",
+    );
+    assert_eq!(filled, serde_json::json!(["moonraker", "neptune-4-pro", neptune]));
+    browser.click(&browser.wait("[data-testid=managed-save]"));
+    browser.wait("[data-managed-id=neptune-4-pro][data-status=applied]");
+    browser.screenshot(&shots, "2-added-from-discovered");
+    browser.goto(&format!("{base}/printers/neptune-4-pro"));
+    browser.wait_text(
+        "[data-testid=printer-state]",
+        "the added Klipper printer",
+        &["printing", "idle", "finished"],
+    );
+    drop(browser);
+    demo.terminate();
+}
