@@ -117,9 +117,13 @@ fn watch_shows_a_whole_job_and_then_a_scripted_failure() {
     assert_eq!(finished["event"]["job_name"], "benchy");
     let events = event_types(&between);
     assert!(events.contains(&"state_changed".to_owned()), "{events:?}");
-    // The state lines on the way show the job advancing layer by layer to 100 %.
+    // The state lines on the way show the job advancing layer by layer to 100 %. The last
+    // layer may come in the same report as the finish, and a report's events are printed
+    // before its state: take the state line that follows the event too.
+    let (after, _) = watch.until("the state after the job's end", |l| l["kind"] == "state");
     let layers: Vec<u64> = between
         .iter()
+        .chain(std::iter::once(&after))
         .filter(|l| l["kind"] == "state")
         .filter_map(|l| l["state"]["layer"].as_u64())
         .collect();
