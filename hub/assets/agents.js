@@ -120,6 +120,7 @@ function ManagedPrinters({ agent, onClose }) {
         <button type="button" class="btn btn-small" onClick=${() => edit(p)}>Edit<${VisuallyHidden}> ${p.name || p.id}<//></button>
         <button type="button" class="btn btn-small btn-danger" onClick=${() => remove(p)}>Remove<${VisuallyHidden}> ${p.name || p.id}<//></button>
       </li>`)}</ul>` : html`<p>No printers managed from the hub yet.</p>`) : null}
+    ${list?.local?.length ? html`<p data-testid="managed-locally">Managed locally, in the agent’s agent.toml: ${list.local.map((p, i) => html`${i ? ', ' : ''}<span class="strong">${p.name || p.id}</span> <span class="muted mono">${p.id}</span>`)}</p>` : null}
     <h3>Heard on its network</h3>
     ${found?.length ? html`<ul class="plain-list" data-testid="discovered-list">${found.map((d) => html`<li key=${d.key} data-discovered=${d.key}>
         <span class="strong">${d.name || d.key}</span>

@@ -109,7 +109,11 @@ export const FIELDS = {
   "AuditLog": { "audit": "AuditEntry[]" },
   "AuditEntry": { "at": "integer", "actor": "string", "action": "string", "status": "integer", "detail": "string?" },
 
-  "ManagedList": { "agent": "string", "version": "integer", "applied_version": "integer?", "applied_at": "integer?", "printers": "ManagedPrinterView[]" },
+  "ManagedList": {
+    "agent": "string", "version": "integer", "applied_version": "integer?", "applied_at": "integer?",
+    "printers": "ManagedPrinterView[]", "local": "LocalPrinter[]"
+  },
+  "LocalPrinter": { "id": "string", "name": "string?" },
   "ManagedPrinterView": {
     "id": "string", "agent": "string", "kind": "string", "name": "string?", "model": "string?", "host": "string?",
     "port": "integer?", "url": "string?", "web_port": "integer?", "camera": "boolean", "has_secret": "boolean",

@@ -48,3 +48,13 @@ CREATE TABLE discovered_printers (
     seen_at BIGINT NOT NULL,
     PRIMARY KEY (agent_id, discovery_key)
 );
+
+-- The printers each agent announced in its latest hello: its own (agent.toml's) and the
+-- managed ones it runs. Those not managed from the hub show as managed locally.
+CREATE TABLE announced_printers (
+    agent_id TEXT NOT NULL,
+    printer_id TEXT NOT NULL,
+    name TEXT,
+    announced_at BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, printer_id)
+);

@@ -244,6 +244,48 @@ impl Db {
         })
     }
 
+    /// Replaces the printers `agent` announced (its latest hello's, those it owns).
+    pub async fn set_announced(
+        &self,
+        agent: &AgentId,
+        printers: &[&proto::PrinterInfo],
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM announced_printers WHERE agent_id = $1")
+            .bind(agent.as_str())
+            .execute(&mut *tx)
+            .await?;
+        for printer in printers {
+            sqlx::query(
+                "INSERT INTO announced_printers (agent_id, printer_id, name, announced_at)                  VALUES ($1, $2, $3, $4)",
+            )
+            .bind(agent.as_str())
+            .bind(printer.id.as_str())
+            .bind(printer.name.as_deref())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The printers `agent` announced that the hub does not manage: its `agent.toml`'s,
+    /// as `(id, name)`.
+    pub async fn local_printers(
+        &self,
+        agent: &AgentId,
+    ) -> Result<Vec<(String, Option<String>)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT printer_id, name FROM announced_printers WHERE agent_id = $1              AND printer_id NOT IN (SELECT printer_id FROM managed_printers WHERE agent_id = $1)              ORDER BY printer_id",
+        )
+        .bind(agent.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     /// What `agent` heard on its LAN, newest first.
     pub async fn discovered(&self, agent: &AgentId) -> Result<Vec<DiscoveredRow>, DbError> {
         let rows = sqlx::query(

@@ -72,6 +72,16 @@ pub struct ManagedList {
     pub applied_version: Option<i64>,
     pub applied_at: Option<i64>,
     pub printers: Vec<ManagedPrinterView>,
+    /// The printers the agent runs from its own `agent.toml` (managed locally), as of its
+    /// latest connection.
+    pub local: Vec<LocalPrinter>,
+}
+
+/// A printer an agent runs from its own configuration.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LocalPrinter {
+    pub id: String,
+    pub name: Option<String>,
 }
 
 /// What an agent heard on its LAN.
@@ -129,12 +139,20 @@ impl Managed {
                 view(&agent, &row.printer, row.updated_at, state, error)
             })
             .collect();
+        let local = self
+            .db
+            .local_printers(&agent)
+            .await?
+            .into_iter()
+            .map(|(id, name)| LocalPrinter { id, name })
+            .collect();
         Ok(ManagedList {
             agent: agent.to_string(),
             version: status.version,
             applied_version: status.applied_version,
             applied_at: status.applied_at,
             printers,
+            local,
         })
     }
 

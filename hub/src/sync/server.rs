@@ -433,6 +433,7 @@ async fn sync_connection(
             }
         }
     }
+    shared.db.set_announced(&agent, &owned, UnixMillis::now()).await?;
     shared.cameras.serves(&agent, owned.iter().map(|p| p.id.clone()));
     let cameras: Arc<HashSet<(PrinterId, CameraId)>> = Arc::new(
         owned.iter().flat_map(|p| p.cameras.iter().map(|c| (p.id.clone(), c.clone()))).collect(),

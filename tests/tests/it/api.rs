@@ -223,6 +223,7 @@ async fn printers_managed_from_the_hub_reach_an_agent_that_was_away() {
     })
     .await;
     assert!(!list.to_string().contains("s3cret-key-123"), "a secret came back: {list}");
+    assert_eq!(list["local"], json!([]), "the agent has no printer of its own: {list}");
     let printer = |list: &Value, id: &str| {
         list["printers"].as_array().unwrap().iter().find(|p| p["id"] == id).cloned().unwrap()
     };

@@ -268,6 +268,12 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     let address = line.split_whitespace().find(|w| w.contains(':')).unwrap().to_owned();
     browser.click(&browser.wait("[data-agent-id=pi-desk] [data-testid=manage-printers]"));
     browser.wait("[data-testid=managed-printers][data-agent=pi-desk]");
+    // Its own printer, from its agent.toml, is shown as managed there.
+    browser.wait_text(
+        "[data-testid=managed-locally]",
+        "the desk's own printer",
+        &["0309ca391800003"],
+    );
     browser.click(&browser.wait("[data-testid=managed-add]"));
     browser.type_text(&browser.wait("[data-testid=managed-form] [data-field=id]"), "desk-klipper");
     browser
