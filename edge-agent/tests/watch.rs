@@ -174,7 +174,6 @@ fn watch_moonraker_shows_a_klipper_job_its_webcam_and_a_refused_key() {
     config.step_interval = Duration::from_millis(40);
     config.update_interval = Duration::from_millis(20);
     config.klipper.layers = 5;
-    config.autostart = Some("benchy.gcode".into());
     let sim = runtime.block_on(moonraker::start(config)).unwrap();
     let url = format!("http://{}", sim.addr());
     let web_port = sim.web_addr().unwrap().port().to_string();
@@ -188,6 +187,12 @@ fn watch_moonraker_shows_a_klipper_job_its_webcam_and_a_refused_key() {
         "--model",
         "Voron 2.4",
     ]);
+    // The job starts once watch shows the idle printer (a slow machine, QEMU in CI, may take
+    // longer to connect than a short job takes).
+    let (_, before_job) = watch.until("the idle printer", |l| {
+        l["kind"] == "state" && l["state"]["state"] == "idle" && l["state"]["firmware"].is_string()
+    });
+    sim.start_print("benchy.gcode").unwrap();
     let (printing, before) = watch.until("the printing printer", |l| {
         l["kind"] == "state"
             && l["state"]["state"] == "printing"
@@ -200,7 +205,7 @@ fn watch_moonraker_shows_a_klipper_job_its_webcam_and_a_refused_key() {
     let (finished, seen) = watch.until_event("job_finished");
     assert_eq!(finished["event"]["job_name"], "benchy.gcode");
     let cameras: Vec<&Value> =
-        before.iter().chain(&seen).filter(|l| l["kind"] == "cameras").collect();
+        before_job.iter().chain(&before).chain(&seen).filter(|l| l["kind"] == "cameras").collect();
     let expected = format!("mjpeg http://127.0.0.1:{web_port}/webcam/?action=stream");
     assert!(cameras.iter().any(|l| l["cameras"][0]["source"] == expected.as_str()), "{cameras:?}");
     drop(watch);

@@ -171,6 +171,14 @@ impl MoonrakerHandle {
         f(&mut self.shared.klipper())
     }
 
+    /// Starts printing `file` as `printer.print.start` would (for tests that start a job once
+    /// their client watches), telling every connection.
+    pub fn start_print(&self, file: &str) -> Result<(), RpcError> {
+        let notices = self.shared.klipper().start(file)?;
+        self.shared.publish(notices);
+        Ok(())
+    }
+
     /// Stops serving and waits for every task.
     pub async fn shutdown(self) {
         self.shutdown.cancel();

@@ -129,10 +129,11 @@ async fn pause_resume_and_cancel_reach_klipper() {
     init();
     let mut config = sim_config();
     config.klipper.layers = 400;
-    config.autostart = Some("benchy.gcode".into());
     let printer = sim::start(config).await.unwrap();
     let shutdown = CancellationToken::new();
     let (handle, mut outputs, task) = link::spawn(link_config(&printer, None), shutdown.clone());
+    state(&mut outputs, "the idle printer", PrintState::Idle).await;
+    printer.start_print("benchy.gcode").unwrap();
     state(&mut outputs, "the printing printer", PrintState::Printing).await;
 
     assert_eq!(handle.send(CommandAction::Pause).await, CommandOutcome::Succeeded);
@@ -165,10 +166,12 @@ async fn a_thermal_runaway_is_a_fault_in_klippers_words_until_a_firmware_restart
     init();
     let mut config = sim_config();
     config.klipper.faults = vec![KlipperFault::ThermalRunawayAtLayer(3)];
-    config.autostart = Some("benchy.gcode".into());
     let printer = sim::start(config).await.unwrap();
     let shutdown = CancellationToken::new();
     let (handle, mut outputs, task) = link::spawn(link_config(&printer, None), shutdown.clone());
+    // The job starts once the link watches, so no step of it happens unseen.
+    state(&mut outputs, "the idle printer", PrintState::Idle).await;
+    printer.start_print("benchy.gcode").unwrap();
     // The job's end (history) and Klippy's words (the status) come in either order.
     let (mut fault, mut ended) = (None, None);
     while fault.is_none() || ended.is_none() {
@@ -203,10 +206,12 @@ async fn a_shutdown_mid_print_and_an_emergency_stop_are_faults() {
     init();
     let mut config = sim_config();
     config.klipper.faults = vec![KlipperFault::ShutdownAtLayer(2)];
-    config.autostart = Some("benchy.gcode".into());
     let printer = sim::start(config).await.unwrap();
     let shutdown = CancellationToken::new();
     let (handle, mut outputs, task) = link::spawn(link_config(&printer, None), shutdown.clone());
+    // The job starts once the link watches, so no step of it happens unseen.
+    state(&mut outputs, "the idle printer", PrintState::Idle).await;
+    printer.start_print("benchy.gcode").unwrap();
     let fault =
         event(&mut outputs, "the fault", |k| matches!(k, PrinterEventKind::Fault { .. })).await;
     assert!(
@@ -232,10 +237,12 @@ async fn a_runout_pauses_and_a_failed_print_fails() {
     init();
     let mut config = sim_config();
     config.klipper.faults = vec![KlipperFault::RunoutAtLayer(2), KlipperFault::FailAtLayer(4)];
-    config.autostart = Some("benchy.gcode".into());
     let printer = sim::start(config).await.unwrap();
     let shutdown = CancellationToken::new();
     let (handle, mut outputs, task) = link::spawn(link_config(&printer, None), shutdown.clone());
+    // The job starts once the link watches, so no step of it happens unseen.
+    state(&mut outputs, "the idle printer", PrintState::Idle).await;
+    printer.start_print("benchy.gcode").unwrap();
     let paused = state(&mut outputs, "the runout pause", PrintState::Paused).await;
     let json = proto::json::printer_state_v2(&paused);
     assert_eq!(json["klipper"]["sensors"][0]["detected"], false, "{json}");
