@@ -90,6 +90,8 @@ struct Shared {
     notices: broadcast::Sender<Value>,
     /// Fired to drop every connection at once, without a close frame.
     drop_all: Notify,
+    /// Moonraker hangs: connections neither read nor write (no pong either) while true.
+    silent: watch::Sender<bool>,
     frames: watch::Sender<Option<Bytes>>,
     web: bool,
     update_interval: Duration,
@@ -165,6 +167,12 @@ impl MoonrakerHandle {
         self.shared.drop_all.notify_waiters();
     }
 
+    /// Hangs Moonraker (`true`): its connections stay open but read and send nothing, not
+    /// even a pong, as a wedged Moonraker process does; `false` wakes it.
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.silent.send_replace(silent);
+    }
+
     /// Runs `f` on the simulated Klipper (to look, or to change it as a person at the
     /// printer would); what it returns for every connection is published.
     pub fn with_klipper<T>(&self, f: impl FnOnce(&mut Klipper) -> T) -> T {
@@ -209,6 +217,7 @@ pub async fn start(config: MoonrakerConfig) -> std::io::Result<MoonrakerHandle> 
         tokens: Mutex::new(HashMap::new()),
         notices,
         drop_all: Notify::new(),
+        silent: watch::channel(false).0,
         frames,
         web: web_addr.is_some(),
         update_interval: config.update_interval,
@@ -782,9 +791,19 @@ async fn serve_socket(shared: Arc<Shared>, mut socket: WebSocket, authorised: bo
     let mut proc_stats = tokio::time::interval(Duration::from_secs(1));
     let dropped = shared.drop_all.notified();
     tokio::pin!(dropped);
+    let mut silent = shared.silent.subscribe();
     loop {
+        if *silent.borrow_and_update() {
+            // Hung: nothing is read (so no pong) and nothing sent, until woken or dropped.
+            tokio::select! {
+                () = &mut dropped => break,
+                changed = silent.changed() => if changed.is_err() { break },
+            }
+            continue;
+        }
         let outgoing = tokio::select! {
             () = &mut dropped => break,
+            Ok(()) = silent.changed() => continue,
             message = socket.recv() => match message {
                 Some(Ok(Message::Text(text))) => connection.request(text.as_str()),
                 Some(Ok(Message::Binary(_))) => Some(json!({ "jsonrpc": "2.0",

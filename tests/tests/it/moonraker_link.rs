@@ -355,3 +355,31 @@ async fn a_port_that_is_not_moonraker_gives_a_clear_error() {
     task.await.unwrap();
     garbage.abort();
 }
+
+#[tokio::test]
+async fn a_moonraker_that_hangs_is_given_up_on_and_found_again() {
+    init();
+    let printer = sim::start(sim_config()).await.unwrap();
+    let mut config = link_config(&printer, None);
+    config.session.silence = Duration::from_millis(1500);
+    config.session.request_timeout = Duration::from_millis(1500);
+    config.ping_interval = Duration::from_millis(300);
+    let shutdown = CancellationToken::new();
+    let (_handle, mut outputs, task) = link::spawn(config, shutdown.clone());
+    state(&mut outputs, "the idle printer", PrintState::Idle).await;
+    // Open sockets, no answers, no pongs: the watchdog ends the connection.
+    printer.set_silent(true);
+    let gone = event(&mut outputs, "the hung Moonraker given up on", |k| {
+        matches!(k, PrinterEventKind::Unreachable { .. })
+    })
+    .await;
+    assert!(
+        matches!(&gone, PrinterEventKind::Unreachable { reason } if reason.contains("nothing from Moonraker")),
+        "{gone:?}"
+    );
+    printer.set_silent(false);
+    event(&mut outputs, "the printer back", |k| *k == PrinterEventKind::Reachable).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    printer.shutdown().await;
+}

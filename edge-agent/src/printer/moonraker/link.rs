@@ -459,6 +459,7 @@ impl Link {
     async fn act(&mut self, input: Input<'_>, mut socket: Option<&mut Socket>) -> Option<Ending> {
         let actions = self.session.handle(Instant::now().into_std(), UnixMillis::now(), input);
         let mut ending = None;
+        let mut why = String::new();
         for action in actions {
             match action {
                 Action::Send(text) => {
@@ -471,6 +472,7 @@ impl Link {
                 Action::Reconnect { reason } => {
                     if ending.is_none() {
                         tracing::warn!(%reason, "Reconnecting to Moonraker.");
+                        why = reason;
                         ending = Some(if self.key_refused {
                             Ending::Retry {
                                 delay: Some(self.config.refused_retry),
@@ -492,9 +494,9 @@ impl Link {
         if let Some(ending) = &ending
             && socket.is_some()
         {
-            // The session must hear that this connection is over before the next.
+            // The session must hear that this connection is over, and why, before the next.
             let reason = match ending {
-                Ending::Retry { .. } => "reconnecting".to_owned(),
+                Ending::Retry { .. } => why,
                 Ending::Shutdown => "stopping".to_owned(),
             };
             let actions = self.session.handle(
