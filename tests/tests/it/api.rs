@@ -323,42 +323,42 @@ impl Api {
         (status, headers, body)
     }
 
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let request = Request::get(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-        let (status, _, body) = self.call(request).await;
+    /// A request with the bearer `token` and, when given, a JSON body.
+    async fn send(
+        &self,
+        method: &str,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        let (status, _, body) = self.call(request.unwrap()).await;
         (status, body)
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.send("GET", token, path, None).await
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let request = Request::post(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let (status, _, body) = self.call(request).await;
-        (status, body)
+        self.send("POST", token, path, Some(body)).await
     }
 
     async fn put(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let request = Request::put(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let (status, _, body) = self.call(request).await;
-        (status, body)
+        self.send("PUT", token, path, Some(body)).await
     }
 
     async fn delete(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let request = Request::delete(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-        let (status, _, body) = self.call(request).await;
-        (status, body)
+        self.send("DELETE", token, path, None).await
     }
 
     /// An enrolled agent watching a simulated printer, connected.
