@@ -56,6 +56,42 @@ export async function api(path, { method = 'GET', body, request, resource = null
   return resource ? shape(resource, data) : null;
 }
 
+// Uploads `file` as the `file` part of a multipart form to `path`. `fetch` reports no upload
+// progress, so this uses XMLHttpRequest: `onProgress(sent, total)` follows the bytes sent.
+// Resolves `{ data, status }` (data shaped as `resource`); rejects with an ApiError.
+export function upload(path, file, { resource, onProgress = () => {} }) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append('file', file, file.name);
+    const request = new XMLHttpRequest();
+    request.open('POST', `/api/v1${path}`);
+    request.setRequestHeader('Accept', 'application/json');
+    request.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    request.addEventListener('error', () => reject(new ApiError(0, 'network', 'the upload was cut off; check the connection and try again')));
+    request.addEventListener('abort', () => reject(new ApiError(0, 'aborted', 'the upload was cancelled')));
+    request.addEventListener('load', () => {
+      let data = null;
+      try {
+        data = JSON.parse(request.responseText);
+      } catch {
+        data = null;
+      }
+      if (request.status === 401) {
+        unauthorized();
+        reject(new ApiError(401, 'unauthorized', 'your session has ended; log in again'));
+      } else if (request.status < 200 || request.status >= 300) {
+        const error = shape('ErrorBody', data)?.error;
+        reject(new ApiError(request.status, error?.code ?? 'http', error?.message ?? `the hub answered ${request.status}`));
+      } else {
+        resolve({ data: shape(resource, data), status: request.status });
+      }
+    });
+    request.send(form);
+  });
+}
+
 export function query(params) {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {

@@ -13,6 +13,7 @@ import FleetPage from './fleet.js';
 import PrinterPage from './printer.js';
 import AgentsPage from './agents.js';
 import EventsPage from './events.js';
+import FilesPage from './files.js';
 import AdminPage from './admin.js';
 import AccountPage from './account.js';
 import LoginPage from './login.js';
@@ -30,6 +31,7 @@ const ROUTES = [
   { pattern: /^\/printers\/([^/]+)$/, page: PrinterPage, nav: 'fleet' },
   { pattern: /^\/agents$/, page: AgentsPage, nav: 'agents' },
   { pattern: /^\/events$/, page: EventsPage, nav: 'events' },
+  { pattern: /^\/files$/, page: FilesPage, nav: 'files' },
   { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
   { pattern: /^\/account$/, page: AccountPage },
   { pattern: /^\/login$/, page: LoginPage, public: true },
@@ -37,6 +39,7 @@ const ROUTES = [
 
 const NAV = [
   { key: 'fleet', href: '/', label: 'Fleet' },
+  { key: 'files', href: '/files', label: 'Files' },
   { key: 'events', href: '/events', label: 'Events' },
   { key: 'agents', href: '/agents', label: 'Agents' },
   { key: 'admin', href: '/admin', label: 'Admin', role: 'admin' },

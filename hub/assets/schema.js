@@ -71,6 +71,19 @@ export const FIELDS = {
 
   "CommandAccepted": { "id": "string", "status": "string" },
 
+  "FileList": { "files": "FileView[]" },
+  "FileView": {
+    "id": "string", "name": "string", "size": "integer", "kind": "string", "slicer": "string?",
+    "slicer_version": "string?", "printer_model": "string?", "nozzle_diameter": "number?", "bed_type": "string?",
+    "plates": "PlateView[]", "thumbnails": "ThumbnailView[]", "uploaded_at": "integer", "uploaded_by": "string"
+  },
+  "PlateView": {
+    "index": "integer", "estimated_s": "integer?", "weight_g": "number?", "layers": "integer?",
+    "filaments": "FilamentView[]", "thumbnail_url": "string?"
+  },
+  "FilamentView": { "slot": "integer", "type": "string?", "color": "string?", "grams": "number?" },
+  "ThumbnailView": { "url": "string" },
+
   "CameraList": { "cameras": "Camera[]" },
   "Camera": {
     "camera_id": "string", "source": "string", "state": "string", "fps": "number",

@@ -13,6 +13,7 @@ use crate::ca::HubCa;
 use crate::camera::SnapshotStore;
 use crate::config::HubConfig;
 use crate::db::Db;
+use crate::files::FileStore;
 use crate::live::LiveHub;
 use crate::sync::server::{SyncConfig, SyncHandle, SyncServer};
 
@@ -30,6 +31,8 @@ pub enum StartError {
     Ca(#[from] crate::ca::CaError),
     #[error(transparent)]
     Sync(#[from] crate::sync::server::SyncServerError),
+    #[error("cannot open the file store: {0}")]
+    Files(String),
     #[error("cannot listen on tcp/{addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -92,7 +95,9 @@ pub async fn start(
         .await
         .map_err(|source| StartError::Http { addr: config.http_listen, source })?;
     let http_addr = listener.local_addr().unwrap_or(config.http_listen);
-    let state = AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone());
+    let files = FileStore::open(config.data_dir.join("files"), config.files.clone())
+        .map_err(|error| StartError::Files(error.to_string()))?;
+    let state = AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone(), files);
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let tasks = TaskTracker::new();

@@ -43,6 +43,18 @@ pub struct RawConfig {
     pub sync: RawSync,
     #[serde(default)]
     pub retention: RawRetention,
+    #[serde(default)]
+    pub files: RawFiles,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFiles {
+    /// Largest print file accepted, MiB.
+    pub max_upload_mb: Option<u64>,
+    /// Free space kept on the data directory's disk, MiB: an upload that would eat into it
+    /// is refused.
+    pub reserve_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +122,7 @@ pub struct HubConfig {
     pub certificate_lifetime: Duration,
     pub api: ApiSettings,
     pub retention: Retention,
+    pub files: crate::files::FileSettings,
 }
 
 /// Every problem found.
@@ -278,6 +291,11 @@ impl RawConfig {
             DEFAULT_MILESTONE_SNAPSHOT_DAYS,
             &mut problems,
         );
+        let max_upload_mb = self.files.max_upload_mb.unwrap_or(2048);
+        if !(1..=65_536).contains(&max_upload_mb) {
+            problems.push(format!("files.max_upload_mb = {max_upload_mb}: between 1 and 65536"));
+        }
+        let reserve_mb = self.files.reserve_mb.unwrap_or(512);
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -301,6 +319,10 @@ impl RawConfig {
                 quarter_hour: Duration::from_secs(quarter_days * 86_400),
                 snapshots: Duration::from_secs(snapshot_days * 86_400),
                 milestone_snapshots: Duration::from_secs(milestone_days * 86_400),
+            },
+            files: crate::files::FileSettings {
+                max_bytes: max_upload_mb << 20,
+                reserve_bytes: reserve_mb.saturating_mul(1 << 20),
             },
         })
     }

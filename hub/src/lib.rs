@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod files;
 pub mod live;
 pub mod metrics;
 pub mod service;

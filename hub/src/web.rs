@@ -40,7 +40,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' da
 /// The paths at which the shell is served (axum path syntax): those of the route table in
 /// `assets/app.js` (a test checks that they agree).
 pub const PAGES: &[&str] =
-    &["/", "/printers/{id}", "/agents", "/events", "/admin", "/account", "/login"];
+    &["/", "/printers/{id}", "/agents", "/events", "/files", "/admin", "/account", "/login"];
 
 const SHELL: &str = include_str!("../assets/index.html");
 
@@ -78,6 +78,7 @@ static ASSETS: &[Asset] = &[
     js!("printer.js"),
     js!("agents.js"),
     js!("events.js"),
+    js!("files.js"),
     js!("admin.js"),
     js!("account.js"),
     js!("login.js"),

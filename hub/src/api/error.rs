@@ -78,6 +78,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unavailable(message) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
+            ServiceError::Unprocessable { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            ServiceError::TooLarge(message) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            ServiceError::NoSpace(message) => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message)
+            }
             ServiceError::Storage(error) => ApiError::internal(&error),
             ServiceError::Internal(error) => ApiError::internal(&error),
         }
@@ -94,7 +103,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
     /// `payload_too_large`, `unsupported_media_type`, `invalid_body`, `rate_limited`, `busy`,
-    /// `agent_offline`, `camera_unavailable`, `timeout`, `internal`, ….
+    /// `agent_offline`, `camera_unavailable`, `timeout`, `invalid_file`, `wrong_printer`,
+    /// `insufficient_storage`, `internal`, ….
     pub code: String,
     /// For people: what went wrong and what to do.
     pub message: String,

@@ -13,6 +13,7 @@ pub mod auth;
 mod cameras;
 mod error;
 pub mod extract;
+mod files;
 pub mod hash_gate;
 pub mod limiter;
 pub mod openapi;
@@ -83,9 +84,15 @@ impl Default for ApiSettings {
 }
 
 impl AppState {
-    pub fn new(db: Db, sync: SyncHandle, settings: ApiSettings, metrics: Arc<Metrics>) -> AppState {
+    pub fn new(
+        db: Db,
+        sync: SyncHandle,
+        settings: ApiSettings,
+        metrics: Arc<Metrics>,
+        files: crate::files::FileStore,
+    ) -> AppState {
         AppState {
-            services: Services::new(db.clone(), sync.clone()),
+            services: Services::new(db.clone(), sync.clone(), files),
             db,
             sync,
             settings: Arc::new(settings),
@@ -119,6 +126,12 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (VIEWER, routes!(cameras::snapshots)),
         (VIEWER, routes!(cameras::latest_snapshot)),
         (VIEWER, routes!(cameras::snapshot_image)),
+        (OPERATOR, routes!(files::upload)),
+        (VIEWER, routes!(files::files)),
+        (VIEWER, routes!(files::file)),
+        (OPERATOR, routes!(files::delete_file)),
+        (VIEWER, routes!(files::thumbnail)),
+        (VIEWER, routes!(files::content)),
         (VIEWER, routes!(routes::events)),
         (VIEWER, routes!(routes::commands)),
         (VIEWER, routes!(routes::command)),

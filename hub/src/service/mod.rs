@@ -5,9 +5,11 @@
 //!
 //! - [`Fleet`]: printers, agents, presence, revocation.
 //! - [`Commands`]: the only way a printer command is created.
+//! - [`files::Files`]: print files, read and kept once each.
 //! - live updates: [`crate::live::LiveHub`], fed by the ingest after each commit.
 
 pub mod commands;
+pub mod files;
 pub mod fleet;
 pub mod managed;
 pub mod principal;
@@ -34,6 +36,15 @@ pub enum ServiceError {
     /// Something the hub needs is not reachable now (an agent offline, a camera failing).
     #[error("{0}")]
     Unavailable(String),
+    /// Well-formed but refused for what it is (a damaged print file, one for another
+    /// printer); `code` is the API's error code.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("{0}")]
+    TooLarge(String),
+    /// The hub's disk has no room.
+    #[error("{0}")]
+    NoSpace(String),
     #[error("storage: {0}")]
     Storage(#[from] DbError),
     #[error("internal: {0}")]
@@ -52,14 +63,16 @@ pub struct Services {
     pub fleet: Fleet,
     pub commands: Commands,
     pub managed: managed::Managed,
+    pub files: files::Files,
     pub live: LiveHub,
 }
 
 impl Services {
-    pub fn new(db: Db, sync: SyncHandle) -> Services {
+    pub fn new(db: Db, sync: SyncHandle, store: crate::files::FileStore) -> Services {
         Services {
             fleet: Fleet::new(db.clone(), sync.clone()),
             managed: managed::Managed::new(db.clone(), sync.clone()),
+            files: files::Files::new(db.clone(), store),
             commands: Commands::new(db, sync.clone()),
             live: sync.live().clone(),
         }

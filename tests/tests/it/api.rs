@@ -52,6 +52,8 @@ on_both_backends!(
     the_websocket_pushes_state_and_events_as_they_are_ingested,
     every_documented_route_exists_and_operations_endpoints_answer,
     cameras_snapshot_at_milestones_serve_live_view_and_report_failures,
+    print_files_are_read_kept_once_by_content_and_served,
+    hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind,
 );
 
 /// Schemathesis generates requests for every operation in the hub's own OpenAPI document
@@ -411,6 +413,52 @@ impl Api {
         let mut agent = TestAgent::start(config);
         agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
         agent
+    }
+
+    /// Uploads `bytes` as `name` in a multipart form (`query` after the path, if any).
+    async fn upload(
+        &self,
+        token: &str,
+        query: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> (StatusCode, Value) {
+        let boundary = "kitt-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nignored\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let request = Request::post(format!("/api/v1/files{query}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, body) = self.call(request).await;
+        (status, body)
+    }
+
+    /// Every file under the hub's file store (bytes and leftovers), relative to it.
+    fn stored_files(&self) -> Vec<String> {
+        let root = self._dir.path().join("files");
+        let mut found = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    found.push(path.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
     }
 
     /// The raw response of a GET (for images and streams).
@@ -1044,6 +1092,12 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("get", "/printers/{id}/snapshots", "viewer"),
         ("get", "/printers/{id}/snapshots/latest", "viewer"),
         ("get", "/snapshots/{id}", "viewer"),
+        ("post", "/files", "operator"),
+        ("get", "/files", "viewer"),
+        ("get", "/files/{id}", "viewer"),
+        ("delete", "/files/{id}", "operator"),
+        ("get", "/files/{id}/thumbnails/{n}", "viewer"),
+        ("get", "/files/{id}/content", "viewer"),
         ("get", "/events", "viewer"),
         ("get", "/commands", "viewer"),
         ("get", "/commands/{id}", "viewer"),
@@ -1091,7 +1145,8 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
                 .replace("{id}", "x")
                 .replace("{name}", "x")
                 .replace("{camera}", "x")
-                .replace("{printer}", "x");
+                .replace("{printer}", "x")
+                .replace("{n}", "0");
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
                 .uri(format!("/api/v1{concrete}"))
@@ -1319,4 +1374,152 @@ async fn claim(api: &Api, serial: &str, agent: &str, name: Option<&str>) {
     };
     let agent = proto::AgentId::new(agent).unwrap();
     api.hub.state.db.claim_printer(&agent, &printer, proto::UnixMillis::now()).await.unwrap();
+}
+
+fn print_fixture(name: &str) -> Vec<u8> {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let path = std::path::Path::new(&dir).join("../printfile/test_data").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+async fn print_files_are_read_kept_once_by_content_and_served(db: Option<String>) {
+    let api = Api::start(db).await;
+    let operator = api.user("olga", "operator").await;
+    let viewer = api.user("vic", "viewer").await;
+
+    let bytes = print_fixture("orca-2.3-a1-mini-plates-2-3.gcode.3mf");
+    let (status, file) = api.upload(&operator, "", "C:\\jobs\\gears.gcode.3mf", &bytes).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    let id = file["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 64);
+    assert_eq!(file["name"], "gears.gcode.3mf");
+    assert_eq!(file["size"], bytes.len());
+    assert_eq!(file["kind"], "gcode_3mf");
+    assert_eq!(file["slicer"], "OrcaSlicer");
+    assert_eq!(file["printer_model_id"], "N1");
+    assert_eq!(file["nozzle_diameter"], 0.4);
+    assert_eq!(file["uploaded_by"], "olga");
+    let plates: Vec<u64> =
+        file["plates"].as_array().unwrap().iter().map(|p| p["index"].as_u64().unwrap()).collect();
+    assert_eq!(plates, vec![2, 3]);
+    let plate3 = &file["plates"][1];
+    assert_eq!(plate3["filaments"][0]["slot"], 2);
+    assert_eq!(plate3["filaments"][0]["type"], "PETG");
+    assert_eq!(plate3["filaments"][0]["color"], "#FF6A13");
+    assert_eq!(plate3["estimated_s"], 2712);
+
+    // The same bytes again, under another name: kept once, the first name stands.
+    let (status, again) = api.upload(&operator, "", "copy.gcode.3mf", &bytes).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["id"], file["id"]);
+    assert_eq!(again["name"], "gears.gcode.3mf");
+    assert_eq!(api.stored_files(), vec![format!("{}/{id}", &id[..2])]);
+
+    // Read back, listed, pictures and bytes served.
+    let (status, got) = api.get(&viewer, &format!("/api/v1/files/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, file);
+    let (_, list) = api.get(&viewer, "/api/v1/files").await;
+    assert_eq!(list["files"].as_array().unwrap().len(), 1);
+    let picture = plate3["thumbnail_url"].as_str().unwrap();
+    let response = api.get_raw(&viewer, picture).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "image/png");
+    let png = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(png.starts_with(b"\x89PNG"));
+    let response = api.get_raw(&viewer, &format!("/api/v1/files/{id}/content")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), bytes);
+
+    // Plain G-code: its plate's MD5 is the file's.
+    let gcode = print_fixture("prusaslicer-2.8-mk4.gcode");
+    let (status, prusa) = api.upload(&operator, "", "benchy.gcode", &gcode).await;
+    assert_eq!(status, StatusCode::CREATED, "{prusa}");
+    assert_eq!(prusa["plates"][0]["gcode_md5"], prusa["md5"]);
+    assert_eq!(prusa["printer_model"], "MK4");
+    assert_eq!(prusa["thumbnails"].as_array().unwrap().len(), 3);
+
+    // A viewer can read but not upload or delete; an operator deletes.
+    let (status, _) = api.upload(&viewer, "", "x.gcode", &gcode).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.delete(&viewer, &format!("/api/v1/files/{id}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.delete(&operator, &format!("/api/v1/files/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.get(&viewer, &format!("/api/v1/files/{id}")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    assert!(!api.stored_files().iter().any(|f| f.ends_with(&id)));
+    api.stop().await;
+}
+
+async fn hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind(db: Option<String>) {
+    let api = Api::start_with(db, |config| {
+        config.files.max_bytes = 80 * 1024;
+    })
+    .await;
+    let operator = api.user("olga", "operator").await;
+    let refused = [
+        ("hostile/zip-bomb.gcode.3mf", "zip bomb"),
+        ("hostile/traversal.gcode.3mf", "../../etc/cron.d/evil"),
+        ("hostile/overlapping.gcode.3mf", ""),
+        ("hostile/project-not-sliced.3mf", "slice it"),
+        ("hostile/changed-after-slicing.gcode.3mf", "changed after slicing"),
+    ];
+    for (name, says) in refused {
+        let (status, body) = api
+            .upload(&operator, "", name.trim_start_matches("hostile/"), &print_fixture(name))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {body}");
+        assert_eq!(error_code(&body), "invalid_file", "{name}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{name}: {body}");
+    }
+    // Truncated in transit: an archive cut short.
+    let whole = print_fixture("bambu-studio-1.10-a1.gcode.3mf");
+    let (status, body) =
+        api.upload(&operator, "", "cut.gcode.3mf", &whole[..whole.len() / 2]).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_file"),
+        "{body}"
+    );
+    // Larger than files.max_upload_mb (here 80 KiB).
+    let (status, body) = api.upload(&operator, "", "big.gcode", &vec![b'G'; 200 * 1024]).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        "{body}"
+    );
+    // Not multipart, no file part, no file name.
+    let (status, body) = api.post(&operator, "/api/v1/files", json!({"file": "x"})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    let (status, body) = api.upload(&operator, "", "", b"G28\n").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(api.stored_files(), Vec::<String>::new(), "nothing half-stored");
+
+    // A file for another printer: this X1 Carbon refuses an A1 file.
+    let state = tempfile::tempdir().unwrap();
+    let (agent, _sim) = api.agent_with_printer(state.path()).await;
+    let printer = format!("/api/v1/printers/{SERIAL}");
+    eventually(api.hub.sync.changes(), "the printer's model at the hub", || async {
+        let (_, body) = api.get(&operator, &printer).await;
+        body["state"]["model"].is_string().then_some(())
+    })
+    .await;
+    let a1 = print_fixture("bambu-studio-1.10-a1.gcode.3mf");
+    let (status, body) =
+        api.upload(&operator, &format!("?printer={SERIAL}"), "a1.gcode.3mf", &a1).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "wrong_printer"),
+        "{body}"
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("Bambu Lab A1"), "{body}");
+    // Without a printer the same file is fine.
+    let (status, _) = api.upload(&operator, "", "a1.gcode.3mf", &a1).await;
+    assert_eq!(status, StatusCode::CREATED);
+    agent.stop().await;
+    api.stop().await;
 }
