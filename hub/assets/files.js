@@ -6,7 +6,7 @@ import { api, upload } from './api.js';
 import { me, printers, useQuery } from './store.js';
 import { Badge, EmptyState, ErrorBox, Field, Loading, confirmDialog, toast, useTitle } from './ui.js';
 import { bytes, dateTime, duration } from './format.js';
-import { printerName } from './widgets.js';
+import { markFailed, markLoaded, printerName } from './widgets.js';
 
 export default function FilesPage() {
   useTitle('Files');
@@ -124,7 +124,8 @@ function FileCard({ file, canDelete, onDeleted }) {
   return html`<li class="card file-card" data-testid="file-card" data-file=${file.id}>
     <div class="file-head">
       ${picture
-        ? html`<img class="file-thumb" src=${picture} alt=${`Preview of ${file.name}`} loading="lazy" width="96" height="96" />`
+        ? html`<img class="file-thumb" src=${picture} alt=${`Preview of ${file.name}`} loading="lazy" width="96" height="96"
+            onLoad=${markLoaded} onError=${markFailed} />`
         : html`<div class="file-thumb file-thumb-none" aria-hidden="true">No picture</div>`}
       <div class="file-summary">
         <h2 class="file-name">${file.name}</h2>

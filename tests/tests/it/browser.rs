@@ -69,6 +69,17 @@ fn unlabelled(browser: &Session) -> serde_json::Value {
     )
 }
 
+/// Elements that reach past the window's right edge (none, unless the page scrolls sideways):
+/// tag, class and right edge of the innermost ones.
+fn sideways(browser: &Session) -> serde_json::Value {
+    browser.execute(
+        "const wide = [...document.querySelectorAll('body *')]
+           .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1);
+         return wide.filter(e => !wide.some(o => o !== e && e.contains(o)))
+           .map(e => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)",
+    )
+}
+
 /// Content-Security-Policy violations since the page loaded (the dashboard counts them on
 /// `<html data-csp-violations>`).
 fn csp_violations(browser: &Session) -> u64 {
@@ -298,6 +309,36 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.wait("[data-testid=cmd-firmware-restart]");
     drop(klipper);
 
+    // Files: an upload with its progress, then the file's plates (numbered as the project
+    // numbers them), the filaments each needs, and its picture.
+    browser.click(&browser.wait("[data-nav=files]"));
+    browser.wait_text("main", "the empty files page", &["no files yet"]);
+    let fixture = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../printfile/test_data/orca-2.3-a1-mini-plates-2-3.gcode.3mf")
+        .canonicalize()
+        .unwrap();
+    browser.type_text(&browser.wait("[data-testid=upload-input]"), &fixture.display().to_string());
+    browser.click(&browser.wait("[data-testid=upload-submit]"));
+    let card = "[data-testid=file-card]";
+    browser.wait_text(card, "the uploaded file", &["orca-2.3-a1-mini-plates-2-3.gcode.3mf"]);
+    browser.wait_text(card, "the printer it was sliced for", &["bambu lab a1 mini"]);
+    browser.wait(&format!("{card} tr[data-plate='2']"));
+    browser.wait_text(&format!("{card} tr[data-plate='3']"), "plate 3's filament", &["petg"]);
+    wait_image_loaded(&browser, &format!("{card} img.file-thumb"));
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the files page"
+    );
+    assert_eq!(csp_violations(&browser), 0, "the files page broke the Content-Security-Policy");
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "files page text below WCAG AA");
+    browser.screenshot(&shots, "5d-files");
+    // The same file again is recognised, not stored twice.
+    browser.type_text(&browser.wait("[data-testid=upload-input]"), &fixture.display().to_string());
+    browser.click(&browser.wait("[data-testid=upload-submit]"));
+    browser.wait_text("#toasts", "the duplicate's notice", &["already here"]);
+    assert_eq!(browser.find_all(card).len(), 1);
+
     // The event log and the admin page.
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);
@@ -367,6 +408,15 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
         browser.execute("return document.documentElement.scrollWidth > window.innerWidth + 1");
     assert_eq!(overflow, false, "the printer page scrolls sideways on a phone");
     assert_eq!(csp_violations(&browser), 0, "the printer page broke the Content-Security-Policy");
+    // So does the files page.
+    browser.goto(&format!("{base}/files"));
+    browser.wait("[data-testid=file-card]");
+    assert_eq!(
+        sideways(&browser),
+        serde_json::json!([]),
+        "the files page scrolls sideways on a phone"
+    );
+    browser.screenshot(&shots, "12b-files-phone");
     // The event log's table stacks into cards on a phone.
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);
