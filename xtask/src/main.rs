@@ -6,7 +6,8 @@
 //! - `ci`: `test`, then formatting, clippy, the fuzz target's build, and the Raspberry Pi
 //!   checks (`dist`, `test-cross`, `test-package`), like `.ci/run`.
 //! - `deps`: the dependency rules of ARCHITECTURE.md.
-//! - `fuzz-build`: builds the fuzz targets in `proto/fuzz` (frame decoder, Bambu reports).
+//! - `fuzz-build`: builds the fuzz targets in `proto/fuzz` (frame decoder, Bambu reports,
+//!   print files).
 //! - `dist agent --target <triple>`: the stripped release agent and its `.deb` (`dist.rs`).
 //! - `provision sd|ssh`: an agent onto a Raspberry Pi's SD card or over SSH (`provision.rs`).
 //! - `test-cross [--target <triple>]`: the agent's and `proto`'s tests built for a Pi and
