@@ -13,6 +13,7 @@ pub mod demo;
 pub mod files;
 pub mod live;
 pub mod metrics;
+pub mod queue;
 pub mod service;
 pub mod supervise;
 pub mod sync;

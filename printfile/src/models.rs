@@ -52,22 +52,39 @@ pub enum Fit {
 /// goes to another kind of printer. Between other printers, names are not reliable enough
 /// to refuse on, so the answer is [`Fit::Unknown`] unless they are equal.
 pub fn fits(file: &PrintFile, printer_model: Option<&str>, nozzle: Option<f64>) -> Fit {
-    if let (Some(want), Some(have)) = (file.nozzle_diameter, nozzle)
+    let sliced = Sliced {
+        model_id: file.printer_model_id.as_deref(),
+        model: file.printer_model.as_deref(),
+        nozzle: file.nozzle_diameter,
+    };
+    fits_sliced(&sliced, printer_model, nozzle)
+}
+
+/// What a file was sliced for, as [`fits_sliced`] weighs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sliced<'a> {
+    /// Bambu's code (`C12`).
+    pub model_id: Option<&'a str>,
+    /// The model's name (`Bambu Lab P1S`, `MK4`).
+    pub model: Option<&'a str>,
+    /// Millimetres.
+    pub nozzle: Option<f64>,
+}
+
+/// [`fits`] from what a file was sliced for.
+pub fn fits_sliced(file: &Sliced<'_>, printer_model: Option<&str>, nozzle: Option<f64>) -> Fit {
+    if let (Some(want), Some(have)) = (file.nozzle, nozzle)
         && (want - have).abs() > 0.01
     {
         return Fit::Wrong(format!(
             "sliced for a {want} mm nozzle; this printer has a {have} mm nozzle"
         ));
     }
-    let file_code = file
-        .printer_model_id
-        .as_deref()
-        .and_then(bambu_code)
-        .or_else(|| file.printer_model.as_deref().and_then(bambu_code));
+    let file_code = file.model_id.and_then(bambu_code).or_else(|| file.model.and_then(bambu_code));
     let printer_code = printer_model.and_then(bambu_code);
-    let sliced_for = || match (&file.printer_model, &file.printer_model_id) {
-        (Some(name), _) => name.clone(),
-        (None, Some(code)) => code.clone(),
+    let sliced_for = || match (file.model, file.model_id) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(code)) => bambu_name(code).map_or(code.to_owned(), |n| format!("{n} ({code})")),
         (None, None) => "another printer".into(),
     };
     let this_printer =
@@ -84,12 +101,12 @@ pub fn fits(file: &PrintFile, printer_model: Option<&str>, nozzle: Option<f64>) 
             sliced_for(),
             printer_model.unwrap_or_default()
         )),
-        (None, Some(p)) if file.printer_model.is_some() => Fit::Wrong(format!(
+        (None, Some(p)) if file.model.is_some() => Fit::Wrong(format!(
             "sliced for {}; this printer is a {}",
             sliced_for(),
             this_printer(p)
         )),
-        (None, None) => match (&file.printer_model, printer_model) {
+        (None, None) => match (file.model, printer_model) {
             (Some(f), Some(p)) if f.trim().eq_ignore_ascii_case(p.trim()) => Fit::Fits,
             _ => Fit::Unknown,
         },

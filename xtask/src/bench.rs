@@ -16,6 +16,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("tests", "hub"),
     ("tests", "camera"),
     ("tests", "fleet"),
+    ("tests", "queue"),
 ];
 
 /// How a figure compares with its target.
@@ -283,6 +284,27 @@ const ROWS: &[Row] = &[
         key: "fleet_agent_cpu_percent",
         what: "agent CPU, the same four printers",
         show: percent,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "dispatch_ms_1000x100",
+        what: "dispatcher decision, 1,000 queued jobs and 100 printers (median of 50)",
+        show: ms,
+        target: "≤ 10 ms",
+        goal: Goal::AtMost(10.0),
+    },
+    Row {
+        key: "upload_1gib_s",
+        what: "1 GiB G-code uploaded to the hub over HTTP, hashed, stored and read",
+        show: seconds,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
+        key: "upload_hub_rss_growth_kb",
+        what: "the hub's resident memory growth during that upload",
+        show: mb,
         target: "—",
         goal: Goal::None,
     },
