@@ -117,6 +117,8 @@ pub async fn start(
     let retention = config.retention;
     let cleanup = housekeeping(db, SnapshotStore::new(snapshot_dir), retention, shutdown.clone());
     essential.spawn("housekeeping", cleanup);
+    // The dispatcher: runs when something relevant changes, never on a timer.
+    essential.spawn("queue", state.services.queue.clone().run(shutdown.clone()));
     state.ready.store(true, Ordering::Release);
     Ok(RunningHub { http_addr, sync_addr, sync, state, failed, tasks })
 }

@@ -20,6 +20,7 @@ pub mod cameras;
 pub mod files;
 pub mod managed;
 pub mod owners;
+pub mod queue;
 pub mod read;
 pub mod users;
 

@@ -40,6 +40,10 @@ pub enum LiveUpdate {
         height: u16,
         frames_total: u64,
     },
+    /// A job of the queue changed (`GET /api/v1/jobs/{id}` reads it).
+    Job { id: i64, state: String, printer: Option<String> },
+    /// A printer's plate was confirmed clear, or a job end made it need confirming again.
+    Plate { printer: String, clear: bool },
 }
 
 /// An update with the moment its cause reached the hub (for the report → WebSocket latency).

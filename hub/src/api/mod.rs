@@ -19,6 +19,7 @@ pub mod limiter;
 pub mod openapi;
 mod passwords;
 pub mod proxies;
+mod queue;
 mod routes;
 mod ws;
 
@@ -132,6 +133,16 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (OPERATOR, routes!(files::delete_file)),
         (VIEWER, routes!(files::thumbnail)),
         (VIEWER, routes!(files::content)),
+        (OPERATOR, routes!(queue::add_job)),
+        (VIEWER, routes!(queue::jobs)),
+        (VIEWER, routes!(queue::job)),
+        (OPERATOR, routes!(queue::hold_job)),
+        (OPERATOR, routes!(queue::release_job)),
+        (OPERATOR, routes!(queue::approve_job)),
+        (OPERATOR, routes!(queue::cancel_job)),
+        (OPERATOR, routes!(queue::retry_job)),
+        (OPERATOR, routes!(queue::move_job)),
+        (OPERATOR, routes!(queue::plate_clear)),
         (VIEWER, routes!(routes::events)),
         (VIEWER, routes!(routes::commands)),
         (VIEWER, routes!(routes::command)),

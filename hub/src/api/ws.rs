@@ -46,7 +46,9 @@ fn concerns(update: &LiveUpdate, printer: &str) -> bool {
         | LiveUpdate::Event { printer: p, .. }
         | LiveUpdate::CommandResult { printer: p, .. }
         | LiveUpdate::Snapshot { printer: p, .. }
-        | LiveUpdate::Camera { printer: p, .. } => p == printer,
+        | LiveUpdate::Camera { printer: p, .. }
+        | LiveUpdate::Plate { printer: p, .. } => p == printer,
+        LiveUpdate::Job { printer: p, .. } => p.as_deref() == Some(printer),
         LiveUpdate::Agent { .. } => true,
     }
 }

@@ -21,6 +21,8 @@ pub struct Printer {
     pub agent_online: bool,
     /// The newest snapshot of any of its cameras.
     pub latest_snapshot: Option<SnapshotLink>,
+    /// Its build plate: confirmed clear since its last job ended, or not.
+    pub plate: super::queue::PlateState,
 }
 
 /// The newest snapshot, with the URL of its image.
@@ -62,11 +64,13 @@ impl Fleet {
         let rows = self.db.printers().await?;
         let ids: Vec<String> = rows.iter().map(|p| p.id.clone()).collect();
         let mut latest = self.db.latest_snapshots(&ids).await?;
+        let mut plates = super::queue::plates(&self.db).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
                 let snapshot = latest.remove(&row.id);
-                self.printer_view(row, snapshot)
+                let plate = plates.remove(&row.id);
+                self.printer_view(row, snapshot, plate)
             })
             .collect())
     }
@@ -75,11 +79,23 @@ impl Fleet {
         let row = self.db.printer(id).await?.ok_or_else(|| ServiceError::unknown_printer(id))?;
         let mut latest = self.db.latest_snapshots(std::slice::from_ref(&row.id)).await?;
         let snapshot = latest.remove(&row.id);
-        Ok(self.printer_view(row, snapshot))
+        let plate = super::queue::plates(&self.db).await?.remove(&row.id);
+        Ok(self.printer_view(row, snapshot, plate))
     }
 
-    fn printer_view(&self, row: PrinterRow, snapshot: Option<LatestSnapshot>) -> Printer {
+    fn printer_view(
+        &self,
+        row: PrinterRow,
+        snapshot: Option<LatestSnapshot>,
+        plate: Option<super::queue::PlateState>,
+    ) -> Printer {
         Printer {
+            plate: plate.unwrap_or_else(|| super::queue::PlateState {
+                printer: row.id.clone(),
+                clear: false,
+                confirmed_by: None,
+                confirmed_at: None,
+            }),
             agent_online: self.sync.is_connected(&row.agent_id),
             latest_snapshot: snapshot.map(|snapshot| SnapshotLink {
                 url: format!("/api/v1/snapshots/{}", snapshot.id),

@@ -6,6 +6,7 @@
 //! - [`Fleet`]: printers, agents, presence, revocation.
 //! - [`Commands`]: the only way a printer command is created.
 //! - [`files::Files`]: print files, read and kept once each.
+//! - [`queue::Queue`]: print jobs, "plate clear", and the dispatcher's loop.
 //! - live updates: [`crate::live::LiveHub`], fed by the ingest after each commit.
 
 pub mod commands;
@@ -13,6 +14,7 @@ pub mod files;
 pub mod fleet;
 pub mod managed;
 pub mod principal;
+pub mod queue;
 pub mod views;
 
 pub use self::commands::{CommandRequest, CommandSpec, Commands, Issued};
@@ -64,6 +66,7 @@ pub struct Services {
     pub commands: Commands,
     pub managed: managed::Managed,
     pub files: files::Files,
+    pub queue: queue::Queue,
     pub live: LiveHub,
 }
 
@@ -73,6 +76,7 @@ impl Services {
             fleet: Fleet::new(db.clone(), sync.clone()),
             managed: managed::Managed::new(db.clone(), sync.clone()),
             files: files::Files::new(db.clone(), store),
+            queue: queue::Queue::new(db.clone(), sync.clone()),
             commands: Commands::new(db, sync.clone()),
             live: sync.live().clone(),
         }

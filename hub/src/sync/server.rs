@@ -145,6 +145,12 @@ impl SyncHandle {
         self.shared.changes.subscribe()
     }
 
+    /// Tells the receivers of [`SyncHandle::changes`] that something the hub stores changed
+    /// outside the sync server (a job of the queue assigned by the dispatcher).
+    pub fn changed(&self) {
+        self.shared.changed();
+    }
+
     pub fn is_connected(&self, agent: &str) -> bool {
         self.shared.live_map().keys().any(|a| a.as_str() == agent)
     }

@@ -54,6 +54,7 @@ on_both_backends!(
     cameras_snapshot_at_milestones_serve_live_view_and_report_failures,
     print_files_are_read_kept_once_by_content_and_served,
     hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind,
+    the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear,
 );
 
 /// Schemathesis generates requests for every operation in the hub's own OpenAPI document
@@ -1098,6 +1099,16 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("delete", "/files/{id}", "operator"),
         ("get", "/files/{id}/thumbnails/{n}", "viewer"),
         ("get", "/files/{id}/content", "viewer"),
+        ("post", "/jobs", "operator"),
+        ("get", "/jobs", "viewer"),
+        ("get", "/jobs/{id}", "viewer"),
+        ("post", "/jobs/{id}/hold", "operator"),
+        ("post", "/jobs/{id}/release", "operator"),
+        ("post", "/jobs/{id}/approve", "operator"),
+        ("post", "/jobs/{id}/cancel", "operator"),
+        ("post", "/jobs/{id}/retry", "operator"),
+        ("post", "/jobs/{id}/move", "operator"),
+        ("post", "/printers/{id}/plate-clear", "operator"),
         ("get", "/events", "viewer"),
         ("get", "/commands", "viewer"),
         ("get", "/commands/{id}", "viewer"),
@@ -1521,5 +1532,208 @@ async fn hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind(db: Optio
     let (status, _) = api.upload(&operator, "", "a1.gcode.3mf", &a1).await;
     assert_eq!(status, StatusCode::CREATED);
     agent.stop().await;
+    api.stop().await;
+}
+
+async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db: Option<String>) {
+    let api = Api::start(db).await;
+    let operator = api.user("olga", "operator").await;
+    let viewer = api.user("vic", "viewer").await;
+    // An A1 with its AMS lite: white PLA, black PLA, red PETG, green PLA.
+    let config = SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::A1)
+        .with_intervals(Duration::from_millis(50), Duration::from_millis(50));
+    let sim = Simulator::start(config).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let agent = api
+        .connect(state_dir.path(), "pi-queue", agent_config(state_dir.path(), Some(&sim), SERIAL))
+        .await;
+    let (status, file) = api
+        .upload(&operator, "", "a1.gcode.3mf", &print_fixture("bambu-studio-1.10-a1.gcode.3mf"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    let file = file["id"].as_str().unwrap().to_owned();
+
+    // Two jobs: the file's three filaments as loaded here, and a rush job needing orange PETG.
+    let (status, body) = api
+        .post(
+            &operator,
+            "/api/v1/jobs",
+            json!({
+                "file": file, "name": "Benchy",
+                "materials": [
+                    {"slot": 1, "type": "PLA", "color": "#FFFFFF"},
+                    {"slot": 2, "type": "PLA", "color": "#000000"},
+                    {"slot": 6, "type": "PLA", "color": "#00AE42"}
+                ]
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let benchy = body["jobs"][0]["id"].as_i64().unwrap();
+    let (status, body) = api
+        .post(
+            &operator,
+            "/api/v1/jobs",
+            json!({
+                "file": file, "name": "Rush", "priority": 5, "copies": 2,
+                "materials": [{"slot": 1, "type": "PETG", "color": "#FF6A13"}]
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let rush: Vec<i64> =
+        body["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect();
+    assert_eq!(rush.len(), 2, "copies are separate jobs");
+    assert_eq!(body["jobs"][1]["copy"], 2);
+
+    // Nobody confirmed the plate: nothing goes, and the jobs say so.
+    let waits = |id: i64, code: &'static str| {
+        let api = &api;
+        let operator = &operator;
+        async move {
+            let (_, job) = api.get(operator, &format!("/api/v1/jobs/{id}")).await;
+            (job["waiting"]["code"] == code).then_some(job)
+        }
+    };
+    let job = eventually(api.hub.sync.changes(), "the job waiting for the plate", || {
+        waits(benchy, "plate_not_clear")
+    })
+    .await;
+    assert!(job["waiting"]["reason"].as_str().unwrap().contains(SERIAL), "{job}");
+    let (_, printer) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+    assert_eq!(printer["plate"]["clear"], false);
+
+    // One tap: the plate is clear. With Benchy held, the rush job is first, but the orange
+    // PETG is not loaded: it waits and says so.
+    let (status, _) = api.post(&operator, &format!("/api/v1/jobs/{benchy}/hold"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, plate) =
+        api.post(&viewer, &format!("/api/v1/printers/{SERIAL}/plate-clear"), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{plate}");
+    let (status, plate) =
+        api.post(&operator, &format!("/api/v1/printers/{SERIAL}/plate-clear"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{plate}");
+    assert_eq!(
+        (plate["clear"].clone(), plate["confirmed_by"].clone()),
+        (json!(true), json!("olga"))
+    );
+    let rush_job = eventually(api.hub.sync.changes(), "the rush job missing its filament", || {
+        waits(rush[0], "filament_not_loaded")
+    })
+    .await;
+    assert!(
+        rush_job["waiting"]["reason"].as_str().unwrap().contains("slot 1: PETG #FF6A13"),
+        "{rush_job}"
+    );
+    // Released, Benchy goes, its filament mapped onto the trays that hold it.
+    let (status, _) =
+        api.post(&operator, &format!("/api/v1/jobs/{benchy}/release"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let job = eventually(api.hub.sync.changes(), "Benchy assigned", || async {
+        let (_, job) = api.get(&operator, &format!("/api/v1/jobs/{benchy}")).await;
+        (job["state"] == "assigned").then_some(job)
+    })
+    .await;
+    assert_eq!(job["printer"], SERIAL);
+    let mapping: Vec<(i64, i64)> = job["mapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["slot"].as_i64().unwrap(), m["ams_index"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(mapping, vec![(1, 0), (2, 1), (6, 3)]);
+    // The printer is Benchy's now.
+    let rush_job =
+        eventually(api.hub.sync.changes(), "the rush job finding the printer taken", || {
+            waits(rush[0], "printers_busy")
+        })
+        .await;
+    assert!(
+        rush_job["waiting"]["reason"].as_str().unwrap().contains("has a job of the queue"),
+        "{rush_job}"
+    );
+    let (_, list) = api.get(&viewer, "/api/v1/jobs").await;
+    let places: Vec<(i64, Value)> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_i64().unwrap(), j["queue_place"].clone()))
+        .collect();
+    assert_eq!(places[..2], [(rush[0], json!(1)), (rush[1], json!(2))]);
+
+    // A job ends on the printer: its plate needs a person again.
+    sim.start_job("by hand", 2).await.unwrap();
+    eventually(api.hub.sync.changes(), "the plate no longer clear", || async {
+        let (_, printer) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+        (printer["plate"]["clear"] == false && printer["state"]["state"] == "finished")
+            .then_some(())
+    })
+    .await;
+
+    // Operators act on jobs: cancel, retry (back in the queue, waiting for the plate), move,
+    // hold; every change is in the history, with who made it.
+    let (status, cancelled) =
+        api.post(&operator, &format!("/api/v1/jobs/{benchy}/cancel"), json!({})).await;
+    assert_eq!(
+        (status, cancelled["state"].clone()),
+        (StatusCode::OK, json!("cancelled")),
+        "{cancelled}"
+    );
+    let (status, _) =
+        api.post(&operator, &format!("/api/v1/jobs/{benchy}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, retried) =
+        api.post(&operator, &format!("/api/v1/jobs/{benchy}/retry"), json!({})).await;
+    assert_eq!((status, retried["state"].clone()), (StatusCode::OK, json!("queued")));
+    eventually(api.hub.sync.changes(), "the retried job waiting for the plate", || {
+        waits(benchy, "plate_not_clear")
+    })
+    .await;
+    let (status, moved) =
+        api.post(&operator, &format!("/api/v1/jobs/{}/move", rush[1]), json!({"to": "top"})).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["queue_place"], 1);
+    let (status, held) =
+        api.post(&operator, &format!("/api/v1/jobs/{}/hold", rush[0]), json!({})).await;
+    assert_eq!((status, held["held"].clone()), (StatusCode::OK, json!(true)));
+    eventually(api.hub.sync.changes(), "the held job saying so", || waits(rush[0], "held")).await;
+    let (_, detail) = api.get(&viewer, &format!("/api/v1/jobs/{benchy}")).await;
+    let history: Vec<(String, String)> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (h["to_state"].as_str().unwrap().to_owned(), h["actor"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("queued", "olga"),
+        ("queued", "olga"),
+        ("queued", "olga"),
+        ("assigned", "dispatcher"),
+        ("cancelled", "olga"),
+        ("queued", "olga"),
+    ]
+    .iter()
+    .map(|(s, a)| ((*s).to_owned(), (*a).to_owned()))
+    .collect();
+    assert_eq!(history, expected);
+
+    // Bad requests say what is wrong.
+    let (status, body) = api.post(&viewer, "/api/v1/jobs", json!({"file": file})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api.post(&operator, "/api/v1/jobs", json!({"file": "nope"})).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) =
+        api.post(&operator, "/api/v1/jobs", json!({"file": file, "plate": 7})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("its plates are 1"), "{body}");
+    let (status, body) =
+        api.post(&operator, "/api/v1/jobs", json!({"file": file, "copies": 0})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api.get(&viewer, "/api/v1/jobs/x").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    drop(agent);
+    drop(sim);
     api.stop().await;
 }

@@ -1,0 +1,476 @@
+//! The print queue's storage: jobs, their history, and plate confirmations. Every state
+//! change is a conditional update (it names the states it may leave) with its history row,
+//! in one transaction, so two doors acting at once cannot both move a job.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{Db, DbError};
+use proto::UnixMillis;
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: i64,
+    pub batch: String,
+    pub copy: i64,
+    pub copies: i64,
+    pub file_id: String,
+    pub plate: i64,
+    pub name: String,
+    pub state: String,
+    pub held: bool,
+    pub priority: i64,
+    pub position: i64,
+    pub deadline: Option<i64>,
+    pub not_before: Option<i64>,
+    pub needs_approval: bool,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<i64>,
+    pub target_printer: Option<String>,
+    pub target_model: Option<String>,
+    pub nozzle: Option<f64>,
+    /// JSON: `[{slot, material, color}]`.
+    pub needs: String,
+    pub tolerance: f64,
+    pub printer_id: Option<String>,
+    /// JSON: `[{slot, tray, distance}]`.
+    pub mapping: Option<String>,
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, batch, copy, copies, file_id, plate, name, state, held, priority, \
+    position, deadline, not_before, needs_approval, approved_by, approved_at, target_printer, \
+    target_model, nozzle, needs, tolerance, printer_id, mapping, reason, reason_code, created_by, \
+    created_at, updated_at, started_at, ended_at";
+
+fn job_row(row: &sqlx::any::AnyRow) -> Result<JobRow, DbError> {
+    Ok(JobRow {
+        id: row.try_get(0)?,
+        batch: row.try_get(1)?,
+        copy: row.try_get(2)?,
+        copies: row.try_get(3)?,
+        file_id: row.try_get(4)?,
+        plate: row.try_get(5)?,
+        name: row.try_get(6)?,
+        state: row.try_get(7)?,
+        held: row.try_get::<i64, _>(8)? != 0,
+        priority: row.try_get(9)?,
+        position: row.try_get(10)?,
+        deadline: row.try_get(11)?,
+        not_before: row.try_get(12)?,
+        needs_approval: row.try_get::<i64, _>(13)? != 0,
+        approved_by: row.try_get(14)?,
+        approved_at: row.try_get(15)?,
+        target_printer: row.try_get(16)?,
+        target_model: row.try_get(17)?,
+        nozzle: row.try_get(18)?,
+        needs: row.try_get(19)?,
+        tolerance: row.try_get(20)?,
+        printer_id: row.try_get(21)?,
+        mapping: row.try_get(22)?,
+        reason: row.try_get(23)?,
+        reason_code: row.try_get(24)?,
+        created_by: row.try_get(25)?,
+        created_at: row.try_get(26)?,
+        updated_at: row.try_get(27)?,
+        started_at: row.try_get(28)?,
+        ended_at: row.try_get(29)?,
+    })
+}
+
+/// One change in a job's life.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct HistoryRow {
+    pub at: i64,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    /// A user, or `dispatcher`.
+    pub actor: String,
+    pub detail: Option<String>,
+}
+
+/// A plate confirmation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clearance {
+    pub printer_id: String,
+    pub agent_id: String,
+    pub through_seq: i64,
+    pub confirmed_by: String,
+    pub confirmed_at: i64,
+}
+
+/// States a job is in while it holds its printer.
+pub const ACTIVE: &[&str] = &["assigned", "transferring", "uploading", "starting", "printing"];
+/// States a job ends in.
+pub const DONE: &[&str] = &["finished", "failed", "cancelled"];
+
+fn in_list(states: &[&str]) -> String {
+    let quoted: Vec<String> = states.iter().map(|s| format!("'{s}'")).collect();
+    format!("({})", quoted.join(", "))
+}
+
+impl Db {
+    /// Stores new jobs (one request's copies), each with its "queued" history row. Jobs
+    /// are placed after every job of the queue. Returns their ids.
+    pub async fn insert_jobs(&self, jobs: &[JobRow], actor: &str) -> Result<Vec<i64>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let last: i64 = sqlx::query("SELECT COALESCE(MAX(position), 0) FROM jobs")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for (n, job) in jobs.iter().enumerate() {
+            let sql = "INSERT INTO jobs (batch, copy, copies, file_id, plate, name, state, held, priority, \
+                 position, deadline, not_before, needs_approval, target_printer, target_model, \
+                 nozzle, needs, tolerance, created_by, created_at, updated_at) VALUES ($1, $2, $3, \
+                 $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                 $19) RETURNING id";
+            let id: i64 = sqlx::query(sql)
+                .bind(job.batch.as_str())
+                .bind(job.copy)
+                .bind(job.copies)
+                .bind(job.file_id.as_str())
+                .bind(job.plate)
+                .bind(job.name.as_str())
+                .bind(i64::from(job.held))
+                .bind(job.priority)
+                .bind(last + 1 + n as i64)
+                .bind(job.deadline)
+                .bind(job.not_before)
+                .bind(i64::from(job.needs_approval))
+                .bind(job.target_printer.as_deref())
+                .bind(job.target_model.as_deref())
+                .bind(job.nozzle)
+                .bind(job.needs.as_str())
+                .bind(job.tolerance)
+                .bind(actor)
+                .bind(job.created_at)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            history(&mut tx, id, None, "queued", actor, None, job.created_at).await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<JobRow>, DbError> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(job_row).transpose()
+    }
+
+    /// Jobs not yet done, and the `done` most recently ended ones.
+    pub async fn jobs(&self, done: i64) -> Result<Vec<JobRow>, DbError> {
+        let open = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state NOT IN {} ORDER BY id",
+            in_list(DONE)
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        let ended = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state IN {} ORDER BY updated_at DESC, id DESC LIMIT $1",
+            in_list(DONE)
+        )))
+        .bind(done)
+        .fetch_all(&self.pool)
+        .await?;
+        open.iter().chain(ended.iter()).map(job_row).collect()
+    }
+
+    pub async fn job_history(&self, id: i64) -> Result<Vec<HistoryRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT at, from_state, to_state, actor, detail FROM job_history WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryRow {
+                    at: r.try_get(0)?,
+                    from_state: r.try_get(1)?,
+                    to_state: r.try_get(2)?,
+                    actor: r.try_get(3)?,
+                    detail: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves a job from one of `from` to `to`, with its history row; `false` (nothing
+    /// changed) when it was in none of them. Leaving `queued` clears why it waited; entering
+    /// `queued` clears its printer and mapping.
+    pub async fn transition(
+        &self,
+        id: i64,
+        from: &[&str],
+        to: &str,
+        actor: &str,
+        detail: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(current) = current_state(&mut tx, id).await? else { return Ok(false) };
+        if !from.contains(&current.as_str()) {
+            return Ok(false);
+        }
+        let set = if to == "queued" {
+            "printer_id = NULL, mapping = NULL, reason = NULL, reason_code = NULL, \
+             started_at = NULL, ended_at = NULL, "
+        } else if to == "finished" {
+            "ended_at = $2, "
+        } else if DONE.contains(&to) {
+            "ended_at = $2, reason = $5, "
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE jobs SET {set}state = $1, updated_at = $2 WHERE id = $3 AND state = $4"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to)
+            .bind(now.0)
+            .bind(id)
+            .bind(current.as_str());
+        if set.contains("$5") {
+            query = query.bind(detail);
+        }
+        let changed = query.execute(&mut *tx).await?.rows_affected() == 1;
+        if changed {
+            history(&mut tx, id, Some(&current), to, actor, detail, now.0).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Gives a queued job to a printer with its filament mapping.
+    pub async fn assign_job(
+        &self,
+        id: i64,
+        printer: &str,
+        mapping: &str,
+        detail: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET state = 'assigned', printer_id = $1, mapping = $2, reason = NULL, \
+             reason_code = NULL, updated_at = $3 WHERE id = $4 AND state = 'queued' AND held = 0",
+        )
+        .bind(printer)
+        .bind(mapping)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            history(&mut tx, id, Some("queued"), "assigned", "dispatcher", Some(detail), now.0)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Records why a queued job waits (no history row: it is not a change of state).
+    pub async fn set_job_reason(&self, id: i64, code: &str, reason: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE jobs SET reason = $1, reason_code = $2 WHERE id = $3 AND state = 'queued'",
+        )
+        .bind(reason)
+        .bind(code)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Holds or releases a job that has not started; `false` when it had.
+    pub async fn set_job_held(
+        &self,
+        id: i64,
+        held: bool,
+        actor: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET held = $1, updated_at = $2 WHERE id = $3 AND state = 'queued' AND held <> $1",
+        )
+        .bind(i64::from(held))
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            let detail = if held { "held" } else { "released" };
+            history(&mut tx, id, Some("queued"), "queued", actor, Some(detail), now.0).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
+    pub async fn approve_job(
+        &self,
+        id: i64,
+        actor: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET approved_by = $1, approved_at = $2, updated_at = $2 \
+             WHERE id = $3 AND needs_approval = 1 AND approved_at IS NULL AND state = 'queued'",
+        )
+        .bind(actor)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            history(&mut tx, id, Some("queued"), "queued", actor, Some("approved"), now.0).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Sets a job's place in the queue.
+    pub async fn set_job_position(
+        &self,
+        id: i64,
+        position: i64,
+        actor: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET position = $1, updated_at = $2 WHERE id = $3 AND state = 'queued'",
+        )
+        .bind(position)
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            history(&mut tx, id, Some("queued"), "queued", actor, Some("moved"), now.0).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Printers holding a job of the queue now, and the job.
+    pub async fn busy_printers(&self) -> Result<HashMap<String, i64>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT printer_id, id FROM jobs WHERE state IN {} AND printer_id IS NOT NULL",
+            in_list(ACTIVE)
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    // --- plates ---------------------------------------------------------------------------
+
+    pub async fn confirm_plate(&self, clearance: &Clearance) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO plate_clearances (printer_id, agent_id, through_seq, confirmed_by, confirmed_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (printer_id) DO UPDATE SET \
+             agent_id = excluded.agent_id, through_seq = excluded.through_seq, \
+             confirmed_by = excluded.confirmed_by, confirmed_at = excluded.confirmed_at",
+        )
+        .bind(clearance.printer_id.as_str())
+        .bind(clearance.agent_id.as_str())
+        .bind(clearance.through_seq)
+        .bind(clearance.confirmed_by.as_str())
+        .bind(clearance.confirmed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn plate_clearances(&self) -> Result<HashMap<String, Clearance>, DbError> {
+        let rows = sqlx::query(
+            "SELECT printer_id, agent_id, through_seq, confirmed_by, confirmed_at FROM plate_clearances",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let c = Clearance {
+                    printer_id: r.try_get(0)?,
+                    agent_id: r.try_get(1)?,
+                    through_seq: r.try_get(2)?,
+                    confirmed_by: r.try_get(3)?,
+                    confirmed_at: r.try_get(4)?,
+                };
+                Ok((c.printer_id.clone(), c))
+            })
+            .collect()
+    }
+
+    /// Each printer's last job end the hub holds: (agent, seq).
+    pub async fn last_job_ends(&self) -> Result<HashMap<String, (String, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT e.printer_id, e.agent_id, e.seq FROM events e JOIN ( \
+               SELECT printer_id, MAX(id) AS last FROM events \
+               WHERE kind IN ('job_finished', 'job_failed', 'job_cancelled') AND printer_id IS NOT NULL \
+               GROUP BY printer_id) l ON e.id = l.last",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?)))).collect()
+    }
+}
+
+async fn current_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+) -> Result<Option<String>, DbError> {
+    let row = sqlx::query("SELECT state FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+async fn history(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    from: Option<&str>,
+    to: &str,
+    actor: &str,
+    detail: Option<&str>,
+    at: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO job_history (job_id, at, from_state, to_state, actor, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(from)
+    .bind(to)
+    .bind(actor)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
