@@ -14,6 +14,7 @@ import PrinterPage from './printer.js';
 import AgentsPage from './agents.js';
 import EventsPage from './events.js';
 import FilesPage from './files.js';
+import QueuePage from './queue.js';
 import AdminPage from './admin.js';
 import AccountPage from './account.js';
 import LoginPage from './login.js';
@@ -31,6 +32,7 @@ const ROUTES = [
   { pattern: /^\/printers\/([^/]+)$/, page: PrinterPage, nav: 'fleet' },
   { pattern: /^\/agents$/, page: AgentsPage, nav: 'agents' },
   { pattern: /^\/events$/, page: EventsPage, nav: 'events' },
+  { pattern: /^\/queue$/, page: QueuePage, nav: 'queue' },
   { pattern: /^\/files$/, page: FilesPage, nav: 'files' },
   { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
   { pattern: /^\/account$/, page: AccountPage },
@@ -39,6 +41,7 @@ const ROUTES = [
 
 const NAV = [
   { key: 'fleet', href: '/', label: 'Fleet' },
+  { key: 'queue', href: '/queue', label: 'Queue' },
   { key: 'files', href: '/files', label: 'Files' },
   { key: 'events', href: '/events', label: 'Events' },
   { key: 'agents', href: '/agents', label: 'Agents' },

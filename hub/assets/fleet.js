@@ -9,7 +9,7 @@ import { Badge, EmptyState, ErrorBox, Loading, useTitle } from './ui.js';
 import { relativeTime } from './format.js';
 import {
   printerName, StateBadge, AgentBadge, ProgressBar, progressSummary, Temperatures, AmsSwatches,
-  AlertList, SnapshotImage, isActive,
+  AlertList, SnapshotImage, isActive, PlateControl,
 } from './widgets.js';
 
 // The printers' ids by name, as one string: the page re-renders only when it changes.
@@ -81,6 +81,7 @@ function PrinterCard({ printer: signal }) {
     <${Temperatures} state=${state} />
     <${AmsSwatches} state=${state} />
     <${AlertList} state=${state} limit=${3} />
+    <${PlateControl} printer=${printer} />
     <p class="card-foot muted">${state ? `Updated ${relativeTime(printer.received_at ?? printer.state_at ?? state.last_report_at)}` : 'No state received yet'}</p>
   </article>`;
 }

@@ -27,8 +27,9 @@ export const FIELDS = {
   "Printer": {
     "id": "string", "agent_id": "string", "name": "string?", "model": "string?",
     "state": "PrinterState?", "state_at": "integer?", "received_at": "integer?", "agent_online": "boolean",
-    "latest_snapshot": "LatestSnapshot?", "approved_at": "integer?"
+    "latest_snapshot": "LatestSnapshot?", "approved_at": "integer?", "plate": "PlateState?"
   },
+  "PlateState": { "printer": "string", "clear": "boolean", "confirmed_by": "string?", "confirmed_at": "integer?" },
   "ClaimList": { "claims": "PrinterClaim[]" },
   "PrinterClaim": {
     "printer_id": "string", "agent_id": "string", "owner_id": "string", "last_at": "integer",
@@ -83,6 +84,24 @@ export const FIELDS = {
   },
   "FilamentView": { "slot": "integer", "type": "string?", "color": "string?", "grams": "number?" },
   "ThumbnailView": { "url": "string" },
+
+  "JobList": { "jobs": "JobView[]" },
+  "JobView": {
+    "id": "integer", "copy": "integer", "copies": "integer", "file": "string", "file_name": "string?",
+    "plate": "integer", "name": "string", "state": "string", "held": "boolean", "priority": "integer",
+    "queue_place": "integer?", "deadline": "integer?", "needs_approval": "boolean", "approved_by": "string?",
+    "target_printer": "string?", "target_model": "string?", "materials": "SlotMaterial[]", "printer": "string?",
+    "mapping": "SlotMapping[]", "waiting": "JobWait?", "reason": "string?", "estimated_s": "integer?",
+    "thumbnail_url": "string?", "created_by": "string", "updated_at": "integer"
+  },
+  "JobDetail": {
+    "id": "integer", "name": "string", "state": "string", "held": "boolean", "queue_place": "integer?",
+    "waiting": "JobWait?", "printer": "string?", "history": "HistoryRow[]"
+  },
+  "SlotMaterial": { "slot": "integer", "type": "string?", "color": "string?" },
+  "SlotMapping": { "slot": "integer", "tray": "string" },
+  "JobWait": { "code": "string", "reason": "string" },
+  "HistoryRow": { "at": "integer", "from_state": "string?", "to_state": "string", "actor": "string", "detail": "string?" },
 
   "CameraList": { "cameras": "Camera[]" },
   "Camera": {
@@ -147,6 +166,11 @@ export const FIELDS = {
     "kind": "string", "name": "string?", "model": "string?", "host": "string?", "port": "integer?", "access_code": "string?",
     "url": "string?", "api_key": "string?", "web_port": "integer?", "camera": "boolean?"
   },
+  "JobRequest": {
+    "file": "string", "plate": "integer?", "copies": "integer?", "name": "string?", "printer": "string?",
+    "priority": "integer?", "needs_approval": "boolean?"
+  },
+  "MoveRequest": { "to": "string" },
   "EnrollmentTokenRequest": { "ttl_s": "integer?", "name": "string?", "printers": "string[]?" },
   "UserRequest": { "name": "string", "password": "string", "role": "string" },
   "TokenRequest": { "user": "string?", "name": "string?" },
@@ -168,7 +192,9 @@ export const FIELDS = {
     "last_frame_at": "integer?", "last_error": "string?", "live": "boolean", "source": "string",
     "width": "integer", "height": "integer"
   },
-  "LiveLagged": { "type": "string", "missed": "integer" }
+  "LiveLagged": { "type": "string", "missed": "integer" },
+  "LiveJob": { "type": "string", "id": "integer", "state": "string", "printer": "string?" },
+  "LivePlate": { "type": "string", "printer": "string", "clear": "boolean" }
 };
 
 // The resource of each WebSocket message, by its `type`.
@@ -180,6 +206,8 @@ export const LIVE = {
   snapshot: 'LiveSnapshot',
   camera: 'LiveCamera',
   lagged: 'LiveLagged',
+  job: 'LiveJob',
+  plate: 'LivePlate',
 };
 
 // `value` with only the fields `type` declares, recursively. Containers of the wrong kind

@@ -313,6 +313,20 @@ function apply(message) {
       if (latest !== printer.value.latest_snapshot) printer.value = { ...printer.value, latest_snapshot: latest };
       break;
     }
+    case 'plate': {
+      const printer = printers.value.get(message.printer);
+      if (printer) printer.value = { ...printer.value, plate: { ...(printer.value.plate ?? {}), clear: message.clear } };
+      break;
+    }
+    case 'event': {
+      // A job's end leaves something on the plate: a person confirms it clear again (the
+      // hub's rule; its answer after the next fetch agrees).
+      const printer = printers.value.get(message.printer);
+      if (printer && ['job_finished', 'job_failed', 'job_cancelled'].includes(message.event?.type)) {
+        printer.value = { ...printer.value, plate: { ...(printer.value.plate ?? {}), clear: false } };
+      }
+      break;
+    }
     case 'command_result': {
       const results = new Map(commandResults.value);
       results.set(message.command, message.outcome);

@@ -1,7 +1,9 @@
 // Pieces of printer display shared by the fleet and printer pages.
 
-import { html } from './lib.js';
-import { Badge, VisuallyHidden } from './ui.js';
+import { html, useState } from './lib.js';
+import { api } from './api.js';
+import { me, printers } from './store.js';
+import { Badge, VisuallyHidden, toast } from './ui.js';
 import { clock, dateTime, duration, temperature, stateLabel } from './format.js';
 import { hmsText, moduleName, severityKind, sortAlerts, wikiUrl } from './hms.js';
 
@@ -200,4 +202,37 @@ export function eventKind(kind) {
   if (['job_finished', 'printer_reachable', 'hms_cleared', 'print_error_cleared'].includes(kind)) return 'ok';
   if (['job_started', 'job_resumed'].includes(kind)) return 'accent';
   return 'neutral';
+}
+
+// The printer's build plate: "Plate clear", one tap after each job (operators), or who
+// confirmed it. Nothing from the queue starts on a plate nobody confirmed clear.
+export function PlateControl({ printer }) {
+  const [busy, setBusy] = useState(false);
+  const plate = printer.plate;
+  const canConfirm = me.value?.role === 'operator' || me.value?.role === 'admin';
+  const state = printer.state?.state;
+  if (plate?.clear) {
+    return html`<p class="plate plate-clear" data-testid="plate-state" data-clear="true">
+      <${Badge} kind="ok">plate clear<//>
+      ${plate.confirmed_by ? html` <span class="muted">confirmed by ${plate.confirmed_by}</span>` : null}
+    </p>`;
+  }
+  const idle = state === 'idle' || state === 'finished' || state === 'failed';
+  async function confirm() {
+    setBusy(true);
+    try {
+      const answer = await api(`/printers/${encodeURIComponent(printer.id)}/plate-clear`, { method: 'POST', resource: 'PlateState' });
+      const entry = printers.value.get(printer.id);
+      if (entry) entry.value = { ...entry.value, plate: answer };
+    } catch (error) {
+      if (error.status !== 401) toast(error.message, 'error');
+    } finally {
+      setBusy(false);
+    }
+  }
+  return html`<p class="plate" data-testid="plate-state" data-clear="false">
+    <${Badge} kind="warn">plate not confirmed<//>
+    ${canConfirm && idle ? html` <button type="button" class="btn btn-small" data-testid="plate-clear" disabled=${busy}
+      onClick=${confirm} aria-label=${`Confirm the plate of ${printerName(printer)} is clear`}>Plate clear</button>` : null}
+  </p>`;
 }

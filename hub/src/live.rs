@@ -184,6 +184,29 @@ pub mod schema {
         pub frames_total: u64,
     }
 
+    /// `job`: a job of the queue changed (its state, or why it waits); `GET /jobs/{id}`
+    /// reads it.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveJob {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^job$")]
+        pub kind: String,
+        pub id: i64,
+        pub state: String,
+        /// The printer it was given to, if any.
+        pub printer: Option<String>,
+    }
+
+    /// `plate`: a printer's plate was confirmed clear.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LivePlate {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^plate$")]
+        pub kind: String,
+        pub printer: String,
+        pub clear: bool,
+    }
+
     /// `lagged`: this client was too slow and missed updates; refetch.
     #[derive(Debug, Serialize, ToSchema)]
     pub struct LiveLagged {
@@ -277,6 +300,8 @@ pub mod schema {
                         frames_total: 3,
                     },
                 ),
+                ("LiveJob", LiveUpdate::Job { id: 3, state: "queued".into(), printer: None }),
+                ("LivePlate", LiveUpdate::Plate { printer: "p".into(), clear: true }),
             ];
             for (schema, update) in &updates {
                 assert_eq!(keys(update), properties(schema), "{schema}");

@@ -39,8 +39,17 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' da
 
 /// The paths at which the shell is served (axum path syntax): those of the route table in
 /// `assets/app.js` (a test checks that they agree).
-pub const PAGES: &[&str] =
-    &["/", "/printers/{id}", "/agents", "/events", "/files", "/admin", "/account", "/login"];
+pub const PAGES: &[&str] = &[
+    "/",
+    "/printers/{id}",
+    "/agents",
+    "/events",
+    "/queue",
+    "/files",
+    "/admin",
+    "/account",
+    "/login",
+];
 
 const SHELL: &str = include_str!("../assets/index.html");
 
@@ -79,6 +88,7 @@ static ASSETS: &[Asset] = &[
     js!("agents.js"),
     js!("events.js"),
     js!("files.js"),
+    js!("queue.js"),
     js!("admin.js"),
     js!("account.js"),
     js!("login.js"),

@@ -33,6 +33,8 @@ use crate::service::Role;
         crate::live::schema::LiveSnapshot,
         crate::live::schema::LiveCamera,
         crate::live::schema::LiveLagged,
+        crate::live::schema::LiveJob,
+        crate::live::schema::LivePlate,
     )),
     modifiers(&Security),
 )]

@@ -377,6 +377,18 @@ impl Db {
         Ok(changed)
     }
 
+    /// Jobs not yet ended that print file `file`.
+    pub async fn open_jobs_of_file(&self, file: &str) -> Result<i64, DbError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM jobs WHERE file_id = $1 AND state NOT IN {}",
+            in_list(DONE)
+        )))
+        .bind(file)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Printers holding a job of the queue now, and the job.
     pub async fn busy_printers(&self) -> Result<HashMap<String, i64>, DbError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

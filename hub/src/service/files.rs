@@ -297,6 +297,12 @@ impl Files {
 
     pub async fn delete(&self, principal: &Principal, id: &str) -> Result<(), ServiceError> {
         principal.require(Role::Operator)?;
+        let open = self.db.open_jobs_of_file(id).await?;
+        if open > 0 {
+            return Err(ServiceError::Conflict(format!(
+                "{open} job(s) of the queue print this file; cancel them first"
+            )));
+        }
         if !self.db.delete_file(id).await? {
             return Err(unknown_file(id));
         }

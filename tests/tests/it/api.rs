@@ -1719,6 +1719,10 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
     .collect();
     assert_eq!(history, expected);
 
+    // A file the queue still prints is not deleted.
+    let (status, body) = api.delete(&operator, &format!("/api/v1/files/{file}")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "conflict"), "{body}");
+
     // Bad requests say what is wrong.
     let (status, body) = api.post(&viewer, "/api/v1/jobs", json!({"file": file})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");

@@ -70,11 +70,19 @@ fn unlabelled(browser: &Session) -> serde_json::Value {
 }
 
 /// Elements that reach past the window's right edge (none, unless the page scrolls sideways):
-/// tag, class and right edge of the innermost ones.
+/// tag, class and right edge of the innermost ones. An element inside a container that
+/// scrolls or clips within the window (the navigation bar scrolls on a phone) is not counted.
 fn sideways(browser: &Session) -> serde_json::Value {
     browser.execute(
-        "const wide = [...document.querySelectorAll('body *')]
-           .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1);
+        "const clipped = (e) => {
+           for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+             const x = getComputedStyle(p).overflowX;
+             if (x !== 'visible' && p.getBoundingClientRect().right <= window.innerWidth + 1) return true;
+           }
+           return false;
+         };
+         const wide = [...document.querySelectorAll('body *')]
+           .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(e));
          return wide.filter(e => !wide.some(o => o !== e && e.contains(o)))
            .map(e => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)",
     )
@@ -339,6 +347,34 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.wait_text("#toasts", "the duplicate's notice", &["already here"]);
     assert_eq!(browser.find_all(card).len(), 1);
 
+    // The queue: plate 2 of that file, added from the dashboard. The desk's A1 mini fits it
+    // and idles, but nobody confirmed its plate clear: the job waits and says so. One tap on
+    // the printer's card, and the job waits for what is really missing, the orange PETG.
+    browser.click(&browser.wait("[data-nav=queue]"));
+    browser.wait_text("main", "the empty queue", &["the queue is empty"]);
+    browser.click(&browser.wait("[data-testid=job-file] option:nth-child(2)"));
+    browser.wait("[data-testid=job-plate] option[value='3']");
+    browser.click(&browser.wait("[data-testid=job-add]"));
+    let job = "[data-testid=job-row][data-state=queued]";
+    browser.wait(&format!("{job} [data-testid=job-where][data-code=plate_not_clear]"));
+    browser.wait_text(job, "the job's wait", &["0309ca391800003"]);
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the queue page"
+    );
+    assert_eq!(csp_violations(&browser), 0, "the queue page broke the Content-Security-Policy");
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "queue page text below WCAG AA");
+    browser.screenshot(&shots, "5e-queue-waiting");
+    browser.click(&browser.wait("[data-nav=fleet]"));
+    let desk = "[data-printer-id='0309CA391800003']";
+    browser.click(&browser.wait(&format!("{desk} [data-testid=plate-clear]")));
+    browser.wait(&format!("{desk} [data-testid=plate-state][data-clear=true]"));
+    browser.click(&browser.wait("[data-nav=queue]"));
+    browser.wait(&format!("{job} [data-testid=job-where][data-code=filament_not_loaded]"));
+    browser.wait_text(job, "the missing filament", &["petg #ff6a13"]);
+    browser.screenshot(&shots, "5f-queue-filament");
+
     // The event log and the admin page.
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);
@@ -417,6 +453,15 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
         "the files page scrolls sideways on a phone"
     );
     browser.screenshot(&shots, "12b-files-phone");
+    // And the queue.
+    browser.goto(&format!("{base}/queue"));
+    browser.wait("[data-testid=job-row]");
+    assert_eq!(
+        sideways(&browser),
+        serde_json::json!([]),
+        "the queue page scrolls sideways on a phone"
+    );
+    browser.screenshot(&shots, "12c-queue-phone");
     // The event log's table stacks into cards on a phone.
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);
