@@ -25,7 +25,7 @@ use printer_sim::Simulator;
 use printer_sim::config::{Model, SimConfig};
 use proto::{AgentId, PrinterEvent, PrinterEventKind, PrinterId, RecordBody, UnixMillis};
 use tests::fleet::{TestAgent, agent_config};
-use tests::process::{Process, bin};
+use tests::process::{Process, bin, memory_kb};
 use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -254,20 +254,6 @@ fn start_to_ready() {
         times[2], times[4]
     );
     tests::metric("hub_start_to_ready_ms", times[2]);
-}
-
-/// `(VmRSS, VmHWM)` of a process, kB.
-fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// One HTTP/1.1 request on a fresh connection from `source` (any 127.0.0.0/8 address is

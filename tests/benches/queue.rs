@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hub::queue::dispatch::{FileFacts, FleetPrinter, PrinterKind, QueuedJob, Target, decide};
 use hub::queue::matching::{DEFAULT_TOLERANCE, Need, Rgb, Tray, TrayRef};
 use printfile::FileKind;
-use tests::process::{Process, bin};
+use tests::process::{Process, bin, memory_kb};
 
 const MODELS: [&str; 4] = ["C12", "C11", "N2S", "BL-P001"];
 const MATERIALS: [&str; 3] = ["PLA", "PETG", "ABS"];
@@ -100,20 +100,6 @@ fn dispatcher() {
     tests::metric("dispatch_ms_1000x100", median);
 }
 
-/// (VmRSS, VmHWM) of a process, in kB.
-fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Uploads a 1 GiB G-code file (`KITT_BENCH_UPLOAD_MB` changes the size) through a plain
 /// HTTP/1.1 connection, streaming the body.
 fn upload() {
@@ -189,11 +175,13 @@ fn upload() {
     stream.write_all(&header).unwrap();
     let mut sent = header.len() as u64;
     let mut peak = 0;
+    let mut chunks = 0u64;
     while sent < size {
         let n = ((size - sent) as usize).min(chunk.len());
         stream.write_all(&chunk[..n]).unwrap();
         sent += n as u64;
-        if sent % (64 << 20) < chunk.len() as u64 {
+        chunks += 1;
+        if chunks.is_multiple_of(16) {
             peak = peak.max(memory_kb(pid).0);
         }
     }

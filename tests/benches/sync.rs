@@ -25,7 +25,7 @@ use printer_sim::config::{Model, SimConfig};
 use printer_sim::{SimHandle, Simulator};
 use proto::{AgentId, PrinterEvent, PrinterEventKind, PrinterId, RecordBody, Seq, UnixMillis};
 use tests::fleet::{TestAgent, TestHub};
-use tests::process::{Process, bin};
+use tests::process::{Process, bin, memory_kb};
 use tests::relay::Relay;
 
 const SERIAL: &str = "01P00A391800123";
@@ -33,20 +33,6 @@ const SERIAL: &str = "01P00A391800123";
 /// The bridge baseline: `mosquitto_bridge_baseline.sh N`.
 const BRIDGE_SCRIPT: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/benches/mosquitto_bridge_baseline.sh");
-
-/// (VmRSS, VmHWM) of a process, in kB.
-fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 /// CPU time (user + system) a process has used so far, in seconds.
 fn cpu_s(pid: &str) -> f64 {

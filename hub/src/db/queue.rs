@@ -265,25 +265,17 @@ impl Db {
         detail: &str,
         now: UnixMillis,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET state = 'assigned', printer_id = $1, mapping = $2, reason = NULL, \
              reason_code = NULL, updated_at = $3 WHERE id = $4 AND state = 'queued' AND held = 0",
         )
         .bind(printer)
         .bind(mapping)
         .bind(now.0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if changed {
-            history(&mut tx, id, Some("queued"), "assigned", "dispatcher", Some(detail), now.0)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(changed)
+        .bind(id);
+        let entry =
+            Entry { id, from: "queued", to: "assigned", actor: "dispatcher", detail, at: now };
+        self.update_with_history(update, entry).await
     }
 
     /// Records why a queued job waits (no history row: it is not a change of state).
@@ -307,23 +299,14 @@ impl Db {
         actor: &str,
         now: UnixMillis,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET held = $1, updated_at = $2 WHERE id = $3 AND state = 'queued' AND held <> $1",
         )
         .bind(i64::from(held))
         .bind(now.0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if changed {
-            let detail = if held { "held" } else { "released" };
-            history(&mut tx, id, Some("queued"), "queued", actor, Some(detail), now.0).await?;
-            tx.commit().await?;
-        }
-        Ok(changed)
+        .bind(id);
+        let detail = if held { "held" } else { "released" };
+        self.update_with_history(update, Entry::queued(id, actor, detail, now)).await
     }
 
     pub async fn approve_job(
@@ -332,23 +315,14 @@ impl Db {
         actor: &str,
         now: UnixMillis,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET approved_by = $1, approved_at = $2, updated_at = $2 \
              WHERE id = $3 AND needs_approval = 1 AND approved_at IS NULL AND state = 'queued'",
         )
         .bind(actor)
         .bind(now.0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if changed {
-            history(&mut tx, id, Some("queued"), "queued", actor, Some("approved"), now.0).await?;
-            tx.commit().await?;
-        }
-        Ok(changed)
+        .bind(id);
+        self.update_with_history(update, Entry::queued(id, actor, "approved", now)).await
     }
 
     /// Sets a job's place in the queue.
@@ -359,19 +333,27 @@ impl Db {
         actor: &str,
         now: UnixMillis,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET position = $1, updated_at = $2 WHERE id = $3 AND state = 'queued'",
         )
         .bind(position)
         .bind(now.0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        .bind(id);
+        self.update_with_history(update, Entry::queued(id, actor, "moved", now)).await
+    }
+
+    /// Runs `update`, which changes job `entry.id` or nothing, and when it changed the job
+    /// writes `entry` to its history, in one transaction.
+    async fn update_with_history<'q>(
+        &self,
+        update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        entry: Entry<'_>,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = update.execute(&mut *tx).await?.rows_affected() == 1;
         if changed {
-            history(&mut tx, id, Some("queued"), "queued", actor, Some("moved"), now.0).await?;
+            let Entry { id, from, to, actor, detail, at } = entry;
+            history(&mut tx, id, Some(from), to, actor, Some(detail), at.0).await?;
             tx.commit().await?;
         }
         Ok(changed)
@@ -450,6 +432,24 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?)))).collect()
+    }
+}
+
+/// A history row to write with a change.
+#[derive(Debug, Clone, Copy)]
+struct Entry<'a> {
+    id: i64,
+    from: &'a str,
+    to: &'a str,
+    actor: &'a str,
+    detail: &'a str,
+    at: UnixMillis,
+}
+
+impl<'a> Entry<'a> {
+    /// A change that leaves a queued job queued (held, released, approved, moved).
+    fn queued(id: i64, actor: &'a str, detail: &'a str, at: UnixMillis) -> Entry<'a> {
+        Entry { id, from: "queued", to: "queued", actor, detail, at }
     }
 }
 
