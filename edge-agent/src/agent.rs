@@ -297,6 +297,17 @@ fn spawn_printer(
     context: &PrinterContext,
     stop: CancellationToken,
 ) -> Result<RunningPrinter, AgentError> {
+    // The job the outbox recorded in progress: the link goes on with it (a restart neither
+    // announces it again nor misses its end).
+    let resume = context
+        .outbox
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .open_job(&printer.id)
+        .map(|job| crate::printer::events::ResumedJob { name: job.name });
+    if let Some(job) = &resume {
+        tracing::info!(printer = %printer.id, job = ?job.name, "Resuming the job in progress.");
+    }
     let (handle, outputs, task, trust) = match &printer.link {
         PrinterLinkConfig::Bambu { host, port, access_code, ca } => {
             let trust = match ca {
@@ -316,6 +327,7 @@ fn spawn_printer(
             );
             link_config.port = *port;
             link_config.session.model = printer.model.clone();
+            link_config.session.resume = resume;
             let (handle, outputs, task) = bambu_link::spawn(link_config, stop.clone());
             (handle, outputs, task, Some(trust))
         }
@@ -324,6 +336,7 @@ fn spawn_printer(
                 moonraker_link::LinkConfig::new(printer.id.clone(), url.clone(), api_key.clone());
             link_config.web_port = *web_port;
             link_config.session.model = printer.model.clone();
+            link_config.session.resume = resume;
             let (handle, outputs, task) = moonraker_link::spawn(link_config, stop.clone());
             (handle, outputs, task, None)
         }

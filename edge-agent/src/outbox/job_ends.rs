@@ -7,9 +7,10 @@
 //! hours off decides the same way as one on time.
 //!
 //! The mark is written in the same transaction as the record, so a crash loses both or
-//! neither (the printer link then derives no job end after the restart: see "Known gap" in
-//! [`crate::commands`]). It is kept even if its record is refused, shed from the pending
-//! batch or evicted: forgetting a job end could start a print on an occupied bed. Then the
+//! neither; after the restart the printer link, which resumes the job the outbox holds as
+//! in progress (`open_jobs.rs`), derives the end again from what the printer shows. It is
+//! kept even if its record is refused, shed from the pending batch or evicted: forgetting a
+//! job end could start a print on an occupied bed. Then the
 //! hub never shows that job end, yet once its watermark passes the mark's seq a start
 //! confirmed later passes: the person confirming looked at the plate after the job ended.
 //! `resume` moves the marks with the records it renumbers.

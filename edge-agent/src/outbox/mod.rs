@@ -45,11 +45,13 @@
 //! commands(id BLOB PRIMARY KEY, expires_at INTEGER NOT NULL, outcome BLOB)
 //! job_ends(printer TEXT PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL,
 //!          seen INTEGER NOT NULL)
+//! open_jobs(printer TEXT PRIMARY KEY, name TEXT)
 //! ```
 //!
-//! `job_ends` holds each printer's latest job-end record (see `job_ends.rs`), written in the
-//! transaction that commits the record. It came after version 1 without a version change:
-//! `CREATE TABLE IF NOT EXISTS` adds it to an older file, and an older build ignores it.
+//! `job_ends` holds each printer's latest job-end record (see `job_ends.rs`) and `open_jobs`
+//! each printer's job in progress (see `open_jobs.rs`), both written in the transaction that
+//! commits the record. They came after version 1 without a version change: `CREATE TABLE IF
+//! NOT EXISTS` adds them to an older file, and an older build ignores them.
 //!
 //! `body` is the postcard encoding of a [`RecordBody`], `crc` its CRC-32. `class` is 0
 //! telemetry, 1 event (printer events and command results), 2 snapshot, 3 health; like the
@@ -91,6 +93,7 @@
 //!   its expiry.
 
 mod job_ends;
+mod open_jobs;
 mod policy;
 mod reserve;
 mod store;
@@ -110,6 +113,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use self::job_ends::JobEnds;
 pub use self::job_ends::{JobEnd, JobEndFacts};
+pub use self::open_jobs::OpenJob;
+use self::open_jobs::OpenJobs;
 use self::policy::{CLASSES, Capacity, DropTable, PENDING_SHED_ORDER, add_tables, drop_counts};
 pub use self::reserve::RESERVE_BYTES;
 use self::reserve::Reserve;
@@ -287,6 +292,8 @@ pub struct Outbox {
     reserve: Reserve,
     /// Each printer's latest job end, for the plate check.
     job_ends: JobEnds,
+    /// Each printer's job in progress (see `open_jobs.rs`).
+    open_jobs: OpenJobs,
 }
 
 #[derive(Debug)]
@@ -327,6 +334,7 @@ impl Outbox {
         })?;
         let counters = opened.counters;
         let job_ends = JobEnds::load(&opened.connection).map_err(|e| sqlite_error(&path, e))?;
+        let open_jobs = OpenJobs::load(&opened.connection).map_err(|e| sqlite_error(&path, e))?;
         let reserve = Reserve::beside(&path);
         let mut outbox = Outbox {
             connection: opened.connection,
@@ -343,6 +351,7 @@ impl Outbox {
             taken_drops: DropTable::default(),
             reserve,
             job_ends,
+            open_jobs,
         };
         if let Err(error) = outbox.reserve.fill() {
             tracing::warn!(path = %outbox.reserve.path().display(), %error,
@@ -373,6 +382,7 @@ impl Outbox {
         // A job end is marked even if its record is refused below: the plate check must
         // never forget one (the mark then names the seq the next record gets).
         self.job_ends.note(&body, self.next_seq, observed_at);
+        self.open_jobs.note(&body);
         let class = class_of(&body);
         let body = postcard::to_stdvec(&body).map_err(OutboxError::Encode)?;
         let size = body.len() as u64;
@@ -472,6 +482,12 @@ impl Outbox {
     /// how many were marked since it opened.
     pub fn job_ends(&self, printer: &proto::PrinterId) -> JobEndFacts {
         self.job_ends.facts(printer)
+    }
+
+    /// `printer`'s job in progress as recorded (committed, or appended and pending): what a
+    /// restarted printer link resumes.
+    pub fn open_job(&self, printer: &proto::PrinterId) -> Option<OpenJob> {
+        self.open_jobs.open(printer)
     }
 
     /// Marks a job end of `printer` that may have happened while nobody watched (the agent
@@ -752,9 +768,11 @@ impl Outbox {
         store::enforce_capacity(&tx, &mut counters, capacity)?;
         counters.save(&tx, &self.counters)?;
         self.job_ends.save(&tx)?;
+        self.open_jobs.save(&tx)?;
         tx.commit()?;
         self.counters = counters;
         self.job_ends.committed();
+        self.open_jobs.committed();
         self.pending.clear();
         self.pending_bytes = 0;
         self.unsaved_drops = DropTable::default();

@@ -39,6 +39,10 @@ const SCHEMA: &str = "
         at INTEGER NOT NULL,
         seen INTEGER NOT NULL
     ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS open_jobs (
+        printer TEXT PRIMARY KEY NOT NULL,
+        name TEXT
+    ) WITHOUT ROWID;
     INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
 ";
 

@@ -726,3 +726,48 @@ fn renumbering_above_the_hub_moves_the_job_end_marks_and_a_refused_record_is_sti
     assert_eq!(facts.appended, 1, "counted, so the plate check is not left waiting for it");
     assert_eq!(facts.latest.map(|e| e.seq), Some(Seq(10_002)));
 }
+
+fn job_start(printer: &PrinterId, name: &str) -> RecordBody {
+    RecordBody::PrinterEvent(proto::PrinterEvent {
+        printer: printer.clone(),
+        kind: proto::PrinterEventKind::JobStarted {
+            job_name: Some(name.into()),
+            total_layers: None,
+        },
+    })
+}
+
+#[test]
+fn the_job_in_progress_survives_a_restart_and_an_uncommitted_crash_loses_it_with_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    {
+        let mut outbox = open(&config);
+        assert_eq!(outbox.open_job(&printer()), None);
+        outbox.append(UnixMillis(100), job_start(&printer(), "benchy")).unwrap();
+        // Pending counts already.
+        assert_eq!(
+            outbox.open_job(&printer()),
+            Some(super::OpenJob { name: Some("benchy".into()) })
+        );
+        outbox.commit().unwrap();
+        // Acknowledged and deleted: the job is still in progress.
+        outbox.ack(outbox.durable_through()).unwrap();
+    }
+    {
+        let mut outbox = open(&config);
+        assert_eq!(
+            outbox.open_job(&printer()),
+            Some(super::OpenJob { name: Some("benchy".into()) })
+        );
+        // Its end, appended and lost in a crash: the job is still in progress after it.
+        outbox.append(UnixMillis(200), job_end(&printer())).unwrap();
+        assert_eq!(outbox.open_job(&printer()), None);
+    }
+    let mut outbox = open(&config);
+    assert_eq!(outbox.open_job(&printer()).and_then(|j| j.name), Some("benchy".into()));
+    outbox.append(UnixMillis(300), job_end(&printer())).unwrap();
+    outbox.commit().unwrap();
+    drop(outbox);
+    assert_eq!(open(&config).open_job(&printer()), None);
+}

@@ -11,9 +11,19 @@ use proto::{JobOutcome, PrintState, PrinterEventKind, PrinterState};
 /// Bambu's "task cancelled" print error.
 pub const PRINT_ERROR_CANCELLED: u32 = 0x0300_400C;
 
+/// A job the outbox recorded as in progress when the agent (re)started: the printer link
+/// goes on with it instead of announcing it again, and ends it with the outcome the printer
+/// shows when it finished while nobody watched.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResumedJob {
+    pub name: Option<String>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct EventDeriver {
     job: Option<Job>,
+    /// The job was resumed and the printer not yet seen since.
+    resumed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +35,14 @@ struct Job {
 impl EventDeriver {
     pub fn new() -> EventDeriver {
         EventDeriver::default()
+    }
+
+    /// A deriver that knows the job in progress from before a restart.
+    pub fn resuming(job: Option<ResumedJob>) -> EventDeriver {
+        EventDeriver {
+            resumed: job.is_some(),
+            job: job.map(|j| Job { name: j.name, cancelled: false }),
+        }
     }
 
     /// The events that lead from `before` to `after`, in a stable order.
@@ -91,6 +109,25 @@ impl EventDeriver {
             && after.print_error == Some(PRINT_ERROR_CANCELLED)
         {
             job.cancelled = true;
+        }
+        // The first sight of the printer after a restart, with a job resumed: if the printer
+        // shows the end of another job, the resumed one ended unseen before it, its outcome
+        // unknown.
+        if self.resumed && after.state != PrintState::Offline {
+            self.resumed = false;
+            let ended = matches!(after.state, PrintState::Finished | PrintState::Failed);
+            if ended
+                && let Some(job) = &self.job
+                && after.job_name.is_some()
+                && job.name != after.job_name
+            {
+                let job = self.job.take();
+                events.push(PrinterEventKind::JobFinished {
+                    job_name: job.and_then(|j| j.name),
+                    outcome: JobOutcome::Failed { print_error: None, hms: Vec::new() },
+                });
+                return;
+            }
         }
         let running = matches!(
             after.state,

@@ -407,3 +407,93 @@ async fn a_version_3_agent_is_never_sent_a_start_it_cannot_read() {
     assert!(outcome.contains("upgrade kitt-agent"), "{outcome}");
     connection.close(0u32.into(), b"bye");
 }
+
+/// Issue 17, item 5: the job in progress survives an agent restart. Restarted mid-print, the
+/// agent goes on with the job it knew (the hub holds one start, one end); stopped while a job
+/// ends, it records that end, with the printer's outcome, when it sees the printer again.
+#[tokio::test]
+async fn an_agent_restarted_mid_print_keeps_one_job_and_records_an_end_it_did_not_see() {
+    let hub = TestHub::start().await;
+    let config = SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
+        .with_intervals(Duration::from_millis(60), Duration::from_millis(20));
+    let sim = Simulator::start(config).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    TestAgent::enroll(&hub, state.path(), "pi-restart").await;
+    let start = || {
+        let mut agent = TestAgent::start(agent_config(state.path(), Some(&sim), SERIAL));
+        async move {
+            agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+            agent
+        }
+    };
+    let id = AgentId::new("pi-restart").unwrap();
+    let job_events = |name: &'static str| {
+        let hub = &hub;
+        let id = id.clone();
+        async move {
+            let records = hub_records(hub, &id).await;
+            let mut started = 0;
+            let mut ended = Vec::new();
+            for event in events(&records) {
+                match event {
+                    PrinterEventKind::JobStarted { job_name, .. }
+                        if job_name.as_deref() == Some(name) =>
+                    {
+                        started += 1
+                    }
+                    PrinterEventKind::JobFinished { job_name, outcome }
+                        if job_name.as_deref() == Some(name) =>
+                    {
+                        ended.push(outcome)
+                    }
+                    _ => {}
+                }
+            }
+            (started, ended)
+        }
+    };
+
+    // Restarted mid-print.
+    let agent = start().await;
+    sim.start_job("long", 80).await.unwrap();
+    eventually(hub.handle.changes(), "the long job's start at the hub", || async {
+        (job_events("long").await.0 == 1).then_some(())
+    })
+    .await;
+    agent.stop().await;
+    let agent = start().await;
+    let (started, ended) =
+        eventually(hub.handle.changes(), "the long job's end at the hub", || async {
+            let (started, ended) = job_events("long").await;
+            (!ended.is_empty()).then_some((started, ended))
+        })
+        .await;
+    assert_eq!(started, 1, "the restart announced the job again");
+    assert_eq!(ended, [proto::JobOutcome::Succeeded]);
+
+    // Stopped while a job ends: the end is recorded when the agent is back.
+    let mut sim_events = sim.events();
+    sim.start_job("unseen", 30).await.unwrap();
+    eventually(hub.handle.changes(), "the unseen job's start at the hub", || async {
+        (job_events("unseen").await.0 == 1).then_some(())
+    })
+    .await;
+    agent.stop().await;
+    assert_eq!(job_events("unseen").await.1, [], "the job ended before the agent stopped");
+    sim_events
+        .wait_for_published(Duration::from_secs(30), |m| {
+            (m["print"]["gcode_state"] == "FINISH").then_some(())
+        })
+        .await
+        .unwrap();
+    let agent = start().await;
+    let (started, ended) =
+        eventually(hub.handle.changes(), "the unseen job's end at the hub", || async {
+            let (started, ended) = job_events("unseen").await;
+            (!ended.is_empty()).then_some((started, ended))
+        })
+        .await;
+    assert_eq!((started, ended), (1, vec![proto::JobOutcome::Succeeded]));
+    agent.stop().await;
+    sim.shutdown().await;
+}

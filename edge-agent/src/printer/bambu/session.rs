@@ -34,6 +34,8 @@ pub struct SessionConfig {
     pub full_report_grace: Duration,
     /// The model code, when configured.
     pub model: Option<String>,
+    /// The job in progress before a restart (see [`crate::printer::events::ResumedJob`]).
+    pub resume: Option<crate::printer::events::ResumedJob>,
 }
 
 impl Default for SessionConfig {
@@ -43,6 +45,7 @@ impl Default for SessionConfig {
             silence_timeout: Duration::from_secs(30),
             full_report_grace: Duration::from_secs(5),
             model: None,
+            resume: None,
         }
     }
 }
@@ -114,10 +117,11 @@ impl Session {
     pub fn new(config: SessionConfig) -> Session {
         let context = Context { model: config.model.clone(), ..Context::default() };
         let state = PrinterState { model: config.model.clone(), ..PrinterState::default() };
+        let deriver = EventDeriver::resuming(config.resume.clone());
         Session {
             config,
             merger: ReportMerger::new(),
-            deriver: EventDeriver::new(),
+            deriver,
             context,
             state,
             shown: false,

@@ -401,3 +401,86 @@ fn an_unknown_model_is_named_once_and_its_state_still_shown() {
     let again = harness.report(pushall);
     assert!(!again.iter().any(|a| matches!(a, Action::UnknownModel(_))), "{again:?}");
 }
+
+/// A session that knows `job` in progress from before a restart, connected.
+fn resumed(job: &str) -> Harness {
+    let config = SessionConfig {
+        resume: Some(crate::printer::events::ResumedJob { name: Some(job.into()) }),
+        ..SessionConfig::default()
+    };
+    let mut harness = Harness { session: Session::new(config), now: Instant::now() };
+    harness.input(Input::Connected);
+    harness
+}
+
+/// The A1 mini's full report with `fields` changed.
+fn full_with(fields: Value) -> Value {
+    let mut report = fixture("pushall-n1-idle.json");
+    report["print"].as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+    report
+}
+
+fn job_events(events: &[PrinterEventKind]) -> Vec<&PrinterEventKind> {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(e, PrinterEventKind::JobStarted { .. } | PrinterEventKind::JobFinished { .. })
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_mid_print_goes_on_with_the_job_it_knew() {
+    let mut harness = resumed("benchy");
+    let events = harness.events(full_with(json!({"gcode_state": "RUNNING",
+        "subtask_name": "benchy", "total_layer_num": 3, "layer_num": 2, "mc_percent": 60})));
+    assert_eq!(job_events(&events), Vec::<&PrinterEventKind>::new(), "announced again: {events:?}");
+    let events =
+        harness.events(delta(json!({"gcode_state": "FINISH", "layer_num": 3, "mc_percent": 100})));
+    assert_eq!(
+        job_events(&events),
+        [&PrinterEventKind::JobFinished {
+            job_name: Some("benchy".into()),
+            outcome: JobOutcome::Succeeded
+        }]
+    );
+}
+
+#[test]
+fn a_job_that_ended_while_the_agent_was_down_ends_with_the_printers_outcome() {
+    let mut harness = resumed("benchy");
+    let events = harness.events(full_with(json!({"gcode_state": "FINISH",
+        "subtask_name": "benchy", "mc_percent": 100})));
+    assert_eq!(
+        job_events(&events),
+        [&PrinterEventKind::JobFinished {
+            job_name: Some("benchy".into()),
+            outcome: JobOutcome::Succeeded
+        }]
+    );
+    let mut harness = resumed("benchy");
+    let events = harness.events(full_with(json!({"gcode_state": "FAILED",
+        "subtask_name": "benchy", "print_error": 0x0300_8003})));
+    assert!(
+        matches!(
+            job_events(&events)[..],
+            [PrinterEventKind::JobFinished {
+                outcome: JobOutcome::Failed { print_error: Some(0x0300_8003), .. },
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    // Another job ran and ended since: the resumed one ended unseen, its outcome unknown;
+    // the other, never seen running, is not announced.
+    let mut harness = resumed("benchy");
+    let events = harness.events(full_with(json!({"gcode_state": "FINISH",
+        "subtask_name": "gear", "mc_percent": 100})));
+    assert_eq!(
+        job_events(&events),
+        [&PrinterEventKind::JobFinished {
+            job_name: Some("benchy".into()),
+            outcome: JobOutcome::Failed { print_error: None, hms: Vec::new() }
+        }]
+    );
+}

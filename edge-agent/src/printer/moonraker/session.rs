@@ -44,6 +44,8 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// How often to ask `server.info` while Klippy starts.
     pub klippy_poll: Duration,
+    /// The job in progress before a restart (see [`crate::printer::events::ResumedJob`]).
+    pub resume: Option<crate::printer::events::ResumedJob>,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +56,7 @@ impl Default for SessionConfig {
             silence: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             klippy_poll: Duration::from_secs(2),
+            resume: None,
         }
     }
 }
@@ -149,6 +152,8 @@ pub struct Session {
     shown: Option<PrinterStateV2>,
     /// The job in progress, by its file, once announced.
     job: Option<String>,
+    /// A job resumed from before a restart, not yet checked against the printer.
+    resumed: bool,
     /// The API key was refused: nothing more is asked until a reconnect.
     refused: bool,
     /// The webcams were asked for on this connection.
@@ -157,6 +162,8 @@ pub struct Session {
 
 impl Session {
     pub fn new(config: SessionConfig) -> Session {
+        let job = config.resume.as_ref().map(|j| j.name.clone().unwrap_or_default());
+        let resumed = job.is_some();
         Session {
             config,
             connected: false,
@@ -169,7 +176,8 @@ impl Session {
             last_heard: None,
             next_poll: None,
             shown: None,
-            job: None,
+            job,
+            resumed,
             refused: false,
             webcams_asked: false,
         }
@@ -677,6 +685,10 @@ impl Session {
                 _ => {}
             }
         }
+        if self.resumed && self.klippy == KlippyState::Ready {
+            self.resumed = false;
+            self.check_resumed_job(actions);
+        }
         let before_message = before.as_ref().and_then(|b| b.message.clone());
         match (&before_message, &state.message) {
             (_, Some(message)) if before_message.as_ref() != Some(message) => {
@@ -686,6 +698,27 @@ impl Session {
             _ => {}
         }
         actions.push(Action::State(Box::new(state)));
+    }
+}
+
+impl Session {
+    /// The first sight of Klipper after a restart with a job resumed: a job still printing
+    /// goes on; one Klipper shows ended is ended with its outcome (`complete`, `cancelled`,
+    /// `error`); anything else (another file, `standby` after a restart of Klipper) ends it
+    /// with its outcome unknown, as failed.
+    fn check_resumed_job(&mut self, actions: &mut Vec<Action>) {
+        let Some(job) = self.job.clone() else { return };
+        let (state, file) = self.status.print_stats();
+        let same = file.is_some_and(|f| f == job);
+        let outcome = match (state, same) {
+            (Some("printing" | "paused"), true) => return,
+            (Some("complete"), true) => JobOutcome::Succeeded,
+            (Some("cancelled"), true) => JobOutcome::Cancelled,
+            _ => JobOutcome::Failed { print_error: None, hms: Vec::new() },
+        };
+        self.job = None;
+        let job_name = (!job.is_empty()).then_some(job);
+        actions.push(Action::Event(PrinterEventKind::JobFinished { job_name, outcome }));
     }
 }
 
@@ -1214,6 +1247,59 @@ mod tests {
             assert_eq!((request["method"].as_str(), &request["params"]), (Some(method), &params));
             let done = h.answer(&sent, method, json!("ok"));
             assert_eq!(done, [Action::CommandDone { ticket, outcome: CommandOutcome::Succeeded }]);
+        }
+    }
+
+    fn resumed(file: &str) -> Harness {
+        let resume = Some(crate::printer::events::ResumedJob { name: Some(file.into()) });
+        Harness::new(SessionConfig { resume, ..SessionConfig::default() })
+    }
+
+    fn job_events(actions: &[Action]) -> Vec<PrinterEventKind> {
+        events(actions)
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    PrinterEventKind::JobStarted { .. } | PrinterEventKind::JobFinished { .. }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_mid_print_goes_on_and_a_job_ended_meanwhile_ends_with_klippers_outcome() {
+        // Still printing the job it knew: nothing to say; its end comes from the history.
+        let mut h = resumed("benchy.gcode");
+        let shown = h.ready(printing_status());
+        assert_eq!(job_events(&shown), []);
+        let ended = h.text(json!({ "jsonrpc": "2.0", "method": "notify_history_changed",
+            "params": [{ "action": "finished", "job": { "filename": "benchy.gcode", "status": "completed" } }] }));
+        assert_eq!(
+            job_events(&ended),
+            [PrinterEventKind::JobFinished {
+                job_name: Some("benchy.gcode".into()),
+                outcome: JobOutcome::Succeeded
+            }]
+        );
+        // Ended while the agent was down: Klipper still shows how.
+        for (state, outcome) in [
+            ("complete", JobOutcome::Succeeded),
+            ("cancelled", JobOutcome::Cancelled),
+            ("error", JobOutcome::Failed { print_error: None, hms: Vec::new() }),
+            ("standby", JobOutcome::Failed { print_error: None, hms: Vec::new() }),
+        ] {
+            let mut h = resumed("benchy.gcode");
+            let shown = h.ready(json!({ "webhooks": { "state": "ready" },
+                "print_stats": { "state": state, "filename": "benchy.gcode" } }));
+            assert_eq!(
+                job_events(&shown),
+                [PrinterEventKind::JobFinished {
+                    job_name: Some("benchy.gcode".into()),
+                    outcome: outcome.clone()
+                }],
+                "{state}"
+            );
         }
     }
 }

@@ -91,6 +91,12 @@ impl Status {
         self.objects.get(name).and_then(Value::as_object)
     }
 
+    /// `print_stats`' state (`standby`, `printing`, `paused`, `complete`, `cancelled`,
+    /// `error`) and file, as Klipper says them.
+    pub fn print_stats(&self) -> (Option<&str>, Option<&str>) {
+        (self.text("print_stats", "state"), self.text("print_stats", "filename"))
+    }
+
     fn field(&self, object: &str, field: &str) -> Option<&Value> {
         self.object(object)?.get(field).filter(|value| !value.is_null())
     }
