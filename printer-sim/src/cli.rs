@@ -149,6 +149,17 @@ pub struct Cli {
     /// object per line, each written at once (see the `emit` module).
     #[arg(long, value_name = "FILE")]
     pub emit_log: Option<PathBuf>,
+    /// Address of the FTPS server files are uploaded to (implicit TLS, port 990 on a
+    /// printer). Default: the host of --bind, on port 990 when --bind uses port 8883, else on
+    /// a port the OS chooses.
+    #[arg(long, value_name = "ADDR")]
+    pub ftps_bind: Option<SocketAddr>,
+    /// The SD card's size for FTPS uploads, MiB (a full card answers 452).
+    #[arg(long, value_name = "MIB", default_value_t = 32 * 1024)]
+    pub sd_card_mb: u64,
+    /// Serve no FTPS.
+    #[arg(long, conflicts_with_all = ["ftps_bind"])]
+    pub no_ftps: bool,
     /// Serve no camera.
     #[arg(
         long,
@@ -212,6 +223,11 @@ impl Cli {
         config.emit_log = self.emit_log.clone();
         config.announce = (self.announce_ms > 0).then(|| Duration::from_millis(self.announce_ms));
         config.name = self.name.clone();
+        config.ftps = (!self.no_ftps).then(|| crate::ftps::FtpsConfig {
+            bind: Some(self.ftps_bind.unwrap_or_else(|| default_ftps_bind(bind))),
+            capacity_bytes: self.sd_card_mb.saturating_mul(1 << 20),
+            require_session_reuse: true,
+        });
         config.camera = (!self.no_camera).then(|| CameraConfig {
             bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(bind))),
             frame_interval: Duration::from_millis(self.camera_interval_ms),
@@ -235,6 +251,7 @@ impl Cli {
             ("--replay", self.replay.is_some()),
             ("--camera-bind", self.camera_bind.is_some()),
             ("--camera-fault", self.camera_fault.is_some()),
+            ("--ftps-bind", self.ftps_bind.is_some()),
             ("--emit-log", self.emit_log.is_some()),
         ];
         if let Some((flag, _)) = bambu_only.iter().find(|(_, given)| *given) {
@@ -273,6 +290,14 @@ impl Cli {
 
 /// The host of `bind`, on the camera port when `bind` is on the MQTT port, else on a port
 /// chosen by the OS.
+/// A printer's FTPS port.
+const FTPS_PORT: u16 = 990;
+
+fn default_ftps_bind(bind: SocketAddr) -> SocketAddr {
+    let port = if bind.port() == MQTT_PORT { FTPS_PORT } else { 0 };
+    SocketAddr::new(bind.ip(), port)
+}
+
 fn default_camera_bind(bind: SocketAddr) -> SocketAddr {
     let port = if bind.port() == MQTT_PORT { CAMERA_PORT } else { 0 };
     SocketAddr::new(bind.ip(), port)
@@ -328,6 +353,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         );
         if let Some(camera_addr) = handle.camera_addr() {
             println!("kitt-printer-sim camera listening on {camera_addr}");
+        }
+        if let Some(ftps_addr) = handle.ftps_addr() {
+            println!("kitt-printer-sim ftps listening on {ftps_addr}");
         }
     }
     wait_for_signal().await.map_err(CliError::Signal)?;

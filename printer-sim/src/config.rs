@@ -76,6 +76,8 @@ pub struct SimConfig {
     pub leaf: Option<LeafCert>,
     /// The A1/P1 camera server ("port 6000"); `None`: no camera.
     pub camera: Option<CameraConfig>,
+    /// The FTPS server files are uploaded to; `None`: none.
+    pub ftps: Option<crate::ftps::FtpsConfig>,
     /// Where to write the emit log (see [`crate::emit`]); `None`: no log.
     pub emit_log: Option<PathBuf>,
     /// Announce the printer over SSDP (UDP 2021) this often, as a real one does about once a
@@ -106,6 +108,7 @@ impl SimConfig {
             ca: None,
             leaf: None,
             camera: Some(CameraConfig::default()),
+            ftps: Some(crate::ftps::FtpsConfig::default()),
             emit_log: None,
             announce: None,
             name: None,

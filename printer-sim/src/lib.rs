@@ -44,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod emit;
 pub mod events;
+pub mod ftps;
 pub mod moonraker;
 pub mod printer;
 pub mod replay;

@@ -75,6 +75,19 @@ impl Simulator {
             }
             None => None,
         };
+        let ftps_listener = match &config.ftps {
+            Some(ftps) => {
+                let bind = ftps.bind.unwrap_or(SocketAddr::new(addr.ip(), 0));
+                Some(TcpListener::bind(bind).await.map_err(SimError::FtpsBind)?)
+            }
+            None => None,
+        };
+        let ftps_addr = ftps_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(SimError::FtpsBind)?;
+        let card: crate::ftps::Card = Arc::default();
         let camera_addr = camera_listener
             .as_ref()
             .map(TcpListener::local_addr)
@@ -155,6 +168,16 @@ impl Simulator {
             };
             span.in_scope(|| server.spawn(&shutdown, &tracker));
         }
+        if let (Some(listener), Some(ftps)) = (ftps_listener, config.ftps.clone()) {
+            let server = crate::ftps::FtpsServer {
+                listener,
+                acceptor: acceptor.clone(),
+                config: ftps,
+                access_code: config.access_code.clone(),
+                card: card.clone(),
+            };
+            span.in_scope(|| server.spawn(&shutdown, &tracker));
+        }
         if let Some(interval) = config.announce {
             let announcement = crate::announce::BambuAnnouncement {
                 serial: config.serial.as_str().to_owned(),
@@ -180,6 +203,8 @@ impl Simulator {
         Ok(SimHandle {
             addr,
             camera_addr,
+            ftps_addr,
+            card,
             camera_fault,
             serial: config.serial,
             access_code: config.access_code,
@@ -202,6 +227,8 @@ impl Simulator {
 pub struct SimHandle {
     addr: SocketAddr,
     camera_addr: Option<SocketAddr>,
+    ftps_addr: Option<SocketAddr>,
+    card: crate::ftps::Card,
     camera_fault: watch::Sender<Option<CameraFault>>,
     serial: PrinterSerial,
     access_code: AccessCode,
@@ -222,6 +249,16 @@ impl SimHandle {
     /// The address the MQTT/TLS server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the FTPS server listens on; `None` when the simulator has none.
+    pub fn ftps_addr(&self) -> Option<SocketAddr> {
+        self.ftps_addr
+    }
+
+    /// The files uploaded over FTPS, by path, with their sizes and MD5s.
+    pub fn card(&self) -> std::collections::BTreeMap<String, crate::ftps::StoredFile> {
+        self.card.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The address the camera server listens on; `None` when the simulator has no camera.
@@ -375,6 +412,8 @@ pub enum SimError {
     /// Binding the camera's listening socket failed.
     #[error("cannot listen for the camera")]
     CameraBind(#[source] std::io::Error),
+    #[error("cannot listen for FTPS")]
+    FtpsBind(#[source] std::io::Error),
     /// Generating the certificates failed.
     #[error("cannot create certificates")]
     Cert(#[from] CertError),

@@ -6,9 +6,11 @@
 //! - [`normalize`]: that document into the normalised state;
 //! - [`session`]: the per-printer state machine (commands, ACKs, control, watchdog);
 //! - [`tls`]: the certificate verifier for the printers' X.509 v1 certificates;
-//! - [`link`]: the async driver over rumqttc.
+//! - [`link`]: the async driver over rumqttc;
+//! - [`ftps`]: putting a file on the printer (FTPS with TLS session reuse).
 
 pub mod command;
+pub mod ftps;
 pub mod link;
 pub mod merge;
 pub mod normalize;

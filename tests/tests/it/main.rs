@@ -8,6 +8,7 @@ mod browser;
 mod demo;
 mod deploy;
 mod discovery;
+mod ftps;
 mod impairment;
 mod moonraker_link;
 mod printer_link;
