@@ -25,12 +25,13 @@ const CAMERA_PORT: u16 = 6000;
 /// Moonraker's port.
 const MOONRAKER_PORT: u16 = 7125;
 
-/// A simulated Bambu Lab printer: MQTT 3.1.1 over TLS on the real LAN protocol, and the A1/P1
-/// camera stream (JPEG frames over TLS).
+/// A simulated Bambu Lab printer: MQTT 3.1.1 over TLS on the real LAN protocol, the A1/P1
+/// camera stream (JPEG frames over TLS), and the FTPS server files are uploaded to.
 ///
 /// Prints a line on stdout once listening, "kitt-printer-sim listening on ADDR serial=…
-/// model=…", then, unless --no-camera, "kitt-printer-sim camera listening on ADDR"; logs go to
-/// stderr (RUST_LOG sets the level).
+/// model=…", then, unless --no-camera, "kitt-printer-sim camera listening on ADDR", and,
+/// unless --no-ftps, "kitt-printer-sim ftps listening on ADDR"; logs go to stderr (RUST_LOG
+/// sets the level).
 ///
 /// With --kind moonraker: a Klipper printer behind Moonraker instead, its WebSocket JSON-RPC
 /// and HTTP API on --bind (default 127.0.0.1:7125) and its webcam on --web-bind; it prints
