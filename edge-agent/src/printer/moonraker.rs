@@ -10,3 +10,4 @@
 pub mod link;
 pub mod session;
 pub mod status;
+pub mod upload;

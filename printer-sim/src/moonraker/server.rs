@@ -12,7 +12,7 @@
 //! `?token=`, and a WebSocket opened without either is served only after
 //! `server.connection.identify` names the key (everything else answers 401 until then).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,6 +97,8 @@ struct Shared {
     update_interval: Duration,
     connections: AtomicU64,
     next_connection: AtomicU64,
+    /// Every upload, by path: its size and MD5.
+    uploads: Mutex<BTreeMap<String, crate::ftps::StoredFile>>,
 }
 
 impl Shared {
@@ -149,6 +151,11 @@ impl MoonrakerHandle {
     /// Moonraker's address: `http://{addr}`, `ws://{addr}/websocket`.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The files uploaded (`POST /server/files/upload`), by path, with sizes and MD5s.
+    pub fn uploads(&self) -> BTreeMap<String, crate::ftps::StoredFile> {
+        self.shared.uploads.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The web server's address, where `/webcam/` is served.
@@ -223,6 +230,7 @@ pub async fn start(config: MoonrakerConfig) -> std::io::Result<MoonrakerHandle> 
         update_interval: config.update_interval,
         connections: AtomicU64::new(0),
         next_connection: AtomicU64::new(1),
+        uploads: Mutex::default(),
     });
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -512,6 +520,12 @@ async fn upload(
         Ok(stored) => stored,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.message),
     };
+    {
+        use md5::Digest;
+        let md5: String = md5::Md5::digest(&file.data).iter().map(|b| format!("{b:02x}")).collect();
+        let record = crate::ftps::StoredFile { size: file.data.len() as u64, md5 };
+        shared.uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(stored.clone(), record);
+    }
     let mut started = false;
     if print {
         match klipper.start(&stored) {

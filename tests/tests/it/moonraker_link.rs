@@ -383,3 +383,64 @@ async fn a_moonraker_that_hangs_is_given_up_on_and_found_again() {
     task.await.unwrap();
     printer.shutdown().await;
 }
+
+/// Issue 17, item 2: a file goes onto a Klipper printer through Moonraker's upload, streamed;
+/// a refused key and a file Moonraker will not take say so.
+#[tokio::test]
+async fn a_file_is_uploaded_to_moonraker_and_refusals_say_why() {
+    init();
+    let mut config = sim_config();
+    config.api_key = Some("s3cret-key".into());
+    let printer = sim::start(config).await.unwrap();
+    let url = MoonrakerUrl::parse(&format!("http://{}", printer.addr())).unwrap();
+    let key = ApiKey::new("s3cret-key").unwrap();
+    let content: Vec<u8> = (0..(3usize << 20)).map(|i| b"G1 X1 Y2\n"[i % 9]).collect();
+    let reported = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = reported.clone();
+    let uploaded = edge_agent::printer::moonraker::upload::upload(
+        &url,
+        Some(&key),
+        "benchy.gcode",
+        std::io::Cursor::new(content.clone()),
+        content.len() as u64,
+        move |n| seen.store(n, std::sync::atomic::Ordering::Relaxed),
+    )
+    .await
+    .unwrap();
+    assert_eq!(uploaded.path, "benchy.gcode");
+    assert_eq!(uploaded.size, content.len() as u64);
+    assert_eq!(reported.load(std::sync::atomic::Ordering::Relaxed), content.len() as u64);
+    let stored = &printer.uploads()["benchy.gcode"];
+    use md5::Digest;
+    assert_eq!(
+        (stored.size, stored.md5.clone()),
+        (content.len() as u64, hex::encode(md5::Md5::digest(&content)))
+    );
+
+    let wrong = ApiKey::new("wrong").unwrap();
+    let error = edge_agent::printer::moonraker::upload::upload(
+        &url,
+        Some(&wrong),
+        "a.gcode",
+        std::io::Cursor::new(b"G28\n".to_vec()),
+        4,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, edge_agent::printer::moonraker::upload::UploadError::Refused(_)),
+        "{error}"
+    );
+    let error = edge_agent::printer::moonraker::upload::upload(
+        &url,
+        Some(&key),
+        "model.stl",
+        std::io::Cursor::new(b"solid x".to_vec()),
+        7,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("not a G-code file"), "{error}");
+}

@@ -99,7 +99,7 @@ impl MoonrakerUrl {
     }
 
     /// `host:port` with IPv6 brackets, for URLs and the `Host` header.
-    fn authority(&self, port: u16) -> String {
+    pub(crate) fn authority(&self, port: u16) -> String {
         if self.host.contains(':') {
             format!("[{}]:{port}", self.host)
         } else {
