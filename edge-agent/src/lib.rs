@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod counters;
 pub mod discovery;
+pub mod file_cache;
 pub mod managed;
 pub mod outbox;
 pub mod printer;
