@@ -27,10 +27,12 @@ use tokio_util::task::TaskTracker;
 use crate::camera::manager::{CameraConfig, CameraInputs, CameraOutputs};
 use crate::camera::{self, SourceConfig};
 use crate::clock::HubClock;
-use crate::commands::{self, PrinterTarget, PrinterView};
+use crate::commands::{self, PrinterTarget, PrinterView, SharedFiles, Uploader};
 use crate::config::{AgentConfig, CameraSourceSpec, PrinterConfig, PrinterLinkConfig};
 use crate::counters::{Counters, PrinterCounters};
+use crate::file_cache::FileCache;
 use crate::outbox::{Outbox, OutboxConfig, OutboxError};
+use crate::printer::bambu::ftps::FtpsTarget;
 use crate::printer::bambu::link as bambu_link;
 use crate::printer::bambu::tls::Trust;
 use crate::printer::link::LinkOutput;
@@ -49,6 +51,8 @@ pub enum AgentError {
     Outbox(#[from] OutboxError),
     #[error("printer {printer}: {detail}")]
     Printer { printer: PrinterId, detail: String },
+    #[error("cannot open the file cache: {0}")]
+    Files(String),
 }
 
 /// A running agent.
@@ -119,12 +123,16 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         clock.clone(),
         shutdown.clone(),
     ));
+    let files = FileCache::open(config.state_dir.join("files"), config.file_cache_bytes)
+        .map_err(|error| AgentError::Files(error.to_string()))?;
+    let files: SharedFiles = Arc::new(Mutex::new(files));
     let commands = commands::start(
         targets,
         outbox.clone(),
         records_tx.clone(),
         counters.clone(),
         clock.clone(),
+        Some(files.clone()),
         &tasks,
     );
     drop(records_tx);
@@ -160,7 +168,8 @@ pub fn start(config: AgentConfig, shutdown: CancellationToken) -> Result<Running
         .with_live(live_requests_tx, live_rx)
         .with_counters(counters)
         .with_clock(clock)
-        .with_managed_printers(infos_rx, managed_tx);
+        .with_managed_printers(infos_rx, managed_tx)
+        .with_files(files);
     tasks.spawn(client.run(shutdown.clone()));
     Ok(RunningAgent { status, outbox, identity, tasks })
 }
@@ -308,8 +317,8 @@ fn spawn_printer(
     if let Some(job) = &resume {
         tracing::info!(printer = %printer.id, job = ?job.name, "Resuming the job in progress.");
     }
-    let (handle, outputs, task, trust) = match &printer.link {
-        PrinterLinkConfig::Bambu { host, port, access_code, ca } => {
+    let (handle, outputs, task, trust, uploader) = match &printer.link {
+        PrinterLinkConfig::Bambu { host, port, ftps_port, access_code, ca } => {
             let trust = match ca {
                 Some(path) => Trust::ca_file(path).map_err(|error| AgentError::Printer {
                     printer: printer.id.clone(),
@@ -329,7 +338,15 @@ fn spawn_printer(
             link_config.session.model = printer.model.clone();
             link_config.session.resume = resume;
             let (handle, outputs, task) = bambu_link::spawn(link_config, stop.clone());
-            (handle, outputs, task, Some(trust))
+            let uploader = Uploader::Bambu(FtpsTarget {
+                host: host.clone(),
+                port: *ftps_port,
+                serial: printer.id.to_string(),
+                access_code: access_code.clone(),
+                trust: trust.clone(),
+                reuse_session: true,
+            });
+            (handle, outputs, task, Some(trust), Some(uploader))
         }
         PrinterLinkConfig::Moonraker { url, api_key, web_port } => {
             let mut link_config =
@@ -338,7 +355,8 @@ fn spawn_printer(
             link_config.session.model = printer.model.clone();
             link_config.session.resume = resume;
             let (handle, outputs, task) = moonraker_link::spawn(link_config, stop.clone());
-            (handle, outputs, task, None)
+            let uploader = Uploader::Moonraker { url: url.clone(), api_key: api_key.clone() };
+            (handle, outputs, task, None, Some(uploader))
         }
     };
     let tasks = &context.tasks;
@@ -390,7 +408,7 @@ fn spawn_printer(
         tasks.spawn(camera::manager::run(camera_config, source, inputs, outputs, stop.clone()));
     }
     Ok(RunningPrinter {
-        target: PrinterTarget { link: handle, view: view_rx },
+        target: PrinterTarget { link: handle, view: view_rx, uploader },
         cameras,
         info: PrinterInfo {
             id: printer.id.clone(),

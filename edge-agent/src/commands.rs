@@ -69,8 +69,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use proto::{
-    Command, CommandOutcome, CommandResult, ControlCapability, PrintState, PrinterId,
-    PrinterStateV2, RecordBody, UnixMillis,
+    Command, CommandAction, CommandOutcome, CommandResult, ControlCapability, PrintState,
+    PrinterId, PrinterStateV2, RecordBody, UnixMillis,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -79,6 +79,10 @@ use crate::counters::Counters;
 use crate::outbox::{CommandLedger, JobEndFacts};
 use crate::printer::bambu::link::LinkHandle;
 use crate::sync::client::SharedOutbox;
+
+mod start_job;
+
+pub use start_job::{SharedFiles, Uploader};
 
 /// Commands waiting for one printer, beyond the one it executes.
 pub const PRINTER_QUEUE: usize = 16;
@@ -110,6 +114,8 @@ struct Queued {
 pub struct PrinterTarget {
     pub link: LinkHandle,
     pub view: watch::Receiver<PrinterView>,
+    /// How a job's file gets onto the printer; `None` where kitt cannot upload to it.
+    pub uploader: Option<Uploader>,
 }
 
 /// Hands the hub's commands to the printers' executors; never waits.
@@ -130,6 +136,7 @@ struct ExecutorSpawner {
     queue: usize,
     outbox: SharedOutbox,
     records: Records,
+    files: Option<SharedFiles>,
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -138,7 +145,14 @@ impl ExecutorSpawner {
         let (queue_tx, queue_rx) = mpsc::channel(self.queue);
         let span = tracing::info_span!("commands", printer = %printer);
         self.tasks.spawn(tracing::Instrument::instrument(
-            executor(queue_rx, printer, target, self.outbox.clone(), self.records.clone()),
+            executor(
+                queue_rx,
+                printer,
+                target,
+                self.outbox.clone(),
+                self.records.clone(),
+                self.files.clone(),
+            ),
             span,
         ));
         queue_tx
@@ -220,22 +234,31 @@ impl CommandRouter {
 
 /// Starts an executor per printer and the refuser; returns the router that feeds them. The
 /// tasks end when the router (every clone) is dropped and their queues drain.
+/// `files` is the agent's file cache, which job starts upload from.
 pub fn start(
     printers: HashMap<PrinterId, PrinterTarget>,
     outbox: SharedOutbox,
     records: Records,
     counters: Arc<Counters>,
     clock: Arc<HubClock>,
+    files: Option<SharedFiles>,
     tasks: &tokio_util::task::TaskTracker,
 ) -> CommandRouter {
-    start_with(printers, PRINTER_QUEUE, outbox, records, counters, clock, tasks)
+    let sinks = Sinks { outbox, records, files };
+    start_with(printers, PRINTER_QUEUE, sinks, counters, clock, tasks)
+}
+
+/// Where executors read and write.
+struct Sinks {
+    outbox: SharedOutbox,
+    records: Records,
+    files: Option<SharedFiles>,
 }
 
 fn start_with(
     printers: HashMap<PrinterId, PrinterTarget>,
     queue: usize,
-    outbox: SharedOutbox,
-    records: Records,
+    Sinks { outbox, records, files }: Sinks,
     counters: Arc<Counters>,
     clock: Arc<HubClock>,
     tasks: &tokio_util::task::TaskTracker,
@@ -244,6 +267,7 @@ fn start_with(
         queue,
         outbox: outbox.clone(),
         records: records.clone(),
+        files,
         tasks: tasks.clone(),
     });
     let mut queues = HashMap::new();
@@ -269,13 +293,19 @@ async fn executor(
     printer: PrinterTarget,
     outbox: SharedOutbox,
     records: Records,
+    files: Option<SharedFiles>,
 ) {
     while let Some(Queued { command, deadline }) = commands.recv().await {
         let id = command.id;
         let outcome = match begin(&outbox, &command).await {
-            Some(CommandLedger::New) => {
-                execute(&command, deadline, &printer_id, &printer, &outbox).await
-            }
+            Some(CommandLedger::New) => match &command.action {
+                CommandAction::StartJob(job) => {
+                    let files = files.as_ref();
+                    start_job::run(&command, job, deadline, &printer_id, &printer, &outbox, files)
+                        .await
+                }
+                _ => execute(&command, deadline, &printer_id, &printer, &outbox).await,
+            },
             Some(CommandLedger::Seen { outcome: Some(_) }) => {
                 tracing::debug!(command = %id, "Command already answered; not again.");
                 continue;
@@ -366,6 +396,19 @@ async fn execute(
     if Instant::now() >= deadline {
         return CommandOutcome::Expired;
     }
+    if let Some(failed) = check(command, printer_id, printer, outbox).await {
+        return failed;
+    }
+    printer.link.send(command.action.clone()).await
+}
+
+/// The outcome to report if a precondition of `command` does not hold now.
+async fn check(
+    command: &Command,
+    printer_id: &PrinterId,
+    printer: &PrinterTarget,
+    outbox: &SharedOutbox,
+) -> Option<CommandOutcome> {
     // The view first, then the outbox: a job end the view has not counted yet is one the
     // outbox cannot have either, and one it counted is either in the outbox or still on
     // its way (seen as `appended` falling short).
@@ -374,18 +417,15 @@ async fn execute(
         match job_end_facts(outbox, printer_id).await {
             Some(facts) => facts,
             None => {
-                return CommandOutcome::Failed {
+                return Some(CommandOutcome::Failed {
                     detail: "cannot read the printer's job ends; not started".into(),
-                };
+                });
             }
         }
     } else {
         JobEndFacts::default()
     };
-    if let Some(failed) = unmet_precondition(command, &view, &job_ends) {
-        return failed;
-    }
-    printer.link.send(command.action.clone()).await
+    unmet_precondition(command, &view, &job_ends)
 }
 
 fn needs_job_ends(precondition: &proto::Precondition) -> bool {
@@ -443,6 +483,12 @@ fn unmet_precondition(
                     continue;
                 }
             }
+            Precondition::FilamentLoaded { slot, material, color, tolerance_centi } => {
+                match filament_mismatch(view, *slot, material, *color, *tolerance_centi) {
+                    Some(detail) => detail,
+                    None => continue,
+                }
+            }
             Precondition::PlateConfirmedClear { .. } => {
                 // From a hub of version 3: a confirmation stamped with the hub's clock, to be
                 // compared with a job end stamped with this machine's, which may have been
@@ -461,6 +507,47 @@ fn unmet_precondition(
         });
     }
     None
+}
+
+/// Why the filament in `slot` is not what a start needs; `None` when it is.
+fn filament_mismatch(
+    view: &PrinterView,
+    slot: proto::SlotRef,
+    material: &str,
+    color: Option<proto::Rgb>,
+    tolerance_centi: u32,
+) -> Option<String> {
+    let name = match slot.unit {
+        Some(unit) => format!("AMS {} slot {}", unit + 1, slot.slot + 1),
+        None => "the external spool".to_owned(),
+    };
+    let Some(loaded) =
+        // Outside any unit (Bambu's external spool) there is one slot, whatever its number.
+        view.state.filament.iter().find(|f| {
+            f.unit == slot.unit && (slot.unit.is_none() || f.tray.slot == slot.slot)
+        })
+    else {
+        return Some(format!("the printer reports no {name}; the job needs {material} there"));
+    };
+    let loaded_material = loaded.tray.material.as_deref().unwrap_or("");
+    if !material.is_empty() && !loaded_material.eq_ignore_ascii_case(material) {
+        let holds = if loaded_material.is_empty() { "nothing known" } else { loaded_material };
+        return Some(format!("{name} holds {holds}; the job needs {material}"));
+    }
+    let want = color?;
+    let Some(have) = loaded.tray.color else {
+        return Some(format!("{name} reports no colour; the job needs {}", want.to_hex()));
+    };
+    let distance = want.delta_e(have);
+    (distance * 100.0 > f64::from(tolerance_centi)).then(|| {
+        format!(
+            "{name} holds {} {}, the job needs {} (ΔE {distance:.1}, more than the {:.1} allowed)",
+            loaded_material,
+            have.to_hex(),
+            want.to_hex(),
+            f64::from(tolerance_centi) / 100.0
+        )
+    })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ const DEFAULT_SNAPSHOT_CAPACITY_MB: u64 = 16;
 const DEFAULT_KEEP_ALIVE_S: u64 = 15;
 const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
 const DEFAULT_TELEMETRY_INTERVAL_MS: u64 = 1000;
+const DEFAULT_FILE_CACHE_MB: u64 = 2048;
 const DEFAULT_HEALTH_INTERVAL_S: u64 = 60;
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +35,8 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub discovery: RawDiscovery,
+    #[serde(default)]
+    pub files: RawFiles,
     /// One entry per printer this agent watches.
     #[serde(default, rename = "printer")]
     pub printers: Vec<RawPrinter>,
@@ -46,6 +49,14 @@ pub struct RawOutbox {
     pub capacity_mb: Option<u64>,
     /// Separate budget for camera snapshots, in MiB.
     pub snapshot_capacity_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFiles {
+    /// The print files from the hub kept on this machine, MiB (default 2048; at least 64).
+    /// A file larger than this is refused; older files are evicted for room.
+    pub cache_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +102,8 @@ pub struct RawPrinter {
     pub host: Option<String>,
     /// Bambu: the MQTT port (default 8883).
     pub port: Option<u16>,
+    /// Bambu: the port of the printer's FTPS server, where job files go (default 990).
+    pub ftps_port: Option<u16>,
     /// Bambu: the 8-character LAN access code.
     pub access_code: Option<String>,
     /// Bambu: PEM file with the CA that signs the printer's certificate; without it the
@@ -152,6 +165,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub capacity_bytes: u64,
     pub snapshot_capacity_bytes: u64,
+    /// The print file cache's size (`<state_dir>/files`).
+    pub file_cache_bytes: u64,
     pub keep_alive: Duration,
     pub idle_timeout: Duration,
     pub telemetry_interval: Duration,
@@ -174,7 +189,7 @@ pub struct PrinterConfig {
 /// How to reach the printer: one variant per driver.
 #[derive(Debug, Clone)]
 pub enum PrinterLinkConfig {
-    Bambu { host: String, port: u16, access_code: AccessCode, ca: Option<PathBuf> },
+    Bambu { host: String, port: u16, ftps_port: u16, access_code: AccessCode, ca: Option<PathBuf> },
     Moonraker { url: MoonrakerUrl, api_key: Option<ApiKey>, web_port: u16 },
 }
 
@@ -213,6 +228,7 @@ impl PrinterConfig {
             id,
             host,
             port,
+            ftps_port: None,
             access_code,
             ca: None,
             url,
@@ -459,6 +475,7 @@ impl RawPrinter {
                     (Some(host), Some(access_code)) => Some(PrinterLinkConfig::Bambu {
                         host,
                         port: self.port.unwrap_or(8883),
+                        ftps_port: self.ftps_port.unwrap_or(990),
                         access_code,
                         ca: self.ca,
                     }),
@@ -553,6 +570,10 @@ impl RawConfig {
         if capacity_mb < 8 {
             problems.push(format!("outbox.capacity_mb = {capacity_mb}: must be at least 8"));
         }
+        let cache_mb = self.files.cache_mb.unwrap_or(DEFAULT_FILE_CACHE_MB);
+        if cache_mb < 64 {
+            problems.push(format!("files.cache_mb = {cache_mb}: must be at least 64"));
+        }
         let keep_alive = self.sync.keep_alive_s.unwrap_or(DEFAULT_KEEP_ALIVE_S);
         let idle = self.sync.idle_timeout_s.unwrap_or(DEFAULT_IDLE_TIMEOUT_S);
         if keep_alive == 0 || keep_alive >= idle {
@@ -585,6 +606,7 @@ impl RawConfig {
                 .snapshot_capacity_mb
                 .unwrap_or(DEFAULT_SNAPSHOT_CAPACITY_MB)
                 << 20,
+            file_cache_bytes: cache_mb << 20,
             keep_alive: Duration::from_secs(keep_alive),
             idle_timeout: Duration::from_secs(idle),
             telemetry_interval: Duration::from_millis(telemetry),

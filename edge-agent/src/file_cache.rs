@@ -166,6 +166,11 @@ impl FileCache {
 }
 
 impl Receiving {
+    /// The SHA-256 the file was offered under (lower-case hex).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
     /// The offset the bytes resume from.
     pub fn from(&self) -> u64 {
         self.written

@@ -86,6 +86,7 @@ pub async fn start(
     sync_config.cert_lifetime = config.certificate_lifetime;
     let snapshot_dir = config.data_dir.join("snapshots");
     sync_config.snapshot_dir = Some(snapshot_dir.clone());
+    sync_config.file_dir = Some(config.data_dir.join("files"));
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let server =
         SyncServer::bind_with(sync_config, db.clone(), ca, LiveHub::new(), metrics.clone())?;

@@ -87,6 +87,8 @@ pub struct Ingested {
     /// The id each new event got in the event log, by its record's seq (what `GET
     /// /api/v1/events` and the WebSocket's `event` messages call `id`).
     pub event_ids: Vec<(Seq, i64)>,
+    /// Jobs of the queue that the printers' reports moved on.
+    pub jobs: Vec<queue::JobChange>,
 }
 
 /// A snapshot whose image the hub holds on disk, for the read model.
@@ -371,7 +373,12 @@ impl Db {
     ) -> Result<Ingested, DbError> {
         if records.is_empty() {
             let watermark = self.watermark(agent).await?;
-            return Ok(Ingested { watermark, refused: Vec::new(), event_ids: Vec::new() });
+            return Ok(Ingested {
+                watermark,
+                refused: Vec::new(),
+                event_ids: Vec::new(),
+                jobs: Vec::new(),
+            });
         }
         let Some(queue) = &self.ingest_queue else {
             let mut tx = self.pool.begin().await?;
@@ -680,6 +687,7 @@ async fn ingest_in(
         watermark: Seq(watermark as u64),
         refused: projected.refused,
         event_ids: projected.event_ids,
+        jobs: projected.jobs,
     })
 }
 

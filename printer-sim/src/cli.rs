@@ -158,9 +158,13 @@ pub struct Cli {
     /// The SD card's size for FTPS uploads, MiB (a full card answers 452).
     #[arg(long, value_name = "MIB", default_value_t = 32 * 1024)]
     pub sd_card_mb: u64,
-    /// Serve no FTPS.
+    /// Serve no FTPS (a `project_file` request then starts any file name).
     #[arg(long, conflicts_with_all = ["ftps_bind"])]
     pub no_ftps: bool,
+    /// A file on the SD card from the start, as if uploaded before (repeatable): a
+    /// `project_file` request starts only files on the card, as a printer does.
+    #[arg(long, value_name = "NAME", conflicts_with = "no_ftps")]
+    pub card_file: Vec<String>,
     /// Serve no camera.
     #[arg(
         long,
@@ -228,6 +232,7 @@ impl Cli {
             bind: Some(self.ftps_bind.unwrap_or_else(|| default_ftps_bind(bind))),
             capacity_bytes: self.sd_card_mb.saturating_mul(1 << 20),
             require_session_reuse: true,
+            card_files: self.card_file.clone(),
         });
         config.camera = (!self.no_camera).then(|| CameraConfig {
             bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(bind))),

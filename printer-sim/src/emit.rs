@@ -225,6 +225,7 @@ mod tests {
             report_style: Model::P1S.default_report_style(),
             layer_interval: Duration::from_secs(1),
             project_file_layers: 2,
+            card: None,
             loop_jobs: false,
         };
         let mut printer = Printer::new(settings, &[]);

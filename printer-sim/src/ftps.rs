@@ -34,11 +34,19 @@ pub struct FtpsConfig {
     pub capacity_bytes: u64,
     /// Refuse data connections that do not resume the control session (a real printer does).
     pub require_session_reuse: bool,
+    /// Files on the card from the start, as if uploaded before (names as `project_file`
+    /// requests give them, e.g. `/model/next.gcode.3mf`).
+    pub card_files: Vec<String>,
 }
 
 impl Default for FtpsConfig {
     fn default() -> FtpsConfig {
-        FtpsConfig { bind: None, capacity_bytes: 32 << 30, require_session_reuse: true }
+        FtpsConfig {
+            bind: None,
+            capacity_bytes: 32 << 30,
+            require_session_reuse: true,
+            card_files: Vec::new(),
+        }
     }
 }
 

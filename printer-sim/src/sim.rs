@@ -88,6 +88,13 @@ impl Simulator {
             .transpose()
             .map_err(SimError::FtpsBind)?;
         let card: crate::ftps::Card = Arc::default();
+        if let Some(ftps) = &config.ftps {
+            let mut files = card.lock().unwrap_or_else(|p| p.into_inner());
+            for name in &ftps.card_files {
+                let name = format!("/{}", name.trim_start_matches('/'));
+                files.insert(name, crate::ftps::StoredFile { size: 0, md5: String::new() });
+            }
+        }
         let camera_addr = camera_listener
             .as_ref()
             .map(TcpListener::local_addr)
@@ -120,6 +127,7 @@ impl Simulator {
                 report_style: config.report_style,
                 layer_interval: config.layer_interval,
                 project_file_layers: config.job_layers,
+                card: config.ftps.is_some().then(|| card.clone()),
                 loop_jobs: config.loop_jobs,
             },
             &config.faults,

@@ -22,6 +22,12 @@ pub enum AgentMessage {
     Enroll(EnrollRequest),
     /// A camera frame for live view: not durable, dropped rather than queued when late.
     LiveFrame(LiveFrame),
+    /// Since wire version 7: the bytes of an offered file from this offset on.
+    FileWant(crate::FileWant),
+    /// Since wire version 7: an offered file is whole and checked on the agent.
+    FileStored(crate::FileStored),
+    /// Since wire version 7: the agent cannot take an offered file.
+    FileRefused(crate::FileRefused),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +150,9 @@ impl AgentMessage {
             | AgentMessage::CertificateRequest(_)
             | AgentMessage::Enroll(_)
             | AgentMessage::LiveFrame(_) => 1,
+            AgentMessage::FileWant(_)
+            | AgentMessage::FileStored(_)
+            | AgentMessage::FileRefused(_) => 7,
         }
     }
 }

@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CommandId, LightMode, LightNode, PrintState, PrinterId, Seq, SpeedLevel, UnixMillis};
+use crate::{
+    CommandId, LightMode, LightNode, PrintState, PrinterId, Rgb, Seq, SlotRef, SpeedLevel,
+    UnixMillis,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -43,6 +46,10 @@ pub enum Precondition {
     /// after the confirmation, and whatever it left on the plate nobody confirmed gone.
     /// Decided by record identity, so no clock is involved.
     PlateClearThrough { by: String, through: Seq },
+    /// Since wire version 7: the slot a start maps one of the file's filaments to holds
+    /// `material` (compared without case; empty: any), in a colour within
+    /// `tolerance_centi / 100` CIE76 ΔE of `color` (none: any colour).
+    FilamentLoaded { slot: SlotRef, material: String, color: Option<Rgb>, tolerance_centi: u32 },
 }
 
 impl Precondition {
@@ -53,6 +60,7 @@ impl Precondition {
             | Precondition::PlateConfirmedClear { .. }
             | Precondition::ControlAvailable => 1,
             Precondition::PlateClearThrough { .. } => 4,
+            Precondition::FilamentLoaded { .. } => 7,
         }
     }
 }
@@ -93,6 +101,10 @@ pub enum CommandAction {
     /// off, firmware shut down until restarted). The hub issues it only with a person's
     /// confirmation.
     EmergencyStop,
+    /// Since wire version 7: put a file the hub delivered (see [`crate::files`]) on the
+    /// printer's storage, then start it. The preconditions are checked before the upload
+    /// and again just before the start.
+    StartJob(StartJob),
 }
 
 impl CommandAction {
@@ -108,6 +120,7 @@ impl CommandAction {
             | CommandAction::StartPrint(_)
             | CommandAction::Gcode(_) => 1,
             CommandAction::FirmwareRestart | CommandAction::EmergencyStop => 6,
+            CommandAction::StartJob(_) => 7,
         }
     }
 }
@@ -127,6 +140,20 @@ pub struct StartPrint {
     pub use_ams: bool,
     pub bed_leveling: bool,
     pub timelapse: bool,
+}
+
+/// A job of the hub's queue, to be put on the printer and started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StartJob {
+    /// The hub's job, for the agent's log.
+    pub job: u64,
+    /// The file in the agent's cache, by content.
+    pub sha256: [u8; 32],
+    pub size: u64,
+    /// The start itself; its `file` is the name the upload gives the file on the printer's
+    /// storage (no directories, e.g. `kitt-12-1.gcode.3mf`).
+    pub print: StartPrint,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,13 @@ pub enum HubMessage {
     /// Since wire version 6: the printers the hub manages for this agent, the whole list
     /// (see [`crate::DesiredPrinters`]). Sent after `Welcome` and whenever it changes.
     Printers(crate::DesiredPrinters),
+    /// Since wire version 7: a print file the hub wants on the agent (see [`crate::files`]).
+    FileOffer(crate::FileOffer),
+    /// Since wire version 7: the hub no longer wants `transfer` (its job was cancelled);
+    /// the agent stops receiving it and keeps what arrived for a later offer.
+    FileCancel {
+        transfer: u64,
+    },
 }
 
 impl HubMessage {
@@ -42,6 +49,7 @@ impl HubMessage {
             | HubMessage::LiveView(_)
             | HubMessage::Disconnect(_) => 1,
             HubMessage::Printers(_) => 6,
+            HubMessage::FileOffer(_) | HubMessage::FileCancel { .. } => 7,
         }
     }
 }

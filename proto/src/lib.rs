@@ -35,6 +35,7 @@
 
 mod agent;
 mod command;
+pub mod files;
 pub mod frame;
 mod hub;
 mod ids;
@@ -51,8 +52,9 @@ pub use agent::{
     SnapshotChunk, SnapshotTrigger, SoftwareVersion, Vendor,
 };
 pub use command::{
-    Command, CommandAction, CommandOutcome, CommandResult, Precondition, StartPrint,
+    Command, CommandAction, CommandOutcome, CommandResult, Precondition, StartJob, StartPrint,
 };
+pub use files::{FileOffer, FileRefused, FileStored, FileStreamHeader, FileWant};
 pub use frame::{DecodeError, EncodeError, FrameDecoder, FrameHeader};
 pub use hub::{
     Ack, Capabilities, CertificateIssued, ConfigPush, DisconnectReason, EnrollRefusal, Enrolled,
@@ -74,7 +76,7 @@ pub use printer::{
 };
 
 /// The newest wire version this build speaks, written in every frame it sends.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The oldest wire version this build still decodes.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

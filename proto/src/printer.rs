@@ -157,6 +157,29 @@ impl Rgb {
         let [r, g, b] = self.0;
         format!("#{r:02X}{g:02X}{b:02X}")
     }
+
+    /// CIELAB under D65: `[L, a, b]`.
+    pub fn lab(self) -> [f64; 3] {
+        let linear = |c: u8| {
+            let c = f64::from(c) / 255.0;
+            if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+        };
+        let [r, g, b] = self.0.map(linear);
+        let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
+        let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        let z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
+        let f = |t: f64| {
+            if t > 216.0 / 24389.0 { t.cbrt() } else { (24389.0 / 27.0 * t + 16.0) / 116.0 }
+        };
+        let (fx, fy, fz) = (f(x), f(y), f(z));
+        [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+    }
+
+    /// CIE76 ΔE between two colours: about 2.3 is the least a person sees.
+    pub fn delta_e(self, other: Rgb) -> f64 {
+        let ([l1, a1, b1], [l2, a2, b2]) = (self.lab(), other.lab());
+        ((l1 - l2).powi(2) + (a1 - a2).powi(2) + (b1 - b2).powi(2)).sqrt()
+    }
 }
 
 /// Which slot feeds the nozzle.

@@ -103,6 +103,7 @@ async fn ingest(label: &str, key: &str, database_url: Option<String>, agents: u6
             records,
             Default::default(),
             Default::default(),
+            None,
             &command_tasks,
         );
         let (client, status) = SyncClient::new(

@@ -113,9 +113,10 @@ pub fn agent_config(state_dir: &Path, sim: Option<&SimHandle>, serial: &str) -> 
             let ca = state_dir.join("printer-ca.pem");
             std::fs::write(&ca, sim.ca_pem()).expect("write the printer CA");
             format!(
-                "[[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\nbuiltin_camera = false\n",
+                "[[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\nbuiltin_camera = false\n{}",
                 sim.addr().port(),
-                ca.display()
+                ca.display(),
+                ftps_line(sim),
             )
         }
         None => String::new(),
@@ -125,6 +126,11 @@ pub fn agent_config(state_dir: &Path, sim: Option<&SimHandle>, serial: &str) -> 
         state_dir.display()
     );
     AgentConfig::parse(&text).expect("a valid test configuration")
+}
+
+/// The printer's FTPS port, where the simulator serves one.
+fn ftps_line(sim: &SimHandle) -> String {
+    sim.ftps_addr().map(|addr| format!("ftps_port = {}\n", addr.port())).unwrap_or_default()
 }
 
 /// Like [`agent_config`], with the simulator's port-6000 camera as `chamber`, a snapshot
@@ -140,11 +146,12 @@ pub fn agent_config_with_camera(
     let camera = sim.camera_addr().expect("the simulator serves a camera");
     let text = format!(
         "state_dir = \"{}\"\n[sync]\nkeep_alive_s = 1\nidle_timeout_s = 3\n[telemetry]\ninterval_ms = 200\nhealth_interval_s = 3600\n\
-         [[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\n\
+         [[printer]]\nserial = \"{serial}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"12345678\"\nca = \"{}\"\n{}\
          [[printer.camera]]\nsource = \"bambu\"\nport = {}\nsnapshot_every_layers = {every_layers}\nlive_max_fps = 10\n",
         state_dir.display(),
         sim.addr().port(),
         ca.display(),
+        ftps_line(sim),
         camera.port(),
     );
     AgentConfig::parse(&text).expect("a valid test configuration")

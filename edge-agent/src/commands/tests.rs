@@ -87,6 +87,49 @@ fn a_plate_confirmation_by_time_from_an_older_hub_is_refused() {
 }
 
 #[test]
+fn a_start_needs_the_mapped_slots_to_hold_the_material_and_colour() {
+    use proto::{FilamentSlot, Rgb, SlotRef, Tray};
+    let tray = |slot: u8, material: &str, color: [u8; 3]| Tray {
+        slot,
+        material: Some(material.into()),
+        color: Some(Rgb(color)),
+        ..Tray::default()
+    };
+    let mut printer = view(PrintState::Idle, 0);
+    printer.state.filament = vec![
+        FilamentSlot { unit: Some(0), tray: tray(0, "PLA", [0xFF, 0xFF, 0xFF]) },
+        FilamentSlot { unit: Some(0), tray: tray(1, "PETG", [0xFF, 0x66, 0x00]) },
+        FilamentSlot { unit: None, tray: tray(254, "TPU", [0, 0, 0]) },
+    ];
+    let needs = |slot: SlotRef, material: &str, color: Option<[u8; 3]>| {
+        command(vec![Precondition::FilamentLoaded {
+            slot,
+            material: material.into(),
+            color: color.map(Rgb),
+            tolerance_centi: 2000,
+        }])
+    };
+    let none = JobEndFacts::default();
+    let ams = |slot| SlotRef { unit: Some(0), slot };
+    // What is loaded, in a colour close enough (another maker's orange), or any colour.
+    for ok in [
+        needs(ams(0), "pla", Some([0xFA, 0xFA, 0xFA])),
+        needs(ams(1), "PETG", Some([0xF5, 0x70, 0x10])),
+        needs(ams(1), "", None),
+        needs(SlotRef { unit: None, slot: 0 }, "TPU", None),
+    ] {
+        assert_eq!(unmet_precondition(&ok, &printer, &none), None, "{ok:?}");
+    }
+    let refused = detail(unmet_precondition(&needs(ams(0), "PETG", None), &printer, &none));
+    assert!(refused.contains("AMS 1 slot 1 holds PLA; the job needs PETG"), "{refused}");
+    let refused =
+        detail(unmet_precondition(&needs(ams(1), "PETG", Some([0, 0, 0xFF])), &printer, &none));
+    assert!(refused.contains("the job needs #0000FF") && refused.contains("ΔE"), "{refused}");
+    let refused = detail(unmet_precondition(&needs(ams(3), "PLA", None), &printer, &none));
+    assert!(refused.contains("no AMS 1 slot 4"), "{refused}");
+}
+
+#[test]
 fn state_and_control_preconditions_are_checked() {
     let command = command(vec![
         Precondition::StateIn(vec![PrintState::Printing]),
@@ -124,21 +167,16 @@ fn agent(printers: &[&'static str], queue: usize) -> Agent {
     for &serial in printers {
         let (link, requests) = LinkHandle::detached(4);
         let (view_tx, view) = watch::channel(PrinterView::default());
-        targets.insert(PrinterId::new(serial).unwrap(), PrinterTarget { link, view });
+        targets
+            .insert(PrinterId::new(serial).unwrap(), PrinterTarget { link, view, uploader: None });
         links.insert(serial, requests);
         views.insert(serial, view_tx);
     }
     let counters = Arc::new(Counters::default());
     let clock = Arc::new(HubClock::default());
-    let router = start_with(
-        targets,
-        queue,
-        outbox.clone(),
-        records_tx,
-        counters.clone(),
-        clock.clone(),
-        &TaskTracker::new(),
-    );
+    let sinks = Sinks { outbox: outbox.clone(), records: records_tx, files: None };
+    let router =
+        start_with(targets, queue, sinks, counters.clone(), clock.clone(), &TaskTracker::new());
     Agent { router, counters, records, links, views, outbox, clock, _dir: dir }
 }
 

@@ -151,6 +151,8 @@ pub struct SyncClient {
     counters: Arc<Counters>,
     /// The hub's clock as measured at each welcome.
     clock: Arc<HubClock>,
+    /// Where print files from the hub go; `None`: offers are refused.
+    files: Option<crate::commands::SharedFiles>,
 }
 
 /// Live frames in flight at once; a frame beyond that is dropped (the next is fresher).
@@ -181,6 +183,7 @@ impl SyncClient {
             live_frames: None,
             counters: Arc::default(),
             clock: Arc::default(),
+            files: None,
         };
         (client, status_rx)
     }
@@ -219,6 +222,12 @@ impl SyncClient {
     /// router and the health reporter).
     pub fn with_clock(mut self, clock: Arc<HubClock>) -> SyncClient {
         self.clock = clock;
+        self
+    }
+
+    /// Takes the print files the hub offers into `files`.
+    pub fn with_files(mut self, files: crate::commands::SharedFiles) -> SyncClient {
+        self.files = Some(files);
         self
     }
 
@@ -329,6 +338,14 @@ impl SyncClient {
             }
         });
         let mut live_frames = self.live_frames.take();
+        // File delivery: offers answered beside the session, bytes on the hub's streams.
+        let pending = super::files::Pending::default();
+        let (answers_tx, mut answers) = mpsc::channel::<AgentMessage>(16);
+        let file_streams = tokio::spawn(super::files::accept_streams(
+            connection.clone(),
+            pending.clone(),
+            answers_tx.clone(),
+        ));
         let live_slots = Arc::new(tokio::sync::Semaphore::new(LIVE_IN_FLIGHT));
         let mut session_version = proto::PROTOCOL_VERSION;
         let result = async {
@@ -407,6 +424,9 @@ impl SyncClient {
                         ));
                     }
                     _ = self.durable.notified() => {}
+                    Some(answer) = answers.recv() => {
+                        frames::write(&mut send, &answer).await?;
+                    }
                     Some(frame) = next_live(&mut live_frames) => {
                         send_live(connection, &live_slots, frame);
                     }
@@ -453,6 +473,15 @@ impl SyncClient {
                             }
                             None => tracing::warn!("The hub sent printers to manage; this agent runs without managed printers."),
                         },
+                        Some(Ok(HubMessage::FileOffer(offer))) => match &self.files {
+                            Some(files) => super::files::offer(files.clone(), pending.clone(), offer, answers_tx.clone()),
+                            None => {
+                                let reason = "this agent keeps no file cache".to_owned();
+                                let refused = proto::FileRefused { transfer: offer.transfer, reason };
+                                frames::write(&mut send, &AgentMessage::FileRefused(refused)).await?;
+                            }
+                        },
+                        Some(Ok(HubMessage::FileCancel { transfer })) => pending.cancel(transfer),
                         Some(Ok(other)) => {
                             tracing::debug!(?other, "Ignored a hub message this agent does not handle yet.");
                         }
@@ -468,6 +497,7 @@ impl SyncClient {
         }
         .await;
         reader.abort();
+        file_streams.abort();
         self.live_frames = live_frames;
         result
     }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod enroll;
+mod files;
 pub mod identity;
 pub mod machine;
 pub mod tls;

@@ -115,6 +115,8 @@ pub(super) struct Projected {
     pub refused: Vec<RefusedPrinter>,
     /// Each new event's id, by its record's seq.
     pub event_ids: Vec<(proto::Seq, i64)>,
+    /// Jobs of the queue the printers' reports moved on.
+    pub jobs: Vec<super::queue::JobChange>,
 }
 
 /// Projects `records` into the read model, except records about printers `agent` does not
@@ -276,7 +278,13 @@ pub(super) async fn project(
         })
         .collect();
     count_refused(tx, agent, &refused, now).await?;
-    Ok(Projected { refused, event_ids })
+    // New events only: a resent one moved its job when it first came.
+    let new_events: std::collections::HashSet<proto::Seq> =
+        event_ids.iter().map(|(seq, _)| *seq).collect();
+    let fresh: Vec<Record> =
+        records.iter().filter(|r| new_events.contains(&r.seq)).cloned().collect();
+    let jobs = super::queue::follow_jobs(tx, &fresh, &foreign, now).await?;
+    Ok(Projected { refused, event_ids, jobs })
 }
 
 /// An event as the event log stores it: seq, printer, kind, time, JSON.

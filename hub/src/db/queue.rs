@@ -44,12 +44,16 @@ pub struct JobRow {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
+    /// Which try this is: 0, then one more with each retry.
+    pub attempt: i64,
+    /// The start command of this try, once sent.
+    pub command_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, batch, copy, copies, file_id, plate, name, state, held, priority, \
     position, deadline, not_before, needs_approval, approved_by, approved_at, target_printer, \
     target_model, nozzle, needs, tolerance, printer_id, mapping, reason, reason_code, created_by, \
-    created_at, updated_at, started_at, ended_at";
+    created_at, updated_at, started_at, ended_at, attempt, command_id";
 
 fn job_row(row: &sqlx::any::AnyRow) -> Result<JobRow, DbError> {
     Ok(JobRow {
@@ -83,7 +87,110 @@ fn job_row(row: &sqlx::any::AnyRow) -> Result<JobRow, DbError> {
         updated_at: row.try_get(27)?,
         started_at: row.try_get(28)?,
         ended_at: row.try_get(29)?,
+        attempt: row.try_get(30)?,
+        command_id: row.try_get(31)?,
     })
+}
+
+/// A job of the queue that the printer's own report moved on (see [`follow_jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobChange {
+    pub id: i64,
+    pub state: String,
+    pub printer: String,
+}
+
+/// Follows the queue's jobs through what their printers report, in the ingest's
+/// transaction (so exactly once, in the agent's order, whatever is resent): a job start
+/// on a printer whose job of the queue was sent its start moves that job to `printing`;
+/// a job end moves it to `finished`, `failed` or `cancelled` with the printer's reason.
+/// Records about printers the agent does not own (`foreign`) are left out.
+pub(super) async fn follow_jobs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    records: &[proto::Record],
+    foreign: &HashMap<&str, String>,
+    now: UnixMillis,
+) -> Result<Vec<JobChange>, DbError> {
+    use proto::{JobOutcome, PrinterEventKind, RecordBody};
+    let mut changes = Vec::new();
+    for record in records {
+        let RecordBody::PrinterEvent(event) = &record.body else { continue };
+        let printer = event.printer.as_str();
+        if foreign.contains_key(printer) {
+            continue;
+        }
+        let (from, to, detail): (&[&str], &str, String) = match &event.kind {
+            PrinterEventKind::JobStarted { job_name, .. } => (
+                &["uploading", "starting"],
+                "printing",
+                match job_name {
+                    Some(name) => format!("the printer started {name:?}"),
+                    None => "the printer started it".into(),
+                },
+            ),
+            PrinterEventKind::JobFinished { outcome, .. } => {
+                let from: &[&str] = &["starting", "printing"];
+                match outcome {
+                    JobOutcome::Succeeded => (from, "finished", "the print finished".into()),
+                    JobOutcome::Cancelled => (from, "cancelled", "cancelled on the printer".into()),
+                    JobOutcome::Failed { print_error, hms } => {
+                        let mut detail = "the print failed on the printer".to_owned();
+                        if let Some(code) = print_error {
+                            detail.push_str(&format!(" (error {code:08X})"));
+                        }
+                        if !hms.is_empty() {
+                            detail.push_str(&format!(", {} HMS alert(s) active", hms.len()));
+                        }
+                        (from, "failed", detail)
+                    }
+                }
+            }
+            _ => continue,
+        };
+        // A printer holds at most one job of the queue; only one whose start was sent.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, state FROM jobs WHERE printer_id = $1 AND state IN {} \
+             AND command_id IS NOT NULL ORDER BY id LIMIT 1",
+            in_list(from)
+        )))
+        .bind(printer)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else { continue };
+        let (id, state): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        let set = match to {
+            "printing" => "started_at = $2, ",
+            "finished" => "ended_at = $2, reason = NULL, ",
+            _ => "ended_at = $2, reason = $5, ",
+        };
+        let sql = format!(
+            "UPDATE jobs SET {set}state = $1, updated_at = $2 WHERE id = $3 AND state = $4"
+        );
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to)
+            .bind(now.0)
+            .bind(id)
+            .bind(state.as_str());
+        if set.contains("$5") {
+            update = update.bind(detail.as_str());
+        }
+        if update.execute(&mut **tx).await?.rows_affected() == 1 {
+            let actor = format!("printer {printer}");
+            history(tx, id, Some(&state), to, &actor, Some(&detail), now.0).await?;
+            changes.push(JobChange { id, state: to.to_owned(), printer: printer.to_owned() });
+        }
+    }
+    Ok(changes)
+}
+
+/// A job's file on its way to an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRow {
+    pub job: i64,
+    /// The file's SHA-256 (its id).
+    pub file_id: String,
+    pub size: u64,
+    pub name: String,
 }
 
 /// One change in a job's life.
@@ -229,7 +336,9 @@ impl Db {
         }
         let set = if to == "queued" {
             "printer_id = NULL, mapping = NULL, reason = NULL, reason_code = NULL, \
-             started_at = NULL, ended_at = NULL, "
+             started_at = NULL, ended_at = NULL, command_id = NULL, attempt = attempt + 1, "
+        } else if to == "printing" {
+            "started_at = $2, "
         } else if to == "finished" {
             "ended_at = $2, "
         } else if DONE.contains(&to) {
@@ -369,6 +478,67 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// Jobs whose file is on its way to `agent`, oldest first.
+    pub async fn transfers_for(&self, agent: &str) -> Result<Vec<TransferRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT j.id, j.file_id, f.size, f.name FROM jobs j \
+             JOIN printers p ON p.id = j.printer_id JOIN files f ON f.id = j.file_id \
+             WHERE j.state = 'transferring' AND p.agent_id = $1 ORDER BY j.id",
+        )
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TransferRow {
+                    job: r.try_get(0)?,
+                    file_id: r.try_get(1)?,
+                    size: r.try_get::<i64, _>(2)? as u64,
+                    name: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The end of a transfer, as `agent` reported it: `transferring` → `to` (`uploading`,
+    /// or `failed` with `detail` as the reason), only for a job on one of its printers.
+    pub async fn transfer_ended(
+        &self,
+        id: i64,
+        agent: &str,
+        to: &str,
+        detail: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let update = sqlx::query(
+            "UPDATE jobs SET state = $1, updated_at = $2, \
+             reason = CASE WHEN $1 = 'failed' THEN $4 ELSE reason END, \
+             ended_at = CASE WHEN $1 = 'failed' THEN $2 ELSE ended_at END \
+             WHERE id = $3 AND state = 'transferring' \
+             AND printer_id IN (SELECT id FROM printers WHERE agent_id = $5)",
+        )
+        .bind(to)
+        .bind(now.0)
+        .bind(id)
+        .bind(detail)
+        .bind(agent);
+        let actor = format!("agent {agent}");
+        let entry = Entry { id, from: "transferring", to, actor: &actor, detail, at: now };
+        self.update_with_history(update, entry).await
+    }
+
+    /// Records the start command a job's try sent; `false` if it had one already.
+    pub async fn set_job_command(&self, id: i64, command: &str) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET command_id = $1 WHERE id = $2 AND command_id IS NULL AND state = 'uploading'",
+        )
+        .bind(command)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Printers holding a job of the queue now, and the job.

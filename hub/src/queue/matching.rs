@@ -29,19 +29,8 @@ impl Rgb {
 
     /// CIELAB under D65.
     pub fn lab(self) -> Lab {
-        let linear = |c: u8| {
-            let c = f64::from(c) / 255.0;
-            if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
-        };
-        let (r, g, b) = (linear(self.0), linear(self.1), linear(self.2));
-        let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
-        let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-        let z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
-        let f = |t: f64| {
-            if t > 216.0 / 24389.0 { t.cbrt() } else { (24389.0 / 27.0 * t + 16.0) / 116.0 }
-        };
-        let (fx, fy, fz) = (f(x), f(y), f(z));
-        Lab(116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz))
+        let [l, a, b] = proto::Rgb([self.0, self.1, self.2]).lab();
+        Lab(l, a, b)
     }
 
     /// CIE76 ΔE between two colours.

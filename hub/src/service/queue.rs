@@ -355,6 +355,8 @@ impl Queue {
                 updated_at: now.0,
                 started_at: None,
                 ended_at: None,
+                attempt: 0,
+                command_id: None,
             })
             .collect();
         let ids = self.db.insert_jobs(&rows, principal.name()).await?;
@@ -706,8 +708,15 @@ impl Queue {
         }
     }
 
-    /// One decision, carried out. Returns the next `not_before` in the future, if any.
+    /// One decision, carried out, and every assigned job moved on as far as it can go.
+    /// Returns the next `not_before` in the future, if any.
     pub async fn dispatch_once(&self, now: UnixMillis) -> Result<Option<i64>, ServiceError> {
+        let due = self.decide_once(now).await?;
+        self.advance(now).await?;
+        Ok(due)
+    }
+
+    async fn decide_once(&self, now: UnixMillis) -> Result<Option<i64>, ServiceError> {
         let rows = self.db.jobs(0).await?;
         let queued: Vec<&JobRow> = rows.iter().filter(|r| r.state == "queued").collect();
         if queued.is_empty() {
@@ -806,6 +815,144 @@ impl Queue {
         Ok(())
     }
 
+    // --- running jobs ------------------------------------------------------------------
+
+    /// Moves each assigned job on as far as the hub can take it: its file offered to its
+    /// printer's agent (`transferring`; the sync connection sends it and the agent's answer
+    /// makes it `uploading`), its start sent once the file is there, the start's answer
+    /// read (`starting`, or `failed` with the agent's reason). The printer's own reports
+    /// take it on from there (`printing`, then its end: see `db::queue::follow_jobs`).
+    async fn advance(&self, now: UnixMillis) -> Result<(), ServiceError> {
+        for row in self.db.jobs(0).await? {
+            let result = match (row.state.as_str(), &row.command_id) {
+                ("assigned", _) => self.transfer(&row, now).await,
+                ("uploading", None) => self.send_start(&row, now).await,
+                ("uploading" | "starting", Some(command)) => {
+                    self.read_start(&row, command, now).await
+                }
+                _ => Ok(()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(job = row.id, %error, "Cannot move a job on; it tries again at the next change.");
+            }
+        }
+        Ok(())
+    }
+
+    async fn job_printer(&self, row: &JobRow) -> Result<crate::db::read::PrinterRow, ServiceError> {
+        let printer = row.printer_id.as_deref().unwrap_or_default();
+        self.db.printer(printer).await?.ok_or_else(|| ServiceError::unknown_printer(printer))
+    }
+
+    async fn transfer(&self, row: &JobRow, now: UnixMillis) -> Result<(), ServiceError> {
+        let printer = self.job_printer(row).await?;
+        let detail = format!("the file goes to agent {}", printer.agent_id);
+        let moved = self
+            .db
+            .transition(row.id, &["assigned"], "transferring", DISPATCHER, Some(&detail), now)
+            .await?;
+        if moved {
+            self.publish(row.id, "transferring", row.printer_id.clone());
+            let agent = proto::AgentId::new(printer.agent_id.as_str())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            self.sync.files_pending(&agent);
+        }
+        Ok(())
+    }
+
+    /// Sends the start of a job whose file is on the agent: a command with its
+    /// preconditions (the printer idle and in control, the plate confirmed clear since the
+    /// last job end, each mapped slot holding what the plate needs), which the agent checks
+    /// before the upload and again at the moment of the start.
+    async fn send_start(&self, row: &JobRow, now: UnixMillis) -> Result<(), ServiceError> {
+        let printer = self.job_printer(row).await?;
+        let agent = proto::AgentId::new(printer.agent_id.as_str())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let Some(file) = self.db.file(&row.file_id).await? else {
+            return self.fail(row, &["uploading"], "the job's file was deleted", now).await;
+        };
+        let Some(clearance) = self.db.plate_clearances().await?.remove(&printer.id) else {
+            let detail = "nobody confirmed the plate clear; confirm it and retry the job";
+            return self.fail(row, &["uploading"], detail, now).await;
+        };
+        let Some(sha256) = proto::files::parse_sha256(&row.file_id) else {
+            return self.fail(row, &["uploading"], "the job's file has no SHA-256 id", now).await;
+        };
+        let mapping: Vec<Mapped> =
+            row.mapping.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+        let needs = parse_needs(&row.needs);
+        let command = start_command(StartFacts {
+            row,
+            printer: &printer.id,
+            kind: file.meta.kind,
+            sha256,
+            size: file.size,
+            clearance: &clearance,
+            mapping: &mapping,
+            needs: &needs,
+            now,
+        })?;
+        let id = command.id.to_string();
+        // The command's id follows from the job and its try: after a crash between these
+        // two steps, the next pass finds the command stored and only records it.
+        if self.db.command(&id).await?.is_none() {
+            self.db.insert_command(&agent, &command).await?;
+        }
+        if self.db.set_job_command(row.id, &id).await? {
+            tracing::info!(job = row.id, printer = %printer.id, command = %id, "Sent a job's start.");
+            self.sync.commands_pending(&agent);
+        }
+        Ok(())
+    }
+
+    /// What the agent answered to a job's start.
+    async fn read_start(
+        &self,
+        row: &JobRow,
+        command: &str,
+        now: UnixMillis,
+    ) -> Result<(), ServiceError> {
+        let Some(outcome) = self.db.command(command).await?.and_then(|c| c.outcome) else {
+            return Ok(());
+        };
+        if outcome == "succeeded" {
+            if row.state == "uploading" {
+                let detail = "the file is on the printer and the printer accepted the start";
+                let actor = format!("printer {}", row.printer_id.as_deref().unwrap_or("?"));
+                if self
+                    .db
+                    .transition(row.id, &["uploading"], "starting", &actor, Some(detail), now)
+                    .await?
+                {
+                    self.publish(row.id, "starting", row.printer_id.clone());
+                }
+            }
+            return Ok(());
+        }
+        let detail = start_refusal(&outcome);
+        self.fail(row, &["uploading", "starting"], &detail, now).await
+    }
+
+    async fn fail(
+        &self,
+        row: &JobRow,
+        from: &[&str],
+        detail: &str,
+        now: UnixMillis,
+    ) -> Result<(), ServiceError> {
+        let actor = format!("agent of {}", row.printer_id.as_deref().unwrap_or("?"));
+        if self.db.transition(row.id, from, "failed", &actor, Some(detail), now).await? {
+            tracing::warn!(job = row.id, reason = detail, "A job failed before it printed.");
+            self.publish(row.id, "failed", row.printer_id.clone());
+        }
+        Ok(())
+    }
+
+    fn publish(&self, id: i64, state: &str, printer: Option<String>) {
+        self.sync.changed();
+        self.sync.live().publish(LiveUpdate::Job { id, state: state.to_owned(), printer });
+    }
+
     /// The fleet as the dispatcher weighs it.
     async fn fleet(&self) -> Result<Vec<FleetPrinter>, ServiceError> {
         let printers = self.db.printers().await?;
@@ -892,6 +1039,106 @@ fn filament_of(
     }
 }
 
+/// How long a job's start may take to reach the printer, its upload included.
+const START_EXPIRY_MS: i64 = 30 * 60 * 1000;
+
+/// What a job's start is made of.
+struct StartFacts<'a> {
+    row: &'a JobRow,
+    printer: &'a str,
+    kind: printfile::FileKind,
+    sha256: [u8; 32],
+    size: u64,
+    clearance: &'a Clearance,
+    mapping: &'a [Mapped],
+    needs: &'a [Need],
+    now: UnixMillis,
+}
+
+/// The start command of a job's try. Its id is derived from the job and the try, so the
+/// same try never makes two commands.
+fn start_command(facts: StartFacts<'_>) -> Result<proto::Command, ServiceError> {
+    use proto::{CommandAction, Precondition, PrintState, SlotRef, StartJob, StartPrint};
+    use sha2::Digest;
+    let StartFacts { row, printer, kind, sha256, size, clearance, mapping, needs, now } = facts;
+    let digest = sha2::Sha256::digest(format!("kitt job {} try {}", row.id, row.attempt));
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    let extension = match kind {
+        printfile::FileKind::Gcode3mf => "gcode.3mf",
+        printfile::FileKind::Gcode => "gcode",
+    };
+    let slots = needs.iter().map(|n| n.slot).chain(mapping.iter().map(|m| m.slot)).max();
+    let mut ams_mapping = vec![-1i16; slots.unwrap_or(0) as usize];
+    for mapped in mapping {
+        if let Some(entry) = ams_mapping.get_mut(mapped.slot.saturating_sub(1) as usize) {
+            *entry = mapped.tray.bambu_index() as i16;
+        }
+    }
+    let mut preconditions = vec![
+        Precondition::StateIn(vec![PrintState::Idle, PrintState::Finished, PrintState::Failed]),
+        Precondition::ControlAvailable,
+        Precondition::PlateClearThrough {
+            by: clearance.confirmed_by.clone(),
+            through: proto::Seq(clearance.through_seq.max(0) as u64),
+        },
+    ];
+    for mapped in mapping {
+        let need = needs.iter().find(|n| n.slot == mapped.slot);
+        let slot = match mapped.tray {
+            TrayRef::Unit { unit, slot } => SlotRef { unit: Some(unit), slot },
+            TrayRef::External => SlotRef { unit: None, slot: 0 },
+        };
+        preconditions.push(Precondition::FilamentLoaded {
+            slot,
+            material: need.and_then(|n| n.material.clone()).unwrap_or_default(),
+            color: need.and_then(|n| n.color).map(|c| proto::Rgb([c.0, c.1, c.2])),
+            tolerance_centi: (row.tolerance * 100.0).round().clamp(0.0, f64::from(u32::MAX)) as u32,
+        });
+    }
+    let printer =
+        proto::PrinterId::new(printer).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(proto::Command {
+        id: proto::CommandId(id),
+        printer,
+        issued_at: now,
+        expires_at: now.plus_millis(START_EXPIRY_MS),
+        preconditions,
+        action: CommandAction::StartJob(StartJob {
+            job: row.id as u64,
+            sha256,
+            size,
+            print: StartPrint {
+                file: format!("kitt-{}-{}.{extension}", row.id, row.attempt),
+                plate: row.plate.clamp(1, i64::from(u16::MAX)) as u16,
+                job_name: row.name.clone(),
+                use_ams: mapping.iter().any(|m| matches!(m.tray, TrayRef::Unit { .. })),
+                ams_mapping,
+                bed_leveling: true,
+                timelapse: false,
+            },
+        }),
+    })
+}
+
+/// A start's outcome as stored (`refused: …`, `precondition_failed: …`), in an operator's
+/// words.
+fn start_refusal(outcome: &str) -> String {
+    let (kind, detail) = outcome.split_once(": ").unwrap_or((outcome, ""));
+    match kind {
+        "precondition_failed" => format!("not started: {detail}"),
+        "refused" => format!("the printer refused the start: {detail}"),
+        "failed" => format!("not started: {detail}"),
+        "unsupported" => format!("not started: {detail}"),
+        "expired" => "the start expired before the agent could carry it out".into(),
+        "timed_out" => "the printer did not answer the start in time".into(),
+        "read_only" => {
+            "the printer refuses control (enable Developer Mode in LAN-only mode)".into()
+        }
+        other => format!("not started: {other}"),
+    }
+}
+
 /// Every printer's plate.
 pub async fn plates(db: &Db) -> Result<HashMap<String, PlateState>, ServiceError> {
     let clearances = db.plate_clearances().await?;
@@ -954,10 +1201,9 @@ fn relevant(update: &LiveUpdate, seen: &mut HashMap<String, u64>) -> bool {
                 )
             )
         }
-        LiveUpdate::Job { .. }
-        | LiveUpdate::CommandResult { .. }
-        | LiveUpdate::Snapshot { .. }
-        | LiveUpdate::Camera { .. } => false,
+        // A job moved on (a file arrived, a print began or ended) or a start was answered.
+        LiveUpdate::Job { .. } | LiveUpdate::CommandResult { .. } => true,
+        LiveUpdate::Snapshot { .. } | LiveUpdate::Camera { .. } => false,
     }
 }
 
@@ -995,4 +1241,112 @@ impl FileCache {
 
 fn unknown_job(id: i64) -> ServiceError {
     ServiceError::NotFound(format!("no job {id}; GET /api/v1/jobs lists them"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: i64, attempt: i64) -> JobRow {
+        JobRow {
+            id,
+            batch: "b".into(),
+            copy: 1,
+            copies: 1,
+            file_id: "f".into(),
+            plate: 2,
+            name: "Benchy".into(),
+            state: "uploading".into(),
+            held: false,
+            priority: 0,
+            position: 1,
+            deadline: None,
+            not_before: None,
+            needs_approval: false,
+            approved_by: None,
+            approved_at: None,
+            target_printer: None,
+            target_model: None,
+            nozzle: None,
+            needs: "[]".into(),
+            tolerance: 20.0,
+            printer_id: Some("P1".into()),
+            mapping: None,
+            reason: None,
+            reason_code: None,
+            created_by: "olga".into(),
+            created_at: 0,
+            updated_at: 0,
+            started_at: None,
+            ended_at: None,
+            attempt,
+            command_id: None,
+        }
+    }
+
+    fn start(row: &JobRow, mapping: &[Mapped], needs: &[Need]) -> proto::Command {
+        let clearance = Clearance {
+            printer_id: "P1".into(),
+            agent_id: "pi".into(),
+            through_seq: 41,
+            confirmed_by: "olga".into(),
+            confirmed_at: 0,
+        };
+        start_command(StartFacts {
+            row,
+            printer: "P1",
+            kind: printfile::FileKind::Gcode3mf,
+            sha256: [7; 32],
+            size: 10,
+            clearance: &clearance,
+            mapping,
+            needs,
+            now: UnixMillis(1_000),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_start_maps_each_slot_and_carries_every_precondition() {
+        let mapping = [
+            Mapped { slot: 1, tray: TrayRef::Unit { unit: 1, slot: 2 }, distance: 0.0 },
+            Mapped { slot: 3, tray: TrayRef::External, distance: 0.0 },
+        ];
+        let needs = [
+            Need { slot: 1, material: Some("PETG".into()), color: Some(Rgb(255, 0, 0)) },
+            Need { slot: 3, material: None, color: None },
+        ];
+        let command = start(&job(12, 1), &mapping, &needs);
+        let proto::CommandAction::StartJob(start_job) = &command.action else { panic!() };
+        assert_eq!(start_job.print.ams_mapping, [6, -1, 254]);
+        assert_eq!(start_job.print.file, "kitt-12-1.gcode.3mf");
+        assert_eq!(start_job.print.plate, 2);
+        assert!(start_job.print.use_ams);
+        assert!(command.preconditions.contains(&proto::Precondition::PlateClearThrough {
+            by: "olga".into(),
+            through: proto::Seq(41),
+        }));
+        assert!(command.preconditions.contains(&proto::Precondition::FilamentLoaded {
+            slot: proto::SlotRef { unit: Some(1), slot: 2 },
+            material: "PETG".into(),
+            color: Some(proto::Rgb([255, 0, 0])),
+            tolerance_centi: 2000,
+        }));
+        assert!(command.expires_at.0 > command.issued_at.0);
+    }
+
+    #[test]
+    fn a_try_has_one_command_id_and_the_next_try_another() {
+        let first = start(&job(12, 0), &[], &[]).id;
+        assert_eq!(start(&job(12, 0), &[], &[]).id, first);
+        assert_ne!(start(&job(12, 1), &[], &[]).id, first);
+        assert_ne!(start(&job(13, 0), &[], &[]).id, first);
+    }
+
+    #[test]
+    fn a_refused_start_says_why_in_words() {
+        let text = start_refusal("precondition_failed: AMS 1 slot 1 holds PLA; the job needs PETG");
+        assert_eq!(text, "not started: AMS 1 slot 1 holds PLA; the job needs PETG");
+        assert!(start_refusal("expired").contains("expired"));
+    }
 }

@@ -16,6 +16,8 @@ use proto_io as frames;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Signal {
     CommandsPending,
+    /// Jobs of the agent's printers wait for their files.
+    FilesPending,
     /// The printers the hub manages for the agent changed.
     PrintersChanged,
     Revoked,
@@ -45,6 +47,14 @@ impl SyncHandle {
     pub(crate) fn commands_pending(&self, agent: &AgentId) {
         self.shared.changed();
         self.shared.signal(agent, Signal::CommandsPending);
+    }
+
+    /// Tells the agent's connection, if there is one, that a job of one of its printers
+    /// wants its file there (or no longer does); an agent that is away is offered it when
+    /// it connects.
+    pub(crate) fn files_pending(&self, agent: &AgentId) {
+        self.shared.changed();
+        self.shared.signal(agent, Signal::FilesPending);
     }
 
     /// Tells the agent's connection, if there is one, that its managed printers changed; an

@@ -89,7 +89,7 @@ pub(super) async fn commit(
     Ok(Commit {
         records: fresh,
         watermark: ingested.watermark,
-        committed: Committed { refused, event_ids, stored, received_at: now },
+        committed: Committed { refused, event_ids, stored, received_at: now, jobs: ingested.jobs },
         received,
     })
 }
@@ -121,6 +121,8 @@ struct Committed {
     stored: Vec<StoredSnapshot>,
     /// When the hub received them (its clock).
     received_at: UnixMillis,
+    /// Jobs of the queue the printers' reports moved on.
+    jobs: Vec<crate::db::queue::JobChange>,
 }
 
 /// Tells live subscribers what was just committed: each printer's newest state and every
@@ -132,9 +134,16 @@ fn publish(
     committed: &Committed,
     received: Instant,
 ) {
-    let Committed { refused, event_ids, stored, received_at } = committed;
+    let Committed { refused, event_ids, stored, received_at, jobs } = committed;
     if live.subscribers() == 0 {
         return;
+    }
+    for job in jobs {
+        live.publish(LiveUpdate::Job {
+            id: job.id,
+            state: job.state.clone(),
+            printer: Some(job.printer.clone()),
+        });
     }
     // Records about another agent's printer were not projected: nor are they shown.
     let shown = |record: &&proto::Record| {

@@ -16,6 +16,7 @@
 mod camera_intake;
 mod delivery;
 pub mod enroll;
+mod files;
 mod ingest;
 pub mod server;
 pub mod session;

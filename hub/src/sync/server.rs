@@ -51,6 +51,9 @@ pub struct SyncConfig {
     /// Where snapshot images are stored; `None` keeps no images (the records are still
     /// ingested and acknowledged).
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// Where the print files are stored (`crate::files::FileStore`'s directory), from which
+    /// jobs' files are sent to agents; `None`: no files are sent.
+    pub file_dir: Option<std::path::PathBuf>,
 }
 
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,6 +69,7 @@ impl SyncConfig {
             housekeeping: Duration::from_secs(2),
             hello_timeout: Duration::from_secs(10),
             snapshot_dir: None,
+            file_dir: None,
         }
     }
 }
@@ -470,6 +474,7 @@ async fn sync_connection(
     shared.changed();
     let mut session = IngestSession::new(watermark);
     let mut delivered = HashSet::new();
+    let mut transfers = super::files::Transfers::default();
     let frames_task = tokio::spawn(
         accept_live_frames(
             connection.clone(),
@@ -488,6 +493,7 @@ async fn sync_connection(
     let result = async {
         deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
         deliver_printers(shared, &agent, session_version, &mut send).await?;
+        super::files::offer(shared, &agent, session_version, &mut send, &mut transfers).await?;
         loop {
             tokio::select! {
                 // Live view leases: renewed while anyone watches (and at once on connect).
@@ -506,6 +512,9 @@ async fn sync_connection(
                 signal = signals.recv() => match signal {
                     Some(Signal::CommandsPending) => {
                         deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
+                    }
+                    Some(Signal::FilesPending) => {
+                        super::files::offer(shared, &agent, session_version, &mut send, &mut transfers).await?;
                     }
                     Some(Signal::PrintersChanged) => {
                         deliver_printers(shared, &agent, session_version, &mut send).await?;
@@ -552,7 +561,7 @@ async fn sync_connection(
                         next = reader.ready::<AgentMessage>()?;
                     }
                     for message in others {
-                        handle_other(shared, &agent, message, &mut send, connection).await?;
+                        handle_other(shared, &agent, message, &mut send, connection, &mut transfers).await?;
                     }
                 }
                 committed = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
@@ -595,8 +604,19 @@ async fn handle_other(
     message: AgentMessage,
     send: &mut quinn::SendStream,
     connection: &quinn::Connection,
+    transfers: &mut super::files::Transfers,
 ) -> Result<(), ConnectionError> {
     match message {
+        AgentMessage::FileWant(want) => {
+            super::files::want(shared, connection, transfers, want);
+            Ok(())
+        }
+        AgentMessage::FileStored(stored) => {
+            super::files::stored(shared, agent, transfers, stored).await
+        }
+        AgentMessage::FileRefused(refused) => {
+            super::files::refused(shared, agent, transfers, refused).await
+        }
         AgentMessage::CertificateRequest(request) => {
             match shared.ca.issue_agent(agent, &request.csr_der, shared.config.cert_lifetime) {
                 Ok(issued) => {

@@ -138,6 +138,23 @@ impl Printer {
             .unwrap_or("Untitled")
             .to_owned();
         let gcode_file = text("param").unwrap_or(DEFAULT_GCODE_FILE);
+        if let Some(card) = &self.settings.card {
+            // `ftp:///kitt-1-0.gcode.3mf`, `file:///sdcard/x.3mf`, or the `file` field.
+            let wanted = text("url")
+                .map(|url| {
+                    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+                    path.trim_start_matches('/').trim_start_matches("sdcard/")
+                })
+                .or_else(|| text("file"))
+                .unwrap_or_default()
+                .trim_start_matches('/');
+            // The card's names start at its root, as the FTPS server stores them.
+            let present =
+                card.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&format!("/{wanted}"));
+            if !present {
+                return Err(format!("file not found on the SD card: {wanted:?}"));
+            }
+        }
         let spec = JobSpec { name, layers: self.settings.project_file_layers };
         self.start_job(spec, gcode_file).map_err(|rejected| rejected.to_string())
     }

@@ -71,6 +71,9 @@ pub struct PrinterSettings {
     pub layer_interval: Duration,
     /// Layers of a job started by a `print.project_file` request.
     pub project_file_layers: u32,
+    /// The SD card the FTPS server writes: a `project_file` request starts only a file on
+    /// it, as a printer does. `None` (no FTPS served): any file name starts.
+    pub card: Option<crate::ftps::Card>,
     /// Start another job a few steps after each one ends.
     pub loop_jobs: bool,
 }

@@ -9,6 +9,7 @@ fn settings(model: Model) -> PrinterSettings {
         report_style: model.default_report_style(),
         layer_interval: Duration::from_secs(30),
         project_file_layers: 5,
+        card: None,
         loop_jobs: false,
     }
 }

@@ -44,7 +44,10 @@ async fn get_version_names_the_product() {
 
 #[tokio::test]
 async fn a_job_runs_to_finish_with_increasing_layers() {
-    let sim = Simulator::start(fast_config(Model::A1Mini)).await.unwrap();
+    let mut config = fast_config(Model::A1Mini);
+    let ftps = config.ftps.get_or_insert_with(Default::default);
+    ftps.card_files.push("/cube.gcode.3mf".into());
+    let sim = Simulator::start(config).await.unwrap();
     let mut client = MqttClient::connect(&sim).await;
     client.subscribe_reports(&sim).await;
     let start = json!({"print": {
@@ -78,6 +81,24 @@ async fn a_job_runs_to_finish_with_increasing_layers() {
     assert_eq!(state["total_layer_num"], 20);
     assert_eq!(state["mc_percent"], 100);
     assert_eq!(state["subtask_name"], "cube");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_project_file_not_on_the_card_is_refused_as_a_printer_does() {
+    let sim = Simulator::start(fast_config(Model::A1Mini)).await.unwrap();
+    let mut client = MqttClient::connect(&sim).await;
+    client.subscribe_reports(&sim).await;
+    let start = json!({"print": {
+        "sequence_id": "8", "command": "project_file", "param": "Metadata/plate_1.gcode",
+        "url": "ftp:///never-uploaded.gcode.3mf", "subtask_name": "ghost", "md5": "",
+        "use_ams": false, "timelapse": false, "bed_leveling": true
+    }});
+    client.request(&sim, &start, QoS::AtLeastOnce).await;
+    let ack = client.wait_message(|m| m["print"]["result"].is_string()).await;
+    assert_eq!(ack["print"]["result"], "failed");
+    let reason = ack["print"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("never-uploaded.gcode.3mf"), "{reason}");
     sim.shutdown().await;
 }
 

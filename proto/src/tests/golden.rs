@@ -175,6 +175,12 @@ fn agent_messages() -> (&'static str, Vec<AgentMessage>) {
             format: ImageFormat::Jpeg,
             data: vec![0xFF, 0xD8, 0xFF, 0xD9],
         }),
+        FileWant => AgentMessage::FileWant(FileWant { transfer: 12, from: 8 << 20 }),
+        FileStored => AgentMessage::FileStored(FileStored { transfer: 12, sha256: [0xA5; 32] }),
+        FileRefused => AgentMessage::FileRefused(FileRefused {
+            transfer: 12,
+            reason: "no room in the file cache".into(),
+        }),
     })
 }
 
@@ -429,6 +435,13 @@ fn hub_messages() -> (&'static str, Vec<HubMessage>) {
         }),
         Disconnect => HubMessage::Disconnect(DisconnectReason::Revoked),
         Printers => HubMessage::Printers(desired_printers()),
+        FileOffer => HubMessage::FileOffer(FileOffer {
+            transfer: 12,
+            sha256: [0xA5; 32],
+            size: 5_000_000,
+            name: "benchy.gcode.3mf".into(),
+        }),
+        FileCancel => HubMessage::FileCancel { transfer: 12 },
     })
 }
 
@@ -483,6 +496,20 @@ fn command_actions() -> (&'static str, Vec<CommandAction>) {
         Gcode => CommandAction::Gcode("G28\nM104 S200".into()),
         FirmwareRestart => CommandAction::FirmwareRestart,
         EmergencyStop => CommandAction::EmergencyStop,
+        StartJob => CommandAction::StartJob(StartJob {
+            job: 12,
+            sha256: [0xA5; 32],
+            size: 5_000_000,
+            print: StartPrint {
+                file: "kitt-12-1.gcode.3mf".into(),
+                plate: 2,
+                job_name: "benchy".into(),
+                ams_mapping: vec![-1, 2],
+                use_ams: true,
+                bed_leveling: true,
+                timelapse: false,
+            },
+        }),
     })
 }
 
@@ -509,6 +536,12 @@ fn preconditions() -> (&'static str, Vec<Precondition>) {
         PlateConfirmedClear => Precondition::PlateConfirmedClear { by: "ana".into(), at: T0 },
         ControlAvailable => Precondition::ControlAvailable,
         PlateClearThrough => Precondition::PlateClearThrough { by: "ana".into(), through: Seq(4242) },
+        FilamentLoaded => Precondition::FilamentLoaded {
+            slot: SlotRef { unit: Some(0), slot: 2 },
+            material: "PETG".into(),
+            color: Some(Rgb([0xFF, 0x66, 0x00])),
+            tolerance_centi: 2000,
+        },
     })
 }
 
@@ -800,10 +833,20 @@ fn a_frame_carries_the_first_version_that_has_its_content() {
     }
     // Hello and Welcome must be readable by a peer of any version.
     for message in agent_messages().1 {
-        assert_eq!(version(&frame::encode(&message).unwrap()), 1, "{message:?}");
+        let expected = match message {
+            AgentMessage::FileWant(_)
+            | AgentMessage::FileStored(_)
+            | AgentMessage::FileRefused(_) => 7,
+            _ => 1,
+        };
+        assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
     }
     for message in hub_messages().1 {
-        let expected = if matches!(message, HubMessage::Printers(_)) { 6 } else { 1 };
+        let expected = match message {
+            HubMessage::Printers(_) => 6,
+            HubMessage::FileOffer(_) | HubMessage::FileCancel { .. } => 7,
+            _ => 1,
+        };
         assert_eq!(version(&frame::encode(&message).unwrap()), expected, "{message:?}");
     }
     assert_eq!(version(&frame::encode(&AgentMessage::Records(Vec::new())).unwrap()), 1);

@@ -1536,6 +1536,7 @@ async fn hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind(db: Optio
 }
 
 async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db: Option<String>) {
+    const DONE: [&str; 3] = ["finished", "failed", "cancelled"];
     let api = Api::start(db).await;
     let operator = api.user("olga", "operator").await;
     let viewer = api.user("vic", "viewer").await;
@@ -1631,7 +1632,7 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
     assert_eq!(status, StatusCode::OK);
     let job = eventually(api.hub.sync.changes(), "Benchy assigned", || async {
         let (_, job) = api.get(&operator, &format!("/api/v1/jobs/{benchy}")).await;
-        (job["state"] == "assigned").then_some(job)
+        (job["state"] != "queued").then_some(job)
     })
     .await;
     assert_eq!(job["printer"], SERIAL);
@@ -1661,8 +1662,20 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
         .collect();
     assert_eq!(places[..2], [(rush[0], json!(1)), (rush[1], json!(2))]);
 
-    // A job ends on the printer: its plate needs a person again.
-    sim.start_job("by hand", 2).await.unwrap();
+    // Benchy runs to its end: the file through the agent onto the printer's card over
+    // FTPS, the start checked there, the printer's reports taking it to "finished".
+    let job = eventually(api.hub.sync.changes(), "Benchy finished", || async {
+        let (_, job) = api.get(&operator, &format!("/api/v1/jobs/{benchy}")).await;
+        (DONE.contains(&job["state"].as_str().unwrap_or_default())).then_some(job)
+    })
+    .await;
+    assert_eq!(job["state"], "finished", "{job}");
+    let (_, stored) = api.get(&viewer, &format!("/api/v1/files/{file}")).await;
+    let on_card = sim.card();
+    let uploaded =
+        on_card.get(&format!("/kitt-{benchy}-0.gcode.3mf")).expect("the file on the card");
+    assert_eq!(uploaded.md5, stored["md5"].as_str().unwrap(), "the printer got the file whole");
+    // Its end leaves the plate to a person again.
     eventually(api.hub.sync.changes(), "the plate no longer clear", || async {
         let (_, printer) = api.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
         (printer["plate"]["clear"] == false && printer["state"]["state"] == "finished")
@@ -1672,21 +1685,24 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
 
     // Operators act on jobs: cancel, retry (back in the queue, waiting for the plate), move,
     // hold; every change is in the history, with who made it.
-    let (status, cancelled) =
+    let (status, _) =
         api.post(&operator, &format!("/api/v1/jobs/{benchy}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a finished job is not cancelled");
+    let (status, cancelled) =
+        api.post(&operator, &format!("/api/v1/jobs/{}/cancel", rush[1]), json!({})).await;
     assert_eq!(
         (status, cancelled["state"].clone()),
         (StatusCode::OK, json!("cancelled")),
         "{cancelled}"
     );
     let (status, _) =
-        api.post(&operator, &format!("/api/v1/jobs/{benchy}/cancel"), json!({})).await;
+        api.post(&operator, &format!("/api/v1/jobs/{}/cancel", rush[1]), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, retried) =
-        api.post(&operator, &format!("/api/v1/jobs/{benchy}/retry"), json!({})).await;
+        api.post(&operator, &format!("/api/v1/jobs/{}/retry", rush[1]), json!({})).await;
     assert_eq!((status, retried["state"].clone()), (StatusCode::OK, json!("queued")));
     eventually(api.hub.sync.changes(), "the retried job waiting for the plate", || {
-        waits(benchy, "plate_not_clear")
+        waits(rush[1], "plate_not_clear")
     })
     .await;
     let (status, moved) =
@@ -1706,18 +1722,40 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
             (h["to_state"].as_str().unwrap().to_owned(), h["actor"].as_str().unwrap().to_owned())
         })
         .collect();
+    let printer = format!("printer {SERIAL}");
     let expected: Vec<(String, String)> = [
         ("queued", "olga"),
         ("queued", "olga"),
         ("queued", "olga"),
         ("assigned", "dispatcher"),
-        ("cancelled", "olga"),
-        ("queued", "olga"),
+        ("transferring", "dispatcher"),
+        ("uploading", "agent pi-queue"),
+        ("printing", printer.as_str()),
+        ("finished", printer.as_str()),
     ]
     .iter()
     .map(|(s, a)| ((*s).to_owned(), (*a).to_owned()))
     .collect();
+    // "starting" (the printer's acknowledgement of the start read by the hub) shows unless
+    // the printer's report of the print reached the hub first.
+    let history: Vec<(String, String)> = history
+        .into_iter()
+        .filter(|(state, actor)| state != "starting" || *actor == printer)
+        .filter(|(state, _)| state != "starting")
+        .collect();
     assert_eq!(history, expected);
+    let (_, detail) = api.get(&viewer, &format!("/api/v1/jobs/{}", rush[1])).await;
+    let states: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["to_state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["queued", "cancelled", "queued", "queued"],
+        "added, cancelled, retried, moved"
+    );
 
     // A file the queue still prints is not deleted.
     let (status, body) = api.delete(&operator, &format!("/api/v1/files/{file}")).await;

@@ -563,7 +563,9 @@ async fn a_start_confirmed_before_a_job_ended_is_refused_on_an_agent_hours_off()
         [(BEHIND, "pi-behind", "-3h", 10_800_000_i64), (AHEAD, "pi-ahead", "+3h", -10_800_000)]
     {
         // Long enough to still print when the start is sent, short enough to end in the cut.
-        let printer = fleet.printer(PrinterSpec::new(serial).job("Housing", 60));
+        // The file the starts name is on the printer's card, as if uploaded before.
+        let spec = PrinterSpec::new(serial).job("Housing", 60);
+        let printer = fleet.printer(spec.option("--card-file", "/model/next.gcode.3mf"));
         let mut agent = fleet.enroll(AgentSpec::new(name).printer(&printer)).await;
         agent.start_with_clock_off(offset);
         let mut verdict = Verdict::new(&format!("start-confirmed-before-a-job-end-{name}"));

@@ -82,6 +82,8 @@ pub fn request(
         CommandAction::EmergencyStop => {
             return Err("a Bambu printer has no emergency stop over the LAN; stop the print");
         }
+        // The agent's executor uploads the file and then sends a `StartPrint`.
+        CommandAction::StartJob(_) => return Err("a job start is the agent's, not the link's"),
     })
 }
 

@@ -754,6 +754,7 @@ fn action_name(action: &CommandAction) -> &'static str {
         CommandAction::Gcode(_) => "G-code",
         CommandAction::FirmwareRestart => "firmware restart",
         CommandAction::EmergencyStop => "emergency stop",
+        CommandAction::StartJob(_) => "job start (the agent uploads and starts it)",
     }
 }
 
