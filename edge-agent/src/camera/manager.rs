@@ -59,6 +59,9 @@ pub struct CameraConfig {
 }
 
 /// What the manager listens to.
+/// For `Camera::want_snapshot`: the next frame serves, whenever it was captured.
+const ANY_FRAME: UnixMillis = UnixMillis(i64::MIN);
+
 #[derive(Debug)]
 pub struct CameraInputs {
     /// The printer's events, as the recorder sees them.
@@ -94,8 +97,9 @@ struct Camera {
     frames_since_report: u64,
     last_report: Instant,
     last_error: Option<String>,
-    /// Snapshots waiting for a frame, with when they were asked for.
-    waiting: Vec<(SnapshotTrigger, Instant)>,
+    /// Snapshots waiting for a frame, with when they were asked for and the earliest
+    /// capture time that serves them (a moment's picture is never from before the moment).
+    waiting: Vec<(SnapshotTrigger, Instant, UnixMillis)>,
     live_until: Option<Instant>,
     live_interval: Duration,
     last_live: Option<Instant>,
@@ -172,7 +176,7 @@ pub async fn run(
             continue;
         }
         let retry = camera.retry_at;
-        let waiting_deadline = camera.waiting.first().map(|(_, at)| *at + SNAPSHOT_PATIENCE);
+        let waiting_deadline = camera.waiting.first().map(|(_, at, _)| *at + SNAPSHOT_PATIENCE);
         let planner_due = planner.next_due().map(|due| {
             let wait = due.0.saturating_sub(UnixMillis::now().0).max(0) as u64;
             now + Duration::from_millis(wait)
@@ -199,7 +203,7 @@ pub async fn run(
             }
             _ = sleep_until_opt(planner_due), if planner_due.is_some() => {
                 if let Some(trigger) = planner.tick(UnixMillis::now()) {
-                    camera.want_snapshot(trigger).await;
+                    camera.want_snapshot(trigger, ANY_FRAME).await;
                 }
             }
             action = inputs.control.recv(), if control_open => match action {
@@ -209,7 +213,7 @@ pub async fn run(
             event = inputs.events.recv(), if events_open => match event {
                 Ok((at, kind)) => {
                     if let Some(trigger) = planner.on_event(&kind, at) {
-                        camera.want_snapshot(trigger).await;
+                        camera.want_snapshot(trigger, at).await;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -222,7 +226,7 @@ pub async fn run(
                 Ok(()) => {
                     let state = inputs.state.borrow_and_update().clone();
                     if let Some(trigger) = planner.on_state(&state, UnixMillis::now()) {
-                        camera.want_snapshot(trigger).await;
+                        camera.want_snapshot(trigger, ANY_FRAME).await;
                     }
                 }
                 Err(_) => state_open = false,
@@ -265,21 +269,25 @@ impl Camera {
         self.last_need.map(|at| at + LINGER)
     }
 
-    async fn want_snapshot(&mut self, trigger: SnapshotTrigger) {
+    /// Wants a snapshot for `trigger`, of a frame captured at `moment` or later (an event's
+    /// time; [`ANY_FRAME`] where the next frame will do).
+    async fn want_snapshot(&mut self, trigger: SnapshotTrigger, moment: UnixMillis) {
         let now = Instant::now();
         self.last_need = Some(now);
         if trigger == SnapshotTrigger::Requested {
             // A person is waiting: try the camera now, whatever the backoff says.
             self.retry_at = now;
         }
-        self.waiting.push((trigger, now));
         // Progress snapshots may use a frame from the last moments; a moment (a job's start,
-        // a pause, the end, a request) gets the next frame, so the picture is not from
-        // before the moment and its time sorts after the event's.
+        // a pause, the end, a request) gets a frame captured at the moment or after (not
+        // one decoded just before and still on its way), so the picture is not from before
+        // the moment and its time sorts after the event's.
         let progress = matches!(
             trigger,
             SnapshotTrigger::Interval | SnapshotTrigger::Layer(_) | SnapshotTrigger::FirstLayerDone
         );
+        let not_before = if progress { UnixMillis(i64::MIN) } else { moment };
+        self.waiting.push((trigger, now, not_before));
         if let Some((at, frame)) = &self.latest
             && progress
             && now.duration_since(*at) < FRESH
@@ -313,7 +321,9 @@ impl Camera {
                     self.report().await;
                 }
             }
-            LiveViewAction::Snapshot => self.want_snapshot(SnapshotTrigger::Requested).await,
+            LiveViewAction::Snapshot => {
+                self.want_snapshot(SnapshotTrigger::Requested, ANY_FRAME).await;
+            }
         }
     }
 
@@ -350,10 +360,13 @@ impl Camera {
         }
     }
 
-    /// Serves every waiting snapshot from `frame`.
+    /// Serves every waiting snapshot that `frame` is recent enough for.
     async fn take_snapshots(&mut self, frame: &Frame) {
-        let waiting = std::mem::take(&mut self.waiting);
-        for (trigger, _) in waiting {
+        let (served, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(_, _, not_before)| frame.captured_at >= *not_before);
+        self.waiting = waiting;
+        for (trigger, _, _) in served {
             let records = snapshot_records(&self.config, trigger, frame);
             tracing::info!(camera = %self.config.camera, ?trigger, bytes = frame.jpeg.len(),
                 chunks = records.len(), "Snapshot taken.");
@@ -386,7 +399,7 @@ impl Camera {
     /// Answers every waiting snapshot with a health record that says why it was not taken.
     async fn snapshots_not_taken(&mut self, error: &str) {
         let waiting = std::mem::take(&mut self.waiting);
-        let triggers: Vec<String> = waiting.iter().map(|(t, _)| format!("{t:?}")).collect();
+        let triggers: Vec<String> = waiting.iter().map(|(t, _, _)| format!("{t:?}")).collect();
         tracing::warn!(camera = %self.config.camera, ?triggers, %error, "Snapshot not taken.");
         self.last_error = Some(format!("snapshot not taken: {error}"));
         self.report().await;

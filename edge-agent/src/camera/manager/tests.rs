@@ -95,7 +95,8 @@ fn start(available: bool) -> Harness {
 
 fn frame(n: u8, len: usize) -> Frame {
     Frame {
-        captured_at: UnixMillis(1_000 + i64::from(n)),
+        // After the events the tests send (at 2 000 and 3 000).
+        captured_at: UnixMillis(1_000_000 + i64::from(n)),
         jpeg: Bytes::from(vec![n; len]),
         width: 1280,
         height: 720,
@@ -191,6 +192,14 @@ async fn milestones_become_chunked_snapshots_of_a_frame_from_after_the_moment() 
     h.events.send((UnixMillis(3_000), failed)).expect("sent");
     let (trigger, _) = h.feed_until_snapshot(100, 40).await;
     assert_eq!(trigger, SnapshotTrigger::Failed);
+
+    // A frame decoded just before the moment, still on its way, does not serve it: the
+    // picture's time sorts after the event's, so the hub links the two.
+    let paused = PrinterEventKind::JobPaused { reason: None };
+    h.events.send((UnixMillis(1_000_150), paused)).expect("sent");
+    let (trigger, data) = h.feed_until_snapshot(140, 30).await;
+    assert_eq!(trigger, SnapshotTrigger::Paused);
+    assert_eq!(data, vec![150; 30], "the first frame captured at the moment or after");
 }
 
 #[tokio::test]
