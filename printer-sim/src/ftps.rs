@@ -67,6 +67,9 @@ pub(crate) struct FtpsServer {
     pub config: FtpsConfig,
     pub access_code: AccessCode,
     pub card: Card,
+    /// While set, every new session is greeted with `421` and closed (a printer whose FTP
+    /// service is down: no card, a firmware busy).
+    pub refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FtpsServer {
@@ -101,6 +104,12 @@ impl FtpsServer {
         let local = stream.local_addr()?;
         let tls = self.acceptor.accept(stream).await?;
         let (reader, mut writer) = tokio::io::split(tls);
+        if self.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+            warn!(%peer, "FTPS session refused: the service is down (as told).");
+            reply(&mut writer, "421 Service not available, remote server has closed connection.")
+                .await?;
+            return Ok(());
+        }
         let mut lines = BufReader::new(reader).lines();
         reply(&mut writer, "220 (vsFTPd 3.0.3)").await?;
         let mut user = false;

@@ -88,6 +88,7 @@ impl Simulator {
             .transpose()
             .map_err(SimError::FtpsBind)?;
         let card: crate::ftps::Card = Arc::default();
+        let ftps_refusing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         if let Some(ftps) = &config.ftps {
             let mut files = card.lock().unwrap_or_else(|p| p.into_inner());
             for name in &ftps.card_files {
@@ -183,6 +184,7 @@ impl Simulator {
                 config: ftps,
                 access_code: config.access_code.clone(),
                 card: card.clone(),
+                refusing: ftps_refusing.clone(),
             };
             span.in_scope(|| server.spawn(&shutdown, &tracker));
         }
@@ -213,6 +215,7 @@ impl Simulator {
             camera_addr,
             ftps_addr,
             card,
+            ftps_refusing,
             camera_fault,
             serial: config.serial,
             access_code: config.access_code,
@@ -237,6 +240,7 @@ pub struct SimHandle {
     camera_addr: Option<SocketAddr>,
     ftps_addr: Option<SocketAddr>,
     card: crate::ftps::Card,
+    ftps_refusing: Arc<std::sync::atomic::AtomicBool>,
     camera_fault: watch::Sender<Option<CameraFault>>,
     serial: PrinterSerial,
     access_code: AccessCode,
@@ -267,6 +271,23 @@ impl SimHandle {
     /// The files uploaded over FTPS, by path, with their sizes and MD5s.
     pub fn card(&self) -> std::collections::BTreeMap<String, crate::ftps::StoredFile> {
         self.card.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts a file of `size` bytes on the card (as an earlier upload would have), taking its
+    /// room; `path` as the card names it (`/old.gcode.3mf`).
+    pub fn put_on_card(&self, path: &str, size: u64) {
+        let file = crate::ftps::StoredFile { size, md5: String::new() };
+        self.card.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_owned(), file);
+    }
+
+    /// Deletes a file from the card (a person making room); whether it was there.
+    pub fn remove_from_card(&self, path: &str) -> bool {
+        self.card.lock().unwrap_or_else(|p| p.into_inner()).remove(path).is_some()
+    }
+
+    /// While `refusing`, the FTPS server greets every new session with `421` and closes it.
+    pub fn set_ftps_refusing(&self, refusing: bool) {
+        self.ftps_refusing.store(refusing, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The address the camera server listens on; `None` when the simulator has no camera.

@@ -228,18 +228,16 @@ impl Db {
     /// Stores new jobs (one request's copies), each with its "queued" history row. Jobs
     /// are placed after every job of the queue. Returns their ids.
     pub async fn insert_jobs(&self, jobs: &[JobRow], actor: &str) -> Result<Vec<i64>, DbError> {
+        // Every statement writes (the position is a subselect of the insert): see
+        // `transition` for why a transaction here never begins with a read.
         let mut tx = self.pool.begin().await?;
-        let last: i64 = sqlx::query("SELECT COALESCE(MAX(position), 0) FROM jobs")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
         let mut ids = Vec::with_capacity(jobs.len());
-        for (n, job) in jobs.iter().enumerate() {
+        for job in jobs {
             let sql = "INSERT INTO jobs (batch, copy, copies, file_id, plate, name, state, held, priority, \
                  position, deadline, not_before, needs_approval, target_printer, target_model, \
                  nozzle, needs, tolerance, created_by, created_at, updated_at) VALUES ($1, $2, $3, \
-                 $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                 $19) RETURNING id";
+                 $4, $5, $6, 'queued', $7, $8, (SELECT COALESCE(MAX(position), 0) + 1 FROM jobs), \
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) RETURNING id";
             let id: i64 = sqlx::query(sql)
                 .bind(job.batch.as_str())
                 .bind(job.copy)
@@ -249,7 +247,6 @@ impl Db {
                 .bind(job.name.as_str())
                 .bind(i64::from(job.held))
                 .bind(job.priority)
-                .bind(last + 1 + n as i64)
                 .bind(job.deadline)
                 .bind(job.not_before)
                 .bind(i64::from(job.needs_approval))
@@ -329,8 +326,18 @@ impl Db {
         detail: Option<&str>,
         now: UnixMillis,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let Some(current) = current_state(&mut tx, id).await? else { return Ok(false) };
+        // Read first, outside the transaction: the transaction then begins with its write.
+        // (On SQLite, a transaction that reads and then writes cannot wait for the write
+        // lock another connection holds, it fails "database is locked" at once; one that
+        // begins with a write waits, up to the busy timeout.) The update is conditional on
+        // the state read, so a change in between makes it change nothing.
+        let row = sqlx::query("SELECT state FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(current) = row.map(|r| r.try_get::<String, _>(0)).transpose()? else {
+            return Ok(false);
+        };
         if !from.contains(&current.as_str()) {
             return Ok(false);
         }
@@ -357,6 +364,7 @@ impl Db {
         if set.contains("$5") {
             query = query.bind(detail);
         }
+        let mut tx = self.pool.begin().await?;
         let changed = query.execute(&mut *tx).await?.rows_affected() == 1;
         if changed {
             history(&mut tx, id, Some(&current), to, actor, detail, now.0).await?;
@@ -529,6 +537,24 @@ impl Db {
         self.update_with_history(update, entry).await
     }
 
+    /// A line in a job's history that changes nothing (a transfer resumed), written only
+    /// while the job is in `state`.
+    pub async fn job_note(
+        &self,
+        id: i64,
+        state: &str,
+        actor: &str,
+        detail: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let update = sqlx::query("UPDATE jobs SET updated_at = $1 WHERE id = $2 AND state = $3")
+            .bind(now.0)
+            .bind(id)
+            .bind(state);
+        let entry = Entry { id, from: state, to: state, actor, detail, at: now };
+        self.update_with_history(update, entry).await
+    }
+
     /// Records the start command a job's try sent; `false` if it had one already.
     pub async fn set_job_command(&self, id: i64, command: &str) -> Result<bool, DbError> {
         let done = sqlx::query(
@@ -621,17 +647,6 @@ impl<'a> Entry<'a> {
     fn queued(id: i64, actor: &'a str, detail: &'a str, at: UnixMillis) -> Entry<'a> {
         Entry { id, from: "queued", to: "queued", actor, detail, at }
     }
-}
-
-async fn current_state(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: i64,
-) -> Result<Option<String>, DbError> {
-    let row = sqlx::query("SELECT state FROM jobs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
 async fn history(

@@ -553,6 +553,14 @@ impl Queue {
                 row.state
             )));
         }
+        if done
+            && row.state == "transferring"
+            && let Some(printer) = self.db.printer(row.printer_id.as_deref().unwrap_or("")).await?
+            && let Ok(agent) = proto::AgentId::new(printer.agent_id.as_str())
+        {
+            // Its agent stops taking the file (and keeps what arrived).
+            self.sync.files_pending(&agent);
+        }
         self.changed(id, done).await
     }
 
@@ -682,8 +690,8 @@ impl Queue {
             let next_due = match self.dispatch_once(UnixMillis::now()).await {
                 Ok(due) => due,
                 Err(error) => {
-                    tracing::warn!(%error, "The dispatcher could not decide; it tries again at the next change.");
-                    None
+                    tracing::warn!(%error, "The dispatcher could not decide; it tries again shortly.");
+                    Some(UnixMillis::now().0 + RETRY_MS)
                 }
             };
             let due = async {
@@ -712,7 +720,12 @@ impl Queue {
     /// Returns the next `not_before` in the future, if any.
     pub async fn dispatch_once(&self, now: UnixMillis) -> Result<Option<i64>, ServiceError> {
         let due = self.decide_once(now).await?;
-        self.advance(now).await?;
+        if self.advance(now).await? {
+            // A step failed (storage busy, an agent's row unreadable): again shortly, not at
+            // some later change that may never come.
+            let soon = now.0 + RETRY_MS;
+            return Ok(Some(due.map_or(soon, |due| due.min(soon))));
+        }
         Ok(due)
     }
 
@@ -822,7 +835,9 @@ impl Queue {
     /// makes it `uploading`), its start sent once the file is there, the start's answer
     /// read (`starting`, or `failed` with the agent's reason). The printer's own reports
     /// take it on from there (`printing`, then its end: see `db::queue::follow_jobs`).
-    async fn advance(&self, now: UnixMillis) -> Result<(), ServiceError> {
+    /// Returns whether a step failed (it is tried again shortly).
+    async fn advance(&self, now: UnixMillis) -> Result<bool, ServiceError> {
+        let mut failed = false;
         for row in self.db.jobs(0).await? {
             let result = match (row.state.as_str(), &row.command_id) {
                 ("assigned", _) => self.transfer(&row, now).await,
@@ -833,10 +848,11 @@ impl Queue {
                 _ => Ok(()),
             };
             if let Err(error) = result {
-                tracing::warn!(job = row.id, %error, "Cannot move a job on; it tries again at the next change.");
+                tracing::warn!(job = row.id, %error, "Cannot move a job on; it tries again shortly.");
+                failed = true;
             }
         }
-        Ok(())
+        Ok(failed)
     }
 
     async fn job_printer(&self, row: &JobRow) -> Result<crate::db::read::PrinterRow, ServiceError> {
@@ -1038,6 +1054,9 @@ fn filament_of(
         PrinterKind::Klipper => (!trays.is_empty()).then_some(trays),
     }
 }
+
+/// How soon a job's step that failed is tried again, milliseconds.
+const RETRY_MS: i64 = 250;
 
 /// How long a job's start may take to reach the printer, its upload included.
 const START_EXPIRY_MS: i64 = 30 * 60 * 1000;

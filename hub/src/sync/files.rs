@@ -87,24 +87,36 @@ pub(super) async fn offer(
 }
 
 /// The agent wants `transfer`'s bytes from `from`: sends them on a stream of their own.
-pub(super) fn want(
+/// A resumed transfer is noted in the job's history, from where.
+pub(super) async fn want(
     shared: &Shared,
+    agent: &AgentId,
     connection: &quinn::Connection,
     transfers: &mut Transfers,
     want: proto::FileWant,
-) {
-    let Some(sha256) = transfers.offered.get(&want.transfer) else {
+) -> Result<(), ConnectionError> {
+    let Some(sha256) = transfers.offered.get(&want.transfer).copied() else {
         tracing::warn!(
             transfer = want.transfer,
             "The agent wants a file this connection did not offer."
         );
-        return;
+        return Ok(());
     };
     let Some(dir) = shared.config.file_dir.clone() else {
         tracing::error!("This hub keeps no files; it cannot send one.");
-        return;
+        return Ok(());
     };
-    let path = stored_path(&dir, &sha256_hex(sha256));
+    if want.from > 0 {
+        let detail = format!(
+            "the link was cut; resuming from byte {} (the agent holds that much)",
+            want.from
+        );
+        let actor = format!("agent {agent}");
+        let job = want.transfer as i64;
+        shared.db.job_note(job, "transferring", &actor, &detail, UnixMillis::now()).await?;
+        tracing::info!(%agent, job, from = want.from, "Resuming a job's file transfer.");
+    }
+    let path = stored_path(&dir, &sha256_hex(&sha256));
     let connection = connection.clone();
     let header = FileStreamHeader { transfer: want.transfer, from: want.from };
     let task = tokio::spawn(async move {
@@ -115,6 +127,7 @@ pub(super) fn want(
     if let Some(previous) = transfers.sending.insert(want.transfer, task) {
         previous.abort();
     }
+    Ok(())
 }
 
 /// Where the hub's file store keeps a file (see `crate::files::FileStore::path_of`).

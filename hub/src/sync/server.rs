@@ -608,8 +608,7 @@ async fn handle_other(
 ) -> Result<(), ConnectionError> {
     match message {
         AgentMessage::FileWant(want) => {
-            super::files::want(shared, connection, transfers, want);
-            Ok(())
+            super::files::want(shared, agent, connection, transfers, want).await
         }
         AgentMessage::FileStored(stored) => {
             super::files::stored(shared, agent, transfers, stored).await

@@ -89,3 +89,19 @@ async fn refusals_say_what_the_printer_said() {
     let error = upload(&wrong_ca, "/a.gcode.3mf", &b"x"[..], |_| {}).await.unwrap_err();
     assert!(matches!(error, FtpsError::Certificate(_)), "{error}");
 }
+
+#[tokio::test]
+async fn a_printer_whose_ftp_service_is_down_is_an_error_that_says_so() {
+    let sim = printer(1 << 30).await;
+    sim.set_ftps_refusing(true);
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        upload(&target(&sim, "12345678"), "/a.gcode.3mf", &content(1000)[..], |_| {}),
+    )
+    .await
+    .expect("a refusal is an answer, not a hang");
+    let error = refused.unwrap_err().to_string();
+    assert!(error.contains("421"), "{error}");
+    sim.set_ftps_refusing(false);
+    upload(&target(&sim, "12345678"), "/a.gcode.3mf", &content(1000)[..], |_| {}).await.unwrap();
+}
