@@ -17,6 +17,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("tests", "camera"),
     ("tests", "fleet"),
     ("tests", "queue"),
+    ("tests", "delivery"),
 ];
 
 /// How a figure compares with its target.
@@ -63,6 +64,10 @@ fn bytes(n: f64) -> String {
 
 fn times(n: f64) -> String {
     format!("{n:.1}×")
+}
+
+fn plain_mb_s(n: f64) -> String {
+    format!("{n:.0} MB/s")
 }
 
 fn plain(n: f64) -> String {
@@ -300,6 +305,27 @@ const ROWS: &[Row] = &[
         show: seconds,
         target: "—",
         goal: Goal::None,
+    },
+    Row {
+        key: "delivery_mb_per_s",
+        what: "500 MB print file hub → agent over the sync connection on loopback",
+        show: plain_mb_s,
+        target: "≥ 50 MB/s",
+        goal: Goal::AtLeast(50.0),
+    },
+    Row {
+        key: "delivery_agent_rss_kb",
+        what: "the agent's peak resident memory during that transfer",
+        show: mb,
+        target: "≤ 32 MB",
+        goal: Goal::AtMost(32.0 * 1024.0),
+    },
+    Row {
+        key: "delivery_record_latency_p99_ms",
+        what: "a printing printer's state to a dashboard during that transfer, p99",
+        show: ms,
+        target: "≤ 50 ms",
+        goal: Goal::AtMost(50.0),
     },
     Row {
         key: "upload_hub_rss_growth_kb",
