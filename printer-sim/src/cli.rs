@@ -161,10 +161,14 @@ pub struct Cli {
     /// Serve no FTPS (a `project_file` request then starts any file name).
     #[arg(long, conflicts_with_all = ["ftps_bind"])]
     pub no_ftps: bool,
-    /// A file on the SD card from the start, as if uploaded before (repeatable): a
-    /// `project_file` request starts only files on the card, as a printer does.
-    #[arg(long, value_name = "NAME", conflicts_with = "no_ftps")]
+    /// A file on the SD card from the start, as if uploaded before (repeatable), taking
+    /// MIB of the card's room when given: a `project_file` request starts only files on the
+    /// card, as a printer does.
+    #[arg(long, value_name = "NAME[:MIB]", conflicts_with = "no_ftps")]
     pub card_file: Vec<String>,
+    /// Refuse the first N FTPS sessions with 421 (a printer whose FTP service is not up yet).
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "no_ftps")]
+    pub ftps_refuse_sessions: u32,
     /// Serve no camera.
     #[arg(
         long,
@@ -232,7 +236,17 @@ impl Cli {
             bind: Some(self.ftps_bind.unwrap_or_else(|| default_ftps_bind(bind))),
             capacity_bytes: self.sd_card_mb.saturating_mul(1 << 20),
             require_session_reuse: true,
-            card_files: self.card_file.clone(),
+            card_files: self
+                .card_file
+                .iter()
+                .map(|file| {
+                    let sized = file.rsplit_once(':').and_then(|(name, mib)| {
+                        mib.parse::<u64>().ok().map(|mib| (name.to_owned(), mib << 20))
+                    });
+                    sized.unwrap_or_else(|| (file.clone(), 0))
+                })
+                .collect(),
+            refuse_sessions: self.ftps_refuse_sessions,
         });
         config.camera = (!self.no_camera).then(|| CameraConfig {
             bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(bind))),

@@ -34,9 +34,12 @@ pub struct FtpsConfig {
     pub capacity_bytes: u64,
     /// Refuse data connections that do not resume the control session (a real printer does).
     pub require_session_reuse: bool,
-    /// Files on the card from the start, as if uploaded before (names as `project_file`
-    /// requests give them, e.g. `/model/next.gcode.3mf`).
-    pub card_files: Vec<String>,
+    /// Files on the card from the start, as if uploaded before, with their sizes (names as
+    /// `project_file` requests give them, e.g. `/model/next.gcode.3mf`).
+    pub card_files: Vec<(String, u64)>,
+    /// The first this many sessions are greeted with `421` and closed (a printer whose FTP
+    /// service is not up yet).
+    pub refuse_sessions: u32,
 }
 
 impl Default for FtpsConfig {
@@ -46,6 +49,7 @@ impl Default for FtpsConfig {
             capacity_bytes: 32 << 30,
             require_session_reuse: true,
             card_files: Vec::new(),
+            refuse_sessions: 0,
         }
     }
 }
@@ -70,6 +74,8 @@ pub(crate) struct FtpsServer {
     /// While set, every new session is greeted with `421` and closed (a printer whose FTP
     /// service is down: no card, a firmware busy).
     pub refusing: Arc<std::sync::atomic::AtomicBool>,
+    /// Sessions still to refuse (`FtpsConfig::refuse_sessions` at the start).
+    pub refuse_left: std::sync::atomic::AtomicU32,
 }
 
 impl FtpsServer {
@@ -104,7 +110,15 @@ impl FtpsServer {
         let local = stream.local_addr()?;
         let tls = self.acceptor.accept(stream).await?;
         let (reader, mut writer) = tokio::io::split(tls);
-        if self.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+        let scripted = self
+            .refuse_left
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |left| left.checked_sub(1),
+            )
+            .is_ok();
+        if scripted || self.refusing.load(std::sync::atomic::Ordering::Relaxed) {
             warn!(%peer, "FTPS session refused: the service is down (as told).");
             reply(&mut writer, "421 Service not available, remote server has closed connection.")
                 .await?;

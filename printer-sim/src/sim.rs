@@ -91,9 +91,9 @@ impl Simulator {
         let ftps_refusing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         if let Some(ftps) = &config.ftps {
             let mut files = card.lock().unwrap_or_else(|p| p.into_inner());
-            for name in &ftps.card_files {
+            for (name, size) in &ftps.card_files {
                 let name = format!("/{}", name.trim_start_matches('/'));
-                files.insert(name, crate::ftps::StoredFile { size: 0, md5: String::new() });
+                files.insert(name, crate::ftps::StoredFile { size: *size, md5: String::new() });
             }
         }
         let camera_addr = camera_listener
@@ -181,10 +181,11 @@ impl Simulator {
             let server = crate::ftps::FtpsServer {
                 listener,
                 acceptor: acceptor.clone(),
-                config: ftps,
                 access_code: config.access_code.clone(),
                 card: card.clone(),
                 refusing: ftps_refusing.clone(),
+                refuse_left: ftps.refuse_sessions.into(),
+                config: ftps,
             };
             span.in_scope(|| server.spawn(&shutdown, &tracker));
         }

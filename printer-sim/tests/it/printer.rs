@@ -46,7 +46,7 @@ async fn get_version_names_the_product() {
 async fn a_job_runs_to_finish_with_increasing_layers() {
     let mut config = fast_config(Model::A1Mini);
     let ftps = config.ftps.get_or_insert_with(Default::default);
-    ftps.card_files.push("/cube.gcode.3mf".into());
+    ftps.card_files.push(("/cube.gcode.3mf".into(), 0));
     let sim = Simulator::start(config).await.unwrap();
     let mut client = MqttClient::connect(&sim).await;
     client.subscribe_reports(&sim).await;

@@ -105,3 +105,31 @@ async fn a_printer_whose_ftp_service_is_down_is_an_error_that_says_so() {
     sim.set_ftps_refusing(false);
     upload(&target(&sim, "12345678"), "/a.gcode.3mf", &content(1000)[..], |_| {}).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_file_is_deleted_to_make_room_and_a_scripted_refusal_passes() {
+    tests::init();
+    let mut config =
+        SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
+            .with_intervals(Duration::from_millis(100), Duration::from_millis(100));
+    config.camera = None;
+    config.ftps = Some(FtpsConfig {
+        capacity_bytes: 4 << 20,
+        card_files: vec![("/old-timelapse.avi".into(), 4 << 20)],
+        refuse_sessions: 1,
+        ..FtpsConfig::default()
+    });
+    let sim = Simulator::start(config).await.unwrap();
+    let target = target(&sim, "12345678");
+    let file = content(100_000);
+    // The first session is refused; then the card is full; room made, the file goes.
+    let refused = upload(&target, "/a.gcode.3mf", &file[..], |_| {}).await.unwrap_err();
+    assert!(refused.to_string().contains("421"), "{refused}");
+    let full = upload(&target, "/a.gcode.3mf", &file[..], |_| {}).await.unwrap_err();
+    assert!(matches!(full, FtpsError::Full(_)), "{full}");
+    edge_agent::printer::bambu::ftps::delete(&target, "/old-timelapse.avi").await.unwrap();
+    assert!(!sim.card().contains_key("/old-timelapse.avi"));
+    edge_agent::printer::bambu::ftps::delete(&target, "/never-there.3mf").await.unwrap();
+    upload(&target, "/a.gcode.3mf", &file[..], |_| {}).await.unwrap();
+    assert_eq!(sim.card()["/a.gcode.3mf"].size, file.len() as u64);
+}

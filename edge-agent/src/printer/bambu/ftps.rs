@@ -84,17 +84,7 @@ pub async fn upload(
     let (connector, verifier) = tls_connector(target)?;
     let name = ServerName::try_from(target.host.clone())
         .map_err(|e| FtpsError::Connect { address: target.host.clone(), detail: e.to_string() })?;
-    let mut control = connect(&connector, &verifier, target, target.port, name.clone()).await?;
-    expect(&mut control, "the greeting", &[220]).await?;
-    let answer = command(&mut control, "USER bblp", &[331, 230]).await?;
-    if answer.0 == 331 {
-        let pass = format!("PASS {}", target.access_code.expose());
-        match command_raw(&mut control, &pass).await? {
-            (230, _) => {}
-            (530, _) => return Err(FtpsError::Login),
-            (_, text) => return Err(FtpsError::Refused { command: "PASS".into(), answer: text }),
-        }
-    }
+    let mut control = login(&connector, &verifier, target, name.clone()).await?;
     command(&mut control, "PBSZ 0", &[200]).await?;
     command(&mut control, "PROT P", &[200]).await?;
     command(&mut control, "TYPE I", &[200]).await?;
@@ -162,6 +152,42 @@ pub async fn upload(
     }
     let _ = send(&mut control, "QUIT").await;
     Ok(sent)
+}
+
+/// Deletes `remote` (a path on the card) from the printer: room for the next file. A file
+/// that is not there is no error.
+pub async fn delete(target: &FtpsTarget, remote: &str) -> Result<(), FtpsError> {
+    let (connector, verifier) = tls_connector(target)?;
+    let name = ServerName::try_from(target.host.clone())
+        .map_err(|e| FtpsError::Connect { address: target.host.clone(), detail: e.to_string() })?;
+    let mut control = login(&connector, &verifier, target, name).await?;
+    match command_raw(&mut control, &format!("DELE {remote}")).await? {
+        (250 | 550, _) => {}
+        (_, text) => return Err(FtpsError::Refused { command: "DELE".into(), answer: text }),
+    }
+    let _ = send(&mut control, "QUIT").await;
+    Ok(())
+}
+
+/// The control connection, greeted and logged in as `bblp` with the access code.
+async fn login(
+    connector: &TlsConnector,
+    verifier: &PrinterCertVerifier,
+    target: &FtpsTarget,
+    name: ServerName<'static>,
+) -> Result<Control, FtpsError> {
+    let mut control = connect(connector, verifier, target, target.port, name).await?;
+    expect(&mut control, "the greeting", &[220]).await?;
+    let answer = command(&mut control, "USER bblp", &[331, 230]).await?;
+    if answer.0 == 331 {
+        let pass = format!("PASS {}", target.access_code.expose());
+        match command_raw(&mut control, &pass).await? {
+            (230, _) => {}
+            (530, _) => return Err(FtpsError::Login),
+            (_, text) => return Err(FtpsError::Refused { command: "PASS".into(), answer: text }),
+        }
+    }
+    Ok(control)
 }
 
 /// After a failed data handshake, the printer's own words if it says any.
