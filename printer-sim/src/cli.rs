@@ -166,6 +166,9 @@ pub struct Cli {
     /// card, as a printer does.
     #[arg(long, value_name = "NAME[:MIB]", conflicts_with = "no_ftps")]
     pub card_file: Vec<String>,
+    /// What the AMS's trays hold, in order: MATERIAL:RRGGBB, comma-separated (up to four).
+    #[arg(long, value_name = "TRAYS", value_parser = parse_trays)]
+    pub trays: Option<Trays>,
     /// Refuse the first N FTPS sessions with 421 (a printer whose FTP service is not up yet).
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "no_ftps")]
     pub ftps_refuse_sessions: u32,
@@ -248,6 +251,7 @@ impl Cli {
                 .collect(),
             refuse_sessions: self.ftps_refuse_sessions,
         });
+        config.trays = self.trays.clone().map(|trays| trays.0);
         config.camera = (!self.no_camera).then(|| CameraConfig {
             bind: Some(self.camera_bind.unwrap_or_else(|| default_camera_bind(bind))),
             frame_interval: Duration::from_millis(self.camera_interval_ms),
@@ -310,6 +314,33 @@ impl Cli {
 
 /// The host of `bind`, on the camera port when `bind` is on the MQTT port, else on a port
 /// chosen by the OS.
+/// What `--trays` names: each tray's material and colour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trays(pub Vec<(String, String)>);
+
+/// `PLA:FFFFFF,PETG:FF6A13`: each tray's material and colour.
+fn parse_trays(text: &str) -> Result<Trays, String> {
+    let trays: Vec<(String, String)> = text
+        .split(',')
+        .map(|tray| {
+            let (material, color) =
+                tray.split_once(':').ok_or_else(|| format!("{tray:?}: want MATERIAL:RRGGBB"))?;
+            let color = color.trim_start_matches('#').to_ascii_uppercase();
+            if material.is_empty()
+                || color.len() != 6
+                || !color.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(format!("{tray:?}: want MATERIAL:RRGGBB"));
+            }
+            Ok((material.to_owned(), color))
+        })
+        .collect::<Result<_, String>>()?;
+    if trays.len() > 4 {
+        return Err("an AMS holds four trays".into());
+    }
+    Ok(Trays(trays))
+}
+
 /// A printer's FTPS port.
 const FTPS_PORT: u16 = 990;
 
@@ -526,6 +557,53 @@ mod tests {
         assert!(parse(&["--no-camera", "--camera-size", "640x360"]).is_err());
         assert!(parse(&["--camera-size", "640by360"]).is_err());
         assert!(parse(&["--camera-fault", "broken"]).is_err());
+    }
+
+    #[test]
+    fn trays_card_files_and_ftps_refusals_are_configured() {
+        let cli = Cli::try_parse_from([
+            "kitt-printer-sim",
+            "--serial",
+            "01P00A000000001",
+            "--access-code",
+            "12345678",
+            "--model",
+            "C12",
+            "--trays",
+            "PETG:ff6a13,ABS:#000000",
+            "--card-file",
+            "/old.avi:64",
+            "--card-file",
+            "/model/next.gcode.3mf",
+            "--ftps-refuse-sessions",
+            "2",
+        ])
+        .unwrap();
+        let config = cli.to_config().unwrap();
+        let trays = [("PETG", "FF6A13"), ("ABS", "000000")].map(|(m, c)| (m.into(), c.into()));
+        assert_eq!(config.trays, Some(trays.to_vec()));
+        let ftps = config.ftps.unwrap();
+        assert_eq!(
+            ftps.card_files,
+            [("/old.avi".to_owned(), 64 << 20), ("/model/next.gcode.3mf".to_owned(), 0)]
+        );
+        assert_eq!(ftps.refuse_sessions, 2);
+        for bad in
+            ["PLA", "PLA:12345", "PLA:GGGGGG", "A:000000,B:000000,C:000000,D:000000,E:000000"]
+        {
+            let parsed = Cli::try_parse_from([
+                "kitt-printer-sim",
+                "--serial",
+                "01P00A000000001",
+                "--access-code",
+                "12345678",
+                "--model",
+                "C12",
+                "--trays",
+                bad,
+            ]);
+            assert!(parsed.is_err(), "{bad}");
+        }
     }
 
     #[test]

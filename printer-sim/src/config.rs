@@ -76,6 +76,9 @@ pub struct SimConfig {
     pub leaf: Option<LeafCert>,
     /// The A1/P1 camera server ("port 6000"); `None`: no camera.
     pub camera: Option<CameraConfig>,
+    /// What the AMS's trays hold (material, `RRGGBB`), in order; `None`: white, black PLA,
+    /// red PETG, green PLA.
+    pub trays: Option<Vec<(String, String)>>,
     /// The FTPS server files are uploaded to; `None`: none.
     pub ftps: Option<crate::ftps::FtpsConfig>,
     /// Where to write the emit log (see [`crate::emit`]); `None`: no log.
@@ -109,6 +112,7 @@ impl SimConfig {
             leaf: None,
             camera: Some(CameraConfig::default()),
             ftps: Some(crate::ftps::FtpsConfig::default()),
+            trays: None,
             emit_log: None,
             announce: None,
             name: None,

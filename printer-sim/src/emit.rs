@@ -226,6 +226,7 @@ mod tests {
             layer_interval: Duration::from_secs(1),
             project_file_layers: 2,
             card: None,
+            trays: None,
             loop_jobs: false,
         };
         let mut printer = Printer::new(settings, &[]);

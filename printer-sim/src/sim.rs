@@ -129,6 +129,7 @@ impl Simulator {
                 layer_interval: config.layer_interval,
                 project_file_layers: config.job_layers,
                 card: config.ftps.is_some().then(|| card.clone()),
+                trays: config.trays.clone(),
                 loop_jobs: config.loop_jobs,
             },
             &config.faults,

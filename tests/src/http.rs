@@ -22,7 +22,7 @@ impl Response {
     }
 }
 
-/// Sends one request; `headers` are extra `Name: value` lines.
+/// Sends one request; `headers` are extra `Name: value` lines; a body is JSON.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -30,20 +30,34 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> std::io::Result<Response> {
+    let body = body.map(|body| ("application/json", body.as_bytes()));
+    request_bytes(addr, method, path, headers, body)
+}
+
+/// Like [`request`], with a body of any content type: `(content type, bytes)`.
+pub fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> std::io::Result<Response> {
     let mut stream = std::net::TcpStream::connect(addr)?;
     let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
-    if let Some(body) = body {
-        text.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+    match body {
+        Some((content_type, body)) => text.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
-        ));
-    } else {
-        text.push_str("\r\n");
+        )),
+        None => text.push_str("\r\n"),
     }
     stream.write_all(text.as_bytes())?;
+    if let Some((_, body)) = body {
+        stream.write_all(body)?;
+    }
     // Read the head, then exactly the body its headers announce: some servers keep the
     // connection open whatever the request said.
     let mut raw = Vec::new();

@@ -289,9 +289,27 @@ impl Hub {
         self.call("POST", path, Some(&body.to_string()))
     }
 
+    /// `POST /api/v1/files` with `bytes` as the multipart field `file` named `name`.
+    pub fn upload(&self, name: &str, bytes: &[u8]) -> Result<Value, String> {
+        let boundary = "kitt-scenario-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.send("POST", "/files", Some((&content_type, &body)))
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
+        self.send(method, path, body.map(|body| ("application/json", body.as_bytes())))
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<Value, String> {
         let authorization = format!("Bearer {}", self.api_token);
-        let response = crate::http::request(
+        let response = crate::http::request_bytes(
             self.http_addr,
             method,
             &format!("/api/v1{path}"),
@@ -362,15 +380,27 @@ pub struct PrinterSpec {
     pub access_code: &'static str,
     /// `kitt-printer-sim` options and their values, each once.
     options: Vec<(String, Option<String>)>,
+    /// A Klipper printer behind Moonraker (`--kind moonraker`); `serial` is its id.
+    klipper: bool,
 }
 
 impl PrinterSpec {
     /// A P1S without camera that reports every 100 ms and takes 250 ms a layer, idle until
     /// told otherwise.
     pub fn new(serial: &'static str) -> PrinterSpec {
-        PrinterSpec { serial, access_code: ACCESS_CODE, options: Vec::new() }
+        PrinterSpec { serial, access_code: ACCESS_CODE, options: Vec::new(), klipper: false }
             .option("--model", "C12")
             .option("--report-ms", "100")
+            .option("--layer-ms", "250")
+            .flag("--no-camera")
+    }
+
+    /// A Klipper printer behind Moonraker called `id`, without webcam, 250 ms a layer, idle
+    /// until told otherwise.
+    pub fn klipper(id: &'static str) -> PrinterSpec {
+        PrinterSpec { serial: id, access_code: "", options: Vec::new(), klipper: true }
+            .option("--kind", "moonraker")
+            .option("--name", id)
             .option("--layer-ms", "250")
             .flag("--no-camera")
     }
@@ -415,6 +445,8 @@ pub struct Printer {
     pub running: Running,
     pub serial: String,
     pub addr: SocketAddr,
+    /// Where its FTPS server listens (a Bambu printer's, unless `--no-ftps`).
+    pub ftps: Option<SocketAddr>,
     pub access_code: &'static str,
     dir: PathBuf,
     runs: u32,
@@ -427,6 +459,7 @@ impl Printer {
             running: Running::default(),
             serial: spec.serial.to_owned(),
             addr: "127.0.0.1:0".parse().expect("an address"),
+            ftps: None,
             access_code: spec.access_code,
             dir: dir.to_owned(),
             runs: 0,
@@ -440,22 +473,31 @@ impl Printer {
         self.runs += 1;
         let run = self.run_dir(self.runs);
         std::fs::create_dir_all(&run).expect("the printer's directory");
-        let process = Process::spawn(
-            Command::new(bin("kitt-printer-sim"))
+        let mut command = Command::new(bin("kitt-printer-sim"));
+        command.args(["--bind", &self.addr.to_string()]).args(self.spec.args());
+        if !self.spec.klipper {
+            command
                 .args(["--serial", self.spec.serial, "--access-code", self.spec.access_code])
-                .args(["--bind", &self.addr.to_string()])
                 .arg("--ca-out")
                 .arg(&run)
                 .arg("--emit-log")
-                .arg(run.join("emit.jsonl"))
-                .args(self.spec.args())
-                .env("RUST_LOG", "warn"),
-        );
-        let line = process.wait_line("kitt-printer-sim listening on");
-        self.addr = line
-            .split_whitespace()
-            .find_map(|word| word.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+                .arg(run.join("emit.jsonl"));
+        }
+        let process = Process::spawn(command.env("RUST_LOG", "warn"));
+        let address = |line: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|word| word.parse().ok())
+                .unwrap_or_else(|| panic!("no address in {line:?}"))
+        };
+        if self.spec.klipper {
+            self.addr = address(&process.wait_line("kitt-printer-sim moonraker listening on"));
+        } else {
+            self.addr = address(&process.wait_line("kitt-printer-sim listening on"));
+            let serves_ftps = !self.spec.options.iter().any(|(name, _)| name == "--no-ftps");
+            if serves_ftps {
+                self.ftps = Some(address(&process.wait_line("kitt-printer-sim ftps listening on")));
+            }
+        }
         self.running.0 = Some(process);
     }
 
@@ -549,10 +591,22 @@ impl AgentSpec {
     }
 
     fn printer_with(mut self, printer: &Printer, access_code: &str, ca: &str) -> AgentSpec {
+        let ftps = printer.ftps.map(|addr| format!("ftps_port = {}\n", addr.port()));
         self.printers.push(format!(
-            "[[printer]]\nserial = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"{access_code}\"\n{ca}builtin_camera = false\n",
+            "[[printer]]\nserial = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\naccess_code = \"{access_code}\"\n{ca}{}builtin_camera = false\n",
             printer.serial,
             printer.addr.port(),
+            ftps.unwrap_or_default(),
+        ));
+        self.serials.push(printer.serial.to_string());
+        self
+    }
+
+    /// Watches a Klipper printer (`PrinterSpec::klipper`) through its Moonraker.
+    pub fn klipper(mut self, printer: &Printer) -> AgentSpec {
+        self.printers.push(format!(
+            "[[printer]]\nkind = \"moonraker\"\nid = \"{}\"\nurl = \"http://{}\"\nbuiltin_camera = false\n",
+            printer.serial, printer.addr,
         ));
         self.serials.push(printer.serial.to_string());
         self

@@ -21,26 +21,66 @@ use crate::file_cache::{CacheError, Receiving};
 /// Bytes gathered from the stream before one write to disk.
 const WRITE_BYTES: usize = 1 << 20;
 
-/// Transfers offered in this session and waiting for, or taking, their bytes.
+/// Transfers offered in this session: those waiting for, or taking, their bytes, and per
+/// file the transfers that wait for another transfer of the same file (two jobs of one file
+/// on two printers): one `.part` is written by one transfer only, and the others are
+/// answered with its outcome.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Pending(Arc<Mutex<HashMap<u64, Receiving>>>);
+pub(super) struct Pending(Arc<Mutex<PendingState>>);
+
+#[derive(Debug, Default)]
+struct PendingState {
+    receiving: HashMap<u64, Receiving>,
+    /// Files (SHA-256, hex) being received, with the other transfers waiting on them.
+    busy: HashMap<String, Vec<u64>>,
+}
 
 impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn insert(&self, transfer: u64, receiving: Receiving) {
-        let old = self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(transfer, receiving);
-        if let Some(mut old) = old {
+        let mut state = self.lock();
+        state.busy.entry(receiving.sha256().to_owned()).or_default();
+        if let Some(mut old) = state.receiving.insert(transfer, receiving) {
             let _ = old.checkpoint();
         }
     }
 
     fn take(&self, transfer: u64) -> Option<Receiving> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&transfer)
+        self.lock().receiving.remove(&transfer)
+    }
+
+    /// Makes `transfer` wait for a transfer of the same file already under way; `false` when
+    /// none is.
+    fn wait_for(&self, sha256: &str, transfer: u64) -> bool {
+        match self.lock().busy.get_mut(sha256) {
+            Some(waiting) => {
+                waiting.push(transfer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The transfer of `sha256` ended: the transfers that waited on it.
+    fn done(&self, sha256: &str) -> Vec<u64> {
+        self.lock().busy.remove(sha256).unwrap_or_default()
     }
 
     /// The hub no longer wants `transfer`: what arrived is kept for a later offer.
     pub(super) fn cancel(&self, transfer: u64) {
         if let Some(mut receiving) = self.take(transfer) {
             let _ = receiving.checkpoint();
+            let waiting = self.done(receiving.sha256());
+            if !waiting.is_empty() {
+                tracing::info!(
+                    transfer,
+                    ?waiting,
+                    "A cancelled transfer had others waiting; they are offered again on the next connection."
+                );
+            }
         }
     }
 }
@@ -59,9 +99,13 @@ pub(super) fn offer(
             let sha256 = sha256_hex(&offer.sha256);
             let mut cache = files.lock().unwrap_or_else(|p| p.into_inner());
             if cache.whole(&sha256).is_some() {
-                return AgentMessage::FileStored(FileStored { transfer, sha256: offer.sha256 });
+                return Some(AgentMessage::FileStored(FileStored { transfer, sha256: offer.sha256 }));
             }
-            match cache.receive(&sha256, offer.size) {
+            if pending.wait_for(&sha256, transfer) {
+                tracing::info!(transfer, file = %offer.name, "The file is arriving for another job; this one waits for it.");
+                return None;
+            }
+            Some(match cache.receive(&sha256, offer.size) {
                 Ok(receiving) => {
                     let from = receiving.from();
                     tracing::info!(transfer, file = %offer.name, size = offer.size, from,
@@ -70,16 +114,18 @@ pub(super) fn offer(
                     AgentMessage::FileWant(FileWant { transfer, from })
                 }
                 Err(error) => refused(transfer, &error),
-            }
+            })
         })
         .await
         .unwrap_or_else(|e| {
-            AgentMessage::FileRefused(FileRefused {
+            Some(AgentMessage::FileRefused(FileRefused {
                 transfer,
                 reason: format!("the agent failed: {e}"),
-            })
+            }))
         });
-        let _ = answers.send(answer).await;
+        if let Some(answer) = answer {
+            let _ = answers.send(answer).await;
+        }
     });
 }
 
@@ -119,16 +165,21 @@ async fn receive(
         let _ = stream.stop(0u32.into());
         return;
     };
+    let sha256_hex = receiving.sha256().to_owned();
     if receiving.from() != header.from {
         let reason = format!(
             "the hub sent bytes from {}, the agent wanted them from {}",
             header.from,
             receiving.from()
         );
-        let _ = answers.send(AgentMessage::FileRefused(FileRefused { transfer, reason })).await;
+        let waiting = pending.done(&sha256_hex);
+        for transfer in std::iter::once(transfer).chain(waiting) {
+            let reason = reason.clone();
+            let _ = answers.send(AgentMessage::FileRefused(FileRefused { transfer, reason })).await;
+        }
         return;
     }
-    let sha256 = parse_sha256(receiving.sha256()).unwrap_or_default();
+    let sha256 = parse_sha256(&sha256_hex).unwrap_or_default();
     let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BYTES);
     let outcome = loop {
         match stream.read_chunk(WRITE_BYTES - buffer.len(), true).await {
@@ -163,18 +214,24 @@ async fn receive(
                     }
                 })
                 .await;
+                // Those waiting on it are offered again with it, on the next connection.
+                pending.done(&sha256_hex);
                 return;
             }
         }
     };
-    let answer = match outcome {
-        Ok(()) => {
-            tracing::info!(transfer, "A file from the hub is whole.");
-            AgentMessage::FileStored(FileStored { transfer, sha256 })
-        }
-        Err(error) => refused(transfer, &error),
-    };
-    let _ = answers.send(answer).await;
+    // This transfer's outcome is also that of those that waited for the same file.
+    let waiting = pending.done(&sha256_hex);
+    for transfer in std::iter::once(transfer).chain(waiting) {
+        let answer = match &outcome {
+            Ok(()) => {
+                tracing::info!(transfer, "A file from the hub is whole.");
+                AgentMessage::FileStored(FileStored { transfer, sha256 })
+            }
+            Err(error) => refused(transfer, error),
+        };
+        let _ = answers.send(answer).await;
+    }
 }
 
 /// Writes `buffer` on a blocking task; hands both back (the buffer emptied) for the next.

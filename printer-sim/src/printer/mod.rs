@@ -74,6 +74,8 @@ pub struct PrinterSettings {
     /// The SD card the FTPS server writes: a `project_file` request starts only a file on
     /// it, as a printer does. `None` (no FTPS served): any file name starts.
     pub card: Option<crate::ftps::Card>,
+    /// What the AMS's trays hold (material, `RRGGBB`), in order; `None`: the template's.
+    pub trays: Option<Vec<(String, String)>>,
     /// Start another job a few steps after each one ends.
     pub loop_jobs: bool,
 }

@@ -136,7 +136,8 @@ fn object(value: Value) -> Map<String, Value> {
 }
 
 /// The AMS block without `tray_now` (which the simulation sets).
-pub fn ams(model: Model) -> Map<String, Value> {
+/// The AMS's four trays; `loaded` replaces their material and colour (`RRGGBB`), in order.
+pub fn ams(model: Model, loaded: Option<&[(String, String)]>) -> Map<String, Value> {
     let (info, temp) = match model.family() {
         // AMS Lite (type 2), which has no temperature sensor.
         Family::A1 => ("1002", "0.0"),
@@ -149,6 +150,20 @@ pub fn ams(model: Model) -> Map<String, Value> {
         ("2", "PETG", "PETG HF", "C12E1FFF", "GFG02", 100, "5E6F708192A3B4C5D6E7F8091A2B3C4D"),
         ("3", "PLA", "", "00AE42FF", "GFL99", -1, "00000000000000000000000000000000"),
     ];
+    let colors: Vec<String>;
+    let trays: Vec<_> = match loaded {
+        Some(loaded) => {
+            colors = loaded.iter().map(|(_, color)| format!("{color}FF")).collect();
+            trays
+                .iter()
+                .zip(loaded.iter().zip(&colors))
+                .map(|(&(id, _, _, _, _, remain, uuid), ((tray_type, _), color))| {
+                    (id, tray_type.as_str(), "", color.as_str(), "GFL99", remain, uuid)
+                })
+                .collect()
+        }
+        None => trays.to_vec(),
+    };
     let tray: Vec<Value> = trays
         .into_iter()
         .map(|(id, tray_type, sub_brand, color, info_idx, remain, uuid)| {

@@ -10,6 +10,7 @@ fn settings(model: Model) -> PrinterSettings {
         layer_interval: Duration::from_secs(30),
         project_file_layers: 5,
         card: None,
+        trays: None,
         loop_jobs: false,
     }
 }
