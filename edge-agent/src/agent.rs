@@ -750,6 +750,10 @@ async fn recorder(
                 tracing::warn!(printer = %printer, %problem, "Printer link problem.");
                 continue;
             }
+            LinkOutput::Nozzle(micrometres) => {
+                view.send_modify(|view| view.nozzle_um = micrometres);
+                continue;
+            }
             LinkOutput::Cameras(cameras) => {
                 let first = cameras.first().map(|camera| camera.url.source());
                 tracing::info!(printer = %printer, cameras = cameras.len(),

@@ -335,5 +335,8 @@ pub fn output_json(output: &LinkOutput) -> serde_json::Value {
                 .collect();
             serde_json::json!({ "kind": "cameras", "cameras": cameras })
         }
+        LinkOutput::Nozzle(micrometres) => {
+            serde_json::json!({ "kind": "nozzle", "micrometres": micrometres })
+        }
     }
 }

@@ -100,6 +100,8 @@ pub struct PrinterView {
     /// Job ends the printer link reported since the agent started, counted before their
     /// records go to the outbox.
     pub job_ends: u64,
+    /// The nozzle's diameter in micrometres, when the printer says it.
+    pub nozzle_um: Option<u32>,
 }
 
 /// A command in its printer's queue, with its expiry as a monotonic deadline.
@@ -489,6 +491,18 @@ fn unmet_precondition(
                     None => continue,
                 }
             }
+            Precondition::NozzleDiameter { micrometres } => match view.nozzle_um {
+                Some(have) if have.abs_diff(*micrometres) <= 10 => continue,
+                Some(have) => format!(
+                    "the printer has a {} mm nozzle; the file was sliced for {} mm",
+                    f64::from(have) / 1000.0,
+                    f64::from(*micrometres) / 1000.0
+                ),
+                None => format!(
+                    "the printer does not say its nozzle; the file was sliced for {} mm",
+                    f64::from(*micrometres) / 1000.0
+                ),
+            },
             Precondition::PlateConfirmedClear { .. } => {
                 // From a hub of version 3: a confirmation stamped with the hub's clock, to be
                 // compared with a job end stamped with this machine's, which may have been

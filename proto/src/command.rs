@@ -50,6 +50,9 @@ pub enum Precondition {
     /// `material` (compared without case; empty: any), in a colour within
     /// `tolerance_centi / 100` CIE76 ΔE of `color` (none: any colour).
     FilamentLoaded { slot: SlotRef, material: String, color: Option<Rgb>, tolerance_centi: u32 },
+    /// Since wire version 7: the printer's nozzle is `micrometres` across (within 10 µm),
+    /// the diameter the file was sliced for. A printer that does not say its nozzle fails it.
+    NozzleDiameter { micrometres: u32 },
 }
 
 impl Precondition {
@@ -60,7 +63,7 @@ impl Precondition {
             | Precondition::PlateConfirmedClear { .. }
             | Precondition::ControlAvailable => 1,
             Precondition::PlateClearThrough { .. } => 4,
-            Precondition::FilamentLoaded { .. } => 7,
+            Precondition::FilamentLoaded { .. } | Precondition::NozzleDiameter { .. } => 7,
         }
     }
 }

@@ -26,7 +26,11 @@ fn command(preconditions: Vec<Precondition>) -> Command {
 }
 
 fn view(state: PrintState, job_ends: u64) -> PrinterView {
-    PrinterView { state: PrinterStateV2 { state, ..PrinterStateV2::default() }, job_ends }
+    PrinterView {
+        state: PrinterStateV2 { state, ..PrinterStateV2::default() },
+        job_ends,
+        nozzle_um: None,
+    }
 }
 
 /// The outbox's facts: `appended` job ends, the latest at `seq` and `at` (agent's clock).
@@ -127,6 +131,20 @@ fn a_start_needs_the_mapped_slots_to_hold_the_material_and_colour() {
     assert!(refused.contains("the job needs #0000FF") && refused.contains("ΔE"), "{refused}");
     let refused = detail(unmet_precondition(&needs(ams(3), "PLA", None), &printer, &none));
     assert!(refused.contains("no AMS 1 slot 4"), "{refused}");
+}
+
+#[test]
+fn a_start_needs_the_nozzle_the_file_was_sliced_for() {
+    let none = JobEndFacts::default();
+    let needs = command(vec![Precondition::NozzleDiameter { micrometres: 400 }]);
+    let mut printer = view(PrintState::Idle, 0);
+    let refused = detail(unmet_precondition(&needs, &printer, &none));
+    assert!(refused.contains("does not say its nozzle"), "{refused}");
+    printer.nozzle_um = Some(600);
+    let refused = detail(unmet_precondition(&needs, &printer, &none));
+    assert!(refused.contains("a 0.6 mm nozzle; the file was sliced for 0.4 mm"), "{refused}");
+    printer.nozzle_um = Some(400);
+    assert_eq!(unmet_precondition(&needs, &printer, &none), None);
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub enum LinkOutput {
     /// The cameras the printer itself names (Moonraker's webcams), replacing any named
     /// before; empty when it names none.
     Cameras(Vec<PrinterCamera>),
+    /// The nozzle's diameter in micrometres, as the printer reports it (Bambu's
+    /// `nozzle_diameter`), when it changes: for the start's precondition, not recorded.
+    Nozzle(Option<u32>),
 }
 
 /// A camera the printer names, and where its frames are.

@@ -897,6 +897,13 @@ impl Queue {
         let mapping: Vec<Mapped> =
             row.mapping.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
         let needs = parse_needs(&row.needs);
+        // A Bambu printer says its nozzle; the start checks it against the file's (or the
+        // job's own nozzle constraint).
+        let bambu = !matches!(
+            (printer.state.as_ref().and_then(|s| s.kind.as_deref()), printer.vendor.as_deref()),
+            (Some("klipper"), _) | (None, Some("moonraker"))
+        );
+        let nozzle = row.nozzle.or(file.meta.nozzle_diameter).filter(|_| bambu);
         let command = start_command(StartFacts {
             row,
             printer: &printer.id,
@@ -906,6 +913,7 @@ impl Queue {
             clearance: &clearance,
             mapping: &mapping,
             needs: &needs,
+            nozzle_um: nozzle.map(|mm| (mm * 1000.0).round() as u32),
             now,
         })?;
         let id = command.id.to_string();
@@ -1071,6 +1079,8 @@ struct StartFacts<'a> {
     clearance: &'a Clearance,
     mapping: &'a [Mapped],
     needs: &'a [Need],
+    /// The nozzle the printer must have, micrometres; `None`: not checked.
+    nozzle_um: Option<u32>,
     now: UnixMillis,
 }
 
@@ -1079,7 +1089,8 @@ struct StartFacts<'a> {
 fn start_command(facts: StartFacts<'_>) -> Result<proto::Command, ServiceError> {
     use proto::{CommandAction, Precondition, PrintState, SlotRef, StartJob, StartPrint};
     use sha2::Digest;
-    let StartFacts { row, printer, kind, sha256, size, clearance, mapping, needs, now } = facts;
+    let StartFacts { row, printer, kind, sha256, size, clearance, mapping, needs, nozzle_um, now } =
+        facts;
     let digest = sha2::Sha256::digest(format!("kitt job {} try {}", row.id, row.attempt));
     let mut id = [0u8; 16];
     id.copy_from_slice(&digest[..16]);
@@ -1102,6 +1113,9 @@ fn start_command(facts: StartFacts<'_>) -> Result<proto::Command, ServiceError> 
             through: proto::Seq(clearance.through_seq.max(0) as u64),
         },
     ];
+    if let Some(micrometres) = nozzle_um {
+        preconditions.push(Precondition::NozzleDiameter { micrometres });
+    }
     for mapped in mapping {
         let need = needs.iter().find(|n| n.slot == mapped.slot);
         let slot = match mapped.tray {
@@ -1320,6 +1334,7 @@ mod tests {
             clearance: &clearance,
             mapping,
             needs,
+            nozzle_um: Some(400),
             now: UnixMillis(1_000),
         })
         .unwrap()
@@ -1351,6 +1366,11 @@ mod tests {
             color: Some(proto::Rgb([255, 0, 0])),
             tolerance_centi: 2000,
         }));
+        assert!(
+            command
+                .preconditions
+                .contains(&proto::Precondition::NozzleDiameter { micrometres: 400 })
+        );
         assert!(command.expires_at.0 > command.issued_at.0);
     }
 

@@ -542,6 +542,7 @@ fn preconditions() -> (&'static str, Vec<Precondition>) {
             color: Some(Rgb([0xFF, 0x66, 0x00])),
             tolerance_centi: 2000,
         },
+        NozzleDiameter => Precondition::NozzleDiameter { micrometres: 400 },
     })
 }
 

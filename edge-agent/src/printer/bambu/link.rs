@@ -336,6 +336,7 @@ impl Link {
                 tracing::warn!(%model, "The printer reports a model this agent does not know.");
                 LinkOutput::Problem(LinkProblem::UnknownModel(model))
             }
+            Action::Nozzle(micrometres) => LinkOutput::Nozzle(micrometres),
             Action::Publish(_) | Action::Reconnect { .. } => return true,
         };
         self.outputs.send(output).await.is_ok()

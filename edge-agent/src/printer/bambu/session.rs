@@ -87,6 +87,9 @@ pub enum Action {
     /// The printer names a model kitt does not know (said once per session): its state is
     /// shown, but model-specific readings (door, chamber sensor) are left unknown.
     UnknownModel(String),
+    /// The nozzle's diameter the printer reports (`nozzle_diameter`), micrometres; said when
+    /// it changes. Not on the wire (the state is frozen): the start's precondition reads it.
+    Nozzle(Option<u32>),
 }
 
 #[derive(Debug)]
@@ -111,6 +114,8 @@ pub struct Session {
     pending: Vec<Pending>,
     missed_acks: u32,
     unknown_model_reported: bool,
+    /// The nozzle last said (see [`Action::Nozzle`]).
+    nozzle_um: Option<u32>,
 }
 
 impl Session {
@@ -131,6 +136,7 @@ impl Session {
             pending: Vec::new(),
             missed_acks: 0,
             unknown_model_reported: false,
+            nozzle_um: None,
         }
     }
 
@@ -323,6 +329,13 @@ impl Session {
 
     /// Emits the events that lead to `next`, then `next`, when it differs from the last state.
     fn update(&mut self, mut next: PrinterState, actions: &mut Vec<Action>) {
+        // The merged document is the report's `print` object. Said before the state, so the
+        // start's check reads the nozzle of the report it reads the state of.
+        let nozzle = self.merger.document().get("nozzle_diameter").and_then(nozzle_um);
+        if nozzle != self.nozzle_um {
+            self.nozzle_um = nozzle;
+            actions.push(Action::Nozzle(nozzle));
+        }
         if next.hms.contains(&HMS_AUTHORIZATION)
             && self.context.control_from_acks != Some(ControlCapability::ReadOnly)
         {
@@ -350,6 +363,16 @@ impl Session {
         actions.extend(events.into_iter().map(Action::Event));
         actions.push(Action::State(Box::new(self.state.clone())));
     }
+}
+
+/// A nozzle diameter as Bambu reports it (`"0.4"`, or a number), in micrometres.
+fn nozzle_um(value: &serde_json::Value) -> Option<u32> {
+    let mm = match value {
+        serde_json::Value::String(text) => text.trim().parse::<f64>().ok()?,
+        serde_json::Value::Number(number) => number.as_f64()?,
+        _ => return None,
+    };
+    (mm > 0.0 && mm < 5.0).then(|| (mm * 1000.0).round() as u32)
 }
 
 /// `30 s`, or `600 ms` for a timeout under a second.

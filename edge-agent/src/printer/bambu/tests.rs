@@ -402,6 +402,24 @@ fn an_unknown_model_is_named_once_and_its_state_still_shown() {
     assert!(!again.iter().any(|a| matches!(a, Action::UnknownModel(_))), "{again:?}");
 }
 
+#[test]
+fn the_nozzle_the_printer_reports_is_said_when_it_changes() {
+    let nozzle = |actions: &[Action]| {
+        actions.iter().find_map(|a| match a {
+            Action::Nozzle(micrometres) => Some(*micrometres),
+            _ => None,
+        })
+    };
+    let mut harness = Harness::new();
+    let mut pushall = fixture("pushall-n1-idle.json");
+    pushall["print"]["nozzle_diameter"] = json!("0.4");
+    assert_eq!(nozzle(&harness.report(pushall.clone())), Some(Some(400)));
+    pushall["print"]["mc_percent"] = json!(1);
+    assert_eq!(nozzle(&harness.report(pushall.clone())), None, "said once");
+    assert_eq!(nozzle(&harness.report(delta(json!({"nozzle_diameter": "0.6"})))), Some(Some(600)));
+    assert_eq!(nozzle(&harness.report(delta(json!({"nozzle_diameter": "wide"})))), Some(None));
+}
+
 /// A session that knows `job` in progress from before a restart, connected.
 fn resumed(job: &str) -> Harness {
     let config = SessionConfig {
