@@ -132,7 +132,10 @@ async fn a_property_based_fuzzer_finds_no_5xx_and_no_answer_outside_the_document
             ])
             .args([filter, paths])
             .args(["--phases", "examples,coverage,fuzzing"])
-            .args(["--max-examples", "25", "--workers", "2", "--request-timeout", "30"])
+            // One worker: with two threads, CPython 3.11's `ast.parse` (which hypothesis calls
+            // to describe its filters) can fail "AST constructor recursion depth mismatch"
+            // (CPython issue 106905), a failure of the fuzzer, not of the hub.
+            .args(["--max-examples", "25", "--workers", "1", "--request-timeout", "30"])
             .args(["--seed", "14"])
             .current_dir(dir.path())
             .kill_on_drop(true);
