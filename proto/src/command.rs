@@ -157,6 +157,8 @@ pub struct StartJob {
     /// The start itself; its `file` is the name the upload gives the file on the printer's
     /// storage (no directories, e.g. `kitt-12-1.gcode.3mf`).
     pub print: StartPrint,
+    /// Bambu: calibrate the flow (`flow_cali`) before printing.
+    pub flow_calibration: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,9 +89,9 @@ pub(super) async fn run(
     if let Some(failed) = super::check(command, printer_id, printer, outbox).await {
         return failed;
     }
-    let mut print = job.print.clone();
-    print.file = on_printer;
-    printer.link.send(CommandAction::StartPrint(print)).await
+    let mut start = job.clone();
+    start.print.file = on_printer;
+    printer.link.send(CommandAction::StartJob(start)).await
 }
 
 /// The whole file's path, pinned so that eviction leaves it while it uploads.

@@ -48,12 +48,17 @@ pub struct JobRow {
     pub attempt: i64,
     /// The start command of this try, once sent.
     pub command_id: Option<String>,
+    /// How it starts on a Bambu printer.
+    pub bed_leveling: bool,
+    pub flow_calibration: bool,
+    pub timelapse: bool,
 }
 
 const COLUMNS: &str = "id, batch, copy, copies, file_id, plate, name, state, held, priority, \
     position, deadline, not_before, needs_approval, approved_by, approved_at, target_printer, \
     target_model, nozzle, needs, tolerance, printer_id, mapping, reason, reason_code, created_by, \
-    created_at, updated_at, started_at, ended_at, attempt, command_id";
+    created_at, updated_at, started_at, ended_at, attempt, command_id, bed_leveling, \
+    flow_calibration, timelapse";
 
 fn job_row(row: &sqlx::any::AnyRow) -> Result<JobRow, DbError> {
     Ok(JobRow {
@@ -89,6 +94,9 @@ fn job_row(row: &sqlx::any::AnyRow) -> Result<JobRow, DbError> {
         ended_at: row.try_get(29)?,
         attempt: row.try_get(30)?,
         command_id: row.try_get(31)?,
+        bed_leveling: row.try_get::<i64, _>(32)? != 0,
+        flow_calibration: row.try_get::<i64, _>(33)? != 0,
+        timelapse: row.try_get::<i64, _>(34)? != 0,
     })
 }
 
@@ -235,9 +243,10 @@ impl Db {
         for job in jobs {
             let sql = "INSERT INTO jobs (batch, copy, copies, file_id, plate, name, state, held, priority, \
                  position, deadline, not_before, needs_approval, target_printer, target_model, \
-                 nozzle, needs, tolerance, created_by, created_at, updated_at) VALUES ($1, $2, $3, \
+                 nozzle, needs, tolerance, created_by, created_at, updated_at, bed_leveling, \
+                 flow_calibration, timelapse) VALUES ($1, $2, $3, \
                  $4, $5, $6, 'queued', $7, $8, (SELECT COALESCE(MAX(position), 0) + 1 FROM jobs), \
-                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) RETURNING id";
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21) RETURNING id";
             let id: i64 = sqlx::query(sql)
                 .bind(job.batch.as_str())
                 .bind(job.copy)
@@ -257,6 +266,9 @@ impl Db {
                 .bind(job.tolerance)
                 .bind(actor)
                 .bind(job.created_at)
+                .bind(i64::from(job.bed_leveling))
+                .bind(i64::from(job.flow_calibration))
+                .bind(i64::from(job.timelapse))
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?;

@@ -70,6 +70,12 @@ pub struct JobRequest {
     pub needs_approval: Option<bool>,
     /// Added on hold.
     pub held: Option<bool>,
+    /// Bambu: level the bed before printing (default true).
+    pub bed_leveling: Option<bool>,
+    /// Bambu: calibrate the flow before printing (default false).
+    pub flow_calibration: Option<bool>,
+    /// Bambu: record a timelapse (default false).
+    pub timelapse: Option<bool>,
 }
 
 /// What one slot needs.
@@ -150,6 +156,12 @@ pub struct JobView {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
+    /// Which try this is: 0, then one more with each retry.
+    pub attempt: u32,
+    /// How it starts on a Bambu printer.
+    pub bed_leveling: bool,
+    pub flow_calibration: bool,
+    pub timelapse: bool,
 }
 
 /// A job with its history.
@@ -357,6 +369,9 @@ impl Queue {
                 ended_at: None,
                 attempt: 0,
                 command_id: None,
+                bed_leveling: request.bed_leveling.unwrap_or(true),
+                flow_calibration: request.flow_calibration.unwrap_or(false),
+                timelapse: request.timelapse.unwrap_or(false),
             })
             .collect();
         let ids = self.db.insert_jobs(&rows, principal.name()).await?;
@@ -472,6 +487,10 @@ impl Queue {
             updated_at: row.updated_at,
             started_at: row.started_at,
             ended_at: row.ended_at,
+            attempt: row.attempt.max(0) as u32,
+            bed_leveling: row.bed_leveling,
+            flow_calibration: row.flow_calibration,
+            timelapse: row.timelapse,
         })
     }
 
@@ -1147,9 +1166,10 @@ fn start_command(facts: StartFacts<'_>) -> Result<proto::Command, ServiceError> 
                 job_name: row.name.clone(),
                 use_ams: mapping.iter().any(|m| matches!(m.tray, TrayRef::Unit { .. })),
                 ams_mapping,
-                bed_leveling: true,
-                timelapse: false,
+                bed_leveling: row.bed_leveling,
+                timelapse: row.timelapse,
             },
+            flow_calibration: row.flow_calibration,
         }),
     })
 }
@@ -1314,6 +1334,9 @@ mod tests {
             ended_at: None,
             attempt,
             command_id: None,
+            bed_leveling: true,
+            flow_calibration: false,
+            timelapse: true,
         }
     }
 
@@ -1356,6 +1379,8 @@ mod tests {
         assert_eq!(start_job.print.file, "kitt-12-1.gcode.3mf");
         assert_eq!(start_job.print.plate, 2);
         assert!(start_job.print.use_ams);
+        assert!(start_job.print.bed_leveling && start_job.print.timelapse);
+        assert!(!start_job.flow_calibration);
         assert!(command.preconditions.contains(&proto::Precondition::PlateClearThrough {
             by: "olga".into(),
             through: proto::Seq(41),

@@ -509,6 +509,7 @@ fn command_actions() -> (&'static str, Vec<CommandAction>) {
                 bed_leveling: true,
                 timelapse: false,
             },
+            flow_calibration: true,
         }),
     })
 }

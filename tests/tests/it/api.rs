@@ -1571,7 +1571,7 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
             &operator,
             "/api/v1/jobs",
             json!({
-                "file": file, "name": "Benchy",
+                "file": file, "name": "Benchy", "timelapse": true, "flow_calibration": true,
                 "materials": [
                     {"slot": 1, "type": "PLA", "color": "#FFFFFF"},
                     {"slot": 2, "type": "PLA", "color": "#000000"},
@@ -1582,6 +1582,15 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let benchy = body["jobs"][0]["id"].as_i64().unwrap();
+    assert_eq!(
+        [
+            &body["jobs"][0]["bed_leveling"],
+            &body["jobs"][0]["flow_calibration"],
+            &body["jobs"][0]["timelapse"]
+        ],
+        [&json!(true), &json!(true), &json!(true)],
+        "the start's options, defaults and asked: {body}"
+    );
     let (status, body) = api
         .post(
             &operator,

@@ -49,42 +49,51 @@ pub fn request(
             "ledctrl",
         ),
         CommandAction::RequestFullPush => (pushall(sequence_id), "pushall"),
-        CommandAction::StartPrint(start) => {
-            let file = start.file.trim_start_matches('/');
-            (
-                json!({ "print": {
-                    "sequence_id": sequence_id,
-                    "command": "project_file",
-                    "param": format!("Metadata/plate_{}.gcode", start.plate),
-                    "url": format!("ftp:///{file}"),
-                    "file": file,
-                    "md5": "",
-                    "subtask_name": start.job_name,
-                    "project_id": "0",
-                    "profile_id": "0",
-                    "task_id": "0",
-                    "subtask_id": "0",
-                    "bed_type": "auto",
-                    "timelapse": start.timelapse,
-                    "bed_leveling": start.bed_leveling,
-                    "flow_cali": false,
-                    "vibration_cali": false,
-                    "layer_inspect": false,
-                    "use_ams": start.use_ams,
-                    "ams_mapping": start.ams_mapping,
-                }}),
-                "project_file",
-            )
-        }
+        CommandAction::StartPrint(start) => project_file(start, false, sequence_id),
+        // A job of the hub's queue, its file on the printer already (the agent's executor
+        // uploaded it): `print.file` names it there.
+        CommandAction::StartJob(job) => project_file(&job.print, job.flow_calibration, sequence_id),
         CommandAction::FirmwareRestart => {
             return Err("a Bambu printer has no firmware restart over the LAN");
         }
         CommandAction::EmergencyStop => {
             return Err("a Bambu printer has no emergency stop over the LAN; stop the print");
         }
-        // The agent's executor uploads the file and then sends a `StartPrint`.
-        CommandAction::StartJob(_) => return Err("a job start is the agent's, not the link's"),
     })
+}
+
+/// `print.project_file`: a file on the printer's card started (LAN mode's form: the ids
+/// are "0" and `md5` is empty, as Bambu Studio and the LAN clients send it).
+fn project_file(
+    start: &proto::StartPrint,
+    flow_calibration: bool,
+    sequence_id: &str,
+) -> (Value, &'static str) {
+    let file = start.file.trim_start_matches('/');
+    (
+        json!({ "print": {
+            "sequence_id": sequence_id,
+            "command": "project_file",
+            "param": format!("Metadata/plate_{}.gcode", start.plate),
+            "url": format!("ftp:///{file}"),
+            "file": file,
+            "md5": "",
+            "subtask_name": start.job_name,
+            "project_id": "0",
+            "profile_id": "0",
+            "task_id": "0",
+            "subtask_id": "0",
+            "bed_type": "auto",
+            "timelapse": start.timelapse,
+            "bed_leveling": start.bed_leveling,
+            "flow_cali": flow_calibration,
+            "vibration_cali": false,
+            "layer_inspect": false,
+            "use_ams": start.use_ams,
+            "ams_mapping": start.ams_mapping,
+        }}),
+        "project_file",
+    )
 }
 
 pub fn pushall(sequence_id: &str) -> Value {
@@ -98,4 +107,49 @@ pub fn get_version(sequence_id: &str) -> Value {
 /// Whether the printer acknowledges this action (pushall gets a report, not an ACK).
 pub fn expects_ack(action: &CommandAction) -> bool {
     !matches!(action, CommandAction::RequestFullPush)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(file: &str) -> proto::StartPrint {
+        proto::StartPrint {
+            file: file.into(),
+            plate: 2,
+            job_name: "Benchy".into(),
+            ams_mapping: vec![0, -1, 254],
+            use_ams: true,
+            bed_leveling: false,
+            timelapse: true,
+        }
+    }
+
+    #[test]
+    fn a_job_of_the_queue_starts_as_project_file_with_its_options() {
+        let job = proto::StartJob {
+            job: 12,
+            sha256: [0; 32],
+            size: 10,
+            print: start("kitt-12-0.gcode.3mf"),
+            flow_calibration: true,
+        };
+        let (body, name) = request(&CommandAction::StartJob(job), "7").unwrap();
+        assert_eq!(name, "project_file");
+        let print = &body["print"];
+        assert_eq!(print["url"], "ftp:///kitt-12-0.gcode.3mf");
+        assert_eq!(print["param"], "Metadata/plate_2.gcode");
+        assert_eq!(print["subtask_name"], "Benchy");
+        assert_eq!(print["ams_mapping"], json!([0, -1, 254]));
+        assert_eq!(
+            (&print["flow_cali"], &print["bed_leveling"], &print["timelapse"]),
+            (&json!(true), &json!(false), &json!(true))
+        );
+        // A plain start keeps what it always sent: no flow calibration.
+        let (body, _) = request(&CommandAction::StartPrint(start("/a.3mf")), "8").unwrap();
+        assert_eq!(
+            (&body["print"]["url"], &body["print"]["flow_cali"]),
+            (&json!("ftp:///a.3mf"), &json!(false))
+        );
+    }
 }

@@ -592,9 +592,14 @@ impl Session {
             CommandAction::Gcode(script) => ("printer.gcode.script", json!({ "script": script })),
             CommandAction::FirmwareRestart => ("printer.firmware_restart", json!({})),
             CommandAction::EmergencyStop => ("printer.emergency_stop", json!({})),
-            CommandAction::StartPrint(start) => {
+            // A job of the hub's queue is started as any file is: the agent uploaded it.
+            CommandAction::StartPrint(proto::StartPrint { file, .. })
+            | CommandAction::StartJob(proto::StartJob {
+                print: proto::StartPrint { file, .. },
+                ..
+            }) => {
                 // Moonraker's file names are relative to its `gcodes` root.
-                let filename = start.file.trim_start_matches('/');
+                let filename = file.trim_start_matches('/');
                 let filename = filename.strip_prefix("gcodes/").unwrap_or(filename);
                 ("printer.print.start", json!({ "filename": filename }))
             }
@@ -754,7 +759,7 @@ fn action_name(action: &CommandAction) -> &'static str {
         CommandAction::Gcode(_) => "G-code",
         CommandAction::FirmwareRestart => "firmware restart",
         CommandAction::EmergencyStop => "emergency stop",
-        CommandAction::StartJob(_) => "job start (the agent uploads and starts it)",
+        CommandAction::StartJob(_) => "job start",
     }
 }
 
