@@ -108,7 +108,7 @@ pub(super) async fn want(
     };
     if want.from > 0 {
         let detail = format!(
-            "the link was cut; resuming from byte {} (the agent holds that much)",
+            "the transfer resumes from byte {} (the agent already holds that much)",
             want.from
         );
         let actor = format!("agent {agent}");

@@ -1833,11 +1833,13 @@ fn checkpoint(state: &std::path::Path, sha256: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A 40 MiB file to a Klipper printer through a link that is cut mid-transfer: the agent
-/// keeps what arrived, the transfer resumes from there after the link returns (the job's
-/// history says from where), the file reaches Moonraker whole and the job prints to its end.
+/// A 40 MiB file to a Klipper printer through a link that is cut mid-transfer, then an
+/// agent that restarts mid-transfer: each time the agent keeps what arrived and the transfer
+/// resumes from there (the job's history says from where), the file reaches Moonraker whole
+/// and the job prints to its end (after the operator confirms the plate again: the
+/// restarted agent cannot know that no job ended while it was away, and says so).
 #[tokio::test]
-async fn a_transfer_cut_midway_resumes_where_it_stopped_and_the_job_prints() {
+async fn a_transfer_cut_midway_or_restarted_resumes_where_it_stopped_and_the_job_prints() {
     const VORON: &str = "voron-1";
     let api = Api::start(None).await;
     let operator = api.user("olga", "operator").await;
@@ -1856,6 +1858,7 @@ async fn a_transfer_cut_midway_resumes_where_it_stopped_and_the_job_prints() {
         printer.addr(),
     );
     let config = edge_agent::config::AgentConfig::parse(&config).unwrap();
+    let restart_config = config.clone();
     let agent = api.connect_via(state.path(), "pi-voron", config, VORON, relay.addr).await;
 
     let gcode = big_gcode(40 << 20);
@@ -1885,26 +1888,63 @@ async fn a_transfer_cut_midway_resumes_where_it_stopped_and_the_job_prints() {
     relay.partition(true);
     let mut agent = agent;
     agent.wait_status("the cut noticed", |s| !matches!(s, SyncStatus::Connected { .. })).await;
+    relay.partition(false);
+    agent.wait_status("connected again", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    // Then, a checkpoint further on, the agent restarts: it resumes from its checkpoint on
+    // disk.
+    let resumed_at = checkpoint(state.path(), &sha256);
+    let held_at_restart = loop {
+        let now_held = checkpoint(state.path(), &sha256);
+        if now_held > resumed_at {
+            break now_held;
+        }
+        assert!(
+            !state.path().join("files").join(&sha256).exists(),
+            "the transfer ended before the agent could be restarted mid-way"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(20), changes.changed()).await;
+    };
+    agent.stop().await;
+    let mut agent = TestAgent::start(restart_config);
+    agent.wait_status("connected again", |s| matches!(s, SyncStatus::Connected { .. })).await;
     relay.set(tests::relay::Impairment::default());
 
-    let job = eventually(api.hub.sync.changes(), "the big job's end", || async {
-        let (_, detail) = api.get(&operator, &format!("/api/v1/jobs/{job}")).await;
-        matches!(detail["state"].as_str(), Some("finished" | "failed" | "cancelled"))
-            .then_some(detail)
-    })
-    .await;
+    let ended = |what: &'static str| {
+        let (api, operator) = (&api, &operator);
+        eventually(api.hub.sync.changes(), what, move || async move {
+            let (_, detail) = api.get(operator, &format!("/api/v1/jobs/{job}")).await;
+            matches!(detail["state"].as_str(), Some("finished" | "failed" | "cancelled"))
+                .then_some(detail)
+        })
+    };
+    // The restarted agent found the printer idle: a job may have ended while it was away, so
+    // the start confirmed before is refused once, and says to confirm again.
+    let refused = ended("the start after the agent's restart").await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(refused["reason"].as_str().unwrap_or_default().contains("confirm again"), "{refused}");
+    let (status, _) =
+        api.post(&operator, &format!("/api/v1/printers/{VORON}/plate-clear"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.post(&operator, &format!("/api/v1/jobs/{job}/retry"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let job = ended("the big job's end").await;
     assert_eq!(job["state"], "finished", "{job}");
     let resumed: Vec<u64> = job["history"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|h| h["detail"].as_str())
-        .filter_map(|d| d.strip_prefix("the link was cut; resuming from byte "))
+        .filter_map(|d| d.strip_prefix("the transfer resumes from byte "))
         .filter_map(|d| d.split_whitespace().next()?.parse().ok())
         .collect();
     assert!(
-        resumed.iter().any(|&from| from >= held),
-        "the transfer did not resume from the {held} bytes the agent held: {job}"
+        resumed.iter().any(|&from| from >= held && from < held_at_restart),
+        "after the cut the transfer did not resume from the {held} bytes the agent held: {job}"
+    );
+    assert!(
+        resumed.iter().any(|&from| from >= held_at_restart),
+        "after the restart the transfer did not resume from the {held_at_restart} bytes the \
+         agent held: {job}"
     );
     let uploads = printer.uploads();
     let on_printer = uploads.values().next().expect("the file on Moonraker");

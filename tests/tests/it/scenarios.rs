@@ -974,7 +974,7 @@ async fn a_day_of_jobs_runs_through_the_queue_on_a_mixed_farm() {
             prints.push((printer, start, end, job.id));
         }
         resumed |= history.iter().filter_map(|h| h["detail"].as_str()).any(|d| {
-            d.strip_prefix("the link was cut; resuming from byte ")
+            d.strip_prefix("the transfer resumes from byte ")
                 .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
                 .is_some_and(|from| from >= 8 << 20)
         });

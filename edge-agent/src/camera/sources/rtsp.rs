@@ -344,7 +344,7 @@ fn exit_error(target: &str, status: Option<ExitStatus>, said: &str, frames: u64)
         None => "ffmpeg closed its output but did not exit".to_owned(),
     };
     let exit = if said.is_empty() { exit } else { format!("{exit}: {said}") };
-    if said.contains("401") || said.contains("Unauthorized") {
+    if says_unauthorized(said) {
         return CameraError::AuthRejected { detail: exit };
     }
     if status.is_some_and(|status| status.success()) {
@@ -354,6 +354,14 @@ fn exit_error(target: &str, status: Option<ExitStatus>, said: &str, frames: u64)
         return CameraError::Connect { target: target.to_owned(), detail: exit };
     }
     CameraError::Unavailable { detail: format!("after {frames} frames, {exit}") }
+}
+
+/// Whether ffmpeg's words say the camera refused the credentials: a `401` status (a word of
+/// its own, not digits inside a port or an address such as `127.0.0.1:40163`) or
+/// "Unauthorized".
+fn says_unauthorized(said: &str) -> bool {
+    said.contains("Unauthorized")
+        || said.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| word == "401")
 }
 
 #[cfg(test)]
@@ -393,6 +401,12 @@ mod tests {
         assert!(matches!(auth, CameraError::AuthRejected { .. }), "{auth:?}");
         let refused = exit_error("t", failed, "Connection refused", 0);
         assert!(matches!(refused, CameraError::Connect { .. }), "{refused:?}");
+        // A port with 401 in it is no 401 (this failed CI when the OS chose port 40163).
+        let port = "Connection to tcp://127.0.0.1:40163?timeout=0 failed: Connection refused";
+        let refused = exit_error("t", failed, port, 0);
+        assert!(matches!(refused, CameraError::Connect { .. }), "{refused:?}");
+        let status = exit_error("t", failed, "Server returned 401 (authorization failed)", 0);
+        assert!(matches!(status, CameraError::AuthRejected { .. }), "{status:?}");
         let later = exit_error("t", failed, "Connection reset", 3);
         assert!(matches!(later, CameraError::Unavailable { .. }), "{later:?}");
         assert_eq!(exit_error("t", Some(ExitStatus::from_raw(0)), "", 3), CameraError::Ended);
