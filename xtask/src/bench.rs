@@ -307,6 +307,13 @@ const ROWS: &[Row] = &[
         goal: Goal::None,
     },
     Row {
+        key: "upload_hub_rss_growth_kb",
+        what: "the hub's resident memory growth during that upload",
+        show: mb,
+        target: "—",
+        goal: Goal::None,
+    },
+    Row {
         key: "delivery_mb_per_s",
         what: "500 MB print file hub → agent over the sync connection on loopback",
         show: plain_mb_s,
@@ -326,13 +333,6 @@ const ROWS: &[Row] = &[
         show: ms,
         target: "≤ 50 ms",
         goal: Goal::AtMost(50.0),
-    },
-    Row {
-        key: "upload_hub_rss_growth_kb",
-        what: "the hub's resident memory growth during that upload",
-        show: mb,
-        target: "—",
-        goal: Goal::None,
     },
     Row {
         key: "moonraker_ws_latency_p50_ms",
