@@ -23,7 +23,7 @@ pub(super) const FILES_SINCE: u16 = 7;
 /// Bytes read from disk and written to the stream at a time.
 const CHUNK: usize = 256 * 1024;
 
-/// One connection's transfers: what it offered, and the streams sending now.
+/// One connection's transfers: what it offered (one at a time), and the stream sending now.
 #[derive(Debug, Default)]
 pub(super) struct Transfers {
     offered: HashMap<u64, [u8; 32]>,
@@ -73,6 +73,12 @@ pub(super) async fn offer(
         let transfer = row.job as u64;
         if transfers.offered.contains_key(&transfer) {
             continue;
+        }
+        // One file at a time: each transfer costs the agent a write buffer and a stream
+        // window, and a Pi has little memory. The next is offered when this one's answer
+        // comes (see `stored` and `refused`).
+        if !transfers.offered.is_empty() {
+            break;
         }
         let Some(sha256) = parse_sha256(&row.file_id) else {
             ended(shared, agent, row.job, "failed", "the job's file has no SHA-256 id").await?;

@@ -561,7 +561,8 @@ async fn sync_connection(
                         next = reader.ready::<AgentMessage>()?;
                     }
                     for message in others {
-                        handle_other(shared, &agent, message, &mut send, connection, &mut transfers).await?;
+                        let transfers = &mut transfers;
+                        handle_other(shared, &agent, session_version, message, &mut send, connection, transfers).await?;
                     }
                 }
                 committed = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
@@ -601,6 +602,7 @@ async fn sync_connection(
 async fn handle_other(
     shared: &Shared,
     agent: &AgentId,
+    session_version: u16,
     message: AgentMessage,
     send: &mut quinn::SendStream,
     connection: &quinn::Connection,
@@ -610,11 +612,14 @@ async fn handle_other(
         AgentMessage::FileWant(want) => {
             super::files::want(shared, agent, connection, transfers, want).await
         }
+        // A transfer's end: the next file, if any waits.
         AgentMessage::FileStored(stored) => {
-            super::files::stored(shared, agent, transfers, stored).await
+            super::files::stored(shared, agent, transfers, stored).await?;
+            super::files::offer(shared, agent, session_version, send, transfers).await
         }
         AgentMessage::FileRefused(refused) => {
-            super::files::refused(shared, agent, transfers, refused).await
+            super::files::refused(shared, agent, transfers, refused).await?;
+            super::files::offer(shared, agent, session_version, send, transfers).await
         }
         AgentMessage::CertificateRequest(request) => {
             match shared.ca.issue_agent(agent, &request.csr_der, shared.config.cert_lifetime) {
