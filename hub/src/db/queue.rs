@@ -165,7 +165,26 @@ pub(super) async fn follow_jobs(
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else { continue };
-        let (id, state): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        let (id, mut state): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        let actor = format!("printer {printer}");
+        if state != "printing" && to != "printing" {
+            // An end of a job whose start the agent never saw (the printer went from idle to
+            // finished between two of its reports): it printed, and the history says so.
+            let started = sqlx::query(
+                "UPDATE jobs SET started_at = $1, state = 'printing', updated_at = $1 \
+                 WHERE id = $2 AND state = $3",
+            )
+            .bind(now.0)
+            .bind(id)
+            .bind(state.as_str())
+            .execute(&mut **tx)
+            .await?;
+            if started.rows_affected() == 1 {
+                let detail = "the printer ended it before reporting its start";
+                history(tx, id, Some(&state), "printing", &actor, Some(detail), now.0).await?;
+                state = "printing".to_owned();
+            }
+        }
         let set = match to {
             "printing" => "started_at = $2, ",
             "finished" => "ended_at = $2, reason = NULL, ",
@@ -183,7 +202,6 @@ pub(super) async fn follow_jobs(
             update = update.bind(detail.as_str());
         }
         if update.execute(&mut **tx).await?.rows_affected() == 1 {
-            let actor = format!("printer {printer}");
             history(tx, id, Some(&state), to, &actor, Some(&detail), now.0).await?;
             changes.push(JobChange { id, state: to.to_owned(), printer: printer.to_owned() });
         }

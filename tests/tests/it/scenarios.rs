@@ -840,6 +840,7 @@ async fn a_day_of_jobs_runs_through_the_queue_on_a_mixed_farm() {
     let checkpoint = agent.state_dir.join("files").join(format!("{big_sha}.ckpt"));
     let mut views: Vec<serde_json::Value> = Vec::new();
     let mut reported = std::collections::HashSet::new();
+    let mut restart_refusals = std::collections::HashSet::new();
     loop {
         if started.elapsed() > std::time::Duration::from_secs(240) {
             let states: Vec<String> =
@@ -876,6 +877,21 @@ async fn a_day_of_jobs_runs_through_the_queue_on_a_mixed_farm() {
                 verdict.ok(edge_agent::printer::bambu::ftps::delete(&target, "/old-timelapse.avi")
                     .await
                     .map_err(|e| e.to_string()));
+            } else if reason.contains("confirm again")
+                || reason.contains("interrupted by an agent restart")
+            {
+                // After the agent's restart: it cannot know that no job ended while it was
+                // away (so a start confirmed before is refused once), and a start it had begun
+                // is not carried on. The operator looks, confirms the plate, retries.
+                if restart_refusals.insert(view["id"].as_i64()) {
+                    verdict.fact(format!("job {} on {printer} after the agent's restart: \"{reason}\"; plate confirmed again, retried", view["id"]));
+                }
+                if let Some(known) = [A, B, K].into_iter().find(|p| *p == printer)
+                    && let Some(plate) =
+                        verdict.ok(hub.post(&format!("/printers/{known}/plate-clear"), &json!({})))
+                {
+                    confirmed.push((known, plate["confirmed_at"].as_i64().unwrap_or(0)));
+                }
             } else {
                 if reported.insert(view["id"].as_i64()) {
                     verdict.problem(format!(
