@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod http;
 pub mod mosquitto;
 pub mod postgres;
+pub mod print_files;
 pub mod process;
 pub mod relay;
 pub mod scenario;

@@ -14,6 +14,7 @@ use printer_sim::config::{Model, SimConfig};
 use printer_sim::{SimHandle, Simulator};
 use serde_json::{Value, json};
 use tests::fleet::{TestAgent, agent_config, agent_config_with_camera, eventually};
+use tests::print_files::{agent_holds, big_gcode, fixture};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -316,6 +317,16 @@ impl Api {
         let (token, _) =
             hub::api::auth::create_api_token(&self.hub.state.db, name, None).await.unwrap();
         token
+    }
+
+    /// Waits until job `id` has ended (finished, failed or cancelled); returns its detail.
+    async fn job_end(&self, token: &str, id: i64, what: &str) -> Value {
+        eventually(self.hub.sync.changes(), what, || async {
+            let (_, job) = self.get(token, &format!("/api/v1/jobs/{id}")).await;
+            matches!(job["state"].as_str(), Some("finished" | "failed" | "cancelled"))
+                .then_some(job)
+        })
+        .await
     }
 
     /// Sends a request through the real router; returns status, headers and JSON body.
@@ -1398,18 +1409,12 @@ async fn claim(api: &Api, serial: &str, agent: &str, name: Option<&str>) {
     api.hub.state.db.claim_printer(&agent, &printer, proto::UnixMillis::now()).await.unwrap();
 }
 
-fn print_fixture(name: &str) -> Vec<u8> {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let path = std::path::Path::new(&dir).join("../printfile/test_data").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 async fn print_files_are_read_kept_once_by_content_and_served(db: Option<String>) {
     let api = Api::start(db).await;
     let operator = api.user("olga", "operator").await;
     let viewer = api.user("vic", "viewer").await;
 
-    let bytes = print_fixture("orca-2.3-a1-mini-plates-2-3.gcode.3mf");
+    let bytes = fixture("orca-2.3-a1-mini-plates-2-3.gcode.3mf");
     let (status, file) = api.upload(&operator, "", "C:\\jobs\\gears.gcode.3mf", &bytes).await;
     assert_eq!(status, StatusCode::CREATED, "{file}");
     let id = file["id"].as_str().unwrap().to_owned();
@@ -1454,7 +1459,7 @@ async fn print_files_are_read_kept_once_by_content_and_served(db: Option<String>
     assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), bytes);
 
     // Plain G-code: its plate's MD5 is the file's.
-    let gcode = print_fixture("prusaslicer-2.8-mk4.gcode");
+    let gcode = fixture("prusaslicer-2.8-mk4.gcode");
     let (status, prusa) = api.upload(&operator, "", "benchy.gcode", &gcode).await;
     assert_eq!(status, StatusCode::CREATED, "{prusa}");
     assert_eq!(prusa["plates"][0]["gcode_md5"], prusa["md5"]);
@@ -1488,15 +1493,14 @@ async fn hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind(db: Optio
         ("hostile/changed-after-slicing.gcode.3mf", "changed after slicing"),
     ];
     for (name, says) in refused {
-        let (status, body) = api
-            .upload(&operator, "", name.trim_start_matches("hostile/"), &print_fixture(name))
-            .await;
+        let (status, body) =
+            api.upload(&operator, "", name.trim_start_matches("hostile/"), &fixture(name)).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {body}");
         assert_eq!(error_code(&body), "invalid_file", "{name}");
         assert!(body["error"]["message"].as_str().unwrap().contains(says), "{name}: {body}");
     }
     // Truncated in transit: an archive cut short.
-    let whole = print_fixture("bambu-studio-1.10-a1.gcode.3mf");
+    let whole = fixture("bambu-studio-1.10-a1.gcode.3mf");
     let (status, body) =
         api.upload(&operator, "", "cut.gcode.3mf", &whole[..whole.len() / 2]).await;
     assert_eq!(
@@ -1530,7 +1534,7 @@ async fn hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind(db: Optio
         body["state"]["model"].is_string().then_some(())
     })
     .await;
-    let a1 = print_fixture("bambu-studio-1.10-a1.gcode.3mf");
+    let a1 = fixture("bambu-studio-1.10-a1.gcode.3mf");
     let (status, body) =
         api.upload(&operator, &format!("?printer={SERIAL}"), "a1.gcode.3mf", &a1).await;
     assert_eq!(
@@ -1559,9 +1563,8 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
     let agent = api
         .connect(state_dir.path(), "pi-queue", agent_config(state_dir.path(), Some(&sim), SERIAL))
         .await;
-    let (status, file) = api
-        .upload(&operator, "", "a1.gcode.3mf", &print_fixture("bambu-studio-1.10-a1.gcode.3mf"))
-        .await;
+    let (status, file) =
+        api.upload(&operator, "", "a1.gcode.3mf", &fixture("bambu-studio-1.10-a1.gcode.3mf")).await;
     assert_eq!(status, StatusCode::CREATED, "{file}");
     let file = file["id"].as_str().unwrap().to_owned();
 
@@ -1800,39 +1803,6 @@ async fn the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear(db
     api.stop().await;
 }
 
-/// A plain G-code file of about `size` bytes, as PrusaSlicer writes one (its summary in the
-/// header), for a Klipper printer.
-fn big_gcode(size: usize) -> Vec<u8> {
-    let mut out = String::from(
-        "; generated by PrusaSlicer 2.8.1+linux-x64-GTK3 on 2026-12-03 at 10:00:00 UTC\n\
-         ; estimated printing time (normal mode) = 1h 2m 3s\n\
-         ; filament used [g] = 12.34\n; filament_type = PLA\n; nozzle_diameter = 0.4\n\
-         ; printer_model = \n",
-    );
-    let mut i = 0u64;
-    while out.len() < size {
-        out.push_str(&format!(
-            "G1 X{}.{} Y{}.{} E0.{}\n",
-            i % 220,
-            i % 10,
-            (i * 7) % 220,
-            i % 7,
-            i % 97
-        ));
-        i += 1;
-    }
-    out.push_str("; end\n");
-    out.into_bytes()
-}
-
-/// The agent's cache checkpoint of the file `sha256`: bytes it holds for sure.
-fn checkpoint(state: &std::path::Path, sha256: &str) -> u64 {
-    std::fs::read_to_string(state.join("files").join(format!("{sha256}.ckpt")))
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// A 40 MiB file to a Klipper printer through a link that is cut mid-transfer, then an
 /// agent that restarts mid-transfer: each time the agent keeps what arrived and the transfer
 /// resumes from there (the job's history says from where), the file reaches Moonraker whole
@@ -1879,7 +1849,7 @@ async fn a_transfer_cut_midway_or_restarted_resumes_where_it_stopped_and_the_job
     // Cut once the agent holds 16 MiB for sure; back once it noticed.
     let mut changes = api.hub.sync.changes();
     let held = loop {
-        let held = checkpoint(state.path(), &sha256);
+        let held = agent_holds(state.path(), &sha256);
         if held >= 16 << 20 {
             break held;
         }
@@ -1892,9 +1862,9 @@ async fn a_transfer_cut_midway_or_restarted_resumes_where_it_stopped_and_the_job
     agent.wait_status("connected again", |s| matches!(s, SyncStatus::Connected { .. })).await;
     // Then, a checkpoint further on, the agent restarts: it resumes from its checkpoint on
     // disk.
-    let resumed_at = checkpoint(state.path(), &sha256);
+    let resumed_at = agent_holds(state.path(), &sha256);
     let held_at_restart = loop {
-        let now_held = checkpoint(state.path(), &sha256);
+        let now_held = agent_holds(state.path(), &sha256);
         if now_held > resumed_at {
             break now_held;
         }
@@ -1909,14 +1879,7 @@ async fn a_transfer_cut_midway_or_restarted_resumes_where_it_stopped_and_the_job
     agent.wait_status("connected again", |s| matches!(s, SyncStatus::Connected { .. })).await;
     relay.set(tests::relay::Impairment::default());
 
-    let ended = |what: &'static str| {
-        let (api, operator) = (&api, &operator);
-        eventually(api.hub.sync.changes(), what, move || async move {
-            let (_, detail) = api.get(operator, &format!("/api/v1/jobs/{job}")).await;
-            matches!(detail["state"].as_str(), Some("finished" | "failed" | "cancelled"))
-                .then_some(detail)
-        })
-    };
+    let ended = |what: &'static str| api.job_end(&operator, job, what);
     // The restarted agent found the printer idle: a job may have ended while it was away, so
     // the start confirmed before is refused once, and says to confirm again.
     let refused = ended("the start after the agent's restart").await;
@@ -1967,9 +1930,8 @@ async fn an_ftps_refusal_and_a_full_card_fail_the_job_with_the_reason_and_a_retr
     let state = tempfile::tempdir().unwrap();
     let agent =
         api.connect(state.path(), "pi-ftps", agent_config(state.path(), Some(&sim), SERIAL)).await;
-    let (status, file) = api
-        .upload(&operator, "", "a1.gcode.3mf", &print_fixture("bambu-studio-1.10-a1.gcode.3mf"))
-        .await;
+    let (status, file) =
+        api.upload(&operator, "", "a1.gcode.3mf", &fixture("bambu-studio-1.10-a1.gcode.3mf")).await;
     assert_eq!(status, StatusCode::CREATED, "{file}");
     let (status, _) =
         api.post(&operator, &format!("/api/v1/printers/{SERIAL}/plate-clear"), json!({})).await;
@@ -1992,14 +1954,7 @@ async fn an_ftps_refusal_and_a_full_card_fail_the_job_with_the_reason_and_a_retr
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["jobs"][0]["id"].as_i64().unwrap();
-    let ended = |what: &'static str| {
-        let (api, operator) = (&api, &operator);
-        eventually(api.hub.sync.changes(), what, move || async move {
-            let (_, job) = api.get(operator, &format!("/api/v1/jobs/{id}")).await;
-            matches!(job["state"].as_str(), Some("finished" | "failed" | "cancelled"))
-                .then_some(job)
-        })
-    };
+    let ended = |what: &'static str| api.job_end(&operator, id, what);
     let job = ended("the try against a refusing FTPS server").await;
     assert_eq!(job["state"], "failed", "{job}");
     let reason = job["reason"].as_str().unwrap_or_default();
