@@ -70,6 +70,37 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// The Spoolman-compatible API's clients (Moonraker, OctoPrint, Home Assistant).
+    Spoolman {
+        #[command(subcommand)]
+        command: SpoolmanCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolmanCommand {
+    /// Client tokens: each lives in the base URL one client is configured with.
+    Client {
+        #[command(subcommand)]
+        command: SpoolmanClientCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolmanClientCommand {
+    /// Add a client and print the base URL to configure it with (shown once).
+    Add {
+        /// What the client is, such as `voron-moonraker` or `home-assistant`.
+        name: String,
+        /// How clients reach the hub's HTTP port, such as `http://hub.lan:8080`; the
+        /// listen address when absent.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// List clients.
+    List,
+    /// Revoke a client by id or name: its base URL stops working at once.
+    Revoke { client: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +336,48 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
             db.audit("cli", &format!("token create {id} for {name}"), 201, None, UnixMillis::now())
                 .await?;
             print_line(&token);
+            Ok(0)
+        }
+        Command::Spoolman { command: SpoolmanCommand::Client { command } } => {
+            let (db, _) = crate::app::open_storage(&config).await?;
+            let inventory = crate::service::inventory::Inventory::new(db);
+            let cli = crate::service::Principal::internal("cli", crate::service::Role::Admin);
+            match command {
+                SpoolmanClientCommand::Add { name, url } => {
+                    let (client, token) = match inventory.add_client(&cli, &name).await {
+                        Ok(added) => added,
+                        Err(error) => {
+                            eprint_line(&format!("kitt-hub: {error}"));
+                            return Ok(EXIT_CONFIG);
+                        }
+                    };
+                    let base = url.unwrap_or_else(|| format!("http://{}", config.http_listen));
+                    print_line(&format!("{}/spoolman/{token}", base.trim_end_matches('/')));
+                    eprint_line(&format!(
+                        "Spoolman client {} ({}): configure it with the URL above (Moonraker: \
+                         [spoolman] server: <URL>); kitt-hub spoolman client revoke {} ends it.",
+                        client.id, client.name, client.id
+                    ));
+                }
+                SpoolmanClientCommand::List => {
+                    for client in inventory.clients(&cli).await? {
+                        print_line(&format!(
+                            "{}\t{}\trevoked={}\tlast_used={}",
+                            client.id,
+                            client.name,
+                            client.revoked_at.is_some(),
+                            client.last_used_at.map_or("never".into(), |t| t.to_string()),
+                        ));
+                    }
+                }
+                SpoolmanClientCommand::Revoke { client } => {
+                    if let Err(error) = inventory.revoke_client(&cli, &client).await {
+                        eprint_line(&format!("kitt-hub: {error}"));
+                        return Ok(1);
+                    }
+                    print_line(&format!("revoked {client}"));
+                }
+            }
             Ok(0)
         }
         Command::Agent { command: AgentCommand::List } => {

@@ -18,6 +18,7 @@ mod projection;
 pub use projection::{RefusedPrinter, camera_state_name, printer_of, trigger_name};
 pub mod cameras;
 pub mod files;
+pub mod inventory;
 pub mod managed;
 pub mod owners;
 pub mod queue;

@@ -21,6 +21,7 @@ mod passwords;
 pub mod proxies;
 mod queue;
 mod routes;
+pub mod spoolman;
 mod ws;
 
 use std::sync::Arc;
@@ -230,6 +231,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .route("/spoolman", axum::routing::any(spoolman::handle))
+        .route("/spoolman/{*rest}", axum::routing::any(spoolman::handle))
         .merge(crate::web::router())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

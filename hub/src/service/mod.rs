@@ -7,11 +7,14 @@
 //! - [`Commands`]: the only way a printer command is created.
 //! - [`files::Files`]: print files, read and kept once each.
 //! - [`queue::Queue`]: print jobs, "plate clear", and the dispatcher's loop.
+//! - [`inventory::Inventory`]: vendors, filaments, spools (Spoolman's behaviour), spools in
+//!   slots, Spoolman clients.
 //! - live updates: [`crate::live::LiveHub`], fed by the ingest after each commit.
 
 pub mod commands;
 pub mod files;
 pub mod fleet;
+pub mod inventory;
 pub mod managed;
 pub mod principal;
 pub mod queue;
@@ -67,6 +70,7 @@ pub struct Services {
     pub managed: managed::Managed,
     pub files: files::Files,
     pub queue: queue::Queue,
+    pub inventory: inventory::Inventory,
     pub live: LiveHub,
 }
 
@@ -77,6 +81,7 @@ impl Services {
             managed: managed::Managed::new(db.clone(), sync.clone()),
             files: files::Files::new(db.clone(), store),
             queue: queue::Queue::new(db.clone(), sync.clone()),
+            inventory: inventory::Inventory::new(db.clone()),
             commands: Commands::new(db, sync.clone()),
             live: sync.live().clone(),
         }

@@ -13,6 +13,7 @@ mod impairment;
 mod moonraker_link;
 mod printer_link;
 mod scenarios;
+mod spoolman;
 mod storage;
 mod sync;
 mod upgrade;
