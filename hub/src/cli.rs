@@ -340,7 +340,8 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
         }
         Command::Spoolman { command: SpoolmanCommand::Client { command } } => {
             let (db, _) = crate::app::open_storage(&config).await?;
-            let inventory = crate::service::inventory::Inventory::new(db);
+            let inventory =
+                crate::service::inventory::Inventory::new(db, crate::live::LiveHub::new());
             let cli = crate::service::Principal::internal("cli", crate::service::Role::Admin);
             match command {
                 SpoolmanClientCommand::Add { name, url } => {

@@ -45,6 +45,19 @@ pub struct RawConfig {
     pub retention: RawRetention,
     #[serde(default)]
     pub files: RawFiles,
+    #[serde(default)]
+    pub costs: RawCosts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCosts {
+    /// Price of a kWh, in the inventory's currency (Spoolman's `currency` setting).
+    pub electricity_per_kwh: Option<f64>,
+    /// A printer's average draw while printing, watts, unless named below.
+    pub default_watts: Option<f64>,
+    /// Watts by printer id (its serial).
+    pub printer_watts: Option<std::collections::HashMap<String, f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +136,8 @@ pub struct HubConfig {
     pub api: ApiSettings,
     pub retention: Retention,
     pub files: crate::files::FileSettings,
+    /// What a print's hours cost.
+    pub costs: crate::db::outcomes::Costs,
 }
 
 /// Every problem found.
@@ -296,6 +311,23 @@ impl RawConfig {
             problems.push(format!("files.max_upload_mb = {max_upload_mb}: between 1 and 65536"));
         }
         let reserve_mb = self.files.reserve_mb.unwrap_or(512);
+        let mut costs = crate::db::outcomes::Costs::default();
+        let mut amount = |key: &str, value: Option<f64>, into: &mut f64| match value {
+            Some(v) if v.is_finite() && v >= 0.0 => *into = v,
+            Some(v) => problems.push(format!("{key} = {v}: a number of 0 or more")),
+            None => {}
+        };
+        amount(
+            "costs.electricity_per_kwh",
+            self.costs.electricity_per_kwh,
+            &mut costs.electricity_per_kwh,
+        );
+        amount("costs.default_watts", self.costs.default_watts, &mut costs.default_watts);
+        for (printer, watts) in self.costs.printer_watts.unwrap_or_default() {
+            let mut value = 0.0;
+            amount(&format!("costs.printer_watts.{printer}"), Some(watts), &mut value);
+            costs.printer_watts.insert(printer, value);
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -324,6 +356,7 @@ impl RawConfig {
                 max_bytes: max_upload_mb << 20,
                 reserve_bytes: reserve_mb.saturating_mul(1 << 20),
             },
+            costs,
         })
     }
 }

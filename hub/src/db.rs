@@ -20,6 +20,7 @@ pub mod cameras;
 pub mod files;
 pub mod inventory;
 pub mod managed;
+pub mod outcomes;
 pub mod owners;
 pub mod queue;
 pub mod read;
@@ -48,6 +49,24 @@ pub enum DbError {
     /// A stored value could not be decoded (written by a newer hub, or damaged).
     #[error("undecodable {what} in the database: {detail}")]
     Decode { what: &'static str, detail: String },
+}
+
+/// Binding a nullable double. sqlx 0.9's `Any` driver gives a null `f64` PostgreSQL's
+/// `float4` type and a null `f32` `float8` (sqlx-core's `any/arguments.rs`), so a cached
+/// statement first run with a null double and then with a value fails ("incorrect binary data
+/// format in bind parameter"). Nullable doubles are bound through this, which sends a null
+/// as a `float8` null.
+pub(crate) trait BindDouble {
+    fn bind_f64(self, value: Option<f64>) -> Self;
+}
+
+impl<'q> BindDouble for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    fn bind_f64(self, value: Option<f64>) -> Self {
+        match value {
+            Some(value) => self.bind(value),
+            None => self.bind(None::<f32>),
+        }
+    }
 }
 
 /// Which backend a [`Db`] talks to.
@@ -90,6 +109,8 @@ pub struct Ingested {
     pub event_ids: Vec<(Seq, i64)>,
     /// Jobs of the queue that the printers' reports moved on.
     pub jobs: Vec<queue::JobChange>,
+    /// Outcomes created and spools whose weight or slot changed.
+    pub followed: outcomes::Followed,
 }
 
 /// A snapshot whose image the hub holds on disk, for the read model.
@@ -379,6 +400,7 @@ impl Db {
                 refused: Vec::new(),
                 event_ids: Vec::new(),
                 jobs: Vec::new(),
+                followed: outcomes::Followed::default(),
             });
         }
         let Some(queue) = &self.ingest_queue else {
@@ -689,6 +711,7 @@ async fn ingest_in(
         refused: projected.refused,
         event_ids: projected.event_ids,
         jobs: projected.jobs,
+        followed: projected.followed,
     })
 }
 

@@ -58,6 +58,9 @@ pub struct Stamped {
 #[derive(Debug, Clone)]
 pub struct LiveHub {
     sender: broadcast::Sender<Stamped>,
+    /// Spools the ingest changed (a print's usage, a tagged spool linked), for the
+    /// Spoolman websockets.
+    spools: broadcast::Sender<Vec<i64>>,
 }
 
 impl Default for LiveHub {
@@ -69,7 +72,19 @@ impl Default for LiveHub {
 impl LiveHub {
     pub fn new() -> LiveHub {
         let (sender, _) = broadcast::channel(4096);
-        LiveHub { sender }
+        let (spools, _) = broadcast::channel(256);
+        LiveHub { sender, spools }
+    }
+
+    /// Tells the inventory's websockets that the ingest changed these spools.
+    pub fn spools_changed(&self, ids: Vec<i64>) {
+        if !ids.is_empty() {
+            let _ = self.spools.send(ids);
+        }
+    }
+
+    pub fn subscribe_spools(&self) -> broadcast::Receiver<Vec<i64>> {
+        self.spools.subscribe()
     }
 
     pub fn publish(&self, update: LiveUpdate) {

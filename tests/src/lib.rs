@@ -56,7 +56,12 @@ pub fn metric(key: &str, value: f64) {
     println!("kitt-metric {key} {value}");
 }
 
-/// Installs the crypto provider once per test process.
+/// Installs the crypto provider once per test process; with `KITT_LOG` set (a filter such
+/// as `hub=debug`), the in-process hubs and agents log to the test's output.
 pub fn init() {
+    if std::env::var_os("KITT_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::from_env("KITT_LOG");
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     edge_agent::init_crypto();
 }

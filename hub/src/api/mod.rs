@@ -17,6 +17,7 @@ mod files;
 pub mod hash_gate;
 pub mod limiter;
 pub mod openapi;
+mod outcomes;
 mod passwords;
 pub mod proxies;
 mod queue;
@@ -144,6 +145,17 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (OPERATOR, routes!(queue::retry_job)),
         (OPERATOR, routes!(queue::move_job)),
         (OPERATOR, routes!(queue::plate_clear)),
+        (VIEWER, routes!(outcomes::outcomes)),
+        (VIEWER, routes!(outcomes::outcome)),
+        (OPERATOR, routes!(outcomes::review_outcome)),
+        (VIEWER, routes!(outcomes::analytics)),
+        (VIEWER, routes!(outcomes::analytics_export)),
+        (VIEWER, routes!(outcomes::estimate)),
+        (VIEWER, routes!(outcomes::slots)),
+        (OPERATOR, routes!(outcomes::assign_slot)),
+        (ADMIN, routes!(outcomes::spoolman_clients)),
+        (ADMIN, routes!(outcomes::add_spoolman_client)),
+        (ADMIN, routes!(outcomes::revoke_spoolman_client)),
         (VIEWER, routes!(routes::events)),
         (VIEWER, routes!(routes::commands)),
         (VIEWER, routes!(routes::command)),

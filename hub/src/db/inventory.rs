@@ -4,6 +4,7 @@
 //! exactly as Spoolman does. A spool's use is one conditional `UPDATE`, atomic under
 //! concurrent calls.
 
+use crate::db::BindDouble;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -147,7 +148,7 @@ impl Db {
         .bind(new.registered)
         .bind(new.name.as_str())
         .bind(new.comment.as_deref())
-        .bind(new.empty_spool_weight)
+        .bind_f64(new.empty_spool_weight)
         .bind(new.external_id.as_deref())
         .bind(extra_text(&new.extra))
         .fetch_one(&self.pool)
@@ -164,7 +165,7 @@ impl Db {
         )
         .bind(vendor.name.as_str())
         .bind(vendor.comment.as_deref())
-        .bind(vendor.empty_spool_weight)
+        .bind_f64(vendor.empty_spool_weight)
         .bind(vendor.external_id.as_deref())
         .bind(extra_text(&vendor.extra))
         .bind(vendor.id)
@@ -576,11 +577,11 @@ fn bind_filament<'q>(query: AnyQuery<'q>, f: &'q Filament) -> AnyQuery<'q> {
         .bind(f.name.as_deref())
         .bind(f.vendor_id)
         .bind(f.material.as_deref())
-        .bind(f.price)
+        .bind_f64(f.price)
         .bind(f.density)
         .bind(f.diameter)
-        .bind(f.weight)
-        .bind(f.spool_weight)
+        .bind_f64(f.weight)
+        .bind_f64(f.spool_weight)
         .bind(f.article_number.as_deref())
         .bind(f.comment.as_deref())
         .bind(f.settings_extruder_temp)
@@ -597,9 +598,9 @@ fn bind_spool<'q>(query: AnyQuery<'q>, s: &'q Spool) -> AnyQuery<'q> {
         .bind(s.first_used)
         .bind(s.last_used)
         .bind(s.filament_id)
-        .bind(s.price)
-        .bind(s.initial_weight)
-        .bind(s.spool_weight)
+        .bind_f64(s.price)
+        .bind_f64(s.initial_weight)
+        .bind_f64(s.spool_weight)
         .bind(s.location.as_deref())
         .bind(s.lot_nr.as_deref())
         .bind(s.comment.as_deref())

@@ -2,6 +2,7 @@
 //! printer, the event log, raw telemetry samples, command outcomes, agent health. Every
 //! write is idempotent, so a resent record changes nothing.
 
+use crate::db::BindDouble;
 use std::collections::HashMap;
 
 use proto::{AgentId, HeaterKind, PrinterStateV2, Record, RecordBody, SnapshotTrigger, UnixMillis};
@@ -117,6 +118,8 @@ pub(super) struct Projected {
     pub event_ids: Vec<(proto::Seq, i64)>,
     /// Jobs of the queue the printers' reports moved on.
     pub jobs: Vec<super::queue::JobChange>,
+    /// Outcomes created and spools changed.
+    pub followed: super::outcomes::Followed,
 }
 
 /// Projects `records` into the read model, except records about printers `agent` does not
@@ -237,9 +240,9 @@ pub(super) async fn project(
                 .bind(proto::json::print_state(state.state).to_owned())
                 .bind(state.progress_percent.map(i64::from))
                 .bind(state.layer.map(i64::from))
-                .bind(temp(HeaterKind::Nozzle))
-                .bind(temp(HeaterKind::Bed))
-                .bind(temp(HeaterKind::Chamber))
+                .bind_f64(temp(HeaterKind::Nozzle))
+                .bind_f64(temp(HeaterKind::Bed))
+                .bind_f64(temp(HeaterKind::Chamber))
                 .bind(now.0);
         }
         query
@@ -249,7 +252,9 @@ pub(super) async fn project(
     for (chunk, file) in snapshots {
         snapshot(tx, agent, chunk, file).await?;
     }
+    let mut spools = Vec::new();
     for (printer, latest) in latest {
+        spools.extend(super::outcomes::link_tagged_spools(tx, printer, latest.state, now.0).await?);
         // The row exists (claimed above) and is this agent's; the owner never changes here.
         let state = proto::json::printer_state_v2(latest.state).to_string();
         // Ordered by the owner's seq, not by `state_at`: the agent's clock can step back (a
@@ -284,7 +289,11 @@ pub(super) async fn project(
     let fresh: Vec<Record> =
         records.iter().filter(|r| new_events.contains(&r.seq)).cloned().collect();
     let jobs = super::queue::follow_jobs(tx, &fresh, &foreign, now).await?;
-    Ok(Projected { refused, event_ids, jobs })
+    let mut followed =
+        super::outcomes::follow_prints(tx, agent.as_str(), records, &fresh, &foreign, &jobs, now.0)
+            .await?;
+    followed.spools.extend(spools);
+    Ok(Projected { refused, event_ids, jobs, followed })
 }
 
 /// An event as the event log stores it: seq, printer, kind, time, JSON.

@@ -2,6 +2,7 @@
 //! change is a conditional update (it names the states it may leave) with its history row,
 //! in one transaction, so two doors acting at once cannot both move a job.
 
+use crate::db::BindDouble;
 use std::collections::HashMap;
 
 use sqlx::Row;
@@ -106,6 +107,8 @@ pub struct JobChange {
     pub id: i64,
     pub state: String,
     pub printer: String,
+    /// The agent's record that moved it.
+    pub seq: i64,
 }
 
 /// Follows the queue's jobs through what their printers report, in the ingest's
@@ -203,7 +206,12 @@ pub(super) async fn follow_jobs(
         }
         if update.execute(&mut **tx).await?.rows_affected() == 1 {
             history(tx, id, Some(&state), to, &actor, Some(&detail), now.0).await?;
-            changes.push(JobChange { id, state: to.to_owned(), printer: printer.to_owned() });
+            changes.push(JobChange {
+                id,
+                state: to.to_owned(),
+                printer: printer.to_owned(),
+                seq: record.seq.0 as i64,
+            });
         }
     }
     Ok(changes)
@@ -279,7 +287,7 @@ impl Db {
                 .bind(i64::from(job.needs_approval))
                 .bind(job.target_printer.as_deref())
                 .bind(job.target_model.as_deref())
-                .bind(job.nozzle)
+                .bind_f64(job.nozzle)
                 .bind(job.needs.as_str())
                 .bind(job.tolerance)
                 .bind(actor)

@@ -239,6 +239,7 @@ pub const FIELD_TYPES: [&str; 8] =
 pub struct Inventory {
     db: Db,
     changes: broadcast::Sender<Change>,
+    live: crate::live::LiveHub,
 }
 
 fn not_found(entity: Entity, id: i64) -> ServiceError {
@@ -262,14 +263,26 @@ fn change_date() -> String {
 }
 
 impl Inventory {
-    pub fn new(db: Db) -> Inventory {
+    pub fn new(db: Db, live: crate::live::LiveHub) -> Inventory {
         let (changes, _) = broadcast::channel(1024);
-        Inventory { db, changes }
+        Inventory { db, changes, live }
     }
 
-    /// Every change from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.changes.subscribe()
+    /// Every change from now on: the inventory's own, and the ids of spools the ingest
+    /// changed (render them with [`Inventory::spool_change`]).
+    pub fn subscribe(&self) -> (broadcast::Receiver<Change>, broadcast::Receiver<Vec<i64>>) {
+        (self.changes.subscribe(), self.live.subscribe_spools())
+    }
+
+    /// A spool's `updated` change as the websockets send it; `None` when it is gone.
+    pub async fn spool_change(&self, id: i64) -> Result<Option<Change>, ServiceError> {
+        Ok(self.render(Entity::Spool, id, true).await?.map(|payload| Change {
+            kind: ChangeKind::Updated,
+            entity: Entity::Spool,
+            id,
+            payload,
+            date: change_date(),
+        }))
     }
 
     fn publish(&self, kind: ChangeKind, entity: Entity, id: i64, payload: Value) {

@@ -9,6 +9,7 @@
 //! - [`queue::Queue`]: print jobs, "plate clear", and the dispatcher's loop.
 //! - [`inventory::Inventory`]: vendors, filaments, spools (Spoolman's behaviour), spools in
 //!   slots, Spoolman clients.
+//! - [`outcomes::Outcomes`]: prints that ended, their review, analytics and the estimate.
 //! - live updates: [`crate::live::LiveHub`], fed by the ingest after each commit.
 
 pub mod commands;
@@ -16,6 +17,7 @@ pub mod files;
 pub mod fleet;
 pub mod inventory;
 pub mod managed;
+pub mod outcomes;
 pub mod principal;
 pub mod queue;
 pub mod views;
@@ -71,6 +73,7 @@ pub struct Services {
     pub files: files::Files,
     pub queue: queue::Queue,
     pub inventory: inventory::Inventory,
+    pub outcomes: outcomes::Outcomes,
     pub live: LiveHub,
 }
 
@@ -81,7 +84,8 @@ impl Services {
             managed: managed::Managed::new(db.clone(), sync.clone()),
             files: files::Files::new(db.clone(), store),
             queue: queue::Queue::new(db.clone(), sync.clone()),
-            inventory: inventory::Inventory::new(db.clone()),
+            inventory: inventory::Inventory::new(db.clone(), sync.live().clone()),
+            outcomes: outcomes::Outcomes::new(db.clone()),
             commands: Commands::new(db, sync.clone()),
             live: sync.live().clone(),
         }

@@ -89,7 +89,14 @@ pub(super) async fn commit(
     Ok(Commit {
         records: fresh,
         watermark: ingested.watermark,
-        committed: Committed { refused, event_ids, stored, received_at: now, jobs: ingested.jobs },
+        committed: Committed {
+            refused,
+            event_ids,
+            stored,
+            received_at: now,
+            jobs: ingested.jobs,
+            spools: ingested.followed.spools,
+        },
         received,
     })
 }
@@ -123,6 +130,8 @@ struct Committed {
     received_at: UnixMillis,
     /// Jobs of the queue the printers' reports moved on.
     jobs: Vec<crate::db::queue::JobChange>,
+    /// Spools whose weight or slot the commit changed.
+    spools: Vec<i64>,
 }
 
 /// Tells live subscribers what was just committed: each printer's newest state and every
@@ -134,7 +143,11 @@ fn publish(
     committed: &Committed,
     received: Instant,
 ) {
-    let Committed { refused, event_ids, stored, received_at, jobs } = committed;
+    let Committed { refused, event_ids, stored, received_at, jobs, spools } = committed;
+    let mut spools = spools.clone();
+    spools.sort_unstable();
+    spools.dedup();
+    live.spools_changed(spools);
     if live.subscribers() == 0 {
         return;
     }

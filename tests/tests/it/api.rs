@@ -56,6 +56,7 @@ on_both_backends!(
     print_files_are_read_kept_once_by_content_and_served,
     hostile_or_wrong_uploads_are_refused_and_leave_nothing_behind,
     the_queue_gives_a_job_to_a_printer_that_fits_once_its_plate_is_clear,
+    prints_deduct_what_they_used_once_and_a_runout_is_named,
 );
 
 /// Schemathesis generates requests for every operation in the hub's own OpenAPI document
@@ -1131,6 +1132,17 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("post", "/jobs/{id}/retry", "operator"),
         ("post", "/jobs/{id}/move", "operator"),
         ("post", "/printers/{id}/plate-clear", "operator"),
+        ("get", "/outcomes", "viewer"),
+        ("get", "/outcomes/{id}", "viewer"),
+        ("put", "/outcomes/{id}/review", "operator"),
+        ("get", "/analytics", "viewer"),
+        ("get", "/analytics/csv", "viewer"),
+        ("get", "/analytics/estimate", "viewer"),
+        ("get", "/printers/{id}/slots", "viewer"),
+        ("put", "/printers/{id}/slots", "operator"),
+        ("get", "/spoolman-clients", "admin"),
+        ("post", "/spoolman-clients", "admin"),
+        ("delete", "/spoolman-clients/{id}", "admin"),
         ("get", "/events", "viewer"),
         ("get", "/commands", "viewer"),
         ("get", "/commands/{id}", "viewer"),
@@ -1987,6 +1999,201 @@ async fn an_ftps_refusal_and_a_full_card_fail_the_job_with_the_reason_and_a_retr
         .filter_map(|h| h["detail"].as_str())
         .collect();
     assert_eq!(failures.len(), 2, "each failed try is in the history: {job}");
+    agent.stop().await;
+    drop(sim);
+    api.stop().await;
+}
+
+/// Spools meet printers and prints use them: the tagged trays a Bambu printer reports
+/// become spools in their slots by themselves, an untagged one is assigned by hand; a print
+/// stopped after a filament runout gets the outcome `filament_runout` and deducts only what
+/// it made, a finished one deducts its file's grams from each slot's spool; both once,
+/// whatever an agent restart or a replayed backlog brings again.
+async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<String>) {
+    let api = Api::start(db).await;
+    let operator = api.user("olga", "operator").await;
+    let config = SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::A1)
+        .with_intervals(Duration::from_millis(50), Duration::from_millis(50));
+    let sim = Simulator::start(config).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let agent_config = agent_config(state.path(), Some(&sim), SERIAL);
+    let agent = api.connect(state.path(), "pi-spools", agent_config.clone()).await;
+
+    // The three tagged trays (white and black PLA, PETG) become spools in their slots.
+    let slots_path = format!("/api/v1/printers/{SERIAL}/slots");
+    let slots = eventually(api.hub.sync.changes(), "the tagged spools linked", || async {
+        let (_, body) = api.get(&operator, &slots_path).await;
+        (body["slots"].as_array().map_or(0, Vec::len) == 3).then_some(body)
+    })
+    .await;
+    let white = &slots["slots"][0];
+    assert_eq!((white["unit"].clone(), white["slot"].clone()), (json!(0), json!(0)), "{slots}");
+    assert_eq!(white["assigned_by"], "rfid");
+    assert_eq!(white["spool"]["filament"]["material"], "PLA");
+    assert_eq!(white["spool"]["filament"]["color_hex"], "FFFFFF");
+    assert_eq!(white["spool"]["remaining_weight"], 870.0, "87 % of a 1 kg spool");
+    // The green tray has no tag: its spool is put there by hand.
+    let (status, filament) = api
+        .post(
+            &operator,
+            "/spoolman/api/v1/filament",
+            json!({
+                "name": "Green PLA", "material": "PLA", "density": 1.24, "diameter": 1.75,
+                "weight": 1000, "price": 25, "color_hex": "00AE42",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{filament}");
+    let (status, green) =
+        api.post(&operator, "/spoolman/api/v1/spool", json!({"filament_id": filament["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{green}");
+    let green = green["id"].as_i64().unwrap();
+    let (status, body) =
+        api.put(&operator, &slots_path, json!({"unit": 0, "slot": 3, "spool_id": green})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let spool_ids: Vec<i64> =
+        body["slots"].as_array().unwrap().iter().map(|s| s["spool_id"].as_i64().unwrap()).collect();
+    assert_eq!(spool_ids.len(), 4);
+    let used = || async {
+        let mut used = Vec::new();
+        for id in &spool_ids {
+            let (_, spool) = api.get(&operator, &format!("/spoolman/api/v1/spool/{id}")).await;
+            used.push(spool["used_weight"].as_f64().unwrap());
+        }
+        used
+    };
+    let before = used().await;
+
+    let (status, file) =
+        api.upload(&operator, "", "a1.gcode.3mf", &fixture("bambu-studio-1.10-a1.gcode.3mf")).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    let job = json!({
+        "file": file["id"], "name": "Benchy",
+        "materials": [
+            {"slot": 1, "type": "PLA", "color": "#FFFFFF"},
+            {"slot": 2, "type": "PLA", "color": "#000000"},
+            {"slot": 6, "type": "PLA", "color": "#00AE42"}
+        ]
+    });
+    let queue = |job: Value| {
+        let operator = operator.clone();
+        let api = &api;
+        async move {
+            let (status, _) = api
+                .post(&operator, &format!("/api/v1/printers/{SERIAL}/plate-clear"), json!({}))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            let (status, body) = api.post(&operator, "/api/v1/jobs", job).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["jobs"][0]["id"].as_i64().unwrap()
+        }
+    };
+
+    // The first print runs out of filament at layer 2; the operator stops it there.
+    sim.set_fault(printer_sim::config::Fault::RunoutAtLayer { layer: 2 }).await.unwrap();
+    let first = queue(job.clone()).await;
+    eventually(api.hub.sync.changes(), "the printer paused for the runout", || async {
+        let (_, printer) = api.get(&operator, &format!("/api/v1/printers/{SERIAL}")).await;
+        (printer["state"]["state"] == "paused").then_some(())
+    })
+    .await;
+    let (status, body) = api
+        .post(&operator, &format!("/api/v1/printers/{SERIAL}/commands"), json!({"action": "stop"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let ended = api.job_end(&operator, first, "the stopped print's end").await;
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+    let outcome = eventually(api.hub.sync.changes(), "the runout's outcome", || async {
+        let (_, list) = api.get(&operator, "/api/v1/outcomes").await;
+        list["outcomes"].as_array().and_then(|o| o.iter().find(|o| o["job_id"] == first).cloned())
+    })
+    .await;
+    assert_eq!(
+        (outcome["result"].clone(), outcome["reason"].clone()),
+        (json!("cancelled"), json!("filament_runout")),
+        "{outcome}"
+    );
+    assert_eq!(outcome["reason_rule"], "stage:6");
+    let made = outcome["progress"].as_f64().unwrap();
+    assert!(made > 0.0 && made < 1.0, "only part was made: {outcome}");
+    let usage = outcome["usage"].as_array().unwrap();
+    assert_eq!(usage.len(), 3, "{outcome}");
+    let planned = [20.26, 2.15, 3.58];
+    for (slot_use, grams) in usage.iter().zip(planned) {
+        assert!((slot_use["grams"].as_f64().unwrap() - grams * made).abs() < 1e-6, "{slot_use}");
+    }
+    let after_runout = used().await;
+    for (i, (slot_use, spool)) in usage.iter().zip([0, 1, 3]).enumerate() {
+        assert_eq!(slot_use["spool_id"], spool_ids[spool], "{slot_use}");
+        let deducted = after_runout[spool] - before[spool];
+        assert!(
+            (deducted - slot_use["grams"].as_f64().unwrap()).abs() < 1e-6,
+            "slot {i}: {deducted}"
+        );
+    }
+    assert_eq!(after_runout[2], before[2], "the PETG was not used");
+    assert!(outcome["filament_cost"].as_f64().unwrap() > 0.0, "the spools' price: {outcome}");
+
+    // The second prints to the end: the file's grams, each from its slot's spool.
+    sim.clear_fault(printer_sim::config::FaultKind::RunoutAtLayer).await.unwrap();
+    let second = queue(job).await;
+    let ended = api.job_end(&operator, second, "the second print's end").await;
+    assert_eq!(ended["state"], "finished", "{ended}");
+    let outcome = eventually(api.hub.sync.changes(), "the finished print's outcome", || async {
+        let (_, list) = api.get(&operator, "/api/v1/outcomes").await;
+        list["outcomes"].as_array().and_then(|o| o.iter().find(|o| o["job_id"] == second).cloned())
+    })
+    .await;
+    assert_eq!(
+        (outcome["result"].clone(), outcome["reason"].clone()),
+        (json!("success"), Value::Null)
+    );
+    let after_finish = used().await;
+    for (spool, grams) in [0, 1, 3].into_iter().zip(planned) {
+        assert!((after_finish[spool] - after_runout[spool] - grams).abs() < 1e-6, "spool {spool}");
+    }
+
+    // An agent restart and a replayed backlog add nothing.
+    agent.stop().await;
+    let mut agent = TestAgent::start(agent_config);
+    agent.wait_status("connected again", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    let agent_id = proto::AgentId::new("pi-spools").unwrap();
+    let records = api.hub.state.db.records(&agent_id).await.unwrap();
+    assert!(records.len() > 10);
+    api.hub.state.db.ingest(&agent_id, &records, proto::UnixMillis::now()).await.unwrap();
+    let (_, list) = api.get(&operator, "/api/v1/outcomes").await;
+    assert_eq!(list["total"], 2, "{list}");
+    assert_eq!(used().await, after_finish);
+
+    // The review: the reason confirmed, scores kept exactly as given.
+    let id = list["outcomes"][1]["id"].as_i64().unwrap();
+    let (status, reviewed) = api
+        .put(&operator, &format!("/api/v1/outcomes/{id}/review"), json!({
+            "reason": "filament_runout", "quality": 85, "aspects": {"surface": 85, "adhesion": 91},
+            "notes": "AMS slot 1 was nearly empty",
+        }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reviewed}");
+    assert_eq!(
+        (reviewed["quality"].clone(), reviewed["aspects"]["surface"].clone()),
+        (json!(85), json!(85))
+    );
+    let (status, body) = api
+        .put(&operator, &format!("/api/v1/outcomes/{id}/review"), json!({"reason": "gremlins"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, analytics) = api.get(&operator, "/api/v1/analytics?by=material").await;
+    let pla = &analytics["buckets"][0];
+    assert_eq!(
+        (pla["key"].clone(), pla["prints"].clone(), pla["succeeded"].clone()),
+        (json!("PLA"), json!(2), json!(1))
+    );
+    assert_eq!(pla["reasons"]["filament_runout"], 1);
+    let (_, estimate) = api.get(&operator, "/api/v1/analytics/estimate?material=PLA").await;
+    assert_eq!(
+        (estimate["available"].clone(), estimate["reviewed_outcomes"].clone()),
+        (json!(false), json!(1))
+    );
     agent.stop().await;
     drop(sim);
     api.stop().await;

@@ -323,9 +323,9 @@ pub async fn handle(
     if let Ok(upgrade) = upgrade {
         let Some(topic) = topic(&route) else { return detail(StatusCode::NOT_FOUND, "Not Found") };
         let inventory = state.services.inventory.clone();
-        let mut changes = inventory.subscribe();
+        let (changes, spools) = inventory.subscribe();
         return upgrade.on_upgrade(move |socket| async move {
-            serve_socket(socket, &mut changes, topic).await;
+            serve_socket(socket, inventory, changes, spools, topic).await;
         });
     }
     let params = params(&uri);
@@ -356,23 +356,37 @@ fn topic(route: &Route) -> Option<Topic> {
 
 async fn serve_socket(
     mut socket: WebSocket,
-    changes: &mut tokio::sync::broadcast::Receiver<crate::service::inventory::Change>,
+    inventory: crate::service::inventory::Inventory,
+    mut changes: tokio::sync::broadcast::Receiver<crate::service::inventory::Change>,
+    mut spools: tokio::sync::broadcast::Receiver<Vec<i64>>,
     topic: Topic,
 ) {
+    let wanted = |entity: Entity, id: i64| match &topic {
+        Topic::All => true,
+        Topic::Entity(e) => *e == entity,
+        Topic::Item(e, i) => *e == entity && *i == id,
+        Topic::Quiet => false,
+    };
     loop {
         tokio::select! {
             change = changes.recv() => match change {
                 Ok(change) => {
-                    let wanted = match &topic {
-                        Topic::All => true,
-                        Topic::Entity(entity) => change.entity == *entity,
-                        Topic::Item(entity, id) => change.entity == *entity && change.id == *id,
-                        Topic::Quiet => false,
-                    };
-                    if wanted
+                    if wanted(change.entity, change.id)
                         && socket.send(Message::Text(change.message().to_string().into())).await.is_err()
                     {
                         return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+            used = spools.recv() => match used {
+                Ok(ids) => {
+                    for id in ids.into_iter().filter(|id| wanted(Entity::Spool, *id)) {
+                        let Ok(Some(change)) = inventory.spool_change(id).await else { continue };
+                        if socket.send(Message::Text(change.message().to_string().into())).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Err(RecvError::Lagged(_)) => continue,
