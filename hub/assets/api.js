@@ -92,6 +92,40 @@ export function upload(path, file, { resource, onProgress = () => {} }) {
   });
 }
 
+// The inventory's Spoolman door (`/spoolman/api/v1`), with the session's credentials: the
+// same API Spoolman's clients use. Its errors are Spoolman's: `{"message"}`, or FastAPI's
+// `{"detail": [...]}` for a request it could not read.
+export async function spoolman(path, { method = 'GET', body, request, resource = null } = {}) {
+  const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+  if (body !== undefined) {
+    if (!request) throw new Error(`a body for ${path} needs its request name`);
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(shape(request, body));
+  }
+  let response;
+  try {
+    response = await fetch(`/spoolman/api/v1${path}`, init);
+  } catch {
+    throw new ApiError(0, 'network', 'the hub cannot be reached; check the connection');
+  }
+  if (response.status === 401) {
+    unauthorized();
+    throw new ApiError(401, 'unauthorized', 'your session has ended; log in again');
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const detail = Array.isArray(data?.detail) ? data.detail.map((d) => `${(d.loc ?? []).slice(1).join('.')}: ${d.msg}`).join('; ') : null;
+    const message = typeof data?.message === 'string' ? data.message : detail ?? `the hub answered ${response.status}`;
+    throw new ApiError(response.status, 'spoolman', message);
+  }
+  return resource ? shape(resource, data) : null;
+}
+
 export function query(params) {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {

@@ -15,6 +15,9 @@ import AgentsPage from './agents.js';
 import EventsPage from './events.js';
 import FilesPage from './files.js';
 import QueuePage from './queue.js';
+import InventoryPage from './inventory.js';
+import OutcomesPage from './outcomes.js';
+import AnalyticsPage from './analytics.js';
 import AdminPage from './admin.js';
 import AccountPage from './account.js';
 import LoginPage from './login.js';
@@ -34,6 +37,9 @@ const ROUTES = [
   { pattern: /^\/events$/, page: EventsPage, nav: 'events' },
   { pattern: /^\/queue$/, page: QueuePage, nav: 'queue' },
   { pattern: /^\/files$/, page: FilesPage, nav: 'files' },
+  { pattern: /^\/inventory$/, page: InventoryPage, nav: 'inventory' },
+  { pattern: /^\/outcomes$/, page: OutcomesPage, nav: 'outcomes' },
+  { pattern: /^\/analytics$/, page: AnalyticsPage, nav: 'analytics' },
   { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
   { pattern: /^\/account$/, page: AccountPage },
   { pattern: /^\/login$/, page: LoginPage, public: true },
@@ -43,6 +49,9 @@ const NAV = [
   { key: 'fleet', href: '/', label: 'Fleet' },
   { key: 'queue', href: '/queue', label: 'Queue' },
   { key: 'files', href: '/files', label: 'Files' },
+  { key: 'inventory', href: '/inventory', label: 'Inventory' },
+  { key: 'outcomes', href: '/outcomes', label: 'Outcomes' },
+  { key: 'analytics', href: '/analytics', label: 'Analytics' },
   { key: 'events', href: '/events', label: 'Events' },
   { key: 'agents', href: '/agents', label: 'Agents' },
   { key: 'admin', href: '/admin', label: 'Admin', role: 'admin' },

@@ -5,7 +5,7 @@
 import { html, useState } from './lib.js';
 import { api, path, query } from './api.js';
 import { printers, fleet, me, commandResults, useQuery, useLive, useLiveList } from './store.js';
-import { Badge, EmptyState, ErrorBox, Field, Loading, confirmDialog, useTitle } from './ui.js';
+import { Badge, EmptyState, ErrorBox, Field, Loading, confirmDialog, toast, useTitle } from './ui.js';
 import { clock, dateTime, duration, relativeTime, temperature } from './format.js';
 import { ChartBox, LineChart } from './chart.js';
 import { CameraPane, SnapshotTimeline, useSnapshots } from './camera.js';
@@ -76,7 +76,8 @@ function Printer({ id, printer }) {
           agentOnline=${printer.agent_online} stills=${snapshots.list} onSnapshot=${snapshots.add} />
       </section>
       <section class="panel" aria-labelledby="alerts-h"><h2 id="alerts-h">Alerts</h2><div><${Alerts} state=${state} /></div></section>
-      <section class="panel" aria-labelledby="ams-h"><h2 id="ams-h">Filament</h2><div><${Filament} state=${state} /></div></section>
+      <section class="panel" aria-labelledby="ams-h"><h2 id="ams-h">Filament</h2><div><${Filament} state=${state} />
+        <${Spools} id=${id} state=${state} canAssign=${canCommand} /></div></section>
       <section class="panel panel-wide" aria-labelledby="charts-h"><${History} id=${id} /></section>
       <section class="panel panel-wide" aria-labelledby="snapshots-h" data-testid="snapshot-timeline">
         <h2 id="snapshots-h">Snapshots</h2>
@@ -266,6 +267,45 @@ function Filament({ state }) {
         AMS ${unit.id + 1}: humidity level ${unit.humidity}${unit.temp_c != null ? `, ${Math.round(unit.temp_c)} °C` : ''}
       </li>`)}
     </ul>`;
+}
+
+// Which spool is in each slot and how much is left on it; operators put a spool in a slot
+// (for trays without RFID tags, and a Klipper printer's one spool).
+function Spools({ id, state, canAssign }) {
+  const inventory = useQuery(() => api('/inventory', { resource: 'InventoryView' }), [id]);
+  useLive((message) => {
+    if (message.type === 'job' && message.printer === id) inventory.reload();
+  });
+  const spools = inventory.data?.spools?.filter((s) => !s.archived) ?? [];
+  const slots = [];
+  for (const unit of state?.ams ?? []) for (const tray of unit.trays ?? []) slots.push({ unit: unit.id, slot: tray.slot });
+  if (state?.external_spool || !slots.length) slots.push({ unit: null, slot: 0 });
+  const label = (s) => (s.unit == null ? (state?.ams?.length ? 'External spool' : 'Spool') : `AMS ${s.unit + 1} slot ${s.slot + 1}`);
+  const inSlot = (s) => spools.find((sp) => sp.loaded?.printer === id && (sp.loaded.unit ?? null) === s.unit && sp.loaded.slot === s.slot);
+  async function assign(slot, value) {
+    try {
+      await api(`/printers/${encodeURIComponent(id)}/slots`, {
+        method: 'PUT',
+        request: 'SlotAssignment',
+        body: { unit: slot.unit, slot: slot.slot, spool_id: value === '' ? null : Number(value) },
+        resource: 'SlotList',
+      });
+      inventory.reload();
+    } catch (error) {
+      if (error.status !== 401) toast(`Could not change the spool: ${error.message}`, 'error');
+    }
+  }
+  if (inventory.error) return html`<${ErrorBox} error=${inventory.error} />`;
+  return html`<ul class="spool-slots" data-testid="spool-slots">${slots.map((s) => {
+    const spool = inSlot(s);
+    return html`<li key=${`${s.unit}-${s.slot}`}><span>${label(s)}:</span>
+      ${spool ? html`<span data-testid="slot-spool">#${spool.id} ${spool.name}, ${spool.remaining_g == null ? 'remaining unknown' : `${Math.round(spool.remaining_g)} g left`}</span>` : html`<span class="muted">no spool known</span>`}
+      ${canAssign ? html`<select aria-label=${`Spool in ${label(s)}`} value=${spool ? String(spool.id) : ''} onChange=${(e) => assign(s, e.currentTarget.value)}>
+        <option value="">none</option>
+        ${spools.map((sp) => html`<option value=${String(sp.id)}>#${sp.id} ${sp.name}${sp.remaining_g != null ? ` (${Math.round(sp.remaining_g)} g)` : ''}</option>`)}
+      </select>` : null}
+    </li>`;
+  })}</ul>`;
 }
 
 // The charts: the last hour raw, anything older at the range's resolution (`auto` would pick

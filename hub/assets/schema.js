@@ -193,6 +193,54 @@ export const FIELDS = {
     "width": "integer", "height": "integer"
   },
   "LiveLagged": { "type": "string", "missed": "integer" },
+  "InventoryView": {
+    "currency": "string", "low_stock_g": "number", "spools": "SpoolSummary[]", "filaments": "FilamentStock[]"
+  },
+  "SpoolSummary": {
+    "id": "integer", "filament_id": "integer", "name": "string", "material": "string?", "color": "string?",
+    "vendor": "string?", "remaining_g": "number?", "initial_g": "number?", "used_g": "number",
+    "location": "string?", "archived": "boolean", "tagged": "boolean", "loaded": "Loaded?", "last_used": "integer?"
+  },
+  "Loaded": { "printer": "string", "unit": "integer?", "slot": "integer" },
+  "FilamentStock": {
+    "id": "integer", "name": "string", "material": "string?", "color": "string?", "vendor": "string?",
+    "spools": "integer", "remaining_g": "number", "used_30d_g": "number", "days_to_empty": "number?", "low": "boolean"
+  },
+  "SlotList": { "slots": "SlotView[]" },
+  "SlotView": { "unit": "integer?", "slot": "integer", "spool_id": "integer", "assigned_by": "string" },
+  "SlotAssignment": { "unit": "integer?", "slot": "integer", "spool_id": "integer?" },
+  "OutcomeList": { "outcomes": "OutcomeView[]", "total": "integer" },
+  "OutcomeView": {
+    "id": "integer", "printer_id": "string", "job_id": "integer?", "name": "string?", "result": "string",
+    "reason": "string?", "inferred_reason": "string?", "reason_rule": "string?", "started_at": "integer?",
+    "ended_at": "integer", "duration_s": "integer?", "progress": "number?", "material": "string?",
+    "requested_by": "string?", "filament_g": "number", "filament_cost": "number?", "energy_cost": "number?",
+    "cost": "number?", "reviewed": "boolean", "quality": "integer?", "aspects": "integer{}", "notes": "string?",
+    "reviewed_by": "string?", "reviewed_at": "integer?", "usage": "UsageView[]", "snapshots": "string[]"
+  },
+  "UsageView": {
+    "unit": "integer?", "slot": "integer", "spool_id": "integer?", "material": "string?", "color": "string?",
+    "grams": "number", "cost": "number?"
+  },
+  "ReviewRequest": { "reason": "string?", "quality": "integer?", "aspects": "integer{}?", "notes": "string?" },
+  "Analytics": { "from": "integer", "to": "integer", "buckets": "Bucket[]" },
+  "Bucket": {
+    "key": "string", "prints": "integer", "succeeded": "integer", "failed": "integer", "cancelled": "integer",
+    "success_rate": "number", "hours": "number", "filament_g": "number", "cost": "number", "reasons": "integer{}"
+  },
+  "Estimate": {
+    "available": "boolean", "model": "string", "reviewed_outcomes": "integer", "needed": "integer",
+    "accuracy": "number?", "success_probability": "number?", "message": "string"
+  },
+  "SpoolmanMeasure": { "weight": "number" },
+  "SpoolmanFilamentNew": {
+    "name": "string?", "material": "string?", "density": "number", "diameter": "number", "weight": "number?",
+    "spool_weight": "number?", "price": "number?", "color_hex": "string?"
+  },
+  "SpoolmanSpoolNew": { "filament_id": "integer", "location": "string?", "price": "number?" },
+  "SpoolmanSpoolPatch": { "archived": "boolean?", "location": "string?" },
+  "SpoolmanEntity": { "id": "integer" },
+
   "LiveJob": { "type": "string", "id": "integer", "state": "string", "printer": "string?" },
   "LivePlate": { "type": "string", "printer": "string", "clear": "boolean" }
 };

@@ -83,6 +83,8 @@ pub async fn start(
     // The ingest prices a print's hours with these (it reads them in its transaction).
     let costs = serde_json::to_string(&config.costs).unwrap_or_default();
     db.put_inventory_setting(crate::db::outcomes::COSTS_KEY, &costs).await?;
+    let low = config.low_stock_g.to_string();
+    db.put_inventory_setting(crate::service::inventory::LOW_STOCK_KEY, &low).await?;
     let mut sync_config = SyncConfig::new(config.sync_listen);
     sync_config.keep_alive = config.keep_alive;
     sync_config.idle_timeout = config.idle_timeout;

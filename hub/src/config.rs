@@ -47,6 +47,15 @@ pub struct RawConfig {
     pub files: RawFiles,
     #[serde(default)]
     pub costs: RawCosts,
+    #[serde(default)]
+    pub inventory: RawInventory,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    /// A filament is low when its spools hold less than this many grams.
+    pub low_stock_g: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +147,8 @@ pub struct HubConfig {
     pub files: crate::files::FileSettings,
     /// What a print's hours cost.
     pub costs: crate::db::outcomes::Costs,
+    /// A filament is low below this many grams.
+    pub low_stock_g: f64,
 }
 
 /// Every problem found.
@@ -323,6 +334,8 @@ impl RawConfig {
             &mut costs.electricity_per_kwh,
         );
         amount("costs.default_watts", self.costs.default_watts, &mut costs.default_watts);
+        let mut low_stock_g = crate::service::inventory::DEFAULT_LOW_STOCK_G;
+        amount("inventory.low_stock_g", self.inventory.low_stock_g, &mut low_stock_g);
         for (printer, watts) in self.costs.printer_watts.unwrap_or_default() {
             let mut value = 0.0;
             amount(&format!("costs.printer_watts.{printer}"), Some(watts), &mut value);
@@ -357,6 +370,7 @@ impl RawConfig {
                 reserve_bytes: reserve_mb.saturating_mul(1 << 20),
             },
             costs,
+            low_stock_g,
         })
     }
 }

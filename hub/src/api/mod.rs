@@ -151,6 +151,7 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (VIEWER, routes!(outcomes::analytics)),
         (VIEWER, routes!(outcomes::analytics_export)),
         (VIEWER, routes!(outcomes::estimate)),
+        (VIEWER, routes!(outcomes::inventory)),
         (VIEWER, routes!(outcomes::slots)),
         (OPERATOR, routes!(outcomes::assign_slot)),
         (ADMIN, routes!(outcomes::spoolman_clients)),

@@ -35,6 +35,11 @@ use crate::service::Role;
         crate::live::schema::LiveLagged,
         crate::live::schema::LiveJob,
         crate::live::schema::LivePlate,
+        super::spoolman::schema::SpoolmanMeasure,
+        super::spoolman::schema::SpoolmanFilamentNew,
+        super::spoolman::schema::SpoolmanSpoolNew,
+        super::spoolman::schema::SpoolmanSpoolPatch,
+        super::spoolman::schema::SpoolmanEntity,
     )),
     modifiers(&Security),
 )]

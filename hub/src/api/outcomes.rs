@@ -106,6 +106,17 @@ pub async fn estimate(
     Ok(Json(state.services.outcomes.estimate(&principal, &query).await?))
 }
 
+/// Every spool and filament with its stock: remaining grams, what prints used in the last
+/// 30 days, days to empty at that pace, and whether it is low.
+#[utoipa::path(get, path = "/inventory", tag = "inventory",
+    responses((status = 200, body = crate::service::inventory::InventoryView)))]
+pub async fn inventory(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<crate::service::inventory::InventoryView>, ApiError> {
+    Ok(Json(state.services.inventory.overview(&principal).await?))
+}
+
 /// A spool in one of a printer's slots.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlotView {

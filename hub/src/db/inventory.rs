@@ -608,3 +608,18 @@ fn bind_spool<'q>(query: AnyQuery<'q>, s: &'q Spool) -> AnyQuery<'q> {
         .bind(extra_text(&s.extra))
         .bind(s.rfid.as_deref())
 }
+
+impl Db {
+    /// Grams each spool gave prints that ended since `from` (Unix ms).
+    pub async fn usage_since(&self, from: i64) -> Result<Vec<(i64, f64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT u.spool_id, SUM(u.grams) FROM outcome_usage u \
+             JOIN outcomes o ON o.id = u.outcome_id \
+             WHERE o.ended_at >= $1 AND u.spool_id IS NOT NULL GROUP BY u.spool_id",
+        )
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+}

@@ -1381,3 +1381,173 @@ mod tests {
         assert_eq!(flatten(&strip_nulls(&item)), json!({"b.d": 1, "extra.k": "\"v\""}));
     }
 }
+
+/// A spool as the dashboard's inventory lists it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SpoolSummary {
+    pub id: i64,
+    pub filament_id: i64,
+    /// The filament's name, else its material.
+    pub name: String,
+    pub material: Option<String>,
+    /// `#RRGGBB`.
+    pub color: Option<String>,
+    pub vendor: Option<String>,
+    pub remaining_g: Option<f64>,
+    pub initial_g: Option<f64>,
+    pub used_g: f64,
+    pub location: Option<String>,
+    pub archived: bool,
+    /// Identified by an RFID tag a printer read.
+    pub tagged: bool,
+    /// Where it is loaded, if it is.
+    pub loaded: Option<Loaded>,
+    pub last_used: Option<i64>,
+}
+
+/// A printer's slot.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Loaded {
+    pub printer: String,
+    pub unit: Option<u8>,
+    pub slot: u8,
+}
+
+/// A filament's stock: what its spools hold and how fast prints use it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct FilamentStock {
+    pub id: i64,
+    pub name: String,
+    pub material: Option<String>,
+    pub color: Option<String>,
+    pub vendor: Option<String>,
+    /// Spools not archived.
+    pub spools: u64,
+    pub remaining_g: f64,
+    /// What prints used in the last 30 days.
+    pub used_30d_g: f64,
+    /// At the last 30 days' pace; `null` when nothing was used.
+    pub days_to_empty: Option<f64>,
+    /// Below the low-stock threshold.
+    pub low: bool,
+}
+
+/// The inventory at a glance.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct InventoryView {
+    /// The inventory's currency (Spoolman's `currency` setting).
+    pub currency: String,
+    /// A filament is low below this many grams.
+    pub low_stock_g: f64,
+    pub spools: Vec<SpoolSummary>,
+    pub filaments: Vec<FilamentStock>,
+}
+
+/// The low-stock threshold when none is configured, grams per filament.
+pub const DEFAULT_LOW_STOCK_G: f64 = 100.0;
+
+/// Days a stock lasts at a pace of `used` grams in `days` days; `None` at no pace.
+pub fn days_to_empty(remaining: f64, used: f64, days: f64) -> Option<f64> {
+    (used > 0.0).then(|| remaining / (used / days))
+}
+
+impl Inventory {
+    /// Every spool and filament with their stock, for the dashboard.
+    pub async fn overview(&self, principal: &Principal) -> Result<InventoryView, ServiceError> {
+        principal.require(Role::Viewer)?;
+        let catalogue = self.everything().await?;
+        let spools = self.db.spools().await?;
+        let slots = self.db.spool_slots(None).await?;
+        let since = UnixMillis::now().0 - 30 * 86_400_000;
+        let used: HashMap<i64, f64> = self.db.usage_since(since).await?.into_iter().collect();
+        let settings: HashMap<String, String> =
+            self.db.inventory_settings().await?.into_iter().collect();
+        let currency = settings
+            .get("currency")
+            .and_then(|c| serde_json::from_str::<String>(c).ok())
+            .unwrap_or_else(|| "EUR".into());
+        let low_stock_g = settings
+            .get(LOW_STOCK_KEY)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(DEFAULT_LOW_STOCK_G);
+        let vendor_name = |f: &Filament| {
+            f.vendor_id.and_then(|v| catalogue.vendors.get(&v)).map(|v| v.name.clone())
+        };
+        let name_of = |f: &Filament| {
+            f.name
+                .clone()
+                .or_else(|| f.material.clone())
+                .unwrap_or_else(|| format!("Filament {}", f.id))
+        };
+        let color_of =
+            |f: &Filament| f.color_hex.as_ref().map(|c| format!("#{}", &c[..c.len().min(6)]));
+        let mut stock: HashMap<i64, FilamentStock> = catalogue
+            .filaments
+            .values()
+            .map(|f| {
+                (
+                    f.id,
+                    FilamentStock {
+                        id: f.id,
+                        name: name_of(f),
+                        material: f.material.clone(),
+                        color: color_of(f),
+                        vendor: vendor_name(f),
+                        spools: 0,
+                        remaining_g: 0.0,
+                        used_30d_g: 0.0,
+                        days_to_empty: None,
+                        low: false,
+                    },
+                )
+            })
+            .collect();
+        let mut summaries = Vec::new();
+        for spool in &spools {
+            let Some(filament) = catalogue.filaments.get(&spool.filament_id) else { continue };
+            let remaining = render::remaining_weight(spool, filament);
+            if let Some(entry) = stock.get_mut(&filament.id) {
+                entry.used_30d_g += used.get(&spool.id).copied().unwrap_or(0.0);
+                if !spool.archived {
+                    entry.spools += 1;
+                    entry.remaining_g += remaining.unwrap_or(0.0);
+                }
+            }
+            let loaded = slots.iter().find(|s| s.spool_id == spool.id).map(|s| Loaded {
+                printer: s.printer_id.clone(),
+                unit: s.unit,
+                slot: s.slot,
+            });
+            summaries.push(SpoolSummary {
+                id: spool.id,
+                filament_id: filament.id,
+                name: name_of(filament),
+                material: filament.material.clone(),
+                color: color_of(filament),
+                vendor: vendor_name(filament),
+                remaining_g: remaining,
+                initial_g: spool.initial_weight.or(filament.weight),
+                used_g: spool.used_weight,
+                location: spool.location.clone(),
+                archived: spool.archived,
+                tagged: spool.rfid.is_some(),
+                loaded,
+                last_used: spool.last_used,
+            });
+        }
+        let mut filaments: Vec<FilamentStock> = stock
+            .into_values()
+            .map(|mut f| {
+                f.days_to_empty = days_to_empty(f.remaining_g, f.used_30d_g, 30.0);
+                f.low = f.spools > 0 && f.remaining_g < low_stock_g
+                    || f.days_to_empty.is_some_and(|d| d < 7.0);
+                f
+            })
+            .collect();
+        filaments.sort_by(|a, b| b.low.cmp(&a.low).then(a.name.cmp(&b.name)).then(a.id.cmp(&b.id)));
+        Ok(InventoryView { currency, low_stock_g, spools: summaries, filaments })
+    }
+}
+
+/// Where the low-stock threshold is kept (grams, as text).
+pub const LOW_STOCK_KEY: &str = "kitt_low_stock_g";

@@ -70,7 +70,8 @@ impl Printer {
         let model = self.settings.model;
         let state = &self.state;
         let mut fields = template::static_fields(model);
-        let mut ams = template::ams(model, self.settings.trays.as_deref());
+        let serial = self.settings.serial.to_string();
+        let mut ams = template::ams(model, self.settings.trays.as_deref(), &serial);
         ams.insert("tray_now".into(), json!(state.tray_now));
         let hms: Vec<Value> =
             state.hms.iter().map(|hms| json!({ "attr": hms.attr, "code": hms.code })).collect();

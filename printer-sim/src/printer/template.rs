@@ -137,7 +137,20 @@ fn object(value: Value) -> Map<String, Value> {
 
 /// The AMS block without `tray_now` (which the simulation sets).
 /// The AMS's four trays; `loaded` replaces their material and colour (`RRGGBB`), in order.
-pub fn ams(model: Model, loaded: Option<&[(String, String)]>) -> Map<String, Value> {
+/// A tagged spool's `tray_uuid`, unique to this printer's tray (each printer's spools are
+/// spools of their own): the template's, its last eight digits a hash of the serial.
+fn tray_uuid(template: &str, serial: &str) -> String {
+    if template.bytes().all(|b| b == b'0') {
+        return template.to_owned();
+    }
+    // FNV-1a.
+    let hash =
+        serial.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("{}{hash:08X}", &template[..template.len() - 8])
+}
+
+/// The AMS block; `serial` makes the tagged spools' identities this printer's own.
+pub fn ams(model: Model, loaded: Option<&[(String, String)]>, serial: &str) -> Map<String, Value> {
     let (info, temp) = match model.family() {
         // AMS Lite (type 2), which has no temperature sensor.
         Family::A1 => ("1002", "0.0"),
@@ -190,7 +203,7 @@ pub fn ams(model: Model, loaded: Option<&[(String, String)]>) -> Map<String, Val
                 "tray_temp": "55",
                 "tray_time": "8",
                 "tray_type": tray_type,
-                "tray_uuid": uuid,
+                "tray_uuid": tray_uuid(uuid, serial),
                 "tray_weight": "1000",
                 "xcam_info": "000000000000000000000000"
             })

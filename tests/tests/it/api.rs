@@ -1138,6 +1138,7 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("get", "/analytics", "viewer"),
         ("get", "/analytics/csv", "viewer"),
         ("get", "/analytics/estimate", "viewer"),
+        ("get", "/inventory", "viewer"),
         ("get", "/printers/{id}/slots", "viewer"),
         ("put", "/printers/{id}/slots", "operator"),
         ("get", "/spoolman-clients", "admin"),

@@ -375,6 +375,71 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.wait_text(job, "the missing filament", &["petg #ff6a13"]);
     browser.screenshot(&shots, "5f-queue-filament");
 
+    // Outcomes: the lab's X1C fails at layer 9; its end is an outcome in the review queue,
+    // with the reason its printer's words gave. An operator reviews it: the reason corrected,
+    // a quality and an aspect scored; it leaves the queue with the scores kept as given.
+    browser.click(&browser.wait("[data-nav=outcomes]"));
+    let pending = "[data-testid=outcome][data-reviewed=false]";
+    let card = browser.wait(pending);
+    let id = browser.attribute(&card, "data-outcome").unwrap();
+    let this = format!("[data-testid=outcome][data-outcome='{id}']");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the outcomes page"
+    );
+    assert_eq!(csp_violations(&browser), 0, "the outcomes page broke the Content-Security-Policy");
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "outcomes page text below WCAG AA");
+    browser.screenshot(&shots, "5g-outcomes-review");
+    browser.click(
+        &browser.wait(&format!("{this} [data-testid=review-reason] option[value=nozzle_clog]")),
+    );
+    browser.type_text(&browser.wait(&format!("{this} [data-testid=review-quality]")), "85");
+    browser.type_text(&browser.wait(&format!("{this} [data-testid=review-surface]")), "72");
+    browser.click(&browser.wait(&format!("{this} [data-testid=review-submit]")));
+    browser.wait_text("#toasts", "the review's notice", &["review saved"]);
+    browser.goto(&format!("{base}/outcomes?show=all"));
+    let reviewed = format!("[data-testid=outcome][data-outcome='{id}'][data-reviewed=true]");
+    browser.wait_text(
+        &format!("{reviewed} [data-testid=outcome-quality]"),
+        "the kept scores",
+        &["85 (surface 72)"],
+    );
+    browser.wait_text(
+        &format!("{reviewed} [data-testid=outcome-reason]"),
+        "the corrected reason",
+        &["nozzle clog"],
+    );
+    browser.screenshot(&shots, "5h-outcome-reviewed");
+
+    // The inventory: the demo printers' tagged AMS spools, found by their RFID tags.
+    browser.click(&browser.wait("[data-nav=inventory]"));
+    browser.wait("[data-testid=spool-row]");
+    browser.wait("[data-testid=stock-table] tbody tr");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the inventory page"
+    );
+    assert_eq!(csp_violations(&browser), 0, "the inventory page broke the Content-Security-Policy");
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "inventory page text below WCAG AA");
+    browser.screenshot(&shots, "5i-inventory");
+    // Analytics: the failed print counted against its printer.
+    browser.click(&browser.wait("[data-nav=analytics]"));
+    browser.wait_text(
+        "[data-testid=analytics-table]",
+        "the failed print counted",
+        &["00m09a351100002"],
+    );
+    browser.wait_text(
+        "[data-testid=estimate]",
+        "no estimate yet",
+        &["not enough reviewed outcomes"],
+    );
+    assert_eq!(csp_violations(&browser), 0, "the analytics page broke the Content-Security-Policy");
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "analytics page text below WCAG AA");
+    browser.screenshot(&shots, "5j-analytics");
+
     // The event log and the admin page.
     browser.goto(&format!("{base}/events"));
     browser.wait_all("[data-testid=events-table] tbody tr", 4);

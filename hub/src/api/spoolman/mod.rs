@@ -841,3 +841,56 @@ mod tests {
         );
     }
 }
+
+/// Request bodies of the Spoolman door that the dashboard sends, described for kitt's
+/// OpenAPI document (the door itself answers as Spoolman does; `docs/research/spoolman.md`).
+pub mod schema {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// `PUT /spoolman/api/v1/spool/{id}/measure`: a weigh-in, the spool's gross weight.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct SpoolmanMeasure {
+        /// Grams on the scale, spool included.
+        pub weight: f64,
+    }
+
+    /// `POST /spoolman/api/v1/filament`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct SpoolmanFilamentNew {
+        pub name: Option<String>,
+        pub material: Option<String>,
+        /// g/cm³.
+        pub density: f64,
+        /// mm.
+        pub diameter: f64,
+        /// Net filament of a full spool, g.
+        pub weight: Option<f64>,
+        /// The empty spool, g.
+        pub spool_weight: Option<f64>,
+        pub price: Option<f64>,
+        /// `RRGGBB`.
+        pub color_hex: Option<String>,
+    }
+
+    /// `POST /spoolman/api/v1/spool`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct SpoolmanSpoolNew {
+        pub filament_id: i64,
+        pub location: Option<String>,
+        pub price: Option<f64>,
+    }
+
+    /// `PATCH /spoolman/api/v1/spool/{id}`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct SpoolmanSpoolPatch {
+        pub archived: Option<bool>,
+        pub location: Option<String>,
+    }
+
+    /// What the dashboard reads of a vendor, filament or spool the door created.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct SpoolmanEntity {
+        pub id: i64,
+    }
+}
