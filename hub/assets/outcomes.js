@@ -35,7 +35,8 @@ export default function OutcomesPage({ search }) {
   );
   // A print's end (its event) and its outcome are committed together.
   useLive((message) => {
-    if (message.type === 'job' || (message.type === 'event' && message.event?.type === 'job_finished')) outcomes.reload();
+    const ended = ['job_finished', 'job_cancelled', 'job_failed'].includes(message.event?.type);
+    if (message.type === 'job' || (message.type === 'event' && ended)) outcomes.reload();
   });
   const canReview = me.value?.role === 'operator' || me.value?.role === 'admin';
   const list = outcomes.data?.outcomes ?? null;

@@ -186,6 +186,7 @@ export function describeEvent(event) {
     case 'printer_reachable': return 'Printer reachable';
     case 'printer_unreachable': return `Printer unreachable${event.reason ? `: ${event.reason}` : ''}`;
     case 'control_changed': return `Control: ${event.from} → ${event.to}`;
+    case 'low_stock': return `Low stock: ${event.reason ?? 'a filament is running out'}`;
     default: return event?.type ?? 'event';
   }
 }
@@ -194,11 +195,12 @@ export const EVENT_KINDS = [
   'state_changed', 'job_started', 'job_paused', 'job_resumed', 'job_finished', 'job_cancelled',
   'job_failed', 'hms_raised', 'hms_cleared', 'print_error_raised', 'print_error_cleared',
   'active_tray_changed', 'tray_changed', 'printer_reachable', 'printer_unreachable', 'control_changed',
+  'low_stock',
 ];
 
 export function eventKind(kind) {
   if (['job_failed', 'hms_raised', 'print_error_raised', 'printer_unreachable'].includes(kind)) return 'danger';
-  if (['job_paused', 'job_cancelled', 'control_changed'].includes(kind)) return 'warn';
+  if (['job_paused', 'job_cancelled', 'control_changed', 'low_stock'].includes(kind)) return 'warn';
   if (['job_finished', 'printer_reachable', 'hms_cleared', 'print_error_cleared'].includes(kind)) return 'ok';
   if (['job_started', 'job_resumed'].includes(kind)) return 'accent';
   return 'neutral';

@@ -383,6 +383,7 @@ async fn finish(
     let Some(row) = inserted else { return Ok(None) };
     let id: i64 = row.try_get(0)?;
     let mut spools = Vec::new();
+    let mut deducted: Vec<(i64, f64)> = Vec::new();
     let (mut grams_total, mut cost_total) = (0.0, None::<f64>);
     for slot_use in &planned {
         let (unit, slot) = match slot_use.tray {
@@ -403,6 +404,7 @@ async fn finish(
                 .execute(&mut **tx)
                 .await?;
             spools.push(spool.id);
+            deducted.push((spool.id, grams));
             cost = usage::filament_cost(
                 grams,
                 spool.price,
@@ -433,6 +435,7 @@ async fn finish(
         .execute(&mut **tx)
         .await?;
     }
+    low_stock_events(tx, &deducted, id, end.printer, end.at).await?;
     sqlx::query("UPDATE outcomes SET filament_g = $1, filament_cost = $2 WHERE id = $3")
         .bind(grams_total)
         .bind_f64(cost_total)
@@ -440,6 +443,81 @@ async fn finish(
         .execute(&mut **tx)
         .await?;
     Ok(Some((id, spools)))
+}
+
+/// A `low_stock` event for each filament this print's deductions took below the low-stock
+/// threshold (in the event log, as the hub's own: agent `hub:stock`).
+async fn low_stock_events(
+    tx: &mut Tx<'_>,
+    deducted: &[(i64, f64)],
+    outcome: i64,
+    printer: &str,
+    at: i64,
+) -> Result<(), DbError> {
+    if deducted.is_empty() {
+        return Ok(());
+    }
+    let threshold = sqlx::query("SELECT value FROM inventory_settings WHERE key = $1")
+        .bind(crate::service::inventory::LOW_STOCK_KEY)
+        .fetch_optional(&mut **tx)
+        .await?
+        .and_then(|row| row.try_get::<String, _>(0).ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(crate::service::inventory::DEFAULT_LOW_STOCK_G);
+    let mut by_filament: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for (spool, grams) in deducted {
+        let row = sqlx::query("SELECT filament_id FROM spools WHERE id = $1")
+            .bind(*spool)
+            .fetch_one(&mut **tx)
+            .await?;
+        *by_filament.entry(row.try_get::<i64, _>(0)?).or_default() += grams;
+    }
+    for (n, (filament, grams)) in by_filament.into_iter().enumerate() {
+        let rows = sqlx::query(
+            "SELECT s.initial_weight, f.weight, s.used_weight, f.name, f.material, f.color_hex \
+             FROM spools s JOIN filaments f ON f.id = s.filament_id \
+             WHERE s.filament_id = $1 AND s.archived = 0",
+        )
+        .bind(filament)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut after = 0.0;
+        let mut label = String::new();
+        for row in &rows {
+            let initial: Option<f64> = row.try_get::<Option<f64>, _>(0)?.or(row.try_get(1)?);
+            let used: f64 = row.try_get(2)?;
+            after += initial.map_or(0.0, |i| (i - used).max(0.0));
+            let name: Option<String> = row.try_get(3)?;
+            let material: Option<String> = row.try_get(4)?;
+            let color: Option<String> = row.try_get(5)?;
+            label = [name.or(material), color.map(|c| format!("#{c}"))]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        if rows.is_empty() || after >= threshold || after + grams < threshold {
+            continue;
+        }
+        let data = serde_json::json!({
+            "type": "low_stock",
+            "filament_id": filament,
+            "reason": format!("{label}: {after:.0} g left, below {threshold:.0} g"),
+            "remaining_g": after,
+            "threshold_g": threshold,
+        });
+        sqlx::query(
+            "INSERT INTO events (agent_id, seq, printer_id, kind, at, data) \
+             VALUES ('hub:stock', $1, $2, 'low_stock', $3, $4)",
+        )
+        .bind(outcome * 64 + n as i64)
+        .bind(printer)
+        .bind(at)
+        .bind(data.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A spool and what its cost and conversions need.

@@ -2011,7 +2011,8 @@ async fn an_ftps_refusal_and_a_full_card_fail_the_job_with_the_reason_and_a_retr
 /// it made, a finished one deducts its file's grams from each slot's spool; both once,
 /// whatever an agent restart or a replayed backlog brings again.
 async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<String>) {
-    let api = Api::start(db).await;
+    // Low stock at 860 g: the white spool (870 g) goes below it during the test, once.
+    let api = Api::start_with(db, |config| config.low_stock_g = 860.0).await;
     let operator = api.user("olga", "operator").await;
     let config = SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::A1)
         .with_intervals(Duration::from_millis(50), Duration::from_millis(50));
@@ -2165,6 +2166,13 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
     let (_, list) = api.get(&operator, "/api/v1/outcomes").await;
     assert_eq!(list["total"], 2, "{list}");
     assert_eq!(used().await, after_finish);
+    // The white PLA went below 860 g once: one event, whatever was replayed. The black one
+    // was below it from the start (no crossing), the green one stays above.
+    let (_, events) = api.get(&operator, "/api/v1/events?kind=low_stock").await;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let reason = events[0]["event"]["reason"].as_str().unwrap();
+    assert!(reason.contains("PLA #FFFFFF") && reason.contains("below 860 g"), "{reason}");
 
     // The review: the reason confirmed, scores kept exactly as given.
     let id = list["outcomes"][1]["id"].as_i64().unwrap();
