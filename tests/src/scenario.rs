@@ -289,6 +289,43 @@ impl Hub {
         self.call("POST", path, Some(&body.to_string()))
     }
 
+    /// `PUT /api/v1<path>` with a JSON body, as the admin.
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.call("PUT", path, Some(&body.to_string()))
+    }
+
+    /// A Spoolman client's base URL path (`/spoolman/<token>`), made with `kitt-hub spoolman
+    /// client add`, as an operator sets up Moonraker or Home Assistant.
+    pub fn spoolman_client(&self, name: &str) -> Result<String, String> {
+        let output = self.cli(&["spoolman", "client", "add", name]);
+        if !output.status.success() {
+            return Err(format!("kitt-hub spoolman client add: {output:?}"));
+        }
+        let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let at = url.find("/spoolman/").ok_or_else(|| format!("no /spoolman/ in {url:?}"))?;
+        Ok(url[at..].to_owned())
+    }
+
+    /// A request to the Spoolman API under a client's base path, with no credentials, as
+    /// Spoolman's clients send them: the JSON body of a 2xx, else what went wrong.
+    pub fn spoolman(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let body = body.map(Value::to_string);
+        let full = format!("{base}/api/v1{path}");
+        let response = crate::http::request(self.http_addr, method, &full, &[], body.as_deref())
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        if (200..300).contains(&response.status) {
+            Ok(response.json())
+        } else {
+            Err(format!("{method} {path}: {} {}", response.status, response.body))
+        }
+    }
+
     /// `POST /api/v1/files` with `bytes` as the multipart field `file` named `name`.
     pub fn upload(&self, name: &str, bytes: &[u8]) -> Result<Value, String> {
         let boundary = "kitt-scenario-boundary";

@@ -1007,3 +1007,180 @@ async fn a_day_of_jobs_runs_through_the_queue_on_a_mixed_farm() {
     verdict.require(agent.running.is_running(), "the agent exited");
     verdict.conclude();
 }
+
+/// Issue 18's system scenario: an A1 whose white, black and PETG spools carry RFID tags and
+/// whose green one does not (an operator puts its spool there through kitt's Spoolman API,
+/// as a Spoolman client); every job runs out of filament at layer 3. The first time the
+/// operator stops the print: its outcome is `filament_runout` and only what was made is
+/// deducted; the second time they load filament and resume: the print finishes and its
+/// file's grams come off each slot's spool. A `kill -9` of the agent afterwards deducts
+/// nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spools_follow_prints_a_runout_and_a_finished_print_on_a_farm() {
+    const A: &str = "03919A391800701";
+    let mut verdict = Verdict::new("materials-on-a-farm");
+    let fleet = Fleet::start();
+    let printer = fleet.printer(
+        PrinterSpec::new(A)
+            .option("--model", "N2S")
+            .option("--layers", "6")
+            .option("--layer-ms", "250")
+            .option("--trays", "PLA:FFFFFF,PLA:000000,PETG:FF6A13,PLA:00AE42")
+            .option("--runout-at-layer", "3"),
+    );
+    let mut agent = fleet.agent(AgentSpec::new("pi-spools").printer(&printer)).await;
+    let hub = &fleet.hub;
+    // The tagged trays become spools in their slots by themselves.
+    let slots = verdict.ok(wait_until(PATIENCE, "the tagged spools linked", || async {
+        hub.get(&format!("/printers/{A}/slots"))
+            .ok()
+            .filter(|s| s["slots"].as_array().is_some_and(|s| s.len() == 3))
+    })
+    .await);
+    // The green spool, untagged: made and put in its slot by the operator.
+    let base = verdict.ok(hub.spoolman_client("scenario-scale"));
+    let (Some(slots), Some(base)) = (slots, base) else {
+        verdict.conclude();
+        return;
+    };
+    let green = verdict
+        .ok(hub.spoolman(
+            &base,
+            "POST",
+            "/filament",
+            Some(&json!({
+            "name": "Green PLA", "material": "PLA", "density": 1.24, "diameter": 1.75,
+            "weight": 1000, "spool_weight": 200, "price": 24.0, "color_hex": "00AE42"})),
+        ))
+        .and_then(|f| {
+            verdict.ok(hub.spoolman(
+                &base,
+                "POST",
+                "/spool",
+                Some(&json!({"filament_id": f["id"]})),
+            ))
+        })
+        .and_then(|s| s["id"].as_i64());
+    let Some(green) = green else {
+        verdict.conclude();
+        return;
+    };
+    verdict.ok(
+        hub.put(&format!("/printers/{A}/slots"), &json!({"unit": 0, "slot": 3, "spool_id": green}))
+    );
+    let slot_spool = |unit: i64, slot: i64| {
+        slots["slots"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["unit"] == unit && s["slot"] == slot)
+            .and_then(|s| s["spool_id"].as_i64())
+    };
+    let spools: Vec<i64> =
+        [slot_spool(0, 0), slot_spool(0, 1), Some(green)].into_iter().flatten().collect();
+    verdict.require(spools.len() == 3, format!("the spools in slots 1, 2 and 4: {spools:?}"));
+    let used = || -> Vec<f64> {
+        spools
+            .iter()
+            .map(|id| {
+                hub.spoolman(&base, "GET", &format!("/spool/{id}"), None)
+                    .ok()
+                    .and_then(|s| s["used_weight"].as_f64())
+                    .unwrap_or(f64::NAN)
+            })
+            .collect()
+    };
+    let before = used();
+    let Some(file) =
+        verdict.ok(hub.upload("a1.gcode.3mf", &fixture("bambu-studio-1.10-a1.gcode.3mf")))
+    else {
+        verdict.conclude();
+        return;
+    };
+    // Slots 1, 2 and 6 of the file, in grams, to trays 1, 2 and 4.
+    let planned = [20.26, 2.15, 3.58];
+    let job = json!({
+        "file": file["id"], "name": "Benchy",
+        "materials": [{"slot": 1, "type": "PLA", "color": "#FFFFFF"},
+                      {"slot": 2, "type": "PLA", "color": "#000000"},
+                      {"slot": 6, "type": "PLA", "color": "#00AE42"}]});
+    let mut outcomes = Vec::new();
+    for (round, then) in [("stopped", "stop"), ("resumed", "resume")] {
+        verdict.ok(hub.post(&format!("/printers/{A}/plate-clear"), &json!({})));
+        let id = verdict.ok(hub.post("/jobs", &job)).and_then(|j| j["jobs"][0]["id"].as_i64());
+        let Some(id) = id else { break };
+        // This job printing, then its printer paused (not the last job's pause, still shown).
+        let printing = wait_until(PATIENCE, "the job printing", || async {
+            hub.get(&format!("/jobs/{id}")).ok().filter(|j| j["state"] == "printing")
+        })
+        .await;
+        if verdict.ok(printing).is_none() {
+            break;
+        }
+        let paused = wait_until(PATIENCE, "the runout's pause", || async {
+            hub.printer_json(A).filter(|p| p["state"]["state"] == "paused")
+        })
+        .await;
+        if verdict.ok(paused).is_none() {
+            break;
+        }
+        verdict.ok(hub.command_printer(A, &json!({"action": then})));
+        let outcome = wait_until(PATIENCE, "the print's outcome", || async {
+            let list = hub.get("/outcomes").ok()?;
+            list["outcomes"].as_array()?.iter().find(|o| o["job_id"] == id).cloned()
+        })
+        .await;
+        let Some(outcome) = verdict.ok(outcome) else { break };
+        verdict.fact(format!(
+            "the {round} print: {} ({}), {:.0} % made, {:.2} g, cost {:.2}",
+            outcome["result"].as_str().unwrap_or("?"),
+            outcome["reason"].as_str().unwrap_or("no reason"),
+            outcome["progress"].as_f64().unwrap_or(f64::NAN) * 100.0,
+            outcome["filament_g"].as_f64().unwrap_or(f64::NAN),
+            outcome["cost"].as_f64().unwrap_or(f64::NAN),
+        ));
+        outcomes.push(outcome);
+    }
+    let after = used();
+    if let [stopped, finished] = outcomes.as_slice() {
+        verdict.require(
+            stopped["result"] == "cancelled" && stopped["reason"] == "filament_runout",
+            format!("the stopped print's outcome: {stopped}"),
+        );
+        verdict.require(
+            finished["result"] == "success" && finished["reason"].is_null(),
+            format!("the resumed print's outcome: {finished}"),
+        );
+        let made = stopped["progress"].as_f64().unwrap_or(f64::NAN);
+        verdict.require(made > 0.0 && made < 1.0, format!("the stopped print made {made}"));
+        for (i, grams) in planned.iter().enumerate() {
+            let want = grams * made + grams;
+            let got = after[i] - before[i];
+            verdict.require(
+                (got - want).abs() < 1e-6,
+                format!("spool {} lost {got:.4} g, not {want:.4} g ({grams} g × {made:.3}, then {grams} g)", spools[i]),
+            );
+        }
+    } else {
+        verdict.problem(format!("{} outcomes, not 2", outcomes.len()));
+    }
+    // A kill -9 of the agent: everything it sends again is already counted.
+    let restarted_at = proto::UnixMillis::now().0;
+    agent.restart();
+    verdict.ok(hub.wait_online(&agent.id, true).await);
+    // A state the restarted agent observed has arrived: everything before it in its outbox
+    // (whatever it sent again) is ingested.
+    let settled = wait_until(PATIENCE, "a state from the restarted agent", || async {
+        hub.printer_json(A).filter(|p| p["state_at"].as_i64().is_some_and(|at| at > restarted_at))
+    })
+    .await;
+    verdict.ok(settled);
+    let list = hub.get("/outcomes").unwrap_or_default();
+    verdict.require(
+        list["total"] == 2,
+        format!("after the agent's restart: {} outcomes", list["total"]),
+    );
+    verdict.require(used() == after, "the agent's restart changed a spool's weight");
+    verdict.require(agent.running.is_running(), "the agent exited");
+    verdict.conclude();
+}
