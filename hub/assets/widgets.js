@@ -187,6 +187,7 @@ export function describeEvent(event) {
     case 'printer_unreachable': return `Printer unreachable${event.reason ? `: ${event.reason}` : ''}`;
     case 'control_changed': return `Control: ${event.from} → ${event.to}`;
     case 'low_stock': return `Low stock: ${event.reason ?? 'a filament is running out'}`;
+    case 'filament_used': return `Filament used: ${event.millimetres != null ? `${(event.millimetres / 1000).toFixed(2)} m` : 'unknown'}`;
     default: return event?.type ?? 'event';
   }
 }
@@ -195,7 +196,7 @@ export const EVENT_KINDS = [
   'state_changed', 'job_started', 'job_paused', 'job_resumed', 'job_finished', 'job_cancelled',
   'job_failed', 'hms_raised', 'hms_cleared', 'print_error_raised', 'print_error_cleared',
   'active_tray_changed', 'tray_changed', 'printer_reachable', 'printer_unreachable', 'control_changed',
-  'low_stock',
+  'low_stock', 'filament_used',
 ];
 
 export function eventKind(kind) {

@@ -157,6 +157,9 @@ pub struct Evidence {
     /// The printer's own words (Klippy's errors and shutdown reasons).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
+    /// Millimetres of filament the extruder pushed, as the printer counted them (Klipper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filament_mm: Option<f64>,
 }
 
 /// Most messages kept per print.
@@ -199,6 +202,9 @@ impl Evidence {
                 if self.messages.len() < MAX_MESSAGES && !self.messages.contains(message) =>
             {
                 self.messages.push(message.chars().take(500).collect());
+            }
+            PrinterEventKind::FilamentUsed { millimetres } => {
+                self.filament_mm = Some(f64::from(*millimetres));
             }
             _ => {}
         }

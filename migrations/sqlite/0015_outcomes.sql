@@ -6,7 +6,7 @@ CREATE TABLE prints_in_progress (
     printer_id TEXT PRIMARY KEY,
     agent_id TEXT NOT NULL,
     start_seq BIGINT NOT NULL,
-    started_at BIGINT NOT NULL,
+    started_at BIGINT,              -- null: the agent never saw it start (it came up mid-print)
     name TEXT,
     evidence TEXT NOT NULL          -- JSON
 );

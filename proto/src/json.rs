@@ -339,5 +339,8 @@ pub fn printer_event(event: &PrinterEventKind) -> Value {
         }
         PrinterEventKind::Fault { message } => json!({ "type": "fault", "message": message }),
         PrinterEventKind::FaultCleared => json!({ "type": "fault_cleared" }),
+        PrinterEventKind::FilamentUsed { millimetres } => {
+            json!({ "type": "filament_used", "millimetres": millimetres })
+        }
     }
 }

@@ -76,7 +76,7 @@ pub use printer::{
 };
 
 /// The newest wire version this build speaks, written in every frame it sends.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// The oldest wire version this build still decodes.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

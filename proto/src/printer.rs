@@ -336,6 +336,11 @@ pub enum PrinterEventKind {
     },
     /// Since wire version 5: the printer's message is gone (Klippy ready again).
     FaultCleared,
+    /// Since wire version 8: the filament the job's extruder pushed, as the printer counts
+    /// it (Klipper's `filament_used`), sent just before the job's end.
+    FilamentUsed {
+        millimetres: f32,
+    },
 }
 
 impl PrinterEventKind {
@@ -357,6 +362,7 @@ impl PrinterEventKind {
             | PrinterEventKind::Unreachable { .. }
             | PrinterEventKind::ControlChanged { .. } => 1,
             PrinterEventKind::Fault { .. } | PrinterEventKind::FaultCleared => 5,
+            PrinterEventKind::FilamentUsed { .. } => 8,
         }
     }
 }

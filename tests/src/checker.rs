@@ -454,7 +454,9 @@ fn stored_streams(serial: &str, records: &[Record], mut allowance: u32) -> Store
             | PrinterEventKind::TrayChanged { .. }
             // The Bambu simulator has no words of its own to say.
             | PrinterEventKind::Fault { .. }
-            | PrinterEventKind::FaultCleared => {}
+            | PrinterEventKind::FaultCleared
+            // Klipper's count: the Bambu simulator emits none.
+            | PrinterEventKind::FilamentUsed { .. } => {}
         }
     }
     stored

@@ -595,8 +595,19 @@ impl SyncClient {
 /// else); a `TelemetryV2` goes to a hub older than 5 as `Telemetry` (what has no place there,
 /// a Klipper part, a second nozzle, the printer's message, is lost to it). A printer's fault
 /// event has no older form: a hub older than 5 is not sent it (its seq is a gap there, as a
-/// dropped record's is), and the log says so. [`MIN_SESSION_VERSION`] keeps the rest out.
+/// dropped record's is), and the log says so; nor is a hub older than 8 sent a job's
+/// filament count. [`MIN_SESSION_VERSION`] keeps the rest out.
 fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
+    if version < 8 {
+        // A hub older than 8 cannot read a job's filament count; it deducts by the file.
+        records.retain(|record| {
+            !matches!(
+                &record.body,
+                RecordBody::PrinterEvent(event)
+                    if matches!(event.kind, proto::PrinterEventKind::FilamentUsed { .. })
+            )
+        });
+    }
     if version < 6 {
         // Only a hub of version 6 manages printers or reads discoveries: for an older one
         // these records answer nothing it asked.
@@ -783,6 +794,26 @@ mod tests {
         let records = for_session(vec![health_v3()], proto::PROTOCOL_VERSION);
         assert_eq!(records, [health_v3()]);
         assert_eq!(frame_version(records), 4);
+    }
+
+    #[test]
+    fn a_hub_older_than_8_is_not_sent_a_jobs_filament_count() {
+        use proto::{PrinterEvent, PrinterEventKind, PrinterId};
+        let printer = PrinterId::new("voron-1").unwrap();
+        let event = |seq, kind| Record {
+            seq: Seq(seq),
+            observed_at: UnixMillis(1),
+            body: RecordBody::PrinterEvent(PrinterEvent { printer: printer.clone(), kind }),
+        };
+        let used = event(1, PrinterEventKind::FilamentUsed { millimetres: 10.0 });
+        let ended = event(
+            2,
+            PrinterEventKind::JobFinished { job_name: None, outcome: proto::JobOutcome::Succeeded },
+        );
+        let both = vec![used.clone(), ended.clone()];
+        assert_eq!(for_session(both.clone(), 7), [ended]);
+        assert_eq!(for_session(both.clone(), 8), both);
+        assert_eq!(frame_version(vec![used]), 8);
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub const COSTS_KEY: &str = "kitt_costs";
 #[derive(Debug, Clone)]
 struct InProgress {
     start_seq: i64,
-    started_at: i64,
+    /// `None`: its start was never reported (the agent came up mid-print).
+    started_at: Option<i64>,
     name: Option<String>,
     evidence: Evidence,
 }
@@ -228,6 +229,7 @@ pub(super) async fn follow_prints(
                 | PrinterEventKind::PrintErrorRaised { .. }
                 | PrinterEventKind::PrintErrorCleared { .. }
                 | PrinterEventKind::Fault { .. }
+                | PrinterEventKind::FilamentUsed { .. }
         );
         if !relevant {
             continue;
@@ -241,7 +243,7 @@ pub(super) async fn follow_prints(
             PrinterEventKind::JobStarted { job_name, .. } => {
                 *print = Some(InProgress {
                     start_seq: record.seq.0 as i64,
-                    started_at: record.observed_at.0,
+                    started_at: Some(record.observed_at.0),
                     name: job_name.clone(),
                     evidence: Evidence::default(),
                 });
@@ -265,15 +267,21 @@ pub(super) async fn follow_prints(
                 }
             }
             kind => {
-                if let Some(print) = print.as_mut() {
-                    print.evidence.observe(kind);
-                    if matches!(kind, PrinterEventKind::JobPaused { .. })
-                        && moment(tx, all, printer, record.seq.0).await?.runout
-                    {
-                        print.evidence.runout_seen = true;
-                    }
-                    *dirty = true;
+                // A print whose start was never reported (the agent came up mid-print) is
+                // followed from what it says now.
+                let print = print.get_or_insert_with(|| InProgress {
+                    start_seq: record.seq.0 as i64,
+                    started_at: None,
+                    name: None,
+                    evidence: Evidence::default(),
+                });
+                print.evidence.observe(kind);
+                if matches!(kind, PrinterEventKind::JobPaused { .. })
+                    && moment(tx, all, printer, record.seq.0).await?.runout
+                {
+                    print.evidence.runout_seen = true;
                 }
+                *dirty = true;
             }
         }
     }
@@ -323,7 +331,7 @@ async fn finish(
     // The queue's job: its file's plate, the slots it was mapped to, who asked for it.
     let mut planned: Vec<SlotUsage> = Vec::new();
     let mut requested_by = None;
-    let mut started_at = print.as_ref().map(|p| p.started_at);
+    let mut started_at = print.as_ref().and_then(|p| p.started_at);
     if let Some(job) = end.job {
         let row = sqlx::query(
             "SELECT j.plate, j.mapping, j.created_by, j.started_at, f.meta FROM jobs j \
@@ -347,6 +355,18 @@ async fn finish(
                 planned = usage::planned(plate, &mapping, fraction);
             }
         }
+    }
+    // What the printer counted beats what the file planned (a Klipper printer's extruder
+    // count: one extruder, so one slot, the job's or the printer's only one).
+    if let Some(mm) = evidence.filament_mm.filter(|mm| *mm > 0.0) {
+        let first = planned.first();
+        planned = vec![SlotUsage {
+            tray: first.map_or(TrayRef::External, |u| u.tray),
+            grams: 0.0,
+            length_mm: Some(mm),
+            material: first.and_then(|u| u.material.clone()),
+            color: first.and_then(|u| u.color.clone()),
+        }];
     }
     let costs = costs_in(tx).await?;
     let duration_s = started_at.map(|s| ((end.at - s) / 1000).max(0));

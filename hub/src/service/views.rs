@@ -234,6 +234,10 @@ pub enum PrinterEvent {
         message: String,
     },
     FaultCleared,
+    /// The filament the job's extruder pushed, mm (Klipper's count).
+    FilamentUsed {
+        millimetres: f64,
+    },
 }
 
 /// An event's body: a known event, or (from an agent newer than this hub) whatever it said.
@@ -426,6 +430,7 @@ mod tests {
             },
             PrinterEventKind::Fault { message: "Klipper shut down".into() },
             PrinterEventKind::FaultCleared,
+            PrinterEventKind::FilamentUsed { millimetres: 1234.5 },
         ];
         for event in &events {
             let json = proto::json::printer_event(event);

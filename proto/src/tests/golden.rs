@@ -473,6 +473,7 @@ fn event_kinds() -> (&'static str, Vec<PrinterEventKind>) {
         },
         Fault => K::Fault { message: "Heater extruder not heating at expected rate".into() },
         FaultCleared => K::FaultCleared,
+        FilamentUsed => K::FilamentUsed { millimetres: 1234.5 },
     })
 }
 

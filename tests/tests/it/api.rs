@@ -2207,3 +2207,72 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
     drop(sim);
     api.stop().await;
 }
+
+/// A Klipper printer's own count of the filament a print pushed (Moonraker's
+/// `filament_used`, wire version 8) comes off the spool an operator put on it, converted by
+/// the spool's filament's diameter and density; the event log shows the count.
+#[tokio::test]
+async fn a_klipper_prints_filament_count_comes_off_the_spool_on_it() {
+    const VORON: &str = "voron-spool";
+    let api = Api::start(None).await;
+    let operator = api.user("olga", "operator").await;
+    let mut moonraker = printer_sim::moonraker::MoonrakerConfig::new(VORON);
+    moonraker.step_interval = Duration::from_millis(60);
+    moonraker.update_interval = Duration::from_millis(20);
+    moonraker.klipper.layers = 60;
+    moonraker.autostart = Some("benchy.gcode".into());
+    let printer = printer_sim::moonraker::start(moonraker).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        "state_dir = \"{}\"\n[telemetry]\ninterval_ms = 200\nhealth_interval_s = 3600\n\
+         [[printer]]\nkind = \"moonraker\"\nid = \"{VORON}\"\nurl = \"http://{}\"\nbuiltin_camera = false\n",
+        state.path().display(),
+        printer.addr(),
+    );
+    let config = edge_agent::config::AgentConfig::parse(&config).unwrap();
+    let agent = api.connect_via(state.path(), "pi-voron", config, VORON, api.hub.sync_addr).await;
+    eventually(api.hub.sync.changes(), "the printer printing", || async {
+        let (_, shown) = api.get(&operator, &format!("/api/v1/printers/{VORON}")).await;
+        (shown["state"]["state"] == "printing").then_some(())
+    })
+    .await;
+    // PETG, 1.75 mm at 1.27 g/cm³, on the printer's one spool.
+    let (_, filament) = api
+        .post(
+            &operator,
+            "/spoolman/api/v1/filament",
+            json!({
+            "material": "PETG", "density": 1.27, "diameter": 1.75, "weight": 1000}),
+        )
+        .await;
+    let (_, spool) =
+        api.post(&operator, "/spoolman/api/v1/spool", json!({"filament_id": filament["id"]})).await;
+    let spool = spool["id"].as_i64().unwrap();
+    let (status, body) = api
+        .put(
+            &operator,
+            &format!("/api/v1/printers/{VORON}/slots"),
+            json!({"unit": null, "slot": 0, "spool_id": spool}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let outcome = eventually(api.hub.sync.changes(), "the print's outcome", || async {
+        let (_, list) = api.get(&operator, "/api/v1/outcomes").await;
+        list["outcomes"].as_array().and_then(|o| o.first().cloned())
+    })
+    .await;
+    assert_eq!(outcome["result"], "success", "{outcome}");
+    let (_, events) = api.get(&operator, "/api/v1/events?kind=filament_used").await;
+    let millimetres = events["events"][0]["event"]["millimetres"].as_f64().expect("the count");
+    assert!(millimetres > 0.0);
+    // g = mm × π (d/2)² / 1000 × density.
+    let grams = millimetres * std::f64::consts::PI * 0.875 * 0.875 / 1000.0 * 1.27;
+    let usage = &outcome["usage"][0];
+    assert_eq!(usage["spool_id"], spool, "{outcome}");
+    assert!((usage["grams"].as_f64().unwrap() - grams).abs() < 1e-3, "{usage} vs {grams}");
+    let (_, after) = api.get(&operator, &format!("/spoolman/api/v1/spool/{spool}")).await;
+    assert!((after["used_weight"].as_f64().unwrap() - grams).abs() < 1e-3, "{after}");
+    agent.stop().await;
+    api.stop().await;
+}

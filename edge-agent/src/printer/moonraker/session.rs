@@ -502,6 +502,12 @@ impl Session {
                     _ => JobOutcome::Failed { print_error: None, hms: Vec::new() },
                 };
                 if self.job.take().is_some() || filename.is_some() {
+                    // What the extruder pushed: the history's count, else print_stats'.
+                    let used = job
+                        .and_then(|j| j.get("filament_used"))
+                        .and_then(Value::as_f64)
+                        .or_else(|| self.status.filament_used());
+                    push_filament_used(used, actions);
                     actions.push(Action::Event(PrinterEventKind::JobFinished {
                         job_name: filename,
                         outcome,
@@ -722,8 +728,18 @@ impl Session {
             _ => JobOutcome::Failed { print_error: None, hms: Vec::new() },
         };
         self.job = None;
+        if same {
+            push_filament_used(self.status.filament_used(), actions);
+        }
         let job_name = (!job.is_empty()).then_some(job);
         actions.push(Action::Event(PrinterEventKind::JobFinished { job_name, outcome }));
+    }
+}
+
+/// The filament a job used, just before its end, when Klipper counted some.
+fn push_filament_used(millimetres: Option<f64>, actions: &mut Vec<Action>) {
+    if let Some(mm) = millimetres.filter(|mm| mm.is_finite() && *mm > 0.0) {
+        actions.push(Action::Event(PrinterEventKind::FilamentUsed { millimetres: mm as f32 }));
     }
 }
 
@@ -1014,6 +1030,28 @@ mod tests {
             (PrintState::Printing, Some(4), Some(100))
         );
         assert!(events(&resumed).contains(&PrinterEventKind::JobResumed));
+    }
+
+    #[test]
+    fn a_jobs_end_carries_the_filament_klipper_counted_just_before_it() {
+        let mut h = Harness::new(SessionConfig::default());
+        h.ready(printing_status());
+        h.text(json!({ "jsonrpc": "2.0", "method": "notify_status_update",
+            "params": [{ "print_stats": { "filament_used": 812.25 } }, 4.0] }));
+        // The history's own count wins over print_stats'.
+        let ended = h.text(json!({ "jsonrpc": "2.0", "method": "notify_history_changed",
+            "params": [{ "action": "finished", "job": { "filename": "benchy.gcode",
+                "status": "completed", "filament_used": 1520.5 } }] }));
+        assert_eq!(
+            events(&ended),
+            [
+                PrinterEventKind::FilamentUsed { millimetres: 1520.5 },
+                PrinterEventKind::JobFinished {
+                    job_name: Some("benchy.gcode".into()),
+                    outcome: JobOutcome::Succeeded,
+                },
+            ]
+        );
     }
 
     #[test]

@@ -101,6 +101,12 @@ impl Status {
         self.object(object)?.get(field).filter(|value| !value.is_null())
     }
 
+    /// `print_stats.filament_used`: millimetres the extruder pushed in the current (or
+    /// last) job.
+    pub fn filament_used(&self) -> Option<f64> {
+        self.number("print_stats", "filament_used")
+    }
+
     fn number(&self, object: &str, field: &str) -> Option<f64> {
         self.field(object, field)?.as_f64().filter(|n| n.is_finite())
     }
