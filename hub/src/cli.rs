@@ -96,6 +96,10 @@ pub enum SpoolmanClientCommand {
         /// listen address when absent.
         #[arg(long)]
         url: Option<String>,
+        /// The printer whose usage this client reports (a Moonraker using kitt as its
+        /// Spoolman): kitt then deducts nothing itself for that printer's prints.
+        #[arg(long)]
+        printer: Option<String>,
     },
     /// List clients.
     List,
@@ -344,14 +348,15 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
                 crate::service::inventory::Inventory::new(db, crate::live::LiveHub::new());
             let cli = crate::service::Principal::internal("cli", crate::service::Role::Admin);
             match command {
-                SpoolmanClientCommand::Add { name, url } => {
-                    let (client, token) = match inventory.add_client(&cli, &name).await {
-                        Ok(added) => added,
-                        Err(error) => {
-                            eprint_line(&format!("kitt-hub: {error}"));
-                            return Ok(EXIT_CONFIG);
-                        }
-                    };
+                SpoolmanClientCommand::Add { name, url, printer } => {
+                    let (client, token) =
+                        match inventory.add_client(&cli, &name, printer.as_deref()).await {
+                            Ok(added) => added,
+                            Err(error) => {
+                                eprint_line(&format!("kitt-hub: {error}"));
+                                return Ok(EXIT_CONFIG);
+                            }
+                        };
                     let base = url.unwrap_or_else(|| format!("http://{}", config.http_listen));
                     print_line(&format!("{}/spoolman/{token}", base.trim_end_matches('/')));
                     eprint_line(&format!(
@@ -363,9 +368,10 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
                 SpoolmanClientCommand::List => {
                     for client in inventory.clients(&cli).await? {
                         print_line(&format!(
-                            "{}\t{}\trevoked={}\tlast_used={}",
+                            "{}\t{}\tprinter={}\trevoked={}\tlast_used={}",
                             client.id,
                             client.name,
+                            client.printer_id.as_deref().unwrap_or("-"),
                             client.revoked_at.is_some(),
                             client.last_used_at.map_or("never".into(), |t| t.to_string()),
                         ));

@@ -55,6 +55,7 @@ CREATE TABLE outcome_usage (
     grams DOUBLE PRECISION NOT NULL,
     length_mm DOUBLE PRECISION,
     cost DOUBLE PRECISION,
+    deducted BIGINT NOT NULL,       -- 0: a Spoolman client of the printer reports it
     PRIMARY KEY (outcome_id, unit, slot)
 );
 CREATE INDEX outcome_usage_spool ON outcome_usage (spool_id);

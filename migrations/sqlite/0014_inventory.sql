@@ -74,6 +74,7 @@ CREATE TABLE spoolman_clients (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     secret_hash TEXT NOT NULL,
+    printer_id TEXT,                -- the printer whose usage it reports (Moonraker's own)
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     last_used_at BIGINT,

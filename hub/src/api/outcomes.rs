@@ -204,6 +204,8 @@ pub async fn assign_slot(
 pub struct SpoolmanClientView {
     pub id: String,
     pub name: String,
+    /// The printer whose usage it reports; kitt deducts nothing itself for that printer.
+    pub printer: Option<String>,
     pub created_by: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
@@ -220,6 +222,9 @@ pub struct SpoolmanClientList {
 pub struct NewSpoolmanClient {
     /// What it is: `voron-moonraker`, `home-assistant`.
     pub name: String,
+    /// The printer whose usage it reports (a Moonraker using kitt as its Spoolman): kitt then
+    /// deducts nothing itself for that printer's prints, so nothing counts twice.
+    pub printer: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -245,6 +250,7 @@ pub async fn spoolman_clients(
             .map(|c| SpoolmanClientView {
                 id: c.id,
                 name: c.name,
+                printer: c.printer_id,
                 created_by: c.created_by,
                 created_at: c.created_at,
                 last_used_at: c.last_used_at,
@@ -263,7 +269,11 @@ pub async fn add_spoolman_client(
     Extension(principal): Extension<Principal>,
     JsonBody(request): JsonBody<NewSpoolmanClient>,
 ) -> Result<Response, ApiError> {
-    let (client, token) = state.services.inventory.add_client(&principal, &request.name).await?;
+    let (client, token) = state
+        .services
+        .inventory
+        .add_client(&principal, &request.name, request.printer.as_deref())
+        .await?;
     let created = SpoolmanClientCreated {
         id: client.id,
         name: client.name,

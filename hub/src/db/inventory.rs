@@ -90,6 +90,9 @@ fn spool(row: &AnyRow) -> Result<Spool, DbError> {
 pub struct SpoolmanClientRow {
     pub id: String,
     pub name: String,
+    /// The printer whose usage this client reports (Moonraker using kitt as its Spoolman):
+    /// kitt then deducts nothing itself for that printer's prints.
+    pub printer_id: Option<String>,
     pub created_by: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
@@ -403,14 +406,15 @@ impl Db {
         secret_hash: &str,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO spoolman_clients (id, name, secret_hash, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO spoolman_clients (id, name, secret_hash, created_by, created_at, \
+             printer_id) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
         .bind(secret_hash)
         .bind(client.created_by.as_str())
         .bind(client.created_at)
+        .bind(client.printer_id.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -418,7 +422,7 @@ impl Db {
 
     pub async fn spoolman_clients(&self) -> Result<Vec<SpoolmanClientRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, name, created_by, created_at, last_used_at, revoked_at \
+            "SELECT id, name, created_by, created_at, last_used_at, revoked_at, printer_id \
              FROM spoolman_clients ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
@@ -432,6 +436,7 @@ impl Db {
                     created_at: row.try_get(3)?,
                     last_used_at: row.try_get(4)?,
                     revoked_at: row.try_get(5)?,
+                    printer_id: row.try_get(6)?,
                 })
             })
             .collect()
@@ -443,8 +448,8 @@ impl Db {
         id: &str,
     ) -> Result<Option<(SpoolmanClientRow, String)>, DbError> {
         let row = sqlx::query(
-            "SELECT id, name, created_by, created_at, last_used_at, revoked_at, secret_hash \
-             FROM spoolman_clients WHERE id = $1 AND revoked_at IS NULL",
+            "SELECT id, name, created_by, created_at, last_used_at, revoked_at, secret_hash, \
+             printer_id FROM spoolman_clients WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -458,6 +463,7 @@ impl Db {
                     created_at: row.try_get(3)?,
                     last_used_at: row.try_get(4)?,
                     revoked_at: row.try_get(5)?,
+                    printer_id: row.try_get(7)?,
                 },
                 row.try_get(6)?,
             ))

@@ -402,6 +402,15 @@ async fn finish(
     .await?;
     let Some(row) = inserted else { return Ok(None) };
     let id: i64 = row.try_get(0)?;
+    // A Spoolman client that reports this printer's usage (its Moonraker) deducts it: kitt
+    // records the usage and leaves the spools to it, so nothing counts twice.
+    let reported_by_client = sqlx::query(
+        "SELECT id FROM spoolman_clients WHERE printer_id = $1 AND revoked_at IS NULL LIMIT 1",
+    )
+    .bind(end.printer)
+    .fetch_optional(&mut **tx)
+    .await?
+    .is_some();
     let mut spools = Vec::new();
     let mut deducted: Vec<(i64, f64)> = Vec::new();
     let (mut grams_total, mut cost_total) = (0.0, None::<f64>);
@@ -417,14 +426,16 @@ async fn finish(
             if let Some(mm) = slot_use.length_mm {
                 grams += weight_from_length(mm, spool.diameter, spool.density);
             }
-            sqlx::query(super::inventory::USE_SPOOL)
-                .bind(grams)
-                .bind(now / 1000 * 1000)
-                .bind(spool.id)
-                .execute(&mut **tx)
-                .await?;
-            spools.push(spool.id);
-            deducted.push((spool.id, grams));
+            if !reported_by_client {
+                sqlx::query(super::inventory::USE_SPOOL)
+                    .bind(grams)
+                    .bind(now / 1000 * 1000)
+                    .bind(spool.id)
+                    .execute(&mut **tx)
+                    .await?;
+                spools.push(spool.id);
+                deducted.push((spool.id, grams));
+            }
             cost = usage::filament_cost(
                 grams,
                 spool.price,
@@ -441,7 +452,7 @@ async fn finish(
         }
         sqlx::query(
             "INSERT INTO outcome_usage (outcome_id, unit, slot, spool_id, material, color, grams, \
-             length_mm, cost) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             length_mm, cost, deducted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(id)
         .bind(unit.map_or(-1, i64::from))
@@ -452,6 +463,7 @@ async fn finish(
         .bind(grams)
         .bind_f64(slot_use.length_mm)
         .bind_f64(cost)
+        .bind(i64::from(spool.is_some() && !reported_by_client))
         .execute(&mut **tx)
         .await?;
     }
@@ -806,6 +818,8 @@ pub struct UsageRow {
     pub grams: f64,
     pub length_mm: Option<f64>,
     pub cost: Option<f64>,
+    /// Taken off the spool by the hub (not when the printer's own Spoolman client reports it).
+    pub deducted: bool,
 }
 
 /// An operator's review of an outcome.
@@ -858,7 +872,7 @@ impl super::Db {
 
     pub async fn outcome_usage(&self, id: i64) -> Result<Vec<UsageRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT unit, slot, spool_id, material, color, grams, length_mm, cost \
+            "SELECT unit, slot, spool_id, material, color, grams, length_mm, cost, deducted \
              FROM outcome_usage WHERE outcome_id = $1 ORDER BY unit, slot",
         )
         .bind(id)
@@ -875,6 +889,7 @@ impl super::Db {
                     grams: row.try_get(5)?,
                     length_mm: row.try_get(6)?,
                     cost: row.try_get(7)?,
+                    deducted: row.try_get::<i64, _>(8)? != 0,
                 })
             })
             .collect()

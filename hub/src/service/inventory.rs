@@ -1169,10 +1169,14 @@ impl Inventory {
     // --- Spoolman clients ---------------------------------------------------------------
 
     /// A new client and its token (`ksm.<id>.<secret>`), shown once.
+    /// `printer`: the printer whose usage this client reports (Moonraker using kitt as its
+    /// Spoolman); kitt then deducts nothing itself for that printer's prints, so nothing is
+    /// counted twice.
     pub async fn add_client(
         &self,
         principal: &Principal,
         name: &str,
+        printer: Option<&str>,
     ) -> Result<(SpoolmanClientRow, String), ServiceError> {
         principal.require(Role::Admin)?;
         let name = name.trim();
@@ -1183,9 +1187,15 @@ impl Inventory {
         }
         let id = random_hex(8);
         let secret = random_hex(24);
+        if let Some(printer) = printer
+            && self.db.printer(printer).await?.is_none()
+        {
+            return Err(ServiceError::unknown_printer(printer));
+        }
         let row = SpoolmanClientRow {
             id: id.clone(),
             name: name.to_owned(),
+            printer_id: printer.map(str::to_owned),
             created_by: principal.name().to_owned(),
             created_at: now_ms(),
             last_used_at: None,

@@ -34,6 +34,9 @@ pub struct UsageView {
     pub color: Option<String>,
     pub grams: f64,
     pub cost: Option<f64>,
+    /// Taken off the spool by the hub; `false` when there was no spool, or when the printer's
+    /// own Spoolman client (its Moonraker) reports the usage itself.
+    pub deducted: bool,
 }
 
 /// A print that ended, with what it used, cost and why it failed.
@@ -396,6 +399,7 @@ impl Outcomes {
                 color: u.color,
                 grams: u.grams,
                 cost: u.cost,
+                deducted: u.deducted,
             })
             .collect();
         let from = row.started_at.unwrap_or(row.ended_at);

@@ -2213,13 +2213,26 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
 /// the spool's filament's diameter and density; the event log shows the count.
 #[tokio::test]
 async fn a_klipper_prints_filament_count_comes_off_the_spool_on_it() {
+    klipper_count(false).await;
+}
+
+/// When the printer's own Moonraker reports its usage to kitt as its Spoolman (a client
+/// added for that printer), kitt records the print's usage but leaves the spool to the
+/// client's reports: nothing counts twice.
+#[tokio::test]
+async fn a_klipper_printer_whose_moonraker_reports_its_usage_is_not_deducted_twice() {
+    klipper_count(true).await;
+}
+
+async fn klipper_count(moonraker_reports: bool) {
     const VORON: &str = "voron-spool";
     let api = Api::start(None).await;
     let operator = api.user("olga", "operator").await;
     let mut moonraker = printer_sim::moonraker::MoonrakerConfig::new(VORON);
     moonraker.step_interval = Duration::from_millis(60);
     moonraker.update_interval = Duration::from_millis(20);
-    moonraker.klipper.layers = 60;
+    // Seven seconds of printing: time to put the spool on it (and add the client) first.
+    moonraker.klipper.layers = 120;
     moonraker.autostart = Some("benchy.gcode".into());
     let printer = printer_sim::moonraker::start(moonraker).await.unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -2256,6 +2269,19 @@ async fn a_klipper_prints_filament_count_comes_off_the_spool_on_it() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let mut client = None;
+    if moonraker_reports {
+        let admin = api.user("ada", "admin").await;
+        let (status, added) = api
+            .post(
+                &admin,
+                "/api/v1/spoolman-clients",
+                json!({"name": "voron-moonraker", "printer": VORON}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        client = added["path"].as_str().map(str::to_owned);
+    }
 
     let outcome = eventually(api.hub.sync.changes(), "the print's outcome", || async {
         let (_, list) = api.get(&operator, "/api/v1/outcomes").await;
@@ -2271,6 +2297,18 @@ async fn a_klipper_prints_filament_count_comes_off_the_spool_on_it() {
     let usage = &outcome["usage"][0];
     assert_eq!(usage["spool_id"], spool, "{outcome}");
     assert!((usage["grams"].as_f64().unwrap() - grams).abs() < 1e-3, "{usage} vs {grams}");
+    assert_eq!(usage["deducted"], !moonraker_reports, "{usage}");
+    if let Some(client) = client {
+        // Moonraker reports the length itself, through its base URL, no credentials.
+        let (_, untouched) = api.get(&operator, &format!("/spoolman/api/v1/spool/{spool}")).await;
+        assert_eq!(untouched["used_weight"], 0.0, "{untouched}");
+        let request = Request::put(format!("{client}/api/v1/spool/{spool}/use"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"use_length": millimetres}).to_string()))
+            .unwrap();
+        let (status, _, reported) = api.call(request).await;
+        assert_eq!(status, StatusCode::OK, "{reported}");
+    }
     let (_, after) = api.get(&operator, &format!("/spoolman/api/v1/spool/{spool}")).await;
     assert!((after["used_weight"].as_f64().unwrap() - grams).abs() < 1e-3, "{after}");
     agent.stop().await;

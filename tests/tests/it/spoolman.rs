@@ -63,7 +63,7 @@ impl Hub {
         let hub = hub::app::start(config, shutdown.clone()).await.unwrap();
         let admin = Principal::internal("test", Role::Admin);
         let (_, token) =
-            hub.state.services.inventory.add_client(&admin, "moonraker").await.unwrap();
+            hub.state.services.inventory.add_client(&admin, "moonraker", None).await.unwrap();
         Hub { hub, _dir: dir, shutdown, base: format!("/spoolman/{token}/api/v1") }
     }
 
