@@ -698,6 +698,24 @@ async fn create_tagged(
     let filament: i64 = match existing {
         Some(row) => row.try_get(0)?,
         None => {
+            // Only Bambu Lab's own spools carry the tags its printers read (their empty spool:
+            // 250 g).
+            let vendor =
+                sqlx::query("SELECT id FROM vendors WHERE name = 'Bambu Lab' ORDER BY id LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let vendor: i64 = match vendor {
+                Some(row) => row.try_get(0)?,
+                None => sqlx::query(
+                    "INSERT INTO vendors (registered, name, empty_spool_weight, extra, comment) \
+                     VALUES ($1, 'Bambu Lab', 250, '{}', 'Made for the RFID-tagged spools its \
+                     printers read.') RETURNING id",
+                )
+                .bind(registered)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?,
+            };
             // PLA's density unless the material says otherwise; the printers' spools are 1 kg.
             let density = match material.as_deref().map(str::to_ascii_uppercase).as_deref() {
                 Some(m) if m.starts_with("PETG") => 1.27,
@@ -709,8 +727,9 @@ async fn create_tagged(
             };
             sqlx::query(
                 "INSERT INTO filaments (registered, name, material, density, diameter, weight, \
-                 color_hex, external_id, extra, comment) VALUES ($1, $2, $3, $4, 1.75, 1000, $5, \
-                 $6, '{}', 'Created from a tagged spool a printer reported.') RETURNING id",
+                 color_hex, external_id, extra, comment, vendor_id, spool_weight) VALUES ($1, $2, \
+                 $3, $4, 1.75, 1000, $5, $6, '{}', 'Created from a tagged spool a printer \
+                 reported.', $7, 250) RETURNING id",
             )
             .bind(registered)
             .bind(material.clone().unwrap_or_else(|| "Tagged spool".into()))
@@ -722,6 +741,7 @@ async fn create_tagged(
                 material.as_deref().unwrap_or("?"),
                 color.as_deref().unwrap_or("?")
             ))
+            .bind(vendor)
             .fetch_one(&mut **tx)
             .await?
             .try_get(0)?

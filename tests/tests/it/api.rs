@@ -2033,6 +2033,10 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
     assert_eq!(white["assigned_by"], "rfid");
     assert_eq!(white["spool"]["filament"]["material"], "PLA");
     assert_eq!(white["spool"]["filament"]["color_hex"], "FFFFFF");
+    assert_eq!(
+        white["spool"]["filament"]["vendor"]["name"], "Bambu Lab",
+        "only its spools have tags"
+    );
     assert_eq!(white["spool"]["remaining_weight"], 870.0, "87 % of a 1 kg spool");
     // The green tray has no tag: its spool is put there by hand.
     let (status, filament) = api
