@@ -66,7 +66,7 @@ export const FIELDS = {
   "PrinterEvent": {
     "type": "string", "from": "any?", "to": "any?", "job_name": "string?", "total_layers": "integer?",
     "reason": "any?", "error": "JobError?", "hms": "Hms?", "print_error": "string?", "ams": "integer?",
-    "tray": "Tray?", "millimetres": "number?"
+    "tray": "Tray?", "millimetres": "number?", "product": "string?", "slot": "integer?"
   },
   "JobError": { "print_error": "string?", "hms": "Hms[]" },
 

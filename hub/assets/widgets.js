@@ -187,6 +187,7 @@ export function describeEvent(event) {
     case 'printer_unreachable': return `Printer unreachable${event.reason ? `: ${event.reason}` : ''}`;
     case 'control_changed': return `Control: ${event.from} → ${event.to}`;
     case 'low_stock': return `Low stock: ${event.reason ?? 'a filament is running out'}`;
+    case 'spool_tagged': return `Tagged spool in ${event.ams == null ? 'the external holder' : `AMS ${event.ams + 1} slot ${(event.slot ?? 0) + 1}`}: ${event.product ?? 'unknown product'}`;
     case 'filament_used': return `Filament used: ${event.millimetres != null ? `${(event.millimetres / 1000).toFixed(2)} m` : 'unknown'}`;
     default: return event?.type ?? 'event';
   }
@@ -196,7 +197,7 @@ export const EVENT_KINDS = [
   'state_changed', 'job_started', 'job_paused', 'job_resumed', 'job_finished', 'job_cancelled',
   'job_failed', 'hms_raised', 'hms_cleared', 'print_error_raised', 'print_error_cleared',
   'active_tray_changed', 'tray_changed', 'printer_reachable', 'printer_unreachable', 'control_changed',
-  'low_stock', 'filament_used',
+  'low_stock', 'filament_used', 'spool_tagged',
 ];
 
 export function eventKind(kind) {

@@ -342,5 +342,17 @@ pub fn printer_event(event: &PrinterEventKind) -> Value {
         PrinterEventKind::FilamentUsed { millimetres } => {
             json!({ "type": "filament_used", "millimetres": millimetres })
         }
+        PrinterEventKind::SpoolTagged(tag) => json!({
+            "type": "spool_tagged",
+            "ams": tag.unit,
+            "slot": tag.slot,
+            "tray_uuid": tag.tray_uuid,
+            "product": tag.product,
+            "material": tag.material,
+            "color": tag.color.map(|c| c.to_hex()),
+            "weight_g": tag.weight_g,
+            "diameter_um": tag.diameter_um,
+            "remain_percent": tag.remain_percent,
+        }),
     }
 }

@@ -72,7 +72,7 @@ pub use neutral::{
 pub use printer::{
     AmsKind, AmsUnit, ControlCapability, Fan, FanKind, Hms, HmsSeverity, JobOutcome, Light,
     LightMode, LightNode, PrintState, PrinterEvent, PrinterEventKind, PrinterState,
-    PrinterTelemetry, Rgb, SpeedLevel, Tray, TrayRef,
+    PrinterTelemetry, Rgb, SpeedLevel, SpoolTag, Tray, TrayRef,
 };
 
 /// The newest wire version this build speaks, written in every frame it sends.

@@ -341,6 +341,30 @@ pub enum PrinterEventKind {
     FilamentUsed {
         millimetres: f32,
     },
+    /// Since wire version 8: a slot holds a spool whose RFID tag the printer read, and what
+    /// the tag says; sent when the tag is first seen in that slot, or changes.
+    SpoolTagged(SpoolTag),
+}
+
+/// What a spool's RFID tag says, as the printer reports it (Bambu's tray fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SpoolTag {
+    /// The AMS unit; `None` for the external spool holder.
+    pub unit: Option<u8>,
+    pub slot: u8,
+    /// The spool's identity (`tray_uuid`), the same whichever printer reads it.
+    pub tray_uuid: String,
+    /// The product line (`PLA Basic`, Bambu's `tray_sub_brands`).
+    pub product: Option<String>,
+    pub material: Option<String>,
+    pub color: Option<Rgb>,
+    /// Net filament of a full spool, grams (`tray_weight`).
+    pub weight_g: Option<u32>,
+    /// The filament's diameter, micrometres (`tray_diameter`).
+    pub diameter_um: Option<u32>,
+    /// Filament left, 0–100.
+    pub remain_percent: Option<u8>,
 }
 
 impl PrinterEventKind {
@@ -362,7 +386,7 @@ impl PrinterEventKind {
             | PrinterEventKind::Unreachable { .. }
             | PrinterEventKind::ControlChanged { .. } => 1,
             PrinterEventKind::Fault { .. } | PrinterEventKind::FaultCleared => 5,
-            PrinterEventKind::FilamentUsed { .. } => 8,
+            PrinterEventKind::FilamentUsed { .. } | PrinterEventKind::SpoolTagged(_) => 8,
         }
     }
 }

@@ -456,7 +456,8 @@ fn stored_streams(serial: &str, records: &[Record], mut allowance: u32) -> Store
             | PrinterEventKind::Fault { .. }
             | PrinterEventKind::FaultCleared
             // Klipper's count: the Bambu simulator emits none.
-            | PrinterEventKind::FilamentUsed { .. } => {}
+            | PrinterEventKind::FilamentUsed { .. }
+            | PrinterEventKind::SpoolTagged(_) => {}
         }
     }
     stored

@@ -599,12 +599,13 @@ impl SyncClient {
 /// filament count. [`MIN_SESSION_VERSION`] keeps the rest out.
 fn for_session(mut records: Vec<Record>, version: u16) -> Vec<Record> {
     if version < 8 {
-        // A hub older than 8 cannot read a job's filament count; it deducts by the file.
+        // A hub older than 8 cannot read a job's filament count (it deducts by the file) nor
+        // a spool's tag (it makes the spool from the tray it sees).
         records.retain(|record| {
             !matches!(
                 &record.body,
                 RecordBody::PrinterEvent(event)
-                    if matches!(event.kind, proto::PrinterEventKind::FilamentUsed { .. })
+                    if event.kind.since() >= 8
             )
         });
     }

@@ -658,7 +658,10 @@ pub(super) async fn link_tagged_spools(
             .await?;
         let id = match known {
             Some(row) => row.try_get::<i64, _>(0)?,
-            None => create_tagged(tx, slot, tag, now).await?,
+            None => match TagInfo::of_tray(slot) {
+                Some(info) => create_tagged(tx, &info, now).await?,
+                None => continue,
+            },
         };
         super::inventory::assign_slot_in(
             tx,
@@ -675,31 +678,93 @@ pub(super) async fn link_tagged_spools(
     Ok(changed)
 }
 
-/// A spool (and its filament, unless one of the same material and colour exists) from a
-/// tagged tray.
-async fn create_tagged(
+/// What a tagged spool is known by: its tag's words where the printer sent them
+/// ([`proto::SpoolTag`]), else the tray's.
+struct TagInfo<'a> {
+    tag: &'a str,
+    material: Option<String>,
+    /// `RRGGBB`.
+    color: Option<String>,
+    product: Option<String>,
+    weight_g: f64,
+    diameter_mm: f64,
+    remain_percent: Option<u8>,
+}
+
+impl TagInfo<'_> {
+    fn of_tray(slot: &proto::FilamentSlot) -> Option<TagInfo<'_>> {
+        Some(TagInfo {
+            tag: slot.tray.tray_uuid.as_deref()?,
+            material: slot.tray.material.clone(),
+            color: slot.tray.color.map(|c| c.to_hex().trim_start_matches('#').to_owned()),
+            product: None,
+            weight_g: 1000.0,
+            diameter_mm: 1.75,
+            remain_percent: slot.tray.remain_percent,
+        })
+    }
+
+    fn of_tag(tag: &proto::SpoolTag) -> TagInfo<'_> {
+        TagInfo {
+            tag: &tag.tray_uuid,
+            material: tag.material.clone(),
+            color: tag.color.map(|c| c.to_hex().trim_start_matches('#').to_owned()),
+            product: tag.product.clone(),
+            weight_g: tag.weight_g.map_or(1000.0, f64::from),
+            diameter_mm: tag.diameter_um.map_or(1.75, |um| f64::from(um) / 1000.0),
+            remain_percent: tag.remain_percent,
+        }
+    }
+}
+
+/// Makes the spools that tags reported in this batch name and the hub does not know yet,
+/// with what their tags say (product line, net weight, diameter); returns them.
+pub(super) async fn apply_spool_tags(
     tx: &mut Tx<'_>,
-    slot: &proto::FilamentSlot,
-    tag: &str,
+    records: &[Record],
+    foreign: &HashMap<&str, String>,
     now: i64,
-) -> Result<i64, DbError> {
-    let material = slot.tray.material.clone();
-    let color = slot.tray.color.map(|c| c.to_hex().trim_start_matches('#').to_owned());
+) -> Result<Vec<i64>, DbError> {
+    let mut made = Vec::new();
+    for record in records {
+        let RecordBody::PrinterEvent(event) = &record.body else { continue };
+        let PrinterEventKind::SpoolTagged(tag) = &event.kind else { continue };
+        if foreign.contains_key(event.printer.as_str()) {
+            continue;
+        }
+        let known = sqlx::query("SELECT id FROM spools WHERE rfid = $1")
+            .bind(tag.tray_uuid.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if known.is_none() {
+            made.push(create_tagged(tx, &TagInfo::of_tag(tag), now).await?);
+        }
+    }
+    Ok(made)
+}
+
+/// A spool (and its filament, unless one of the same product or material and colour
+/// exists) from a tag: a Bambu Lab spool, since only its spools carry the tags its
+/// printers read.
+async fn create_tagged(tx: &mut Tx<'_>, info: &TagInfo<'_>, now: i64) -> Result<i64, DbError> {
+    let material = info.material.clone();
+    let color = info.color.clone();
+    let key = format!(
+        "kitt:rfid:{}:{}",
+        info.product.as_deref().or(material.as_deref()).unwrap_or("?"),
+        color.as_deref().unwrap_or("?")
+    );
     let existing =
         sqlx::query("SELECT id FROM filaments WHERE external_id = $1 ORDER BY id LIMIT 1")
-            .bind(format!(
-                "kitt:rfid:{}:{}",
-                material.as_deref().unwrap_or("?"),
-                color.as_deref().unwrap_or("?")
-            ))
+            .bind(key.as_str())
             .fetch_optional(&mut **tx)
             .await?;
     let registered = now / 1000 * 1000;
     let filament: i64 = match existing {
         Some(row) => row.try_get(0)?,
         None => {
-            // Only Bambu Lab's own spools carry the tags its printers read (their empty spool:
-            // 250 g).
+            // Only Bambu Lab's own spools carry the tags its printers read (their empty
+            // spool: 250 g).
             let vendor =
                 sqlx::query("SELECT id FROM vendors WHERE name = 'Bambu Lab' ORDER BY id LIMIT 1")
                     .fetch_optional(&mut **tx)
@@ -716,7 +781,7 @@ async fn create_tagged(
                 .await?
                 .try_get(0)?,
             };
-            // PLA's density unless the material says otherwise; the printers' spools are 1 kg.
+            // PLA's density unless the material says otherwise.
             let density = match material.as_deref().map(str::to_ascii_uppercase).as_deref() {
                 Some(m) if m.starts_with("PETG") => 1.27,
                 Some(m) if m.starts_with("ABS") => 1.04,
@@ -725,39 +790,40 @@ async fn create_tagged(
                 Some(m) if m.starts_with("PC") => 1.2,
                 _ => 1.24,
             };
+            let name = info.product.clone().or_else(|| material.clone());
             sqlx::query(
                 "INSERT INTO filaments (registered, name, material, density, diameter, weight, \
                  color_hex, external_id, extra, comment, vendor_id, spool_weight) VALUES ($1, $2, \
-                 $3, $4, 1.75, 1000, $5, $6, '{}', 'Created from a tagged spool a printer \
-                 reported.', $7, 250) RETURNING id",
+                 $3, $4, $5, $6, $7, $8, '{}', 'Created from a tagged spool a printer \
+                 reported.', $9, 250) RETURNING id",
             )
             .bind(registered)
-            .bind(material.clone().unwrap_or_else(|| "Tagged spool".into()))
+            .bind(name.unwrap_or_else(|| "Tagged spool".into()))
             .bind(material.as_deref())
             .bind(density)
+            .bind(info.diameter_mm)
+            .bind(info.weight_g)
             .bind(color.as_deref())
-            .bind(format!(
-                "kitt:rfid:{}:{}",
-                material.as_deref().unwrap_or("?"),
-                color.as_deref().unwrap_or("?")
-            ))
+            .bind(key.as_str())
             .bind(vendor)
             .fetch_one(&mut **tx)
             .await?
             .try_get(0)?
         }
     };
-    let used =
-        slot.tray.remain_percent.map_or(0.0, |p| 1000.0 * (100.0 - f64::from(p.min(100))) / 100.0);
+    let used = info
+        .remain_percent
+        .map_or(0.0, |p| info.weight_g * (100.0 - f64::from(p.min(100))) / 100.0);
     let id: i64 = sqlx::query(
         "INSERT INTO spools (registered, filament_id, initial_weight, used_weight, archived, \
-         extra, rfid, comment) VALUES ($1, $2, 1000, $3, 0, '{}', $4, \
+         extra, rfid, comment) VALUES ($1, $2, $3, $4, 0, '{}', $5, \
          'Created from its RFID tag.') RETURNING id",
     )
     .bind(registered)
     .bind(filament)
+    .bind(info.weight_g)
     .bind(used)
-    .bind(tag)
+    .bind(info.tag)
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;

@@ -252,7 +252,8 @@ pub(super) async fn project(
     for (chunk, file) in snapshots {
         snapshot(tx, agent, chunk, file).await?;
     }
-    let mut spools = Vec::new();
+    // Tags first: a spool made from what its tag says, before the state's trays link it.
+    let mut spools = super::outcomes::apply_spool_tags(tx, records, &foreign, now.0).await?;
     for (printer, latest) in latest {
         spools.extend(super::outcomes::link_tagged_spools(tx, printer, latest.state, now.0).await?);
         // The row exists (claimed above) and is this agent's; the owner never changes here.

@@ -238,6 +238,20 @@ pub enum PrinterEvent {
     FilamentUsed {
         millimetres: f64,
     },
+    /// A slot holds a spool whose RFID tag the printer read.
+    SpoolTagged {
+        /// The AMS unit; `null` for the external spool.
+        ams: Option<u8>,
+        slot: u8,
+        tray_uuid: String,
+        product: Option<String>,
+        material: Option<String>,
+        /// `#RRGGBB`.
+        color: Option<String>,
+        weight_g: Option<u32>,
+        diameter_um: Option<u32>,
+        remain_percent: Option<u8>,
+    },
 }
 
 /// An event's body: a known event, or (from an agent newer than this hub) whatever it said.
@@ -431,6 +445,17 @@ mod tests {
             PrinterEventKind::Fault { message: "Klipper shut down".into() },
             PrinterEventKind::FaultCleared,
             PrinterEventKind::FilamentUsed { millimetres: 1234.5 },
+            PrinterEventKind::SpoolTagged(proto::SpoolTag {
+                unit: None,
+                slot: 0,
+                tray_uuid: "A1".into(),
+                product: Some("PLA Basic".into()),
+                material: Some("PLA".into()),
+                color: Some(proto::Rgb([1, 2, 3])),
+                weight_g: Some(1000),
+                diameter_um: Some(1750),
+                remain_percent: None,
+            }),
         ];
         for event in &events {
             let json = proto::json::printer_event(event);

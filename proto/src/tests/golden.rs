@@ -474,6 +474,17 @@ fn event_kinds() -> (&'static str, Vec<PrinterEventKind>) {
         Fault => K::Fault { message: "Heater extruder not heating at expected rate".into() },
         FaultCleared => K::FaultCleared,
         FilamentUsed => K::FilamentUsed { millimetres: 1234.5 },
+        SpoolTagged => K::SpoolTagged(crate::SpoolTag {
+            unit: Some(0),
+            slot: 2,
+            tray_uuid: "5E6F708192A3B4C5D6E7F8091A2B3C4D".into(),
+            product: Some("PETG HF".into()),
+            material: Some("PETG".into()),
+            color: Some(Rgb([0xC1, 0x2E, 0x1F])),
+            weight_g: Some(1000),
+            diameter_um: Some(1750),
+            remain_percent: Some(100),
+        }),
     })
 }
 

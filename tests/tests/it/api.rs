@@ -2037,6 +2037,7 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
         white["spool"]["filament"]["vendor"]["name"], "Bambu Lab",
         "only its spools have tags"
     );
+    assert_eq!(white["spool"]["filament"]["name"], "PLA Basic", "the tag's product line");
     assert_eq!(white["spool"]["remaining_weight"], 870.0, "87 % of a 1 kg spool");
     // The green tray has no tag: its spool is put there by hand.
     let (status, filament) = api
@@ -2176,7 +2177,7 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
     let events = events["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     let reason = events[0]["event"]["reason"].as_str().unwrap();
-    assert!(reason.contains("PLA #FFFFFF") && reason.contains("below 860 g"), "{reason}");
+    assert!(reason.contains("PLA Basic #FFFFFF") && reason.contains("below 860 g"), "{reason}");
 
     // The review: the reason confirmed, scores kept exactly as given.
     let id = list["outcomes"][1]["id"].as_i64().unwrap();

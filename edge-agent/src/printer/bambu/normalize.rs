@@ -266,6 +266,44 @@ fn ams_units(print: &Map<String, Value>) -> Vec<AmsUnit> {
         .collect()
 }
 
+/// The tagged spools the report's trays hold, with what their RFID tags say (a tray without
+/// a tag, `tray_uuid` all zeros, has none).
+pub fn spool_tags(print: &Map<String, Value>) -> Vec<proto::SpoolTag> {
+    let tag = |unit: Option<u8>, slot: u8, tray: &Map<String, Value>| -> Option<proto::SpoolTag> {
+        let described = self::tray(tray, slot);
+        let tray_uuid = described.tray_uuid?;
+        let grams = int(tray, "tray_weight").and_then(|g| u32::try_from(g).ok()).filter(|g| *g > 0);
+        let diameter = float(tray, "tray_diameter")
+            .filter(|d| *d > 0.5 && *d < 5.0)
+            .map(|d| (f64::from(d) * 1000.0).round() as u32);
+        Some(proto::SpoolTag {
+            unit,
+            slot,
+            tray_uuid,
+            product: text(tray, "tray_sub_brands"),
+            material: described.material,
+            color: described.color,
+            weight_g: grams,
+            diameter_um: diameter,
+            remain_percent: described.remain_percent,
+        })
+    };
+    let mut tags = Vec::new();
+    let units = print.get("ams").and_then(|a| a.get("ams")).and_then(Value::as_array);
+    for unit in units.into_iter().flatten().filter_map(Value::as_object) {
+        let Some(id) = int(unit, "id").and_then(|i| u8::try_from(i).ok()) else { continue };
+        let trays = unit.get("tray").and_then(Value::as_array);
+        for tray in trays.into_iter().flatten().filter_map(Value::as_object) {
+            let Some(slot) = int(tray, "id").and_then(|i| u8::try_from(i).ok()) else { continue };
+            tags.extend(tag(Some(id), slot, tray));
+        }
+    }
+    if let Some(external) = print.get("vt_tray").and_then(Value::as_object) {
+        tags.extend(tag(None, 0, external));
+    }
+    tags
+}
+
 fn tray(tray: &Map<String, Value>, slot: u8) -> Tray {
     let color = tray.get("tray_color").and_then(Value::as_str).and_then(|c| {
         let rgb = c.get(..6)?;

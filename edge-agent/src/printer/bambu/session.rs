@@ -105,6 +105,8 @@ pub struct Session {
     config: SessionConfig,
     merger: ReportMerger,
     deriver: EventDeriver,
+    /// The tagged spools last reported, to say only what is new.
+    tags: Vec<proto::SpoolTag>,
     context: Context,
     state: PrinterState,
     shown: bool,
@@ -127,6 +129,7 @@ impl Session {
             config,
             merger: ReportMerger::new(),
             deriver,
+            tags: Vec::new(),
             context,
             state,
             shown: false,
@@ -361,6 +364,20 @@ impl Session {
         // The events first, then the state they lead to: whoever acts on the state (the
         // plate check reads "finished") has by then heard of the job end that came with it.
         actions.extend(events.into_iter().map(Action::Event));
+        // Tagged spools first seen in their slot, or whose tag changed.
+        let tags = super::normalize::spool_tags(self.merger.document());
+        for tag in &tags {
+            let known = self.tags.iter().find(|t| t.unit == tag.unit && t.slot == tag.slot);
+            let same = known.is_some_and(|t| {
+                t.tray_uuid == tag.tray_uuid
+                    && t.product == tag.product
+                    && t.weight_g == tag.weight_g
+            });
+            if !same {
+                actions.push(Action::Event(PrinterEventKind::SpoolTagged(tag.clone())));
+            }
+        }
+        self.tags = tags;
         actions.push(Action::State(Box::new(self.state.clone())));
     }
 }

@@ -502,3 +502,40 @@ fn a_job_that_ended_while_the_agent_was_down_ends_with_the_printers_outcome() {
         }]
     );
 }
+
+#[test]
+fn a_tagged_spool_is_said_once_with_what_its_tag_says() {
+    let mut harness = Harness::new();
+    harness.report(fixture("pushall-n1-idle.json"));
+    let tags = |events: Vec<PrinterEventKind>| -> Vec<proto::SpoolTag> {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                PrinterEventKind::SpoolTagged(tag) => Some(tag),
+                _ => None,
+            })
+            .collect()
+    };
+    let tagged = harness.events(delta(json!({"ams": {"ams": [{"id": "0", "tray": [{
+        "id": "1", "tray_uuid": "0B1C2D3E4F5061728394A5B6C7D8E9F0", "tray_sub_brands": "PLA Basic",
+        "tray_type": "PLA", "tray_color": "000000FF", "tray_weight": "1000",
+        "tray_diameter": "1.75", "remain": 42}]}]}})));
+    assert_eq!(
+        tags(tagged),
+        [proto::SpoolTag {
+            unit: Some(0),
+            slot: 1,
+            tray_uuid: "0B1C2D3E4F5061728394A5B6C7D8E9F0".into(),
+            product: Some("PLA Basic".into()),
+            material: Some("PLA".into()),
+            color: Some(proto::Rgb([0, 0, 0])),
+            weight_g: Some(1000),
+            diameter_um: Some(1750),
+            remain_percent: Some(42),
+        }]
+    );
+    // The same spool printing on: not said again.
+    let later = harness.events(delta(json!({"ams": {"ams": [{"id": "0", "tray": [{
+        "id": "1", "remain": 41}]}]}})));
+    assert_eq!(tags(later), []);
+}
