@@ -477,8 +477,12 @@ async fn finish(
     Ok(Some((id, spools)))
 }
 
+/// Days of stock below which a filament is low, at the last 30 days' pace.
+pub const LOW_STOCK_DAYS: f64 = 7.0;
+
 /// A `low_stock` event for each filament this print's deductions took below the low-stock
-/// threshold (in the event log, as the hub's own: agent `hub:stock`).
+/// threshold, or to fewer than [`LOW_STOCK_DAYS`] of stock at the last 30 days' pace (in the
+/// event log, as the hub's own: agent `hub:stock`).
 async fn low_stock_events(
     tx: &mut Tx<'_>,
     deducted: &[(i64, f64)],
@@ -528,15 +532,41 @@ async fn low_stock_events(
                 .collect::<Vec<_>>()
                 .join(" ");
         }
-        if rows.is_empty() || after >= threshold || after + grams < threshold {
+        if rows.is_empty() {
             continue;
         }
+        // The last 30 days' pace, this print included, and before it.
+        let used_30d: f64 = sqlx::query(
+            "SELECT COALESCE(SUM(u.grams), 0.0) FROM outcome_usage u \
+             JOIN outcomes o ON o.id = u.outcome_id JOIN spools s ON s.id = u.spool_id \
+             WHERE s.filament_id = $1 AND o.ended_at >= $2 AND u.deducted = 1",
+        )
+        .bind(filament)
+        .bind(at - 30 * 86_400_000)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        let days_after = crate::service::inventory::days_to_empty(after, used_30d, 30.0);
+        let days_before =
+            crate::service::inventory::days_to_empty(after + grams, used_30d - grams, 30.0);
+        let soon = |days: Option<f64>| days.is_some_and(|d| d < LOW_STOCK_DAYS);
+        let reason = if after < threshold && after + grams >= threshold {
+            format!("{label}: {after:.0} g left, below {threshold:.0} g")
+        } else if soon(days_after) && !soon(days_before) {
+            format!(
+                "{label}: about {:.0} days left at the last 30 days' pace ({after:.0} g)",
+                days_after.unwrap_or(0.0)
+            )
+        } else {
+            continue;
+        };
         let data = serde_json::json!({
             "type": "low_stock",
             "filament_id": filament,
-            "reason": format!("{label}: {after:.0} g left, below {threshold:.0} g"),
+            "reason": reason,
             "remaining_g": after,
             "threshold_g": threshold,
+            "days_to_empty": days_after,
         });
         sqlx::query(
             "INSERT INTO events (agent_id, seq, printer_id, kind, at, data) \

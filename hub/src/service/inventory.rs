@@ -1550,7 +1550,7 @@ impl Inventory {
             .map(|mut f| {
                 f.days_to_empty = days_to_empty(f.remaining_g, f.used_30d_g, 30.0);
                 f.low = f.spools > 0 && f.remaining_g < low_stock_g
-                    || f.days_to_empty.is_some_and(|d| d < 7.0);
+                    || f.days_to_empty.is_some_and(|d| d < crate::db::outcomes::LOW_STOCK_DAYS);
                 f
             })
             .collect();

@@ -2051,8 +2051,13 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{filament}");
-    let (status, green) =
-        api.post(&operator, "/spoolman/api/v1/spool", json!({"filament_id": filament["id"]})).await;
+    let (status, green) = api
+        .post(
+            &operator,
+            "/spoolman/api/v1/spool",
+            json!({"filament_id": filament["id"], "remaining_weight": 2.0}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{green}");
     let green = green["id"].as_i64().unwrap();
     let (status, body) =
@@ -2171,13 +2176,25 @@ async fn prints_deduct_what_they_used_once_and_a_runout_is_named(db: Option<Stri
     let (_, list) = api.get(&operator, "/api/v1/outcomes").await;
     assert_eq!(list["total"], 2, "{list}");
     assert_eq!(used().await, after_finish);
-    // The white PLA went below 860 g once: one event, whatever was replayed. The black one
-    // was below it from the start (no crossing), the green one stays above.
+    // The white PLA went below 860 g once, the green one below a week of stock: one event
+    // each, whatever was replayed. The black one was below 860 g from the start.
     let (_, events) = api.get(&operator, "/api/v1/events?kind=low_stock").await;
-    let events = events["events"].as_array().unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
-    let reason = events[0]["event"]["reason"].as_str().unwrap();
-    assert!(reason.contains("PLA Basic #FFFFFF") && reason.contains("below 860 g"), "{reason}");
+    let reasons: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"]["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("PLA Basic #FFFFFF") && r.contains("below 860 g")),
+        "{reasons:?}"
+    );
+    // The green spool held 2 g: the runout's 1.79 g left it days from empty at that pace.
+    assert!(
+        reasons.iter().any(|r| r.contains("Green PLA #00AE42") && r.contains("days left")),
+        "{reasons:?}"
+    );
 
     // The review: the reason confirmed, scores kept exactly as given.
     let id = list["outcomes"][1]["id"].as_i64().unwrap();
