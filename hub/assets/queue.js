@@ -3,7 +3,7 @@
 // Jobs change live (the dispatcher's decisions arrive over the WebSocket).
 
 import { html, useState } from './lib.js';
-import { api } from './api.js';
+import { api, query } from './api.js';
 import { me, printers, useLive, useQuery } from './store.js';
 import { Badge, EmptyState, ErrorBox, Field, Loading, confirmDialog, toast, useTitle } from './ui.js';
 import { duration, relativeTime } from './format.js';
@@ -24,6 +24,9 @@ const PRIORITIES = [
 export default function QueuePage() {
   useTitle('Queue');
   const jobs = useQuery(() => api('/jobs', { resource: 'JobList' }), []);
+  // Success estimates, once enough reviewed outcomes exist to measure them.
+  const estimate = useQuery(() => api('/analytics/estimate', { resource: 'Estimate' }), []);
+  const estimates = estimate.data?.available === true;
   useLive((message) => {
     if (message.type === 'job') jobs.reload();
   });
@@ -36,12 +39,13 @@ export default function QueuePage() {
       <p>Add a plate of an uploaded file; it goes to a printer that fits it once that printer's plate is confirmed clear.</p>
       <p><a class="btn" href="/files">Files</a></p>
     <//>`;
-  } else body = html`<${JobTable} jobs=${list} canAct=${canAct} onChanged=${jobs.reload} />`;
+  } else body = html`<${JobTable} jobs=${list} canAct=${canAct} onChanged=${jobs.reload} estimates=${estimates} />`;
   const waiting = list?.filter((j) => j.state === 'queued').length ?? 0;
   const running = list?.filter((j) => ['assigned', 'transferring', 'uploading', 'starting', 'printing'].includes(j.state)).length ?? 0;
   return html`<div class="page">
     <div class="page-head"><div><h1>Queue</h1>
       <p class="muted" aria-live="polite">${list ? `${waiting} waiting · ${running} under way` : ''}</p>
+      ${estimate.data ? html`<p class="muted" data-testid="queue-estimate">Success estimates: ${estimate.data.message}.</p>` : null}
     </div></div>
     ${canAct ? html`<${AddJob} onAdded=${jobs.reload} />` : null}
     ${body}
@@ -117,16 +121,26 @@ function AddJob({ onAdded }) {
   </form>`;
 }
 
-function JobTable({ jobs, canAct, onChanged }) {
+function JobTable({ jobs, canAct, onChanged, estimates }) {
   return html`<div class="table-wrap"><table class="table stack" data-testid="jobs-table">
     <caption class="visually-hidden">Jobs in the order they go, then the last ones done</caption>
     <thead><tr><th scope="col">#</th><th scope="col">Job</th><th scope="col">State</th><th scope="col">Printer</th>
       <th scope="col">Where it is</th>${canAct ? html`<th scope="col">Actions</th>` : null}</tr></thead>
-    <tbody>${jobs.map((job) => html`<${JobRow} key=${job.id} job=${job} canAct=${canAct} onChanged=${onChanged} />`)}</tbody>
+    <tbody>${jobs.map((job) => html`<${JobRow} key=${job.id} job=${job} canAct=${canAct} onChanged=${onChanged} estimates=${estimates} />`)}</tbody>
   </table></div>`;
 }
 
-function JobRow({ job, canAct, onChanged }) {
+// A queued job's chance of success on its printer with its material, when offered.
+function JobEstimate({ job }) {
+  const printer = job.printer ?? job.target_printer ?? null;
+  const material = job.materials.find((m) => m.type)?.type ?? null;
+  const estimate = useQuery(() => api(`/analytics/estimate${query({ printer, material })}`, { resource: 'Estimate' }), [printer, material]);
+  const p = estimate.data?.success_probability;
+  if (p == null) return null;
+  return html`<br /><span class="muted" title=${estimate.data.message} data-testid="job-estimate">success ≈ ${Math.round(p * 100)}%</span>`;
+}
+
+function JobRow({ job, canAct, onChanged, estimates }) {
   const [busy, setBusy] = useState(false);
   async function act(action, body) {
     if (action === 'cancel') {
@@ -155,7 +169,8 @@ function JobRow({ job, canAct, onChanged }) {
     <td data-label="#">${job.queue_place ?? '—'}</td>
     <td data-label="Job"><div class="job-cell">
       ${job.thumbnail_url ? html`<img class="job-thumb" src=${job.thumbnail_url} alt="" width="40" height="40" loading="lazy" />` : null}
-      <div><strong>${name}</strong><br /><span class="muted">${job.file_name ?? job.file} · plate ${job.plate}${job.estimated_s ? ` · ${duration(job.estimated_s)}` : ''}</span></div>
+      <div><strong>${name}</strong><br /><span class="muted">${job.file_name ?? job.file} · plate ${job.plate}${job.estimated_s ? ` · ${duration(job.estimated_s)}` : ''}</span>
+        ${estimates && queued ? html`<${JobEstimate} job=${job} />` : null}</div>
     </div></td>
     <td data-label="State">
       <${Badge} kind=${STATE_KIND[job.state] ?? 'neutral'}>${job.state}<//>

@@ -365,6 +365,12 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     );
     assert_eq!(csp_violations(&browser), 0, "the queue page broke the Content-Security-Policy");
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "queue page text below WCAG AA");
+    // No success estimate yet: too few reviewed outcomes, and the queue says so.
+    browser.wait_text(
+        "[data-testid=queue-estimate]",
+        "the estimate's state",
+        &["not enough reviewed outcomes"],
+    );
     browser.screenshot(&shots, "5e-queue-waiting");
     browser.click(&browser.wait("[data-nav=fleet]"));
     let desk = "[data-printer-id='0309CA391800003']";
