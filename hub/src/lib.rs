@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod assistant;
 pub mod ca;
 pub mod camera;
 pub mod cli;
