@@ -22,32 +22,40 @@ export function onUnauthorized(handler) {
   unauthorized = handler;
 }
 
-// `resource`: the name in `schema.js`'s FIELDS of what the answer is; null for an answer
-// the dashboard does not read. `request`: the name of what `body` is.
-export async function api(path, { method = 'GET', body, request, resource = null } = {}) {
+// Sends a request with the session's credentials; a body is JSON, cut to what `request`
+// (its name in `schema.js`'s FIELDS) declares. Returns the response and its JSON (null for
+// none). A 401 (except on `login` itself) ends the session.
+async function send(url, { method = 'GET', body, request, login = false } = {}) {
   const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (body !== undefined) {
-    if (!request) throw new Error(`a body for ${path} needs its request name`);
+    if (!request) throw new Error(`a body for ${url} needs its request name`);
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(shape(request, body));
   }
   let response;
   try {
-    response = await fetch(`/api/v1${path}`, init);
+    response = await fetch(url, init);
   } catch {
     throw new ApiError(0, 'network', 'the hub cannot be reached; check the connection');
   }
-  if (response.status === 401 && path !== '/login') {
+  if (response.status === 401 && !login) {
     unauthorized();
     throw new ApiError(401, 'unauthorized', 'your session has ended; log in again');
   }
-  if (response.status === 204) return null;
+  if (response.status === 204) return { response, data: null };
   let data = null;
   try {
     data = await response.json();
   } catch {
     data = null;
   }
+  return { response, data };
+}
+
+// `resource`: the name in `schema.js`'s FIELDS of what the answer is; null for an answer
+// the dashboard does not read. `request`: the name of what `body` is.
+export async function api(path, { method = 'GET', body, request, resource = null } = {}) {
+  const { response, data } = await send(`/api/v1${path}`, { method, body, request, login: path === '/login' });
   if (!response.ok) {
     const error = shape('ErrorBody', data)?.error;
     throw new ApiError(response.status, error?.code ?? 'http', error?.message ?? `the hub answered ${response.status}`,
@@ -96,28 +104,7 @@ export function upload(path, file, { resource, onProgress = () => {} }) {
 // same API Spoolman's clients use. Its errors are Spoolman's: `{"message"}`, or FastAPI's
 // `{"detail": [...]}` for a request it could not read.
 export async function spoolman(path, { method = 'GET', body, request, resource = null } = {}) {
-  const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
-  if (body !== undefined) {
-    if (!request) throw new Error(`a body for ${path} needs its request name`);
-    init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(shape(request, body));
-  }
-  let response;
-  try {
-    response = await fetch(`/spoolman/api/v1${path}`, init);
-  } catch {
-    throw new ApiError(0, 'network', 'the hub cannot be reached; check the connection');
-  }
-  if (response.status === 401) {
-    unauthorized();
-    throw new ApiError(401, 'unauthorized', 'your session has ended; log in again');
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
+  const { response, data } = await send(`/spoolman/api/v1${path}`, { method, body, request });
   if (!response.ok) {
     const detail = Array.isArray(data?.detail) ? data.detail.map((d) => `${(d.loc ?? []).slice(1).join('.')}: ${d.msg}`).join('; ') : null;
     const message = typeof data?.message === 'string' ? data.message : detail ?? `the hub answered ${response.status}`;

@@ -65,3 +65,28 @@ pub fn init() {
     }
     edge_agent::init_crypto();
 }
+
+/// Runs each check (an `async fn check(database_url: Option<String>)` of the calling module)
+/// on SQLite (`None`) and on a fresh PostgreSQL database, as `sqlite::check` and
+/// `postgres::check`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($check:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(None).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(Some($crate::postgres::fresh_database().await)).await;
+                }
+            )+
+        }
+    };
+}

@@ -20,28 +20,7 @@ use tower::ServiceExt;
 
 const SERIAL: &str = "01P00A391800321";
 
-macro_rules! on_both_backends {
-    ($($check:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    super::$check(None).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    super::$check(Some(tests::postgres::fresh_database().await)).await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+tests::on_both_backends!(
     a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer,
     no_anonymous_access_roles_and_bad_input_get_clear_json_errors,
     a_command_to_an_offline_agent_is_held_until_it_expires_and_reported,

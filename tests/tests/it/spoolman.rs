@@ -13,28 +13,7 @@ use tests::http::Response;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-macro_rules! on_both_backends {
-    ($($check:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    super::$check(None).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    super::$check(Some(tests::postgres::fresh_database().await)).await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+tests::on_both_backends!(
     a_client_creates_filters_sorts_pages_and_gets_spoolmans_errors,
     spools_are_used_weighed_archived_and_extra_fields_merge,
     websockets_push_every_change_and_answer_pings_and_tokens_revoke,
