@@ -1047,16 +1047,4 @@ impl super::Db {
         .await?;
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
-
-    /// The settings the ingest prices hours with.
-    pub async fn costs(&self) -> Result<Costs, DbError> {
-        let row = sqlx::query("SELECT value FROM inventory_settings WHERE key = $1")
-            .bind(COSTS_KEY)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(row) => serde_json::from_str(&row.try_get::<String, _>(0)?).unwrap_or_default(),
-            None => Costs::default(),
-        })
-    }
 }

@@ -84,13 +84,6 @@ pub struct Spool {
     pub rfid: Option<String>,
 }
 
-impl Spool {
-    /// `max(initial − used, 0)`; unknown without an initial weight.
-    pub fn remaining_weight(&self) -> Option<f64> {
-        self.initial_weight.map(|initial| (initial - self.used_weight).max(0.0))
-    }
-}
-
 /// Millimetres of filament of `diameter` mm and `density` g/cm³ that weigh `grams`.
 pub fn length_from_weight(grams: f64, diameter: f64, density: f64) -> f64 {
     let area_mm2 = std::f64::consts::PI * (diameter / 2.0).powi(2);
@@ -160,31 +153,5 @@ mod tests {
         assert!((grams - 2.9825).abs() < 0.001, "{grams}");
         let back = length_from_weight(grams, 1.75, 1.24);
         assert!((back - 1000.0).abs() < 1e-9, "{back}");
-    }
-
-    #[test]
-    fn remaining_weight_never_goes_below_zero_and_is_unknown_without_an_initial_weight() {
-        let mut spool = Spool {
-            id: 1,
-            registered: 0,
-            first_used: None,
-            last_used: None,
-            filament_id: 1,
-            price: None,
-            initial_weight: Some(1000.0),
-            spool_weight: None,
-            used_weight: 250.0,
-            location: None,
-            lot_nr: None,
-            comment: None,
-            archived: false,
-            extra: Extra::new(),
-            rfid: None,
-        };
-        assert_eq!(spool.remaining_weight(), Some(750.0));
-        spool.used_weight = 1200.0;
-        assert_eq!(spool.remaining_weight(), Some(0.0));
-        spool.initial_weight = None;
-        assert_eq!(spool.remaining_weight(), None);
     }
 }

@@ -202,6 +202,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn remaining_weight_never_goes_below_zero_and_falls_back_to_the_filaments_weight() {
+        let filament = Filament {
+            id: 1,
+            registered: 0,
+            name: None,
+            vendor_id: None,
+            material: None,
+            price: None,
+            density: 1.24,
+            diameter: 1.75,
+            weight: None,
+            spool_weight: None,
+            article_number: None,
+            comment: None,
+            settings_extruder_temp: None,
+            settings_bed_temp: None,
+            color_hex: None,
+            multi_color_hexes: None,
+            multi_color_direction: None,
+            external_id: None,
+            extra: crate::inventory::Extra::new(),
+        };
+        let mut spool = Spool {
+            id: 1,
+            registered: 0,
+            first_used: None,
+            last_used: None,
+            filament_id: 1,
+            price: None,
+            initial_weight: Some(1000.0),
+            spool_weight: None,
+            used_weight: 250.0,
+            location: None,
+            lot_nr: None,
+            comment: None,
+            archived: false,
+            extra: crate::inventory::Extra::new(),
+            rfid: None,
+        };
+        assert_eq!(remaining_weight(&spool, &filament), Some(750.0));
+        spool.used_weight = 1200.0;
+        assert_eq!(remaining_weight(&spool, &filament), Some(0.0));
+        spool.initial_weight = None;
+        assert_eq!(remaining_weight(&spool, &filament), None);
+        let full = Filament { weight: Some(1500.0), ..filament };
+        assert_eq!(remaining_weight(&spool, &full), Some(300.0));
+    }
+
+    #[test]
     fn times_are_utc_with_a_z_and_microseconds_only_when_there_are_some() {
         assert_eq!(datetime(1_714_558_272_000), "2024-05-01T10:11:12Z");
         assert_eq!(datetime(1_714_558_272_345), "2024-05-01T10:11:12.345000Z");
