@@ -5,8 +5,9 @@
 
 import { html, useState } from './lib.js';
 import { api, spoolman } from './api.js';
-import { me, useQuery } from './store.js';
-import { Badge, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, toast, useTitle } from './ui.js';
+import { me, printers, useQuery } from './store.js';
+import { Badge, CodeBlock, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, toast, useTitle } from './ui.js';
+import { printerName } from './widgets.js';
 import { relativeTime } from './format.js';
 
 // Densities by material, g/cm³ (what a new filament gets unless told otherwise).
@@ -47,7 +48,8 @@ export default function InventoryPage() {
         ${spools.length ? html`<${SpoolTable} spools=${spools} canEdit=${canEdit} onChanged=${inventory.reload} />`
           : html`<${EmptyState} title="No spools yet"><p>Spools with RFID tags appear when a printer reads them; add the others here.</p><//>`}
       </section>
-      ${canEdit ? html`<section class="panel" aria-labelledby="add-h"><h2 id="add-h">Add a spool</h2><${AddSpool} onAdded=${inventory.reload} /></section>` : null}`;
+      ${canEdit ? html`<section class="panel" aria-labelledby="add-h"><h2 id="add-h">Add a spool</h2><${AddSpool} onAdded=${inventory.reload} /></section>` : null}
+      ${me.value?.role === 'admin' ? html`<section class="panel" aria-labelledby="clients-h"><h2 id="clients-h">Spoolman clients</h2><${SpoolmanClients} /></section>` : null}`;
   }
   return html`<div class="page">
     <div class="page-head"><div><h1>Inventory</h1>
@@ -171,4 +173,66 @@ function AddSpool({ onAdded }) {
     <${Field} label="Location" control=${(id) => html`<input id=${id} type="text" maxlength="64" value=${location} onInput=${(e) => setLocation(e.currentTarget.value)} />`} />
     <div class="field field-action"><button type="submit" class="btn btn-primary">Add spool</button></div>
   </form>`;
+}
+
+// Spoolman clients (admins): each a base URL with its own token, for Moonraker's
+// `[spoolman] server:`, OctoPrint-Spoolman or Home Assistant; shown once, revocable.
+function SpoolmanClients() {
+  const clients = useQuery(() => api('/spoolman-clients', { resource: 'SpoolmanClientList' }), []);
+  const [name, setName] = useState('');
+  const [printer, setPrinter] = useState('');
+  const [created, setCreated] = useState(null);
+  const known = [...printers.value.values()].map((p) => p.value).sort((a, b) => printerName(a).localeCompare(printerName(b)));
+  async function submit(event) {
+    event.preventDefault();
+    try {
+      const answer = await api('/spoolman-clients', {
+        method: 'POST',
+        request: 'NewSpoolmanClient',
+        body: { name: name.trim(), printer: printer || null },
+        resource: 'SpoolmanClientCreated',
+      });
+      setCreated(`${location.origin}${answer.path}`);
+      setName('');
+      setPrinter('');
+      clients.reload();
+    } catch (error) {
+      if (error.status !== 401) toast(`Could not add the client: ${error.message}`, 'error');
+    }
+  }
+  async function revoke(client) {
+    try {
+      await api(`/spoolman-clients/${encodeURIComponent(client.id)}`, { method: 'DELETE' });
+      toast(`${client.name} revoked`, 'ok');
+      clients.reload();
+    } catch (error) {
+      if (error.status !== 401) toast(`Could not revoke: ${error.message}`, 'error');
+    }
+  }
+  const list = clients.data?.clients ?? [];
+  return html`
+    ${list.length ? html`<div class="table-wrap"><table class="table stack" data-testid="spoolman-clients">
+      <thead><tr><th scope="col">Client</th><th scope="col">Reports for</th><th scope="col">Last used</th><th scope="col">Status</th></tr></thead>
+      <tbody>${list.map((c) => html`<tr key=${c.id}>
+        <th scope="row" data-label="Client"><div>${c.name}<span class="muted"> · ${c.id}</span></div></th>
+        <td data-label="Reports for">${c.printer ?? '—'}</td>
+        <td data-label="Last used">${c.last_used_at ? relativeTime(c.last_used_at) : 'never'}</td>
+        <td data-label="Status">${c.revoked ? html`<${Badge} kind="muted">revoked<//>` : html`<button type="button" class="btn btn-small btn-danger"
+          onClick=${() => revoke(c)}>Revoke<${VisuallyHidden}> ${c.name}<//></button>`}</td>
+      </tr>`)}</tbody>
+    </table></div>` : html`<p class="muted">No Spoolman clients yet.</p>`}
+    <form class="form-row" onSubmit=${submit} aria-label="Add a Spoolman client">
+      <${Field} label="Client" hint="Such as voron-moonraker or home-assistant" control=${(id, hint) => html`<input id=${id} aria-describedby=${hint}
+        type="text" maxlength="64" required value=${name} onInput=${(e) => setName(e.currentTarget.value)} data-testid="spoolman-client-name" />`} />
+      <${Field} label="Reports usage for" hint="A Moonraker using kitt as its Spoolman" control=${(id, hint) => html`<select id=${id}
+        aria-describedby=${hint} value=${printer} onChange=${(e) => setPrinter(e.currentTarget.value)}>
+        <option value="">no printer</option>
+        ${known.map((p) => html`<option key=${p.id} value=${p.id}>${printerName(p)}</option>`)}
+      </select>`} />
+      <div class="field field-action"><button type="submit" class="btn btn-primary" data-testid="spoolman-client-add">Add client</button></div>
+    </form>
+    <div aria-live="polite">${created ? html`<div class="banner banner-ok" data-testid="spoolman-client-url">
+      <p><strong>Its base URL, shown only once: </strong>configure the client with it (Moonraker: <code>[spoolman] server:</code>).</p>
+      <${CodeBlock} text=${created} />
+    </div>` : null}</div>`;
 }

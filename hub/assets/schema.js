@@ -232,6 +232,13 @@ export const FIELDS = {
     "available": "boolean", "model": "string", "reviewed_outcomes": "integer", "needed": "integer",
     "accuracy": "number?", "success_probability": "number?", "message": "string"
   },
+  "SpoolmanClientList": { "clients": "SpoolmanClientView[]" },
+  "SpoolmanClientView": {
+    "id": "string", "name": "string", "printer": "string?", "created_at": "integer", "last_used_at": "integer?",
+    "revoked": "boolean"
+  },
+  "NewSpoolmanClient": { "name": "string", "printer": "string?" },
+  "SpoolmanClientCreated": { "id": "string", "name": "string", "path": "string" },
   "SpoolmanMeasure": { "weight": "number" },
   "SpoolmanFilamentNew": {
     "name": "string?", "material": "string?", "density": "number", "diameter": "number", "weight": "number?",

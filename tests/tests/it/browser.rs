@@ -429,6 +429,20 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     );
     assert_eq!(csp_violations(&browser), 0, "the inventory page broke the Content-Security-Policy");
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "inventory page text below WCAG AA");
+    // An admin adds a Spoolman client there: its base URL, with its token, shown once.
+    browser.type_text(&browser.wait("[data-testid=spoolman-client-name]"), "voron-moonraker");
+    browser.click(&browser.wait("[data-testid=spoolman-client-add]"));
+    browser.wait_text(
+        "[data-testid=spoolman-client-url]",
+        "the client's base URL",
+        &["/spoolman/ksm."],
+    );
+    browser.wait_text("[data-testid=spoolman-clients]", "the client listed", &["voron-moonraker"]);
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the inventory page"
+    );
     browser.screenshot(&shots, "5i-inventory");
     // Analytics: the failed print counted against its printer.
     browser.click(&browser.wait("[data-nav=analytics]"));
