@@ -26,6 +26,7 @@ mod deps;
 mod dist;
 mod elf;
 mod flags;
+mod models;
 mod package_test;
 mod provision;
 mod setup;
@@ -140,6 +141,8 @@ pub fn status(mut command: Command) -> anyhow::Result<()> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let services = setup::prepare_test_environment()?;
+    // The assistant's tests run a real small model.
+    let chat_model = models::ensure(&models::CHAT_MODEL)?;
     // The crash tests run the real binaries as processes: build them first.
     let mut build = cargo();
     build.args(["build", "--workspace", "--bins", "--locked"]);
@@ -153,6 +156,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     for (key, value) in services.env() {
         command.env(key, value);
     }
+    command.env(models::CHAT_MODEL_VAR, &chat_model);
     let result = status(command);
     if let Ok(text) = std::fs::read_to_string(&verdicts) {
         eprintln!("\nxtask: offline-tolerance scenarios ({}):\n{text}", verdicts.display());
@@ -164,11 +168,12 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 /// printers, one real agent each), after building every binary it runs.
 fn run(extra: &[String]) -> anyhow::Result<()> {
     setup::ensure_packages(setup::BUILD_PACKAGES)?;
+    let chat_model = models::ensure(&models::CHAT_MODEL)?;
     let mut build = cargo();
     build.args(["build", "--locked", "--workspace", "--bins"]);
     status(build)?;
     let mut demo = Command::new(target_dir().join("debug/kitt-hub"));
-    demo.arg("demo").args(extra);
+    demo.arg("demo").args(extra).env(models::CHAT_MODEL_VAR, &chat_model);
     status(demo)
 }
 

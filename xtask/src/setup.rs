@@ -35,9 +35,12 @@ pub fn ensure_packages(packages: &[SystemPackage]) -> anyhow::Result<()> {
 }
 
 /// What building kitt needs beyond Rust: libclang for bindgen, which generates the V4L2
-/// bindings behind USB cameras (the agent's default `usb-camera` feature).
-pub const BUILD_PACKAGES: &[SystemPackage] =
-    &[SystemPackage { name: "libclang-dev", installs: "/usr/share/doc/libclang-dev/copyright" }];
+/// bindings behind USB cameras (the agent's default `usb-camera` feature) and llama.cpp's
+/// bindings (the hub's assistant), and CMake, which builds llama.cpp.
+pub const BUILD_PACKAGES: &[SystemPackage] = &[
+    SystemPackage { name: "libclang-dev", installs: "/usr/share/doc/libclang-dev/copyright" },
+    SystemPackage { name: "cmake", installs: "/usr/bin/cmake" },
+];
 
 /// What `cargo xtask bench` needs beyond building: the baseline it measures catch-up against
 /// (an edge mosquitto bridged to a central one, fed and drained by the mosquitto clients,
@@ -63,6 +66,7 @@ pub fn prepare_bench_environment() -> anyhow::Result<()> {
 /// What the test suite needs from the system.
 const TEST_PACKAGES: &[SystemPackage] = &[
     SystemPackage { name: "libclang-dev", installs: "/usr/share/doc/libclang-dev/copyright" },
+    SystemPackage { name: "cmake", installs: "/usr/bin/cmake" },
     // The RTSPS camera source (X1/H2/P2S printers) runs ffmpeg; its test serves a real stream.
     SystemPackage { name: "ffmpeg", installs: "/usr/bin/ffmpeg" },
     // The printer link is tested against a real MQTT broker over TLS, the path a real

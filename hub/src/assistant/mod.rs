@@ -1,8 +1,12 @@
-//! The assistant (issue 19), its decisions first, pure and tested: `router` (which model
-//! tier answers, the fallbacks, the budget, cooldowns) and `pending` (actions waiting for a
-//! person: bound to the exact action, confirmed once, by an authenticated person with the
-//! role, before the expiry). The models, tools, conversations and doors come next; the
-//! design notes are in `docs/research/assistant.md`.
+//! The assistant (issue 19). Its decisions are pure and tested: `router` (which model tier
+//! answers, the fallbacks, the budget, cooldowns), `pending` (actions waiting for a person:
+//! bound to the exact action, confirmed once, by an authenticated person with the role,
+//! before the expiry) and `grammar` (tool calls a small model cannot get wrong). `llm` is
+//! what every tier speaks; `local` runs a GGUF in-process with llama.cpp. The design notes
+//! are in `docs/research/assistant.md`.
 
+pub mod grammar;
+pub mod llm;
+pub mod local;
 pub mod pending;
 pub mod router;
