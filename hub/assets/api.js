@@ -24,9 +24,10 @@ export function onUnauthorized(handler) {
 
 // Sends a request with the session's credentials; a body is JSON, cut to what `request`
 // (its name in `schema.js`'s FIELDS) declares. Returns the response and its JSON (null for
-// none). A 401 (except on `login` itself) ends the session.
-async function send(url, { method = 'GET', body, request, login = false } = {}) {
-  const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+// none; for `streamed`, null for a 2xx answer, whose body the caller reads). A 401 (except
+// on `login` itself) ends the session. `signal` aborts it.
+async function send(url, { method = 'GET', body, request, login = false, accept = 'application/json', streamed = false, signal } = {}) {
+  const init = { method, headers: { Accept: accept }, credentials: 'same-origin', signal };
   if (body !== undefined) {
     if (!request) throw new Error(`a body for ${url} needs its request name`);
     init.headers['Content-Type'] = 'application/json';
@@ -36,13 +37,14 @@ async function send(url, { method = 'GET', body, request, login = false } = {}) 
   try {
     response = await fetch(url, init);
   } catch {
+    if (signal?.aborted) throw new ApiError(0, 'aborted', 'the request was cancelled');
     throw new ApiError(0, 'network', 'the hub cannot be reached; check the connection');
   }
   if (response.status === 401 && !login) {
     unauthorized();
     throw new ApiError(401, 'unauthorized', 'your session has ended; log in again');
   }
-  if (response.status === 204) return { response, data: null };
+  if (response.status === 204 || (streamed && response.ok)) return { response, data: null };
   let data = null;
   try {
     data = await response.json();
@@ -56,12 +58,77 @@ async function send(url, { method = 'GET', body, request, login = false } = {}) 
 // the dashboard does not read. `request`: the name of what `body` is.
 export async function api(path, { method = 'GET', body, request, resource = null } = {}) {
   const { response, data } = await send(`/api/v1${path}`, { method, body, request, login: path === '/login' });
-  if (!response.ok) {
-    const error = shape('ErrorBody', data)?.error;
-    throw new ApiError(response.status, error?.code ?? 'http', error?.message ?? `the hub answered ${response.status}`,
-      response.headers.get('Retry-After'));
-  }
+  if (!response.ok) throw failure(response, data);
   return resource ? shape(resource, data) : null;
+}
+
+// The ApiError of a non-2xx answer from `/api/v1`, from its `{"error": {code, message}}`.
+function failure(response, data) {
+  const error = shape('ErrorBody', data)?.error;
+  return new ApiError(response.status, error?.code ?? 'http', error?.message ?? `the hub answered ${response.status}`,
+    response.headers.get('Retry-After'));
+}
+
+// POSTs `body` (cut to `request`) to `path` asking for server-sent events, and calls
+// `onEvent(event)` with each event's JSON `data`, shaped as `resource`, as it arrives.
+// Resolves when the hub ends the stream; rejects with an ApiError for a non-2xx answer (as
+// `api` does), for a connection cut off midway, or when `signal` aborts it. Events whose
+// data is not JSON are skipped; `event:`, `id:` and `retry:` lines are not used.
+export async function stream(path, { body, request, resource, onEvent, signal }) {
+  const { response, data } = await send(`/api/v1${path}`, {
+    method: 'POST', body, request, accept: 'text/event-stream', streamed: true, signal,
+  });
+  if (!response.ok) throw failure(response, data);
+  if (!response.body) throw new ApiError(response.status, 'http', 'the hub sent no stream');
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let lines = [];
+  const dispatch = () => {
+    if (!lines.length) return;
+    const text = lines.join('\n');
+    lines = [];
+    let event;
+    try {
+      event = JSON.parse(text);
+    } catch {
+      return;
+    }
+    onEvent(shape(resource, event));
+  };
+  // One line of the stream (the WHATWG rules): a blank line ends an event, `:` starts a
+  // comment, one space after the field's colon is dropped, `data:` lines join with `\n`.
+  const line = (text) => {
+    if (text === '') dispatch();
+    else if (!text.startsWith(':')) {
+      const colon = text.indexOf(':');
+      const field = colon < 0 ? text : text.slice(0, colon);
+      const value = colon < 0 ? '' : text.slice(colon + 1).replace(/^ /, '');
+      if (field === 'data') lines.push(value);
+    }
+  };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      // A line ends at CRLF, LF or CR; a CR last in the buffer waits for a possible LF.
+      const end = /\r\n|\r(?!$)|\n/g;
+      let start = 0;
+      let found;
+      while ((found = end.exec(buffer))) {
+        line(buffer.slice(start, found.index));
+        start = found.index + found[0].length;
+      }
+      buffer = buffer.slice(start);
+    }
+  } catch {
+    if (signal?.aborted) throw new ApiError(0, 'aborted', 'the answer was cancelled');
+    throw new ApiError(0, 'network', 'the connection to the hub was cut off before the answer ended');
+  }
+  buffer += decoder.decode();
+  for (const text of buffer.split(/\r\n|\r|\n/)) line(text);
+  dispatch();
 }
 
 // Uploads `file` as the `file` part of a multipart form to `path`. `fetch` reports no upload

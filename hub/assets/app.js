@@ -18,6 +18,7 @@ import QueuePage from './queue.js';
 import InventoryPage from './inventory.js';
 import OutcomesPage from './outcomes.js';
 import AnalyticsPage from './analytics.js';
+import AssistantPage from './assistant.js';
 import AdminPage from './admin.js';
 import AccountPage from './account.js';
 import LoginPage from './login.js';
@@ -40,6 +41,7 @@ const ROUTES = [
   { pattern: /^\/inventory$/, page: InventoryPage, nav: 'inventory' },
   { pattern: /^\/outcomes$/, page: OutcomesPage, nav: 'outcomes' },
   { pattern: /^\/analytics$/, page: AnalyticsPage, nav: 'analytics' },
+  { pattern: /^\/assistant$/, page: AssistantPage, nav: 'assistant' },
   { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
   { pattern: /^\/account$/, page: AccountPage },
   { pattern: /^\/login$/, page: LoginPage, public: true },
@@ -52,6 +54,7 @@ const NAV = [
   { key: 'inventory', href: '/inventory', label: 'Inventory' },
   { key: 'outcomes', href: '/outcomes', label: 'Outcomes' },
   { key: 'analytics', href: '/analytics', label: 'Analytics' },
+  { key: 'assistant', href: '/assistant', label: 'Assistant' },
   { key: 'events', href: '/events', label: 'Events' },
   { key: 'agents', href: '/agents', label: 'Agents' },
   { key: 'admin', href: '/admin', label: 'Admin', role: 'admin' },

@@ -249,7 +249,34 @@ export const FIELDS = {
   "SpoolmanEntity": { "id": "integer" },
 
   "LiveJob": { "type": "string", "id": "integer", "state": "string", "printer": "string?" },
-  "LivePlate": { "type": "string", "printer": "string", "clear": "boolean" }
+  "LivePlate": { "type": "string", "printer": "string", "clear": "boolean" },
+
+  "ConversationRow": { "id": "string", "owner": "string", "title": "string", "created_at": "integer", "updated_at": "integer" },
+  "ConversationView": { "conversation": "ConversationRow", "messages": "MessageView[]", "pending": "PendingView[]" },
+  "MessageView": {
+    "id": "integer", "speaker": "string", "content": "string", "tool_calls": "any[]?", "tool_call_id": "string?",
+    "tool_name": "string?", "tier": "string?", "why": "string?", "created_at": "integer"
+  },
+  "PendingView": {
+    "id": "string", "conversation_id": "string?", "tool": "string", "arguments": "any?", "summary": "string",
+    "digest": "string", "requested_by": "string", "needed_role": "string?", "created_at": "integer", "expires_at": "integer",
+    "state": "string", "decided_by": "string?", "decided_at": "integer?", "result": "any?", "error": "string?"
+  },
+  "ModelsView": {
+    "tiers": "TierView[]", "paid_enabled": "boolean", "monthly_budget": "number?", "spent_this_month": "number?"
+  },
+  "TierView": {
+    "name": "string", "kind": "string", "model": "string?", "ready": "boolean", "cooling_down_s": "integer?", "error": "string?"
+  },
+  "AssistantEvent": {
+    "type": "string", "tier": "string?", "why": "string?", "error": "string?", "text": "string?", "id": "string?",
+    "name": "string?", "arguments": "any?", "ok": "boolean?", "result": "any?", "pending": "PendingView?",
+    "message_id": "integer?", "finish": "string?", "usage": "Usage?", "cost": "number?", "message": "string?"
+  },
+  "Usage": { "prompt_tokens": "integer", "completion_tokens": "integer" },
+  "NewConversation": { "title": "string?" },
+  "NewMessage": { "content": "string", "depth": "string?" },
+  "DecisionBody": { "digest": "string" }
 };
 
 // The resource of each WebSocket message, by its `type`.

@@ -103,7 +103,19 @@ pub async fn start(
     let http_addr = listener.local_addr().unwrap_or(config.http_listen);
     let files = FileStore::open(config.data_dir.join("files"), config.files.clone())
         .map_err(|error| StartError::Files(error.to_string()))?;
-    let state = AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone(), files);
+    let mut state =
+        AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone(), files);
+    state.assistant = crate::assistant::Assistant::new(
+        db.clone(),
+        state.services.clone(),
+        crate::assistant::service::start_tiers(&config.assistant).await,
+        crate::assistant::service::Settings {
+            paid_enabled: config.assistant.paid_enabled,
+            monthly_budget: config.assistant.monthly_budget,
+            pending_ttl: config.assistant.pending_ttl,
+            ..crate::assistant::service::Settings::default()
+        },
+    );
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let tasks = TaskTracker::new();

@@ -26,6 +26,7 @@ const ENV_KEYS: &[&str] = &[
     "KITT_HTTP_LISTEN",
     "KITT_SYNC_LISTEN",
     "KITT_SECURE_COOKIES",
+    "KITT_CHAT_MODEL",
 ];
 /// `KITT_*` variables that belong to other tools (logging, tests, benchmarks).
 const ENV_IGNORED_PREFIXES: &[&str] = &["KITT_LOG", "KITT_TEST_", "KITT_BENCH_", "KITT_BLESS_"];
@@ -49,6 +50,53 @@ pub struct RawConfig {
     pub costs: RawCosts,
     #[serde(default)]
     pub inventory: RawInventory,
+    #[serde(default)]
+    pub assistant: RawAssistant,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssistant {
+    /// The in-process model: a GGUF file (`KITT_CHAT_MODEL`); none: no local tier.
+    pub model: Option<PathBuf>,
+    /// The local tier's name (default `local`).
+    pub model_name: Option<String>,
+    /// Paid tiers may be used at all (default false).
+    pub paid_enabled: Option<bool>,
+    /// What paid tiers may cost in a calendar month (UTC), in their prices' currency.
+    pub monthly_budget: Option<f64>,
+    /// How long a proposed action waits for a person's decision, minutes (default 10).
+    pub pending_minutes: Option<u64>,
+    /// Tiers over HTTP, tried in the router's order.
+    #[serde(default)]
+    pub tiers: Vec<RawTier>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub name: String,
+    /// `openai` (OpenAI and the servers that copy its API: llama.cpp's server, Ollama,
+    /// vLLM) or `anthropic`.
+    pub api: String,
+    /// The API's base URL, e.g. `http://gpu-box:11434/v1` or `https://api.openai.com/v1`.
+    pub url: String,
+    pub model: String,
+    /// The environment variable that holds its API key, if it needs one.
+    pub api_key_env: Option<String>,
+    /// A frontier API that costs money (default false): off unless `paid_enabled`, and
+    /// within `monthly_budget`.
+    pub paid: Option<bool>,
+    /// Price per million tokens in and out.
+    pub price_in: Option<f64>,
+    pub price_out: Option<f64>,
+    pub context_tokens: Option<u32>,
+    /// It makes tool calls (default true).
+    pub tools: Option<bool>,
+    /// It reads images (default false).
+    pub images: Option<bool>,
+    /// Seconds to wait for its first byte and between pieces (default 30).
+    pub timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +197,34 @@ pub struct HubConfig {
     pub costs: crate::db::outcomes::Costs,
     /// A filament is low below this many grams.
     pub low_stock_g: f64,
+    pub assistant: AssistantConfig,
+}
+
+/// The assistant's validated configuration.
+#[derive(Debug, Clone, Default)]
+pub struct AssistantConfig {
+    pub model: Option<PathBuf>,
+    pub model_name: String,
+    pub paid_enabled: bool,
+    pub monthly_budget: f64,
+    pub pending_ttl: Duration,
+    pub tiers: Vec<TierConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierConfig {
+    pub name: String,
+    pub api: crate::assistant::upstream::Api,
+    pub url: String,
+    pub model: String,
+    pub api_key_env: Option<String>,
+    pub paid: bool,
+    pub price_in: f64,
+    pub price_out: f64,
+    pub context_tokens: u32,
+    pub tools: bool,
+    pub images: bool,
+    pub timeout: Duration,
 }
 
 /// Every problem found.
@@ -196,6 +272,7 @@ impl HubConfig {
                 "KITT_DATABASE_URL" => raw.database_url = Some(value),
                 "KITT_HTTP_LISTEN" => raw.http.listen = Some(value),
                 "KITT_SYNC_LISTEN" => raw.sync.listen = Some(value),
+                "KITT_CHAT_MODEL" => raw.assistant.model = Some(value.into()),
                 "KITT_SECURE_COOKIES" => match value.as_str() {
                     "true" | "1" => raw.http.secure_cookies = Some(true),
                     "false" | "0" => raw.http.secure_cookies = Some(false),
@@ -341,6 +418,7 @@ impl RawConfig {
             amount(&format!("costs.printer_watts.{printer}"), Some(watts), &mut value);
             costs.printer_watts.insert(printer, value);
         }
+        let assistant = self.assistant.validate(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -371,7 +449,79 @@ impl RawConfig {
             },
             costs,
             low_stock_g,
+            assistant,
         })
+    }
+}
+
+impl RawAssistant {
+    fn validate(self, problems: &mut Vec<String>) -> AssistantConfig {
+        let model_name = self.model_name.unwrap_or_else(|| "local".to_owned());
+        let monthly_budget = match self.monthly_budget {
+            Some(v) if v.is_finite() && v >= 0.0 => v,
+            Some(v) => {
+                problems.push(format!("assistant.monthly_budget = {v}: a number of 0 or more"));
+                0.0
+            }
+            None => 0.0,
+        };
+        let pending = positive("assistant.pending_minutes", self.pending_minutes, 10, problems);
+        let mut names = vec![model_name.clone()];
+        let mut tiers = Vec::new();
+        for (n, tier) in self.tiers.into_iter().enumerate() {
+            let key = format!("assistant.tiers[{n}]");
+            if tier.name.trim().is_empty() || names.contains(&tier.name) {
+                problems.push(format!(
+                    "{key}.name = {:?}: names must be unique and not empty",
+                    tier.name
+                ));
+            }
+            names.push(tier.name.clone());
+            let api = match tier.api.as_str() {
+                "openai" => crate::assistant::upstream::Api::OpenAi,
+                "anthropic" => crate::assistant::upstream::Api::Anthropic,
+                other => {
+                    problems.push(format!("{key}.api = {other:?}: use openai or anthropic"));
+                    crate::assistant::upstream::Api::OpenAi
+                }
+            };
+            if !(tier.url.starts_with("http://") || tier.url.starts_with("https://")) {
+                problems.push(format!("{key}.url = {:?}: an http:// or https:// URL", tier.url));
+            }
+            let mut price = |field: &str, value: Option<f64>| match value {
+                Some(v) if v.is_finite() && v >= 0.0 => v,
+                Some(v) => {
+                    problems.push(format!("{key}.{field} = {v}: a number of 0 or more"));
+                    0.0
+                }
+                None => 0.0,
+            };
+            let price_in = price("price_in", tier.price_in);
+            let price_out = price("price_out", tier.price_out);
+            let timeout = positive(&format!("{key}.timeout_s"), tier.timeout_s, 30, problems);
+            tiers.push(TierConfig {
+                name: tier.name,
+                api,
+                url: tier.url,
+                model: tier.model,
+                api_key_env: tier.api_key_env,
+                paid: tier.paid.unwrap_or(false),
+                price_in,
+                price_out,
+                context_tokens: tier.context_tokens.unwrap_or(8192),
+                tools: tier.tools.unwrap_or(true),
+                images: tier.images.unwrap_or(false),
+                timeout: Duration::from_secs(timeout),
+            });
+        }
+        AssistantConfig {
+            model: self.model,
+            model_name,
+            paid_enabled: self.paid_enabled.unwrap_or(false),
+            monthly_budget,
+            pending_ttl: Duration::from_secs(pending * 60),
+            tiers,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use sqlx::{Executor, Row};
 
 mod projection;
 pub use projection::{RefusedPrinter, camera_state_name, printer_of, trigger_name};
+pub mod assistant;
 pub mod cameras;
 pub mod files;
 pub mod inventory;

@@ -16,6 +16,7 @@ pub mod process;
 pub mod relay;
 pub mod scenario;
 pub mod schemathesis;
+pub mod upstream;
 pub mod webdriver;
 
 use std::time::Duration;

@@ -9,6 +9,7 @@
 //! right status; internal details go to the log, never to the client. Handlers are thin: the
 //! behaviour lives in [`crate::service`].
 
+mod assistant;
 pub mod auth;
 mod cameras;
 mod error;
@@ -16,6 +17,7 @@ pub mod extract;
 mod files;
 pub mod hash_gate;
 pub mod limiter;
+mod openai;
 pub mod openapi;
 mod outcomes;
 mod passwords;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub db: Db,
     pub sync: SyncHandle,
     pub services: Services,
+    /// The assistant: no model tiers until `app::start` gives it the configured ones.
+    pub assistant: crate::assistant::Assistant,
     pub settings: Arc<ApiSettings>,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<limiter::LoginLimiter>,
@@ -94,8 +98,15 @@ impl AppState {
         metrics: Arc<Metrics>,
         files: crate::files::FileStore,
     ) -> AppState {
+        let services = Services::new(db.clone(), sync.clone(), files);
         AppState {
-            services: Services::new(db.clone(), sync.clone(), files),
+            assistant: crate::assistant::Assistant::new(
+                db.clone(),
+                services.clone(),
+                Vec::new(),
+                crate::assistant::service::Settings::default(),
+            ),
+            services,
             db,
             sync,
             settings: Arc::new(settings),
@@ -157,6 +168,17 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (ADMIN, routes!(outcomes::spoolman_clients)),
         (ADMIN, routes!(outcomes::add_spoolman_client)),
         (ADMIN, routes!(outcomes::revoke_spoolman_client)),
+        (VIEWER, routes!(assistant::conversations)),
+        (VIEWER, routes!(assistant::create_conversation)),
+        (VIEWER, routes!(assistant::conversation)),
+        (VIEWER, routes!(assistant::delete_conversation)),
+        (VIEWER, routes!(assistant::send_message)),
+        (VIEWER, routes!(assistant::pending)),
+        // Deciding needs a person; confirming also the action's own role (checked by the
+        // assistant's `pending::decide`, since a viewer may reject what they asked for).
+        (VIEWER, routes!(assistant::confirm)),
+        (VIEWER, routes!(assistant::reject)),
+        (VIEWER, routes!(assistant::models)),
         (VIEWER, routes!(routes::events)),
         (VIEWER, routes!(routes::commands)),
         (VIEWER, routes!(routes::command)),
@@ -224,6 +246,18 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     router.into_openapi()
 }
 
+/// `/openai/v1`: the assistant behind OpenAI's API, for any person (bearer API tokens, as
+/// OpenAI's SDKs send them, or a session).
+fn openai_router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/models", get(openai::models))
+        .route("/chat/completions", axum::routing::post(openai::chat_completions))
+        .route_layer(axum::middleware::from_fn(|request, next| {
+            auth::require_role(Role::Viewer, request, next)
+        }))
+        .route_layer(axum::middleware::from_fn_with_state(state, auth::require_caller))
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let mut open = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
@@ -244,6 +278,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .nest("/openai/v1", openai_router(state.clone()))
         .route("/spoolman", axum::routing::any(spoolman::handle))
         .route("/spoolman/{*rest}", axum::routing::any(spoolman::handle))
         .merge(crate::web::router())

@@ -26,6 +26,7 @@ use crate::service::Role;
     servers((url = "/api/v1")),
     components(schemas(
         ErrorBody,
+        crate::assistant::service::Event,
         crate::live::schema::LivePrinterState,
         crate::live::schema::LiveEvent,
         crate::live::schema::LiveAgent,

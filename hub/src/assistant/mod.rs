@@ -6,7 +6,13 @@
 //! are in `docs/research/assistant.md`.
 
 pub mod grammar;
+pub mod http;
 pub mod llm;
 pub mod local;
 pub mod pending;
 pub mod router;
+pub mod service;
+pub mod tools;
+pub mod upstream;
+
+pub use self::service::{Assistant, Event, PendingView};

@@ -96,6 +96,17 @@ pub fn route(
     cooldowns: &HashMap<String, Cooldown>,
     now: i64,
 ) -> Result<Vec<Choice>, String> {
+    route_explained(tiers, request, budget, cooldowns, now).map(|(choices, _)| choices)
+}
+
+/// Like [`route`], with why each tier left out was left out (`"name: reason"`).
+pub fn route_explained(
+    tiers: &[Tier],
+    request: &Request,
+    budget: &Budget,
+    cooldowns: &HashMap<String, Cooldown>,
+    now: i64,
+) -> Result<(Vec<Choice>, Vec<String>), String> {
     let mut left_out = Vec::new();
     let mut usable: Vec<(usize, &Tier, f64)> = Vec::new();
     for (order, tier) in tiers.iter().enumerate() {
@@ -142,7 +153,7 @@ pub fn route(
     };
     usable.sort_by_key(|(order, tier, _)| (rank(tier.kind), *order));
     let first = usable[0].1.name.clone();
-    Ok(usable
+    let choices = usable
         .iter()
         .map(|(_, tier, cost)| {
             let role = if tier.name == first { "first choice" } else { "fallback" };
@@ -158,7 +169,8 @@ pub fn route(
             };
             Choice { tier: tier.name.clone(), why: format!("{role} for {depth}: {kind}") }
         })
-        .collect())
+        .collect();
+    Ok((choices, left_out))
 }
 
 #[cfg(test)]

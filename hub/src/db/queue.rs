@@ -464,6 +464,24 @@ impl Db {
         self.update_with_history(update, Entry::queued(id, actor, detail, now)).await
     }
 
+    /// A queued job's new priority; `false` when it is not queued or already has it.
+    pub async fn set_job_priority(
+        &self,
+        id: i64,
+        priority: i32,
+        actor: &str,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let update = sqlx::query(
+            "UPDATE jobs SET priority = $1, updated_at = $2 WHERE id = $3 AND state = 'queued' AND priority <> $1",
+        )
+        .bind(i64::from(priority))
+        .bind(now.0)
+        .bind(id);
+        let detail = format!("priority set to {priority}");
+        self.update_with_history(update, Entry::queued(id, actor, &detail, now)).await
+    }
+
     pub async fn approve_job(
         &self,
         id: i64,

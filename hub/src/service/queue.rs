@@ -38,7 +38,7 @@ pub struct Queue {
 }
 
 /// A job to add: a file's plate, with what it may run on.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// The file's id (`POST /files` answers it).
@@ -529,6 +529,29 @@ impl Queue {
         let done = self.db.set_job_held(id, held, principal.name(), UnixMillis::now()).await?;
         // Holding a held job (or releasing a released one) changes nothing and is no error.
         self.changed(id, done || row.held == held).await
+    }
+
+    /// A queued job's priority (-100–100; higher runs first).
+    pub async fn set_priority(
+        &self,
+        principal: &Principal,
+        id: i64,
+        priority: i32,
+    ) -> Result<JobDetail, ServiceError> {
+        principal.require(Role::Operator)?;
+        if !(-100..=100).contains(&priority) {
+            return Err(ServiceError::Invalid("priority must be between -100 and 100".into()));
+        }
+        let row = self.exists(id).await?;
+        if row.state != "queued" {
+            return Err(ServiceError::Conflict(format!(
+                "job {id} is {}; only a queued job's priority changes",
+                row.state
+            )));
+        }
+        let done =
+            self.db.set_job_priority(id, priority, principal.name(), UnixMillis::now()).await?;
+        self.changed(id, done || row.priority == i64::from(priority)).await
     }
 
     pub async fn approve(&self, principal: &Principal, id: i64) -> Result<JobDetail, ServiceError> {

@@ -18,7 +18,7 @@ use tests::print_files::{agent_holds, big_gcode, fixture};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-const SERIAL: &str = "01P00A391800321";
+pub(crate) const SERIAL: &str = "01P00A391800321";
 
 tests::on_both_backends!(
     a_script_with_a_token_reads_printers_and_history_and_pauses_a_printer,
@@ -253,38 +253,56 @@ async fn printers_managed_from_the_hub_reach_an_agent_that_was_away() {
 }
 
 /// A hub on loopback ports with its own data directory.
-struct Api {
-    hub: RunningHub,
+pub(crate) struct Api {
+    pub(crate) hub: RunningHub,
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
+    database_url: Option<String>,
 }
 
 impl Api {
-    async fn start(database_url: Option<String>) -> Api {
+    pub(crate) async fn start(database_url: Option<String>) -> Api {
         Api::start_with(database_url, |_| {}).await
     }
 
     /// A hub whose configuration `configure` adjusted first.
-    async fn start_with(
+    pub(crate) async fn start_with(
         database_url: Option<String>,
         configure: impl FnOnce(&mut HubConfig),
     ) -> Api {
         tests::init();
-        let dir = tempfile::tempdir().unwrap();
+        Api::start_in(tempfile::tempdir().unwrap(), database_url, None, configure).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        database_url: Option<String>,
+        sync_addr: Option<std::net::SocketAddr>,
+        configure: impl FnOnce(&mut HubConfig),
+    ) -> Api {
         let overrides = Overrides {
             data_dir: Some(dir.path().to_owned()),
-            database_url,
+            database_url: database_url.clone(),
             http_listen: Some("127.0.0.1:0".into()),
-            sync_listen: Some("127.0.0.1:0".into()),
+            sync_listen: Some(sync_addr.map_or("127.0.0.1:0".into(), |a| a.to_string())),
         };
         let mut config = HubConfig::load(None, Vec::new(), &overrides).unwrap();
         configure(&mut config);
         let shutdown = CancellationToken::new();
         let hub = hub::app::start(config, shutdown.clone()).await.unwrap();
-        Api { hub, _dir: dir, shutdown }
+        Api { hub, _dir: dir, shutdown, database_url }
     }
 
-    async fn user(&self, name: &str, role: &str) -> String {
+    /// The same hub stopped and started again on its data (and database) and its sync
+    /// address (agents reconnect by themselves), configured anew.
+    pub(crate) async fn restart(self, configure: impl FnOnce(&mut HubConfig)) -> Api {
+        let sync_addr = self.hub.sync_addr;
+        self.shutdown.cancel();
+        self.hub.wait().await;
+        Api::start_in(self._dir, self.database_url, Some(sync_addr), configure).await
+    }
+
+    pub(crate) async fn user(&self, name: &str, role: &str) -> String {
         let hash = hub::api::auth::hash_password("a long enough password").unwrap();
         assert!(
             self.hub
@@ -300,7 +318,7 @@ impl Api {
     }
 
     /// Waits until job `id` has ended (finished, failed or cancelled); returns its detail.
-    async fn job_end(&self, token: &str, id: i64, what: &str) -> Value {
+    pub(crate) async fn job_end(&self, token: &str, id: i64, what: &str) -> Value {
         eventually(self.hub.sync.changes(), what, || async {
             let (_, job) = self.get(token, &format!("/api/v1/jobs/{id}")).await;
             matches!(job["state"].as_str(), Some("finished" | "failed" | "cancelled"))
@@ -310,7 +328,10 @@ impl Api {
     }
 
     /// Sends a request through the real router; returns status, headers and JSON body.
-    async fn call(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    pub(crate) async fn call(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let router = hub::api::router(self.hub.state.clone());
         let response = router.oneshot(request).await.unwrap();
         let status = response.status();
@@ -321,7 +342,7 @@ impl Api {
     }
 
     /// A request with the bearer `token` and, when given, a JSON body.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         token: &str,
@@ -342,24 +363,27 @@ impl Api {
         (status, body)
     }
 
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
         self.send("GET", token, path, None).await
     }
 
-    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
         self.send("POST", token, path, Some(body)).await
     }
 
-    async fn put(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn put(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
         self.send("PUT", token, path, Some(body)).await
     }
 
-    async fn delete(&self, token: &str, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn delete(&self, token: &str, path: &str) -> (StatusCode, Value) {
         self.send("DELETE", token, path, None).await
     }
 
     /// An enrolled agent watching a simulated printer, connected.
-    async fn agent_with_printer(&self, state: &std::path::Path) -> (TestAgent, SimHandle) {
+    pub(crate) async fn agent_with_printer(
+        &self,
+        state: &std::path::Path,
+    ) -> (TestAgent, SimHandle) {
         let config =
             SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::X1C)
                 .with_intervals(Duration::from_millis(20), Duration::from_millis(20));
@@ -369,7 +393,10 @@ impl Api {
     }
 
     /// An enrolled agent watching a simulated P1S and its port-6000 camera, connected.
-    async fn agent_with_camera(&self, state: &std::path::Path) -> (TestAgent, SimHandle) {
+    pub(crate) async fn agent_with_camera(
+        &self,
+        state: &std::path::Path,
+    ) -> (TestAgent, SimHandle) {
         let config =
             SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
                 .with_intervals(Duration::from_millis(100), Duration::from_millis(50));
@@ -381,7 +408,7 @@ impl Api {
 
     /// Enrolls an agent named `name` in `state`, starts it with `config`, waits until it is
     /// connected.
-    async fn connect(
+    pub(crate) async fn connect(
         &self,
         state: &std::path::Path,
         name: &str,
@@ -391,7 +418,7 @@ impl Api {
     }
 
     /// Like [`Api::connect`], for `printer`, through `hub` (a relay in front of it).
-    async fn connect_via(
+    pub(crate) async fn connect_via(
         &self,
         state: &std::path::Path,
         name: &str,
@@ -419,7 +446,7 @@ impl Api {
     }
 
     /// Uploads `bytes` as `name` in a multipart form (`query` after the path, if any).
-    async fn upload(
+    pub(crate) async fn upload(
         &self,
         token: &str,
         query: &str,
@@ -446,7 +473,7 @@ impl Api {
     }
 
     /// Every file under the hub's file store (bytes and leftovers), relative to it.
-    fn stored_files(&self) -> Vec<String> {
+    pub(crate) fn stored_files(&self) -> Vec<String> {
         let root = self._dir.path().join("files");
         let mut found = Vec::new();
         let mut dirs = vec![root.clone()];
@@ -465,7 +492,7 @@ impl Api {
     }
 
     /// The raw response of a GET (for images and streams).
-    async fn get_raw(&self, token: &str, path: &str) -> axum::response::Response {
+    pub(crate) async fn get_raw(&self, token: &str, path: &str) -> axum::response::Response {
         let request = Request::get(path)
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .body(Body::empty())
@@ -473,7 +500,7 @@ impl Api {
         hub::api::router(self.hub.state.clone()).oneshot(request).await.unwrap()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         self.hub.wait().await;
     }
@@ -1389,7 +1416,7 @@ async fn cameras_snapshot_at_milestones_serve_live_view_and_report_failures(db: 
 }
 
 /// `agent` claims printer `serial`, as its hello would (not yet approved).
-async fn claim(api: &Api, serial: &str, agent: &str, name: Option<&str>) {
+pub(crate) async fn claim(api: &Api, serial: &str, agent: &str, name: Option<&str>) {
     let printer = proto::PrinterInfo {
         id: proto::PrinterId::new(serial).unwrap(),
         vendor: proto::Vendor::BambuLab,

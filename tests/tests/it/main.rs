@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod assistant;
 mod browser;
 mod demo;
 mod deploy;
