@@ -51,8 +51,8 @@ impl StandIn {
             .route("/v1/chat/completions", axum::routing::post(openai))
             .route("/v1/messages", axum::routing::post(anthropic))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let addr = listener.local_addr().expect("a bound socket has an address");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -65,21 +65,25 @@ impl StandIn {
     }
 
     pub fn then(&self, reply: Reply) -> &StandIn {
-        self.inner.lock().unwrap().script.push_back(reply);
+        self.inner
+            .lock()
+            .expect("the stand-in never panics holding its lock")
+            .script
+            .push_back(reply);
         self
     }
 
     pub fn always(&self, reply: Reply) {
-        self.inner.lock().unwrap().always = Some(reply);
+        self.inner.lock().expect("the stand-in never panics holding its lock").always = Some(reply);
     }
 
     /// The bodies of every request received.
     pub fn requests(&self) -> Vec<Value> {
-        self.inner.lock().unwrap().requests.clone()
+        self.inner.lock().expect("the stand-in never panics holding its lock").requests.clone()
     }
 
     fn next(inner: &Mutex<Inner>, request: Value) -> Reply {
-        let mut inner = inner.lock().unwrap();
+        let mut inner = inner.lock().expect("the stand-in never panics holding its lock");
         let last = request["messages"]
             .as_array()
             .and_then(|m| m.last())
@@ -129,7 +133,7 @@ async fn openai(State(inner): State<Arc<Mutex<Inner>>>, Json(request): Json<Valu
     match reply {
         Reply::Hang => hang().await,
         Reply::Status(status, message) => (
-            StatusCode::from_u16(status).unwrap(),
+            StatusCode::from_u16(status).expect("a test scripts a valid status"),
             Json(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})),
         )
             .into_response(),
@@ -176,7 +180,7 @@ async fn anthropic(State(inner): State<Arc<Mutex<Inner>>>, Json(request): Json<V
     match reply {
         Reply::Hang => hang().await,
         Reply::Status(status, message) => (
-            StatusCode::from_u16(status).unwrap(),
+            StatusCode::from_u16(status).expect("a test scripts a valid status"),
             Json(json!({"type": "error", "error": {"type": "api_error", "message": message}})),
         )
             .into_response(),

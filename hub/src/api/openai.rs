@@ -201,7 +201,7 @@ pub async fn chat_completions(
             }
             match event {
                 Event::Text { text } => out.push(chunk(json!({"content": text}), Value::Null)),
-                Event::Pending { pending: p } => pending.push(p.clone()),
+                Event::Pending { pending: p } => pending.push((**p).clone()),
                 Event::Done { usage, .. } => {
                     let note = pending_note(&pending, &base);
                     if !note.is_empty() {

@@ -67,9 +67,17 @@ impl Default for Settings {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[schema(as = AssistantEvent)]
 pub enum Event {
-    Model { tier: String, why: String },
-    Fallback { tier: String, error: String },
-    Text { text: String },
+    Model {
+        tier: String,
+        why: String,
+    },
+    Fallback {
+        tier: String,
+        error: String,
+    },
+    Text {
+        text: String,
+    },
     ToolCall {
         id: String,
         name: String,
@@ -83,9 +91,19 @@ pub enum Event {
         #[schema(value_type = Object)]
         result: Value,
     },
-    Pending { pending: PendingView },
-    Done { message_id: Option<i64>, tier: String, finish: String, usage: Usage, cost: f64 },
-    Error { message: String },
+    Pending {
+        pending: Box<PendingView>,
+    },
+    Done {
+        message_id: Option<i64>,
+        tier: String,
+        finish: String,
+        usage: Usage,
+        cost: f64,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// A pending action as the API shows it.
@@ -474,7 +492,8 @@ impl Assistant {
                             Keep::Nowhere => None,
                         };
                         let view = self.propose(person, action, conversation).await?;
-                        let _ = events.send(Event::Pending { pending: view.clone() }).await;
+                        let _ =
+                            events.send(Event::Pending { pending: Box::new(view.clone()) }).await;
                         result.pending.push(view.clone());
                         (
                             true,
@@ -826,17 +845,6 @@ fn cost(tier: &Tier, usage: Usage) -> f64 {
         / 1_000_000.0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_month_starts_on_the_first_at_midnight_utc() {
-        // 2026-12-04T01:19:25Z → 2026-12-01T00:00:00Z.
-        assert_eq!(month_start(1_796_347_165_000), 1_796_083_200_000);
-    }
-}
-
 /// The tiers the configuration names, started: the local model loaded (on a blocking
 /// thread), the HTTP tiers with their keys. A tier that cannot start is kept with its
 /// reason, so `GET /assistant/models` says why it is missing.
@@ -904,4 +912,15 @@ pub async fn start_tiers(config: &crate::config::AssistantConfig) -> Vec<TierRun
         });
     }
     tiers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_month_starts_on_the_first_at_midnight_utc() {
+        // 2026-12-04T01:19:25Z → 2026-12-01T00:00:00Z.
+        assert_eq!(month_start(1_796_347_165_000), 1_796_083_200_000);
+    }
 }

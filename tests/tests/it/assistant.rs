@@ -255,7 +255,11 @@ async fn no_text_confirms_an_action_and_a_person_confirms_it_once_after_a_restar
     let confirm = format!("/api/v1/assistant/pending/{}/confirm", pending["id"].as_str().unwrap());
     let digest = pending["digest"].clone();
     let (status, body) = api.post(&vera, &confirm, json!({"digest": digest})).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "a viewer can neither confirm nor see another's action: {body}");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a viewer can neither confirm nor see another's action: {body}"
+    );
     let (status, body) = api.post(&otto, &confirm, json!({"digest": "0".repeat(64)})).await;
     assert_eq!(status, StatusCode::CONFLICT, "another action's digest: {body}");
     let (status, body) = api.post(&otto, &confirm, json!({"digest": digest})).await;
@@ -520,11 +524,7 @@ async fn an_openai_client_gets_answers_streamed_or_whole_and_actions_come_back_p
     assert!(text.contains("Proposed, not done: Pause printer"), "{text}");
     assert!(text.contains("http://hub.farm:8080/assistant?pending=pa-"), "{text}");
     assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"), "{body}");
-    assert_eq!(
-        chunks.last().unwrap()["usage"]["total_tokens"].as_u64().unwrap() > 0,
-        true,
-        "{body}"
-    );
+    assert!(chunks.last().unwrap()["usage"]["total_tokens"].as_u64().unwrap() > 0, "{body}");
     assert_eq!(commands(&api, &otto).await, 0, "proposed, never done");
     let (_, pending) = api.get(&otto, "/api/v1/assistant/pending?undecided=true").await;
     assert_eq!(pending[0]["tool"], "pause_printer", "{pending}");
