@@ -207,6 +207,18 @@ impl Session {
         }
     }
 
+    /// Waits until an enabled element matches `css` and clicks it in the same step, so a
+    /// re-render between finding and clicking cannot leave a stale element.
+    pub fn click_when_ready(&self, css: &str) {
+        let clicked = self.wait_in_page(
+            "const el = document.querySelector(args.css);
+             if (el && !el.disabled) { el.click(); return true; }
+             return null;",
+            json!({ "css": css }),
+        );
+        assert_eq!(clicked, Value::Bool(true), "no enabled {css:?} to click on {}", self.url());
+    }
+
     pub fn click(&self, element: &Element) {
         call(
             self.addr,

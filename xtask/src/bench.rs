@@ -18,6 +18,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("tests", "fleet"),
     ("tests", "queue"),
     ("tests", "delivery"),
+    ("tests", "assistant"),
 ];
 
 /// How a figure compares with its target.
@@ -75,6 +76,27 @@ fn plain(n: f64) -> String {
 }
 
 const ROWS: &[Row] = &[
+    Row {
+        key: "assistant_overhead_p99_ms",
+        what: "assistant's own overhead per turn (routing, a tool call, storing, streaming), p99",
+        show: ms,
+        target: "≤ 3 ms",
+        goal: Goal::AtMost(3.0),
+    },
+    Row {
+        key: "assistant_local_ttft_ms",
+        what: "SmolLM2-135M on this CPU: time to first token (p50)",
+        show: ms,
+        target: "reported",
+        goal: Goal::None,
+    },
+    Row {
+        key: "assistant_local_tokens_per_s",
+        what: "SmolLM2-135M on this CPU: tokens per second (p50)",
+        show: |n| format!("{n:.0} tok/s"),
+        target: "reported",
+        goal: Goal::None,
+    },
     Row {
         key: "agent_rss_steady_kb",
         what: "agent resident memory, steady (one printer printing, synced)",
@@ -359,6 +381,9 @@ fn run_bench(
     let mut command = crate::cargo();
     command.args(["bench", "--locked", "-p", package, "--bench", bench]);
     command.env("BENCH_AGENT_BINARY", agent);
+    if let Ok(model) = crate::models::ensure(&crate::models::CHAT_MODEL) {
+        command.env(crate::models::CHAT_MODEL_VAR, model);
+    }
     command.stdout(Stdio::piped());
     eprintln!("xtask: running {command:?}");
     let mut child = command.spawn().context("cannot start cargo bench")?;
@@ -452,6 +477,8 @@ fn table(metrics: &BTreeMap<String, f64>, misses: &mut Vec<String>) -> String {
 /// benchmark, prints the table and writes `docs/benchmarks.md`.
 pub fn bench() -> anyhow::Result<()> {
     crate::setup::prepare_bench_environment()?;
+    // The assistant's benchmark times the real small model.
+    crate::models::ensure(&crate::models::CHAT_MODEL)?;
     let mut build = crate::cargo();
     build.args(["build", "--release", "--workspace", "--bins", "--locked"]);
     crate::status(build)?;

@@ -7,6 +7,7 @@
 use std::process::Command;
 
 use tests::process::{Process, bin};
+use tests::upstream::Reply;
 use tests::webdriver::{Driver, Session, artifacts_dir};
 
 fn free_port() -> u16 {
@@ -100,11 +101,33 @@ fn csp_violations(browser: &Session) -> u64 {
 fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
+    // The assistant's model: a stand-in speaking OpenAI's API, scripted to propose resuming
+    // and then pausing the printer that prints (a 135M model's choices are not a test's).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let model = runtime.block_on(tests::upstream::StandIn::start());
+    let workhorse_id = serde_json::json!({"printer": "01P00C391800001"});
+    model
+        .then(Reply::Call { name: "resume_printer".into(), arguments: workhorse_id.clone() })
+        .then(Reply::Text("I proposed resuming the Workhorse P1S.".into()))
+        .then(Reply::Call { name: "pause_printer".into(), arguments: workhorse_id })
+        .then(Reply::Text("I proposed pausing it again.".into()));
+    let config = data.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[assistant.tiers]]\nname = \"farm-gpu\"\napi = \"openai\"\nurl = \"{}\"\nmodel = \"scripted\"\n",
+            model.base_url()
+        ),
+    )
+    .unwrap();
     let demo = Process::spawn(
         Command::new(bin("kitt-hub"))
             .arg("--data-dir")
             .arg(data.path())
+            .arg("--config")
+            .arg(&config)
             .args(["demo", "--http-listen", &format!("127.0.0.1:{port}")])
+            .env_remove("KITT_CHAT_MODEL")
             .env("KITT_LOG", "warn"),
     );
     let banner = demo.wait_line("log in as admin with password");
@@ -481,6 +504,63 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
         "unlabelled controls on the events page"
     );
     browser.screenshot(&shots, "10-events-filtered");
+
+    // The assistant: a conversation that ends in a confirmed pause. The printer paused
+    // above; the assistant proposes resuming it, a person confirms, it prints; then pausing,
+    // confirmed again, and it pauses. Nothing happens until the Confirm button is pressed.
+    browser.goto(&format!("{base}/assistant"));
+    browser.type_text(&browser.wait("[data-testid=assistant-input]"), "Resume the Workhorse P1S");
+    browser.click_when_ready("[data-testid=assistant-send]");
+    browser.wait_text("[data-testid=tool-call]", "the tool call", &["resume_printer"]);
+    browser.wait_text(
+        "[data-testid=pending-card] [data-testid=pending-state]",
+        "a pending action",
+        &["pending"],
+    );
+    browser.wait_text(
+        "[data-testid=assistant-answer]",
+        "the streamed answer",
+        &["proposed resuming"],
+    );
+    browser.screenshot(&shots, "13-assistant-proposed");
+    browser.click_when_ready("[data-state=pending] [data-testid=pending-confirm]");
+    browser.wait("[data-testid=pending-card][data-state=confirmed]");
+    let conversation = browser.url();
+    assert!(conversation.contains("/assistant?c="), "{conversation}");
+    browser.goto(&format!("{base}/printers/01P00C391800001"));
+    browser.wait_text("[data-testid=printer-state]", "printing again", &["printing"]);
+    // The conversation resumes from its URL.
+    browser.goto(&conversation);
+    browser.wait_text(
+        "[data-testid=assistant-answer]",
+        "the stored answer",
+        &["proposed resuming"],
+    );
+    browser.type_text(&browser.wait("[data-testid=assistant-input]"), "Now pause it again");
+    browser.click_when_ready("[data-testid=assistant-send]");
+    browser.wait_all("[data-testid=pending-card]", 2);
+    browser.wait_text(
+        "[data-state=pending] [data-testid=pending-state]",
+        "the second pending action",
+        &["pending"],
+    );
+    browser.click_when_ready("[data-state=pending] [data-testid=pending-confirm]");
+    browser.wait_all("[data-testid=pending-card][data-state=confirmed]", 2);
+    browser.screenshot(&shots, "14-assistant-confirmed");
+    assert_eq!(csp_violations(&browser), 0, "the assistant page broke the Content-Security-Policy");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the assistant page"
+    );
+    browser.goto(&format!("{base}/printers/01P00C391800001"));
+    browser.wait_text(
+        "[data-testid=printer-state]",
+        "the pause the assistant proposed",
+        &["paused"],
+    );
+    let asked = model.requests();
+    assert_eq!(asked.len(), 4, "two turns, each a call and an answer: {asked:?}");
 
     browser.goto(&format!("{base}/admin"));
     browser.wait_all("[data-testid=users-table] tbody tr", 1);

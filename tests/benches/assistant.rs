@@ -1,0 +1,180 @@
+//! Assistant benchmarks. The assistant's own overhead (routing, tool dispatch, persistence,
+//! streaming) with a stand-in upstream that answers at once: a stored turn of one tool call
+//! and its answer, through the service as the API calls it (target p99 ≤ 3 ms); the stand-in's
+//! own time is measured alone and taken off. And the real small model on this CPU
+//! (SmolLM2-135M Q4_1 through llama.cpp): time to the first token and tokens per second.
+//!
+//! Reproduce with `cargo xtask bench`, or `cargo bench -p tests --bench assistant` (the model
+//! from `KITT_CHAT_MODEL`, which `cargo xtask bench` sets).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use hub::assistant::llm::{ChatRequest, Chunk, Message, Speaker};
+use hub::assistant::local::LocalModel;
+use hub::assistant::router::Depth;
+use hub::assistant::upstream::{Api, Upstream};
+use hub::config::{HubConfig, Overrides, TierConfig};
+use hub::service::{Principal, Role, Via};
+use serde_json::json;
+use tests::upstream::{Reply, StandIn};
+use tokio_util::sync::CancellationToken;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+async fn overhead() {
+    let model = StandIn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = Overrides {
+        data_dir: Some(dir.path().to_owned()),
+        database_url: None,
+        http_listen: Some("127.0.0.1:0".into()),
+        sync_listen: Some("127.0.0.1:0".into()),
+    };
+    let mut config = HubConfig::load(None, Vec::new(), &overrides).unwrap();
+    config.assistant.tiers = vec![TierConfig {
+        name: "stand-in".into(),
+        api: Api::OpenAi,
+        url: model.base_url(),
+        model: "instant".into(),
+        api_key_env: None,
+        paid: false,
+        price_in: 0.0,
+        price_out: 0.0,
+        context_tokens: 100_000,
+        tools: true,
+        images: false,
+        timeout: Duration::from_secs(10),
+    }];
+    let shutdown = CancellationToken::new();
+    let hub = hub::app::start(config, shutdown.clone()).await.unwrap();
+    let assistant = hub.state.assistant.clone();
+    let person = Principal::user("bench", Role::Operator, Via::Session);
+    let conversation = assistant.create_conversation(&person, Some("bench")).await.unwrap();
+
+    // The stand-in alone: the same two requests (a tool call, then an answer) straight to it.
+    let upstream = Upstream {
+        name: "stand-in".into(),
+        api: Api::OpenAi,
+        base_url: model.base_url(),
+        model: "instant".into(),
+        api_key: None,
+        timeout: Duration::from_secs(10),
+    };
+    let request = ChatRequest {
+        messages: vec![Message::new(Speaker::User, "How is the farm?")],
+        tools: Vec::new(),
+        max_tokens: 100,
+    };
+    let mut alone = Vec::new();
+    let mut turns = Vec::new();
+    for round in 0..600 {
+        model
+            .then(Reply::Call { name: "fleet_status".into(), arguments: json!({}) })
+            .then(Reply::Text("All printers are idle.".into()));
+        let started = Instant::now();
+        for _ in 0..2 {
+            let mut stream = upstream.stream(request.clone());
+            while let Some(chunk) = stream.recv().await {
+                if matches!(chunk.unwrap(), Chunk::Done { .. }) {
+                    break;
+                }
+            }
+        }
+        let upstream_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let started = Instant::now();
+        assistant
+            .ask(&person, &conversation.id, "How is the farm?", Depth::Normal, &tx)
+            .await
+            .unwrap();
+        let turn_ms = started.elapsed().as_secs_f64() * 1000.0;
+        drop(tx);
+        drain.await.unwrap();
+        if round >= 100 {
+            alone.push(upstream_ms);
+            turns.push(turn_ms);
+        }
+    }
+    let mut overhead: Vec<f64> = turns.iter().zip(&alone).map(|(t, a)| (t - a).max(0.0)).collect();
+    overhead.sort_by(f64::total_cmp);
+    alone.sort_by(f64::total_cmp);
+    turns.sort_by(f64::total_cmp);
+    println!(
+        "assistant turn (tool call + answer, stored): p50 {:.2} ms, p99 {:.2} ms; the stand-in \
+         alone p50 {:.2} ms; overhead p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&turns, 0.5),
+        percentile(&turns, 0.99),
+        percentile(&alone, 0.5),
+        percentile(&overhead, 0.5),
+        percentile(&overhead, 0.99),
+    );
+    tests::metric("assistant_overhead_p99_ms", percentile(&overhead, 0.99));
+    tests::metric("assistant_overhead_p50_ms", percentile(&overhead, 0.5));
+    shutdown.cancel();
+    hub.wait().await;
+}
+
+async fn small_model() {
+    let Some(path) = std::env::var_os("KITT_CHAT_MODEL") else {
+        println!("KITT_CHAT_MODEL is not set: the small model's figures are skipped");
+        return;
+    };
+    let model = tokio::task::spawn_blocking(move || {
+        LocalModel::load("smollm2", std::path::Path::new(&path))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut first = Vec::new();
+    let mut rates = Vec::new();
+    for n in 0..6 {
+        let request = ChatRequest {
+            messages: vec![
+                Message::new(Speaker::System, "You are the assistant of a 3D-printing farm."),
+                Message::new(Speaker::User, format!("Give {n} tips for printing PETG well.")),
+            ],
+            tools: Vec::new(),
+            max_tokens: 128,
+        };
+        let started = Instant::now();
+        let mut stream = model.stream(request);
+        let mut first_at = None;
+        let mut tokens = 0;
+        while let Some(chunk) = stream.recv().await {
+            match chunk.unwrap() {
+                Chunk::Text(_) => {
+                    first_at.get_or_insert_with(|| started.elapsed());
+                }
+                Chunk::Done { usage, .. } => tokens = usage.completion_tokens,
+                Chunk::Call(_) => {}
+            }
+        }
+        let total = started.elapsed();
+        let first_at = first_at.unwrap_or(total);
+        if n > 0 {
+            first.push(first_at.as_secs_f64() * 1000.0);
+            rates.push(f64::from(tokens.saturating_sub(1)) / (total - first_at).as_secs_f64());
+        }
+    }
+    first.sort_by(f64::total_cmp);
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "SmolLM2-135M Q4_1 on this CPU: time to first token p50 {:.0} ms; {:.0} tokens/s",
+        percentile(&first, 0.5),
+        percentile(&rates, 0.5)
+    );
+    tests::metric("assistant_local_ttft_ms", percentile(&first, 0.5));
+    tests::metric("assistant_local_tokens_per_s", percentile(&rates, 0.5));
+}
+
+fn main() {
+    tests::init();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(overhead());
+    runtime.block_on(small_model());
+}
