@@ -552,6 +552,37 @@ mod tests {
     }
 
     #[test]
+    fn assistant_tiers_are_checked_and_paid_ones_stay_off_by_default() {
+        let config = load(
+            "[[assistant.tiers]]\nname = \"gpu\"\napi = \"openai\"\nurl = \"http://gpu:11434/v1\"\nmodel = \"m\"\npaid = true\n",
+            &[("KITT_CHAT_MODEL", "/models/small.gguf")],
+        )
+        .unwrap();
+        assert!(!config.assistant.paid_enabled);
+        assert_eq!(config.assistant.model.as_deref(), Some(Path::new("/models/small.gguf")));
+        assert_eq!(config.assistant.tiers[0].timeout, Duration::from_secs(30));
+        assert_eq!(config.assistant.pending_ttl, Duration::from_secs(600));
+        let error = load(
+            "[assistant]\nmonthly_budget = -1\n[[assistant.tiers]]\nname = \"x\"\napi = \"gemini\"\nurl = \"ftp://x\"\nmodel = \"m\"\ncolour = 1\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `colour`"), "{error}");
+        let error = load(
+            "[assistant]\nmonthly_budget = -1\n[[assistant.tiers]]\nname = \"x\"\napi = \"gemini\"\nurl = \"ftp://x\"\nmodel = \"m\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in
+            ["monthly_budget = -1", "use openai or anthropic", "an http:// or https:// URL"]
+        {
+            assert!(error.contains(needle), "{needle}: {error}");
+        }
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let config = HubConfig::load(None, Vec::new(), &Overrides::default()).unwrap();
         assert_eq!(config.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
