@@ -45,9 +45,14 @@ pub enum Command {
     /// Run everything on this machine: a hub on SQLite, four simulated printers and one agent
     /// each; prints the dashboard address and an admin password. Ctrl-C stops it.
     Demo {
-        /// The dashboard's TCP address.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http_listen: String,
+        /// The dashboard's TCP address (127.0.0.1:8080; with --eval, any free port).
+        #[arg(long)]
+        http_listen: Option<String>,
+        /// Run the assistant's evaluation (the cases in this JSON file, e.g.
+        /// eval/assistant.json) against every ready model tier once the fleet is up, print
+        /// the results per tier, write them to <data dir>/eval-results.json and exit.
+        #[arg(long, value_name = "PATH")]
+        eval: Option<PathBuf>,
     },
     /// Apply the database migrations and exit (serve also applies them).
     Migrate,
@@ -186,8 +191,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         overrides.http_listen = http_listen.clone();
         overrides.sync_listen = sync_listen.clone();
     }
-    if let Command::Demo { http_listen } = &cli.command {
-        overrides.http_listen = Some(http_listen.clone());
+    if let Command::Demo { http_listen, eval } = &cli.command {
+        let default = if eval.is_some() { "127.0.0.1:0" } else { "127.0.0.1:8080" };
+        overrides.http_listen = Some(http_listen.clone().unwrap_or_else(|| default.into()));
         overrides.sync_listen = Some("127.0.0.1:0".into());
         overrides.database_url = None;
     }
@@ -211,8 +217,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    if let Command::Demo { .. } = cli.command {
-        return runtime.block_on(crate::demo::run(config, data_dir_given));
+    if let Command::Demo { eval, .. } = cli.command {
+        return runtime.block_on(crate::demo::run(config, data_dir_given, eval));
     }
     runtime.block_on(run_async(cli.command, config))
 }

@@ -11,9 +11,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use proto::UnixMillis;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::assistant::eval::{self, Suite};
+use crate::assistant::llm::{Message, Speaker};
+use crate::assistant::router::Depth;
 use crate::config::HubConfig;
+use crate::service::{Principal, Role, Via};
 
 /// One simulated printer and what it does.
 struct Scenario {
@@ -213,8 +218,23 @@ fn address_in(line: &str) -> anyhow::Result<std::net::SocketAddr> {
         .with_context(|| format!("no address in {line:?}"))
 }
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<u8> {
+/// Runs the demo until Ctrl-C; with `eval`, runs the assistant's evaluation on it and exits.
+pub async fn run(
+    mut config: HubConfig,
+    data_dir_given: bool,
+    eval: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    // Read the cases first: a bad file should not cost a fleet's start.
+    let suite = match &eval {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let suite: Suite = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an evaluation", path.display()))?;
+            Some(suite)
+        }
+        None => None,
+    };
     if !data_dir_given {
         config.data_dir = std::env::temp_dir().join(format!("kitt-demo-{}", UnixMillis::now().0));
     }
@@ -306,6 +326,14 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
         children.0.push(agent);
     }
 
+    if let Some(suite) = suite {
+        let code = evaluate(&hub.state, &suite, &config.data_dir).await;
+        drop(children);
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), hub.wait()).await;
+        return code;
+    }
+
     let url = format!("http://localhost:{}", hub.http_addr.port());
     print_line(&format!(
         "kitt demo running: open {url} and log in as admin with password {password}\n\
@@ -321,6 +349,129 @@ pub async fn run(mut config: HubConfig, data_dir_given: bool) -> anyhow::Result<
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), hub.wait()).await;
     Ok(0)
+}
+
+/// How long the fleet has to come up and play out its scenarios before the evaluation.
+const FLEET_DEADLINE: Duration = Duration::from_secs(120);
+
+/// How long one case may take on one tier.
+const CASE_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Whether the demo fleet is where the evaluation's cases assume it: every printer has
+/// reported, the X1 Carbon's print has failed and the A1 has paused for its runout.
+fn fleet_settled(printers: &[crate::service::fleet::Printer]) -> bool {
+    let state = |id: &str| {
+        printers
+            .iter()
+            .find(|p| p.row.id == id)
+            .and_then(|p| p.row.state.as_ref())
+            .map(|s| s.state.as_str())
+    };
+    SCENARIOS.iter().all(|s| state(s.serial).is_some())
+        && state("00M09A351100002") == Some("failed")
+        && state("03919D391800004") == Some("paused")
+}
+
+/// Runs `suite` against every ready tier of `state`'s assistant, prints a table per tier
+/// and writes everything to `<data_dir>/eval-results.json`. 1 when nothing could run.
+async fn evaluate(
+    state: &crate::api::AppState,
+    suite: &Suite,
+    data_dir: &Path,
+) -> anyhow::Result<u8> {
+    let started = std::time::Instant::now();
+    let printers = loop {
+        let printers = state.services.fleet.printers().await?;
+        if fleet_settled(&printers) {
+            break printers;
+        }
+        if started.elapsed() > FLEET_DEADLINE {
+            let reported = printers.iter().filter(|p| p.row.state.is_some()).count();
+            print_line(&format!(
+                "kitt eval: the fleet did not settle in {}s ({reported} of {} printers reported); \
+                 evaluating anyway",
+                FLEET_DEADLINE.as_secs(),
+                SCENARIOS.len()
+            ));
+            break printers;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ids: Vec<String> = printers.iter().map(|p| p.row.id.clone()).collect();
+    print_line(&format!(
+        "kitt eval: {} printers up after {:.0}s; {} cases",
+        ids.len(),
+        started.elapsed().as_secs_f64(),
+        suite.cases.len()
+    ));
+    let tiers = state.assistant.ready_tier_names();
+    if tiers.is_empty() {
+        print_line(&format!(
+            "kitt eval: no model tier is ready (configured: {}); set [assistant] model or \
+             KITT_CHAT_MODEL, or [[assistant.tiers]]",
+            state.assistant.tier_names().join(", ")
+        ));
+        return Ok(1);
+    }
+    let person = Principal::user("admin", Role::Admin, Via::Session);
+    let mut summaries = Vec::new();
+    let mut results = Vec::new();
+    for tier in &tiers {
+        let Some(assistant) = state.assistant.only_tier(tier) else { continue };
+        print_line(&format!("kitt eval: tier {tier}"));
+        let mut scores = Vec::new();
+        for case in &suite.cases {
+            let observation = observe(&assistant, &person, tier, case).await;
+            let score = eval::score(case, &observation, &ids);
+            print_line(&eval::case_line(case, &observation, &score));
+            results.push(serde_json::json!({"observation": observation, "score": score}));
+            scores.push(score);
+        }
+        summaries.push(eval::summarize(tier, &scores));
+    }
+    print_line(&format!("\n{}", eval::table(&summaries)));
+    let path = data_dir.join("eval-results.json");
+    let json = serde_json::json!({
+        "at": UnixMillis::now().0,
+        "printers": ids,
+        "summaries": summaries,
+        "results": results,
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print_line(&format!("kitt eval: results in {}", path.display()));
+    let ran = summaries.iter().any(|s| s.errors < s.cases);
+    Ok(if ran { 0 } else { 1 })
+}
+
+/// One case on one tier: a one-message turn, never stored, its events collected.
+async fn observe(
+    assistant: &crate::assistant::Assistant,
+    person: &Principal,
+    tier: &str,
+    case: &eval::Case,
+) -> eval::Observation {
+    let mut observation = eval::Observation::new(&case.id, tier);
+    let (tx, mut rx) = mpsc::channel(64);
+    let started = std::time::Instant::now();
+    let history = vec![Message::new(Speaker::User, case.ask.clone())];
+    let turn = async move { assistant.complete(person, history, Depth::default(), &tx).await };
+    let collect = async {
+        while let Some(event) = rx.recv().await {
+            observation.record(&event, started.elapsed().as_millis() as u64);
+        }
+    };
+    let outcome =
+        tokio::time::timeout(CASE_DEADLINE, async { tokio::join!(turn, collect).0 }).await;
+    observation.latency_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => observation.error = Some(error.to_string()),
+        Err(_) => {
+            observation.error = Some(format!("no answer in {}s", CASE_DEADLINE.as_secs()));
+        }
+    }
+    observation
 }
 
 /// Every simulated Bambu printer serves the A1/P1 port-6000 camera protocol (the X1C

@@ -3,6 +3,9 @@
 //! - `test`: the whole test suite, with its own set-up (system packages, throwaway
 //!   services). The README's test command and the heart of `.ci/run`.
 //! - `run`: the product on its embedded defaults. The README's run command.
+//! - `eval`: the assistant's evaluation (`eval/assistant.json`) on the demo fleet, against
+//!   every configured model tier: accuracy, tool-call validity and latency per tier. It
+//!   informs; it fails only when nothing could run.
 //! - `ci`: `test`, then formatting, clippy, the fuzz target's build, and the Raspberry Pi
 //!   checks (`dist`, `test-cross`, `test-package`), like `.ci/run`.
 //! - `deps`: the dependency rules of ARCHITECTURE.md.
@@ -39,6 +42,7 @@ use anyhow::{Context, bail};
 
 const USAGE: &str =
     "usage: cargo xtask <test|run|bench|ci|deps|fuzz-build> [-- args for the test runner]
+       cargo xtask eval [-- args for kitt-hub demo, e.g. --config hub.toml]
        cargo xtask dist agent --target <triple> [--version <debian-version>]
        cargo xtask provision <sd|ssh> ... (cargo xtask provision for details)
        cargo xtask test-cross [--target <triple>] [-- args for the test runner]
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("run") => run(&args[1..]),
+        Some("eval") => eval(&args[1..]),
         Some("bench") => bench::bench(),
         Some("ci") => ci(),
         Some("deps") => check_deps(),
@@ -174,6 +179,28 @@ fn run(extra: &[String]) -> anyhow::Result<()> {
     status(build)?;
     let mut demo = Command::new(target_dir().join("debug/kitt-hub"));
     demo.arg("demo").args(extra).env(models::CHAT_MODEL_VAR, &chat_model);
+    status(demo)
+}
+
+/// The assistant's evaluation: `kitt-hub demo --eval eval/assistant.json` with the local
+/// chat model, and whatever else `extra` configures (`--config hub.toml` with
+/// `[[assistant.tiers]]`). `--` before the extra arguments is optional.
+fn eval(extra: &[String]) -> anyhow::Result<()> {
+    let extra = match extra.first().map(String::as_str) {
+        Some("--") => &extra[1..],
+        _ => extra,
+    };
+    setup::ensure_packages(setup::BUILD_PACKAGES)?;
+    let chat_model = models::ensure(&models::CHAT_MODEL)?;
+    let mut build = cargo();
+    build.args(["build", "--locked", "--workspace", "--bins"]);
+    status(build)?;
+    let mut demo = Command::new(target_dir().join("debug/kitt-hub"));
+    demo.args(extra)
+        .arg("demo")
+        .arg("--eval")
+        .arg(workspace_root().join("eval/assistant.json"))
+        .env(models::CHAT_MODEL_VAR, &chat_model);
     status(demo)
 }
 

@@ -253,6 +253,29 @@ impl Assistant {
         }
     }
 
+    /// This assistant with only the tier `name` (the same database, services and settings;
+    /// fresh cooldowns): what the evaluation runs each tier through. `None` when no tier
+    /// has that name.
+    pub fn only_tier(&self, name: &str) -> Option<Assistant> {
+        let tier = self.inner.tiers.iter().find(|t| t.tier.name == name)?.clone();
+        Some(Assistant::new(
+            self.inner.db.clone(),
+            self.inner.services.clone(),
+            vec![tier],
+            self.inner.settings.clone(),
+        ))
+    }
+
+    /// The tiers whose engine started.
+    pub fn ready_tier_names(&self) -> Vec<String> {
+        self.inner
+            .tiers
+            .iter()
+            .filter(|t| t.engine.is_some())
+            .map(|t| t.tier.name.clone())
+            .collect()
+    }
+
     pub fn tier_names(&self) -> Vec<String> {
         self.inner.tiers.iter().map(|t| t.tier.name.clone()).collect()
     }
@@ -545,7 +568,15 @@ impl Assistant {
         events: &mpsc::Sender<Event>,
     ) -> Result<Answer, ServiceError> {
         let now = now_ms();
-        let prompt_chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
+        // Tool results count as the local model reads them (cut to a few thousand
+        // characters); HTTP tiers' contexts are far larger than any result.
+        let prompt_chars: usize = request
+            .messages
+            .iter()
+            .map(|m| {
+                if m.speaker == Speaker::Tool { m.content.len().min(3000) } else { m.content.len() }
+            })
+            .sum();
         let tools_chars: usize = request.tools.iter().map(|t| t.description.len() + 80).sum();
         let needs = router::Request {
             prompt_tokens: ((prompt_chars + tools_chars) / 3) as u32,

@@ -194,7 +194,27 @@ fn int_arg(call: &ToolCall, name: &str) -> Result<i64, ServiceError> {
 }
 
 fn printer_brief(p: &crate::service::fleet::Printer) -> Value {
-    let state = serde_json::to_value(&p.row.state).unwrap_or(Value::Null);
+    // What a question about the fleet needs, not the whole state (a small model's context
+    // holds a few thousand tokens).
+    let full = serde_json::to_value(&p.row.state).unwrap_or(Value::Null);
+    let mut state = serde_json::Map::new();
+    for key in [
+        "state",
+        "stage",
+        "job_name",
+        "progress_percent",
+        "layer",
+        "total_layers",
+        "remaining_s",
+        "nozzle_temp_c",
+        "bed_temp_c",
+        "print_error",
+        "hms",
+    ] {
+        if let Some(value) = full.get(key).filter(|v| !v.is_null()) {
+            state.insert(key.to_owned(), value.clone());
+        }
+    }
     json!({
         "id": p.row.id,
         "name": p.row.name,
