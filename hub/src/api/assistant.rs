@@ -180,7 +180,12 @@ pub async fn delete_conversation(
 #[utoipa::path(post, path = "/assistant/conversations/{id}/messages", tag = "assistant",
     params(("id" = String, Path, description = "The conversation's id")),
     request_body = NewMessage,
-    responses((status = 200, body = TurnView, description = "JSON, or text/event-stream")))]
+    responses((status = 200, description = "The turn: JSON, or server-sent events (one \
+        `AssistantEvent` per `data:` line)",
+        content((TurnView = "application/json"), (Event = "text/event-stream"))),
+        (status = 503, description = "No model can answer now (none configured, all failing or \
+            cooling down, or the paid budget spent); the message says which and why",
+            body = super::error::ErrorBody)))]
 pub async fn send_message(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -190,6 +195,8 @@ pub async fn send_message(
 ) -> Result<Response, ApiError> {
     // Refuse what is refused before anything streams.
     state.assistant.conversation(&principal, &id).await?;
+    crate::assistant::service::check_message(&body.content)?;
+    state.assistant.check_ready()?;
     let wants_stream = body.stream.unwrap_or_else(|| {
         headers
             .get(header::ACCEPT)

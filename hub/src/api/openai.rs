@@ -169,6 +169,14 @@ pub async fn chat_completions(
             "the last message must be the user's",
         );
     }
+    if let Err(e) = state.assistant.check_ready() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            Some("unavailable"),
+            e.to_string(),
+        );
+    }
     let stream = request["stream"].as_bool().unwrap_or(false);
     let include_usage = request["stream_options"]["include_usage"].as_bool().unwrap_or(false);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost:8080");

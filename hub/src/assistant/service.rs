@@ -227,6 +227,18 @@ fn system_prompt(person: &Principal) -> String {
     )
 }
 
+/// A person's message is something, and not too much.
+pub fn check_message(text: &str) -> Result<(), ServiceError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ServiceError::Invalid("say something: the message is empty".into()));
+    }
+    if text.chars().count() > 8000 {
+        return Err(ServiceError::Invalid("a message is at most 8000 characters".into()));
+    }
+    Ok(())
+}
+
 /// Where a turn's messages are kept: a stored conversation, or nowhere (the
 /// OpenAI-compatible door, whose client holds the history).
 #[derive(Debug, Clone, Copy)]
@@ -274,6 +286,26 @@ impl Assistant {
             .filter(|t| t.engine.is_some())
             .map(|t| t.tier.name.clone())
             .collect()
+    }
+
+    /// `Err` when no tier started at all: nothing can answer, whatever is asked.
+    pub fn check_ready(&self) -> Result<(), ServiceError> {
+        if self.inner.tiers.iter().any(|t| t.engine.is_some()) {
+            return Ok(());
+        }
+        let broken: Vec<String> = self
+            .inner
+            .tiers
+            .iter()
+            .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {e}", t.tier.name)))
+            .collect();
+        Err(ServiceError::Unavailable(if broken.is_empty() {
+            "the assistant has no model: set [assistant] model (a GGUF file) or add \
+             [[assistant.tiers]] in the hub's configuration"
+                .to_owned()
+        } else {
+            format!("no model started: {}", broken.join("; "))
+        }))
     }
 
     pub fn tier_names(&self) -> Vec<String> {
@@ -387,13 +419,8 @@ impl Assistant {
         events: &mpsc::Sender<Event>,
     ) -> Result<TurnResult, ServiceError> {
         let row = self.conversation(person, conversation).await?;
+        check_message(text)?;
         let text = text.trim();
-        if text.is_empty() {
-            return Err(ServiceError::Invalid("say something: the message is empty".into()));
-        }
-        if text.chars().count() > 8000 {
-            return Err(ServiceError::Invalid("a message is at most 8000 characters".into()));
-        }
         let now = now_ms();
         let question = Message::new(Speaker::User, text);
         self.inner.db.add_message(&row.id, &question, None, None, now).await?;
@@ -591,6 +618,7 @@ impl Assistant {
             spent: self.inner.db.paid_since(month_start(now)).await?,
         };
         let cooldowns = self.inner.cooldowns.lock().map(|c| c.clone()).unwrap_or_default();
+        self.check_ready()?;
         let ready: Vec<Tier> = self
             .inner
             .tiers

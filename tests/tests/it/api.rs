@@ -68,9 +68,10 @@ async fn a_property_based_fuzzer_finds_no_5xx_and_no_answer_outside_the_document
     let camera = api.hub.state.db.cameras(SERIAL).await.unwrap()[0].camera_id.clone();
     let dir = tempfile::tempdir().unwrap();
     // The printer routes get the real printer and camera (else every case is a 404). Taking
-    // a snapshot is the one operation whose contract includes a 5xx: 503 with the camera's
+    // a snapshot is one operation whose contract includes a 5xx: 503 with the camera's
     // or agent's reason, 504 when the agent does not answer (the fuzzer learns the agent's
-    // id from GET /agents and revokes it, so these do happen).
+    // id from GET /agents and revokes it, so these do happen). The other: a message to the
+    // assistant, 503 when no model can answer (this hub has none).
     let config = dir.path().join("schemathesis.toml");
     std::fs::write(
         &config,
@@ -79,7 +80,9 @@ async fn a_property_based_fuzzer_finds_no_5xx_and_no_answer_outside_the_document
              parameters = {{ \"path.id\" = \"{SERIAL}\", \"path.camera\" = \"{camera}\" }}\n\
              \n[[operations]]\ninclude-path-regex = \"/snapshot$\"\n\
              checks.not_a_server_error.expected-statuses = \
-             [\"2XX\", \"3XX\", \"4XX\", \"503\", \"504\"]\n"
+             [\"2XX\", \"3XX\", \"4XX\", \"503\", \"504\"]\n\
+             \n[[operations]]\ninclude-path-regex = \"/messages$\"\n\
+             checks.not_a_server_error.expected-statuses = [\"2XX\", \"3XX\", \"4XX\", \"503\"]\n"
         ),
     )
     .unwrap();
@@ -1150,6 +1153,15 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("get", "/spoolman-clients", "admin"),
         ("post", "/spoolman-clients", "admin"),
         ("delete", "/spoolman-clients/{id}", "admin"),
+        ("get", "/assistant/conversations", "viewer"),
+        ("post", "/assistant/conversations", "viewer"),
+        ("get", "/assistant/conversations/{id}", "viewer"),
+        ("delete", "/assistant/conversations/{id}", "viewer"),
+        ("post", "/assistant/conversations/{id}/messages", "viewer"),
+        ("get", "/assistant/pending", "viewer"),
+        ("post", "/assistant/pending/{id}/confirm", "viewer"),
+        ("post", "/assistant/pending/{id}/reject", "viewer"),
+        ("get", "/assistant/models", "viewer"),
         ("get", "/events", "viewer"),
         ("get", "/commands", "viewer"),
         ("get", "/commands/{id}", "viewer"),
