@@ -1,5 +1,5 @@
 //! Assistant benchmarks. The assistant's own overhead (routing, tool dispatch, persistence,
-//! streaming) with a stand-in upstream that answers at once: a stored turn of one tool call
+//! streaming) with a stand-in upstream that answers at once: a stored first turn: a tool call
 //! and its answer, through the service as the API calls it (target p99 ≤ 3 ms); the stand-in's
 //! own time is measured alone and taken off. And the real small model on this CPU
 //! (SmolLM2-135M Q4_1 through llama.cpp): time to the first token and tokens per second.
@@ -53,7 +53,6 @@ async fn overhead() {
     let hub = hub::app::start(config, shutdown.clone()).await.unwrap();
     let assistant = hub.state.assistant.clone();
     let person = Principal::user("bench", Role::Operator, Via::Session);
-    let conversation = assistant.create_conversation(&person, Some("bench")).await.unwrap();
 
     // The stand-in alone: the same two requests (a tool call, then an answer) straight to it.
     let upstream = Upstream {
@@ -87,6 +86,9 @@ async fn overhead() {
         let upstream_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        // A conversation of its own (made outside the timing): a question, a tool call, its
+        // result and the answer, as a first question goes.
+        let conversation = assistant.create_conversation(&person, Some("bench")).await.unwrap();
         let started = Instant::now();
         assistant
             .ask(&person, &conversation.id, "How is the farm?", Depth::Normal, &tx)

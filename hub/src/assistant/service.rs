@@ -17,8 +17,8 @@ use super::pending::{self, Decision, PendingAction, PendingState, ProposedAction
 use super::router::{self, Budget, Cooldown, Depth, Kind, Tier};
 use super::tools::{self, Farm, Outcome};
 use super::upstream::Upstream;
+use crate::db::Db;
 use crate::db::assistant::{ConversationRow, PendingRow, UsageRow};
-use crate::db::{Db, DbError};
 use crate::service::{Principal, Role, ServiceError, Services};
 
 /// How a tier runs.
@@ -61,6 +61,9 @@ impl Default for Settings {
         }
     }
 }
+
+/// The most messages of a conversation's past a model is sent.
+const MAX_HISTORY: usize = 24;
 
 /// What a turn streams to the person.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -467,6 +470,9 @@ impl Assistant {
         })
     }
 
+    /// A turn, its messages and usage written together at its end (one transaction rather
+    /// than one per message: the person's question is stored before, pending actions as
+    /// they are proposed), also when it fails partway.
     async fn turn(
         &self,
         person: &Principal,
@@ -475,9 +481,46 @@ impl Assistant {
         keep: Keep<'_>,
         events: &mpsc::Sender<Event>,
     ) -> Result<TurnResult, ServiceError> {
+        let mut log = TurnLog::default();
+        let outcome = self.run_turn(person, history, depth, keep, events, &mut log).await;
+        let conversation = match keep {
+            Keep::Conversation(id) => Some(id),
+            Keep::Nowhere => None,
+        };
+        let ids =
+            self.inner.db.finish_turn(conversation, &log.messages, &log.usage, now_ms()).await;
+        let result = outcome?;
+        let ids = ids?;
+        let _ = events
+            .send(Event::Done {
+                message_id: ids.last().copied(),
+                tier: result.tier.clone(),
+                finish: result.finish.unwrap_or_default().as_str().to_owned(),
+                usage: result.usage,
+                cost: log.last_cost,
+            })
+            .await;
+        Ok(result)
+    }
+
+    async fn run_turn(
+        &self,
+        person: &Principal,
+        history: Vec<Message>,
+        depth: Depth,
+        keep: Keep<'_>,
+        events: &mpsc::Sender<Event>,
+        log: &mut TurnLog,
+    ) -> Result<TurnResult, ServiceError> {
         let settings = &self.inner.settings;
         let mut messages = vec![Message::new(Speaker::System, system_prompt(person))];
-        messages.extend(history);
+        // A long conversation's oldest messages stay stored but are not sent: the models see
+        // the last ones (starting at a question of the person's, never at a tool's result).
+        let mut start = history.len().saturating_sub(MAX_HISTORY);
+        while start > 0 && history.get(start).is_some_and(|m| m.speaker != Speaker::User) {
+            start -= 1;
+        }
+        messages.extend(history.into_iter().skip(start));
         let mut result = TurnResult::default();
         for round in 0..=settings.max_rounds {
             let farm = self.farm().await?;
@@ -491,14 +534,15 @@ impl Assistant {
                 tools,
                 max_tokens: settings.max_answer_tokens,
             };
-            let answer = self.generate(person, request, depth, events).await?;
+            let answer = self.generate(person, request, depth, events, log).await?;
+            log.last_cost = answer.cost;
             result.tier = answer.tier.clone();
             result.usage.prompt_tokens += answer.usage.prompt_tokens;
             result.usage.completion_tokens += answer.usage.completion_tokens;
             result.finish = Some(answer.finish);
             let mut said = Message::new(Speaker::Assistant, answer.text.clone());
             said.tool_calls = answer.calls.clone();
-            let message_id = self.keep(keep, &said, Some(&answer.tier), Some(&answer.why)).await?;
+            log.messages.push((said.clone(), Some(answer.tier.clone()), Some(answer.why.clone())));
             messages.push(said);
             if !answer.text.is_empty() {
                 if !result.text.is_empty() {
@@ -507,15 +551,6 @@ impl Assistant {
                 result.text.push_str(&answer.text);
             }
             if answer.calls.is_empty() {
-                let _ = events
-                    .send(Event::Done {
-                        message_id,
-                        tier: answer.tier.clone(),
-                        finish: answer.finish.as_str().to_owned(),
-                        usage: result.usage,
-                        cost: answer.cost,
-                    })
-                    .await;
                 return Ok(result);
             }
             for call in &answer.calls {
@@ -564,26 +599,11 @@ impl Assistant {
                     })
                     .await;
                 let said = Message::tool_result(call, value.to_string());
-                self.keep(keep, &said, None, None).await?;
+                log.messages.push((said.clone(), None, None));
                 messages.push(said);
             }
         }
         Ok(result)
-    }
-
-    async fn keep(
-        &self,
-        keep: Keep<'_>,
-        message: &Message,
-        tier: Option<&str>,
-        why: Option<&str>,
-    ) -> Result<Option<i64>, DbError> {
-        match keep {
-            Keep::Conversation(id) => {
-                Ok(Some(self.inner.db.add_message(id, message, tier, why, now_ms()).await?))
-            }
-            Keep::Nowhere => Ok(None),
-        }
     }
 
     /// One model answer, from the first tier that gives one, streamed to `events`.
@@ -593,6 +613,7 @@ impl Assistant {
         request: ChatRequest,
         depth: Depth,
         events: &mpsc::Sender<Event>,
+        log: &mut TurnLog,
     ) -> Result<Answer, ServiceError> {
         let now = now_ms();
         // Tool results count as the local model reads them (cut to a few thousand
@@ -615,7 +636,9 @@ impl Assistant {
         let budget = Budget {
             paid_enabled: self.inner.settings.paid_enabled,
             monthly: self.inner.settings.monthly_budget,
-            spent: self.inner.db.paid_since(month_start(now)).await?,
+            // This turn's own paid requests count before they are written.
+            spent: self.inner.db.paid_since(month_start(now)).await?
+                + log.usage.iter().filter(|u| u.paid).map(|u| u.cost).sum::<f64>(),
         };
         let cooldowns = self.inner.cooldowns.lock().map(|c| c.clone()).unwrap_or_default();
         self.check_ready()?;
@@ -645,8 +668,14 @@ impl Assistant {
                         c.remove(&runtime.tier.name);
                     }
                     answer.cost = cost(&runtime.tier, answer.usage);
-                    self.usage(person, &runtime.tier, answer.usage, answer.cost, true, started)
-                        .await;
+                    log.usage.push(usage_row(
+                        person,
+                        &runtime.tier,
+                        answer.usage,
+                        answer.cost,
+                        true,
+                        started,
+                    ));
                     return Ok(answer);
                 }
                 Err((error, started_output)) => {
@@ -654,7 +683,14 @@ impl Assistant {
                         let previous = c.get(&runtime.tier.name).copied();
                         c.insert(runtime.tier.name.clone(), router::failed(previous, now_ms()));
                     }
-                    self.usage(person, &runtime.tier, Usage::default(), 0.0, false, started).await;
+                    log.usage.push(usage_row(
+                        person,
+                        &runtime.tier,
+                        Usage::default(),
+                        0.0,
+                        false,
+                        started,
+                    ));
                     tracing::warn!(tier = %runtime.tier.name, %error, "a model tier failed");
                     if started_output {
                         // The person saw part of this answer: say so rather than splice
@@ -679,31 +715,6 @@ impl Assistant {
             message.push_str(&format!(" (not tried: {})", left_out.join("; ")));
         }
         Err(ServiceError::Unavailable(message))
-    }
-
-    async fn usage(
-        &self,
-        person: &Principal,
-        tier: &Tier,
-        usage: Usage,
-        cost: f64,
-        ok: bool,
-        started: Instant,
-    ) {
-        let row = UsageRow {
-            at: now_ms(),
-            user: person.name().to_owned(),
-            tier: tier.name.clone(),
-            paid: tier.kind == Kind::Paid,
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            cost,
-            ok,
-            latency_ms: started.elapsed().as_millis() as i64,
-        };
-        if let Err(e) = self.inner.db.record_usage(&row).await {
-            tracing::warn!(error = %e, "cannot record the assistant's usage");
-        }
     }
 
     /// Reads a tier's stream to its end. `Err` carries whether any output had been shown.
@@ -883,6 +894,37 @@ pub enum DecideError {
     Refused(Refusal),
     #[error("{0}")]
     Service(ServiceError),
+}
+
+/// What a turn wrote, kept until its end.
+#[derive(Debug, Default)]
+struct TurnLog {
+    /// The assistant's messages and the tools' results, with the tier and the router's why.
+    messages: Vec<(Message, Option<String>, Option<String>)>,
+    usage: Vec<UsageRow>,
+    /// What the last answer cost.
+    last_cost: f64,
+}
+
+fn usage_row(
+    person: &Principal,
+    tier: &Tier,
+    usage: Usage,
+    cost: f64,
+    ok: bool,
+    started: Instant,
+) -> UsageRow {
+    UsageRow {
+        at: now_ms(),
+        user: person.name().to_owned(),
+        tier: tier.name.clone(),
+        paid: tier.kind == Kind::Paid,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cost,
+        ok,
+        latency_ms: started.elapsed().as_millis() as i64,
+    }
 }
 
 /// A tier's answer.

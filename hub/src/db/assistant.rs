@@ -197,33 +197,72 @@ impl Db {
         why: Option<&str>,
         now: i64,
     ) -> Result<i64, DbError> {
-        let calls = (!message.tool_calls.is_empty())
-            .then(|| serde_json::to_string(&message.tool_calls).unwrap_or_default());
+        let one = [(message.clone(), tier.map(str::to_owned), why.map(str::to_owned))];
+        let ids = self.finish_turn(Some(conversation), &one, &[], now).await?;
+        ids.first().copied().ok_or(DbError::Query(sqlx::Error::RowNotFound))
+    }
+
+    /// A turn's messages (in a stored conversation) and its model requests' usage, in one
+    /// transaction; answers the messages' ids.
+    pub async fn finish_turn(
+        &self,
+        conversation: Option<&str>,
+        messages: &[(Message, Option<String>, Option<String>)],
+        usage: &[UsageRow],
+        now: i64,
+    ) -> Result<Vec<i64>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO assistant_messages (conversation_id, speaker, content, tool_calls, \
-             tool_call_id, tool_name, tier, why, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(conversation)
-        .bind(message.speaker.as_str())
-        .bind(&message.content)
-        .bind(calls)
-        .bind(message.tool_call_id.clone())
-        .bind(message.tool_name.clone())
-        .bind(tier.map(str::to_owned))
-        .bind(why.map(str::to_owned))
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        sqlx::query("UPDATE assistant_conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(conversation)
+        let mut ids = Vec::new();
+        if let Some(conversation) = conversation {
+            for (message, tier, why) in messages {
+                let calls = (!message.tool_calls.is_empty())
+                    .then(|| serde_json::to_string(&message.tool_calls).unwrap_or_default());
+                let id: i64 = sqlx::query(
+                    "INSERT INTO assistant_messages (conversation_id, speaker, content, tool_calls, \
+                     tool_call_id, tool_name, tier, why, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                )
+                .bind(conversation)
+                .bind(message.speaker.as_str())
+                .bind(&message.content)
+                .bind(calls)
+                .bind(message.tool_call_id.clone())
+                .bind(message.tool_name.clone())
+                .bind(tier.clone())
+                .bind(why.clone())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                ids.push(id);
+            }
+            if !messages.is_empty() {
+                sqlx::query("UPDATE assistant_conversations SET updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(conversation)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for row in usage {
+            sqlx::query(
+                "INSERT INTO assistant_usage (at, user_name, tier, paid, prompt_tokens, \
+                 completion_tokens, cost, ok, latency_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(row.at)
+            .bind(&row.user)
+            .bind(&row.tier)
+            .bind(i64::from(row.paid))
+            .bind(i64::from(row.prompt_tokens))
+            .bind(i64::from(row.completion_tokens))
+            .bind(row.cost)
+            .bind(i64::from(row.ok))
+            .bind(row.latency_ms)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
-        Ok(id)
+        Ok(ids)
     }
 
     pub async fn messages(&self, conversation: &str) -> Result<Vec<MessageRow>, DbError> {
@@ -329,25 +368,6 @@ impl Db {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        Ok(())
-    }
-
-    pub async fn record_usage(&self, usage: &UsageRow) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO assistant_usage (at, user_name, tier, paid, prompt_tokens, \
-             completion_tokens, cost, ok, latency_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(usage.at)
-        .bind(&usage.user)
-        .bind(&usage.tier)
-        .bind(i64::from(usage.paid))
-        .bind(i64::from(usage.prompt_tokens))
-        .bind(i64::from(usage.completion_tokens))
-        .bind(usage.cost)
-        .bind(i64::from(usage.ok))
-        .bind(usage.latency_ms)
-        .execute(&self.pool)
-        .await?;
         Ok(())
     }
 
