@@ -27,6 +27,8 @@ pub enum Reply {
     Status(u16, String),
     /// Accepts the request and never answers.
     Hang,
+    /// A 200 event stream of this text, whatever it is.
+    Garbage(String),
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +37,8 @@ struct Inner {
     /// When the script is empty: this, every time (default: text naming the last message).
     always: Option<Reply>,
     requests: Vec<Value>,
+    /// Answer whole JSON even when asked to stream (as some servers do).
+    ignore_stream: bool,
 }
 
 /// A running stand-in.
@@ -77,6 +81,11 @@ impl StandIn {
         self.inner.lock().expect("the stand-in never panics holding its lock").always = Some(reply);
     }
 
+    /// From now on, answer whole JSON even when asked to stream.
+    pub fn ignore_stream(&self) {
+        self.inner.lock().expect("the stand-in never panics holding its lock").ignore_stream = true;
+    }
+
     /// The bodies of every request received.
     pub fn requests(&self) -> Vec<Value> {
         self.inner.lock().expect("the stand-in never panics holding its lock").requests.clone()
@@ -115,13 +124,18 @@ fn sse(events: Vec<(Option<&str>, String)>) -> Response {
     ([(header::CONTENT_TYPE, "text/event-stream")], Body::from(body)).into_response()
 }
 
+fn garbage(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/event-stream")], Body::from(text)).into_response()
+}
+
 async fn hang() -> Response {
     std::future::pending::<()>().await;
     StatusCode::OK.into_response()
 }
 
 async fn openai(State(inner): State<Arc<Mutex<Inner>>>, Json(request): Json<Value>) -> Response {
-    let stream = request["stream"] == true;
+    let stream = request["stream"] == true
+        && !inner.lock().expect("the stand-in never panics holding its lock").ignore_stream;
     let model = request["model"].as_str().unwrap_or("stand-in").to_owned();
     let reply = StandIn::next(&inner, request);
     let chunk = |delta: Value, finish: Value| {
@@ -132,6 +146,7 @@ async fn openai(State(inner): State<Arc<Mutex<Inner>>>, Json(request): Json<Valu
     let usage = json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18});
     match reply {
         Reply::Hang => hang().await,
+        Reply::Garbage(text) => garbage(text),
         Reply::Status(status, message) => (
             StatusCode::from_u16(status).expect("a test scripts a valid status"),
             Json(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})),
@@ -179,6 +194,7 @@ async fn anthropic(State(inner): State<Arc<Mutex<Inner>>>, Json(request): Json<V
     let start = json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "stand-in", "stop_reason": null, "usage": {"input_tokens": 13, "output_tokens": 1}}}).to_string();
     match reply {
         Reply::Hang => hang().await,
+        Reply::Garbage(text) => garbage(text),
         Reply::Status(status, message) => (
             StatusCode::from_u16(status).expect("a test scripts a valid status"),
             Json(json!({"type": "error", "error": {"type": "api_error", "message": message}})),

@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    /// The `Content-Type`, lowercase, without parameters.
+    pub content_type: String,
     body: Incoming,
 }
 
@@ -107,7 +109,13 @@ pub async fn post_json(
     } else {
         send(TokioIo::new(tcp), request).await?
     };
-    Ok(Answer { status: response.status().as_u16(), body: response.into_body() })
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    Ok(Answer { status: response.status().as_u16(), content_type, body: response.into_body() })
 }
 
 async fn send<T>(

@@ -171,6 +171,10 @@ pub struct TierView {
     pub ready: bool,
     pub cooling_down_s: Option<i64>,
     pub error: Option<String>,
+    /// This calendar month (UTC): requests, failed ones, and what they cost.
+    pub requests_this_month: i64,
+    pub failures_this_month: i64,
+    pub cost_this_month: f64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -318,6 +322,7 @@ impl Assistant {
     pub async fn models(&self) -> Result<ModelsView, ServiceError> {
         let now = now_ms();
         let cooldowns = self.inner.cooldowns.lock().map(|c| c.clone()).unwrap_or_default();
+        let usage = self.inner.db.usage_by_tier(month_start(now)).await?;
         let tiers = self
             .inner
             .tiers
@@ -337,6 +342,9 @@ impl Assistant {
                     .filter(|c| c.until > now)
                     .map(|c| (c.until - now + 999) / 1000),
                 error: t.error.clone(),
+                requests_this_month: usage.iter().find(|u| u.0 == t.tier.name).map_or(0, |u| u.1),
+                failures_this_month: usage.iter().find(|u| u.0 == t.tier.name).map_or(0, |u| u.2),
+                cost_this_month: usage.iter().find(|u| u.0 == t.tier.name).map_or(0.0, |u| u.3),
             })
             .collect();
         Ok(ModelsView {

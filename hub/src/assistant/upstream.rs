@@ -35,6 +35,80 @@ pub struct Upstream {
 /// The most of an error answer kept, in bytes.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
 
+/// The largest whole (unstreamed) answer read, in bytes.
+const ANSWER_LIMIT: usize = 4 << 20;
+
+fn tool_arguments(text: &str) -> Value {
+    if text.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| json!({"unparsed": text}))
+    }
+}
+
+/// An OpenAI `chat.completion` object as chunks.
+pub fn whole_openai(text: &str) -> Result<Vec<Chunk>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("{e}: {text:.200}"))?;
+    let choice = &value["choices"][0];
+    if !choice.is_object() {
+        return Err(format!("no choices: {text:.200}"));
+    }
+    let mut out = Vec::new();
+    if let Some(content) = choice["message"]["content"].as_str().filter(|c| !c.is_empty()) {
+        out.push(Chunk::Text(content.to_owned()));
+    }
+    for (n, call) in choice["message"]["tool_calls"].as_array().into_iter().flatten().enumerate() {
+        out.push(Chunk::Call(ToolCall {
+            id: call["id"].as_str().map_or_else(|| format!("call-{n}"), str::to_owned),
+            name: call["function"]["name"].as_str().unwrap_or("").to_owned(),
+            arguments: tool_arguments(call["function"]["arguments"].as_str().unwrap_or("")),
+        }));
+    }
+    let finish = match choice["finish_reason"].as_str() {
+        Some("length") => Finish::Length,
+        Some("tool_calls" | "function_call") => Finish::ToolCalls,
+        _ if out.iter().any(|c| matches!(c, Chunk::Call(_))) => Finish::ToolCalls,
+        _ => Finish::Stop,
+    };
+    let usage = Usage {
+        prompt_tokens: value["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as u32,
+        completion_tokens: value["usage"]["completion_tokens"].as_u64().unwrap_or(0) as u32,
+    };
+    out.push(Chunk::Done { finish, usage });
+    Ok(out)
+}
+
+/// An Anthropic `message` object as chunks.
+pub fn whole_anthropic(text: &str) -> Result<Vec<Chunk>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("{e}: {text:.200}"))?;
+    let Some(blocks) = value["content"].as_array() else {
+        return Err(format!("no content: {text:.200}"));
+    };
+    let mut out = Vec::new();
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("text") => out.push(Chunk::Text(block["text"].as_str().unwrap_or("").to_owned())),
+            Some("tool_use") => out.push(Chunk::Call(ToolCall {
+                id: block["id"].as_str().unwrap_or("").to_owned(),
+                name: block["name"].as_str().unwrap_or("").to_owned(),
+                arguments: block["input"].clone(),
+            })),
+            _ => {}
+        }
+    }
+    let finish = match value["stop_reason"].as_str() {
+        Some("max_tokens") => Finish::Length,
+        Some("tool_use") => Finish::ToolCalls,
+        _ => Finish::Stop,
+    };
+    let usage = Usage {
+        prompt_tokens: value["usage"]["input_tokens"].as_u64().unwrap_or(0) as u32,
+        completion_tokens: value["usage"]["output_tokens"].as_u64().unwrap_or(0) as u32,
+    };
+    out.push(Chunk::Done { finish, usage });
+    Ok(out)
+}
+
 impl Upstream {
     pub fn stream(&self, request: ChatRequest) -> ChunkStream {
         let (tx, rx) = chunk_channel();
@@ -85,6 +159,31 @@ impl Upstream {
                 .map_err(|_| timeout())?
                 .unwrap_or_else(|e| e);
             return Err(LlmError::Status { tier: tier(), status, message: error_message(&text) });
+        }
+        if answer.content_type == "application/json" {
+            // A server that ignored `stream: true` (some OpenAI-compatible ones do when
+            // tools are offered): the whole answer at once.
+            let text = tokio::time::timeout(self.timeout, answer.text(ANSWER_LIMIT))
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|message| LlmError::Unreachable { tier: tier(), message })?;
+            let chunks = match self.api {
+                Api::OpenAi => whole_openai(&text),
+                Api::Anthropic => whole_anthropic(&text),
+            }
+            .map_err(|message| LlmError::Protocol { tier: tier(), message })?;
+            for chunk in chunks {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        if answer.content_type != "text/event-stream" {
+            return Err(LlmError::Protocol {
+                tier: tier(),
+                message: format!("answered {:?}, not an event stream", answer.content_type),
+            });
         }
         let mut parser = SseParser::default();
         let mut state = StreamState::default();
@@ -373,11 +472,7 @@ impl StreamState {
         self.done = true;
         let mut out = Vec::new();
         for (n, (id, name, arguments)) in std::mem::take(&mut self.calls).into_iter().enumerate() {
-            let arguments = if arguments.trim().is_empty() {
-                json!({})
-            } else {
-                serde_json::from_str(&arguments).unwrap_or_else(|_| json!({"unparsed": arguments}))
-            };
+            let arguments = tool_arguments(&arguments);
             let id = if id.is_empty() { format!("call-{n}") } else { id };
             out.push(Chunk::Call(ToolCall { id, name, arguments }));
         }
@@ -474,6 +569,34 @@ mod tests {
             ]
         );
         assert!(StreamState::default().openai(r#"{"error":{"message":"overloaded"}}"#).is_err());
+    }
+
+    #[test]
+    fn whole_answers_from_servers_that_do_not_stream_read_the_same() {
+        let openai = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_9","type":"function","function":{"name":"printer_state","arguments":"{\"printer\":\"P1\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        assert_eq!(
+            whole_openai(openai).unwrap(),
+            vec![
+                Chunk::Call(call("call_9", "printer_state", json!({"printer": "P1"}))),
+                Chunk::Done {
+                    finish: Finish::ToolCalls,
+                    usage: Usage { prompt_tokens: 3, completion_tokens: 4 }
+                },
+            ]
+        );
+        let anthropic = r#"{"id":"msg","type":"message","role":"assistant","content":[{"type":"text","text":"Idle."}],"stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":2}}"#;
+        assert_eq!(
+            whole_anthropic(anthropic).unwrap(),
+            vec![
+                Chunk::Text("Idle.".into()),
+                Chunk::Done {
+                    finish: Finish::Stop,
+                    usage: Usage { prompt_tokens: 5, completion_tokens: 2 }
+                },
+            ]
+        );
+        assert!(whole_openai("{\"choices\": []}").is_err());
+        assert!(whole_anthropic("<html>").is_err());
     }
 
     #[test]

@@ -385,7 +385,7 @@ impl Db {
     /// Requests and cost per tier since `since`: (tier, requests, failures, cost).
     pub async fn usage_by_tier(&self, since: i64) -> Result<Vec<(String, i64, i64, f64)>, DbError> {
         let rows = sqlx::query(
-            "SELECT tier, COUNT(*), COALESCE(SUM(1 - ok), 0), COALESCE(SUM(cost), 0.0) \
+            "SELECT tier, COUNT(*), CAST(COALESCE(SUM(1 - ok), 0) AS BIGINT), COALESCE(SUM(cost), 0.0) \
              FROM assistant_usage WHERE at >= $1 GROUP BY tier ORDER BY tier",
         )
         .bind(since)

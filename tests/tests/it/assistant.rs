@@ -236,6 +236,11 @@ async fn no_text_confirms_an_action_and_a_person_confirms_it_once_after_a_restar
     assert_eq!(commands(&api, &otto).await, before);
     let (_, listed) = api.get(&otto, "/api/v1/assistant/pending?undecided=true").await;
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let (status, models) = api.get(&otto, "/api/v1/assistant/models").await;
+    assert_eq!(status, StatusCode::OK, "{models}");
+    let sent = model.requests().len();
+    assert_eq!(sent, 7, "two turns of 2 and 4 rounds, and the OpenAI door's one");
+    assert_eq!(models["tiers"][0]["requests_this_month"], sent, "every request counted: {models}");
 
     // Pending actions survive a restart; the agent reconnects to the new hub by itself.
     let api = api.restart(with_tiers(tiers)).await;
@@ -412,6 +417,10 @@ async fn routing_falls_back_past_failing_and_silent_tiers_and_never_spends_past_
     let (_, models) = api.get(&otto, "/api/v1/assistant/models").await;
     assert!(models["tiers"][0]["cooling_down_s"].as_i64().unwrap() > 0, "{models}");
     assert!(models["spent_this_month"].as_f64().unwrap() > 0.0, "{models}");
+    assert_eq!(models["tiers"][0]["requests_this_month"], 1, "{models}");
+    assert_eq!(models["tiers"][0]["failures_this_month"], 1, "{models}");
+    assert_eq!(models["tiers"][2]["requests_this_month"], 2, "{models}");
+    assert!(models["tiers"][2]["cost_this_month"].as_f64().unwrap() > 0.0, "{models}");
 
     // Paid tiers off: nothing reaches it, and the person is told why.
     let api = api.restart(configure(false, 1.0)).await;
@@ -426,6 +435,36 @@ async fn routing_falls_back_past_failing_and_silent_tiers_and_never_spends_past_
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("budget"), "{body}");
     assert_eq!(paid.requests().len(), 2, "a spent budget sends nothing");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_sends_garbage_is_passed_over_and_one_that_does_not_stream_is_read_whole()
+{
+    let garbage = StandIn::start().await;
+    garbage.always(Reply::Garbage("data: {\"choices\": [oops\n\n".into()));
+    let whole = StandIn::start().await;
+    whole.ignore_stream();
+    whole
+        .then(Reply::Call { name: "fleet_status".into(), arguments: json!({}) })
+        .then(Reply::Text("Every printer is fine.".into()));
+    let api = Api::start_with(
+        None,
+        with_tiers(vec![
+            tier("garbled", Wire::OpenAi, &garbage, false, 5),
+            tier("whole", Wire::OpenAi, &whole, false, 5),
+        ]),
+    )
+    .await;
+    let otto = api.user("otto", "operator").await;
+    let c = conversation(&api, &otto).await;
+    let turn = say(&api, &otto, &c, "How is the farm?").await;
+    let fallback = &events(&turn, "fallback")[0];
+    assert_eq!(fallback["tier"], "garbled");
+    assert!(fallback["error"].as_str().unwrap().contains("unreadable"), "{fallback}");
+    assert_eq!(events(&turn, "tool_call")[0]["name"], "fleet_status", "{turn:#}");
+    assert_eq!(events(&turn, "done")[0]["tier"], "whole");
+    assert_eq!(turn["text"], "Every printer is fine.");
     api.stop().await;
 }
 
