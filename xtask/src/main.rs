@@ -169,14 +169,21 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     result
 }
 
-/// The product on its embedded defaults: `kitt-hub demo` (a hub on SQLite, four simulated
-/// printers, one real agent each), after building every binary it runs.
-fn run(extra: &[String]) -> anyhow::Result<()> {
+/// What `kitt-hub demo` needs: the system packages, the chat model (its path answered) and
+/// every binary, built.
+fn prepare_demo() -> anyhow::Result<PathBuf> {
     setup::ensure_packages(setup::BUILD_PACKAGES)?;
     let chat_model = models::ensure(&models::CHAT_MODEL)?;
     let mut build = cargo();
     build.args(["build", "--locked", "--workspace", "--bins"]);
     status(build)?;
+    Ok(chat_model)
+}
+
+/// The product on its embedded defaults: `kitt-hub demo` (a hub on SQLite, four simulated
+/// printers, one real agent each), after building every binary it runs.
+fn run(extra: &[String]) -> anyhow::Result<()> {
+    let chat_model = prepare_demo()?;
     let mut demo = Command::new(target_dir().join("debug/kitt-hub"));
     demo.arg("demo").args(extra).env(models::CHAT_MODEL_VAR, &chat_model);
     status(demo)
@@ -190,11 +197,7 @@ fn eval(extra: &[String]) -> anyhow::Result<()> {
         Some("--") => &extra[1..],
         _ => extra,
     };
-    setup::ensure_packages(setup::BUILD_PACKAGES)?;
-    let chat_model = models::ensure(&models::CHAT_MODEL)?;
-    let mut build = cargo();
-    build.args(["build", "--locked", "--workspace", "--bins"]);
-    status(build)?;
+    let chat_model = prepare_demo()?;
     let mut demo = Command::new(target_dir().join("debug/kitt-hub"));
     demo.args(extra)
         .arg("demo")

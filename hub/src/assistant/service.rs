@@ -829,15 +829,7 @@ impl Assistant {
         decision: Decision,
         digest: &str,
     ) -> Result<PendingView, DecideError> {
-        let row = self
-            .inner
-            .db
-            .pending_action(id)
-            .await
-            .map_err(|e| DecideError::Service(e.into()))?
-            .ok_or_else(|| {
-                DecideError::Service(ServiceError::NotFound(format!("no pending action {id:?}")))
-            })?;
+        let row = self.stored_pending(id).await?;
         // Someone who could not confirm it sees only their own.
         if person.role() < row.action.needed && row.action.requested_by != person.name() {
             return Err(DecideError::Service(ServiceError::NotFound(format!(
@@ -882,16 +874,18 @@ impl Assistant {
                 }
             }
         }
-        let row = self
-            .inner
+        Ok(PendingView::new(&self.stored_pending(id).await?))
+    }
+
+    async fn stored_pending(&self, id: &str) -> Result<PendingRow, DecideError> {
+        self.inner
             .db
             .pending_action(id)
             .await
             .map_err(|e| DecideError::Service(e.into()))?
             .ok_or_else(|| {
-                DecideError::Service(ServiceError::Internal("the action vanished".into()))
-            })?;
-        Ok(PendingView::new(&row))
+                DecideError::Service(ServiceError::NotFound(format!("no pending action {id:?}")))
+            })
     }
 }
 
