@@ -6,6 +6,7 @@
 //! are in `docs/research/assistant.md`.
 
 pub mod eval;
+pub mod facets;
 pub mod grammar;
 pub mod http;
 pub mod llm;
