@@ -148,6 +148,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let services = setup::prepare_test_environment()?;
     // The assistant's tests run a real small model.
     let chat_model = models::ensure(&models::CHAT_MODEL)?;
+    let embed_model = models::ensure_embedding()?;
     // The crash tests run the real binaries as processes: build them first.
     let mut build = cargo();
     build.args(["build", "--workspace", "--bins", "--locked"]);
@@ -162,6 +163,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         command.env(key, value);
     }
     command.env(models::CHAT_MODEL_VAR, &chat_model);
+    command.env(models::EMBED_MODEL_VAR, &embed_model);
     let result = status(command);
     if let Ok(text) = std::fs::read_to_string(&verdicts) {
         eprintln!("\nxtask: offline-tolerance scenarios ({}):\n{text}", verdicts.display());

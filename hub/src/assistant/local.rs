@@ -36,7 +36,7 @@ const MAX_CONTEXT: u32 = 4096;
 const MAX_TOOL_RESULT: usize = 3000;
 
 /// llama.cpp's backend, once per process (a second `init` fails while the first lives).
-fn backend() -> Result<&'static LlamaBackend, String> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend, String> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
