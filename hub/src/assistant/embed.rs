@@ -110,7 +110,7 @@ fn embed_all(model: &LlamaModel, texts: &[String]) -> Result<Vec<Vec<f32>>, Stri
     let mut out = Vec::with_capacity(texts.len());
     let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
     let (mut used, mut sequences) = (0_usize, 0_i32);
-    let mut flush = |batch: &mut LlamaBatch, sequences: &mut i32, used: &mut usize| {
+    let mut flush = |batch: &mut LlamaBatch<'_>, sequences: &mut i32, used: &mut usize| {
         if *sequences == 0 {
             return Ok(());
         }
