@@ -5,6 +5,7 @@
 //! what every tier speaks; `local` runs a GGUF in-process with llama.cpp. The design notes
 //! are in `docs/research/assistant.md`.
 
+pub mod cache;
 pub mod embed;
 pub mod eval;
 pub mod facets;
