@@ -4,6 +4,9 @@
 //! own time is measured alone and taken off. And the real small model on this CPU
 //! (SmolLM2-135M Q4_1 through llama.cpp): time to the first token and tokens per second.
 //!
+//! For issue 20: a semantic-cache lookup among 100,000 entries (target p99 ≤ 1 ms) and the
+//! embedding model's sentences per second.
+//!
 //! Reproduce with `cargo xtask bench`, or `cargo bench -p tests --bench assistant` (the model
 //! from `KITT_CHAT_MODEL`, which `cargo xtask bench` sets).
 
@@ -174,9 +177,86 @@ async fn small_model() {
     tests::metric("assistant_local_tokens_per_s", percentile(&rates, 0.5));
 }
 
+/// Issue 20: a cache lookup among 100,000 entries (the facets and scope of 2,000 distinct
+/// questions, 50 answers each), and embedding throughput with the real model.
+async fn memory() {
+    use hub::assistant::cache::{Scope, SemanticCache, THRESHOLD};
+    use hub::assistant::facets::Facets;
+    let vocabulary: Vec<String> =
+        ["X1C", "P1S", "A1", "PLA", "PETG", "ABS"].iter().map(|s| (*s).to_owned()).collect();
+    let printers = ["X1C", "P1S", "A1"];
+    let materials = ["PLA", "PETG", "ABS"];
+    let scope =
+        Scope { role: "operator".into(), tools: "all".into(), tier: "local".into(), facts: 1 };
+    let mut cache = SemanticCache::new(THRESHOLD, i64::MAX / 2);
+    let mut seed = 7_u64;
+    let mut random_unit = || {
+        let v: Vec<f32> = (0..384)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    let question = |q: usize| {
+        format!(
+            "how much {} did the {} use printing at {} °C for {} hours",
+            materials[q % 3],
+            printers[(q / 3) % 3],
+            180 + q % 60,
+            q / 180
+        )
+    };
+    for q in 0..2_000 {
+        let text = question(q);
+        let facets = Facets::of(&text, &vocabulary);
+        for _ in 0..50 {
+            cache.insert(&scope, &facets, &text, random_unit(), "answer", 0);
+        }
+    }
+    assert_eq!(cache.len(), 100_000);
+    let mut times = Vec::new();
+    for q in 0..5_000 {
+        let text = question(q % 2_000);
+        let vector = random_unit();
+        let started = Instant::now();
+        let facets = Facets::of(&text, &vocabulary);
+        let _ = std::hint::black_box(cache.lookup(&scope, &facets, &vector, 1));
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "cache lookup among 100,000 entries (facets included): p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+    tests::metric("cache_lookup_p99_ms", percentile(&times, 0.99));
+
+    let Some(path) = std::env::var_os("KITT_EMBED_MODEL") else {
+        println!("KITT_EMBED_MODEL is not set: embedding throughput is skipped");
+        return;
+    };
+    let embedder = tokio::task::spawn_blocking(move || {
+        hub::assistant::embed::Embedder::load(std::path::Path::new(&path))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let sentences: Vec<String> = (0..512).map(question).collect();
+    embedder.embed(sentences[..16].to_vec()).await.unwrap();
+    let started = Instant::now();
+    embedder.embed(sentences.clone()).await.unwrap();
+    let rate = sentences.len() as f64 / started.elapsed().as_secs_f64();
+    println!("all-MiniLM-L6-v2 on this CPU: {rate:.0} sentences/s (batched)");
+    tests::metric("embed_sentences_per_s", rate);
+}
+
 fn main() {
     tests::init();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(overhead());
     runtime.block_on(small_model());
+    runtime.block_on(memory());
 }
