@@ -27,6 +27,7 @@ const ENV_KEYS: &[&str] = &[
     "KITT_SYNC_LISTEN",
     "KITT_SECURE_COOKIES",
     "KITT_CHAT_MODEL",
+    "KITT_EMBED_MODEL",
 ];
 /// `KITT_*` variables that belong to other tools (logging, tests, benchmarks).
 const ENV_IGNORED_PREFIXES: &[&str] = &["KITT_LOG", "KITT_TEST_", "KITT_BENCH_", "KITT_BLESS_"];
@@ -61,6 +62,9 @@ pub struct RawAssistant {
     pub model: Option<PathBuf>,
     /// The local tier's name (default `local`).
     pub model_name: Option<String>,
+    /// The sentence-embedding model, a BERT GGUF (`KITT_EMBED_MODEL`), for the semantic cache
+    /// and memory (issue 20; not read by anything yet).
+    pub embed_model: Option<PathBuf>,
     /// Paid tiers may be used at all (default false).
     pub paid_enabled: Option<bool>,
     /// What paid tiers may cost in a calendar month (UTC), in their prices' currency.
@@ -204,6 +208,7 @@ pub struct HubConfig {
 #[derive(Debug, Clone, Default)]
 pub struct AssistantConfig {
     pub model: Option<PathBuf>,
+    pub embed_model: Option<PathBuf>,
     pub model_name: String,
     pub paid_enabled: bool,
     pub monthly_budget: f64,
@@ -273,6 +278,7 @@ impl HubConfig {
                 "KITT_HTTP_LISTEN" => raw.http.listen = Some(value),
                 "KITT_SYNC_LISTEN" => raw.sync.listen = Some(value),
                 "KITT_CHAT_MODEL" => raw.assistant.model = Some(value.into()),
+                "KITT_EMBED_MODEL" => raw.assistant.embed_model = Some(value.into()),
                 "KITT_SECURE_COOKIES" => match value.as_str() {
                     "true" | "1" => raw.http.secure_cookies = Some(true),
                     "false" | "0" => raw.http.secure_cookies = Some(false),
@@ -516,6 +522,7 @@ impl RawAssistant {
         }
         AssistantConfig {
             model: self.model,
+            embed_model: self.embed_model,
             model_name,
             paid_enabled: self.paid_enabled.unwrap_or(false),
             monthly_budget,
@@ -555,11 +562,12 @@ mod tests {
     fn assistant_tiers_are_checked_and_paid_ones_stay_off_by_default() {
         let config = load(
             "[[assistant.tiers]]\nname = \"gpu\"\napi = \"openai\"\nurl = \"http://gpu:11434/v1\"\nmodel = \"m\"\npaid = true\n",
-            &[("KITT_CHAT_MODEL", "/models/small.gguf")],
+            &[("KITT_CHAT_MODEL", "/models/small.gguf"), ("KITT_EMBED_MODEL", "/models/bert.gguf")],
         )
         .unwrap();
         assert!(!config.assistant.paid_enabled);
         assert_eq!(config.assistant.model.as_deref(), Some(Path::new("/models/small.gguf")));
+        assert_eq!(config.assistant.embed_model.as_deref(), Some(Path::new("/models/bert.gguf")));
         assert_eq!(config.assistant.tiers[0].timeout, Duration::from_secs(30));
         assert_eq!(config.assistant.pending_ttl, Duration::from_secs(600));
         let error = load(
