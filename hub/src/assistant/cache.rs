@@ -197,22 +197,7 @@ mod tests {
     #[tokio::test]
     #[allow(clippy::print_stdout)]
     async fn the_adversarial_set_gets_no_near_miss_hit_with_real_embeddings() {
-        let set: serde_json::Value =
-            serde_json::from_str(include_str!("../../../eval/cache-adversarial.json")).unwrap();
-        let vocabulary: Vec<String> = set["vocabulary"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect();
-        let pairs = |key: &str| -> Vec<(String, String)> {
-            set[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_str().unwrap().to_owned()))
-                .collect()
-        };
+        let (vocabulary, hits, misses) = crate::assistant::facets::adversarial_set();
         let embedder = crate::assistant::embed::tests::embedder();
         let served = |pairs: Vec<(String, String)>| {
             let embedder = embedder.clone();
@@ -243,7 +228,6 @@ mod tests {
                 served
             }
         };
-        let misses = pairs("miss");
         let leaked: Vec<_> = misses
             .iter()
             .zip(served(misses.clone()).await)
@@ -251,7 +235,6 @@ mod tests {
             .map(|(p, _)| p)
             .collect();
         assert!(leaked.is_empty(), "near-misses served another question's answer: {leaked:?}");
-        let hits = pairs("hit");
         let rate = served(hits.clone()).await.iter().filter(|h| **h).count();
         println!("paraphrase hit rate at {THRESHOLD}: {rate} of {}", hits.len());
         assert!(

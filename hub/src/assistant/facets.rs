@@ -331,37 +331,45 @@ mod tests {
     }
 }
 
+/// Two questions.
+#[cfg(test)]
+pub(crate) type Pair = (String, String);
+
+/// `eval/cache-adversarial.json`: the vocabulary, the paraphrase pairs and the near-miss pairs.
+#[cfg(test)]
+pub(crate) fn adversarial_set() -> (Vec<String>, Vec<Pair>, Vec<Pair>) {
+    let set: serde_json::Value =
+        serde_json::from_str(include_str!("../../../eval/cache-adversarial.json"))
+            .expect("the adversarial set is JSON");
+    let strings = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let pairs = |key: &str| -> Vec<(String, String)> {
+        set[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| (strings(&p[0]), strings(&p[1])))
+            .collect()
+    };
+    let vocabulary = set["vocabulary"].as_array().into_iter().flatten().map(strings).collect();
+    (vocabulary, pairs("hit"), pairs("miss"))
+}
+
 #[cfg(test)]
 mod adversarial {
     use super::*;
 
-    /// `eval/cache-adversarial.json`: no near-miss may share facets; paraphrases mostly do
-    /// (the rest are misses the cache takes, never wrong answers).
+    /// No near-miss may share facets; paraphrases mostly do (the rest are misses the cache
+    /// takes, never wrong answers).
     #[test]
     #[allow(clippy::print_stdout)]
     fn no_near_miss_shares_its_facets_and_most_paraphrases_do() {
-        let set: serde_json::Value =
-            serde_json::from_str(include_str!("../../../eval/cache-adversarial.json")).unwrap();
-        let vocabulary: Vec<String> = set["vocabulary"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect();
-        let pairs = |key: &str| -> Vec<(String, String)> {
-            set[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_str().unwrap().to_owned()))
-                .collect()
-        };
+        let (vocabulary, hits, misses) = adversarial_set();
+        assert!(hits.len() >= 20 && misses.len() >= 30 && !vocabulary.is_empty());
         let same = |(a, b): &(String, String)| {
             Facets::of(a, &vocabulary).compatible(&Facets::of(b, &vocabulary))
         };
-        let leaked: Vec<_> = pairs("miss").into_iter().filter(|p| same(p)).collect();
+        let leaked: Vec<_> = misses.into_iter().filter(|p| same(p)).collect();
         assert!(leaked.is_empty(), "near-misses with the same facets: {leaked:?}");
-        let hits = pairs("hit");
         let kept: Vec<_> = hits.iter().filter(|p| !same(p)).collect();
         println!("paraphrases keeping their facets: {} of {}", hits.len() - kept.len(), hits.len());
         assert!(kept.len() * 4 <= hits.len(), "most paraphrases keep their facets; not: {kept:#?}");
