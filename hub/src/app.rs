@@ -105,7 +105,7 @@ pub async fn start(
         .map_err(|error| StartError::Files(error.to_string()))?;
     let mut state =
         AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone(), files);
-    state.assistant = crate::assistant::Assistant::new(
+    let mut assistant = crate::assistant::Assistant::new(
         db.clone(),
         state.services.clone(),
         crate::assistant::service::start_tiers(&config.assistant).await,
@@ -116,6 +116,19 @@ pub async fn start(
             ..crate::assistant::service::Settings::default()
         },
     );
+    if let Some(path) = config.assistant.embed_model.clone() {
+        let loaded =
+            tokio::task::spawn_blocking(move || crate::assistant::embed::Embedder::load(&path))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        match loaded {
+            Ok(embedder) => assistant = assistant.with_cache(embedder),
+            Err(error) => {
+                tracing::warn!(%error, "The embedding model did not load; no semantic cache.")
+            }
+        }
+    }
+    state.assistant = assistant;
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let tasks = TaskTracker::new();

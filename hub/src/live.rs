@@ -61,6 +61,9 @@ pub struct LiveHub {
     /// Spools the ingest changed (a print's usage, a tagged spool linked), for the
     /// Spoolman websockets.
     spools: broadcast::Sender<Vec<i64>>,
+    /// Bumped by every update: the version of the live facts (the assistant's cache keeps an
+    /// answer that read them only while it holds).
+    version: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for LiveHub {
@@ -73,12 +76,23 @@ impl LiveHub {
     pub fn new() -> LiveHub {
         let (sender, _) = broadcast::channel(4096);
         let (spools, _) = broadcast::channel(256);
-        LiveHub { sender, spools }
+        let version = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+        LiveHub { sender, spools, version }
+    }
+
+    /// The version of the live facts: it moves with every update.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Tells the inventory's websockets that the ingest changed these spools.
     pub fn spools_changed(&self, ids: Vec<i64>) {
         if !ids.is_empty() {
+            self.changed();
             let _ = self.spools.send(ids);
         }
     }
@@ -93,6 +107,7 @@ impl LiveHub {
 
     /// Publishes an update whose cause arrived at `received`.
     pub fn publish_received(&self, update: LiveUpdate, received: std::time::Instant) {
+        self.changed();
         let _ = self.sender.send(Stamped { received, update });
     }
 

@@ -89,6 +89,9 @@ pub struct TurnView {
     pub pending: Vec<PendingView>,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// `hit` or `miss` when the semantic cache was asked (a conversation's first question,
+    /// with a cache configured); also the `x-kitt-cache` header.
+    pub cache: Option<String>,
     /// Every event the stream would have carried, in order.
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<Event>,
@@ -218,7 +221,12 @@ pub async fn send_message(
     }
     let events = collect(rx).await;
     let result = turn.await.map_err(|e| ApiError::internal(&e))??;
-    Ok(Json(turn_view(result, events)).into_response())
+    let cache = result.cache;
+    let mut response = Json(turn_view(result, events)).into_response();
+    if let Some(cache) = cache {
+        response.headers_mut().insert("x-kitt-cache", HeaderValue::from_static(cache));
+    }
+    Ok(response)
 }
 
 fn turn_view(result: TurnResult, events: Vec<Event>) -> TurnView {
@@ -228,6 +236,7 @@ fn turn_view(result: TurnResult, events: Vec<Event>) -> TurnView {
         pending: result.pending,
         prompt_tokens: result.usage.prompt_tokens,
         completion_tokens: result.usage.completion_tokens,
+        cache: result.cache.map(str::to_owned),
         events,
     }
 }

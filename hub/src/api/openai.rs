@@ -210,12 +210,17 @@ pub async fn chat_completions(
             match event {
                 Event::Text { text } => out.push(chunk(json!({"content": text}), Value::Null)),
                 Event::Pending { pending: p } => pending.push((**p).clone()),
-                Event::Done { usage, .. } => {
+                Event::Done { usage, cache, .. } => {
                     let note = pending_note(&pending, &base);
                     if !note.is_empty() {
                         out.push(chunk(json!({"content": note}), Value::Null));
                     }
-                    out.push(chunk(json!({}), "stop".into()));
+                    let mut last: Value =
+                        serde_json::from_str(&chunk(json!({}), "stop".into())).unwrap_or_default();
+                    if let Some(cache) = cache {
+                        last["kitt"] = json!({"cache": cache});
+                    }
+                    out.push(last.to_string());
                     if include_usage {
                         out.push(
                             json!({"id": id, "object": "chat.completion.chunk", "created": created,
@@ -265,9 +270,12 @@ pub async fn chat_completions(
             "completion_tokens": result.usage.completion_tokens,
             "total_tokens": result.usage.prompt_tokens + result.usage.completion_tokens,
         },
-        "kitt": {"tier": result.tier, "pending": result.pending},
+        "kitt": {"tier": result.tier, "pending": result.pending, "cache": result.cache},
     }))
     .into_response();
+    if let Some(cache) = result.cache {
+        response.headers_mut().insert("x-kitt-cache", axum::http::HeaderValue::from_static(cache));
+    }
     if let Ok(tier) = result.tier.parse() {
         response.headers_mut().insert("x-kitt-tier", tier);
     }

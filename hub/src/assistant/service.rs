@@ -11,6 +11,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::cache::{Scope, SemanticCache, THRESHOLD};
+use super::embed::Embedder;
+use super::facets::Facets;
 use super::llm::{ChatRequest, Chunk, ChunkStream, Finish, Message, Speaker, ToolCall, Usage};
 use super::local::LocalModel;
 use super::pending::{self, Decision, PendingAction, PendingState, ProposedAction, Refusal};
@@ -103,6 +106,8 @@ pub enum Event {
         finish: String,
         usage: Usage,
         cost: f64,
+        /// `hit` or `miss` when the semantic cache was asked.
+        cache: Option<String>,
     },
     Error {
         message: String,
@@ -193,6 +198,9 @@ pub struct TurnResult {
     pub pending: Vec<PendingView>,
     pub usage: Usage,
     pub finish: Option<Finish>,
+    /// `hit` or `miss` for a question the cache was asked about; `None` when it was not
+    /// (no cache, or not a conversation's first question).
+    pub cache: Option<&'static str>,
 }
 
 /// The assistant.
@@ -208,6 +216,33 @@ struct Inner {
     tiers: Vec<TierRuntime>,
     settings: Settings,
     cooldowns: Mutex<HashMap<String, Cooldown>>,
+    memory: Option<Memory>,
+}
+
+/// The semantic cache and the model that embeds its questions (issue 20).
+#[derive(Debug)]
+struct Memory {
+    embedder: Embedder,
+    cache: Mutex<SemanticCache>,
+}
+
+/// How long a cached answer lives.
+const CACHE_TTL_MS: i64 = 3_600_000;
+
+/// Materials a question may name (the cache's exact facets), beside the farm's printers.
+const MATERIALS: &[&str] =
+    &["PLA", "PETG", "ABS", "ASA", "TPU", "PA", "PC", "PVA", "HIPS", "PLA-CF", "PETG-CF", "PA-CF"];
+
+/// What a question looked like to the cache.
+#[derive(Debug)]
+struct Probe {
+    question: String,
+    facets: Facets,
+    vector: Vec<f32>,
+    /// The scope of an answer that read live facts (their version now), and of one that
+    /// read none.
+    live: Scope,
+    fixed: Scope,
 }
 
 fn now_ms() -> i64 {
@@ -246,6 +281,16 @@ pub fn check_message(text: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// The question when `history` is just one question of the person's: only such a question
+/// means the same whatever came before it.
+fn single_question(history: &[Message]) -> Option<&str> {
+    let mut said = history.iter().filter(|m| m.speaker != Speaker::System);
+    match (said.next(), said.next()) {
+        (Some(only), None) if only.speaker == Speaker::User => Some(only.content.as_str()),
+        _ => None,
+    }
+}
+
 /// Where a turn's messages are kept: a stored conversation, or nowhere (the
 /// OpenAI-compatible door, whose client holds the history).
 #[derive(Debug, Clone, Copy)]
@@ -268,8 +313,27 @@ impl Assistant {
                 tiers,
                 settings,
                 cooldowns: Mutex::new(HashMap::new()),
+                memory: None,
             }),
         }
+    }
+
+    /// This assistant with a semantic cache whose questions `embedder` embeds: a first
+    /// question is answered from it when an earlier one in the same scope had the same facets
+    /// and a close embedding, and the live facts it read have not changed since.
+    /// Call it before the assistant is shared: a shared one is left without a cache (and says
+    /// so in the log).
+    pub fn with_cache(mut self, embedder: Embedder) -> Assistant {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.memory = Some(Memory {
+                    embedder,
+                    cache: Mutex::new(SemanticCache::new(THRESHOLD, CACHE_TTL_MS)),
+                });
+            }
+            None => tracing::warn!("the assistant is shared already: no semantic cache"),
+        }
+        self
     }
 
     /// This assistant with only the tier `name` (the same database, services and settings;
@@ -489,6 +553,15 @@ impl Assistant {
         keep: Keep<'_>,
         events: &mpsc::Sender<Event>,
     ) -> Result<TurnResult, ServiceError> {
+        let probe = match single_question(&history) {
+            Some(question) => self.probe(person, question, depth).await,
+            None => None,
+        };
+        if let Some(probe) = &probe
+            && let Some(answer) = self.cached(probe)
+        {
+            return self.answer_from_cache(answer, keep, events).await;
+        }
         let mut log = TurnLog::default();
         let outcome = self.run_turn(person, history, depth, keep, events, &mut log).await;
         let conversation = match keep {
@@ -497,8 +570,12 @@ impl Assistant {
         };
         let ids =
             self.inner.db.finish_turn(conversation, &log.messages, &log.usage, now_ms()).await;
-        let result = outcome?;
+        let mut result = outcome?;
         let ids = ids?;
+        if let Some(probe) = &probe {
+            result.cache = Some("miss");
+            self.remember(probe, &result, &log);
+        }
         let _ = events
             .send(Event::Done {
                 message_id: ids.last().copied(),
@@ -506,9 +583,127 @@ impl Assistant {
                 finish: result.finish.unwrap_or_default().as_str().to_owned(),
                 usage: result.usage,
                 cost: log.last_cost,
+                cache: result.cache.map(str::to_owned),
             })
             .await;
         Ok(result)
+    }
+
+    /// The question's embedding, facets and scopes; `None` without a cache, or when it
+    /// cannot be embedded (the turn goes on uncached).
+    async fn probe(&self, person: &Principal, question: &str, depth: Depth) -> Option<Probe> {
+        let memory = self.inner.memory.as_ref()?;
+        let farm = self.farm().await.ok()?;
+        let mut vocabulary: Vec<String> = MATERIALS.iter().map(|m| (*m).to_owned()).collect();
+        for (id, name) in &farm.printers {
+            vocabulary.push(id.clone());
+            vocabulary.extend(name.clone());
+        }
+        let vector = match memory.embedder.embed(vec![question.to_owned()]).await {
+            Ok(mut vectors) if !vectors.is_empty() => vectors.swap_remove(0),
+            Ok(_) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "cannot embed a question; answering it uncached");
+                return None;
+            }
+        };
+        let tools: Vec<&str> = tools::specs(&farm, person.role()).iter().map(|t| t.name).collect();
+        let tiers: Vec<String> = self.ready_tier_names();
+        let fixed = Scope {
+            role: person.role().as_str().to_owned(),
+            tools: tools.join(","),
+            tier: format!("{depth:?}:{}", tiers.join(",")),
+            facts: 0,
+        };
+        let live = Scope { facts: self.inner.services.live.version(), ..fixed.clone() };
+        Some(Probe {
+            question: question.to_owned(),
+            facets: Facets::of(question, &vocabulary),
+            vector,
+            live,
+            fixed,
+        })
+    }
+
+    fn cached(&self, probe: &Probe) -> Option<String> {
+        let memory = self.inner.memory.as_ref()?;
+        let cache = memory.cache.lock().ok()?;
+        let now = now_ms();
+        [&probe.live, &probe.fixed].into_iter().find_map(|scope| {
+            cache.lookup(scope, &probe.facets, &probe.vector, now).ok().map(|e| e.answer.clone())
+        })
+    }
+
+    /// Keeps a turn's answer when it may be reused: it proposed nothing, called only reading
+    /// tools, and ended normally. Its scope's facts are the live ones it read, if any.
+    fn remember(&self, probe: &Probe, result: &TurnResult, log: &TurnLog) {
+        let Some(memory) = self.inner.memory.as_ref() else { return };
+        let calls: Vec<&ToolCall> =
+            log.messages.iter().flat_map(|(m, _, _)| &m.tool_calls).collect();
+        let only_reading = calls.iter().all(|c| tools::kind(&c.name) == Some(tools::Kind::Read));
+        let keep = result.pending.is_empty()
+            && only_reading
+            && result.finish == Some(Finish::Stop)
+            && !result.text.trim().is_empty();
+        if !keep {
+            return;
+        }
+        let scope = if calls.is_empty() { &probe.fixed } else { &probe.live };
+        if let Ok(mut cache) = memory.cache.lock() {
+            cache.purge(now_ms());
+            cache.insert(
+                scope,
+                &probe.facets,
+                &probe.question,
+                probe.vector.clone(),
+                &result.text,
+                now_ms(),
+            );
+        }
+    }
+
+    async fn answer_from_cache(
+        &self,
+        answer: String,
+        keep: Keep<'_>,
+        events: &mpsc::Sender<Event>,
+    ) -> Result<TurnResult, ServiceError> {
+        let why = "the same question, in the same scope, was answered already".to_owned();
+        let _ = events.send(Event::Model { tier: "cache".into(), why: why.clone() }).await;
+        let _ = events.send(Event::Text { text: answer.clone() }).await;
+        let said = Message::new(Speaker::Assistant, answer.clone());
+        let conversation = match keep {
+            Keep::Conversation(id) => Some(id),
+            Keep::Nowhere => None,
+        };
+        let ids = self
+            .inner
+            .db
+            .finish_turn(
+                conversation,
+                &[(said, Some("cache".to_owned()), Some(why))],
+                &[],
+                now_ms(),
+            )
+            .await?;
+        let _ = events
+            .send(Event::Done {
+                message_id: ids.last().copied(),
+                tier: "cache".into(),
+                finish: Finish::Stop.as_str().to_owned(),
+                usage: Usage::default(),
+                cost: 0.0,
+                cache: Some("hit".into()),
+            })
+            .await;
+        Ok(TurnResult {
+            text: answer,
+            tier: "cache".into(),
+            pending: Vec::new(),
+            usage: Usage::default(),
+            finish: Some(Finish::Stop),
+            cache: Some("hit"),
+        })
     }
 
     async fn run_turn(

@@ -468,6 +468,93 @@ async fn an_upstream_that_sends_garbage_is_passed_over_and_one_that_does_not_str
     api.stop().await;
 }
 
+fn embed_model() -> std::path::PathBuf {
+    std::env::var_os("KITT_EMBED_MODEL").map(Into::into).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        std::path::Path::new(&home).join(".cache/kitt/models/all-MiniLM-L6-v2.f16.gguf")
+    })
+}
+
+#[tokio::test]
+async fn a_first_question_asked_again_is_answered_from_the_cache_and_nothing_else_is() {
+    let model = StandIn::start().await;
+    let api = Api::start_with(None, |config| {
+        with_tiers(vec![tier("farm-gpu", Wire::OpenAi, &model, false, 10)])(config);
+        config.assistant.embed_model = Some(embed_model());
+    })
+    .await;
+    let otto = api.user("otto", "operator").await;
+    super::api::claim(&api, SERIAL, "pi-api", Some("X1C")).await;
+    let ask = |text: &'static str| {
+        let api = &api;
+        let otto = otto.clone();
+        async move {
+            let c = conversation(api, &otto).await;
+            say(api, &otto, &c, text).await
+        }
+    };
+
+    model.then(Reply::Text("12 kg of PLA.".into()));
+    let first = ask("How much PLA is left?").await;
+    assert_eq!(first["cache"], "miss", "{first:#}");
+    let again = ask("how much pla do we have left").await;
+    assert_eq!(again["cache"], "hit", "a paraphrase: {again:#}");
+    assert_eq!(again["text"], "12 kg of PLA.");
+    assert_eq!(again["tier"], "cache");
+    assert_eq!(model.requests().len(), 1, "the model was not asked again");
+    // Another material is another question, however close.
+    model.then(Reply::Text("3 kg of PETG.".into()));
+    let petg = ask("How much PETG is left?").await;
+    assert_eq!(petg["cache"], "miss");
+    assert_eq!(petg["text"], "3 kg of PETG.");
+    // An answer that read live state holds only until the state changes.
+    model
+        .then(Reply::Call { name: "fleet_status".into(), arguments: json!({}) })
+        .then(Reply::Text("The X1C is idle.".into()));
+    assert_eq!(ask("Which printers are idle?").await["cache"], "miss");
+    assert_eq!(ask("Which printers are idle?").await["cache"], "hit");
+    api.hub.state.services.live.publish(hub::live::LiveUpdate::Job {
+        id: 1,
+        state: "queued".into(),
+        printer: None,
+    });
+    model.then(Reply::Text("None is idle now.".into()));
+    let after = ask("Which printers are idle?").await;
+    assert_eq!(after["cache"], "miss", "the farm changed: {after:#}");
+    assert_eq!(after["text"], "None is idle now.");
+    // An action is never answered from the cache.
+    for _ in 0..2 {
+        model
+            .then(Reply::Call {
+                name: "pause_printer".into(),
+                arguments: json!({"printer": SERIAL}),
+            })
+            .then(Reply::Text("Proposed.".into()));
+        let turn = ask("Pause the X1C").await;
+        assert_eq!(turn["cache"], "miss", "{turn:#}");
+        assert_eq!(turn["pending"].as_array().unwrap().len(), 1, "{turn:#}");
+    }
+    // A follow-up depends on the conversation: the cache is not asked.
+    let c = conversation(&api, &otto).await;
+    model.then(Reply::Text("12 kg of PLA.".into())).then(Reply::Text("About 40 prints.".into()));
+    say(&api, &otto, &c, "How much PLA is left?").await;
+    let follow = say(&api, &otto, &c, "how many prints is that?").await;
+    assert!(follow["cache"].is_null(), "{follow:#}");
+    // The header says it too.
+    let request = Request::post("/openai/v1/chat/completions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {otto}"))
+        .body(Body::from(
+            json!({"model": "kitt", "messages": [{"role": "user", "content": "How much PLA is left?"}]})
+                .to_string(),
+        ))
+        .unwrap();
+    let (status, headers, body) = raw(&api, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-kitt-cache"], "hit", "{body}");
+    api.stop().await;
+}
+
 async fn raw(api: &Api, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
     let response = hub::api::router(api.hub.state.clone()).oneshot(request).await.unwrap();
     let (status, headers) = (response.status(), response.headers().clone());
