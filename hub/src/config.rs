@@ -63,7 +63,7 @@ pub struct RawAssistant {
     /// The local tier's name (default `local`).
     pub model_name: Option<String>,
     /// The sentence-embedding model, a BERT GGUF (`KITT_EMBED_MODEL`), for the semantic cache
-    /// and memory (issue 20; not read by anything yet).
+    /// (issue 20): without one, nothing is cached.
     pub embed_model: Option<PathBuf>,
     /// Paid tiers may be used at all (default false).
     pub paid_enabled: Option<bool>,
