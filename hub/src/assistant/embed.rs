@@ -7,7 +7,7 @@
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -22,26 +22,8 @@ const BATCH_SEQUENCES: usize = 64;
 /// The most tokens of one text.
 const MAX_TOKENS: usize = 256;
 
-type Job = Box<dyn FnOnce() + Send>;
-
-fn worker() -> Result<&'static Mutex<std::sync::mpsc::Sender<Job>>, String> {
-    static WORKER: OnceLock<Result<Mutex<std::sync::mpsc::Sender<Job>>, String>> = OnceLock::new();
-    WORKER
-        .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name("embed".into())
-                .spawn(move || {
-                    for job in rx {
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                    }
-                })
-                .map_err(|e| format!("cannot start the embedding thread: {e}"))?;
-            Ok(Mutex::new(tx))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
+/// The thread that embeds: apart from generation, so a lookup never waits behind an answer.
+static EMBEDDING: super::local::ModelThread = OnceLock::new();
 
 /// A loaded embedding model.
 #[derive(Clone)]
@@ -80,14 +62,10 @@ impl Embedder {
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
         let (tx, rx) = oneshot::channel();
         let model = self.inner.clone();
-        let job: Job = Box::new(move || {
+        let job: super::local::Job = Box::new(move || {
             let _ = tx.send(embed_all(&model, &texts));
         });
-        worker()?
-            .lock()
-            .map_err(|_| "the embedding thread is gone".to_owned())?
-            .send(job)
-            .map_err(|_| "the embedding thread is gone".to_owned())?;
+        super::local::run_on(&EMBEDDING, "embedding", job)?;
         rx.await.map_err(|_| "the embedding thread dropped the request".to_owned())?
     }
 }

@@ -47,31 +47,38 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, String> {
         .map_err(Clone::clone)
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
-/// The one thread that runs llama.cpp in this process. Not tokio's blocking pool: llama.cpp
-/// (with OpenMP) keeps a team of worker threads per calling thread, spinning a while after
-/// each use, and a new calling thread each time left earlier teams spinning on the same
-/// cores (measured: 5 ms a token for the first requests, 22 ms once the pool moved on).
-fn worker() -> Result<&'static Mutex<std::sync::mpsc::Sender<Job>>, String> {
-    static WORKER: OnceLock<Result<Mutex<std::sync::mpsc::Sender<Job>>, String>> = OnceLock::new();
-    WORKER
+/// A thread of its own for llama.cpp work, started on first use.
+pub(crate) type ModelThread = OnceLock<Result<Mutex<std::sync::mpsc::Sender<Job>>, String>>;
+
+/// Runs `job` on `thread` (named `name`), starting it first if need be. Not tokio's blocking
+/// pool: llama.cpp (with OpenMP) keeps a team of worker threads per calling thread, spinning
+/// a while after each use, and a new calling thread each time left earlier teams spinning on
+/// the same cores (measured: 5 ms a token for the first requests, 22 ms once the pool moved
+/// on). A panic in one job (a bug) does not end the thread for the next.
+pub(crate) fn run_on(thread: &'static ModelThread, name: &str, job: Job) -> Result<(), String> {
+    let sender = thread
         .get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<Job>();
             std::thread::Builder::new()
-                .name("llama".into())
+                .name(name.to_owned())
                 .spawn(move || {
                     for job in rx {
-                        // A panic in one request (a bug) must not end the thread for the next.
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
                 })
-                .map_err(|e| format!("cannot start the model's thread: {e}"))?;
+                .map_err(|e| format!("cannot start the {name} thread: {e}"))?;
             Ok(Mutex::new(tx))
         })
         .as_ref()
-        .map_err(Clone::clone)
+        .map_err(Clone::clone)?;
+    let gone = || format!("the {name} thread is gone");
+    sender.lock().map_err(|_| gone())?.send(job).map_err(|_| gone())
 }
+
+/// The one thread that generates with llama.cpp in this process.
+static GENERATION: ModelThread = OnceLock::new();
 
 /// A loaded model.
 #[derive(Clone)]
@@ -154,12 +161,7 @@ impl LocalModel {
                 let _ = tx.blocking_send(Err(LlmError::Model { tier, message }));
             }
         });
-        if let Err(error) = worker().and_then(|w| {
-            w.lock()
-                .map_err(|_| "the model's thread is gone".to_owned())?
-                .send(job)
-                .map_err(|_| "the model's thread is gone".to_owned())
-        }) {
+        if let Err(error) = run_on(&GENERATION, "llama", job) {
             let tier = self.inner.name.clone();
             let _ = failed.try_send(Err(LlmError::Model { tier, message: error }));
         }
