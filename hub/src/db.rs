@@ -21,6 +21,7 @@ pub mod cameras;
 pub mod files;
 pub mod inventory;
 pub mod managed;
+pub mod memory;
 pub mod outcomes;
 pub mod owners;
 pub mod queue;

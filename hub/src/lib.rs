@@ -14,6 +14,7 @@ pub mod demo;
 pub mod files;
 pub mod inventory;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod outcomes;
 pub mod queue;

@@ -108,7 +108,7 @@ fn message_row(row: &sqlx::any::AnyRow) -> Result<MessageRow, DbError> {
     })
 }
 
-fn conversation_row(row: &sqlx::any::AnyRow) -> Result<ConversationRow, DbError> {
+pub(crate) fn conversation_row(row: &sqlx::any::AnyRow) -> Result<ConversationRow, DbError> {
     Ok(ConversationRow {
         id: row.try_get(0)?,
         owner: row.try_get(1)?,
