@@ -122,7 +122,18 @@ pub async fn start(
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
         match loaded {
-            Ok(embedder) => assistant = assistant.with_cache(embedder),
+            Ok(embedder) => {
+                assistant = assistant.with_cache(embedder.clone(), Some(metrics.clone()));
+                let path = config.data_dir.join("memory");
+                match crate::memory::store::Store::open_embedded(&path, embedder.dimensions()) {
+                    Ok(store) => {
+                        let memory = crate::memory::Memory::new(db.clone(), embedder, store);
+                        assistant = assistant.with_memory(memory.clone());
+                        state.memory = Some(memory);
+                    }
+                    Err(error) => tracing::warn!(%error, "The memory did not open; no memory."),
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "The embedding model did not load; no semantic cache.")
             }
@@ -150,6 +161,14 @@ pub async fn start(
     essential.spawn("housekeeping", cleanup);
     // The dispatcher: runs when something relevant changes, never on a timer.
     essential.spawn("queue", state.services.queue.clone().run(shutdown.clone()));
+    if let Some(memory) = state.memory.clone() {
+        // Not essential: a panic here ends the memory's syncing (logged and counted), not
+        // the hub.
+        let (metrics, shutdown) = (state.metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            crate::supervise::contained(&metrics, "memory", memory.run(shutdown)).await;
+        });
+    }
     state.ready.store(true, Ordering::Release);
     Ok(RunningHub { http_addr, sync_addr, sync, state, failed, tasks })
 }

@@ -14,6 +14,8 @@ use proto::UnixMillis;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod history;
+
 use crate::assistant::eval::{self, Suite};
 use crate::assistant::llm::{Message, Speaker};
 use crate::assistant::router::Depth;
@@ -243,6 +245,14 @@ pub async fn run(
     let shutdown = CancellationToken::new();
     let hub = crate::app::start(config.clone(), shutdown.clone()).await?;
     let db = hub.state.db.clone();
+    // Two weeks of past prints and two documents, on a first run: analytics to show and a
+    // history for the assistant.
+    let seeded = history::seed(&db, UnixMillis::now().0).await?;
+    if seeded > 0
+        && let Some(memory) = &hub.state.memory
+    {
+        memory.changed();
+    }
 
     // An admin with a fresh password each run.
     let password = crate::api::auth::generate_password();

@@ -48,6 +48,9 @@ pub mod names {
     pub const AGENT_PRINTER_BAD_PAYLOADS: &str = "kitt_agent_printer_bad_payloads";
     pub const AGENT_CAMERA_ERRORS: &str = "kitt_agent_camera_errors";
     pub const AGENT_CLOCK_OFFSET: &str = "kitt_agent_clock_offset_seconds";
+    pub const ASSISTANT_CACHE_LOOKUPS: &str = "kitt_assistant_cache_lookups";
+    pub const ASSISTANT_CACHE_INVALIDATIONS: &str = "kitt_assistant_cache_invalidations";
+    pub const MEMORY_POINTS: &str = "kitt_memory_points";
 
     /// Every name, for the documentation test.
     pub const ALL: &[&str] = &[
@@ -80,6 +83,9 @@ pub mod names {
         AGENT_PRINTER_BAD_PAYLOADS,
         AGENT_CAMERA_ERRORS,
         AGENT_CLOCK_OFFSET,
+        ASSISTANT_CACHE_LOOKUPS,
+        ASSISTANT_CACHE_INVALIDATIONS,
+        MEMORY_POINTS,
     ];
 }
 
@@ -124,6 +130,11 @@ struct HttpLabels {
 struct RouteLabels {
     method: String,
     route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -199,6 +210,9 @@ pub struct Metrics {
     agent_bad_payloads: Family<AgentPrinterLabels, Gauge>,
     agent_camera_errors: Family<AgentPrinterLabels, Gauge>,
     agent_clock_offset: Family<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    cache_lookups: Family<ResultLabels, Counter>,
+    cache_invalidations: Counter,
+    memory_points: Gauge,
     /// Refusals counted, for tests and the log's rate limit.
     refusals: AtomicU64,
     /// Serialises renders (each refreshes the per-agent families first).
@@ -247,6 +261,9 @@ impl Metrics {
             agent_bad_payloads: Family::default(),
             agent_camera_errors: Family::default(),
             agent_clock_offset: Family::default(),
+            cache_lookups: Family::default(),
+            cache_invalidations: Counter::default(),
+            memory_points: Gauge::default(),
             refusals: AtomicU64::new(0),
             render: tokio::sync::Mutex::new(()),
         };
@@ -383,7 +400,33 @@ impl Metrics {
             format!("Camera stream failures, {since}"),
             m.agent_camera_errors.clone(),
         );
+        registry.register(
+            ASSISTANT_CACHE_LOOKUPS,
+            "The assistant's semantic cache asked, by result (hit or miss)",
+            m.cache_lookups.clone(),
+        );
+        registry.register(
+            ASSISTANT_CACHE_INVALIDATIONS,
+            "Cached answers dropped because the facts or the memory they read changed",
+            m.cache_invalidations.clone(),
+        );
+        registry.register(
+            MEMORY_POINTS,
+            "Pieces of text the assistant's memory holds (vectors in its store)",
+            m.memory_points.clone(),
+        );
         Metrics { registry, ..metrics }
+    }
+
+    /// A semantic cache lookup, hit or miss.
+    pub fn cache_lookup(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache_lookups.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Cached answers dropped as stale.
+    pub fn cache_invalidated(&self, entries: usize) {
+        self.cache_invalidations.inc_by(entries as u64);
     }
 
     pub fn http_request(&self, method: &str, route: &str, status: StatusCode, elapsed: Duration) {
@@ -459,6 +502,14 @@ impl Metrics {
         match state.services.fleet.agents().await {
             Ok(agents) => self.set_agents(&agents),
             Err(error) => tracing::warn!(%error, "Cannot read agents for /metrics."),
+        }
+        if let Some(memory) = &state.memory {
+            match memory.store().count().await {
+                Ok(points) => {
+                    self.memory_points.set(points as i64);
+                }
+                Err(error) => tracing::warn!(%error, "Cannot count the memory for /metrics."),
+            }
         }
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {

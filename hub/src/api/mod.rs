@@ -17,6 +17,7 @@ pub mod extract;
 mod files;
 pub mod hash_gate;
 pub mod limiter;
+mod memory;
 mod openai;
 pub mod openapi;
 mod outcomes;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub services: Services,
     /// The assistant: no model tiers until `app::start` gives it the configured ones.
     pub assistant: crate::assistant::Assistant,
+    /// The assistant's memory: none until `app::start` opens it (it needs the embedding
+    /// model).
+    pub memory: Option<crate::memory::Memory>,
     pub settings: Arc<ApiSettings>,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<limiter::LoginLimiter>,
@@ -106,6 +110,7 @@ impl AppState {
                 Vec::new(),
                 crate::assistant::service::Settings::default(),
             ),
+            memory: None,
             services,
             db,
             sync,
@@ -179,6 +184,14 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (VIEWER, routes!(assistant::confirm)),
         (VIEWER, routes!(assistant::reject)),
         (VIEWER, routes!(assistant::models)),
+        (VIEWER, routes!(memory::overview)),
+        (VIEWER, routes!(memory::search)),
+        (VIEWER, routes!(memory::documents)),
+        (ADMIN, routes!(memory::add_document)),
+        (VIEWER, routes!(memory::document)),
+        (ADMIN, routes!(memory::replace_document)),
+        (ADMIN, routes!(memory::delete_document)),
+        (ADMIN, routes!(memory::reindex)),
         (VIEWER, routes!(routes::events)),
         (VIEWER, routes!(routes::commands)),
         (VIEWER, routes!(routes::command)),

@@ -59,7 +59,12 @@ pub async fn review_outcome(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ReviewRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    Ok(Json(state.services.outcomes.review(&principal, outcome_id(&id)?, &request).await?))
+    let reviewed = state.services.outcomes.review(&principal, outcome_id(&id)?, &request).await?;
+    if let Some(memory) = &state.memory {
+        // The review is what the memory remembers the outcome by.
+        memory.changed();
+    }
+    Ok(Json(reviewed))
 }
 
 /// Success rate, failure reasons, hours, filament and cost, grouped by printer, material,

@@ -87,6 +87,7 @@ impl Observation {
             Event::Model { .. }
             | Event::Fallback { .. }
             | Event::ToolResult { .. }
+            | Event::Sources { .. }
             | Event::Done { .. } => {}
         }
     }

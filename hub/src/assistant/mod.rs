@@ -14,6 +14,7 @@ pub mod http;
 pub mod llm;
 pub mod local;
 pub mod pending;
+pub mod recall;
 pub mod router;
 pub mod service;
 pub mod tools;

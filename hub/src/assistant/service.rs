@@ -17,11 +17,14 @@ use super::facets::Facets;
 use super::llm::{ChatRequest, Chunk, ChunkStream, Finish, Message, Speaker, ToolCall, Usage};
 use super::local::LocalModel;
 use super::pending::{self, Decision, PendingAction, PendingState, ProposedAction, Refusal};
+use super::recall;
 use super::router::{self, Budget, Cooldown, Depth, Kind, Tier};
 use super::tools::{self, Farm, Outcome};
 use super::upstream::Upstream;
 use crate::db::Db;
 use crate::db::assistant::{ConversationRow, PendingRow, UsageRow};
+use crate::memory::{Hit, Memory};
+use crate::metrics::Metrics;
 use crate::service::{Principal, Role, ServiceError, Services};
 
 /// How a tier runs.
@@ -108,6 +111,11 @@ pub enum Event {
         cost: f64,
         /// `hit` or `miss` when the semantic cache was asked.
         cache: Option<String>,
+    },
+    /// The records of the farm's memory the answer drew on, numbered as cited (`[1]` is the
+    /// first), each with its link into the dashboard. Sent before `done`, after the text.
+    Sources {
+        citations: Vec<Hit>,
     },
     Error {
         message: String,
@@ -201,6 +209,8 @@ pub struct TurnResult {
     /// `hit` or `miss` for a question the cache was asked about; `None` when it was not
     /// (no cache, or not a conversation's first question).
     pub cache: Option<&'static str>,
+    /// The memory's records the answer drew on, numbered as cited.
+    pub citations: Vec<Hit>,
 }
 
 /// The assistant.
@@ -216,14 +226,16 @@ struct Inner {
     tiers: Vec<TierRuntime>,
     settings: Settings,
     cooldowns: Mutex<HashMap<String, Cooldown>>,
+    cache: Option<Cache>,
     memory: Option<Memory>,
 }
 
 /// The semantic cache and the model that embeds its questions (issue 20).
 #[derive(Debug)]
-struct Memory {
+struct Cache {
     embedder: Embedder,
     cache: Mutex<SemanticCache>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// How long a cached answer lives.
@@ -313,6 +325,7 @@ impl Assistant {
                 tiers,
                 settings,
                 cooldowns: Mutex::new(HashMap::new()),
+                cache: None,
                 memory: None,
             }),
         }
@@ -323,15 +336,27 @@ impl Assistant {
     /// and a close embedding, and the live facts it read have not changed since.
     /// Call it before the assistant is shared: a shared one is left without a cache (and says
     /// so in the log).
-    pub fn with_cache(mut self, embedder: Embedder) -> Assistant {
+    /// Its hits, misses and invalidations are counted in `metrics`, when given.
+    pub fn with_cache(mut self, embedder: Embedder, metrics: Option<Arc<Metrics>>) -> Assistant {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => {
-                inner.memory = Some(Memory {
+                inner.cache = Some(Cache {
                     embedder,
                     cache: Mutex::new(SemanticCache::new(THRESHOLD, CACHE_TTL_MS)),
+                    metrics,
                 });
             }
             None => tracing::warn!("the assistant is shared already: no semantic cache"),
+        }
+        self
+    }
+
+    /// This assistant answering questions about the farm's past from `memory` (and offering
+    /// the model its search), citing the records. Call it before the assistant is shared.
+    pub fn with_memory(mut self, memory: Memory) -> Assistant {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.memory = Some(memory),
+            None => tracing::warn!("the assistant is shared already: no memory"),
         }
         self
     }
@@ -341,12 +366,16 @@ impl Assistant {
     /// has that name.
     pub fn only_tier(&self, name: &str) -> Option<Assistant> {
         let tier = self.inner.tiers.iter().find(|t| t.tier.name == name)?.clone();
-        Some(Assistant::new(
+        let one = Assistant::new(
             self.inner.db.clone(),
             self.inner.services.clone(),
             vec![tier],
             self.inner.settings.clone(),
-        ))
+        );
+        Some(match &self.inner.memory {
+            Some(memory) => one.with_memory(memory.clone()),
+            None => one,
+        })
     }
 
     /// The tiers whose engine started.
@@ -539,6 +568,7 @@ impl Assistant {
         Ok(Farm {
             printers: printers.iter().map(|p| (p.row.id.clone(), p.row.name.clone())).collect(),
             files: files.iter().map(|f| (f.id.clone(), f.name.clone())).collect(),
+            memory: self.inner.memory.is_some(),
         })
     }
 
@@ -572,6 +602,10 @@ impl Assistant {
             self.inner.db.finish_turn(conversation, &log.messages, &log.usage, now_ms()).await;
         let mut result = outcome?;
         let ids = ids?;
+        if let (Some(memory), Keep::Conversation(_)) = (&self.inner.memory, keep) {
+            // The conversation is remembered as it grows.
+            memory.changed();
+        }
         if let Some(probe) = &probe {
             result.cache = Some("miss");
             self.remember(probe, &result, &log);
@@ -592,7 +626,7 @@ impl Assistant {
     /// The question's embedding, facets and scopes; `None` without a cache, or when it
     /// cannot be embedded (the turn goes on uncached).
     async fn probe(&self, person: &Principal, question: &str, depth: Depth) -> Option<Probe> {
-        let memory = self.inner.memory.as_ref()?;
+        let memory = self.inner.cache.as_ref()?;
         let farm = self.farm().await.ok()?;
         let mut vocabulary: Vec<String> = MATERIALS.iter().map(|m| (*m).to_owned()).collect();
         for (id, name) in &farm.printers {
@@ -625,23 +659,36 @@ impl Assistant {
         })
     }
 
+    /// The cached answer for `probe`, after dropping every entry whose live facts changed
+    /// since (counted as invalidations).
     fn cached(&self, probe: &Probe) -> Option<String> {
-        let memory = self.inner.memory.as_ref()?;
-        let cache = memory.cache.lock().ok()?;
+        let memory = self.inner.cache.as_ref()?;
+        let mut cache = memory.cache.lock().ok()?;
         let now = now_ms();
-        [&probe.live, &probe.fixed].into_iter().find_map(|scope| {
+        let facts = probe.live.facts;
+        let stale = cache.invalidate(|s| s.facts != 0 && s.facts != facts);
+        let found = [&probe.live, &probe.fixed].into_iter().find_map(|scope| {
             cache.lookup(scope, &probe.facets, &probe.vector, now).ok().map(|e| e.answer.clone())
-        })
+        });
+        if let Some(metrics) = &memory.metrics {
+            metrics.cache_invalidated(stale);
+            metrics.cache_lookup(found.is_some());
+        }
+        found
     }
 
     /// Keeps a turn's answer when it may be reused: it proposed nothing, called only reading
     /// tools, and ended normally. Its scope's facts are the live ones it read, if any.
     fn remember(&self, probe: &Probe, result: &TurnResult, log: &TurnLog) {
-        let Some(memory) = self.inner.memory.as_ref() else { return };
+        let Some(memory) = self.inner.cache.as_ref() else { return };
         let calls: Vec<&ToolCall> =
             log.messages.iter().flat_map(|(m, _, _)| &m.tool_calls).collect();
         let only_reading = calls.iter().all(|c| tools::kind(&c.name) == Some(tools::Kind::Read));
+        // Not one that searched the memory: its records change apart from the live facts,
+        // and a hit could not send its sources.
+        let searched = calls.iter().any(|c| c.name == "search_memory");
         let keep = result.pending.is_empty()
+            && !searched
             && only_reading
             && result.finish == Some(Finish::Stop)
             && !result.text.trim().is_empty();
@@ -703,6 +750,7 @@ impl Assistant {
             usage: Usage::default(),
             finish: Some(Finish::Stop),
             cache: Some("hit"),
+            citations: Vec::new(),
         })
     }
 
@@ -725,6 +773,7 @@ impl Assistant {
         }
         messages.extend(history.into_iter().skip(start));
         let mut result = TurnResult::default();
+        self.recall(person, &mut messages, events, log, &mut result).await;
         for round in 0..=settings.max_rounds {
             let farm = self.farm().await?;
             let tools = if round < settings.max_rounds {
@@ -754,7 +803,7 @@ impl Assistant {
                 result.text.push_str(&answer.text);
             }
             if answer.calls.is_empty() {
-                return Ok(result);
+                return Ok(self.cite(result, events, log).await);
             }
             for call in &answer.calls {
                 let _ = events
@@ -767,12 +816,18 @@ impl Assistant {
                 let (ok, value) = match tools::call(
                     &self.inner.services,
                     &self.inner.db,
+                    self.inner.memory.as_ref(),
                     person,
                     call,
                 )
                 .await
                 {
                     Outcome::Read(value) => (true, value),
+                    Outcome::Recalled(hits) => {
+                        let value = tools::records(&hits, result.citations.len() + 1);
+                        result.citations.extend(hits);
+                        (true, value)
+                    }
                     Outcome::Error(message) => (false, json!({"error": message})),
                     Outcome::Propose(action) => {
                         let conversation = match keep {
@@ -806,7 +861,136 @@ impl Assistant {
                 messages.push(said);
             }
         }
-        Ok(result)
+        Ok(self.cite(result, events, log).await)
+    }
+
+    /// For a question about the farm's past, what the memory and the analytics say, put
+    /// before the model as two calls of kitt's own (streamed and stored like the model's),
+    /// so that even a small model answers from the farm's records and the answer can cite
+    /// them.
+    async fn recall(
+        &self,
+        person: &Principal,
+        messages: &mut Vec<Message>,
+        events: &mpsc::Sender<Event>,
+        log: &mut TurnLog,
+        result: &mut TurnResult,
+    ) {
+        let Some(memory) = &self.inner.memory else { return };
+        let Some(question) = messages.iter().rev().find(|m| m.speaker == Speaker::User) else {
+            return;
+        };
+        let question = question.content.clone();
+        let Ok(farm) = self.farm().await else { return };
+        let Some(recall) = recall::recall(&question, &farm.printers, now_ms()) else { return };
+        let mut filter = recall.filter.clone();
+        filter.viewer = Some(person.name().to_owned());
+        let mut calls = Vec::new();
+        let mut arguments = json!({"text": question});
+        if let Some(printer) = &filter.printer {
+            arguments["printer"] = json!(printer);
+        }
+        let recalled = match memory.search(&question, &filter, tools::MEMORY_HITS).await {
+            Ok(hits) if !hits.is_empty() => {
+                let value = tools::records(&hits, 1);
+                result.citations = hits;
+                value
+            }
+            Ok(_) => json!({"records": [], "note": "the memory holds nothing about this"}),
+            Err(error) => {
+                tracing::warn!(%error, "The memory could not be searched.");
+                json!({"error": error.to_string()})
+            }
+        };
+        calls.push(("search_memory", arguments, recalled));
+        if recall.outcomes {
+            let principal = Principal::acting_for(tools::ACTOR, Role::Admin, person);
+            let query = crate::service::outcomes::AnalyticsQuery {
+                by: if filter.material.is_some() {
+                    crate::service::outcomes::GroupBy::Material
+                } else {
+                    crate::service::outcomes::GroupBy::Printer
+                },
+                from: filter.since,
+                to: filter.until,
+                printer: filter.printer.clone(),
+            };
+            let value = match self.inner.services.outcomes.analytics(&principal, &query).await {
+                Ok(analytics) => serde_json::to_value(analytics).unwrap_or_default(),
+                Err(error) => json!({"error": error.to_string()}),
+            };
+            let mut arguments = json!({});
+            if let Some(printer) = &filter.printer {
+                arguments["printer"] = json!(printer);
+            }
+            calls.push(("analytics", arguments, value));
+        }
+        let mut said = Message::new(Speaker::Assistant, String::new());
+        said.tool_calls = calls
+            .iter()
+            .enumerate()
+            .map(|(n, (name, arguments, _))| ToolCall {
+                id: format!("recall-{n}"),
+                name: (*name).to_owned(),
+                arguments: arguments.clone(),
+            })
+            .collect();
+        log.messages.push((
+            said.clone(),
+            Some("kitt".into()),
+            Some("a question about the farm's past: its records first".into()),
+        ));
+        messages.push(said.clone());
+        for (call, (_, _, value)) in said.tool_calls.iter().zip(calls) {
+            let _ = events
+                .send(Event::ToolCall {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                })
+                .await;
+            let ok = value.get("error").is_none();
+            let _ = events
+                .send(Event::ToolResult {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    ok,
+                    result: value.clone(),
+                })
+                .await;
+            let said = Message::tool_result(call, value.to_string());
+            log.messages.push((said.clone(), None, None));
+            messages.push(said);
+        }
+    }
+
+    /// The answer with its sources: a numbered list of the records it drew on, with their
+    /// links, added to its text (stored with the answer) and sent as a `sources` event.
+    async fn cite(
+        &self,
+        mut result: TurnResult,
+        events: &mpsc::Sender<Event>,
+        log: &mut TurnLog,
+    ) -> TurnResult {
+        if result.citations.is_empty() {
+            return result;
+        }
+        let lines: Vec<String> = result
+            .citations
+            .iter()
+            .enumerate()
+            .map(|(n, hit)| format!("[{}] {} — {}", n + 1, hit.title, hit.link))
+            .collect();
+        let text = format!("\n\nSources:\n{}", lines.join("\n"));
+        let _ = events.send(Event::Text { text: text.clone() }).await;
+        let _ = events.send(Event::Sources { citations: result.citations.clone() }).await;
+        result.text.push_str(&text);
+        if let Some((last, _, _)) =
+            log.messages.iter_mut().rev().find(|(m, _, _)| m.speaker == Speaker::Assistant)
+        {
+            last.content.push_str(&text);
+        }
+        result
     }
 
     /// One model answer, from the first tier that gives one, streamed to `events`.

@@ -12,6 +12,8 @@ use super::llm::{Param, ParamKind, ToolCall, ToolSpec};
 use super::pending::ProposedAction;
 use crate::db::Db;
 use crate::db::read::EventFilter;
+use crate::memory::store::Filter;
+use crate::memory::{Hit, Memory};
 use crate::service::commands::{CommandRequest, CommandSpec};
 use crate::service::outcomes::{AnalyticsQuery, GroupBy, OutcomeQuery};
 use crate::service::queue::JobRequest;
@@ -26,6 +28,8 @@ pub const ACTOR: &str = "assistant";
 pub struct Farm {
     pub printers: Vec<(String, Option<String>)>,
     pub files: Vec<(String, String)>,
+    /// The memory is there to search.
+    pub memory: bool,
 }
 
 /// Whether a tool reads or acts.
@@ -40,7 +44,7 @@ pub enum Kind {
 pub fn kind(name: &str) -> Option<Kind> {
     Some(match name {
         "fleet_status" | "printer_state" | "queue" | "inventory" | "outcomes" | "analytics"
-        | "search_events" | "camera_snapshot" => Kind::Read,
+        | "search_events" | "camera_snapshot" | "search_memory" => Kind::Read,
         "pause_printer" | "resume_printer" | "stop_printer" | "queue_file" | "set_job_priority" => {
             Kind::Action(Role::Operator)
         }
@@ -105,6 +109,26 @@ pub fn specs(farm: &Farm, role: Role) -> Vec<ToolSpec> {
             params: vec![printer("the printer's id")],
         },
     ];
+    if farm.memory {
+        tools.push(ToolSpec {
+            name: "search_memory",
+            description: "Search the farm's history by meaning: reviewed outcomes, notes, event summaries, manuals and data sheets. Cite what you use.",
+            params: vec![
+                Param {
+                    name: "text",
+                    description: "what to look for",
+                    kind: ParamKind::Text { max: 200 },
+                    required: true,
+                },
+                Param {
+                    name: "printer",
+                    description: "only about this printer",
+                    kind: ParamKind::OneOf(printers.clone()),
+                    required: false,
+                },
+            ],
+        });
+    }
     if role >= Role::Operator {
         tools.extend([
             ToolSpec {
@@ -165,13 +189,59 @@ pub enum Outcome {
     Read(Value),
     /// An action tool's proposal, checked and ready to wait for a person.
     Propose(ProposedAction),
+    /// The memory's records, cited in the answer.
+    Recalled(Vec<Hit>),
     /// Refused or failed: the reason, told to the model and the person.
     Error(String),
 }
 
+/// Memory records as a tool's result: numbered, to be cited as [n].
+pub fn records(hits: &[Hit], first: usize) -> Value {
+    let records: Vec<Value> = hits
+        .iter()
+        .enumerate()
+        .map(|(n, hit)| {
+            json!({
+                "ref": format!("[{}]", first + n),
+                "title": hit.title,
+                "text": hit.text.strip_prefix(&hit.title).unwrap_or(&hit.text).trim(),
+                "link": hit.link,
+            })
+        })
+        .collect();
+    json!({"records": records, "note": "cite the records you use by their ref"})
+}
+
+/// How many records a memory search gives the model.
+pub const MEMORY_HITS: usize = 5;
+
 /// Runs `call` for `person`.
-pub async fn call(services: &Services, db: &Db, person: &Principal, call: &ToolCall) -> Outcome {
+pub async fn call(
+    services: &Services,
+    db: &Db,
+    memory: Option<&Memory>,
+    person: &Principal,
+    call: &ToolCall,
+) -> Outcome {
     let principal = Principal::acting_for(ACTOR, Role::Admin, person);
+    if call.name == "search_memory" {
+        let Some(memory) = memory else {
+            return Outcome::Error("the memory is off on this hub".into());
+        };
+        let text = match text_arg(call, "text") {
+            Ok(text) => text,
+            Err(error) => return Outcome::Error(error.to_string()),
+        };
+        let filter = Filter {
+            printer: call.arguments["printer"].as_str().map(str::to_owned),
+            viewer: Some(person.name().to_owned()),
+            ..Filter::default()
+        };
+        return match memory.search(&text, &filter, MEMORY_HITS).await {
+            Ok(hits) => Outcome::Recalled(hits),
+            Err(error) => Outcome::Error(error.to_string()),
+        };
+    }
     match run(services, db, &principal, call).await {
         Ok(outcome) => outcome,
         Err(error) => Outcome::Error(error.to_string()),

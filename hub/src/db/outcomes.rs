@@ -971,6 +971,54 @@ impl super::Db {
         rows.iter().map(outcome_row).collect()
     }
 
+    /// Stores an outcome as given, once per `(agent, seq)` (what `kitt-hub demo` seeds its
+    /// farm's history with; prints that end reach the table through the ingest). Answers
+    /// whether it was new.
+    pub async fn insert_outcome(
+        &self,
+        row: &OutcomeRow,
+        agent: &str,
+        seq: i64,
+    ) -> Result<bool, DbError> {
+        use super::BindDouble;
+        let done = sqlx::query(
+            "INSERT INTO outcomes (printer_id, agent_id, end_seq, job_id, name, result, reason, \
+             reason_rule, evidence, started_at, ended_at, duration_s, progress, material, \
+             requested_by, filament_g, filament_cost, energy_kwh, energy_cost, review_reason, \
+             quality, aspects, notes, reviewed_by, reviewed_at) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+             $24, $25) ON CONFLICT (agent_id, end_seq) DO NOTHING",
+        )
+        .bind(&row.printer_id)
+        .bind(agent)
+        .bind(seq)
+        .bind(row.job_id)
+        .bind(row.name.as_deref())
+        .bind(&row.result)
+        .bind(row.reason.as_deref())
+        .bind(row.reason_rule.as_deref())
+        .bind(&row.evidence)
+        .bind(row.started_at)
+        .bind(row.ended_at)
+        .bind(row.duration_s)
+        .bind_f64(row.progress)
+        .bind(row.material.as_deref())
+        .bind(row.requested_by.as_deref())
+        .bind(row.filament_g)
+        .bind_f64(row.filament_cost)
+        .bind_f64(row.energy_kwh)
+        .bind_f64(row.energy_cost)
+        .bind(row.review_reason.as_deref())
+        .bind(row.quality)
+        .bind(row.aspects.as_deref())
+        .bind(row.notes.as_deref())
+        .bind(row.reviewed_by.as_deref())
+        .bind(row.reviewed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn outcome(&self, id: i64) -> Result<Option<OutcomeRow>, DbError> {
         let sql = format!("SELECT {OUTCOME} FROM outcomes WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;

@@ -171,6 +171,20 @@ impl Memory {
         }
     }
 
+    /// Makes the next sync embed every item again (each counts as updated).
+    pub async fn forget_hashes(&self) {
+        let mut ledger = self.inner.ledger.lock().await;
+        if ledger.is_none() {
+            match self.inner.store.ledger().await {
+                Ok(held) => *ledger = Some(held.into_iter().collect()),
+                Err(error) => tracing::warn!(%error, "Cannot read what the memory holds."),
+            }
+        }
+        for hash in ledger.iter_mut().flat_map(|l| l.values_mut()) {
+            hash.clear();
+        }
+    }
+
     /// Everything the memory should hold now, from the database.
     async fn items(&self) -> Result<Vec<Item>, MemoryError> {
         let db = &self.inner.db;

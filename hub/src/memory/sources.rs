@@ -169,8 +169,8 @@ pub fn outcome(row: &crate::db::outcomes::OutcomeRow) -> Item {
     if let Some(material) = &row.material {
         text.push_str(&format!(", in {material}"));
     }
-    if let Some(progress) = row.progress {
-        text.push_str(&format!(", at {progress:.0}%"));
+    if let Some(progress) = row.progress.filter(|_| row.result != "success") {
+        text.push_str(&format!(", at {:.0}%", progress * 100.0));
     }
     if let Some(reason) = &row.reason {
         text.push_str(&format!(". Reason: {reason}"));
@@ -183,7 +183,7 @@ pub fn outcome(row: &crate::db::outcomes::OutcomeRow) -> Item {
         text.push_str(&format!(" Reviewed reason: {reason}."));
     }
     if let Some(quality) = row.quality {
-        text.push_str(&format!(" Quality {quality}/5."));
+        text.push_str(&format!(" Quality {quality}/100."));
     }
     if let Some(aspects) = &row.aspects {
         text.push_str(&format!(" Aspects: {aspects}."));
