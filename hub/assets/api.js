@@ -131,16 +131,22 @@ export async function stream(path, { body, request, resource, onEvent, signal })
   dispatch();
 }
 
-// Uploads `file` as the `file` part of a multipart form to `path`. `fetch` reports no upload
-// progress, so this uses XMLHttpRequest: `onProgress(sent, total)` follows the bytes sent.
-// Resolves `{ data, status }` (data shaped as `resource`); rejects with an ApiError.
-export function upload(path, file, { resource, onProgress = () => {} }) {
+// Uploads `file` to `path` with `method`: as the `file` part of a multipart form, or, given
+// `contentType`, as the request's whole body with that type (a memory document). `fetch`
+// reports no upload progress, so this uses XMLHttpRequest: `onProgress(sent, total)` follows
+// the bytes sent. Resolves `{ data, status }` (data shaped as `resource`); rejects with an
+// ApiError.
+export function upload(path, file, { resource, onProgress = () => {}, method = 'POST', contentType = null }) {
   return new Promise((resolve, reject) => {
-    const form = new FormData();
-    form.append('file', file, file.name);
+    let body = file;
+    if (!contentType) {
+      body = new FormData();
+      body.append('file', file, file.name);
+    }
     const request = new XMLHttpRequest();
-    request.open('POST', `/api/v1${path}`);
+    request.open(method, `/api/v1${path}`);
     request.setRequestHeader('Accept', 'application/json');
+    if (contentType) request.setRequestHeader('Content-Type', contentType);
     request.upload.addEventListener('progress', (event) => {
       if (event.lengthComputable) onProgress(event.loaded, event.total);
     });
@@ -163,7 +169,7 @@ export function upload(path, file, { resource, onProgress = () => {} }) {
         resolve({ data: shape(resource, data), status: request.status });
       }
     });
-    request.send(form);
+    request.send(body);
   });
 }
 

@@ -19,6 +19,7 @@ import InventoryPage from './inventory.js';
 import OutcomesPage from './outcomes.js';
 import AnalyticsPage from './analytics.js';
 import AssistantPage from './assistant.js';
+import MemoryPage from './memory.js';
 import AdminPage from './admin.js';
 import AccountPage from './account.js';
 import LoginPage from './login.js';
@@ -42,6 +43,7 @@ const ROUTES = [
   { pattern: /^\/outcomes$/, page: OutcomesPage, nav: 'outcomes' },
   { pattern: /^\/analytics$/, page: AnalyticsPage, nav: 'analytics' },
   { pattern: /^\/assistant$/, page: AssistantPage, nav: 'assistant' },
+  { pattern: /^\/memory$/, page: MemoryPage, nav: 'memory' },
   { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
   { pattern: /^\/account$/, page: AccountPage },
   { pattern: /^\/login$/, page: LoginPage, public: true },
@@ -55,6 +57,7 @@ const NAV = [
   { key: 'outcomes', href: '/outcomes', label: 'Outcomes' },
   { key: 'analytics', href: '/analytics', label: 'Analytics' },
   { key: 'assistant', href: '/assistant', label: 'Assistant' },
+  { key: 'memory', href: '/memory', label: 'Memory' },
   { key: 'events', href: '/events', label: 'Events' },
   { key: 'agents', href: '/agents', label: 'Agents' },
   { key: 'admin', href: '/admin', label: 'Admin', role: 'admin' },

@@ -29,9 +29,13 @@ export default function OutcomesPage({ search }) {
   useTitle('Outcomes');
   const params = new URLSearchParams(search);
   const all = params.get('show') === 'all';
+  // One outcome, as the assistant's citations link to it.
+  const one = params.get('id');
   const outcomes = useQuery(
-    () => api(`/outcomes${query({ reviewed: all ? null : 'false', limit: 100 })}`, { resource: 'OutcomeList' }),
-    [all],
+    () => (one
+      ? api(`/outcomes/${encodeURIComponent(one)}`, { resource: 'OutcomeView' }).then((o) => ({ outcomes: [o], total: 1 }))
+      : api(`/outcomes${query({ reviewed: all ? null : 'false', limit: 100 })}`, { resource: 'OutcomeList' })),
+    [all, one],
   );
   // A print's end (its event) and its outcome are committed together.
   useLive((message) => {
@@ -53,9 +57,9 @@ export default function OutcomesPage({ search }) {
   }
   return html`<div class="page">
     <div class="page-head"><div><h1>Outcomes</h1>
-      <p class="muted">${all ? 'Every print that ended, newest first.' : `The review queue: ${outcomes.data?.total ?? '…'} prints not reviewed yet.`}</p>
+      <p class="muted">${one ? `Outcome #${one}.` : all ? 'Every print that ended, newest first.' : `The review queue: ${outcomes.data?.total ?? '…'} prints not reviewed yet.`}</p>
     </div>
-    <div class="page-actions">${all ? html`<a class="btn" href="/outcomes">Review queue</a>` : html`<a class="btn" href="/outcomes?show=all">All outcomes</a>`}</div></div>
+    <div class="page-actions">${all || one ? html`<a class="btn" href="/outcomes">Review queue</a>` : null}${!all ? html`<a class="btn" href="/outcomes?show=all">All outcomes</a>` : null}</div></div>
     ${body}
   </div>`;
 }

@@ -276,7 +276,27 @@ export const FIELDS = {
   "Usage": { "prompt_tokens": "integer", "completion_tokens": "integer" },
   "NewConversation": { "title": "string?" },
   "NewMessage": { "content": "string", "depth": "string?" },
-  "DecisionBody": { "digest": "string" }
+  "DecisionBody": { "digest": "string" },
+
+  "MemoryView": { "engine": "string", "items": "integer{}", "pieces": "integer", "last_sync": "SyncReport?" },
+  "SyncReport": {
+    "added": "integer", "updated": "integer", "removed": "integer", "unchanged": "integer", "pieces": "integer",
+    "took_ms": "integer", "at": "integer", "error": "string?"
+  },
+  "SearchBody": { "query": "string", "limit": "integer?" },
+  "SearchView": { "hits": "Hit[]" },
+  "Hit": {
+    "kind": "string", "key": "string", "title": "string", "text": "string", "link": "string", "printer": "string?",
+    "material": "string?", "at": "integer", "score": "number"
+  },
+  "DocumentsView": { "documents": "DocumentView[]" },
+  "DocumentView": {
+    "id": "string", "title": "string", "format": "string", "printer_id": "string?", "material": "string?",
+    "chars": "integer", "bytes": "integer", "created_by": "string", "created_at": "integer", "updated_at": "integer",
+    "content": "string?"
+  },
+  "DocumentAdded": { "document": "DocumentView", "sync": "SyncReport" },
+  "ReindexBody": { "full": "boolean?" }
 };
 
 // The resource of each WebSocket message, by its `type`.

@@ -242,7 +242,7 @@ pub fn conversation(
         printer: None,
         material: None,
         at: row.updated_at,
-        link: format!("/assistant?conversation={}", row.id),
+        link: format!("/assistant?c={}", row.id),
         owner: Some(row.owner.clone()),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use hub::assistant::upstream::Api as Wire;
+pub(crate) use hub::assistant::upstream::Api as Wire;
 use hub::config::{AssistantConfig, HubConfig, TierConfig};
 use serde_json::{Value, json};
 use tests::fleet::eventually;
@@ -22,7 +22,13 @@ tests::on_both_backends!(
     an_expired_or_altered_action_cannot_be_confirmed_and_conversations_are_private,
 );
 
-fn tier(name: &str, wire: Wire, upstream: &StandIn, paid: bool, timeout_s: u64) -> TierConfig {
+pub(crate) fn tier(
+    name: &str,
+    wire: Wire,
+    upstream: &StandIn,
+    paid: bool,
+    timeout_s: u64,
+) -> TierConfig {
     TierConfig {
         name: name.into(),
         api: wire,
@@ -39,14 +45,14 @@ fn tier(name: &str, wire: Wire, upstream: &StandIn, paid: bool, timeout_s: u64) 
     }
 }
 
-fn local_model() -> std::path::PathBuf {
+pub(crate) fn local_model() -> std::path::PathBuf {
     std::env::var_os("KITT_CHAT_MODEL").map(Into::into).unwrap_or_else(|| {
         let home = std::env::var_os("HOME").unwrap_or_default();
         std::path::Path::new(&home).join(".cache/kitt/models/SmolLM2-135M-Instruct.Q4_1.gguf")
     })
 }
 
-fn with_tiers(tiers: Vec<TierConfig>) -> impl FnOnce(&mut HubConfig) {
+pub(crate) fn with_tiers(tiers: Vec<TierConfig>) -> impl FnOnce(&mut HubConfig) {
     move |config| {
         config.assistant = AssistantConfig {
             tiers,
@@ -56,20 +62,20 @@ fn with_tiers(tiers: Vec<TierConfig>) -> impl FnOnce(&mut HubConfig) {
     }
 }
 
-async fn conversation(api: &Api, token: &str) -> String {
+pub(crate) async fn conversation(api: &Api, token: &str) -> String {
     let (status, body) = api.post(token, "/api/v1/assistant/conversations", json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["id"].as_str().unwrap().to_owned()
 }
 
-async fn say(api: &Api, token: &str, conversation: &str, text: &str) -> Value {
+pub(crate) async fn say(api: &Api, token: &str, conversation: &str, text: &str) -> Value {
     let path = format!("/api/v1/assistant/conversations/{conversation}/messages");
     let (status, body) = api.post(token, &path, json!({"content": text})).await;
     assert_eq!(status, StatusCode::OK, "{text}: {body}");
     body
 }
 
-fn events<'a>(turn: &'a Value, kind: &str) -> Vec<&'a Value> {
+pub(crate) fn events<'a>(turn: &'a Value, kind: &str) -> Vec<&'a Value> {
     turn["events"].as_array().unwrap().iter().filter(|e| e["type"] == kind).collect()
 }
 
@@ -468,7 +474,7 @@ async fn an_upstream_that_sends_garbage_is_passed_over_and_one_that_does_not_str
     api.stop().await;
 }
 
-fn embed_model() -> std::path::PathBuf {
+pub(crate) fn embed_model() -> std::path::PathBuf {
     std::env::var_os("KITT_EMBED_MODEL").map(Into::into).unwrap_or_else(|| {
         let home = std::env::var_os("HOME").unwrap_or_default();
         std::path::Path::new(&home).join(".cache/kitt/models/all-MiniLM-L6-v2.f16.gguf")

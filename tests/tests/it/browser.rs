@@ -128,6 +128,7 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
             .arg(&config)
             .args(["demo", "--http-listen", &format!("127.0.0.1:{port}")])
             .env_remove("KITT_CHAT_MODEL")
+            .env("KITT_EMBED_MODEL", super::assistant::embed_model())
             .env("KITT_LOG", "warn"),
     );
     let banner = demo.wait_line("log in as admin with password");
@@ -388,11 +389,11 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     );
     assert_eq!(csp_violations(&browser), 0, "the queue page broke the Content-Security-Policy");
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "queue page text below WCAG AA");
-    // No success estimate yet: too few reviewed outcomes, and the queue says so.
+    // Success estimates from the demo's two weeks of reviewed prints, and the queue says so.
     browser.wait_text(
         "[data-testid=queue-estimate]",
         "the estimate's state",
-        &["not enough reviewed outcomes"],
+        &["learned from 20 reviewed outcomes"],
     );
     browser.screenshot(&shots, "5e-queue-waiting");
     browser.click(&browser.wait("[data-nav=fleet]"));
@@ -474,10 +475,11 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
         "the failed print counted",
         &["00m09a351100002"],
     );
+    // The demo's two weeks of reviewed prints and the review above: enough for an estimate.
     browser.wait_text(
         "[data-testid=estimate]",
-        "no estimate yet",
-        &["not enough reviewed outcomes"],
+        "an estimate from the demo's history",
+        &["learned from 21 reviewed outcomes"],
     );
     assert_eq!(csp_violations(&browser), 0, "the analytics page broke the Content-Security-Policy");
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "analytics page text below WCAG AA");
@@ -561,6 +563,31 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     );
     let asked = model.requests();
     assert_eq!(asked.len(), 4, "two turns, each a call and an answer: {asked:?}");
+
+    // The memory: the demo's two documents, and a search by meaning that links to one.
+    browser.click(&browser.wait("[data-nav=memory]"));
+    browser.wait_all("[data-testid=memory-document]", 2);
+    browser.wait_text("[data-testid=memory-summary]", "what the memory holds", &["embedded"]);
+    browser
+        .type_text(&browser.wait("[data-testid=memory-query]"), "which nozzle for carbon fibre?");
+    browser.click_when_ready("[data-testid=memory-search]");
+    let hits = browser.wait_text(
+        "[data-testid=memory-hits]",
+        "the nozzle guide found",
+        &["x1 carbon nozzle guide.pdf"],
+    );
+    assert!(hits.contains("hardened steel"), "{hits}");
+    browser.click(&browser.wait("[data-testid=memory-hit][data-kind=document] a"));
+    browser.wait("[data-testid=memory-document-text]");
+    assert!(browser.url().contains("/memory?document=demo-nozzles"), "{}", browser.url());
+    browser.screenshot(&shots, "15-memory");
+    assert_eq!(csp_violations(&browser), 0, "the memory page broke the Content-Security-Policy");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the memory page"
+    );
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "memory page text below WCAG AA");
 
     browser.goto(&format!("{base}/admin"));
     browser.wait_all("[data-testid=users-table] tbody tr", 1);

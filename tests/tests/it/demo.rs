@@ -25,10 +25,13 @@ async fn the_demo_shows_six_printers_of_two_kinds_in_their_scenarios() {
             .arg("--data-dir")
             .arg(data.path())
             .args(["demo", "--http-listen", &format!("127.0.0.1:{port}")])
-            .env("KITT_LOG", "warn"),
+            .env("KITT_LOG", "warn")
+            .env("KITT_CHAT_MODEL", super::assistant::local_model())
+            .env("KITT_EMBED_MODEL", super::assistant::embed_model()),
     );
     let banner = demo.wait_line("log in as admin with password");
     let password = banner.rsplit(' ').next().unwrap().to_owned();
+    let started = proto::UnixMillis::now().0;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let login = serde_json::json!({ "name": "admin", "password": password }).to_string();
@@ -79,6 +82,55 @@ async fn the_demo_shows_six_printers_of_two_kinds_in_their_scenarios() {
     let controls = neptune["controls"].as_array().unwrap();
     assert!(controls.iter().any(|c| c == "firmware_restart"), "{neptune}");
     assert!(neptune["layer"].as_u64().is_some(), "{neptune}");
+
+    // Its past: two weeks of reviewed prints, and the lab printer's failure of just now.
+    // Asked why prints failed today, the assistant (the small model and the embedding model,
+    // both real) answers from the farm's records and cites the outcome, linked.
+    let post = |path: &str, body: Value| {
+        let body = body.to_string();
+        http::request(addr, "POST", path, &[("Cookie", &cookie)], Some(&body)).unwrap()
+    };
+    let lab_failure = poll_other_process(Duration::from_secs(60), "the lab's failed print", || {
+        let cookie = cookie.clone();
+        async move {
+            let path = "/api/v1/outcomes?printer=00M09A351100002";
+            let response = http::request(addr, "GET", path, &[("Cookie", &cookie)], None).ok()?;
+            let outcomes = response.json()["outcomes"].as_array()?.clone();
+            outcomes.into_iter().find(|o| {
+                o["result"] == "failed" && o["ended_at"].as_i64().is_some_and(|at| at >= started)
+            })
+        }
+    })
+    .await;
+    let (_, history) = {
+        let response =
+            http::request(addr, "GET", "/api/v1/outcomes", &[("Cookie", &cookie)], None).unwrap();
+        (response.status, response.json())
+    };
+    assert!(history["total"].as_u64().unwrap() > 20, "the seeded past and today: {history}");
+    let reindexed = post("/api/v1/memory/reindex", serde_json::json!({}));
+    assert_eq!(reindexed.status, 200, "{reindexed:?}");
+    let conversation = post("/api/v1/assistant/conversations", serde_json::json!({}));
+    assert_eq!(conversation.status, 201, "{conversation:?}");
+    let id = conversation.json()["id"].as_str().unwrap().to_owned();
+    let asked = post(
+        &format!("/api/v1/assistant/conversations/{id}/messages"),
+        serde_json::json!({"content": "Why did prints fail today?"}),
+    );
+    assert_eq!(asked.status, 200, "{asked:?}");
+    let turn = asked.json();
+    let of = |kind: &str| -> Vec<Value> {
+        turn["events"].as_array().unwrap().iter().filter(|e| e["type"] == kind).cloned().collect()
+    };
+    assert_eq!(of("tool_call")[0]["name"], "search_memory", "{turn:#}");
+    let citations = of("sources")[0]["citations"].as_array().unwrap().clone();
+    let failure = format!("outcome:{}", lab_failure["id"]);
+    let cited = citations.iter().find(|c| c["key"] == failure.as_str());
+    let cited = cited.unwrap_or_else(|| panic!("{failure} among {citations:#?}"));
+    assert_eq!(cited["link"], format!("/outcomes?id={}", lab_failure["id"]));
+    let answer = turn["text"].as_str().unwrap();
+    assert!(answer.contains(&format!("/outcomes?id={}", lab_failure["id"])), "{answer}");
+    assert_eq!(of("done")[0]["tier"], "local", "{turn:#}");
 
     // Killed outright, the demo takes its six simulators and six agents with it.
     let children = children_of(demo.child.id());

@@ -11,6 +11,7 @@ mod deploy;
 mod discovery;
 mod ftps;
 mod impairment;
+mod memory;
 mod moonraker_link;
 mod printer_link;
 mod scenarios;
