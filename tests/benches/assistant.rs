@@ -251,6 +251,112 @@ async fn memory() {
     let rate = sentences.len() as f64 / started.elapsed().as_secs_f64();
     println!("all-MiniLM-L6-v2 on this CPU: {rate:.0} sentences/s (batched)");
     tests::metric("embed_sentences_per_s", rate);
+
+    // The adversarial set: the paraphrases' hit rate, and the near-misses served (none).
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/cache-adversarial.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (vocabulary, hits, misses) = hub::assistant::facets::parse_adversarial(&text).unwrap();
+    let replay = hub::assistant::cache::replay;
+    let served = replay(&embedder, &vocabulary, &hits).await.unwrap();
+    let hit_rate = served.iter().filter(|h| **h).count() as f64 / served.len() as f64;
+    let leaked =
+        replay(&embedder, &vocabulary, &misses).await.unwrap().iter().filter(|h| **h).count();
+    println!(
+        "semantic cache on eval/cache-adversarial.json: {:.0}% of {} paraphrases hit, {leaked} of {} near-misses served",
+        hit_rate * 100.0,
+        hits.len(),
+        misses.len()
+    );
+    tests::metric("cache_paraphrase_hit_rate_percent", hit_rate * 100.0);
+    tests::metric("cache_near_miss_hits", leaked as f64);
+
+    search(&embedder).await;
+}
+
+/// Issue 20: a memory search among 100,000 pieces in the embedded engine (Qdrant's, built
+/// index), with the filters a question brings (a person's privacy always; printer, material
+/// and period often), the query's embedding excluded; and one query's embedding alone.
+async fn search(embedder: &hub::assistant::embed::Embedder) {
+    use hub::memory::sources::Kind;
+    use hub::memory::store::{Filter, Payload, Point, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&dir.path().join("memory"), 384).unwrap();
+    let mut seed = 11_u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let printers = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let materials = ["PLA", "PETG", "ABS", "PLA-CF"];
+    let kinds = [Kind::Outcome, Kind::Outcome, Kind::Events, Kind::Document, Kind::Conversation];
+    let day = 86_400_000_i64;
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    for n in 0..100_000_u64 {
+        let v: Vec<f32> = (0..384).map(|_| (next() as f32 / (1u64 << 31) as f32) - 0.5).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let kind = kinds[(next() % 5) as usize];
+        batch.push(Point {
+            vector: v.into_iter().map(|x| x / norm).collect(),
+            payload: Payload {
+                key: format!("{}:{n}", kind.as_str()),
+                kind,
+                chunk: 0,
+                title: format!("record {n}"),
+                text: "a reviewed print that failed at the first layer".into(),
+                printer: Some(printers[(next() % 6) as usize].into()),
+                material: Some(materials[(next() % 4) as usize].into()),
+                at: (next() % 365) as i64 * day,
+                link: format!("/outcomes?id={n}"),
+                owner: (kind == Kind::Conversation).then(|| format!("user{}", next() % 10)),
+                hash: String::new(),
+            },
+        });
+        if batch.len() == 2_000 {
+            store.upsert(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    store.optimize().await.unwrap();
+    println!(
+        "memory: 100,000 pieces stored and indexed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(store.count().await.unwrap(), 100_000);
+    let mut times = Vec::new();
+    for q in 0..500_u64 {
+        let v: Vec<f32> = (0..384).map(|_| (next() as f32 / (1u64 << 31) as f32) - 0.5).collect();
+        let filter = Filter {
+            viewer: Some("user3".into()),
+            printer: (q % 2 == 0).then(|| printers[(q % 6) as usize].into()),
+            material: (q % 3 == 0).then(|| materials[(q % 4) as usize].into()),
+            since: (q % 4 == 0).then_some(300 * day),
+            until: None,
+            kinds: Vec::new(),
+        };
+        let started = Instant::now();
+        let found = store.search(v, &filter, 20).await.unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(found);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "memory search among 100,000 pieces (filters, embedding excluded): p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+    tests::metric("memory_search_p99_ms", percentile(&times, 0.99));
+    let mut times = Vec::new();
+    for q in 0..50 {
+        let started = Instant::now();
+        embedder
+            .embed(vec![format!("why did PETG prints on printer {q} fail last week?")])
+            .await
+            .unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    tests::metric("memory_query_embed_p50_ms", percentile(&times, 0.5));
 }
 
 fn main() {

@@ -145,6 +145,30 @@ impl SemanticCache {
     }
 }
 
+/// Whether the cache serves each pair's first question's answer to its second: each pair
+/// in a cache of its own, both embedded by `embedder`, in one scope. What the adversarial
+/// set's test and benchmark run.
+pub async fn replay(
+    embedder: &super::embed::Embedder,
+    vocabulary: &[String],
+    pairs: &[super::facets::Pair],
+) -> Result<Vec<bool>, String> {
+    let texts: Vec<String> = pairs.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+    let vectors = embedder.embed(texts).await?;
+    let scope =
+        Scope { role: "operator".into(), tools: "all".into(), tier: "local".into(), facts: 0 };
+    let mut served = Vec::with_capacity(pairs.len());
+    for (n, (a, b)) in pairs.iter().enumerate() {
+        let (Some(first), Some(second)) = (vectors.get(2 * n), vectors.get(2 * n + 1)) else {
+            return Err("the model gave fewer vectors than questions".into());
+        };
+        let mut cache = SemanticCache::new(THRESHOLD, 60_000);
+        cache.insert(&scope, &Facets::of(a, vocabulary), a, first.clone(), "answer", 0);
+        served.push(cache.lookup(&scope, &Facets::of(b, vocabulary), second, 1).is_ok());
+    }
+    Ok(served)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,33 +224,8 @@ mod tests {
         let (vocabulary, hits, misses) = crate::assistant::facets::adversarial_set();
         let embedder = crate::assistant::embed::tests::embedder();
         let served = |pairs: Vec<(String, String)>| {
-            let embedder = embedder.clone();
-            let vocabulary = vocabulary.clone();
-            async move {
-                let texts: Vec<String> =
-                    pairs.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
-                let vectors = embedder.embed(texts).await.unwrap();
-                let mut served = Vec::new();
-                for (n, (a, b)) in pairs.iter().enumerate() {
-                    let mut cache = SemanticCache::new(THRESHOLD, 60_000);
-                    cache.insert(
-                        &scope(1),
-                        &Facets::of(a, &vocabulary),
-                        a,
-                        vectors[2 * n].clone(),
-                        "answer",
-                        0,
-                    );
-                    let hit = cache.lookup(
-                        &scope(1),
-                        &Facets::of(b, &vocabulary),
-                        &vectors[2 * n + 1],
-                        1,
-                    );
-                    served.push(hit.is_ok());
-                }
-                served
-            }
+            let (embedder, vocabulary) = (&embedder, &vocabulary);
+            async move { replay(embedder, vocabulary, &pairs).await.unwrap() }
         };
         let leaked: Vec<_> = misses
             .iter()

@@ -332,15 +332,14 @@ mod tests {
 }
 
 /// Two questions.
-#[cfg(test)]
-pub(crate) type Pair = (String, String);
+/// A pair of questions.
+pub type Pair = (String, String);
 
-/// `eval/cache-adversarial.json`: the vocabulary, the paraphrase pairs and the near-miss pairs.
-#[cfg(test)]
-pub(crate) fn adversarial_set() -> (Vec<String>, Vec<Pair>, Vec<Pair>) {
+/// An adversarial set's text (`eval/cache-adversarial.json`): the vocabulary, the paraphrase
+/// pairs (that should hit) and the near-miss pairs (that must not).
+pub fn parse_adversarial(text: &str) -> Result<(Vec<String>, Vec<Pair>, Vec<Pair>), String> {
     let set: serde_json::Value =
-        serde_json::from_str(include_str!("../../../eval/cache-adversarial.json"))
-            .expect("the adversarial set is JSON");
+        serde_json::from_str(text).map_err(|e| format!("not an adversarial set: {e}"))?;
     let strings = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let pairs = |key: &str| -> Vec<(String, String)> {
         set[key]
@@ -351,7 +350,14 @@ pub(crate) fn adversarial_set() -> (Vec<String>, Vec<Pair>, Vec<Pair>) {
             .collect()
     };
     let vocabulary = set["vocabulary"].as_array().into_iter().flatten().map(strings).collect();
-    (vocabulary, pairs("hit"), pairs("miss"))
+    Ok((vocabulary, pairs("hit"), pairs("miss")))
+}
+
+/// `eval/cache-adversarial.json`, as the tests read it.
+#[cfg(test)]
+pub(crate) fn adversarial_set() -> (Vec<String>, Vec<Pair>, Vec<Pair>) {
+    parse_adversarial(include_str!("../../../eval/cache-adversarial.json"))
+        .expect("the adversarial set is JSON")
 }
 
 #[cfg(test)]
