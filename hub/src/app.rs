@@ -124,8 +124,23 @@ pub async fn start(
         match loaded {
             Ok(embedder) => {
                 assistant = assistant.with_cache(embedder.clone(), Some(metrics.clone()));
-                let path = config.data_dir.join("memory");
-                match crate::memory::store::Store::open_embedded(&path, embedder.dimensions()) {
+                let opened = match &config.assistant.qdrant {
+                    Some(server) => {
+                        let key = server.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+                        crate::memory::store::Store::open_server(
+                            &server.url,
+                            key,
+                            &server.collection,
+                            embedder.dimensions(),
+                        )
+                        .await
+                    }
+                    None => crate::memory::store::Store::open_embedded(
+                        &config.data_dir.join("memory"),
+                        embedder.dimensions(),
+                    ),
+                };
+                match opened {
                     Ok(store) => {
                         let memory = crate::memory::Memory::new(db.clone(), embedder, store);
                         assistant = assistant.with_memory(memory.clone());

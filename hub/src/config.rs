@@ -28,6 +28,7 @@ const ENV_KEYS: &[&str] = &[
     "KITT_SECURE_COOKIES",
     "KITT_CHAT_MODEL",
     "KITT_EMBED_MODEL",
+    "KITT_QDRANT_URL",
 ];
 /// `KITT_*` variables that belong to other tools (logging, tests, benchmarks).
 const ENV_IGNORED_PREFIXES: &[&str] = &["KITT_LOG", "KITT_TEST_", "KITT_BENCH_", "KITT_BLESS_"];
@@ -63,8 +64,14 @@ pub struct RawAssistant {
     /// The local tier's name (default `local`).
     pub model_name: Option<String>,
     /// The sentence-embedding model, a BERT GGUF (`KITT_EMBED_MODEL`), for the semantic cache
-    /// (issue 20): without one, nothing is cached.
+    /// and the memory (issue 20): without one, neither runs.
     pub embed_model: Option<PathBuf>,
+    /// The memory in a Qdrant server (its gRPC URL, `KITT_QDRANT_URL`) rather than in the hub.
+    pub qdrant_url: Option<String>,
+    /// The environment variable holding the server's API key.
+    pub qdrant_api_key_env: Option<String>,
+    /// The server's collection (default `kitt_memory`).
+    pub qdrant_collection: Option<String>,
     /// Paid tiers may be used at all (default false).
     pub paid_enabled: Option<bool>,
     /// What paid tiers may cost in a calendar month (UTC), in their prices' currency.
@@ -209,11 +216,22 @@ pub struct HubConfig {
 pub struct AssistantConfig {
     pub model: Option<PathBuf>,
     pub embed_model: Option<PathBuf>,
+    /// The memory's Qdrant server; `None`: the engine embedded in the hub.
+    pub qdrant: Option<QdrantConfig>,
     pub model_name: String,
     pub paid_enabled: bool,
     pub monthly_budget: f64,
     pub pending_ttl: Duration,
     pub tiers: Vec<TierConfig>,
+}
+
+/// A Qdrant server for the memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QdrantConfig {
+    /// gRPC, e.g. `http://qdrant:6334`.
+    pub url: String,
+    pub api_key_env: Option<String>,
+    pub collection: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -279,6 +297,7 @@ impl HubConfig {
                 "KITT_SYNC_LISTEN" => raw.sync.listen = Some(value),
                 "KITT_CHAT_MODEL" => raw.assistant.model = Some(value.into()),
                 "KITT_EMBED_MODEL" => raw.assistant.embed_model = Some(value.into()),
+                "KITT_QDRANT_URL" => raw.assistant.qdrant_url = Some(value),
                 "KITT_SECURE_COOKIES" => match value.as_str() {
                     "true" | "1" => raw.http.secure_cookies = Some(true),
                     "false" | "0" => raw.http.secure_cookies = Some(false),
@@ -520,9 +539,35 @@ impl RawAssistant {
                 timeout: Duration::from_secs(timeout),
             });
         }
+        if self.qdrant_url.is_none()
+            && (self.qdrant_api_key_env.is_some() || self.qdrant_collection.is_some())
+        {
+            problems.push(
+                "assistant.qdrant_api_key_env and qdrant_collection need assistant.qdrant_url"
+                    .to_owned(),
+            );
+        }
+        let qdrant = self.qdrant_url.map(|url| {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(format!(
+                    "assistant.qdrant_url = {url:?}: an http:// or https:// URL (gRPC, port 6334)"
+                ));
+            }
+            let collection = self.qdrant_collection.unwrap_or_else(|| "kitt_memory".to_owned());
+            let valid = !collection.is_empty()
+                && collection.len() <= 255
+                && collection.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                problems.push(format!(
+                    "assistant.qdrant_collection = {collection:?}: letters, digits, _ and -"
+                ));
+            }
+            QdrantConfig { url, api_key_env: self.qdrant_api_key_env, collection }
+        });
         AssistantConfig {
             model: self.model,
             embed_model: self.embed_model,
+            qdrant,
             model_name,
             paid_enabled: self.paid_enabled.unwrap_or(false),
             monthly_budget,
@@ -588,6 +633,33 @@ mod tests {
         {
             assert!(error.contains(needle), "{needle}: {error}");
         }
+    }
+
+    #[test]
+    fn the_memory_is_embedded_unless_a_qdrant_server_is_named() {
+        assert_eq!(load("", &[]).unwrap().assistant.qdrant, None);
+        let config = load("", &[("KITT_QDRANT_URL", "http://qdrant:6334")]).unwrap();
+        let server = config.assistant.qdrant.unwrap();
+        assert_eq!(
+            (server.url.as_str(), server.collection.as_str()),
+            ("http://qdrant:6334", "kitt_memory")
+        );
+        let config = load(
+            "[assistant]\nqdrant_url = \"https://q:6334\"\nqdrant_api_key_env = \"QDRANT_API_KEY\"\nqdrant_collection = \"farm_2\"\n",
+            &[],
+        )
+        .unwrap();
+        let server = config.assistant.qdrant.unwrap();
+        assert_eq!(server.api_key_env.as_deref(), Some("QDRANT_API_KEY"));
+        assert_eq!(server.collection, "farm_2");
+        let error =
+            load("[assistant]\nqdrant_url = \"qdrant:6334\"\nqdrant_collection = \"a b\"\n", &[])
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("assistant.qdrant_url"), "{error}");
+        assert!(error.contains("assistant.qdrant_collection"), "{error}");
+        let error = load("[assistant]\nqdrant_collection = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("need assistant.qdrant_url"), "{error}");
     }
 
     #[test]

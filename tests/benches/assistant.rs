@@ -256,7 +256,8 @@ async fn memory() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/cache-adversarial.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    let (vocabulary, hits, misses) = hub::assistant::facets::parse_adversarial(&text).unwrap();
+    let hub::assistant::facets::Adversarial { vocabulary, hits, misses } =
+        hub::assistant::facets::parse_adversarial(&text).unwrap();
     let replay = hub::assistant::cache::replay;
     let served = replay(&embedder, &vocabulary, &hits).await.unwrap();
     let hit_rate = served.iter().filter(|h| **h).count() as f64 / served.len() as f64;

@@ -188,7 +188,22 @@ fn run(extra: &[String]) -> anyhow::Result<()> {
     let chat_model = prepare_demo()?;
     let mut demo = Command::new(target_dir().join("debug/kitt-hub"));
     demo.arg("demo").args(extra).env(models::CHAT_MODEL_VAR, &chat_model);
+    with_embedding(&mut demo);
     status(demo)
+}
+
+/// The embedding model for the assistant's memory and semantic cache, when it can be had
+/// (without it the demo runs, without those two).
+fn with_embedding(command: &mut Command) {
+    match models::ensure_embedding() {
+        Ok(path) => {
+            command.env(models::EMBED_MODEL_VAR, path);
+        }
+        Err(error) => eprintln!(
+            "xtask: no embedding model ({error:#}); the assistant runs without its memory and \
+             semantic cache"
+        ),
+    }
 }
 
 /// The assistant's evaluation: `kitt-hub demo --eval eval/assistant.json` with the local
@@ -206,6 +221,7 @@ fn eval(extra: &[String]) -> anyhow::Result<()> {
         .arg("--eval")
         .arg(workspace_root().join("eval/assistant.json"))
         .env(models::CHAT_MODEL_VAR, &chat_model);
+    with_embedding(&mut demo);
     status(demo)
 }
 

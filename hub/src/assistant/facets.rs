@@ -335,9 +335,19 @@ mod tests {
 /// A pair of questions.
 pub type Pair = (String, String);
 
-/// An adversarial set's text (`eval/cache-adversarial.json`): the vocabulary, the paraphrase
-/// pairs (that should hit) and the near-miss pairs (that must not).
-pub fn parse_adversarial(text: &str) -> Result<(Vec<String>, Vec<Pair>, Vec<Pair>), String> {
+/// An adversarial set (`eval/cache-adversarial.json`).
+#[derive(Debug, Clone, Default)]
+pub struct Adversarial {
+    /// The farm's names its questions use.
+    pub vocabulary: Vec<String>,
+    /// Paraphrases: the second should be answered from the first.
+    pub hits: Vec<Pair>,
+    /// Near-misses: the second must never be.
+    pub misses: Vec<Pair>,
+}
+
+/// An adversarial set's text.
+pub fn parse_adversarial(text: &str) -> Result<Adversarial, String> {
     let set: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not an adversarial set: {e}"))?;
     let strings = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
@@ -350,14 +360,15 @@ pub fn parse_adversarial(text: &str) -> Result<(Vec<String>, Vec<Pair>, Vec<Pair
             .collect()
     };
     let vocabulary = set["vocabulary"].as_array().into_iter().flatten().map(strings).collect();
-    Ok((vocabulary, pairs("hit"), pairs("miss")))
+    Ok(Adversarial { vocabulary, hits: pairs("hit"), misses: pairs("miss") })
 }
 
 /// `eval/cache-adversarial.json`, as the tests read it.
 #[cfg(test)]
 pub(crate) fn adversarial_set() -> (Vec<String>, Vec<Pair>, Vec<Pair>) {
-    parse_adversarial(include_str!("../../../eval/cache-adversarial.json"))
-        .expect("the adversarial set is JSON")
+    let set = parse_adversarial(include_str!("../../../eval/cache-adversarial.json"))
+        .expect("the adversarial set is JSON");
+    (set.vocabulary, set.hits, set.misses)
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! Where the memory's vectors live: one interface ([`Store`]) over Qdrant's engine embedded
-//! in the hub (`qdrant-edge`, a directory under the hub's data directory). Every point is one
-//! piece of one remembered item, its payload the fields searches filter on ([`Filter`], turned
-//! into Qdrant's own filter language by [`qdrant_filter`], pure).
+//! Where the memory's vectors live: one interface ([`Store`]) over two engines: Qdrant's
+//! engine embedded in the hub (`qdrant-edge`, a directory under the hub's data directory), the
+//! default, and a Qdrant server through `qdrant-client` (gRPC), for farms that outgrow one
+//! machine. Every point is one piece of one remembered item, its payload the fields searches
+//! filter on ([`Filter`]: in Qdrant's JSON filter language for the embedded engine by
+//! [`qdrant_filter`], in its gRPC types for a server by `server::grpc_filter`, both pure).
 //!
-//! The engine is synchronous; each call runs on the blocking pool, one at a time (the shard
-//! flushes when dropped and wants no other user then).
+//! The embedded engine is synchronous; each call runs on the blocking pool, one at a time (the
+//! shard flushes when dropped and wants no other user then).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -134,6 +136,8 @@ pub fn qdrant_filter(filter: &Filter) -> Value {
 pub enum StoreError {
     #[error("the memory's store at {path}: {message}")]
     Edge { path: PathBuf, message: String },
+    #[error("the memory's Qdrant server ({url}): {message}")]
+    Server { url: String, message: String },
     #[error("the memory's store is not usable: {0}")]
     Broken(String),
 }
@@ -141,7 +145,13 @@ pub enum StoreError {
 /// The memory's vectors.
 #[derive(Debug, Clone)]
 pub struct Store {
-    inner: Arc<Edge>,
+    inner: Engine,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    Embedded(Arc<Edge>),
+    Server(Arc<server::Server>),
 }
 
 #[derive(Debug)]
@@ -214,21 +224,55 @@ impl Store {
                 }
             }
         }
-        Ok(Store {
-            inner: Arc::new(Edge { path: path.to_owned(), shard: Mutex::new(Some(shard)) }),
-        })
+        let edge = Edge { path: path.to_owned(), shard: Mutex::new(Some(shard)) };
+        Ok(Store { inner: Engine::Embedded(Arc::new(edge)) })
+    }
+
+    /// The collection `collection` of the Qdrant server at `url` (gRPC), created when
+    /// missing, for `dimensions`-long vectors compared by cosine.
+    pub async fn open_server(
+        url: &str,
+        api_key: Option<String>,
+        collection: &str,
+        dimensions: usize,
+    ) -> Result<Store, StoreError> {
+        let server = server::Server::open(url, api_key, collection, dimensions).await?;
+        Ok(Store { inner: Engine::Server(Arc::new(server)) })
     }
 
     /// Which engine, for the dashboard.
     pub fn engine(&self) -> &'static str {
-        "embedded"
+        match &self.inner {
+            Engine::Embedded(_) => "embedded",
+            Engine::Server(_) => "qdrant server",
+        }
     }
 
+    /// The server's engine, when it is one.
+    fn server(&self) -> Option<&server::Server> {
+        match &self.inner {
+            Engine::Server(server) => Some(server),
+            Engine::Embedded(_) => None,
+        }
+    }
+
+    /// Removes the server's collection (the tests' clean-up); nothing for the embedded one.
+    pub async fn drop_collection(&self) -> Result<(), StoreError> {
+        match self.server() {
+            Some(server) => server.drop_collection().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `work` on the embedded engine's shard (callers answer for a server first).
     async fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&EdgeShard) -> Result<T, String> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
+        let Engine::Embedded(inner) = &self.inner else {
+            return Err(StoreError::Broken("not the embedded engine".into()));
+        };
+        let inner = inner.clone();
         let path = inner.path.clone();
         let done = tokio::task::spawn_blocking(move || {
             // A call that panicked (the engine's own assertions) left the shard as it was:
@@ -250,6 +294,9 @@ impl Store {
     pub async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
         if points.is_empty() {
             return Ok(());
+        }
+        if let Some(server) = self.server() {
+            return server.upsert(points).await;
         }
         let mut list = Vec::with_capacity(points.len());
         for point in points {
@@ -273,6 +320,9 @@ impl Store {
         if keys.is_empty() {
             return Ok(());
         }
+        if let Some(server) = self.server() {
+            return server.remove(keys).await;
+        }
         let filter = parse_filter(json!({"must": [{"key": "key", "match": {"any": keys}}]}))?;
         self.with(move |shard| {
             shard
@@ -291,6 +341,9 @@ impl Store {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Found>, StoreError> {
+        if let Some(server) = self.server() {
+            return server.search(vector, filter, limit).await;
+        }
         let filter = parse_filter(qdrant_filter(filter))?;
         let request = SearchRequest {
             query: vector.into(),
@@ -316,6 +369,9 @@ impl Store {
 
     /// Every indexed item's key and hash (from its first piece).
     pub async fn ledger(&self) -> Result<Vec<(String, String)>, StoreError> {
+        if let Some(server) = self.server() {
+            return server.ledger().await;
+        }
         let filter = parse_filter(json!({"must": [{"key": "chunk", "match": {"value": 0}}]}))?;
         self.with(move |shard| {
             let mut out = Vec::new();
@@ -348,14 +404,23 @@ impl Store {
 
     /// How many pieces are stored.
     pub async fn count(&self) -> Result<usize, StoreError> {
+        if let Some(server) = self.server() {
+            return server.count().await;
+        }
         self.with(|shard| Ok(shard.info().points_count)).await
     }
 
     /// Builds the search index over what was added (the engine does not in the background).
+    /// (A server indexes by itself.)
     pub async fn optimize(&self) -> Result<(), StoreError> {
+        if self.server().is_some() {
+            return Ok(());
+        }
         self.with(|shard| shard.optimize().map(drop).map_err(|e| e.to_string())).await
     }
 }
+
+mod server;
 
 fn parse_filter(value: Value) -> Result<qdrant_edge::Filter, StoreError> {
     serde_json::from_value(value)
@@ -504,6 +569,25 @@ mod tests {
         // Another model's vectors do not go into this store.
         let error = Store::open_embedded(&path, 384).unwrap_err().to_string();
         assert!(error.contains("384"), "{error}");
+    }
+
+    /// The same behaviour from a Qdrant server, when one is named by `KITT_QDRANT_URL` (none
+    /// can be installed on the machines the suite runs on; it says so).
+    #[tokio::test]
+    #[allow(clippy::print_stdout)]
+    async fn a_qdrant_server_behaves_the_same_when_one_is_configured() {
+        let Ok(url) = std::env::var("KITT_QDRANT_URL") else {
+            println!("KITT_QDRANT_URL is not set: the Qdrant server engine is not exercised");
+            return;
+        };
+        let collection = format!("kitt_test_{}", std::process::id());
+        let store = Store::open_server(&url, None, &collection, 3).await.unwrap();
+        behaves(&store).await;
+        let again = Store::open_server(&url, None, &collection, 3).await.unwrap();
+        assert_eq!(again.count().await.unwrap(), 3);
+        let error = Store::open_server(&url, None, &collection, 384).await.unwrap_err();
+        assert!(error.to_string().contains("384"), "{error}");
+        store.drop_collection().await.unwrap();
     }
 
     #[test]
