@@ -209,12 +209,17 @@ mod tests {
     }
 
     /// `kind` plus the fields that say what happened, without `seq` and `at`.
+    /// The line's kind and its other fields, keys sorted (whatever order serde_json's map
+    /// keeps: insertion order when the workspace is built together, for the hub's Qdrant
+    /// engine turns `preserve_order` on).
     fn summary(line: &Value) -> String {
-        let mut fields = line.as_object().unwrap().clone();
-        let kind = fields.remove("kind").unwrap();
-        fields.remove("seq");
-        fields.remove("at");
-        format!("{} {}", kind.as_str().unwrap(), Value::Object(fields))
+        let fields: std::collections::BTreeMap<&String, &Value> = line
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "kind" | "seq" | "at"))
+            .collect();
+        format!("{} {}", line["kind"].as_str().unwrap(), serde_json::to_string(&fields).unwrap())
     }
 
     #[test]

@@ -154,7 +154,26 @@ fn a1_mini_idle_full_report_normalises() {
           "state": "idle",
           "total_layers": null
         }"##]]
-    .assert_eq(&serde_json::to_string_pretty(&state).unwrap());
+    .assert_eq(&serde_json::to_string_pretty(&Sorted(&state)).unwrap());
+}
+
+/// `value` with every object's keys in order, whatever order serde_json's map keeps: built
+/// with the whole workspace, it keeps insertion order (`preserve_order`, which the hub's
+/// Qdrant engine turns on), built alone it sorts.
+struct Sorted<'a>(&'a Value);
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                let sorted: std::collections::BTreeMap<&String, Sorted<'_>> =
+                    map.iter().map(|(k, v)| (k, Sorted(v))).collect();
+                sorted.serialize(serializer)
+            }
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Sorted)),
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 #[test]
