@@ -303,6 +303,23 @@ fn single_question(history: &[Message]) -> Option<&str> {
     }
 }
 
+/// A tool call's result: streamed, logged for storing, and given to the model.
+async fn answered(
+    call: &ToolCall,
+    ok: bool,
+    value: Value,
+    events: &mpsc::Sender<Event>,
+    log: &mut TurnLog,
+    messages: &mut Vec<Message>,
+) {
+    let said = Message::tool_result(call, value.to_string());
+    let result =
+        Event::ToolResult { id: call.id.clone(), name: call.name.clone(), ok, result: value };
+    let _ = events.send(result).await;
+    log.messages.push((said.clone(), None, None));
+    messages.push(said);
+}
+
 /// Where a turn's messages are kept: a stored conversation, or nowhere (the
 /// OpenAI-compatible door, whose client holds the history).
 #[derive(Debug, Clone, Copy)]
@@ -848,17 +865,7 @@ impl Assistant {
                         )
                     }
                 };
-                let _ = events
-                    .send(Event::ToolResult {
-                        id: call.id.clone(),
-                        name: call.name.clone(),
-                        ok,
-                        result: value.clone(),
-                    })
-                    .await;
-                let said = Message::tool_result(call, value.to_string());
-                log.messages.push((said.clone(), None, None));
-                messages.push(said);
+                answered(call, ok, value, events, log, &mut messages).await;
             }
         }
         Ok(self.cite(result, events, log).await)
@@ -950,17 +957,7 @@ impl Assistant {
                 })
                 .await;
             let ok = value.get("error").is_none();
-            let _ = events
-                .send(Event::ToolResult {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    ok,
-                    result: value.clone(),
-                })
-                .await;
-            let said = Message::tool_result(call, value.to_string());
-            log.messages.push((said.clone(), None, None));
-            messages.push(said);
+            answered(call, ok, value, events, log, messages).await;
         }
     }
 

@@ -47,7 +47,11 @@ tests::on_both_backends!(
 #[tokio::test]
 async fn a_property_based_fuzzer_finds_no_5xx_and_no_answer_outside_the_document() {
     let program = tests::schemathesis::program();
-    let api = Api::start(None).await;
+    // With the memory on (the embedding model), so its routes are fuzzed for real.
+    let api = Api::start_with(None, |config| {
+        config.assistant.embed_model = Some(super::assistant::embed_model());
+    })
+    .await;
     let admin = api.user("ada", "admin").await;
     let viewer = api.user("vera", "viewer").await;
     let state = tempfile::tempdir().unwrap();
