@@ -219,6 +219,8 @@ function AddDocument({ onAdded }) {
   const [title, setTitle] = useState('');
   const [printer, setPrinter] = useState('');
   const [material, setMaterial] = useState('');
+  // An operator's note, written here rather than uploaded: kept like a Markdown document.
+  const [note, setNote] = useState('');
   const [progress, setProgress] = useState(null);
   const [error, setError] = useState(null);
   const known = knownPrinters();
@@ -226,19 +228,20 @@ function AddDocument({ onAdded }) {
   async function submit(event) {
     event.preventDefault();
     const form = event.currentTarget;
-    if (!file) return;
-    const large = tooLarge(file);
+    const body = file ?? (note.trim() ? new Blob([note], { type: 'text/markdown' }) : null);
+    if (!body) return;
+    const large = tooLarge(body);
     if (large) {
       setError({ message: large });
       return;
     }
     setError(null);
-    setProgress({ sent: 0, total: file.size });
-    const named = title.trim() || file.name.slice(0, 200);
+    setProgress({ sent: 0, total: body.size });
+    const named = title.trim() || (file ? file.name.slice(0, 200) : `Note of ${new Date().toLocaleDateString()}`);
     try {
-      const { data } = await upload(`/memory/documents${query({ title: named, printer, material: material.trim() })}`, file, {
+      const { data } = await upload(`/memory/documents${query({ title: named, printer, material: material.trim() })}`, body, {
         resource: 'DocumentAdded',
-        contentType: contentType(file),
+        contentType: file ? contentType(file) : 'text/markdown',
         onProgress: (sent, total) => setProgress({ sent, total }),
       });
       syncToast(`${data?.document?.title ?? named} added`, data?.sync);
@@ -247,6 +250,7 @@ function AddDocument({ onAdded }) {
       setTitle('');
       setPrinter('');
       setMaterial('');
+      setNote('');
       onAdded();
     } catch (failure) {
       if (failure.status !== 401) setError(failure);
@@ -273,8 +277,11 @@ function AddDocument({ onAdded }) {
       <${Field} label="Material (optional)" hint="PETG, PLA…" control=${(id, hint) => html`<input
         id=${id} type="text" name="material" maxlength="40" class="input-small" aria-describedby=${hint} value=${material}
         onInput=${(e) => setMaterial(e.currentTarget.value)} />`} />
+      <${Field} label="Or write a note" hint="Markdown; the assistant reads it like a document" control=${(id, hint) => html`<textarea
+        id=${id} name="note" rows="3" maxlength="20000" aria-describedby=${hint} value=${note} disabled=${Boolean(file)}
+        onInput=${(e) => setNote(e.currentTarget.value)} data-testid="memory-note"></textarea>`} />
       <div class="field field-action">
-        <button type="submit" class="btn btn-primary" disabled=${!file || Boolean(progress)} data-testid="memory-add-submit">Add document</button>
+        <button type="submit" class="btn btn-primary" disabled=${!(file || note.trim()) || Boolean(progress)} data-testid="memory-add-submit">${file || !note.trim() ? 'Add document' : 'Add note'}</button>
       </div>
     </div>
     ${progress ? html`<div class="upload-progress" data-testid="memory-upload-progress">

@@ -200,6 +200,7 @@ pub async fn chat_completions(
             .to_string()
         };
         let mut pending = Vec::new();
+        let mut sources = Vec::new();
         let mut started = false;
         let format = move |event: &Event| -> Option<String> {
             let mut out = Vec::new();
@@ -210,6 +211,7 @@ pub async fn chat_completions(
             match event {
                 Event::Text { text } => out.push(chunk(json!({"content": text}), Value::Null)),
                 Event::Pending { pending: p } => pending.push((**p).clone()),
+                Event::Sources { citations } => sources.extend(citations.iter().cloned()),
                 Event::Done { usage, cache, .. } => {
                     let note = pending_note(&pending, &base);
                     if !note.is_empty() {
@@ -218,7 +220,10 @@ pub async fn chat_completions(
                     let mut last: Value =
                         serde_json::from_str(&chunk(json!({}), "stop".into())).unwrap_or_default();
                     if let Some(cache) = cache {
-                        last["kitt"] = json!({"cache": cache});
+                        last["kitt"]["cache"] = json!(cache);
+                    }
+                    if !sources.is_empty() {
+                        last["kitt"]["sources"] = json!(sources);
                     }
                     out.push(last.to_string());
                     if include_usage {
@@ -270,7 +275,8 @@ pub async fn chat_completions(
             "completion_tokens": result.usage.completion_tokens,
             "total_tokens": result.usage.prompt_tokens + result.usage.completion_tokens,
         },
-        "kitt": {"tier": result.tier, "pending": result.pending, "cache": result.cache},
+        "kitt": {"tier": result.tier, "pending": result.pending, "cache": result.cache,
+            "sources": result.citations},
     }))
     .into_response();
     if let Some(cache) = result.cache {

@@ -580,6 +580,15 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.click(&browser.wait("[data-testid=memory-hit][data-kind=document] a"));
     browser.wait("[data-testid=memory-document-text]");
     assert!(browser.url().contains("/memory?document=demo-nozzles"), "{}", browser.url());
+    // An operator's note, written on the page, is remembered like a document.
+    browser.type_text(&browser.wait("[data-testid=memory-title]"), "Dryer note");
+    browser.type_text(
+        &browser.wait("[data-testid=memory-note]"),
+        "Dry PETG in the cabinet dryer at 65 °C before any print over four hours.",
+    );
+    browser.click_when_ready("[data-testid=memory-add-submit]");
+    browser.wait_all("[data-testid=memory-document]", 3);
+    browser.wait_text("[data-testid=memory-documents]", "the note listed", &["dryer note"]);
     browser.screenshot(&shots, "15-memory");
     assert_eq!(csp_violations(&browser), 0, "the memory page broke the Content-Security-Policy");
     assert_eq!(

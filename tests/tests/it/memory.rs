@@ -319,5 +319,19 @@ async fn a_question_about_the_past_is_answered_from_reviewed_outcomes_with_their
     let theirs =
         search(&api, &ada, json!({"query": "why did PETG fail", "kinds": ["conversation"]})).await;
     assert!(theirs.is_empty(), "{theirs:#?}");
+
+    // The OpenAI-compatible door answers from the memory too, its sources in `kitt.sources`.
+    model.then(Reply::Text("Adhesion.".into()));
+    let ask = json!({"model": "kitt", "messages": [{"role": "user", "content": "Why did PETG prints fail last week?"}]});
+    let request = Request::post("/openai/v1/chat/completions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {otto}"))
+        .body(Body::from(ask.to_string()))
+        .unwrap();
+    let (status, _, body) = api.call(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!body["kitt"]["sources"].as_array().unwrap().is_empty(), "{body:#}");
+    let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.starts_with("Adhesion.\n\nSources:\n[1] "), "{content}");
     api.stop().await;
 }
