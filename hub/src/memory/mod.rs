@@ -52,6 +52,8 @@ struct Inner {
     /// Moves whenever the store's contents change (the semantic cache's scope).
     generation: AtomicU64,
     last: std::sync::Mutex<Option<SyncReport>>,
+    /// Items held by kind, as of the last sync (read without waiting for a sync under way).
+    counts: std::sync::Mutex<HashMap<Kind, usize>>,
     wake: tokio::sync::Notify,
 }
 
@@ -133,6 +135,7 @@ impl Memory {
                 ledger: tokio::sync::Mutex::new(None),
                 generation: AtomicU64::new(0),
                 last: std::sync::Mutex::new(None),
+                counts: std::sync::Mutex::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
             }),
         }
@@ -244,6 +247,15 @@ impl Memory {
         }
         report.removed = gone.len();
         let result = self.apply(held, gone, changed, &mut report).await;
+        let mut counts: HashMap<Kind, usize> = Kind::ALL.into_iter().map(|k| (k, 0)).collect();
+        for key in held.keys() {
+            if let Some(kind) = key.split(':').next().and_then(Kind::parse) {
+                *counts.entry(kind).or_default() += 1;
+            }
+        }
+        if let Ok(mut shown) = self.inner.counts.lock() {
+            *shown = counts;
+        }
         report.took_ms = started.elapsed().as_millis() as u64;
         report.at = now_ms();
         if let Err(error) = &result {
@@ -345,16 +357,13 @@ impl Memory {
             .collect())
     }
 
-    /// How many items of each kind the memory holds, and pieces in all.
+    /// How many items of each kind the memory held after its last sync (none before the
+    /// first), and pieces stored now.
     pub async fn counts(&self) -> Result<(HashMap<Kind, usize>, usize), MemoryError> {
-        let ledger = self.inner.ledger.lock().await;
         let mut counts: HashMap<Kind, usize> = Kind::ALL.into_iter().map(|k| (k, 0)).collect();
-        for key in ledger.iter().flat_map(|l| l.keys()) {
-            if let Some(kind) = key.split(':').next().and_then(Kind::parse) {
-                *counts.entry(kind).or_default() += 1;
-            }
+        if let Ok(shown) = self.inner.counts.lock() {
+            counts.extend(shown.iter().map(|(k, n)| (*k, *n)));
         }
-        drop(ledger);
         Ok((counts, self.inner.store.count().await?))
     }
 }
