@@ -18,6 +18,7 @@ pub mod memory;
 pub mod metrics;
 pub mod outcomes;
 pub mod queue;
+pub mod scheduler;
 pub mod service;
 pub mod supervise;
 pub mod sync;
