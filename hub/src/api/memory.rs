@@ -289,7 +289,10 @@ async fn put(
     if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
         return Err(ApiError::bad_request("title: 1 to 200 characters, no control characters"));
     }
-    let material = query.material.map(|m| m.trim().to_uppercase()).filter(|m| !m.is_empty());
+    let material = query
+        .material
+        .map(|m| crate::memory::sources::normal_material(&m))
+        .filter(|m| !m.is_empty());
     if material.as_ref().is_some_and(|m| m.len() > 40) {
         return Err(ApiError::bad_request("material: at most 40 characters"));
     }
@@ -309,7 +312,7 @@ async fn put(
     let format =
         Format::detect(content_type.as_deref(), &title, &bytes).ok_or(DocumentError::Format)?;
     let size = bytes.len() as i64;
-    let content = documents::read(format, bytes.to_vec()).await?;
+    let content = documents::read(format, Vec::from(bytes)).await?;
     let now = proto::UnixMillis::now().0;
     let row = DocumentRow {
         id,

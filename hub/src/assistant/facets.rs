@@ -332,6 +332,11 @@ mod tests {
 }
 
 /// Two questions.
+/// Materials a question may name: exact facets for the cache (beside the farm's printers),
+/// and a memory search's material filter.
+pub const MATERIALS: &[&str] =
+    &["PLA", "PETG", "ABS", "ASA", "TPU", "PA", "PC", "PVA", "HIPS", "PLA-CF", "PETG-CF", "PA-CF"];
+
 /// A pair of questions.
 pub type Pair = (String, String);
 

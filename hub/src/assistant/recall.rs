@@ -67,9 +67,6 @@ const OUTCOMES: &[&str] = &[
     "quality",
 ];
 
-const MATERIALS: &[&str] =
-    &["PLA-CF", "PETG-CF", "PA-CF", "PLA", "PETG", "ABS", "ASA", "TPU", "PA", "PC", "PVA", "HIPS"];
-
 const DAY: i64 = 86_400_000;
 
 fn words(text: &str) -> Vec<String> {
@@ -102,7 +99,7 @@ pub fn recall(question: &str, printers: &[(String, Option<String>)], now: i64) -
             name.as_deref().is_some_and(|n| !n.is_empty() && lower.contains(&n.to_lowercase()));
         (lower.contains(&id.to_lowercase()) || named).then(|| id.clone())
     });
-    let material = MATERIALS
+    let material = super::facets::MATERIALS
         .iter()
         .find(|m| tokens.iter().any(|t| t.eq_ignore_ascii_case(m)))
         .map(|m| (*m).to_owned());

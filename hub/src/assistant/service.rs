@@ -122,6 +122,17 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A tool call, as it is about to run.
+    fn called(call: &ToolCall) -> Event {
+        Event::ToolCall {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        }
+    }
+}
+
 /// A pending action as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PendingView {
@@ -240,10 +251,6 @@ struct Cache {
 
 /// How long a cached answer lives.
 const CACHE_TTL_MS: i64 = 3_600_000;
-
-/// Materials a question may name (the cache's exact facets), beside the farm's printers.
-const MATERIALS: &[&str] =
-    &["PLA", "PETG", "ABS", "ASA", "TPU", "PA", "PC", "PVA", "HIPS", "PLA-CF", "PETG-CF", "PA-CF"];
 
 /// What a question looked like to the cache.
 #[derive(Debug)]
@@ -645,7 +652,8 @@ impl Assistant {
     async fn probe(&self, person: &Principal, question: &str, depth: Depth) -> Option<Probe> {
         let memory = self.inner.cache.as_ref()?;
         let farm = self.farm().await.ok()?;
-        let mut vocabulary: Vec<String> = MATERIALS.iter().map(|m| (*m).to_owned()).collect();
+        let mut vocabulary: Vec<String> =
+            super::facets::MATERIALS.iter().map(|m| (*m).to_owned()).collect();
         for (id, name) in &farm.printers {
             vocabulary.push(id.clone());
             vocabulary.extend(name.clone());
@@ -823,13 +831,7 @@ impl Assistant {
                 return Ok(self.cite(result, events, log).await);
             }
             for call in &answer.calls {
-                let _ = events
-                    .send(Event::ToolCall {
-                        id: call.id.clone(),
-                        name: call.name.clone(),
-                        arguments: call.arguments.clone(),
-                    })
-                    .await;
+                let _ = events.send(Event::called(call)).await;
                 let (ok, value) = match tools::call(
                     &self.inner.services,
                     &self.inner.db,
@@ -949,13 +951,7 @@ impl Assistant {
         ));
         messages.push(said.clone());
         for (call, (_, _, value)) in said.tool_calls.iter().zip(calls) {
-            let _ = events
-                .send(Event::ToolCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                })
-                .await;
+            let _ = events.send(Event::called(call)).await;
             let ok = value.get("error").is_none();
             answered(call, ok, value, events, log, messages).await;
         }
