@@ -2,9 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use proto::UnixMillis;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -155,6 +153,27 @@ pub async fn start(
         }
     }
     state.assistant = assistant;
+    // The hub's own jobs, as the configuration says now (kept across restarts: an admin's
+    // pause stays, the last occurrence too).
+    let clock = db.clock().await?;
+    for builtin in &crate::scheduler::jobs::BUILTINS {
+        db.put_builtin_job(&builtin.row(&config.scheduler.time_zone, clock)).await?;
+    }
+    if config.scheduler.enabled {
+        let runner = crate::scheduler::driver::Runner {
+            db: db.clone(),
+            services: state.services.clone(),
+            snapshots: SnapshotStore::new(snapshot_dir),
+            retention: config.retention,
+        };
+        let scheduler = crate::scheduler::driver::Scheduler::new(
+            db.clone(),
+            &config.replica_name,
+            config.scheduler.tick,
+            runner,
+        );
+        state.scheduler = Some(scheduler);
+    }
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let tasks = TaskTracker::new();
@@ -171,9 +190,9 @@ pub async fn start(
             tracing::error!(%error, "The HTTP server stopped.");
         }
     });
-    let retention = config.retention;
-    let cleanup = housekeeping(db, SnapshotStore::new(snapshot_dir), retention, shutdown.clone());
-    essential.spawn("housekeeping", cleanup);
+    if let Some(scheduler) = state.scheduler.clone() {
+        essential.spawn("scheduler", scheduler.run(shutdown.clone()));
+    }
     // The dispatcher: runs when something relevant changes, never on a timer.
     essential.spawn("queue", state.services.queue.clone().run(shutdown.clone()));
     if let Some(memory) = state.memory.clone() {
@@ -207,53 +226,6 @@ impl Essential<'_> {
                 shutdown.cancel();
             }
         });
-    }
-}
-
-/// Telemetry downsampling and retention, snapshot retention, once a minute.
-async fn housekeeping(
-    db: Db,
-    snapshots: SnapshotStore,
-    retention: crate::config::Retention,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let result = db
-            .downsample(
-                retention.raw.as_millis() as i64,
-                retention.minute.as_millis() as i64,
-                retention.quarter_hour.as_millis() as i64,
-                UnixMillis::now(),
-            )
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(%error, "Telemetry downsampling failed; will retry.");
-        }
-        let now = UnixMillis::now();
-        let expired = db
-            .expired_snapshots(
-                now.plus_millis(-(retention.snapshots.as_millis() as i64)),
-                now.plus_millis(-(retention.milestone_snapshots.as_millis() as i64)),
-            )
-            .await;
-        match expired {
-            Ok(paths) => {
-                for path in &paths {
-                    snapshots.remove(path);
-                }
-                if !paths.is_empty() {
-                    tracing::info!(removed = paths.len(), "Removed expired snapshots.");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "Snapshot retention failed; will retry."),
-        }
-        // A snapshot whose last chunk never came (dropped at the agent) is abandoned.
-        snapshots.sweep_partials(Duration::from_secs(86_400));
     }
 }
 

@@ -54,6 +54,22 @@ pub struct RawConfig {
     pub inventory: RawInventory,
     #[serde(default)]
     pub assistant: RawAssistant,
+    /// This hub process's name among replicas (the scheduler's history says who ran what);
+    /// the host's name by default.
+    pub replica_name: Option<String>,
+    #[serde(default)]
+    pub scheduler: RawScheduler,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    /// Run scheduled jobs in this process (default true).
+    pub enabled: Option<bool>,
+    /// How often the scheduler looks for due jobs and lapsed runs, milliseconds.
+    pub tick_ms: Option<u64>,
+    /// The IANA time zone the built-in jobs' cron times are read in (default UTC).
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +225,16 @@ pub struct HubConfig {
     /// A filament is low below this many grams.
     pub low_stock_g: f64,
     pub assistant: AssistantConfig,
+    pub replica_name: String,
+    pub scheduler: SchedulerConfig,
+}
+
+/// The scheduler's validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    pub tick: Duration,
+    pub time_zone: String,
 }
 
 /// The assistant's validated configuration.
@@ -444,6 +470,24 @@ impl RawConfig {
             costs.printer_watts.insert(printer, value);
         }
         let assistant = self.assistant.validate(&mut problems);
+        let tick_ms = self.scheduler.tick_ms.unwrap_or(1000);
+        if !(50..=60_000).contains(&tick_ms) {
+            problems.push(format!("scheduler.tick_ms = {tick_ms}: between 50 and 60000"));
+        }
+        let time_zone = self.scheduler.time_zone.unwrap_or_else(|| "UTC".to_owned());
+        if let Err(error) = crate::scheduler::cron::time_zone(&time_zone) {
+            problems.push(format!("scheduler.time_zone: {error}"));
+        }
+        let replica_name = match self.replica_name {
+            Some(name) if crate::scheduler::jobs::valid_name(&name) => name,
+            Some(name) => {
+                problems.push(format!(
+                    "replica_name = {name:?}: 1-64 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
+                ));
+                name
+            }
+            None => default_replica_name(),
+        };
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -475,8 +519,27 @@ impl RawConfig {
             costs,
             low_stock_g,
             assistant,
+            replica_name,
+            scheduler: SchedulerConfig {
+                enabled: self.scheduler.enabled.unwrap_or(true),
+                tick: Duration::from_millis(tick_ms),
+                time_zone,
+            },
         })
     }
+}
+
+/// The host's name, made fit for a replica's name; `hub` when there is none.
+fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = host
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .take(64)
+        .collect();
+    if crate::scheduler::jobs::valid_name(&name) { name } else { "hub".to_owned() }
 }
 
 impl RawAssistant {

@@ -26,6 +26,7 @@ pub mod outcomes;
 pub mod owners;
 pub mod queue;
 pub mod read;
+pub mod scheduler;
 pub mod users;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -148,6 +149,19 @@ pub struct AgentRow {
 }
 
 impl Db {
+    /// A transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting under the busy timeout): a deferred one that reads first and then
+    /// writes fails at once with "database is locked" when another connection wrote in
+    /// between, which the scheduler's leases make likely.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Opens (creating if needed) the database at `url` and applies the migrations.
     pub async fn open(url: &str) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();

@@ -25,6 +25,7 @@ mod passwords;
 pub mod proxies;
 mod queue;
 mod routes;
+mod scheduler;
 pub mod spoolman;
 mod ws;
 
@@ -58,6 +59,9 @@ pub struct AppState {
     /// The assistant's memory: none until `app::start` opens it (it needs the embedding
     /// model).
     pub memory: Option<crate::memory::Memory>,
+    /// This replica's scheduler: none when `[scheduler] enabled = false` (the jobs are then
+    /// still listed, changed and triggered; another replica runs them).
+    pub scheduler: Option<crate::scheduler::driver::Scheduler>,
     pub settings: Arc<ApiSettings>,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<limiter::LoginLimiter>,
@@ -111,6 +115,7 @@ impl AppState {
                 crate::assistant::service::Settings::default(),
             ),
             memory: None,
+            scheduler: None,
             services,
             db,
             sync,
@@ -192,6 +197,15 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (ADMIN, routes!(memory::replace_document)),
         (ADMIN, routes!(memory::delete_document)),
         (ADMIN, routes!(memory::reindex)),
+        (VIEWER, routes!(scheduler::jobs)),
+        (ADMIN, routes!(scheduler::add)),
+        (VIEWER, routes!(scheduler::job)),
+        (ADMIN, routes!(scheduler::change)),
+        (ADMIN, routes!(scheduler::delete)),
+        (ADMIN, routes!(scheduler::pause)),
+        (ADMIN, routes!(scheduler::resume)),
+        (ADMIN, routes!(scheduler::trigger)),
+        (VIEWER, routes!(scheduler::reports)),
         (VIEWER, routes!(routes::events)),
         (VIEWER, routes!(routes::commands)),
         (VIEWER, routes!(routes::command)),

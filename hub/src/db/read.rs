@@ -285,7 +285,7 @@ impl Db {
     ) -> Result<(), DbError> {
         // Closed buckets only: everything older than a full bucket ago.
         let closed_before = (now.0 - bucket_ms) / bucket_ms * bucket_ms;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mark = sqlx::query(
             "SELECT received_before, open_from FROM downsample_marks WHERE source = $1",
         )

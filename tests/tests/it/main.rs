@@ -15,6 +15,7 @@ mod memory;
 mod moonraker_link;
 mod printer_link;
 mod scenarios;
+mod scheduler;
 mod spoolman;
 mod storage;
 mod sync;

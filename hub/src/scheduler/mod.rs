@@ -10,9 +10,17 @@
 //! token it carries is still the occurrence's ([`may_commit`]), in the same transaction, so a
 //! frozen holder that wakes up cannot act twice.
 
+pub mod cron;
+pub mod driver;
+pub mod jobs;
+
+pub use cron::CronSchedule;
+
 /// When a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
+    /// By a cron expression in a time zone.
+    Cron(Box<CronSchedule>),
     /// Every `period_ms`, from `start` (Unix ms).
     Every { start: i64, period_ms: i64 },
     /// Once, at `at`.
@@ -30,14 +38,31 @@ pub enum Misfire {
     Skip,
 }
 
+impl Misfire {
+    pub const ALL: [Misfire; 3] = [Misfire::RunLatest, Misfire::RunAll, Misfire::Skip];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Misfire::RunLatest => "run_latest",
+            Misfire::RunAll => "run_all",
+            Misfire::Skip => "skip",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Misfire> {
+        Misfire::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// The most missed occurrences a `RunAll` job catches up on at once.
 pub const MAX_CATCH_UP: usize = 100;
 
 impl Schedule {
     /// The first occurrence strictly after `after`, if any.
     pub fn next_after(&self, after: i64) -> Option<i64> {
-        match *self {
-            Schedule::Every { start, period_ms } => {
+        match self {
+            Schedule::Cron(cron) => cron.next_after(after),
+            &Schedule::Every { start, period_ms } => {
                 if period_ms <= 0 {
                     return None;
                 }
@@ -47,15 +72,30 @@ impl Schedule {
                 let n = (after - start) / period_ms + 1;
                 start.checked_add(n.checked_mul(period_ms)?)
             }
-            Schedule::Once { at } => (at > after).then_some(at),
+            &Schedule::Once { at } => (at > after).then_some(at),
+        }
+    }
+
+    /// The newest occurrence at or before `at`, if any.
+    pub fn at_or_before(&self, at: i64) -> Option<i64> {
+        match self {
+            Schedule::Cron(cron) => cron.at_or_before(at),
+            &Schedule::Every { start, period_ms } => {
+                if period_ms <= 0 || at < start {
+                    return None;
+                }
+                Some(start + (at - start) / period_ms * period_ms)
+            }
+            &Schedule::Once { at: once } => (once <= at).then_some(once),
         }
     }
 }
 
 /// The occurrences due at `now` for a job whose latest occurrence claimed so far is `last`
 /// (`None`: never run; it then starts with what falls due from `created`), by its misfire
-/// policy. An occurrence is due when its time has come; "missed" ones are those older than
-/// the newest due one.
+/// policy, oldest first. An occurrence is due when its time has come; "missed" ones are
+/// those older than the newest due one. The walk goes back from `now`, so a job stopped for
+/// years costs no more than `MAX_CATCH_UP` steps.
 pub fn due(
     schedule: &Schedule,
     misfire: Misfire,
@@ -63,29 +103,23 @@ pub fn due(
     last: Option<i64>,
     now: i64,
 ) -> Vec<i64> {
-    let mut from = last.unwrap_or(created.saturating_sub(1));
-    if let Schedule::Every { period_ms, .. } = *schedule
-        && period_ms > 0
-    {
-        // Years of missed minutes are not walked one by one: only the newest can run.
-        let window = period_ms.saturating_mul(MAX_CATCH_UP as i64 + 1);
-        from = from.max(now.saturating_sub(window));
-    }
+    let after = last.unwrap_or(created.saturating_sub(1));
     let mut pending = Vec::new();
-    while let Some(next) = schedule.next_after(from) {
-        if next > now {
+    let mut at = now;
+    while pending.len() <= MAX_CATCH_UP {
+        let Some(occurrence) = schedule.at_or_before(at) else { break };
+        if occurrence <= after {
             break;
         }
-        pending.push(next);
-        from = next;
-        if pending.len() > MAX_CATCH_UP {
-            // Keep the newest ones: only they can matter for any policy.
-            pending.remove(0);
-        }
+        pending.push(occurrence);
+        at = occurrence - 1;
     }
+    pending.reverse();
     match misfire {
         Misfire::RunAll => {
-            pending.truncate(MAX_CATCH_UP);
+            // Newest last; when more were missed than are caught up on, the newest are kept.
+            let extra = pending.len().saturating_sub(MAX_CATCH_UP);
+            pending.drain(..extra);
             pending
         }
         Misfire::RunLatest => pending.pop().into_iter().collect(),

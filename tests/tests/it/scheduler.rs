@@ -1,0 +1,377 @@
+//! The scheduler through the API and across replicas: the hub's own jobs listed with their
+//! next runs; a canary (`mark`) job added, run on its schedule, paused, resumed, triggered by
+//! hand and deleted; bad requests refused; the daily health report made on demand; and
+//! several hubs on one PostgreSQL running every occurrence exactly once while one of them
+//! stops and starts again mid-run (checked from the marks the runs wrote, not from the
+//! scheduler's history). Killing, freezing and skewing real processes is the system
+//! scenario's (`scenarios.rs`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tests::fleet::wait_until;
+use tests::postgres::fresh_database;
+
+use super::api::Api;
+
+fn quick(config: &mut hub::config::HubConfig) {
+    config.scheduler.tick = Duration::from_millis(100);
+}
+
+async fn job(api: &Api, token: &str, name: &str) -> Value {
+    let (status, body) = api.get(token, &format!("/api/v1/scheduler/jobs/{name}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Waits until the job's newest run is a manual one that ended, at or after `occurrence`.
+async fn manual_run_ends(api: &Api, token: &str, name: &str, occurrence: i64) -> Value {
+    wait_until(tests::PATIENCE, "a manual run to end", || async {
+        let detail = job(api, token, name).await;
+        detail["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["manual"] == true && r["occurrence"] == occurrence && r["state"] != "running"
+            })
+            .cloned()
+    })
+    .await
+    .unwrap()
+}
+
+async fn trigger(api: &Api, token: &str, name: &str) -> i64 {
+    let (status, body) =
+        api.post(token, &format!("/api/v1/scheduler/jobs/{name}/trigger"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["occurrence"].as_i64().unwrap()
+}
+
+/// Marks by (job, occurrence) → how many.
+async fn marks(db: &hub::db::Db) -> BTreeMap<(String, i64), usize> {
+    let mut counted = BTreeMap::new();
+    for mark in db.scheduler_marks().await.unwrap() {
+        *counted.entry((mark.job, mark.occurrence)).or_default() += 1;
+    }
+    counted
+}
+
+async fn jobs_through_the_api(database_url: Option<String>) {
+    let api = Api::start_with(database_url, quick).await;
+    let admin = api.user("ada", "admin").await;
+    let viewer = api.user("vic", "viewer").await;
+    let db = api.hub.state.db.clone();
+
+    // The hub's own jobs, each with its next run.
+    let (status, listed) = api.get(&viewer, "/api/v1/scheduler/jobs").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["running_here"], true);
+    let names: Vec<&str> =
+        listed["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    for builtin in &hub::scheduler::jobs::BUILTINS {
+        assert!(names.contains(&builtin.name), "{} missing from {names:?}", builtin.name);
+    }
+    let now = listed["now"].as_i64().unwrap();
+    for job in listed["jobs"].as_array().unwrap() {
+        assert_eq!(job["builtin"], true, "{job}");
+        assert!(job["next_run"].as_i64().is_some_and(|at| at >= now - 1000), "{job}");
+        assert!(job["problem"].is_null(), "{job}");
+    }
+    let report = &listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "daily-health-report")
+        .unwrap()
+        .clone();
+    assert_eq!(report["schedule"]["cron"], "0 7 * * *");
+    assert_eq!(report["schedule"]["time_zone"], "UTC");
+
+    // The daily report, made now by hand, is kept and readable.
+    let at = trigger(&api, &admin, "daily-health-report").await;
+    let run = manual_run_ends(&api, &viewer, "daily-health-report", at).await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["triggered_by"], "ada");
+    assert!(run["holder"].as_str().unwrap().contains('/'), "{run}");
+    let (_, reports) = api.get(&viewer, "/api/v1/scheduler/reports").await;
+    let first = &reports["reports"][0];
+    assert_eq!(first["occurrence"], at, "{reports}");
+    assert!(first["report"]["summary"].as_str().unwrap().contains("printers"), "{reports}");
+    // Other built-ins run by hand too, and say what they did.
+    for name in [
+        "telemetry-retention",
+        "certificate-sweep",
+        "low-stock-check",
+        "outcome-measurement",
+        "database-maintenance",
+        "queue-sweep",
+    ] {
+        let at = trigger(&api, &admin, name).await;
+        let run = manual_run_ends(&api, &viewer, name, at).await;
+        assert_eq!(run["state"], "succeeded", "{name}: {run}");
+        assert!(!run["result"].as_str().unwrap_or_default().is_empty(), "{name}: {run}");
+    }
+
+    // Refused, each with its reason; nothing added.
+    let every = |ms: i64| json!({"name": "canary", "action": "mark", "schedule": {"every_ms": ms}});
+    let (status, _) = api.post(&viewer, "/api/v1/scheduler/jobs", every(1000)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (body, needle) in [
+        (every(10), "at least"),
+        (json!({"name": "x", "action": "maintenance", "schedule": {"every_ms": 1000}}), "action"),
+        (json!({"name": "x", "action": "mark", "schedule": {"cron": "61 * * * *"}}), "cron"),
+        (
+            json!({"name": "x", "action": "mark", "schedule": {"cron": "* * * * *", "time_zone": "Atlantis/Main"}}),
+            "time zone",
+        ),
+        (
+            json!({"name": "x", "action": "mark", "schedule": {"cron": "* * * * *", "every_ms": 1000}}),
+            "exactly one",
+        ),
+        (
+            json!({"name": "x", "action": "mark", "schedule": {"every_ms": 1000, "misfire": "whenever"}}),
+            "misfire",
+        ),
+        (json!({"name": "Bad Name", "action": "mark", "schedule": {"every_ms": 1000}}), "name"),
+        (
+            json!({"name": "x", "action": "mark", "schedule": {"every_ms": 1000}, "params": {"shell": "rm"}}),
+            "params.shell",
+        ),
+        (
+            json!({"name": "x", "action": "mark", "schedule": {"every_ms": 1000}, "lease_ms": 5}),
+            "lease_ms",
+        ),
+    ] {
+        let (status, refused) = api.post(&admin, "/api/v1/scheduler/jobs", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {refused}");
+        assert!(
+            refused["error"]["message"].as_str().unwrap().contains(needle),
+            "{body} → {refused}"
+        );
+    }
+    let (status, _) = api
+        .post(
+            &admin,
+            "/api/v1/scheduler/jobs",
+            json!({"name": "x", "action": "mark", "schedule": {}, "when": 1}),
+        )
+        .await;
+    assert!(status.is_client_error(), "an unknown field");
+    let (status, refused) = api
+        .send(
+            "PATCH",
+            &admin,
+            "/api/v1/scheduler/jobs/queue-sweep",
+            Some(json!({"schedule": {"every_ms": 5000}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let (status, _) = api.delete(&admin, "/api/v1/scheduler/jobs/queue-sweep").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = api.post(&admin, "/api/v1/scheduler/jobs/nope/trigger", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(marks(&db).await.is_empty());
+
+    // A canary every second runs on its schedule, each occurrence once, one second apart.
+    let (status, added) = api.post(&admin, "/api/v1/scheduler/jobs", every(1000)).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["created_by"], "ada");
+    let (status, _) = api.post(&admin, "/api/v1/scheduler/jobs", every(1000)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a second job of that name");
+    let created = added["created_at"].as_i64().unwrap();
+    let ran = wait_until(tests::PATIENCE, "three scheduled marks", || async {
+        let counted = marks(&db).await;
+        (counted.len() >= 3).then_some(counted)
+    })
+    .await
+    .unwrap();
+    let occurrences: Vec<i64> = ran.keys().map(|(_, at)| *at).collect();
+    assert!(ran.values().all(|&n| n == 1), "{ran:?}");
+    for (n, at) in occurrences.iter().enumerate() {
+        // The first when it was added, then one a second.
+        assert_eq!(*at, created + 1000 * n as i64, "{occurrences:?}");
+    }
+
+    // Paused: its time comes and goes, and nothing runs; a manual run still does.
+    let (status, paused) = api.post(&admin, "/api/v1/scheduler/jobs/canary/pause", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert!(paused["next_run"].is_null(), "{paused}");
+    // Two manual runs in a row: the second was taken by a look that began after the pause.
+    let first = trigger(&api, &admin, "canary").await;
+    manual_run_ends(&api, &viewer, "canary", first).await;
+    let second = trigger(&api, &admin, "canary").await;
+    manual_run_ends(&api, &viewer, "canary", second).await;
+    let scheduled_then: Vec<i64> = job(&api, &viewer, "canary").await["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["manual"] == false)
+        .map(|r| r["occurrence"].as_i64().unwrap())
+        .collect();
+    // Two more of its occurrences' times pass on the database's clock.
+    let until = db.clock().await.unwrap() + 2000;
+    wait_until(tests::PATIENCE, "two seconds on the database's clock", || async {
+        (db.clock().await.unwrap() > until).then_some(())
+    })
+    .await
+    .unwrap();
+    let third = trigger(&api, &admin, "canary").await;
+    let manual = manual_run_ends(&api, &viewer, "canary", third).await;
+    assert_eq!(manual["state"], "succeeded");
+    assert_eq!(manual["result"], format!("marked by {}", manual["holder"].as_str().unwrap()));
+    let detail = job(&api, &viewer, "canary").await;
+    let scheduled_now: Vec<i64> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["manual"] == false)
+        .map(|r| r["occurrence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(scheduled_now, scheduled_then, "nothing scheduled ran while paused");
+    for run in detail["runs"].as_array().unwrap() {
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert!(run["duration_ms"].as_i64().is_some_and(|d| d >= 0), "{run}");
+        assert_eq!(run["attempts"], 1, "{run}");
+    }
+    let counted = marks(&db).await;
+    assert!(counted.values().all(|&n| n == 1), "{counted:?}");
+    assert!(counted.contains_key(&("canary".to_owned(), third)));
+
+    // Resumed: the missed occurrences follow the misfire policy (run_latest: one of them),
+    // then it runs on its schedule again.
+    let resumed_at = db.clock().await.unwrap();
+    let (status, resumed) =
+        api.post(&admin, "/api/v1/scheduler/jobs/canary/resume", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    let after: Vec<i64> = wait_until(tests::PATIENCE, "scheduled runs after resuming", || async {
+        let runs = job(&api, &viewer, "canary").await["runs"].as_array().unwrap().clone();
+        let newer: Vec<i64> = runs
+            .iter()
+            .filter(|r| {
+                r["manual"] == false
+                    && r["occurrence"].as_i64().unwrap() > *scheduled_now.first().unwrap()
+            })
+            .map(|r| r["occurrence"].as_i64().unwrap())
+            .collect();
+        (newer.len() >= 2).then_some(newer)
+    })
+    .await
+    .unwrap();
+    let caught_up = after.iter().filter(|&&at| at <= resumed_at).count();
+    assert!(caught_up <= 1, "run_latest catches up on one missed occurrence: {after:?}");
+
+    // A change of schedule, then the job deleted with its history.
+    let (status, changed) = api
+        .send("PATCH", &admin, "/api/v1/scheduler/jobs/canary", Some(json!({"schedule": {"cron": "0 7 * * *", "time_zone": "Europe/Berlin"}, "description": "daily"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["schedule"]["time_zone"], "Europe/Berlin");
+    assert_eq!(changed["description"], "daily");
+    let (status, _) = api.delete(&admin, "/api/v1/scheduler/jobs/canary").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get(&viewer, "/api/v1/scheduler/jobs/canary").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn jobs_are_listed_added_run_paused_triggered_and_refused_when_wrong_on_sqlite() {
+    jobs_through_the_api(None).await;
+}
+
+#[tokio::test]
+async fn jobs_are_listed_added_run_paused_triggered_and_refused_when_wrong_on_postgres() {
+    jobs_through_the_api(Some(fresh_database().await)).await;
+}
+
+#[tokio::test]
+async fn three_hubs_on_one_postgres_run_every_occurrence_once_while_one_stops_and_starts_again() {
+    let url = fresh_database().await;
+    let named = |n: usize| {
+        move |config: &mut hub::config::HubConfig| {
+            quick(config);
+            config.replica_name = format!("hub{n}");
+        }
+    };
+    let api = Api::start_with(Some(url.clone()), named(0)).await;
+    let mut others = Vec::new();
+    for n in 1..3 {
+        others.push(Some(Api::start_with(Some(url.clone()), named(n)).await));
+    }
+    let admin = api.user("ada", "admin").await;
+    let db = api.hub.state.db.clone();
+    // Four canaries a second, each run taking 300 ms under a 1.5 s lease.
+    for n in 0..4 {
+        let (status, added) = api
+            .post(
+                &admin,
+                "/api/v1/scheduler/jobs",
+                json!({
+                    "name": format!("canary-{n}"), "action": "mark",
+                    "schedule": {"every_ms": 1000, "misfire": "run_all"},
+                    "params": {"work_ms": 300}, "lease_ms": 1500,
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+    }
+    let enough = |n: usize| {
+        let db = db.clone();
+        async move {
+            wait_until(Duration::from_secs(60), &format!("{n} marks"), || async {
+                let counted = marks(&db).await;
+                (counted.len() >= n).then_some(())
+            })
+            .await
+            .unwrap();
+        }
+    };
+    enough(12).await;
+    // One hub stops mid-run (it gives its runs back), and starts again.
+    let stopped = others[0].take().unwrap();
+    others[0] = Some(stopped.restart(named(1)).await);
+    enough(40).await;
+    for n in 0..4 {
+        api.post(&admin, &format!("/api/v1/scheduler/jobs/canary-{n}/pause"), json!({})).await;
+    }
+    // Wait for every run under way to end.
+    wait_until(tests::PATIENCE, "no run under way", || async {
+        let mut open = 0;
+        for n in 0..4 {
+            let (_, detail) = api.get(&admin, &format!("/api/v1/scheduler/jobs/canary-{n}")).await;
+            open += detail["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["state"] == "running")
+                .count();
+        }
+        (open == 0).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // From the side effect itself: each occurrence marked once, none missing between the
+    // first and the last of each job, and more than one hub did the work.
+    let counted = marks(&db).await;
+    let duplicates: Vec<_> = counted.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
+    for n in 0..4 {
+        let name = format!("canary-{n}");
+        let ats: Vec<i64> = counted.keys().filter(|(j, _)| *j == name).map(|(_, at)| *at).collect();
+        assert!(ats.len() >= 5, "{name}: {ats:?}");
+        for pair in ats.windows(2) {
+            assert_eq!(pair[1] - pair[0], 1000, "{name} missed an occurrence: {ats:?}");
+        }
+    }
+    let holders: std::collections::HashSet<String> = db
+        .scheduler_marks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.holder.split('/').next().unwrap_or_default().to_owned())
+        .collect();
+    assert!(holders.len() >= 2, "one hub did all the work: {holders:?}");
+}
