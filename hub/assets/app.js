@@ -3,7 +3,8 @@
 // A page is one module whose default export is a component `Page({ params, search,
 // navigate })`; adding a page is that module plus one entry in ROUTES (and its path in
 // `PAGES` in hub/src/web.rs, which serves the shell there). Pages render from the store
-// (`store.js`) and their own queries; nothing polls.
+// (`store.js`) and their own queries; nothing polls (but the scheduler page, for a run asked
+// for there, until it ends).
 
 import { html, render, signal, useEffect } from './lib.js';
 import { api, onUnauthorized } from './api.js';
@@ -20,6 +21,7 @@ import OutcomesPage from './outcomes.js';
 import AnalyticsPage from './analytics.js';
 import AssistantPage from './assistant.js';
 import MemoryPage from './memory.js';
+import SchedulerPage from './scheduler.js';
 import AdminPage from './admin.js';
 import AccountPage from './account.js';
 import LoginPage from './login.js';
@@ -44,6 +46,7 @@ const ROUTES = [
   { pattern: /^\/analytics$/, page: AnalyticsPage, nav: 'analytics' },
   { pattern: /^\/assistant$/, page: AssistantPage, nav: 'assistant' },
   { pattern: /^\/memory$/, page: MemoryPage, nav: 'memory' },
+  { pattern: /^\/scheduler$/, page: SchedulerPage, nav: 'scheduler' },
   { pattern: /^\/admin$/, page: AdminPage, nav: 'admin' },
   { pattern: /^\/account$/, page: AccountPage },
   { pattern: /^\/login$/, page: LoginPage, public: true },
@@ -60,6 +63,7 @@ const NAV = [
   { key: 'memory', href: '/memory', label: 'Memory' },
   { key: 'events', href: '/events', label: 'Events' },
   { key: 'agents', href: '/agents', label: 'Agents' },
+  { key: 'scheduler', href: '/scheduler', label: 'Scheduler' },
   { key: 'admin', href: '/admin', label: 'Admin', role: 'admin' },
 ];
 

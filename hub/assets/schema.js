@@ -296,7 +296,26 @@ export const FIELDS = {
     "content": "string?"
   },
   "DocumentAdded": { "document": "DocumentView", "sync": "SyncReport" },
-  "ReindexBody": { "full": "boolean?" }
+  "ReindexBody": { "full": "boolean?" },
+
+  "ScheduledJobs": { "now": "integer", "running_here": "boolean", "jobs": "ScheduledJob[]" },
+  "ScheduledJob": {
+    "name": "string", "action": "string", "description": "string", "schedule": "ScheduleSpec", "builtin": "boolean",
+    "paused": "boolean", "next_run": "integer?", "last_run": "ScheduledRun?", "problem": "string?", "created_by": "string"
+  },
+  "ScheduleSpec": { "cron": "string?", "every_ms": "integer?", "at": "integer?", "time_zone": "string?", "misfire": "string?" },
+  "ScheduledRun": {
+    "occurrence": "integer", "manual": "boolean", "triggered_by": "string?", "holder": "string", "state": "string",
+    "attempts": "integer", "started_at": "integer", "ended_at": "integer?", "duration_ms": "integer?", "result": "string?"
+  },
+  "ScheduledJobDetail": { "runs": "ScheduledRun[]" },
+  "TriggeredRun": { "occurrence": "integer" },
+  "NewScheduledJob": { "name": "string", "action": "string", "schedule": "ScheduleSpec", "description": "string?" },
+  "HealthReportsView": { "reports": "HealthReportView[]" },
+  "HealthReportView": { "occurrence": "integer", "created_at": "integer", "report": "HealthReport" },
+  "HealthReport": { "from": "integer", "to": "integer", "summary": "string", "not_successful": "ReportedPrint[]", "low_stock": "string[]", "failed_runs": "ReportedRun[]" },
+  "ReportedPrint": { "id": "integer", "printer": "string", "result": "string", "reason": "string?" },
+  "ReportedRun": { "job": "string", "occurrence": "integer", "result": "string" }
 };
 
 // The resource of each WebSocket message, by its `type`.

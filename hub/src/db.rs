@@ -420,7 +420,7 @@ impl Db {
             });
         }
         let Some(queue) = &self.ingest_queue else {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let ingested = ingest_in(&mut tx, agent, records, received_at, &stored).await?;
             tx.commit().await?;
             return Ok(ingested);
@@ -623,7 +623,9 @@ async fn sqlite_writer(pool: AnyPool, mut jobs: tokio::sync::mpsc::Receiver<Inge
             }
         }
         let result = async {
-            let mut tx = pool.begin().await?;
+            // The write lock at once: a deferred transaction that read first would fail at its
+            // first write if another connection (the API, the scheduler) wrote meanwhile.
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let mut watermarks = Vec::with_capacity(batch.len());
             for job in &batch {
                 watermarks.push(

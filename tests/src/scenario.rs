@@ -475,6 +475,174 @@ impl PrinterSpec {
     }
 }
 
+/// One of several `kitt-hub serve` processes on one PostgreSQL: its own name, data
+/// directory and addresses, maybe a wall clock that is off (libfaketime). Killed with
+/// `kill -9`, frozen with SIGSTOP and thawed with SIGCONT, started again.
+#[derive(Debug)]
+pub struct Replica {
+    pub name: String,
+    pub running: Running,
+    pub http_addr: SocketAddr,
+    data_dir: PathBuf,
+    config: PathBuf,
+    database_url: String,
+    clock_off: Option<String>,
+}
+
+impl Replica {
+    /// Starts `kitt-hub serve` as replica `name`, with `extra` added to its configuration
+    /// file (TOML) and its wall clock `clock_off` (libfaketime's syntax, `+5m`) when given.
+    pub fn start(
+        dir: &Path,
+        database_url: &str,
+        name: &str,
+        extra: &str,
+        clock_off: Option<&str>,
+    ) -> Replica {
+        let data_dir = dir.join(name);
+        std::fs::create_dir_all(&data_dir).expect("the replica's directory");
+        let config = data_dir.join("hub.toml");
+        std::fs::write(&config, format!("replica_name = \"{name}\"\n{extra}"))
+            .expect("write hub.toml");
+        let mut replica = Replica {
+            name: name.to_owned(),
+            running: Running::default(),
+            http_addr: "127.0.0.1:0".parse().expect("an address"),
+            data_dir,
+            config,
+            database_url: database_url.to_owned(),
+            clock_off: clock_off.map(str::to_owned),
+        };
+        replica.spawn();
+        replica
+    }
+
+    fn spawn(&mut self) {
+        let mut command = match &self.clock_off {
+            Some(offset) => {
+                let mut command = Command::new("faketime");
+                command
+                    .args(["-m", "-f", offset])
+                    .arg(bin("kitt-hub"))
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                command
+            }
+            None => Command::new(bin("kitt-hub")),
+        };
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--database-url", &self.database_url])
+            .args(["serve", "--sync-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .env("KITT_LOG", "warn,hub=info");
+        let process = Process::spawn_logged(&mut command);
+        let line = process.wait_line("kitt-hub ready");
+        self.http_addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP address in {line:?}"));
+        self.running.0 = Some(process);
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        self.running.kill9();
+    }
+
+    /// Started again (after `kill -9`), on new addresses.
+    pub fn restart(&mut self) {
+        self.running.kill9();
+        self.spawn();
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.running.process().child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+
+    /// SIGSTOP: the process stops where it is, connections and leases held, until thawed.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    /// `kitt-hub <args>` on this replica's configuration and database, as an operator would.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("kitt-hub"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--database-url", &self.database_url])
+            .args(args)
+            .output()
+            .expect("kitt-hub runs")
+    }
+
+    /// A request to `/api/v1<path>` with the bearer `token`: the JSON body of a 2xx, else
+    /// what went wrong.
+    pub fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let authorization = format!("Bearer {token}");
+        let body = body.map(Value::to_string);
+        let response = crate::http::request_bytes(
+            self.http_addr,
+            method,
+            &format!("/api/v1{path}"),
+            &[("Authorization", &authorization)],
+            body.as_deref().map(|b| ("application/json", b.as_bytes())),
+        )
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+        if (200..300).contains(&response.status) {
+            Ok(response.json())
+        } else {
+            Err(format!("{method} {path}: {} {}", response.status, response.body))
+        }
+    }
+
+    /// The wall clock this replica's process reads (the `Date` of its HTTP answer), Unix s.
+    pub fn wall_clock(&self) -> Option<i64> {
+        let response = crate::http::request(self.http_addr, "GET", "/readyz", &[], None).ok()?;
+        let (_, date) = response.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("date"))?;
+        httpdate_seconds(date)
+    }
+}
+
+/// An HTTP date (`Fri, 04 Dec 2026 13:50:17 GMT`) as Unix seconds.
+fn httpdate_seconds(date: &str) -> Option<i64> {
+    let parts: Vec<&str> = date.split_whitespace().collect();
+    let [_, day, month, year, time, _] = parts.as_slice() else { return None };
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| m == month)? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
+    let [h, m, s] = hms.as_slice() else { return None };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
 /// A `kitt-printer-sim` process writing its emit log; replaceable by another printer on the
 /// same address (each run has its own directory, CA and log).
 #[derive(Debug)]

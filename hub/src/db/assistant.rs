@@ -168,7 +168,7 @@ impl Db {
     /// Deletes a conversation and its messages; its pending actions stay (decided ones are
     /// a record; undecided ones can still be rejected) without it.
     pub async fn delete_conversation(&self, id: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM assistant_messages WHERE conversation_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -211,7 +211,7 @@ impl Db {
         usage: &[UsageRow],
         now: i64,
     ) -> Result<Vec<i64>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut ids = Vec::new();
         if let Some(conversation) = conversation {
             for (message, tier, why) in messages {

@@ -183,7 +183,7 @@ impl Db {
             "(trigger IN {MILESTONES} AND captured_at < $1) \
              OR (trigger NOT IN {MILESTONES} AND captured_at < $2)"
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT path FROM snapshots WHERE {condition}"
         )))

@@ -44,7 +44,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         let meta = serde_json::to_string(&file.meta)
             .map_err(|e| DbError::Decode { what: "file metadata", detail: e.to_string() })?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO files (id, name, size, md5, kind, meta, uploaded_at, uploaded_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -120,7 +120,7 @@ impl Db {
 
     /// Deletes a file's row and pictures; `false` when there was none.
     pub async fn delete_file(&self, id: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM file_thumbnails WHERE file_id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -179,7 +179,7 @@ impl Db {
 
     /// Deletes a vendor; its filaments keep existing without one (as Spoolman does).
     pub async fn delete_vendor(&self, id: i64) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE filaments SET vendor_id = NULL WHERE vendor_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -242,7 +242,7 @@ impl Db {
     /// Deletes a filament that no spool uses: `Err(Some(n))`-like answers are the service's;
     /// here `Ok(None)` means spools still use it, `Ok(Some(false))` that it was gone.
     pub async fn delete_filament(&self, id: i64) -> Result<Option<bool>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let used: i64 = sqlx::query("SELECT COUNT(*) FROM spools WHERE filament_id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -313,7 +313,7 @@ impl Db {
     }
 
     pub async fn delete_spool(&self, id: i64) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM spool_slots WHERE spool_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -327,7 +327,7 @@ impl Db {
     /// Adds `grams` (negative gives back) to a spool's used weight, never below zero, and
     /// marks it used now; one statement, so concurrent uses all count. `None`: no such spool.
     pub async fn use_spool(&self, id: i64, grams: f64, now: i64) -> Result<Option<Spool>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(USE_SPOOL).bind(grams).bind(now).bind(id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Ok(None);
@@ -526,7 +526,7 @@ impl Db {
         by: &str,
         now: i64,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         assign_slot_in(&mut tx, printer, unit, slot, spool, by, now).await?;
         tx.commit().await?;
         Ok(())

@@ -66,7 +66,7 @@ impl Db {
         printer: &ManagedPrinter,
         now: UnixMillis,
     ) -> Result<Result<(), ManageRefusal>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let id = printer.id.as_str();
         let inserted = sqlx::query(
             "INSERT INTO printers (id, agent_id, name, model, vendor, approved_at, updated_at) \
@@ -150,7 +150,7 @@ impl Db {
     /// Stops managing `printer` for `agent`; `false` if it was not managed by it. The
     /// printer stays known (its history is kept); the agent stops driving it.
     pub async fn delete_managed(&self, agent: &AgentId, printer: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done =
             sqlx::query("DELETE FROM managed_printers WHERE printer_id = $1 AND agent_id = $2")
                 .bind(printer)
@@ -251,7 +251,7 @@ impl Db {
         printers: &[&proto::PrinterInfo],
         now: UnixMillis,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM announced_printers WHERE agent_id = $1")
             .bind(agent.as_str())
             .execute(&mut *tx)

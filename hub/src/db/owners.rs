@@ -60,7 +60,7 @@ impl Db {
         let approved = self.token_named(agent, id).await?;
         // Writes first, so that SQLite takes the write lock (waiting its busy timeout) at the
         // start: a transaction that read first could not upgrade while the ingest writes.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO printers (id, agent_id, name, model, vendor, approved_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
@@ -164,7 +164,7 @@ impl Db {
         let Some(previous) = previous else { return Ok(None) };
         let previous: String = previous.try_get(0)?;
         // Writes first (see `claim_printer`).
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The new owner's seqs are its own: its first state replaces the last one.
         sqlx::query(
             "UPDATE printers SET agent_id = $1, approved_at = $2, state_seq = NULL WHERE id = $3",

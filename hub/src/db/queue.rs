@@ -264,7 +264,7 @@ impl Db {
     pub async fn insert_jobs(&self, jobs: &[JobRow], actor: &str) -> Result<Vec<i64>, DbError> {
         // Every statement writes (the position is a subselect of the insert): see
         // `transition` for why a transaction here never begins with a read.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(jobs.len());
         for job in jobs {
             let sql = "INSERT INTO jobs (batch, copy, copies, file_id, plate, name, state, held, priority, \
@@ -402,7 +402,7 @@ impl Db {
         if set.contains("$5") {
             query = query.bind(detail);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = query.execute(&mut *tx).await?.rows_affected() == 1;
         if changed {
             history(&mut tx, id, Some(&current), to, actor, detail, now.0).await?;
@@ -522,7 +522,7 @@ impl Db {
         update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
         entry: Entry<'_>,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = update.execute(&mut *tx).await?.rows_affected() == 1;
         if changed {
             let Entry { id, from, to, actor, detail, at } = entry;

@@ -112,6 +112,8 @@ pub struct MarkRow {
     pub occurrence: i64,
     pub holder: String,
     pub fence: i64,
+    /// The database's clock when the mark was written.
+    pub written_at: i64,
 }
 
 /// How a run ended.
@@ -561,12 +563,18 @@ impl Db {
         Ok((sessions, tokens))
     }
 
+    /// How many rows the `mark` action wrote.
+    pub async fn scheduler_mark_count(&self) -> Result<i64, DbError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM scheduler_marks").fetch_one(&self.pool).await?)
+    }
+
     /// Every row the `mark` action wrote, oldest first.
     pub async fn scheduler_marks(&self) -> Result<Vec<MarkRow>, DbError> {
-        let rows =
-            sqlx::query("SELECT job, occurrence, holder, fence FROM scheduler_marks ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT job, occurrence, holder, fence, written_at FROM scheduler_marks ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(MarkRow {
@@ -574,6 +582,7 @@ impl Db {
                     occurrence: row.try_get(1)?,
                     holder: row.try_get(2)?,
                     fence: row.try_get(3)?,
+                    written_at: row.try_get(4)?,
                 })
             })
             .collect()

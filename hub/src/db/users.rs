@@ -82,7 +82,7 @@ impl Db {
         password_hash: &str,
         keep_session: Option<&str>,
     ) -> Result<Option<u64>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if !set_password_hash(&mut tx, name, password_hash).await? {
             return Ok(None);
         }
@@ -106,7 +106,7 @@ impl Db {
         password_hash: &str,
         now: UnixMillis,
     ) -> Result<Option<(u64, u64)>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if !set_password_hash(&mut tx, name, password_hash).await? {
             return Ok(None);
         }
@@ -152,7 +152,7 @@ impl Db {
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM sessions WHERE user_name = $1")
             .bind(name)
             .execute(&mut *tx)

@@ -210,6 +210,10 @@ async fn execute(
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let finish = loop {
         tokio::select! {
+            // Work that finished is ended (under its fence) before a renewal is tried: a
+            // replica frozen past its lease that wakes with its work done tries to write, and
+            // the fence refuses it, rather than that depending on which is polled first.
+            biased;
             finish = &mut work => break finish,
             _ = renew.tick() => match db.renew_run(key, fence, lease_ms).await {
                 Ok(true) => {}
@@ -406,8 +410,8 @@ impl Runner {
             }
             Action::HealthReport => {
                 let report = self.health_report(now.0).await?;
-                let text = report.to_string();
-                let summary = report["summary"].as_str().unwrap_or_default().to_owned();
+                let text = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                let summary = report.summary.clone();
                 let ended = self
                     .db
                     .end_run_with(key, fence, &summary, Effect::HealthReport { report: &text })
@@ -427,53 +431,105 @@ impl Runner {
         }
     }
 
-    /// The farm's last day, as JSON.
-    async fn health_report(&self, now: i64) -> Result<serde_json::Value, String> {
+    /// The farm's last day.
+    async fn health_report(&self, now: i64) -> Result<HealthReport, String> {
         let day_ago = now - 86_400_000;
         let printers = self.services.fleet.printers().await.map_err(|e| e.to_string())?;
         let agents = self.services.fleet.agents().await.map_err(|e| e.to_string())?;
         let outcomes = self.db.outcomes(None, day_ago, now + 1).await.map_err(|e| e.to_string())?;
-        let failed: Vec<serde_json::Value> = outcomes
+        let not_successful: Vec<ReportedPrint> = outcomes
             .iter()
             .filter(|o| o.result != "success")
-            .map(|o| serde_json::json!({"id": o.id, "printer": o.printer_id, "result": o.result, "reason": o.reason}))
+            .map(|o| ReportedPrint {
+                id: o.id,
+                printer: o.printer_id.clone(),
+                result: o.result.clone(),
+                reason: o.reason.clone(),
+            })
             .collect();
         let principal =
             crate::service::Principal::internal("scheduler", crate::service::Role::Viewer);
         let stock =
             self.services.inventory.overview(&principal).await.map_err(|e| e.to_string())?;
-        let low: Vec<&str> =
-            stock.filaments.iter().filter(|f| f.low).map(|f| f.name.as_str()).collect();
+        let low_stock: Vec<String> =
+            stock.filaments.iter().filter(|f| f.low).map(|f| f.name.clone()).collect();
         let mut failed_runs = Vec::new();
         for job in self.db.scheduler_jobs().await.map_err(|e| e.to_string())? {
             for run in self.db.scheduler_runs(&job.name, 200).await.map_err(|e| e.to_string())? {
                 if run.state == "failed" && run.started_at >= day_ago {
-                    failed_runs.push(serde_json::json!({"job": job.name, "occurrence": run.key.occurrence, "result": run.result}));
+                    failed_runs.push(ReportedRun {
+                        job: job.name.clone(),
+                        occurrence: run.key.occurrence,
+                        result: run.result.unwrap_or_default(),
+                    });
                 }
             }
         }
-        let seen_today =
-            |a: &crate::service::fleet::Agent| a.detail.last_seen_at.is_some_and(|t| t >= day_ago);
+        let seen_today = |a: &crate::service::fleet::Agent| {
+            a.online || a.detail.last_seen_at.is_some_and(|t| t >= day_ago)
+        };
+        let agents_seen = agents.iter().filter(|a| seen_today(a)).count();
         let summary = format!(
-            "{} printers, {} agents ({} seen in the last day); {} prints ended, {} not successfully; {} filaments low; {} scheduled runs failed",
+            "{} printers, {} agents ({agents_seen} seen in the last day); {} prints ended, {} not successfully; {} filaments low; {} scheduled runs failed",
             printers.len(),
             agents.len(),
-            agents.iter().filter(|a| a.online || seen_today(a)).count(),
             outcomes.len(),
-            failed.len(),
-            low.len(),
+            not_successful.len(),
+            low_stock.len(),
             failed_runs.len()
         );
-        Ok(serde_json::json!({
-            "from": day_ago,
-            "to": now,
-            "summary": summary,
-            "printers": printers.len(),
-            "agents": agents.len(),
-            "prints": outcomes.len(),
-            "not_successful": failed,
-            "low_stock": low,
-            "failed_runs": failed_runs,
-        }))
+        Ok(HealthReport {
+            from: day_ago,
+            to: now,
+            summary,
+            printers: printers.len(),
+            agents: agents.len(),
+            agents_seen,
+            prints: outcomes.len(),
+            not_successful,
+            low_stock,
+            failed_runs,
+        })
     }
+}
+
+/// The daily health report: the farm's last day.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct HealthReport {
+    /// The day it covers (Unix ms).
+    pub from: i64,
+    pub to: i64,
+    /// The report in one sentence.
+    pub summary: String,
+    pub printers: usize,
+    pub agents: usize,
+    /// Agents connected or seen within the day.
+    pub agents_seen: usize,
+    /// Prints that ended within the day.
+    pub prints: usize,
+    /// Those that did not succeed.
+    pub not_successful: Vec<ReportedPrint>,
+    /// Filaments below the low-stock threshold, by name.
+    pub low_stock: Vec<String>,
+    /// Scheduled runs that failed within the day.
+    pub failed_runs: Vec<ReportedRun>,
+}
+
+/// A print that did not succeed, in a health report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReportedPrint {
+    /// The outcome's id.
+    pub id: i64,
+    pub printer: String,
+    /// `failed` or `cancelled`.
+    pub result: String,
+    pub reason: Option<String>,
+}
+
+/// A scheduled run that failed, in a health report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReportedRun {
+    pub job: String,
+    pub occurrence: i64,
+    pub result: String,
 }

@@ -598,6 +598,54 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     );
     assert_eq!(low_contrast(&browser), serde_json::json!([]), "memory page text below WCAG AA");
 
+    // The scheduler: the hub's own jobs, each schedule in words. The admin runs the daily
+    // health report now; the job's history shows that run, asked for by hand and taken by a
+    // replica, succeeded, and the report it wrote is there.
+    browser.click(&browser.wait("[data-nav=scheduler]"));
+    browser.wait_text(
+        "[data-testid=scheduler-here]",
+        "whether this replica runs jobs",
+        &["this replica runs jobs"],
+    );
+    let report = "[data-testid=scheduler-job][data-job=daily-health-report]";
+    browser.wait_text(report, "the daily health report's schedule", &["cron 0 7 * * * (utc)"]);
+    browser.click(&browser.wait(&format!("{report} a[href='/scheduler?job=daily-health-report']")));
+    browser.wait("[data-testid=scheduler-history-panel]");
+    assert!(browser.url().contains("/scheduler?job=daily-health-report"), "{}", browser.url());
+    // Its Run now button, found by its accessible name.
+    browser.wait_for(
+        "const button = [...document.querySelectorAll('main button')].find((b) => !b.disabled
+           && b.textContent.replace(/\\s+/g, ' ').trim() === 'Run now daily-health-report');
+         if (button) button.click();
+         return Boolean(button) || null;",
+        "an enabled button named Run now daily-health-report",
+    );
+    browser.wait_text("#toasts", "the run's notice", &["asked to run now"]);
+    let run = "[data-testid=scheduler-history] [data-testid=scheduler-run]\
+               [data-manual=true][data-state=succeeded]";
+    browser.wait_text(run, "the run by hand, succeeded", &["by hand: admin"]);
+    let replica = browser.execute(&format!(
+        "return document.querySelector({}).querySelector('td[data-label=Replica]').textContent",
+        serde_json::Value::from(run)
+    ));
+    assert!(replica.as_str().is_some_and(|r| r.contains('/')), "the run's replica: {replica}");
+    browser.wait_text(
+        "[data-testid=scheduler-report-summary]",
+        "the health report the run wrote",
+        &["printers"],
+    );
+    // The canary form's cron fields are labelled too.
+    browser.click(&browser.wait("[data-testid=scheduler-add-kind] option[value=cron]"));
+    browser.wait("[data-testid=scheduler-add-zone]");
+    browser.screenshot(&shots, "16-scheduler");
+    assert_eq!(csp_violations(&browser), 0, "the scheduler page broke the Content-Security-Policy");
+    assert_eq!(
+        unlabelled(&browser),
+        serde_json::json!([]),
+        "unlabelled controls on the scheduler page"
+    );
+    assert_eq!(low_contrast(&browser), serde_json::json!([]), "scheduler page text below WCAG AA");
+
     browser.goto(&format!("{base}/admin"));
     browser.wait_all("[data-testid=users-table] tbody tr", 1);
     browser.screenshot(&shots, "7-admin");

@@ -5,7 +5,7 @@
 //! `scenario <name>: PASS — …`, which is also the failure message. docs/scenarios.md says
 //! what each one checks.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tests::PATIENCE;
@@ -1182,5 +1182,204 @@ async fn spools_follow_prints_a_runout_and_a_finished_print_on_a_farm() {
     );
     verdict.require(used() == after, "the agent's restart changed a spool's weight");
     verdict.require(agent.running.is_running(), "the agent exited");
+    verdict.conclude();
+}
+
+/// Issue 21's system scenario: three `kitt-hub serve` replicas on one PostgreSQL run twenty
+/// canary jobs, each due every second, until a thousand occurrences have run, while one
+/// replica is killed with `kill -9` mid-run and started again, one is frozen with SIGSTOP
+/// mid-run past its lease and thawed, and one runs with its wall clock five minutes ahead
+/// (libfaketime) and is killed and restarted too. Checked from the side effect each run
+/// writes in its fenced transaction (`scheduler_marks`), not from the scheduler's history:
+/// every occurrence of every job marked exactly once, none missed between a job's first and
+/// last, none before its time on the database's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_jobs_run_exactly_once_across_replicas_killed_frozen_and_skewed() {
+    use std::collections::{BTreeMap, HashSet};
+    use tests::scenario::Replica;
+
+    const JOBS: usize = 20;
+    const OCCURRENCES: usize = 1000;
+    const LEASE_MS: i64 = 2000;
+    let mut verdict = Verdict::new("scheduler-replicas");
+    let url = tests::postgres::fresh_database().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let extra = "[scheduler]\ntick_ms = 200\n";
+    let mut a = Replica::start(dir.path(), &url, "hub-a", extra, None);
+    let b = Replica::start(dir.path(), &url, "hub-b", extra, None);
+    let mut c = Replica::start(dir.path(), &url, "hub-c", extra, Some("+5m"));
+    assert!(a.cli(&["user", "add", "admin", "--role", "admin"]).status.success());
+    let token = a.cli(&["user", "token", "admin"]);
+    assert!(token.status.success(), "{token:?}");
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    match (a.wall_clock(), c.wall_clock()) {
+        (Some(true_clock), Some(skewed)) => {
+            let ahead = skewed - true_clock;
+            verdict.require(
+                (280..=320).contains(&ahead),
+                format!("hub-c's clock is {ahead} s off, not 300"),
+            );
+            verdict.fact(format!("hub-c's wall clock {ahead} s ahead"));
+        }
+        clocks => verdict.problem(format!("cannot read the replicas' clocks: {clocks:?}")),
+    }
+    let db = hub::db::Db::open(&url).await.expect("the database");
+
+    for n in 0..JOBS {
+        let job = json!({
+            "name": format!("canary-{n:02}"), "action": "mark",
+            "schedule": {"every_ms": 1000, "misfire": "run_all"},
+            "params": {"work_ms": 600}, "lease_ms": LEASE_MS,
+        });
+        verdict.ok(b.call(&token, "POST", "/scheduler/jobs", Some(&job)));
+    }
+    let marked = |at_least: usize| {
+        let db = db.clone();
+        async move {
+            tests::fleet::wait_until(Duration::from_secs(180), &format!("{at_least} marks"), || {
+                let db = db.clone();
+                async move {
+                    let marks = db.scheduler_mark_count().await.ok()? as usize;
+                    (marks >= at_least).then_some(marks)
+                }
+            })
+            .await
+        }
+    };
+    // A replica's run under way, to strike at.
+    let running_on = |replica: &str| {
+        let (db, prefix) = (db.clone(), format!("{replica}/"));
+        let what = format!("a run under way on {replica}");
+        async move {
+            tests::fleet::wait_until(PATIENCE, &what, || {
+                let (db, prefix) = (db.clone(), prefix.clone());
+                async move {
+                    for n in 0..JOBS {
+                        let runs = db.scheduler_runs(&format!("canary-{n:02}"), 5).await.ok()?;
+                        if runs
+                            .iter()
+                            .any(|r| r.state == "running" && r.holder.starts_with(&prefix))
+                        {
+                            return Some(());
+                        }
+                    }
+                    None
+                }
+            })
+            .await
+        }
+    };
+
+    verdict.ok(marked(150).await);
+    verdict.ok(running_on("hub-a").await);
+    a.kill9();
+    verdict.fact("hub-a killed with kill -9 mid-run");
+    verdict.ok(marked(300).await);
+    a.restart();
+
+    verdict.ok(running_on("hub-b").await);
+    b.freeze();
+    let frozen_at = db.clock().await.unwrap_or_default();
+    // Past its lease, and then some, on the database's clock.
+    let thaw_at = frozen_at + LEASE_MS + 2000;
+    let waited = tests::fleet::wait_until(PATIENCE, "hub-b's lease to lapse", || {
+        let db = db.clone();
+        async move { (db.clock().await.ok()? > thaw_at).then_some(()) }
+    })
+    .await;
+    verdict.ok(waited);
+    b.thaw();
+    verdict.fact(format!(
+        "hub-b frozen (SIGSTOP) mid-run for {} ms, past its {LEASE_MS} ms lease",
+        thaw_at - frozen_at
+    ));
+    verdict.ok(marked(600).await);
+    // Thawed, hub-b found the runs it held taken over: its renewal or its end (under its
+    // stale fence) was refused, and it stood down.
+    let lines = b.running.process().take_lines();
+    let count = |needle: &str| lines.iter().filter(|line| line.contains(needle)).count();
+    let renewals = count("This replica lost its run");
+    let ends = count("A run ended after another replica took it over");
+    verdict.require(renewals + ends > 0, "hub-b, thawed, never found a run of its own taken over");
+    verdict.fact(format!(
+        "hub-b, thawed, stood down from {} runs taken over meanwhile ({renewals} at a renewal, {ends} at its fenced end)",
+        renewals + ends
+    ));
+
+    verdict.ok(running_on("hub-c").await);
+    c.kill9();
+    c.restart();
+    verdict.fact("hub-c (clock 5 min ahead) killed with kill -9 mid-run and restarted");
+    verdict.ok(marked(OCCURRENCES).await);
+
+    // Stopped through the replica that was frozen: it serves again.
+    for n in 0..JOBS {
+        verdict.ok(b.call(
+            &token,
+            "POST",
+            &format!("/scheduler/jobs/canary-{n:02}/pause"),
+            Some(&json!({})),
+        ));
+    }
+    let settled = tests::fleet::wait_until(PATIENCE, "every run to end", || {
+        let db = db.clone();
+        async move {
+            for n in 0..JOBS {
+                let runs = db.scheduler_runs(&format!("canary-{n:02}"), 10).await.ok()?;
+                if runs.iter().any(|r| r.state == "running") {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    verdict.ok(settled);
+
+    // The side effect, every occurrence of every job.
+    let marks = db.scheduler_marks().await.expect("the marks");
+    let mut by_occurrence: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for mark in &marks {
+        *by_occurrence.entry((mark.job.clone(), mark.occurrence)).or_default() += 1;
+    }
+    let duplicates: Vec<_> = by_occurrence.iter().filter(|(_, n)| **n > 1).collect();
+    verdict.require(duplicates.is_empty(), format!("occurrences marked twice: {duplicates:?}"));
+    let mut missed = Vec::new();
+    for n in 0..JOBS {
+        let name = format!("canary-{n:02}");
+        let created = db.scheduler_job(&name).await.ok().flatten().map_or(0, |j| j.created_at);
+        let ats: Vec<i64> =
+            by_occurrence.keys().filter(|(job, _)| *job == name).map(|(_, at)| *at).collect();
+        let last = ats.last().copied().unwrap_or(created);
+        let mut expected = created;
+        for at in &ats {
+            while expected < *at {
+                missed.push((name.clone(), expected));
+                expected += 1000;
+            }
+            expected = at + 1000;
+        }
+        verdict.require(last >= created, format!("{name} never ran"));
+    }
+    verdict.require(missed.is_empty(), format!("occurrences never marked: {missed:?}"));
+    let early: Vec<_> = marks.iter().filter(|m| m.written_at < m.occurrence).collect();
+    verdict.require(early.is_empty(), format!("marked before their time: {early:?}"));
+    let mut takeovers = 0;
+    for n in 0..JOBS {
+        let runs = db.scheduler_runs(&format!("canary-{n:02}"), 10_000).await.unwrap_or_default();
+        takeovers += runs.iter().filter(|r| r.attempts > 1).count();
+    }
+    verdict.require(takeovers > 0, "no run was taken over after its replica was lost");
+    let holders: HashSet<&str> =
+        marks.iter().map(|m| m.holder.split('/').next().unwrap_or_default()).collect();
+    verdict.require(holders.len() == 3, format!("not every replica ran jobs: {holders:?}"));
+    verdict.fact(format!(
+        "{} occurrences of {JOBS} jobs checked from their marks; {takeovers} runs taken over from lost replicas; run by {} replicas",
+        by_occurrence.len(),
+        holders.len()
+    ));
+    for (replica, running) in [("hub-a", &mut a.running), ("hub-c", &mut c.running)] {
+        verdict.require(running.is_running(), format!("{replica} exited"));
+    }
     verdict.conclude();
 }

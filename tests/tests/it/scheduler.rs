@@ -375,3 +375,56 @@ async fn three_hubs_on_one_postgres_run_every_occurrence_once_while_one_stops_an
         .collect();
     assert!(holders.len() >= 2, "one hub did all the work: {holders:?}");
 }
+
+/// The fence, on both databases: a holder whose lease lapsed and whose run was taken over
+/// can neither renew it nor end it, and its side effect is not written; the new holder's is.
+async fn a_lost_run_cannot_be_renewed_or_ended(database_url: Option<String>) {
+    let api = Api::start_with(database_url, |config| config.scheduler.enabled = false).await;
+    let admin = api.user("ada", "admin").await;
+    let db = api.hub.state.db.clone();
+    let (status, added) = api
+        .post(
+            &admin,
+            "/api/v1/scheduler/jobs",
+            json!({"name": "fenced", "action": "mark", "schedule": {"at": 1}, "lease_ms": 1000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let key = hub::db::scheduler::RunKey { job: "fenced".into(), occurrence: 1, manual: false };
+    let first = db.claim_run("fenced", 1, "a/1", 1000).await.unwrap().expect("claimed");
+    assert_eq!(db.claim_run("fenced", 1, "b/1", 1000).await.unwrap(), None, "claimed once");
+    // While A's lease runs, nobody takes it over.
+    assert_eq!(db.take_over_run(&key, first, "b/1", 1000).await.unwrap(), None);
+    // A lets its lease lapse (as when frozen); B takes over with a larger fence.
+    assert!(db.release_run(&key, first).await.unwrap());
+    let second = db.take_over_run(&key, first, "b/1", 1000).await.unwrap().expect("taken over");
+    assert!(second > first);
+    assert_eq!(db.take_over_run(&key, first, "c/1", 1000).await.unwrap(), None, "once");
+    // A wakes: its renewal, its end and its side effect are refused.
+    assert!(!db.renew_run(&key, first, 1000).await.unwrap());
+    let mark = |holder| hub::db::scheduler::Effect::Mark { holder };
+    assert!(!db.end_run_with(&key, first, "late", mark("a/1")).await.unwrap());
+    assert!(db.scheduler_marks().await.unwrap().is_empty(), "nothing written under a stale fence");
+    // B's goes through, once.
+    assert!(db.renew_run(&key, second, 1000).await.unwrap());
+    assert!(db.end_run_with(&key, second, "done", mark("b/1")).await.unwrap());
+    assert!(!db.end_run_with(&key, second, "again", mark("b/1")).await.unwrap(), "ended once");
+    let marks = db.scheduler_marks().await.unwrap();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!((marks[0].holder.as_str(), marks[0].fence), ("b/1", second));
+    let runs = db.scheduler_runs("fenced", 10).await.unwrap();
+    assert_eq!(
+        (runs[0].state.as_str(), runs[0].attempts, runs[0].holder.as_str()),
+        ("succeeded", 2, "b/1")
+    );
+}
+
+#[tokio::test]
+async fn a_lost_run_cannot_be_renewed_or_ended_on_sqlite() {
+    a_lost_run_cannot_be_renewed_or_ended(None).await;
+}
+
+#[tokio::test]
+async fn a_lost_run_cannot_be_renewed_or_ended_on_postgres() {
+    a_lost_run_cannot_be_renewed_or_ended(Some(fresh_database().await)).await;
+}
