@@ -206,7 +206,9 @@ const MAX_DELAY_MS = 30000;
 
 // The live WebSocket: reconnects with jittered exponential backoff and reports its status
 // (`connecting`, `live`, `reconnecting`, `stopped`). Messages are passed on parsed, as
-// they came; the store shapes them.
+// they came; the store shapes them. Each message's `cursor` is kept, and a reconnect (to
+// the same hub or, behind a load balancer, another replica) resumes after it
+// (`?after=`): the hub sends what was missed first, or `lagged` when it no longer can.
 export class Live {
   constructor({ onMessage, onOpen, onStatus, onTrouble }) {
     this.onMessage = onMessage;
@@ -220,6 +222,8 @@ export class Live {
     this.running = false;
     this.status = 'stopped';
     this.waiters = [];
+    // The newest message's cursor: where a reconnect resumes.
+    this.cursor = null;
     window.addEventListener('online', () => this.retryNow());
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible') this.retryNow();
@@ -232,6 +236,7 @@ export class Live {
     this.running = true;
     this.everOpened = false;
     this.attempt = 0;
+    this.cursor = null;
     this.connect();
     return true;
   }
@@ -268,7 +273,8 @@ export class Live {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let ws;
     try {
-      ws = new WebSocket(`${scheme}//${location.host}/api/v1/ws`);
+      const after = this.cursor == null ? '' : `?after=${this.cursor}`;
+      ws = new WebSocket(`${scheme}//${location.host}/api/v1/ws${after}`);
     } catch {
       this.scheduleReconnect();
       return;
@@ -277,7 +283,9 @@ export class Live {
     this.setStatus(this.everOpened ? 'reconnecting' : 'connecting');
     ws.addEventListener('open', () => {
       if (this.ws !== ws) return;
-      const reconnected = this.everOpened;
+      // A reconnect that resumes from a cursor misses nothing (the hub says `lagged` if it
+      // would); one without a cursor must read everything again.
+      const reconnected = this.everOpened && this.cursor == null;
       this.everOpened = true;
       this.attempt = 0;
       this.setStatus('live');
@@ -292,6 +300,7 @@ export class Live {
       } catch {
         return;
       }
+      if (Number.isSafeInteger(message?.cursor)) this.cursor = message.cursor;
       this.onMessage(message);
     });
     ws.addEventListener('close', () => {

@@ -179,15 +179,15 @@ export const FIELDS = {
   "PasswordReset": { "password": "string?" },
   "PasswordResetDone": { "password": "string?", "sessions_ended": "integer", "tokens_revoked": "integer" },
 
-  "LivePrinterState": { "type": "string", "printer": "string", "at": "integer", "received_at": "integer", "state": "PrinterState" },
-  "LiveEvent": { "type": "string", "id": "integer", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },
-  "LiveAgent": { "type": "string", "agent": "string", "online": "boolean" },
-  "LiveCommandResult": { "type": "string", "command": "string", "printer": "string", "outcome": "string" },
-  "LiveSnapshot": {
+  "LivePrinterState": { "cursor": "integer", "type": "string", "printer": "string", "at": "integer", "received_at": "integer", "state": "PrinterState" },
+  "LiveEvent": { "cursor": "integer", "type": "string", "id": "integer", "printer": "string", "agent": "string", "at": "integer", "event": "PrinterEvent" },
+  "LiveAgent": { "cursor": "integer", "type": "string", "agent": "string", "online": "boolean" },
+  "LiveCommandResult": { "cursor": "integer", "type": "string", "command": "string", "printer": "string", "outcome": "string" },
+  "LiveSnapshot": { "cursor": "integer",
     "type": "string", "id": "string", "printer": "string", "camera": "string", "trigger": "string",
     "captured_at": "integer", "bytes": "integer"
   },
-  "LiveCamera": {
+  "LiveCamera": { "cursor": "integer",
     "type": "string", "printer": "string", "camera": "string", "state": "string", "fps": "number",
     "last_frame_at": "integer?", "last_error": "string?", "live": "boolean", "source": "string",
     "width": "integer", "height": "integer"
@@ -248,8 +248,8 @@ export const FIELDS = {
   "SpoolmanSpoolPatch": { "archived": "boolean?", "location": "string?" },
   "SpoolmanEntity": { "id": "integer" },
 
-  "LiveJob": { "type": "string", "id": "integer", "state": "string", "printer": "string?" },
-  "LivePlate": { "type": "string", "printer": "string", "clear": "boolean" },
+  "LiveJob": { "cursor": "integer", "type": "string", "id": "integer", "state": "string", "printer": "string?" },
+  "LivePlate": { "cursor": "integer", "type": "string", "printer": "string", "clear": "boolean" },
 
   "ConversationRow": { "id": "string", "owner": "string", "title": "string", "created_at": "integer", "updated_at": "integer" },
   "ConversationView": { "conversation": "ConversationRow", "messages": "MessageView[]", "pending": "PendingView[]" },

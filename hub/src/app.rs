@@ -37,6 +37,37 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "another kitt-hub is serving {} (its SQLite database takes one hub; to run several \
+         hubs as replicas, give them one PostgreSQL: see deploy/hub/REPLICAS.md)",
+        path.display()
+    )]
+    Locked { path: std::path::PathBuf },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// On SQLite, the data directory's lock: held while the hub serves, so a second hub on the
+/// same directory refuses to start instead of corrupting what the first one does.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = data_dir.join("kitt-hub.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::Lock { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartError::Locked { path: data_dir.to_owned() })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock { path, source }),
+    }
 }
 
 /// A running hub.
@@ -50,6 +81,8 @@ pub struct RunningHub {
     /// with it.
     pub failed: CancellationToken,
     tasks: TaskTracker,
+    /// The data directory's lock (SQLite), released when the hub is dropped.
+    _lock: Option<std::fs::File>,
 }
 
 impl RunningHub {
@@ -68,8 +101,32 @@ pub async fn open_storage(config: &HubConfig) -> Result<(Db, HubCa), StartError>
         Some(url) => Db::open(url).await?,
         None => Db::open_sqlite(&config.data_dir).await?,
     };
-    let ca = HubCa::load_or_create(&config.data_dir)?;
+    let ca = match &config.database_url {
+        Some(_) => shared_ca(&db, &config.data_dir).await?,
+        None => HubCa::load_or_create(&config.data_dir)?,
+    };
     Ok((db, ca))
+}
+
+/// On PostgreSQL, the CA every replica uses: the one in the database, or this data
+/// directory's (made now if there is none) offered as it. The first offered stays, so
+/// replicas started at once agree.
+async fn shared_ca(db: &Db, data_dir: &std::path::Path) -> Result<HubCa, StartError> {
+    let origin = std::path::Path::new("the database's cluster_ca");
+    if let Some((cert, key)) = db.cluster_ca().await? {
+        return Ok(HubCa::from_pem(&cert, &key, origin)?);
+    }
+    let local = HubCa::load_or_create(data_dir)?;
+    let (cert, key) = local.to_pem();
+    db.offer_cluster_ca(&cert, &key, proto::UnixMillis::now().0).await?;
+    match db.cluster_ca().await? {
+        Some((stored, _)) if stored == cert => Ok(local),
+        Some((stored, key)) => {
+            tracing::info!("Another replica's CA is the cluster's; using it.");
+            Ok(HubCa::from_pem(&stored, &key, origin)?)
+        }
+        None => Ok(local),
+    }
 }
 
 /// Starts everything; ready (serving `/readyz` with 200) when this returns.
@@ -77,6 +134,12 @@ pub async fn start(
     config: HubConfig,
     shutdown: CancellationToken,
 ) -> Result<RunningHub, StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    let lock = match config.database_url {
+        None => Some(lock_data_dir(&config.data_dir)?),
+        Some(_) => None,
+    };
     let (db, ca) = open_storage(&config).await?;
     // The ingest prices a print's hours with these (it reads them in its transaction).
     let costs = serde_json::to_string(&config.costs).unwrap_or_default();
@@ -101,6 +164,14 @@ pub async fn start(
     let http_addr = listener.local_addr().unwrap_or(config.http_listen);
     let files = FileStore::open(config.data_dir.join("files"), config.files.clone())
         .map_err(|error| StartError::Files(error.to_string()))?;
+    // This process among replicas: its name and a per-start suffix, so a restarted replica
+    // never takes its previous life's runs or connections for its own.
+    let instance = format!("{}/{}", config.replica_name, hex::encode(rand::random::<[u8; 3]>()));
+    // On PostgreSQL, replicas share live updates, signals and presence (`cluster`); joined
+    // before anything publishes.
+    let cluster = config.database_url.as_deref().map(|url| {
+        crate::cluster::Cluster::join(db.clone(), url, &instance, sync.live(), http_addr, sync_addr)
+    });
     let mut state =
         AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone(), files);
     let mut assistant = crate::assistant::Assistant::new(
@@ -168,7 +239,7 @@ pub async fn start(
         };
         let scheduler = crate::scheduler::driver::Scheduler::new(
             db.clone(),
-            &config.replica_name,
+            instance.clone(),
             config.scheduler.tick,
             runner,
         );
@@ -180,6 +251,9 @@ pub async fn start(
     // A panic in any of these stops the hub (`failed`, then `shutdown`): see `supervise`.
     let failed = CancellationToken::new();
     let essential = Essential { tasks: &tasks, metrics, failed: &failed, shutdown: &shutdown };
+    if let Some((cluster, outgoing)) = cluster {
+        essential.spawn("cluster", cluster.run(outgoing, shutdown.clone()));
+    }
     essential.spawn("sync", server.run(shutdown.clone()));
     let http_shutdown = shutdown.clone();
     essential.spawn("http", async move {
@@ -204,7 +278,7 @@ pub async fn start(
         });
     }
     state.ready.store(true, Ordering::Release);
-    Ok(RunningHub { http_addr, sync_addr, sync, state, failed, tasks })
+    Ok(RunningHub { http_addr, sync_addr, sync, state, failed, tasks, _lock: lock })
 }
 
 /// Spawns the tasks the hub cannot run without: a panic in one fires `failed` and then

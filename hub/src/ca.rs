@@ -108,10 +108,19 @@ impl HubCa {
                 source,
             })
         };
-        let unusable = |detail: String| CaError::Unusable { dir: dir.to_owned(), detail };
-        let key =
-            KeyPair::from_pem(&read(key_path)?).map_err(|e| unusable(format!("ca.key: {e}")))?;
-        let cert_pem = read(cert_path)?;
+        HubCa::from_pem(&read(cert_path)?, &read(key_path)?, dir)
+    }
+
+    /// The CA as PEM: (certificate, key). The key is a secret.
+    pub fn to_pem(&self) -> (String, String) {
+        (pem_certificate(&self.cert_der), self.issuer.key().serialize_pem())
+    }
+
+    /// The CA from PEM (the cluster's, kept in the database); `origin` names where it came
+    /// from in errors.
+    pub fn from_pem(cert_pem: &str, key_pem: &str, origin: &Path) -> Result<HubCa, CaError> {
+        let unusable = |detail: String| CaError::Unusable { dir: origin.to_owned(), detail };
+        let key = KeyPair::from_pem(key_pem).map_err(|e| unusable(format!("ca.key: {e}")))?;
         let cert_der = {
             use rustls_pki_types::pem::PemObject;
             CertificateDer::from_pem_slice(cert_pem.as_bytes())

@@ -18,6 +18,8 @@ mod projection;
 pub use projection::{RefusedPrinter, camera_state_name, printer_of, trigger_name};
 pub mod assistant;
 pub mod cameras;
+pub mod cluster;
+pub use cluster::SessionLock;
 pub mod files;
 pub mod inventory;
 pub mod managed;

@@ -8,6 +8,7 @@ pub mod assistant;
 pub mod ca;
 pub mod camera;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;

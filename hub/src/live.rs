@@ -1,12 +1,22 @@
 //! Live updates: what the WebSocket pushes to dashboards and scripts, published right after
 //! the ingest transaction commits.
+//!
+//! Each update has a cursor, larger than the one before: a client that reconnects says the
+//! last it saw (`GET /ws?after=`) and gets what it missed from the recent ones kept here, or
+//! `lagged` when they are gone. A single hub numbers its updates itself. Replicas on one
+//! PostgreSQL (`cluster.rs`) hand every update to the cluster's log instead, and every
+//! replica, the one it came from too, delivers the log's rows in order with the log's ids as
+//! cursors: so a dashboard sees the same updates with the same cursors on any replica.
 
-use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 /// One update, as the WebSocket sends it (`{"type": "...", …}`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveUpdate {
     /// A printer's new normalised state.
@@ -46,11 +56,43 @@ pub enum LiveUpdate {
     Plate { printer: String, clear: bool },
 }
 
-/// An update with the moment its cause reached the hub (for the report → WebSocket latency).
+/// An update with the moment its cause reached the hub (for the report → WebSocket latency)
+/// and its cursor.
 #[derive(Debug, Clone)]
 pub struct Stamped {
     pub received: std::time::Instant,
     pub update: LiveUpdate,
+    pub cursor: u64,
+}
+
+/// How many recent updates are kept for clients that reconnect.
+pub const RECENT: usize = 16_384;
+
+/// What a replica hands to the cluster instead of delivering it itself.
+#[derive(Debug)]
+pub enum Outgoing {
+    Live(LiveUpdate, std::time::Instant),
+    Signal(AgentSignal),
+}
+
+/// A signal for an agent's connection, wherever it is connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSignal {
+    pub agent: String,
+    pub kind: SignalKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// Commands wait for it.
+    Commands,
+    /// Files of its jobs wait for it.
+    Files,
+    /// Its managed printers changed.
+    Printers,
+    /// It was revoked.
+    Revoked,
 }
 
 /// The fan-out point: the live-updates service. Slow subscribers miss updates (and are told
@@ -63,7 +105,15 @@ pub struct LiveHub {
     spools: broadcast::Sender<Vec<i64>>,
     /// Bumped by every update: the version of the live facts (the assistant's cache keeps an
     /// answer that read them only while it holds).
-    version: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    version: Arc<std::sync::atomic::AtomicU64>,
+    /// The newest updates, for clients that reconnect.
+    recent: Arc<Mutex<Recent>>,
+    /// Set on a replica of a cluster: updates and signals go to the cluster's log.
+    relay: Arc<OnceLock<tokio::sync::mpsc::UnboundedSender<Outgoing>>>,
+    /// Signals other replicas sent for agents (the sync server serves those connected here).
+    signals: broadcast::Sender<AgentSignal>,
+    /// Agents connected to other replicas: agent → replica.
+    elsewhere: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Default for LiveHub {
@@ -72,12 +122,45 @@ impl Default for LiveHub {
     }
 }
 
+/// The newest updates and what is known of those before them.
+#[derive(Debug)]
+struct Recent {
+    updates: VecDeque<Stamped>,
+    /// Every update after this cursor is in `updates` (or still to come).
+    complete_after: u64,
+    /// A single hub's next cursor. It starts from the process's start time (in µs), so a
+    /// cursor from before a restart is older than any this process gave, and a client
+    /// resuming with one is told to read everything again.
+    next: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl LiveHub {
     pub fn new() -> LiveHub {
         let (sender, _) = broadcast::channel(4096);
         let (spools, _) = broadcast::channel(256);
-        let version = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
-        LiveHub { sender, spools, version }
+        let (signals, _) = broadcast::channel(1024);
+        LiveHub {
+            sender,
+            spools,
+            version: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            recent: Arc::new(Mutex::new({
+                let start = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_micros() as u64);
+                Recent {
+                    updates: VecDeque::with_capacity(RECENT),
+                    complete_after: start - 1,
+                    next: start,
+                }
+            })),
+            relay: Arc::new(OnceLock::new()),
+            signals,
+            elsewhere: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     /// The version of the live facts: it moves with every update.
@@ -107,12 +190,124 @@ impl LiveHub {
 
     /// Publishes an update whose cause arrived at `received`.
     pub fn publish_received(&self, update: LiveUpdate, received: std::time::Instant) {
+        if let Some(relay) = self.relay.get() {
+            // The cluster's log numbers it; every replica delivers it from there.
+            if relay.send(Outgoing::Live(update.clone(), received)).is_ok() {
+                return;
+            }
+        }
+        let mut recent = lock(&self.recent);
+        let cursor = recent.next;
+        self.keep(&mut recent, update, received, cursor);
+    }
+
+    /// Delivers an update with its cursor (the cluster's log's id) to this process's
+    /// subscribers.
+    pub fn deliver(&self, update: LiveUpdate, received: std::time::Instant, cursor: u64) {
+        let mut recent = lock(&self.recent);
+        self.keep(&mut recent, update, received, cursor);
+    }
+
+    fn keep(
+        &self,
+        recent: &mut Recent,
+        update: LiveUpdate,
+        received: std::time::Instant,
+        cursor: u64,
+    ) {
         self.changed();
-        let _ = self.sender.send(Stamped { received, update });
+        let stamped = Stamped { received, update, cursor };
+        if recent.updates.len() == RECENT
+            && let Some(gone) = recent.updates.pop_front()
+        {
+            recent.complete_after = recent.complete_after.max(gone.cursor);
+        }
+        recent.updates.push_back(stamped.clone());
+        recent.next = recent.next.max(cursor + 1);
+        // Sent under the lock: subscribers see cursors in the order they were kept, and a
+        // resume (which subscribes under it) sees each update once.
+        let _ = self.sender.send(stamped);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
         self.sender.subscribe()
+    }
+
+    /// A subscription, and the updates after `cursor` still kept; `None` when some after it
+    /// are gone (or it is from before this process): the client must read everything again.
+    /// Both under one lock, so nothing falls between them.
+    pub fn resume(&self, cursor: u64) -> (broadcast::Receiver<Stamped>, Option<Vec<Stamped>>) {
+        let recent = lock(&self.recent);
+        let receiver = self.sender.subscribe();
+        if cursor < recent.complete_after {
+            return (receiver, None);
+        }
+        let missed = recent.updates.iter().filter(|s| s.cursor > cursor).cloned().collect();
+        (receiver, Some(missed))
+    }
+
+    /// On a replica, every update after `cursor` will come from the cluster's log: what
+    /// came before this replica started it cannot give a client.
+    pub fn complete_after(&self, cursor: u64) {
+        lock(&self.recent).complete_after = cursor;
+    }
+
+    /// The newest cursor given.
+    pub fn cursor(&self) -> u64 {
+        lock(&self.recent).updates.back().map_or(0, |s| s.cursor)
+    }
+
+    /// Hands updates and signals to the cluster from now on (once).
+    pub fn relay_to(&self, relay: tokio::sync::mpsc::UnboundedSender<Outgoing>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Tells the connection of `agent`, wherever it is, about `kind` (on a single hub, the
+    /// sync server signals its own connections directly).
+    pub fn signal_elsewhere(&self, agent: &str, kind: SignalKind) {
+        if let Some(relay) = self.relay.get() {
+            let _ = relay.send(Outgoing::Signal(AgentSignal { agent: agent.to_owned(), kind }));
+        }
+    }
+
+    /// A signal another replica sent, for the sync server here.
+    pub fn signal_here(&self, signal: AgentSignal) {
+        let _ = self.signals.send(signal);
+    }
+
+    pub fn subscribe_signals(&self) -> broadcast::Receiver<AgentSignal> {
+        self.signals.subscribe()
+    }
+
+    /// Whether `agent` is connected to another replica.
+    pub fn connected_elsewhere(&self, agent: &str) -> bool {
+        lock(&self.elsewhere).contains_key(agent)
+    }
+
+    /// Agents connected to other replicas, and where.
+    pub fn elsewhere(&self) -> HashMap<String, String> {
+        lock(&self.elsewhere).clone()
+    }
+
+    /// Records that an agent is connected to another replica.
+    pub fn set_elsewhere(&self, agent: &str, replica: Option<&str>) {
+        let mut elsewhere = lock(&self.elsewhere);
+        match replica {
+            Some(replica) => {
+                elsewhere.insert(agent.to_owned(), replica.to_owned());
+            }
+            None => {
+                elsewhere.remove(agent);
+            }
+        }
+    }
+
+    /// An agent's connection to `replica` ended (it may be connected to another by now).
+    pub fn agent_left(&self, agent: &str, replica: &str) {
+        let mut elsewhere = lock(&self.elsewhere);
+        if elsewhere.get(agent).is_some_and(|r| r == replica) {
+            elsewhere.remove(agent);
+        }
     }
 
     pub fn subscribers(&self) -> usize {
@@ -135,6 +330,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^printer_state$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         pub printer: String,
         /// When the agent observed it (Unix ms, the agent's clock, which can be off: see the
         /// agent's `clock`).
@@ -150,6 +348,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^event$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         /// The event's id in the event log, as `GET /api/v1/events` lists it: a client that
         /// also fetched the log de-duplicates by it.
         pub id: i64,
@@ -165,6 +366,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^agent$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         pub agent: String,
         pub online: bool,
     }
@@ -175,6 +379,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^command_result$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         pub command: String,
         pub printer: String,
         /// `succeeded`, `expired`, `failed: …`, ….
@@ -187,6 +394,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^snapshot$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         pub id: String,
         pub printer: String,
         pub camera: String,
@@ -201,6 +411,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^camera$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         pub printer: String,
         pub camera: String,
         pub state: String,
@@ -221,6 +434,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^job$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         pub id: i64,
         pub state: String,
         /// The printer it was given to, if any.
@@ -233,6 +449,9 @@ pub mod schema {
         #[serde(rename = "type")]
         #[schema(pattern = "^plate$")]
         pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
         pub printer: String,
         pub clear: bool,
     }
@@ -270,6 +489,7 @@ pub mod schema {
                 .unwrap()
                 .keys()
                 .cloned()
+                .chain(["cursor".to_owned()])
                 .collect();
             names.sort();
             names

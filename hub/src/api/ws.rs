@@ -1,5 +1,7 @@
 //! `GET /api/v1/ws`: live updates as JSON text messages, pushed as soon as the ingest
-//! transaction commits. `?printer=<id>` narrows them to one printer.
+//! transaction commits. `?printer=<id>` narrows them to one printer. Every message has a
+//! `cursor`; a client that reconnects (to this hub or another replica) with
+//! `?after=<cursor>` gets what it missed first, or `lagged` when that is no longer kept.
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -20,6 +22,9 @@ use crate::live::LiveUpdate;
 pub struct WsQuery {
     /// Only this printer's updates (agent presence always comes).
     printer: Option<String>,
+    /// Resume after this cursor (the last message's `cursor`): the updates since come first,
+    /// or `lagged` (read everything again) when they are no longer all kept.
+    after: Option<u64>,
 }
 
 /// A WebSocket of live updates as JSON text messages: `printer_state`, `event`, `agent`,
@@ -37,7 +42,7 @@ pub async fn upgrade(
             format!("{}; open it as a WebSocket", rejection.body_text()),
         )
     })?;
-    Ok(upgrade.on_upgrade(move |socket| serve(state, socket, query.printer)))
+    Ok(upgrade.on_upgrade(move |socket| serve(state, socket, query.printer, query.after)))
 }
 
 fn concerns(update: &LiveUpdate, printer: &str) -> bool {
@@ -53,17 +58,60 @@ fn concerns(update: &LiveUpdate, printer: &str) -> bool {
     }
 }
 
-async fn serve(state: AppState, mut socket: WebSocket, printer: Option<String>) {
-    let mut updates = state.sync.live().subscribe();
+/// An update as its message: the update's fields and its cursor.
+fn message(stamped: &crate::live::Stamped) -> String {
+    let mut value = serde_json::to_value(&stamped.update).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("cursor".into(), stamped.cursor.into());
+    }
+    value.to_string()
+}
+
+async fn serve(
+    state: AppState,
+    mut socket: WebSocket,
+    printer: Option<String>,
+    after: Option<u64>,
+) {
+    let live = state.sync.live();
+    let (mut updates, missed) = match after {
+        Some(after) => live.resume(after),
+        None => (live.subscribe(), Some(Vec::new())),
+    };
+    let wanted = |update: &LiveUpdate| printer.as_deref().is_none_or(|p| concerns(update, p));
+    // The newest cursor sent: an update at or below it came already (from the missed ones).
+    let mut last = after.unwrap_or(0);
+    match missed {
+        Some(missed) => {
+            for stamped in missed {
+                last = stamped.cursor;
+                if wanted(&stamped.update)
+                    && socket.send(Message::Text(message(&stamped).into())).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+        None => {
+            // Some of what it missed is gone: it must read everything again.
+            if socket.send(Message::Text(lagged_message(0).into())).await.is_err() {
+                return;
+            }
+        }
+    }
     loop {
         tokio::select! {
             update = updates.recv() => {
                 let (text, received) = match update {
                     Ok(stamped) => {
-                        if printer.as_deref().is_some_and(|p| !concerns(&stamped.update, p)) {
+                        if stamped.cursor <= last {
                             continue;
                         }
-                        (serde_json::to_string(&stamped.update).unwrap_or_default(), Some(stamped.received))
+                        last = stamped.cursor;
+                        if !wanted(&stamped.update) {
+                            continue;
+                        }
+                        (message(&stamped), Some(stamped.received))
                     }
                     // A slow client: say how much it missed, so it can refetch.
                     Err(RecvError::Lagged(missed)) => (lagged_message(missed), None),

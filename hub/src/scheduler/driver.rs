@@ -64,8 +64,8 @@ struct Inner {
 }
 
 impl Scheduler {
-    pub fn new(db: Db, replica: &str, tick: Duration, runner: Runner) -> Scheduler {
-        let holder = format!("{replica}/{}", hex::encode(rand::random::<[u8; 3]>()));
+    /// A scheduler recording its runs as `holder` (`<replica>/<per-start suffix>`).
+    pub fn new(db: Db, holder: String, tick: Duration, runner: Runner) -> Scheduler {
         Scheduler { inner: Arc::new(Inner { db, holder, tick, wake: Notify::new(), runner }) }
     }
 

@@ -203,6 +203,9 @@ fn tray_name(tray: TrayRef) -> String {
     }
 }
 
+/// The advisory lock the dispatching replica holds.
+const DISPATCHER_LOCK: i64 = 0x006b_6974_7471_7565; // "kittque"
+
 impl Queue {
     pub fn new(db: Db, sync: SyncHandle) -> Queue {
         Queue { db, sync, kick: Arc::new(Notify::new()) }
@@ -723,7 +726,42 @@ impl Queue {
     /// Runs the dispatcher whenever something relevant changes: a job added or acted on, a
     /// plate confirmed, a printer's state or an event arriving, an agent coming or going;
     /// and at the next `not_before` that falls due. Never on a fixed timer.
+    ///
+    /// On PostgreSQL, where several replicas may run, only the one holding the dispatcher's
+    /// lock (a session advisory lock, released by PostgreSQL when that replica's connection
+    /// ends) dispatches; the others wait to take it over.
     pub async fn run(self, shutdown: CancellationToken) {
+        if self.db.backend() != crate::db::Backend::Postgres {
+            self.dispatch(shutdown, None).await;
+            return;
+        }
+        loop {
+            match self.db.try_session_lock(DISPATCHER_LOCK).await {
+                Ok(Some(held)) => {
+                    tracing::info!("This replica runs the queue's dispatcher.");
+                    self.clone().dispatch(shutdown.clone(), Some(held)).await;
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                    tracing::warn!(
+                        "Lost the dispatcher's lock (the database connection ended); taking it again."
+                    );
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot take the dispatcher's lock; trying again.")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// The dispatcher's loop; with `held`, while that connection (holding the lock) lives.
+    async fn dispatch(self, shutdown: CancellationToken, mut held: Option<crate::db::SessionLock>) {
+        let mut check = tokio::time::interval(std::time::Duration::from_secs(5));
         let mut live = self.sync.live().subscribe();
         // What of each printer's state the dispatcher weighs, as last seen: telemetry
         // arrives every second, and only a change in these is worth a decision.
@@ -749,6 +787,13 @@ impl Queue {
                 () = shutdown.cancelled() => return,
                 () = self.kick.notified() => {}
                 () = due => {}
+                _ = check.tick(), if held.is_some() => {
+                    if let Some(lock) = held.as_mut()
+                        && !lock.alive().await
+                    {
+                        return;
+                    }
+                }
                 update = live.recv() => match update {
                     Ok(stamped) if !relevant(&stamped.update, &mut seen) => continue,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::server::{ConnectionError, Shared, SyncHandle};
 use crate::db::DbError;
-use crate::live::LiveUpdate;
+use crate::live::{LiveUpdate, SignalKind};
 use proto_io as frames;
 
 /// What a connection task is told from outside.
@@ -47,6 +47,7 @@ impl SyncHandle {
     pub(crate) fn commands_pending(&self, agent: &AgentId) {
         self.shared.changed();
         self.shared.signal(agent, Signal::CommandsPending);
+        self.shared.live.signal_elsewhere(agent.as_str(), SignalKind::Commands);
     }
 
     /// Tells the agent's connection, if there is one, that a job of one of its printers
@@ -55,6 +56,7 @@ impl SyncHandle {
     pub(crate) fn files_pending(&self, agent: &AgentId) {
         self.shared.changed();
         self.shared.signal(agent, Signal::FilesPending);
+        self.shared.live.signal_elsewhere(agent.as_str(), SignalKind::Files);
     }
 
     /// Tells the agent's connection, if there is one, that its managed printers changed; an
@@ -62,6 +64,7 @@ impl SyncHandle {
     pub(crate) fn printers_changed(&self, agent: &AgentId) {
         self.shared.changed();
         self.shared.signal(agent, Signal::PrintersChanged);
+        self.shared.live.signal_elsewhere(agent.as_str(), SignalKind::Printers);
     }
 
     /// Revokes an agent and drops its connection at once.
@@ -69,6 +72,7 @@ impl SyncHandle {
         let known = self.shared.db.revoke_agent(agent.as_str(), UnixMillis::now()).await?;
         self.shared.changed();
         self.shared.signal(agent, Signal::Revoked);
+        self.shared.live.signal_elsewhere(agent.as_str(), SignalKind::Revoked);
         Ok(known)
     }
 }

@@ -128,10 +128,17 @@ impl SyncHandle {
         &self.shared.metrics
     }
 
-    /// Agents connected right now.
+    /// Agents connected right now, here or to another replica.
     pub fn connected(&self) -> Vec<AgentId> {
         let live = self.shared.live_map();
         let mut agents: Vec<AgentId> = live.keys().cloned().collect();
+        for agent in self.shared.live.elsewhere().into_keys() {
+            if let Ok(agent) = AgentId::new(agent)
+                && !live.contains_key(&agent)
+            {
+                agents.push(agent);
+            }
+        }
         agents.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         agents
     }
@@ -155,8 +162,10 @@ impl SyncHandle {
         self.shared.changed();
     }
 
+    /// Whether the agent is connected: here, or to another replica.
     pub fn is_connected(&self, agent: &str) -> bool {
         self.shared.live_map().keys().any(|a| a.as_str() == agent)
+            || self.shared.live.connected_elsewhere(agent)
     }
 
     /// The hub CA certificate (DER).
@@ -220,6 +229,7 @@ impl SyncServer {
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         tasks.spawn(housekeeping(self.shared.clone(), shutdown.clone()));
+        tasks.spawn(signals_from_elsewhere(self.shared.clone(), shutdown.clone()));
         loop {
             let incoming = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -290,6 +300,33 @@ fn server_config(ca: &HubCa, config: &SyncConfig) -> Result<quinn::ServerConfig,
         .max_concurrent_bidi_streams(4u32.into());
     server.transport_config(Arc::new(transport));
     Ok(server)
+}
+
+/// Signals other replicas sent (through the cluster's log) for agents connected here.
+async fn signals_from_elsewhere(shared: Arc<Shared>, shutdown: CancellationToken) {
+    use crate::live::SignalKind;
+    let mut signals = shared.live.subscribe_signals();
+    loop {
+        let signal = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            signal = signals.recv() => match signal {
+                Ok(signal) => signal,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let Ok(agent) = AgentId::new(signal.agent) else { continue };
+        shared.changed();
+        shared.signal(
+            &agent,
+            match signal.kind {
+                SignalKind::Commands => Signal::CommandsPending,
+                SignalKind::Files => Signal::FilesPending,
+                SignalKind::Printers => Signal::PrintersChanged,
+                SignalKind::Revoked => Signal::Revoked,
+            },
+        );
+    }
 }
 
 async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {

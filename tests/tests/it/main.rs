@@ -6,6 +6,7 @@
 mod api;
 mod assistant;
 mod browser;
+mod cluster;
 mod demo;
 mod deploy;
 mod discovery;

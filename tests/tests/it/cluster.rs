@@ -1,0 +1,186 @@
+//! Two hub replicas on one PostgreSQL behave as one hub: they share one CA; an agent
+//! connected to one is online on the other; a dashboard on the other sees its printer's
+//! updates, with the same cursors as on the first; a command issued on the other reaches
+//! the agent; a dashboard that reconnects to the other replica with `?after=` misses nothing.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tests::fleet::wait_until;
+use tests::postgres::fresh_database;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::api::{Api, SERIAL};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn socket(api: &Api, token: &str, after: Option<u64>) -> Socket {
+    let query = after.map_or(String::new(), |after| format!("?after={after}"));
+    let mut request =
+        format!("ws://{}/api/v1/ws{query}", api.hub.http_addr).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(tests::PATIENCE, socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket open")
+            .expect("a message");
+        if let Ok(text) = message.to_text()
+            && !text.is_empty()
+        {
+            return serde_json::from_str(text).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_ca_presence_live_updates_commands_and_cursors() {
+    let url = fresh_database().await;
+    let named = |name: &'static str| {
+        move |config: &mut hub::config::HubConfig| config.replica_name = name.into()
+    };
+    let a = Api::start_with(Some(url.clone()), named("hub-a")).await;
+    let b = Api::start_with(Some(url.clone()), named("hub-b")).await;
+    assert_eq!(
+        a.hub.sync.ca_fingerprint(),
+        b.hub.sync.ca_fingerprint(),
+        "one CA for the cluster: agents trust every replica"
+    );
+    let operator = a.user("otto", "operator").await;
+    let viewer = a.user("vera", "viewer").await;
+
+    // A dashboard on B before the agent connects to A.
+    let mut on_b = socket(&b, &viewer, None).await;
+    let state = tempfile::tempdir().unwrap();
+    let (agent, sim) = a.agent_with_printer(state.path()).await;
+
+    // B shows the agent online, and its printer's state arrives on B's socket.
+    wait_until(tests::PATIENCE, "the agent online on B", || async {
+        let (_, agents) = b.get(&viewer, "/api/v1/agents").await;
+        agents["agents"].as_array()?.iter().find(|a| a["online"] == true).map(|_| ())
+    })
+    .await
+    .unwrap();
+    let first = loop {
+        let message = next(&mut on_b).await;
+        if message["type"] == "printer_state" && message["printer"] == SERIAL {
+            break message;
+        }
+    };
+    let cursor = first["cursor"].as_u64().expect("a cursor");
+
+    // A command issued on B reaches the agent connected to A.
+    sim.start_job("replicated", 10_000).await.unwrap();
+    wait_until(tests::PATIENCE, "printing, seen on B", || async {
+        let (_, body) = b.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+        (body["state"]["state"] == "printing").then_some(())
+    })
+    .await
+    .unwrap();
+    let (status, sent) = b
+        .post(&operator, &format!("/api/v1/printers/{SERIAL}/commands"), json!({"action": "pause"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["status"], "sent", "the agent counts as connected on B: {sent}");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let outcome = wait_until(tests::PATIENCE, "the pause's outcome, on B", || async {
+        let (_, command) = b.get(&viewer, &format!("/api/v1/commands/{id}")).await;
+        command["outcome"].as_str().map(str::to_owned)
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome, "succeeded");
+
+    // The dashboard on B reads on; one that left B after `cursor` resumes on A and gets the
+    // same updates, with the same cursors, none missing.
+    // Everything B's dashboard got after `cursor`, through the pause's result.
+    let mut stayed = Vec::new();
+    loop {
+        let message = next(&mut on_b).await;
+        let at = message["cursor"].as_u64().expect("a cursor");
+        stayed.push((at, message["type"].as_str().unwrap_or_default().to_owned()));
+        if message["type"] == "command_result" && message["command"] == id.as_str() {
+            break;
+        }
+    }
+    let mut on_a = socket(&a, &viewer, Some(cursor)).await;
+    let mut resumed = Vec::new();
+    while resumed.len() < stayed.len() {
+        let message = next(&mut on_a).await;
+        assert_ne!(message["type"], "lagged", "A still holds what came after {cursor}");
+        resumed.push((
+            message["cursor"].as_u64().unwrap(),
+            message["type"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    assert_eq!(resumed, stayed, "the same updates after {cursor} on either replica");
+    assert!(resumed.windows(2).all(|w| w[0].0 < w[1].0), "in order: {resumed:?}");
+
+    agent.stop().await;
+    sim.shutdown().await;
+    // The agent's end reaches B's dashboards too.
+    wait_until(Duration::from_secs(30), "the agent offline on B", || async {
+        let (_, agents) = b.get(&viewer, "/api/v1/agents").await;
+        agents["agents"].as_array()?.iter().all(|a| a["online"] == false).then_some(())
+    })
+    .await
+    .unwrap();
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_hub_on_the_same_sqlite_directory_refuses_to_start() {
+    tests::init();
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = hub::config::Overrides {
+        data_dir: Some(dir.path().to_owned()),
+        database_url: None,
+        http_listen: Some("127.0.0.1:0".into()),
+        sync_listen: Some("127.0.0.1:0".into()),
+    };
+    let config = hub::config::HubConfig::load(None, Vec::new(), &overrides).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let first = hub::app::start(config.clone(), shutdown.clone()).await.unwrap();
+    let second = hub::app::start(config.clone(), tokio_util::sync::CancellationToken::new()).await;
+    let error = second.expect_err("a second hub on the same SQLite directory").to_string();
+    assert!(error.contains("another kitt-hub is serving"), "{error}");
+    assert!(error.contains("PostgreSQL"), "says what to do instead: {error}");
+    shutdown.cancel();
+    first.wait().await;
+    // Once the first stopped, the directory is free again.
+    let again = hub::app::start(config, shutdown.clone()).await.expect("the lock was released");
+    drop(again);
+}
+
+#[tokio::test]
+async fn a_dashboard_resumes_from_its_cursor_and_one_from_before_a_restart_reads_everything_again()
+{
+    let api = Api::start(None).await;
+    let viewer = api.user("vera", "viewer").await;
+    let live = api.hub.sync.live().clone();
+    let mut first = socket(&api, &viewer, None).await;
+    for online in [true, false, true] {
+        live.publish(hub::live::LiveUpdate::Agent { agent: "pi".into(), online });
+    }
+    let mut cursors = Vec::new();
+    for _ in 0..3 {
+        cursors.push(next(&mut first).await["cursor"].as_u64().unwrap());
+    }
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    // Resumed after the first: the other two, the same.
+    let mut resumed = socket(&api, &viewer, Some(cursors[0])).await;
+    assert_eq!(next(&mut resumed).await["cursor"].as_u64(), Some(cursors[1]));
+    assert_eq!(next(&mut resumed).await["cursor"].as_u64(), Some(cursors[2]));
+    // A cursor from before this hub started: everything must be read again.
+    let mut stale = socket(&api, &viewer, Some(1)).await;
+    assert_eq!(next(&mut stale).await["type"], "lagged");
+    api.stop().await;
+}
