@@ -50,9 +50,10 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct EnrollArgs {
-    /// The hub's sync address, `host:port` (UDP, default port 7070).
+    /// The hub's sync address, `host:port` (UDP, default port 7070). Optional when the token
+    /// names the hub's addresses (`[sync] advertise`): the first that answers is used.
     #[arg(long)]
-    pub hub: String,
+    pub hub: Option<String>,
     /// The token `kitt-hub token create` printed.
     #[arg(long, required_unless_present = "token_file", conflicts_with = "token_file")]
     pub token: Option<String>,
@@ -148,8 +149,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             crate::init_crypto();
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let identity = runtime.block_on(crate::sync::enroll::enroll(
-                &args.hub,
+            let identity = runtime.block_on(crate::sync::enroll::enroll_any(
+                args.hub.as_deref().filter(|hub| !hub.is_empty()),
                 &token,
                 &args.state_dir,
             ))?;

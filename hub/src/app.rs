@@ -136,6 +136,8 @@ pub async fn start(
 ) -> Result<RunningHub, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.shared_dir)
+        .map_err(|source| StartError::DataDir { path: config.shared_dir.clone(), source })?;
     let lock = match config.database_url {
         None => Some(lock_data_dir(&config.data_dir)?),
         Some(_) => None,
@@ -150,9 +152,11 @@ pub async fn start(
     sync_config.keep_alive = config.keep_alive;
     sync_config.idle_timeout = config.idle_timeout;
     sync_config.cert_lifetime = config.certificate_lifetime;
-    let snapshot_dir = config.data_dir.join("snapshots");
+    // Print files and snapshots: in the shared directory (the data directory unless set), so
+    // every replica reaches them.
+    let snapshot_dir = config.shared_dir.join("snapshots");
     sync_config.snapshot_dir = Some(snapshot_dir.clone());
-    sync_config.file_dir = Some(config.data_dir.join("files"));
+    sync_config.file_dir = Some(config.shared_dir.join("files"));
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let server =
         SyncServer::bind_with(sync_config, db.clone(), ca, LiveHub::new(), metrics.clone())?;
@@ -162,8 +166,15 @@ pub async fn start(
         .await
         .map_err(|source| StartError::Http { addr: config.http_listen, source })?;
     let http_addr = listener.local_addr().unwrap_or(config.http_listen);
-    let files = FileStore::open(config.data_dir.join("files"), config.files.clone())
-        .map_err(|error| StartError::Files(error.to_string()))?;
+    let files = match config.database_url {
+        Some(_) => FileStore::open_shared(
+            config.shared_dir.join("files"),
+            &config.replica_name,
+            config.files.clone(),
+        ),
+        None => FileStore::open(config.shared_dir.join("files"), config.files.clone()),
+    }
+    .map_err(|error| StartError::Files(error.to_string()))?;
     // This process among replicas: its name and a per-start suffix, so a restarted replica
     // never takes its previous life's runs or connections for its own.
     let instance = format!("{}/{}", config.replica_name, hex::encode(rand::random::<[u8; 3]>()));

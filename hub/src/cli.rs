@@ -244,7 +244,22 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
             }
             let failed = hub.failed.clone();
             tokio::select! {
-                () = crate::app::wait_for_signal() => {}
+                () = crate::app::wait_for_signal() => {
+                    // Drain: `/readyz` answers 503 while requests are still served, so a load
+                    // balancer in front moves new ones to other replicas first.
+                    if !config.drain.is_zero() {
+                        hub.state.ready.store(false, std::sync::atomic::Ordering::Release);
+                        eprint_line(&format!(
+                            "kitt-hub draining for {} s (readyz answers 503), then stopping.",
+                            config.drain.as_secs()
+                        ));
+                        tokio::select! {
+                            () = tokio::time::sleep(config.drain) => {}
+                            () = crate::app::wait_for_signal() => {}
+                            () = failed.cancelled() => {}
+                        }
+                    }
+                }
                 () = failed.cancelled() => {}
             }
             shutdown.cancel();
@@ -282,13 +297,33 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
             }
             let now = UnixMillis::now();
             let fingerprint = ca.fingerprint();
-            let (token, expires_at) =
-                token::create_for_printers(&db, &fingerprint, name.as_deref(), &serials, ttl, now)
-                    .await?;
-            let hub = hub.unwrap_or_else(|| format!("<this-host>:{}", config.sync_listen.port()));
+            // The token names the hub's addresses: `[sync] advertise` (every replica's), or
+            // the one given here.
+            let hubs = match (&hub, config.api.advertise.is_empty()) {
+                (_, false) => config.api.advertise.clone(),
+                (Some(hub), true) if token::valid_hub_address(hub) => vec![hub.clone()],
+                _ => Vec::new(),
+            };
+            let (token, expires_at) = token::create_advertised(
+                &db,
+                &fingerprint,
+                name.as_deref(),
+                &serials,
+                &hubs,
+                ttl,
+                now,
+            )
+            .await?;
             print_line(&token.to_string());
+            let command = if hubs.is_empty() {
+                let hub =
+                    hub.unwrap_or_else(|| format!("<this-host>:{}", config.sync_listen.port()));
+                format!("kitt-agent enroll --hub {hub} --token {token}")
+            } else {
+                format!("kitt-agent enroll --token {token}")
+            };
             eprint_line(&format!(
-                "Single use, valid for {} s (until {} Unix ms). On the Pi, run:\n  kitt-agent enroll --hub {hub} --token {token}",
+                "Single use, valid for {} s (until {} Unix ms). On the Pi, run:\n  {command}",
                 ttl.as_secs(),
                 expires_at.0
             ));

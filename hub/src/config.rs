@@ -57,6 +57,9 @@ pub struct RawConfig {
     /// This hub process's name among replicas (the scheduler's history says who ran what);
     /// the host's name by default.
     pub replica_name: Option<String>,
+    /// Where print files and snapshots live: a directory every replica mounts; the data
+    /// directory by default.
+    pub shared_dir: Option<PathBuf>,
     #[serde(default)]
     pub scheduler: RawScheduler,
 }
@@ -169,6 +172,9 @@ pub struct RawHttp {
     /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the
     /// client; without any, the header is ignored and the TCP peer is the client.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Seconds `/readyz` answers 503 after SIGTERM before the hub stops (a load balancer
+    /// stops sending it requests meanwhile).
+    pub drain_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +186,8 @@ pub struct RawSync {
     pub idle_timeout_s: Option<u64>,
     /// Lifetime of agent certificates, days (renewed at two thirds).
     pub certificate_days: Option<u64>,
+    /// The sync addresses (`host:port`) enrollment tokens name: every replica's.
+    pub advertise: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +235,10 @@ pub struct HubConfig {
     pub assistant: AssistantConfig,
     pub replica_name: String,
     pub scheduler: SchedulerConfig,
+    /// Where print files and snapshots live (the data directory unless set).
+    pub shared_dir: PathBuf,
+    /// How long `/readyz` answers 503 after SIGTERM before the hub stops.
+    pub drain: Duration,
 }
 
 /// The scheduler's validated configuration.
@@ -478,6 +490,22 @@ impl RawConfig {
         if let Err(error) = crate::scheduler::cron::time_zone(&time_zone) {
             problems.push(format!("scheduler.time_zone: {error}"));
         }
+        let drain_s = self.http.drain_s.unwrap_or(5);
+        if drain_s > 300 {
+            problems.push(format!("http.drain_s = {drain_s}: at most 300"));
+        }
+        let advertise = self.sync.advertise.unwrap_or_default();
+        for address in &advertise {
+            if !crate::sync::token::valid_hub_address(address) {
+                problems.push(format!("sync.advertise: {address:?} is not host:port"));
+            }
+        }
+        if advertise.len() > crate::sync::token::MAX_HUBS {
+            problems.push(format!(
+                "sync.advertise: at most {} addresses",
+                crate::sync::token::MAX_HUBS
+            ));
+        }
         let replica_name = match self.replica_name {
             Some(name) if crate::scheduler::jobs::valid_name(&name) => name,
             Some(name) => {
@@ -491,8 +519,11 @@ impl RawConfig {
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("kitt-data"));
         Ok(HubConfig {
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("kitt-data")),
+            shared_dir: self.shared_dir.unwrap_or_else(|| data_dir.clone()),
+            drain: Duration::from_secs(drain_s),
+            data_dir,
             database_url: self.database_url,
             http_listen,
             sync_listen,
@@ -504,6 +535,7 @@ impl RawConfig {
                 session_lifetime: Duration::from_secs(session_hours * 3600),
                 max_body_bytes: max_body_kb * 1024,
                 trusted_proxies,
+                advertise,
             },
             retention: Retention {
                 raw: Duration::from_secs(raw_hours * 3600),

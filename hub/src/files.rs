@@ -51,6 +51,8 @@ fn io(error: std::io::Error) -> StoreError {
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    /// Where this process's unfinished uploads go.
+    tmp: PathBuf,
     settings: FileSettings,
 }
 
@@ -93,11 +95,32 @@ impl FileStore {
     /// removed.
     pub fn open(dir: PathBuf, settings: FileSettings) -> Result<FileStore, StoreError> {
         let tmp = dir.join("tmp");
+        FileStore::open_with_tmp(dir, tmp, settings)
+    }
+
+    /// A store under `dir` shared by several hub replicas: this one's unfinished uploads go
+    /// to `tmp/<replica>/`, so a replica starting never removes another's.
+    pub fn open_shared(
+        dir: PathBuf,
+        replica: &str,
+        settings: FileSettings,
+    ) -> Result<FileStore, StoreError> {
+        let tmp = dir.join("tmp").join(replica);
+        FileStore::open_with_tmp(dir, tmp, settings)
+    }
+
+    fn open_with_tmp(
+        dir: PathBuf,
+        tmp: PathBuf,
+        settings: FileSettings,
+    ) -> Result<FileStore, StoreError> {
         std::fs::create_dir_all(&tmp).map_err(io)?;
         for entry in std::fs::read_dir(&tmp).map_err(io)?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
-        Ok(FileStore { dir, settings })
+        Ok(FileStore { dir, tmp, settings })
     }
 
     pub fn settings(&self) -> &FileSettings {
@@ -120,7 +143,7 @@ impl FileStore {
         }
         self.check_space(expected.unwrap_or(0))?;
         let name = format!("{:016x}.part", rand::random::<u64>());
-        let path = self.dir.join("tmp").join(name);
+        let path = self.tmp.join(name);
         let file = tokio::fs::File::create(&path).await.map_err(io)?;
         Ok(Upload {
             file: Some(file),

@@ -204,7 +204,9 @@ impl Hub {
         let config = data_dir.join("hub.toml");
         std::fs::write(
             &config,
-            format!("[sync]\nkeep_alive_s = {KEEP_ALIVE_S}\nidle_timeout_s = {IDLE_TIMEOUT_S}\n"),
+            format!(
+                "[http]\ndrain_s = 0\n[sync]\nkeep_alive_s = {KEEP_ALIVE_S}\nidle_timeout_s = {IDLE_TIMEOUT_S}\n"
+            ),
         )
         .expect("write hub.toml");
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("an address");

@@ -153,7 +153,15 @@ pub struct SyncClient {
     clock: Arc<HubClock>,
     /// Where print files from the hub go; `None`: offers are refused.
     files: Option<crate::commands::SharedFiles>,
+    /// Which of the identity's hub addresses the next session tries.
+    current: usize,
 }
+
+/// How long a replica may be silent before an agent that can move to another gives up on it.
+const FAILOVER_IDLE: Duration = Duration::from_secs(4);
+
+/// How long the agent waits before trying another of the hub's replicas.
+const FAILOVER_WAIT: Duration = Duration::from_millis(200);
 
 /// Live frames in flight at once; a frame beyond that is dropped (the next is fresher).
 const LIVE_IN_FLIGHT: usize = 2;
@@ -184,6 +192,7 @@ impl SyncClient {
             counters: Arc::default(),
             clock: Arc::default(),
             files: None,
+            current: 0,
         };
         (client, status_rx)
     }
@@ -231,9 +240,33 @@ impl SyncClient {
         self
     }
 
+    /// The QUIC timeouts of a session. With several hub replicas to move between, a
+    /// replica that died without a word (killed, its host gone) is given up on after a few
+    /// seconds, not after the configured idle timeout: keep-alives every second, and 4 s of
+    /// silence, unless the configuration asks for shorter.
+    fn timeouts(&self) -> Timeouts {
+        let configured = self.config.timeouts;
+        if self.identity.hubs.len() > 1 && configured.idle > FAILOVER_IDLE {
+            Timeouts {
+                keep_alive: configured.keep_alive.min(Duration::from_secs(1)),
+                idle: FAILOVER_IDLE,
+            }
+        } else {
+            configured
+        }
+    }
+
+    /// The hub address the next session tries.
+    fn hub_address(&self) -> &str {
+        self.identity.hubs.get(self.current).map_or(self.identity.hub.as_str(), String::as_str)
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut machine = SyncMachine::new(self.config.window);
         let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
+        // Addresses tried since a session last got through: with several replicas, the next
+        // is tried at once until each was; then the backoff.
+        let mut tried = 0;
         loop {
             self.status.send_replace(SyncStatus::Connecting);
             let result = self.session(&mut machine, &shutdown, &mut backoff).await;
@@ -256,8 +289,24 @@ impl SyncClient {
                 }
                 Err(error) => {
                     let reason = error.to_string();
-                    let wait = backoff.next_wait();
-                    tracing::warn!(%reason, retry_ms = wait.as_millis() as u64, "Hub link down.");
+                    let hubs = self.identity.hubs.len().max(1);
+                    // A session that got through (then was lost) starts a new round.
+                    if !matches!(error, SessionError::Connect(_)) {
+                        tried = 0;
+                    }
+                    tried += 1;
+                    let from = self.hub_address().to_owned();
+                    self.current = (self.current + 1) % hubs;
+                    let wait = if tried < hubs {
+                        tracing::warn!(%reason, hub = %from, next = %self.hub_address(),
+                            "Hub link down; trying another of the hub's addresses.");
+                        FAILOVER_WAIT
+                    } else {
+                        tried = 0;
+                        let wait = backoff.next_wait();
+                        tracing::warn!(%reason, hub = %from, retry_ms = wait.as_millis() as u64, "Hub link down.");
+                        wait
+                    };
                     self.status.send_replace(SyncStatus::Disconnected { reason });
                     wait
                 }
@@ -276,12 +325,12 @@ impl SyncClient {
         backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let addr =
-            resolve(&self.identity.hub).await.map_err(|e| SessionError::Connect(e.to_string()))?;
+            resolve(self.hub_address()).await.map_err(|e| SessionError::Connect(e.to_string()))?;
         let config = tls::sync_config_since(
             &self.identity.hub_ca_der,
             self.identity.chain(),
             self.identity.key(),
-            self.config.timeouts,
+            self.timeouts(),
             hub_seen(&self.config.state_dir),
         )
         .map_err(SessionError::Connect)?;

@@ -20,9 +20,13 @@ const ENROLL_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     #[error(
-        "not an enrollment token (expected kitt1.<id>.<secret>.<ca>, as `kitt-hub token create` prints)"
+        "not an enrollment token (expected kitt1.<id>.<secret>.<ca>[.<hubs>], as `kitt-hub token create` prints)"
     )]
     MalformedToken,
+    #[error(
+        "the token names no hub address (made before `[sync] advertise` was set): give --hub host:port"
+    )]
+    NoHub,
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("the state directory {} is not writable: {detail}", path.display())]
@@ -47,9 +51,38 @@ pub enum EnrollError {
     Key(String),
 }
 
+/// Enrolls with the hub at `hub`, or (`None`) with the first of the token's hub addresses
+/// that answers, and saves the identity in `state_dir`. The identity keeps every address
+/// (the one enrolled with first), so the agent moves to another replica when its own stops
+/// answering.
+pub async fn enroll_any(
+    hub: Option<&str>,
+    token: &str,
+    state_dir: &Path,
+) -> Result<Identity, EnrollError> {
+    let (_, hubs) = parse_token(token)?;
+    let candidates: Vec<String> = match hub {
+        Some(hub) => vec![hub.to_owned()],
+        None if hubs.is_empty() => return Err(EnrollError::NoHub),
+        None => hubs,
+    };
+    let mut last = None;
+    for candidate in &candidates {
+        match enroll(candidate, token, state_dir).await {
+            // Another replica may answer; anything else is the hub's word.
+            Err(error @ (EnrollError::Unreachable { .. } | EnrollError::Resolve { .. })) => {
+                tracing::warn!(hub = %candidate, %error, "Trying the token's next hub address.");
+                last = Some(error);
+            }
+            done => return done,
+        }
+    }
+    Err(last.unwrap_or(EnrollError::NoHub))
+}
+
 /// Enrolls with the hub at `hub` (`host:port`) and saves the identity in `state_dir`.
 pub async fn enroll(hub: &str, token: &str, state_dir: &Path) -> Result<Identity, EnrollError> {
-    let ca_prefix = parse_token(token)?;
+    let (ca_prefix, token_hubs) = parse_token(token)?;
     check_writable(state_dir)?;
     let key = rcgen::KeyPair::generate().map_err(|e| EnrollError::Key(e.to_string()))?;
     let hostname = hostname();
@@ -112,9 +145,16 @@ pub async fn enroll(hub: &str, token: &str, state_dir: &Path) -> Result<Identity
             "the hub sent a CA that does not match the token".into(),
         ));
     }
+    let mut hubs = vec![hub.to_owned()];
+    for other in token_hubs {
+        if !hubs.contains(&other) {
+            hubs.push(other);
+        }
+    }
     let identity = Identity {
         agent: enrolled.agent,
         hub: hub.to_owned(),
+        hubs,
         key_der: key.serialize_der(),
         chain_der: enrolled.chain_der,
         hub_ca_der: enrolled.hub_ca_der,
@@ -125,16 +165,37 @@ pub async fn enroll(hub: &str, token: &str, state_dir: &Path) -> Result<Identity
 }
 
 /// The CA fingerprint prefix a token pins.
-fn parse_token(token: &str) -> Result<[u8; 16], EnrollError> {
+/// The CA fingerprint prefix a token pins, and the hub addresses it names (maybe none).
+fn parse_token(token: &str) -> Result<([u8; 16], Vec<String>), EnrollError> {
+    use base64::Engine as _;
     let parts: Vec<&str> = token.trim().split('.').collect();
-    let [ENROLLMENT_TOKEN_PREFIX, id, secret, ca] = parts.as_slice() else {
-        return Err(EnrollError::MalformedToken);
+    let (id, secret, ca, hubs) = match parts.as_slice() {
+        [ENROLLMENT_TOKEN_PREFIX, id, secret, ca] => (id, secret, ca, Vec::new()),
+        [ENROLLMENT_TOKEN_PREFIX, id, secret, ca, hubs] => {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(hubs)
+                .map_err(|_| EnrollError::MalformedToken)?;
+            let text = String::from_utf8(bytes).map_err(|_| EnrollError::MalformedToken)?;
+            let hubs: Vec<String> = text.split(',').map(str::to_owned).collect();
+            let fit = |h: &String| {
+                (3..=255).contains(&h.len())
+                    && !h.contains([' ', '\t', '/'])
+                    && h.rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            };
+            if hubs.len() > 16 || !hubs.iter().all(fit) {
+                return Err(EnrollError::MalformedToken);
+            }
+            (id, secret, ca, hubs)
+        }
+        _ => return Err(EnrollError::MalformedToken),
     };
     if id.len() != 8 || secret.len() != 32 {
         return Err(EnrollError::MalformedToken);
     }
     let ca = hex_decode(ca).ok_or(EnrollError::MalformedToken)?;
-    ca.try_into().map_err(|_| EnrollError::MalformedToken)
+    let ca: [u8; 16] = ca.try_into().map_err(|_| EnrollError::MalformedToken)?;
+    Ok((ca, hubs))
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {

@@ -45,6 +45,10 @@ struct IdentityFile {
     agent: String,
     /// The hub's address, `host:port`.
     hub: String,
+    /// Every address of the hub's replicas (the enrollment token's), `hub` first; absent
+    /// when the hub is one address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<String>,
     /// When the certificate expires, in Unix milliseconds.
     certificate_not_after: i64,
 }
@@ -53,7 +57,10 @@ struct IdentityFile {
 #[derive(Clone)]
 pub struct Identity {
     pub agent: AgentId,
+    /// The address enrolled with.
     pub hub: String,
+    /// Every address the agent may connect to, `hub` first (replicas of one hub).
+    pub hubs: Vec<String>,
     pub key_der: Vec<u8>,
     pub chain_der: Vec<Vec<u8>>,
     pub hub_ca_der: Vec<u8>,
@@ -65,6 +72,7 @@ impl std::fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("agent", &self.agent)
             .field("hub", &self.hub)
+            .field("hubs", &self.hubs)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
@@ -107,8 +115,11 @@ impl Identity {
             .into_iter()
             .next()
             .ok_or_else(|| damaged(&ca_path, "no certificate".into()))?;
+        let mut hubs = vec![file.hub.clone()];
+        hubs.extend(file.hubs.into_iter().filter(|h| *h != file.hub));
         Ok(Identity {
             agent,
+            hubs,
             hub: file.hub,
             key_der,
             chain_der,
@@ -132,6 +143,7 @@ impl Identity {
         let file = IdentityFile {
             agent: self.agent.to_string(),
             hub: self.hub.clone(),
+            hubs: if self.hubs.len() > 1 { self.hubs.clone() } else { Vec::new() },
             certificate_not_after: self.not_after.0,
         };
         let text = toml::to_string(&file).expect("the identity file always serialises");

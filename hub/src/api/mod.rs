@@ -85,6 +85,8 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the client; none by default.
     pub trusted_proxies: proxies::TrustedProxies,
+    /// The hub's sync addresses that enrollment tokens name (`[sync] advertise`).
+    pub advertise: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -94,6 +96,7 @@ impl Default for ApiSettings {
             session_lifetime: std::time::Duration::from_secs(12 * 3600),
             max_body_bytes: 64 * 1024,
             trusted_proxies: proxies::TrustedProxies::default(),
+            advertise: Vec::new(),
         }
     }
 }

@@ -534,11 +534,12 @@ pub async fn create_enrollment_token(
         .map(|p| proto::PrinterId::new(p.clone()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| ApiError::bad_request(format!("not a printer serial: {error}")))?;
-    let (token, expires_at) = crate::sync::token::create_for_printers(
+    let (token, expires_at) = crate::sync::token::create_advertised(
         &state.db,
         &state.sync.ca_fingerprint(),
         request.name.as_deref(),
         &printers,
+        &state.settings.advertise,
         ttl,
         UnixMillis::now(),
     )

@@ -184,3 +184,64 @@ async fn a_dashboard_resumes_from_its_cursor_and_one_from_before_a_restart_reads
     assert_eq!(next(&mut stale).await["type"], "lagged");
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_enrolled_with_a_token_naming_both_replicas_moves_to_the_other_when_its_stops() {
+    use edge_agent::sync::client::SyncStatus;
+    use printer_sim::config::{Model, SimConfig};
+
+    let url = fresh_database().await;
+    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
+    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let viewer = b.user("vera", "viewer").await;
+    // The token names both replicas, A first; the agent is given no address of its own.
+    let hubs = vec![a.hub.sync_addr.to_string(), b.hub.sync_addr.to_string()];
+    let (token, _) = hub::sync::token::create_advertised(
+        &a.hub.state.db,
+        &a.hub.sync.ca_fingerprint(),
+        Some("pi-moving"),
+        &[proto::PrinterId::new(SERIAL).unwrap()],
+        &hubs,
+        Duration::from_secs(600),
+        proto::UnixMillis::now(),
+    )
+    .await
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let identity =
+        edge_agent::sync::enroll::enroll_any(None, &token.to_string(), state.path()).await.unwrap();
+    assert_eq!(identity.hubs, hubs, "both kept, the one enrolled with first");
+    let config = SimConfig::new(SERIAL.parse().unwrap(), "12345678".parse().unwrap(), Model::X1C)
+        .with_intervals(Duration::from_millis(20), Duration::from_millis(20));
+    let sim = printer_sim::Simulator::start(config).await.unwrap();
+    let mut agent = tests::fleet::TestAgent::start(tests::fleet::agent_config(
+        state.path(),
+        Some(&sim),
+        SERIAL,
+    ));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    assert!(a.hub.sync.connected().iter().any(|id| id.as_str() == "pi-moving"), "on A first");
+
+    // A stops; the agent goes to B, and its printer's news flows on.
+    let stopped = std::time::Instant::now();
+    a.stop().await;
+    let moved = wait_until(tests::PATIENCE, "the agent connected to B", || async {
+        b.hub.sync.connected().iter().any(|id| id.as_str() == "pi-moving").then_some(())
+    })
+    .await;
+    moved.unwrap();
+    let (_, before) = b.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+    let seen = before["received_at"].as_i64().unwrap_or(0);
+    wait_until(tests::PATIENCE, "fresh state through B", || async {
+        let (_, now) = b.get(&viewer, &format!("/api/v1/printers/{SERIAL}")).await;
+        (now["received_at"].as_i64().unwrap_or(0) > seen).then_some(())
+    })
+    .await
+    .unwrap();
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    eprintln!("the agent's data flowed again through B {} ms after A stopped", took.as_millis());
+    agent.stop().await;
+    sim.shutdown().await;
+    b.stop().await;
+}

@@ -1204,7 +1204,7 @@ async fn scheduled_jobs_run_exactly_once_across_replicas_killed_frozen_and_skewe
     let mut verdict = Verdict::new("scheduler-replicas");
     let url = tests::postgres::fresh_database().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let extra = "[scheduler]\ntick_ms = 200\n";
+    let extra = "[http]\ndrain_s = 0\n[scheduler]\ntick_ms = 200\n";
     let mut a = Replica::start(dir.path(), &url, "hub-a", extra, None);
     let b = Replica::start(dir.path(), &url, "hub-b", extra, None);
     let mut c = Replica::start(dir.path(), &url, "hub-c", extra, Some("+5m"));
