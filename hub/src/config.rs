@@ -536,6 +536,7 @@ impl RawConfig {
                 max_body_bytes: max_body_kb * 1024,
                 trusted_proxies,
                 advertise,
+                replica: replica_name.clone(),
             },
             retention: Retention {
                 raw: Duration::from_secs(raw_hours * 3600),

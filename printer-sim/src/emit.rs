@@ -161,6 +161,7 @@ impl EmitLog {
                     "category": category,
                     "command": field("command"),
                     "sequence_id": field("sequence_id"),
+                    "param": field("param"),
                 }),
             );
         }

@@ -8,6 +8,7 @@
 
 pub mod checker;
 pub mod fleet;
+pub mod haproxy;
 pub mod http;
 pub mod mosquitto;
 pub mod postgres;

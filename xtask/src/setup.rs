@@ -78,6 +78,8 @@ const TEST_PACKAGES: &[SystemPackage] = &[
     // Agents whose clock is hours off (a Raspberry Pi without a real-time clock) run under
     // libfaketime in the clock-skew scenario.
     SystemPackage { name: "faketime", installs: "/usr/bin/faketime" },
+    // Hub replicas are tested behind Debian's HAProxy, with the reference configuration.
+    SystemPackage { name: "haproxy", installs: "/usr/sbin/haproxy" },
     // The API fuzzer (schemathesis, from PyPI) runs in a virtual environment the test makes.
     SystemPackage { name: "python3-venv", installs: "/usr/share/doc/python3-venv/copyright" },
 ];

@@ -87,6 +87,8 @@ pub struct ApiSettings {
     pub trusted_proxies: proxies::TrustedProxies,
     /// The hub's sync addresses that enrollment tokens name (`[sync] advertise`).
     pub advertise: Vec<String>,
+    /// This replica's name (`replica_name`), in every answer's `x-kitt-replica`.
+    pub replica: String,
 }
 
 impl Default for ApiSettings {
@@ -97,6 +99,7 @@ impl Default for ApiSettings {
             max_body_bytes: 64 * 1024,
             trusted_proxies: proxies::TrustedProxies::default(),
             advertise: Vec::new(),
+            replica: "hub".into(),
         }
     }
 }

@@ -57,6 +57,11 @@ pub async fn count_requests(
     if let Some(reason) = refused {
         state.metrics.refused(Source::Http, reason, &format_args!("{method} {route}"));
     }
+    let mut response = response;
+    // Which replica answered, behind a load balancer (operators, and the replica tests).
+    if let Ok(replica) = axum::http::HeaderValue::from_str(&state.settings.replica) {
+        response.headers_mut().insert("x-kitt-replica", replica);
+    }
     response
 }
 

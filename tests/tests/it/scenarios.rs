@@ -1383,3 +1383,281 @@ async fn scheduled_jobs_run_exactly_once_across_replicas_killed_frozen_and_skewe
     }
     verdict.conclude();
 }
+
+/// Issue 21's HAProxy scenario: three replicas on one PostgreSQL behind Debian's HAProxy with
+/// the reference configuration (`tests/src/haproxy.rs`), an agent enrolled with a token naming
+/// all three, a dashboard's WebSocket through HAProxy that resumes from its cursor when it is
+/// cut (as `store.js` does), and an operator sending G-code commands through HAProxy. The
+/// replica serving the dashboard is killed with `kill -9` mid-session (and, if it is another,
+/// the one the agent is connected to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_behind_haproxy_loses_no_dashboard_update_and_no_command() {
+    use std::collections::{BTreeSet, HashMap};
+
+    use edge_agent::sync::client::SyncStatus;
+    use futures_util::StreamExt;
+    use tests::haproxy::HaProxy;
+    use tests::scenario::Replica;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    const SERIAL: &str = "01P00A391800777";
+    let mut verdict = Verdict::new("haproxy-replica-killed");
+    let url = tests::postgres::fresh_database().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let extra = "[http]\ndrain_s = 0\n";
+    let mut replicas: Vec<Replica> = ["hub-a", "hub-b", "hub-c"]
+        .iter()
+        .map(|name| Replica::start(dir.path(), &url, name, extra, None))
+        .collect();
+    let servers: Vec<(String, std::net::SocketAddr)> =
+        replicas.iter().map(|r| (r.name.clone(), r.http_addr)).collect();
+    let proxy = HaProxy::start(dir.path(), &servers);
+    let all_up = tests::fleet::wait_until(PATIENCE, "HAProxy to see three replicas up", || async {
+        let servers = proxy.servers();
+        (servers.len() == 3 && servers.iter().all(|(_, state)| state == "UP")).then_some(())
+    })
+    .await;
+    verdict.ok(all_up);
+    assert!(replicas[0].cli(&["user", "add", "ops", "--role", "operator"]).status.success());
+    let token = replicas[0].cli(&["user", "token", "ops"]);
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let db = hub::db::Db::open(&url).await.expect("the database");
+
+    // The agent, enrolled with a token naming every replica's sync address.
+    let ca = match db.cluster_ca().await {
+        Ok(Some((cert, key))) => hub::ca::HubCa::from_pem(&cert, &key, dir.path()).expect("the CA"),
+        other => panic!("no cluster CA: {other:?}"),
+    };
+    let mut sync_addrs = Vec::new();
+    for replica in &replicas {
+        let (_, _, sync) = replica_addresses(&db, &replica.name).await;
+        sync_addrs.push(sync);
+    }
+    let (enrollment, _) = hub::sync::token::create_advertised(
+        &db,
+        &ca.fingerprint(),
+        Some("pi-proxied"),
+        &[proto::PrinterId::new(SERIAL).unwrap()],
+        &sync_addrs,
+        Duration::from_secs(600),
+        proto::UnixMillis::now(),
+    )
+    .await
+    .expect("a token");
+    let state = tempfile::tempdir().unwrap();
+    verdict.ok(edge_agent::sync::enroll::enroll_any(None, &enrollment.to_string(), state.path())
+        .await
+        .map_err(|e| e.to_string()));
+    let emit = dir.path().join("printer.emit.jsonl");
+    let mut config = printer_sim::config::SimConfig::new(
+        SERIAL.parse().unwrap(),
+        tests::scenario::ACCESS_CODE.parse().unwrap(),
+        printer_sim::config::Model::X1C,
+    )
+    .with_intervals(Duration::from_millis(100), Duration::from_millis(100));
+    config.emit_log = Some(emit.clone());
+    let sim = printer_sim::Simulator::start(config).await.expect("the printer");
+    let mut agent = tests::fleet::TestAgent::start(tests::fleet::agent_config(
+        state.path(),
+        Some(&sim),
+        SERIAL,
+    ));
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+
+    // The dashboard: a WebSocket through HAProxy, resuming from its cursor when cut.
+    let connect = |after: Option<u64>| {
+        let (token, addr) = (token.clone(), proxy.addr);
+        async move {
+            let query = after.map_or(String::new(), |c| format!("?after={c}"));
+            let mut request =
+                format!("ws://{addr}/api/v1/ws{query}").into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let (socket, response) = tokio_tungstenite::connect_async(request).await.ok()?;
+            let replica = response.headers().get("x-kitt-replica")?.to_str().ok()?.to_owned();
+            Some((socket, replica))
+        }
+    };
+    let Some((mut socket, serving)) = connect(None).await else {
+        panic!("no WebSocket through HAProxy")
+    };
+    verdict.fact(format!("the dashboard's WebSocket went to {serving}"));
+    sim.start_job("proxied", 400).await.expect("a job");
+
+    // The operator's commands, through HAProxy, each a distinct line of G-code.
+    let send_command = |n: usize| {
+        let (token, addr) = (token.clone(), proxy.addr);
+        async move {
+            let body = json!({"action": "gcode", "gcode": format!("M117 command {n}")}).to_string();
+            let authorization = format!("Bearer {token}");
+            let response = tokio::task::spawn_blocking(move || {
+                tests::http::request(
+                    addr,
+                    "POST",
+                    &format!("/api/v1/printers/{SERIAL}/commands"),
+                    &[("Authorization", &authorization)],
+                    Some(&body),
+                )
+            })
+            .await
+            .ok()?
+            .ok()?;
+            (response.status == 202).then(|| response.json()["id"].as_str().map(str::to_owned))?
+        }
+    };
+
+    let mut cursors: BTreeSet<u64> = BTreeSet::new();
+    let mut acknowledged: HashMap<String, usize> = HashMap::new();
+    let mut refused = 0;
+    let mut reconnects = 0;
+    let mut killed = false;
+    let mut last: Option<u64> = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut n = 0;
+    while n < 40 && std::time::Instant::now() < deadline {
+        // A few updates between commands.
+        for _ in 0..5 {
+            match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+                Ok(Some(Ok(message))) => {
+                    let Ok(text) = message.to_text() else { continue };
+                    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+                        continue;
+                    };
+                    if value["type"] == "lagged" {
+                        verdict.problem(format!("told `lagged` after a reconnect at {last:?}"));
+                    }
+                    if let Some(cursor) = value["cursor"].as_u64() {
+                        cursors.insert(cursor);
+                        last = Some(cursor);
+                    }
+                }
+                _ => {
+                    // Cut: reconnect through HAProxy from the cursor, as the dashboard does.
+                    let reconnected =
+                        tests::fleet::wait_until(PATIENCE, "the WebSocket back", || connect(last))
+                            .await;
+                    match reconnected {
+                        Ok((again, replica)) => {
+                            reconnects += 1;
+                            verdict.fact(format!(
+                                "the dashboard resumed on {replica} after cursor {last:?}"
+                            ));
+                            socket = again;
+                        }
+                        Err(problem) => {
+                            verdict.problem(problem);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        match send_command(n).await {
+            Some(id) => {
+                acknowledged.insert(id, n);
+            }
+            None => refused += 1,
+        }
+        n += 1;
+        if n == 15 && !killed {
+            killed = true;
+            let agent_on: Option<String> = sqlx::query_scalar(
+                "SELECT replica FROM cluster_presence WHERE agent_id = 'pi-proxied'",
+            )
+            .fetch_optional(db.pool())
+            .await
+            .ok()
+            .flatten();
+            verdict.fact(format!(
+                "the agent was connected to {}",
+                agent_on.as_deref().unwrap_or("no replica")
+            ));
+            let victim = replicas.iter_mut().find(|r| r.name == serving).expect("the replica");
+            victim.kill9();
+            verdict.fact(format!("{serving} killed with kill -9 mid-session"));
+        }
+    }
+    verdict.require(killed, "the replica was never killed");
+    verdict.require(reconnects >= 1, "the dashboard's WebSocket was never cut");
+
+    // Every acknowledged command reached the printer exactly once.
+    let wanted: Vec<usize> = acknowledged.values().copied().collect();
+    let delivered = tests::fleet::wait_until(
+        Duration::from_secs(60),
+        "every acknowledged command at the printer",
+        || {
+            let (emit, wanted) = (emit.clone(), wanted.clone());
+            async move {
+                let text = std::fs::read_to_string(&emit).ok()?;
+                let mut seen: HashMap<usize, usize> = HashMap::new();
+                for line in text.lines() {
+                    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
+                    let Some(param) = value["param"].as_str() else { continue };
+                    if let Some(n) =
+                        param.trim().strip_prefix("M117 command ").and_then(|n| n.parse().ok())
+                    {
+                        *seen.entry(n).or_default() += 1;
+                    }
+                }
+                wanted.iter().all(|n| seen.contains_key(n)).then_some(seen)
+            }
+        },
+    )
+    .await;
+    if let Some(seen) = verdict.ok(delivered) {
+        let twice: Vec<_> = seen.iter().filter(|(_, count)| **count > 1).collect();
+        verdict.require(twice.is_empty(), format!("commands the printer got twice: {twice:?}"));
+        verdict.fact(format!(
+            "{} commands acknowledged through HAProxy all reached the printer once ({refused} refused while a replica went down, none acknowledged and lost)",
+            acknowledged.len()
+        ));
+    }
+
+    // Every live update between the dashboard's first and last cursor reached it.
+    let (first, last_seen) =
+        (cursors.first().copied().unwrap_or(0), cursors.last().copied().unwrap_or(0));
+    let logged = sqlx::query_scalar::<_, i64>(
+        "SELECT id FROM cluster_log WHERE id BETWEEN $1 AND $2 AND body LIKE '{\"live\"%' ORDER BY id",
+    )
+    .bind(first as i64)
+    .bind(last_seen as i64)
+    .fetch_all(db.pool())
+    .await
+    .unwrap_or_default();
+    let missed: Vec<i64> =
+        logged.iter().filter(|id| !cursors.contains(&(**id as u64))).copied().collect();
+    verdict.require(!logged.is_empty(), "no live update in the cluster's log");
+    verdict.require(missed.is_empty(), format!("live updates the dashboard never got: {missed:?}"));
+    verdict.fact(format!(
+        "the dashboard got all {} live updates from cursor {first} to {last_seen} across {reconnects} reconnects",
+        logged.len()
+    ));
+    agent.stop().await;
+    sim.shutdown().await;
+    drop(proxy);
+    drop(replicas);
+    verdict.conclude();
+}
+
+/// A replica's (name, HTTP, sync) addresses, as it registered them.
+async fn replica_addresses(db: &hub::db::Db, name: &str) -> (String, String, String) {
+    let found = tests::fleet::wait_until(PATIENCE, "the replica registered", || async {
+        let rows = sqlx::query("SELECT name, http_addr, sync_addr FROM cluster_replicas")
+            .fetch_all(db.pool())
+            .await
+            .ok()?;
+        use sqlx::Row;
+        rows.iter().find_map(|row| {
+            let full: String = row.try_get(0).ok()?;
+            if full.split('/').next() != Some(name) {
+                return None;
+            }
+            Some((full.clone(), row.try_get(1).ok()?, row.try_get(2).ok()?))
+        })
+    })
+    .await;
+    found.expect("the replica in cluster_replicas")
+}
