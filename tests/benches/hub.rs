@@ -17,16 +17,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_agent::outbox::{Outbox, OutboxConfig};
-use edge_agent::sync::client::{SyncClient, SyncClientConfig, SyncStatus};
+use edge_agent::sync::client::SyncStatus;
 use futures_util::StreamExt;
 use hub::config::{HubConfig, Overrides};
 use printer_sim::Simulator;
 use printer_sim::config::{Model, SimConfig};
-use proto::{AgentId, PrinterEvent, PrinterEventKind, PrinterId, RecordBody, UnixMillis};
+use proto::UnixMillis;
 use tests::fleet::{TestAgent, agent_config};
 use tests::process::{Process, bin, memory_kb};
-use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc};
+use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -52,100 +51,14 @@ async fn start_hub(
 /// Ingest: `agents` agents, each with `per_agent` events in its outbox, all syncing at once.
 async fn ingest(label: &str, key: &str, database_url: Option<String>, agents: u64, per_agent: u64) {
     let (hub, _dir, shutdown) = start_hub(database_url).await;
-    let states: Vec<tempfile::TempDir> =
-        (0..agents).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut clients = Vec::new();
-    for (i, state) in states.iter().enumerate() {
-        let name = format!("bench-{i:03}");
-        let (token, _) = hub::sync::token::create(
-            &hub.state.db,
-            &hub.sync.ca_fingerprint(),
-            Some(&name),
-            Duration::from_secs(600),
-            UnixMillis::now(),
-        )
-        .await
-        .unwrap();
-        let identity = edge_agent::sync::enroll::enroll(
-            &hub.sync_addr.to_string(),
-            &token.to_string(),
-            state.path(),
-        )
-        .await
-        .unwrap();
-        let (mut outbox, _) =
-            Outbox::open(OutboxConfig::new(state.path().join("outbox.db"))).unwrap();
-        let printer = PrinterId::new(format!("01P00A39180{i:04}")).unwrap();
-        for n in 0..per_agent {
-            let kind = PrinterEventKind::Unreachable { reason: format!("bench {n}") };
-            outbox
-                .append(
-                    UnixMillis(1_764_000_000_000 + n as i64),
-                    RecordBody::PrinterEvent(PrinterEvent { printer: printer.clone(), kind }),
-                )
-                .unwrap();
-        }
-        outbox.commit().unwrap();
-        clients.push((identity, outbox, state.path().to_owned()));
-    }
-    let total = agents * per_agent;
     let started = Instant::now();
-    let stop = CancellationToken::new();
-    let mut statuses = Vec::new();
-    let command_tasks = tokio_util::task::TaskTracker::new();
-    for (identity, outbox, dir) in clients {
-        let outbox = Arc::new(std::sync::Mutex::new(outbox));
-        // No printers: the hub sends no commands here, and would get refusals.
-        let (records, _) = mpsc::channel(1);
-        let commands = edge_agent::commands::start(
-            Default::default(),
-            outbox.clone(),
-            records,
-            Default::default(),
-            Default::default(),
-            None,
-            &command_tasks,
-        );
-        let (client, status) = SyncClient::new(
-            SyncClientConfig::new(dir),
-            identity,
-            outbox,
-            Arc::new(Notify::new()),
-            commands,
-            Vec::new(),
-        );
-        tokio::spawn(client.run(stop.clone()));
-        statuses.push(status);
-    }
-    let last = proto::Seq(per_agent);
-    for (i, status) in statuses.iter_mut().enumerate() {
-        let found = tokio::time::timeout(
-            Duration::from_secs(600),
-            status.wait_for(
-                |s| matches!(s, SyncStatus::Connected { acked_through, .. } if *acked_through >= last),
-            ),
-        )
-        .await;
-        assert!(matches!(found, Ok(Ok(_))), "agent {i} did not finish");
-    }
-    let elapsed = started.elapsed();
-    let mut stored = 0;
-    for i in 0..agents {
-        stored += hub
-            .state
-            .db
-            .record_count(&AgentId::new(format!("bench-{i:03}")).unwrap())
-            .await
-            .unwrap();
-    }
-    assert_eq!(stored, total);
+    let rate = tests::ingest::ingest(&[&hub], agents, per_agent).await;
+    let total = agents * per_agent;
     println!(
-        "hub ingest ({label}): {agents} agents x {per_agent} events = {total} in {:.2} s = {:.0} events/s (target >= 50000/s)",
-        elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
+        "hub ingest ({label}): {agents} agents x {per_agent} events = {total} in {:.2} s = {rate:.0} events/s (target >= 50000/s)",
+        started.elapsed().as_secs_f64(),
     );
-    tests::metric(key, total as f64 / elapsed.as_secs_f64());
-    stop.cancel();
+    tests::metric(key, rate);
     shutdown.cancel();
     hub.wait().await;
 }

@@ -10,6 +10,7 @@ pub mod checker;
 pub mod fleet;
 pub mod haproxy;
 pub mod http;
+pub mod ingest;
 pub mod mosquitto;
 pub mod postgres;
 pub mod print_files;

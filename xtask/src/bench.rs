@@ -19,6 +19,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("tests", "queue"),
     ("tests", "delivery"),
     ("tests", "assistant"),
+    ("tests", "replicas"),
 ];
 
 /// How a figure compares with its target.
@@ -236,6 +237,34 @@ const ROWS: &[Row] = &[
         show: per_s,
         target: "≥ 50 k/s",
         goal: Goal::AtLeast(50_000.0),
+    },
+    Row {
+        key: "hub_ingest_postgres_1_replica",
+        what: "hub ingest, 100 agents, one replica on a durable PostgreSQL",
+        show: per_s,
+        target: "for comparison",
+        goal: Goal::None,
+    },
+    Row {
+        key: "hub_ingest_postgres_3_replicas",
+        what: "hub ingest, 100 agents spread over three replicas on one durable PostgreSQL",
+        show: per_s,
+        target: "beside one replica",
+        goal: Goal::None,
+    },
+    Row {
+        key: "replica_ws_latency_p99_ms",
+        what: "printer report → dashboard on another replica, p99",
+        show: ms,
+        target: "≤ 50 ms",
+        goal: Goal::AtMost(50.0),
+    },
+    Row {
+        key: "replica_failover_s",
+        what: "agent data flowing again after its replica is killed (kill -9)",
+        show: seconds,
+        target: "≤ 5 s",
+        goal: Goal::AtMost(5.0),
     },
     Row {
         key: "ws_latency_p50_ms",
