@@ -108,6 +108,22 @@ pub async fn open_storage(config: &HubConfig) -> Result<(Db, HubCa), StartError>
     Ok((db, ca))
 }
 
+/// Where other replicas reach this one's HTTP: `[http] advertise`, else the address it
+/// listens on, with the host's name when that is every interface.
+fn reachable_http(config: &HubConfig, bound: SocketAddr) -> String {
+    if let Some(address) = &config.http_advertise {
+        return address.clone();
+    }
+    if bound.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = host.trim();
+        if !host.is_empty() {
+            return format!("{host}:{}", bound.port());
+        }
+    }
+    bound.to_string()
+}
+
 /// On PostgreSQL, the CA every replica uses: the one in the database, or this data
 /// directory's (made now if there is none) offered as it. The first offered stays, so
 /// replicas started at once agree.
@@ -181,7 +197,8 @@ pub async fn start(
     // On PostgreSQL, replicas share live updates, signals and presence (`cluster`); joined
     // before anything publishes.
     let cluster = config.database_url.as_deref().map(|url| {
-        crate::cluster::Cluster::join(db.clone(), url, &instance, sync.live(), http_addr, sync_addr)
+        let http = reachable_http(&config, http_addr);
+        crate::cluster::Cluster::join(db.clone(), url, &instance, sync.live(), &http, sync_addr)
     });
     let mut state =
         AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone(), files);

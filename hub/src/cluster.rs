@@ -76,7 +76,7 @@ impl Cluster {
         url: &str,
         me: &str,
         live: &LiveHub,
-        http_addr: std::net::SocketAddr,
+        http_addr: &str,
         sync_addr: std::net::SocketAddr,
     ) -> (Cluster, mpsc::UnboundedReceiver<Outgoing>) {
         let (relay, outgoing) = mpsc::unbounded_channel();
@@ -86,7 +86,7 @@ impl Cluster {
             url: url.to_owned(),
             me: me.to_owned(),
             live: live.clone(),
-            http_addr: http_addr.to_string(),
+            http_addr: http_addr.to_owned(),
             sync_addr: sync_addr.to_string(),
             pending: Arc::new(Mutex::new(HashMap::new())),
         };

@@ -175,6 +175,9 @@ pub struct RawHttp {
     /// Seconds `/readyz` answers 503 after SIGTERM before the hub stops (a load balancer
     /// stops sending it requests meanwhile).
     pub drain_s: Option<u64>,
+    /// Where other replicas reach this one's HTTP (`host:port`), to relay a camera's live
+    /// view; the listen address, or the host's name with its port when it listens on all.
+    pub advertise: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,6 +242,8 @@ pub struct HubConfig {
     pub shared_dir: PathBuf,
     /// How long `/readyz` answers 503 after SIGTERM before the hub stops.
     pub drain: Duration,
+    /// Where other replicas reach this one's HTTP (`[http] advertise`), if set.
+    pub http_advertise: Option<String>,
 }
 
 /// The scheduler's validated configuration.
@@ -494,6 +499,11 @@ impl RawConfig {
         if drain_s > 300 {
             problems.push(format!("http.drain_s = {drain_s}: at most 300"));
         }
+        if let Some(address) = &self.http.advertise
+            && !crate::sync::token::valid_hub_address(address)
+        {
+            problems.push(format!("http.advertise = {address:?}: not host:port"));
+        }
         let advertise = self.sync.advertise.unwrap_or_default();
         for address in &advertise {
             if !crate::sync::token::valid_hub_address(address) {
@@ -523,6 +533,7 @@ impl RawConfig {
         Ok(HubConfig {
             shared_dir: self.shared_dir.unwrap_or_else(|| data_dir.clone()),
             drain: Duration::from_secs(drain_s),
+            http_advertise: self.http.advertise,
             data_dir,
             database_url: self.database_url,
             http_listen,

@@ -29,6 +29,85 @@ fn ids(printer: &str, camera: &str) -> Result<(PrinterId, CameraId), ApiError> {
     Ok((printer, camera))
 }
 
+/// Marks a live view relayed from another replica.
+const RELAYED: &str = "x-kitt-relayed";
+
+/// The live view as the replica the agent is connected to serves it, with the viewer's own
+/// credentials (that replica checks them again).
+async fn relay_live(
+    state: &AppState,
+    replica: &str,
+    printer: &PrinterId,
+    camera: &CameraId,
+    headers: &axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let offline = |detail: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "agent_offline",
+            format!(
+                "the agent serving {printer} is connected to replica {replica}, which cannot be reached: {detail}"
+            ),
+        )
+    };
+    let address = state
+        .db
+        .replica_http_addr(replica)
+        .await?
+        .ok_or_else(|| offline("it is not registered".into()))?;
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(address.as_str()),
+    )
+    .await
+    .map_err(|_| offline("no answer".into()))?
+    .map_err(|e| offline(e.to_string()))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| offline(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let path = format!(
+        "/api/v1/printers/{}/cameras/{}/live",
+        urlencoding(printer.as_str()),
+        urlencoding(camera.as_str())
+    );
+    let mut request = hyper::Request::get(path).header(header::HOST, address.as_str());
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    let request = request
+        .header(RELAYED, "1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| offline(e.to_string()))?;
+    let answer = sender.send_request(request).await.map_err(|e| offline(e.to_string()))?;
+    let (parts, body) = answer.into_parts();
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = parts.status;
+    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        if let Some(value) = parts.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    Ok(response)
+}
+
+/// Percent-encodes an id for a path segment (ids are plain, but a camera id may hold `:`).
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn unknown_printer(id: &str) -> ApiError {
     ApiError::not_found(format!("no printer {id:?}; GET /api/v1/printers lists them"))
 }
@@ -274,10 +353,20 @@ pub async fn take_snapshot(
 pub async fn live(
     State(state): State<AppState>,
     Path((id, camera)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let printer_row = state.db.printer(&id).await?.ok_or_else(|| unknown_printer(&id))?;
     let (printer, camera) = ids(&id, &camera)?;
-    if !state.sync.is_connected(&printer_row.agent_id) {
+    let agent = &printer_row.agent_id;
+    // The agent is connected to another replica: its frames arrive there, so the view is
+    // relayed from there (once: a relayed request is never relayed again).
+    if !state.sync.is_connected_here(agent)
+        && !headers.contains_key(RELAYED)
+        && let Some(replica) = state.sync.live().elsewhere().get(agent.as_str())
+    {
+        return relay_live(&state, replica, &printer, &camera, &headers).await;
+    }
+    if !state.sync.is_connected_here(agent) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "agent_offline",

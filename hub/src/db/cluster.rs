@@ -171,6 +171,14 @@ impl Db {
             .await?)
     }
 
+    /// The HTTP address a replica registered (`<name>/<suffix>`), if it is alive.
+    pub async fn replica_http_addr(&self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(sqlx::query_scalar("SELECT http_addr FROM cluster_replicas WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// A replica leaving: it and its agents' presence are forgotten.
     pub async fn forget_replica(&self, name: &str) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;

@@ -162,6 +162,11 @@ impl SyncHandle {
         self.shared.changed();
     }
 
+    /// Whether the agent is connected to this replica.
+    pub fn is_connected_here(&self, agent: &str) -> bool {
+        self.shared.live_map().keys().any(|a| a.as_str() == agent)
+    }
+
     /// Whether the agent is connected: here, or to another replica.
     pub fn is_connected(&self, agent: &str) -> bool {
         self.shared.live_map().keys().any(|a| a.as_str() == agent)

@@ -514,7 +514,7 @@ impl Api {
 }
 
 /// Decodes a JPEG with a real decoder; returns its width and height.
-fn decode_jpeg(bytes: &[u8]) -> (u16, u16) {
+pub(crate) fn decode_jpeg(bytes: &[u8]) -> (u16, u16) {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     let pixels = decoder.decode().expect("a JPEG the decoder reads");
     let info = decoder.info().expect("image info");
@@ -523,7 +523,7 @@ fn decode_jpeg(bytes: &[u8]) -> (u16, u16) {
 }
 
 /// Reads `count` JPEG parts from a multipart/x-mixed-replace body.
-async fn mjpeg_frames(response: axum::response::Response, count: usize) -> Vec<Vec<u8>> {
+pub(crate) async fn mjpeg_frames(response: axum::response::Response, count: usize) -> Vec<Vec<u8>> {
     let mut body = response.into_body().into_data_stream();
     let mut buffer: Vec<u8> = Vec::new();
     let mut frames = Vec::new();

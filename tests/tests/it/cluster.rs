@@ -245,3 +245,46 @@ async fn an_agent_enrolled_with_a_token_naming_both_replicas_moves_to_the_other_
     sim.shutdown().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_view_on_one_replica_comes_from_the_replica_its_camera_agent_is_connected_to() {
+    let url = fresh_database().await;
+    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
+    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let viewer = a.user("vera", "viewer").await;
+    let state = tempfile::tempdir().unwrap();
+    let (agent, sim) = a.agent_with_camera(state.path()).await;
+    wait_until(tests::PATIENCE, "the agent online on B", || async {
+        b.hub.sync.is_connected("pi-camera").then_some(())
+    })
+    .await
+    .unwrap();
+    wait_until(tests::PATIENCE, "the camera known", || async {
+        let (_, cameras) = b.get(&viewer, &format!("/api/v1/printers/{SERIAL}/cameras")).await;
+        (!cameras["cameras"].as_array()?.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    // Asked of B; the agent's frames arrive at A, which B relays.
+    let live = format!("/api/v1/printers/{SERIAL}/cameras/chamber/live");
+    let stream = b.get_raw(&viewer, &live).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let kind = stream.headers()[axum::http::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("multipart/x-mixed-replace"), "{kind}");
+    assert_eq!(
+        a.hub.sync.cameras().viewers(&SERIAL.parse().unwrap(), &"chamber".parse().unwrap()),
+        1,
+        "A serves the relayed view"
+    );
+    let frames = super::api::mjpeg_frames(stream, 2).await;
+    for frame in &frames {
+        assert_eq!(super::api::decode_jpeg(frame), (1280, 720));
+    }
+    // A viewer without credentials gets nothing relayed.
+    let refused = b.get_raw("not-a-token", &live).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    agent.stop().await;
+    sim.shutdown().await;
+    a.stop().await;
+    b.stop().await;
+}
