@@ -480,6 +480,27 @@ impl Db {
 
     // --- commands ------------------------------------------------------------------------
 
+    /// Stores a command unless one with its id exists: whether it was stored now.
+    pub async fn insert_command_once(
+        &self,
+        agent: &AgentId,
+        command: &Command,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO commands (id, agent_id, printer_id, created_at, expires_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(command.id.to_string())
+        .bind(agent.as_str())
+        .bind(command.printer.as_str())
+        .bind(command.issued_at.0)
+        .bind(command.expires_at.0)
+        .bind(postcard::to_stdvec(command).unwrap_or_default())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn insert_command(&self, agent: &AgentId, command: &Command) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO commands (id, agent_id, printer_id, created_at, expires_at, body) \

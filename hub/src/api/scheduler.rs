@@ -196,12 +196,15 @@ pub struct NewScheduledJob {
     /// 1–64 of `a-z 0-9 - _ .`, starting with a letter or digit.
     pub name: String,
     /// What it runs. A person may add `mark` jobs (a canary: each run writes one row, so a
-    /// duplicate or missed run shows); the others are the hub's own.
+    /// duplicate or missed run shows) and `command` jobs (a printer command at set times);
+    /// the others are the hub's own.
     pub action: String,
     pub schedule: ScheduleSpec,
     #[serde(default)]
     pub description: String,
-    /// `mark`: `{"work_ms": N}` stretches each run by N ms before its mark.
+    /// `mark`: `{"work_ms": N}` stretches each run by N ms before its mark. `command`:
+    /// `{"printer": "<id>", "command": {"action": "set_light", "node": "chamber_light",
+    /// "mode": "off"}}` (any command but a start, a firmware restart or an emergency stop).
     #[serde(default)]
     pub params: Option<serde_json::Value>,
     /// How long a run holds its lease (1000–3600000 ms, default 30000).
@@ -209,6 +212,13 @@ pub struct NewScheduledJob {
 }
 
 fn check_params(action: Action, params: Option<&serde_json::Value>) -> Result<String, ApiError> {
+    if action == Action::Command {
+        let params = params.ok_or_else(|| {
+            ApiError::bad_request("params: a command job needs {\"printer\": …, \"command\": …}")
+        })?;
+        crate::scheduler::jobs::CommandParams::parse(params).map_err(ApiError::bad_request)?;
+        return Ok(params.to_string());
+    }
     let Some(params) = params else { return Ok("{}".into()) };
     let object = params.as_object().ok_or_else(|| ApiError::bad_request("params: an object"))?;
     for (key, value) in object {
@@ -251,7 +261,10 @@ pub async fn add(
         ));
     }
     let action = Action::parse(&body.action).filter(|a| a.user_creatable()).ok_or_else(|| {
-        ApiError::bad_request(format!("action: {:?} cannot be added; use mark", body.action))
+        ApiError::bad_request(format!(
+            "action: {:?} cannot be added; use mark or command",
+            body.action
+        ))
     })?;
     if body.description.chars().count() > 500 {
         return Err(ApiError::bad_request("description: at most 500 characters"));

@@ -278,6 +278,31 @@ impl Runner {
                     .map_err(|e| e.to_string())?;
                 Ok(if ended { Finish::Ended } else { Finish::Lost })
             }
+            Action::Command => {
+                let params: serde_json::Value =
+                    serde_json::from_str(params).map_err(|e| format!("params: {e}"))?;
+                let params = super::jobs::CommandParams::parse(&params)?;
+                let principal = crate::service::Principal::internal(
+                    format!("scheduler:{}", key.job),
+                    crate::service::Role::Operator,
+                );
+                let id =
+                    proto::CommandId(super::command_id(&key.job, key.occurrence, key.manual, 0));
+                let request = crate::service::CommandRequest::new(params.command.clone());
+                let issued = self
+                    .services
+                    .commands
+                    .issue_as(&principal, &params.printer, request, id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Finish::Done(format!(
+                    "sent {} to {} as command {}{}",
+                    crate::service::commands::action_name(&params.command),
+                    params.printer,
+                    issued.command.id,
+                    if issued.agent_online { "" } else { " (its agent is offline: it waits)" }
+                )))
+            }
             Action::QueueSweep => {
                 let next =
                     self.services.queue.dispatch_once(now).await.map_err(|e| e.to_string())?;

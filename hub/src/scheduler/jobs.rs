@@ -27,10 +27,13 @@ pub enum Action {
     /// Writes one row into `scheduler_marks` in the transaction that ends its run: a canary
     /// that shows in its side effect whether each occurrence ran exactly once.
     Mark,
+    /// Sends a printer a command (`{"printer": …, "command": {"action": …}}`), its id
+    /// derived from the job and the occurrence.
+    Command,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::QueueSweep,
         Action::MeasureOutcomes,
         Action::TelemetryRetention,
@@ -39,6 +42,7 @@ impl Action {
         Action::HealthReport,
         Action::Maintenance,
         Action::Mark,
+        Action::Command,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +55,7 @@ impl Action {
             Action::HealthReport => "health_report",
             Action::Maintenance => "maintenance",
             Action::Mark => "mark",
+            Action::Command => "command",
         }
     }
 
@@ -61,7 +66,7 @@ impl Action {
     /// Whether a person may make a job of this action (the others are the hub's own, one
     /// job each).
     pub fn user_creatable(self) -> bool {
-        matches!(self, Action::Mark)
+        matches!(self, Action::Mark | Action::Command)
     }
 }
 
@@ -339,6 +344,37 @@ mod tests {
         assert!(valid_name("nightly-canary.1"));
         for bad in ["", "-x", "Caps", "a b", "a/b", &"x".repeat(65)] {
             assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+}
+
+/// A `command` job's parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandParams {
+    pub printer: String,
+    pub command: crate::service::CommandSpec,
+}
+
+impl CommandParams {
+    /// Reads and checks a `command` job's parameters: a printer id and a command that needs
+    /// no person present (a start needs someone to confirm the plate clear; a firmware
+    /// restart or an emergency stop is never routine).
+    pub fn parse(params: &serde_json::Value) -> Result<CommandParams, String> {
+        let parsed: CommandParams = serde_json::from_value(params.clone()).map_err(|e| {
+            format!("params: {{\"printer\": …, \"command\": {{\"action\": …}}}}: {e}")
+        })?;
+        proto::PrinterId::new(parsed.printer.clone())
+            .map_err(|e| format!("params.printer: {e}"))?;
+        use crate::service::CommandSpec as Spec;
+        match parsed.command {
+            Spec::StartPrint { .. } | Spec::FirmwareRestart { .. } | Spec::EmergencyStop { .. } => {
+                Err(format!(
+                    "params.command: {} cannot be scheduled (it needs a person there)",
+                    crate::service::commands::action_name(&parsed.command)
+                ))
+            }
+            _ => Ok(parsed),
         }
     }
 }

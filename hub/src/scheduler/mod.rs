@@ -198,6 +198,19 @@ pub fn effect_id(job: &str, occurrence: i64, n: u32) -> String {
     format!("sched:{job}:{occurrence}:{n}")
 }
 
+/// The id of the `n`th command an occurrence issues (a manual run's occurrences are kept
+/// apart from scheduled ones): the first 16 bytes of the SHA-256 of its effect id, so a
+/// replica that takes a run over issues the same command, which the hub stores once and
+/// the agent runs once.
+pub fn command_id(job: &str, occurrence: i64, manual: bool, n: u32) -> [u8; 16] {
+    use sha2::Digest as _;
+    let kind = if manual { "manual" } else { "scheduled" };
+    let digest = sha2::Sha256::digest(format!("kitt {kind} {}", effect_id(job, occurrence, n)));
+    let mut id = [0; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +285,10 @@ mod tests {
 
     #[test]
     fn an_occurrence_names_its_effects_the_same_on_every_attempt() {
+        assert_eq!(command_id("lights", 60_000, false, 0), command_id("lights", 60_000, false, 0));
+        assert_ne!(command_id("lights", 60_000, false, 0), command_id("lights", 60_000, true, 0));
+        assert_ne!(command_id("lights", 60_000, false, 0), command_id("lights", 120_000, false, 0));
+        assert_ne!(command_id("lights", 60_000, false, 0), command_id("light", 60_000, false, 0));
         assert_eq!(effect_id("dispatch", 120_000, 0), effect_id("dispatch", 120_000, 0));
         assert_ne!(effect_id("dispatch", 120_000, 0), effect_id("dispatch", 180_000, 0));
         assert_ne!(effect_id("dispatch", 120_000, 0), effect_id("dispatch", 120_000, 1));

@@ -289,6 +289,18 @@ impl Commands {
         printer: &str,
         request: CommandRequest,
     ) -> Result<Issued, ServiceError> {
+        self.issue_as(principal, printer, request, CommandId(rand::random())).await
+    }
+
+    /// Like [`Commands::issue`], under `id`: issued again with the same id (a scheduled run
+    /// taken over by another replica), the command is the one stored already, not another.
+    pub async fn issue_as(
+        &self,
+        principal: &Principal,
+        printer: &str,
+        request: CommandRequest,
+        id: CommandId,
+    ) -> Result<Issued, ServiceError> {
         principal.require(Role::Operator)?;
         let row = self
             .db
@@ -311,7 +323,7 @@ impl Commands {
         let seen_through = self.db.watermark(&agent).await?;
         let (action, preconditions) = plan(&request, principal, seen_through)?;
         let command = Command {
-            id: CommandId(rand::random()),
+            id,
             printer: printer_id,
             issued_at: now,
             expires_at: now.plus_millis(request.expires_in.as_millis() as i64),
@@ -321,10 +333,17 @@ impl Commands {
         // The audit row first: a command that exists was always audited.
         let detail = format!("command {} via {}", command.id, principal.via());
         let what = format!("command {} on {}", action_name(&request.spec), row.id);
-        self.db.audit(principal.name(), &what, 202, Some(&detail), now).await?;
-        self.db.insert_command(&agent, &command).await?;
-        self.sync.commands_pending(&agent);
         let agent_online = self.sync.is_connected(agent.as_str());
+        if self.db.command(&command.id.to_string()).await?.is_some() {
+            // Issued before (the same scheduled run, again): nothing new to audit or send.
+            return Ok(Issued { command, agent, agent_online });
+        }
+        self.db.audit(principal.name(), &what, 202, Some(&detail), now).await?;
+        if !self.db.insert_command_once(&agent, &command).await? {
+            // Another replica issued it meanwhile.
+            return Ok(Issued { command, agent, agent_online });
+        }
+        self.sync.commands_pending(&agent);
         Ok(Issued { command, agent, agent_online })
     }
 

@@ -428,3 +428,93 @@ async fn a_lost_run_cannot_be_renewed_or_ended_on_sqlite() {
 async fn a_lost_run_cannot_be_renewed_or_ended_on_postgres() {
     a_lost_run_cannot_be_renewed_or_ended(Some(fresh_database().await)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_job_sends_its_printer_one_command_per_occurrence_with_an_id_of_its_own() {
+    use super::api::SERIAL;
+    let api = Api::start_with(None, quick).await;
+    let admin = api.user("ada", "admin").await;
+    let state = tempfile::tempdir().unwrap();
+    let (agent, sim) = api.agent_with_printer(state.path()).await;
+    let job = |command: Value| {
+        json!({"name": "lights", "action": "command", "schedule": {"every_ms": 1000},
+               "params": {"printer": SERIAL, "command": command}})
+    };
+    // What cannot be scheduled is refused, with the reason.
+    for (body, needle) in [
+        (
+            job(
+                json!({"action": "start_print", "file": "/model/a.3mf", "plate_confirmed_clear": true}),
+            ),
+            "cannot be scheduled",
+        ),
+        (job(json!({"action": "launch"})), "params"),
+        (json!({"name": "lights", "action": "command", "schedule": {"every_ms": 1000}}), "params"),
+    ] {
+        let (status, refused) = api.post(&admin, "/api/v1/scheduler/jobs", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains(needle), "{refused}");
+    }
+    let off = json!({"action": "set_light", "node": "chamber_light", "mode": "off"});
+    let (status, added) = api.post(&admin, "/api/v1/scheduler/jobs", job(off)).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    // Two occurrences ran; each sent one command whose id is the occurrence's own.
+    let runs = wait_until(tests::PATIENCE, "two runs that sent their command", || async {
+        let detail = job_detail(&api, &admin, "lights").await;
+        let done: Vec<Value> = detail["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "succeeded")
+            .cloned()
+            .collect();
+        (done.len() >= 2).then_some(done)
+    })
+    .await
+    .unwrap();
+    for run in &runs {
+        let occurrence = run["occurrence"].as_i64().unwrap();
+        let id = proto::CommandId(hub::scheduler::command_id("lights", occurrence, false, 0));
+        assert!(run["result"].as_str().unwrap().contains(&id.to_string()), "{run}");
+        let outcome = wait_until(tests::PATIENCE, "the command's outcome", || async {
+            let (_, command) = api.get(&admin, &format!("/api/v1/commands/{id}")).await;
+            command["outcome"].as_str().map(str::to_owned)
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcome, "succeeded", "{run}");
+    }
+    // Issued again for the same occurrence (a takeover's second attempt), it is the same
+    // command: stored once, not sent twice.
+    let first = runs[0]["occurrence"].as_i64().unwrap();
+    let id = proto::CommandId(hub::scheduler::command_id("lights", first, false, 0));
+    let principal =
+        hub::service::Principal::internal("scheduler:lights", hub::service::Role::Operator);
+    let spec: hub::service::CommandSpec = serde_json::from_value(
+        json!({"action": "set_light", "node": "chamber_light", "mode": "off"}),
+    )
+    .unwrap();
+    api.hub
+        .state
+        .services
+        .commands
+        .issue_as(&principal, SERIAL, hub::service::CommandRequest::new(spec), id)
+        .await
+        .unwrap();
+    let (_, commands) = api.get(&admin, &format!("/api/v1/commands?printer={SERIAL}")).await;
+    let same = commands["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"] == id.to_string())
+        .count();
+    assert_eq!(same, 1, "{commands}");
+    api.post(&admin, "/api/v1/scheduler/jobs/lights/pause", json!({})).await;
+    agent.stop().await;
+    sim.shutdown().await;
+    api.stop().await;
+}
+
+async fn job_detail(api: &Api, token: &str, name: &str) -> Value {
+    job(api, token, name).await
+}
