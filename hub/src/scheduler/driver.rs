@@ -29,7 +29,13 @@ pub enum Finish {
     /// Done, but the run was no longer ours when its side effect was to be written:
     /// nothing was written.
     Lost,
+    /// Its end (and side effect) could not be written (the database away or overloaded):
+    /// given back to be run again, by any replica, up to `MAX_ATTEMPTS` times.
+    Retry(String),
 }
+
+/// How many times a run is attempted when its end cannot be written.
+pub const MAX_ATTEMPTS: i64 = 5;
 
 /// What runs a job's action: everything the built-in actions reach.
 #[derive(Clone)]
@@ -141,7 +147,7 @@ impl Scheduler {
                     db.claim_run(&job.name, occurrence, &self.inner.holder, job.lease_ms).await?;
                 if let Some(fence) = claimed {
                     let key = RunKey { job: job.name.clone(), occurrence, manual: false };
-                    self.start(running, mine, key, fence, job, stop);
+                    self.start(running, mine, Held { key, fence, attempt: 1 }, job, stop);
                 }
             }
         }
@@ -161,7 +167,8 @@ impl Scheduler {
                         "Took over a run whose holder's lease lapsed."
                     );
                 }
-                self.start(running, mine, lapsed.key, fence, job, stop);
+                let held = Held { key: lapsed.key, fence, attempt: lapsed.attempts + 1 };
+                self.start(running, mine, held, job, stop);
             }
         }
         Ok(())
@@ -171,19 +178,25 @@ impl Scheduler {
         &self,
         running: &mut JoinSet<RunKey>,
         mine: &mut HashSet<RunKey>,
-        key: RunKey,
-        fence: i64,
+        held: Held,
         job: &Job,
         stop: &CancellationToken,
     ) {
-        mine.insert(key.clone());
+        mine.insert(held.key.clone());
         let inner = self.inner.clone();
         let (action, lease_ms, stop) = (job.action, job.lease_ms, stop.clone());
         running.spawn(async move {
-            execute(&inner, &key, fence, action, lease_ms, stop).await;
-            key
+            execute(&inner, &held.key, held.fence, held.attempt, action, lease_ms, stop).await;
+            held.key
         });
     }
+}
+
+/// A run this replica holds: its key, its fence, and which attempt this is.
+struct Held {
+    key: RunKey,
+    fence: i64,
+    attempt: i64,
 }
 
 /// One run: the action's work under a renewed lease.
@@ -191,6 +204,7 @@ async fn execute(
     inner: &Inner,
     key: &RunKey,
     fence: i64,
+    attempt: i64,
     action: Action,
     lease_ms: i64,
     stop: CancellationToken,
@@ -238,6 +252,17 @@ async fn execute(
         Ok(Finish::Done(result)) => db.end_run(key, fence, RunEnd::Succeeded, &result).await,
         Ok(Finish::Ended) => Ok(true),
         Ok(Finish::Lost) => Ok(false),
+        Ok(Finish::Retry(reason)) if attempt < MAX_ATTEMPTS => {
+            tracing::warn!(job = %key.job, occurrence = key.occurrence, attempt, %reason,
+                "A run could not record its end; given back to be run again.");
+            // If even that fails, its lease lapses and it is taken over all the same.
+            let _ = db.release_run(key, fence).await;
+            return;
+        }
+        Ok(Finish::Retry(reason)) => {
+            db.end_run(key, fence, RunEnd::Failed, &format!("gave up after {attempt} attempts: {reason}"))
+                .await
+        }
         Err(error) => {
             tracing::warn!(job = %key.job, %error, "A scheduled run failed.");
             db.end_run(key, fence, RunEnd::Failed, &error).await
@@ -271,12 +296,11 @@ impl Runner {
                     tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
                 }
                 let result = format!("marked by {holder}");
-                let ended = self
-                    .db
-                    .end_run_with(key, fence, &result, Effect::Mark { holder })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(if ended { Finish::Ended } else { Finish::Lost })
+                Ok(match self.db.end_run_with(key, fence, &result, Effect::Mark { holder }).await {
+                    Ok(true) => Finish::Ended,
+                    Ok(false) => Finish::Lost,
+                    Err(error) => Finish::Retry(error.to_string()),
+                })
             }
             Action::Command => {
                 let params: serde_json::Value =
@@ -437,12 +461,12 @@ impl Runner {
                 let report = self.health_report(now.0).await?;
                 let text = serde_json::to_string(&report).map_err(|e| e.to_string())?;
                 let summary = report.summary.clone();
-                let ended = self
-                    .db
-                    .end_run_with(key, fence, &summary, Effect::HealthReport { report: &text })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(if ended { Finish::Ended } else { Finish::Lost })
+                let effect = Effect::HealthReport { report: &text };
+                Ok(match self.db.end_run_with(key, fence, &summary, effect).await {
+                    Ok(true) => Finish::Ended,
+                    Ok(false) => Finish::Lost,
+                    Err(error) => Finish::Retry(error.to_string()),
+                })
             }
             Action::Maintenance => {
                 self.db.maintain().await.map_err(|e| e.to_string())?;

@@ -221,6 +221,8 @@ async fn an_agent_enrolled_with_a_token_naming_both_replicas_moves_to_the_other_
     ));
     agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
     assert!(a.hub.sync.connected().iter().any(|id| id.as_str() == "pi-moving"), "on A first");
+    // Printing: its state changes all the time, so fresh state shows where it flows.
+    sim.start_job("moving", 100_000).await.unwrap();
 
     // A stops; the agent goes to B, and its printer's news flows on.
     let stopped = std::time::Instant::now();
