@@ -6,8 +6,12 @@
 //! primary) is left out. Every other line (health checks on `/readyz`, retries only for
 //! requests that never reached a replica, WebSocket timeouts, cutting sessions to a replica
 //! marked down) is the file's.
+//!
+//! [`postgres_configuration`] is the other half: the same global and defaults sections with
+//! the `postgres` section alone (a hub host's path to Patroni's primary), for
+//! [`crate::patroni`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 
@@ -48,8 +52,7 @@ pub fn configuration(replicas: &[(String, SocketAddr)], frontend: u16, stats: u1
         if skipping {
             continue;
         }
-        let host_only = ["log /dev/log", "chroot ", "stats socket", "user ", "group ", "daemon"];
-        if host_only.iter().any(|p| trimmed.starts_with(p)) {
+        if host_only(trimmed) {
             continue;
         }
         if trimmed.starts_with("bind :80") {
@@ -73,6 +76,59 @@ pub fn configuration(replicas: &[(String, SocketAddr)], frontend: u16, stats: u1
         out.push('\n');
     }
     assert!(servers_written, "the reference configuration names no `server hub…`");
+    out
+}
+
+/// Whether a (trimmed) line of the global section ties HAProxy to a real host: syslog, the
+/// chroot, the admin socket, the user to become and daemon mode. A test's HAProxy runs in
+/// the foreground as the test's user without them.
+fn host_only(trimmed: &str) -> bool {
+    let lines = ["log /dev/log", "chroot ", "stats socket", "user ", "group ", "daemon"];
+    lines.iter().any(|p| trimmed.starts_with(p))
+}
+
+/// The reference configuration's global and defaults sections and its `postgres` section
+/// (PART 2: a hub host's path to the current Patroni primary), made to run here: listening
+/// on 127.0.0.1:`port` instead of 127.0.0.1:5000, its servers `pg1`, `pg2`, … at the
+/// addresses in `servers` (name, address), still on port 5432 and checked on Patroni's REST
+/// API on port 8008 there. PART 1 (the front machine's sections) is left out; every other
+/// line is the file's.
+pub fn postgres_configuration(port: u16, servers: &[(&str, IpAddr)]) -> String {
+    let mut out = String::new();
+    let mut keep = true;
+    let (mut bound, mut written) = (false, 0);
+    for line in REFERENCE.lines() {
+        let trimmed = line.trim();
+        // A section starts at the margin: keep global, defaults and listen postgres.
+        if !line.starts_with([' ', '#']) && !trimmed.is_empty() {
+            keep = ["global", "defaults", "listen postgres"].contains(&trimmed);
+        }
+        if !keep || host_only(trimmed) {
+            continue;
+        }
+        if trimmed == "bind 127.0.0.1:5000" {
+            out.push_str(&format!("    bind 127.0.0.1:{port}\n"));
+            bound = true;
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix("server ") {
+            // `server pg1 10.0.0.21:5432 check port 8008`: the address is this host's.
+            let mut words: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+            let address = servers.iter().find(|(name, _)| words.first().is_some_and(|w| w == name));
+            let (Some((_, address)), Some(target)) = (address, words.get_mut(1)) else {
+                continue;
+            };
+            let port = target.rsplit_once(':').map_or("5432", |(_, port)| port).to_owned();
+            *target = format!("{address}:{port}");
+            out.push_str(&format!("    server {}\n", words.join(" ")));
+            written += 1;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(bound, "the reference configuration's postgres section binds no 127.0.0.1:5000");
+    assert_eq!(written, servers.len(), "the reference configuration names other servers");
     out
 }
 
@@ -111,5 +167,33 @@ impl HaProxy {
             })
             .filter(|(name, _)| name != "FRONTEND")
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postgres_section_keeps_the_reference_lines_but_its_address_and_servers() {
+        let servers =
+            [("pg1", IpAddr::from([127, 0, 0, 41])), ("pg2", IpAddr::from([127, 0, 0, 42]))];
+        let configuration = postgres_configuration(15000, &servers);
+        for line in [
+            "listen postgres",
+            "    bind 127.0.0.1:15000",
+            "    option httpchk OPTIONS /primary",
+            "    default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions",
+            "    server pg1 127.0.0.41:5432 check port 8008",
+            "    server pg2 127.0.0.42:5432 check port 8008",
+            "    timeout connect 3s",
+        ] {
+            assert!(configuration.lines().any(|l| l == line), "no {line:?} in:\n{configuration}");
+        }
+        for gone in ["frontend kitt", "backend hubs", "listen stats", "chroot", "daemon", "10.0.0."]
+        {
+            let kept = configuration.lines().filter(|l| !l.trim_start().starts_with('#'));
+            assert!(!kept.clone().any(|l| l.contains(gone)), "{gone:?} in:\n{configuration}");
+        }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! In-process parts ([`fleet`]: a hub and agents; [`mosquitto`]: a broker configured like a
 //! printer), the real binaries as processes ([`process`], and [`scenario`]: a fleet of them
-//! behind UDP impairment relays, [`relay`]), a throwaway PostgreSQL ([`postgres`]), and the
-//! scenario checker ([`checker`]), which compares what simulated printers emitted with what
-//! the hub stored.
+//! behind UDP impairment relays, [`relay`]), a throwaway PostgreSQL ([`postgres`]), the
+//! reference Patroni deployment ([`patroni`]) and the scenario checker ([`checker`]), which
+//! compares what simulated printers emitted with what the hub stored.
 
 pub mod checker;
 pub mod fleet;
@@ -12,6 +12,7 @@ pub mod haproxy;
 pub mod http;
 pub mod ingest;
 pub mod mosquitto;
+pub mod patroni;
 pub mod postgres;
 pub mod print_files;
 pub mod process;

@@ -296,7 +296,7 @@ fn postgres_program(path: &Path, base: &Path) -> Command {
 }
 
 /// Whether this process runs as root (the owner of `/proc/self` is the effective user).
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 

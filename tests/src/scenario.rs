@@ -347,20 +347,13 @@ impl Hub {
     }
 
     fn send(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<Value, String> {
-        let authorization = format!("Bearer {}", self.api_token);
-        let response = crate::http::request_bytes(
-            self.http_addr,
-            method,
-            &format!("/api/v1{path}"),
-            &[("Authorization", &authorization)],
-            body,
-        )
-        .map_err(|e| format!("{method} {path}: {e}"))?;
-        if (200..300).contains(&response.status) {
-            Ok(response.json())
-        } else {
-            Err(format!("{method} {path}: {} {}", response.status, response.body))
-        }
+        self.api().send(method, path, body)
+    }
+
+    /// The admin's view of the HTTP API alone, for other threads (a `Hub` holds its
+    /// process's output, which one thread reads).
+    pub fn api(&self) -> Api {
+        Api { http_addr: self.http_addr, api_token: self.api_token.clone() }
     }
 
     /// An agent as `GET /api/v1/agents` shows it.
@@ -409,6 +402,42 @@ impl Hub {
     /// The hub's CA certificate, DER: what a client must trust to reach it.
     pub fn ca_der(&self) -> Vec<u8> {
         hub::ca::HubCa::load_or_create(&self.data_dir).expect("the hub's CA").cert_der().to_vec()
+    }
+}
+
+/// A hub's HTTP API as its admin: `Send` and `Sync`, unlike [`Hub`].
+#[derive(Debug, Clone)]
+pub struct Api {
+    http_addr: SocketAddr,
+    api_token: String,
+}
+
+impl Api {
+    /// `GET /api/v1<path>`: the JSON body of a 200, else what went wrong.
+    pub fn get(&self, path: &str) -> Result<Value, String> {
+        self.send("GET", path, None)
+    }
+
+    /// `POST /api/v1<path>` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.send("POST", path, Some(("application/json", body.to_string().as_bytes())))
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<Value, String> {
+        let authorization = format!("Bearer {}", self.api_token);
+        let response = crate::http::request_bytes(
+            self.http_addr,
+            method,
+            &format!("/api/v1{path}"),
+            &[("Authorization", &authorization)],
+            body,
+        )
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+        if (200..300).contains(&response.status) {
+            Ok(response.json())
+        } else {
+            Err(format!("{method} {path}: {} {}", response.status, response.body))
+        }
     }
 }
 

@@ -80,6 +80,10 @@ const TEST_PACKAGES: &[SystemPackage] = &[
     SystemPackage { name: "faketime", installs: "/usr/bin/faketime" },
     // Hub replicas are tested behind Debian's HAProxy, with the reference configuration.
     SystemPackage { name: "haproxy", installs: "/usr/sbin/haproxy" },
+    // The hub is tested against the reference database deployment: a primary and a
+    // synchronous standby under Patroni, its leader lock in etcd (`patroni-failover`).
+    SystemPackage { name: "patroni", installs: "/usr/bin/patroni" },
+    SystemPackage { name: "etcd-server", installs: "/usr/bin/etcd" },
     // The API fuzzer (schemathesis, from PyPI) runs in a virtual environment the test makes.
     SystemPackage { name: "python3-venv", installs: "/usr/share/doc/python3-venv/copyright" },
 ];

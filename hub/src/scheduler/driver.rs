@@ -260,8 +260,13 @@ async fn execute(
             return;
         }
         Ok(Finish::Retry(reason)) => {
-            db.end_run(key, fence, RunEnd::Failed, &format!("gave up after {attempt} attempts: {reason}"))
-                .await
+            db.end_run(
+                key,
+                fence,
+                RunEnd::Failed,
+                &format!("gave up after {attempt} attempts: {reason}"),
+            )
+            .await
         }
         Err(error) => {
             tracing::warn!(job = %key.job, %error, "A scheduled run failed.");

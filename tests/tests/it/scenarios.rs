@@ -690,6 +690,226 @@ async fn postgres_restarting_during_ingest_loses_nothing_acknowledged() {
     verdict.conclude();
 }
 
+/// Polls `check` every 100 ms until it gives a value or `patience` runs out; for the threads
+/// that watch a failover at once.
+fn poll<T>(
+    patience: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(found) = check() {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{what}: not within {} s", patience.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Writes through the hub's API from `since` on (an operator confirming `serial`'s plate
+/// clear: a row written), a new attempt every second while earlier ones may still wait for
+/// the database; how long after `since` the first one succeeded.
+fn first_write(
+    hub: &tests::scenario::Api,
+    serial: &str,
+    since: Instant,
+    patience: Duration,
+) -> Result<Duration, String> {
+    let path = format!("/printers/{serial}/plate-clear");
+    let (answers, answered) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let mut last_error = String::from("no answer");
+        loop {
+            let (answers, path) = (answers.clone(), &path);
+            scope.spawn(move || {
+                let _ = answers.send(hub.post(path, &json!({})).map(|_| since.elapsed()));
+            });
+            let next = Instant::now() + Duration::from_secs(1);
+            while let Ok(answer) =
+                answered.recv_timeout(next.saturating_duration_since(Instant::now()))
+            {
+                match answer {
+                    Ok(after) => return Ok(after),
+                    Err(error) => last_error = error,
+                }
+            }
+            if since.elapsed() >= patience {
+                return Err(format!(
+                    "no write through the hub's API within {} s; the last answer: {last_error}",
+                    patience.as_secs()
+                ));
+            }
+        }
+    })
+}
+
+/// Issue 21's reference database (`deploy/hub/REPLICAS.md`): a primary and a synchronous
+/// standby under Patroni with etcd, the hub reaching the primary through HAProxy's `postgres`
+/// section, all Debian's packages and the reference files (`tests::patroni`). The primary's
+/// Patroni and PostgreSQL are killed (-9) while the hub ingests, as when its host dies:
+/// Patroni promotes the standby once the leader lock expires (`ttl` 30 s), HAProxy follows,
+/// and the hub must carry on by itself with nothing it acknowledged lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_under_patroni_during_ingest_loses_nothing_acknowledged() {
+    const SERIAL: &str = "01P00A391800110";
+    // 40 s of printing: through the failover (about 30 s) and on after it.
+    const LAYERS: u32 = 160;
+    // The leader lock's 30 s, and as much again for a busy machine.
+    const FAILOVER: Duration = Duration::from_secs(120);
+    let mut verdict = Verdict::new("patroni-failover");
+    let start = || tests::patroni::PatroniCluster::start(&std::env::temp_dir());
+    // The binaries are brought up to date meanwhile (`cargo build`, once per test process).
+    let (started, _) = tokio::join!(
+        tokio::task::spawn_blocking(start),
+        tokio::task::spawn_blocking(|| tests::process::bin("kitt-hub"))
+    );
+    let mut cluster = match started {
+        Ok(Ok(cluster)) => cluster,
+        Ok(Err(error)) => panic!("scenario patroni-failover: FAIL — {error}"),
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    };
+    let mut fleet = Fleet::start_with(Some(cluster.url()));
+    let printer = fleet.printer(PrinterSpec::new(SERIAL).job("Gear", LAYERS));
+    let agent = fleet.agent(AgentSpec::new("pi-patroni").printer(&printer)).await;
+    let printing = |_: &str, layer| layer > 2;
+    verdict.ok(wait_shown(&fleet, SERIAL, "the hub following the print", printing).await);
+
+    // Synchronous replication while the hub writes: the primary's settings, as the hub's role
+    // sees them through HAProxy, and Patroni's view.
+    let settings = cluster.psql(
+        "SELECT current_setting('synchronous_commit') || ' ' || \
+         current_setting('synchronous_standby_names')",
+    );
+    match (settings, cluster.sync_standby()) {
+        (Ok(settings), Some(standby)) => {
+            let (commit, names) = settings.split_once(' ').unwrap_or((&settings, ""));
+            verdict.require(
+                commit == "on" && names.contains(&standby),
+                format!(
+                    "synchronous replication is off: synchronous_commit {commit}, \
+                     synchronous_standby_names {names:?}"
+                ),
+            );
+            verdict.fact(format!(
+                "synchronous replication on (synchronous_commit {commit}, \
+                 synchronous_standby_names {names}; Patroni: {})",
+                cluster.describe()
+            ));
+        }
+        (Err(error), _) => verdict.problem(error),
+        (_, None) => verdict.problem(format!("no synchronous standby: {}", cluster.describe())),
+    }
+
+    let acknowledged = match fleet.hub.db().await {
+        Ok(db) => db.watermark(&agent.id).await.map(|seq| seq.0).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let layer = shown(&fleet, SERIAL).map_or(0, |(_, layer, _)| layer);
+    let killed_at = Instant::now();
+    let old = match cluster.kill_primary() {
+        Ok(old) => old,
+        Err(problem) => {
+            verdict.problem(format!("cannot kill the primary: {problem}"));
+            verdict.conclude();
+            return;
+        }
+    };
+    verdict.fact(format!(
+        "kill -9 of {old}'s Patroni and postmaster at layer {layer}/{LAYERS}, with seqs \
+         1..={acknowledged} acknowledged"
+    ));
+    // Watched at once, each on a thread of its own: Patroni's promotion, a primary through
+    // HAProxy, the hub's ingest (the printer's layers moving on at the hub) and a write
+    // through the hub's API.
+    let api = fleet.hub.api();
+    let (promoted, proxied, ingest, write) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let (cluster, api, old) = (&cluster, &api, &old);
+            let promoted = scope.spawn(move || {
+                cluster.wait_new_primary(old, FAILOVER).map(|new| (new, killed_at.elapsed()))
+            });
+            let proxied = scope.spawn(move || {
+                poll(FAILOVER, "a primary through HAProxy", || {
+                    let primary = cluster.psql("SELECT pg_is_in_recovery()").ok()? == "f";
+                    primary.then(|| killed_at.elapsed())
+                })
+            });
+            let ingest = scope.spawn(move || {
+                poll(FAILOVER, "the hub's ingest resuming", || {
+                    let printer = api.get(&format!("/printers/{SERIAL}")).ok()?;
+                    let at = printer["state"]["layer"].as_u64()?;
+                    (at > layer + 2).then(|| (at, killed_at.elapsed()))
+                })
+            });
+            let write = scope.spawn(move || first_write(api, SERIAL, killed_at, FAILOVER));
+            // A watcher's panic is the test's.
+            fn joined<T>(thread: std::thread::Result<T>) -> T {
+                thread.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            (
+                joined(promoted.join()),
+                joined(proxied.join()),
+                joined(ingest.join()),
+                joined(write.join()),
+            )
+        })
+    });
+    let seconds = |after: Duration| after.as_secs_f64();
+    if let Some((new, after)) = verdict.ok(promoted) {
+        verdict.fact(format!(
+            "Patroni promoted {new} {:.1} s after the kill (the reference's ttl 30 s, loop_wait \
+             10 s, retry_timeout 10 s)",
+            seconds(after)
+        ));
+    }
+    if let Some(after) = verdict.ok(proxied) {
+        verdict.fact(format!("a primary through HAProxy {:.1} s after", seconds(after)));
+    }
+    if let Some((at, after)) = verdict.ok(ingest) {
+        verdict.fact(format!(
+            "the hub's ingest resumed by itself {:.1} s after (layer {at} shown)",
+            seconds(after)
+        ));
+    }
+    if let Some(after) = verdict.ok(write) {
+        verdict.fact(format!(
+            "a write through the hub's API (POST /printers/{{id}}/plate-clear) succeeded {:.1} s \
+             after",
+            seconds(after)
+        ));
+    }
+    verdict.ok(printer.wait_emitted("the job's end", kind("job_finished")).await);
+    let rules = Rules { jobs_must_end: true, ..Rules::default() };
+    let report = fleet.check(&agent, &[&printer], &rules).await;
+    verdict.require(
+        report.through >= acknowledged,
+        format!("the hub holds 1..={}, but acknowledged {acknowledged}", report.through),
+    );
+    verdict.include(&report);
+    // What the hub said meanwhile: each part that uses the database warns and tries again,
+    // the agent's connection ends on a failed write (the agent reconnects and resends), and
+    // the probes' requests fail.
+    let hub_log = fleet.hub.running.process().take_lines();
+    let count = |needle: &str| hub_log.iter().filter(|line| line.contains(needle)).count();
+    verdict.require(count("panicked") == 0, "the hub panicked");
+    verdict.fact(format!(
+        "the hub logged {} warnings ({} agent connections ended on a database error) and {} \
+         failed API requests; the cluster after: {}",
+        count(" WARN "),
+        count("Agent connection ended"),
+        count("Request failed inside the hub"),
+        cluster.describe()
+    ));
+    verdict.require(fleet.hub.running.is_running(), "the hub exited");
+    if !verdict.passed() {
+        verdict.fact(cluster.logs());
+    }
+    verdict.conclude();
+}
+
 /// A job of the farm scenario: its id, what it is, and the printers it may print on.
 struct FarmJob {
     id: i64,
@@ -1251,7 +1471,7 @@ async fn scheduled_jobs_run_exactly_once_across_replicas_killed_frozen_and_skewe
         let (db, prefix) = (db.clone(), format!("{replica}/"));
         let what = format!("a run under way on {replica}");
         async move {
-            tests::fleet::wait_until(PATIENCE, &what, || {
+            tests::fleet::wait_until(Duration::from_secs(60), &what, || {
                 let (db, prefix) = (db.clone(), prefix.clone());
                 async move {
                     for n in 0..JOBS {
@@ -1365,10 +1585,17 @@ async fn scheduled_jobs_run_exactly_once_across_replicas_killed_frozen_and_skewe
     let early: Vec<_> = marks.iter().filter(|m| m.written_at < m.occurrence).collect();
     verdict.require(early.is_empty(), format!("marked before their time: {early:?}"));
     let mut takeovers = 0;
+    let mut failed = Vec::new();
     for n in 0..JOBS {
         let runs = db.scheduler_runs(&format!("canary-{n:02}"), 10_000).await.unwrap_or_default();
         takeovers += runs.iter().filter(|r| r.attempts > 1).count();
+        failed.extend(
+            runs.iter()
+                .filter(|r| r.state != "succeeded")
+                .map(|r| (r.key.job.clone(), r.key.occurrence, r.state.clone(), r.result.clone())),
+        );
     }
+    verdict.require(failed.is_empty(), format!("runs that did not succeed: {failed:?}"));
     verdict.require(takeovers > 0, "no run was taken over after its replica was lost");
     let holders: HashSet<&str> =
         marks.iter().map(|m| m.holder.split('/').next().unwrap_or_default()).collect();
