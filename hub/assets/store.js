@@ -2,9 +2,10 @@
 // current by the WebSocket, as signals that pages render from.
 //
 // - The WebSocket opens first, then the snapshot is fetched, so nothing between the two is
-//   lost. The socket reconnects with backoff; after each reconnect and after `lagged` the
-//   store fetches the snapshot again and bumps `epoch`, which makes every page query
-//   (`useQuery`, `useLiveList`) fetch again: whatever happened while away is only in REST.
+//   lost. The socket reconnects with backoff, resuming after the last message's cursor (on
+//   any hub replica): the hub sends what was missed first. After `lagged` (it could not), or
+//   a reconnect without a cursor, the store fetches the snapshot again and bumps `epoch`,
+//   which makes every page query (`useQuery`, `useLiveList`) fetch again.
 // - Each printer is its own signal inside `printers`; the map itself changes only when
 //   printers come or go. A `printer_state` message therefore re-renders the components that
 //   read that one printer, and Preact keeps their elements.
