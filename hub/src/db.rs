@@ -501,20 +501,9 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Stores a new command (its id is new: random, or derived from what it is for).
     pub async fn insert_command(&self, agent: &AgentId, command: &Command) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO commands (id, agent_id, printer_id, created_at, expires_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(command.id.to_string())
-        .bind(agent.as_str())
-        .bind(command.printer.as_str())
-        .bind(command.issued_at.0)
-        .bind(command.expires_at.0)
-        .bind(postcard::to_stdvec(command).unwrap_or_default())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.insert_command_once(agent, command).await.map(|_| ())
     }
 
     /// Commands for `agent` with no outcome yet that have not expired at `now`.

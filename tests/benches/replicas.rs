@@ -3,7 +3,10 @@
 //! spread over three; printer report → dashboard latency when the agent is connected to one
 //! replica and the dashboard to another (the update crosses the cluster's log); and how soon
 //! an agent's data flows again after its replica is killed with `kill -9` (the agent gives up
-//! on a silent replica after 4 s and moves to the next address its token named).
+//! on a silent replica after 4 s and moves to the next address its token named); and how
+//! soon a dashboard's writes go through again after the PostgreSQL primary is killed under
+//! Patroni with the reference files (`tests/src/patroni.rs`; Patroni's `ttl` of 30 s sets
+//! most of it).
 //!
 //! Reproduce with `cargo xtask bench`, or
 //! `cargo build --release --bins && cargo bench -p tests --bench replicas`.
@@ -227,6 +230,60 @@ async fn failover_after_kill() {
     drop(b);
 }
 
+/// A write through the hub's API after the PostgreSQL primary is killed (`kill -9` of its
+/// Patroni and postmaster), under Patroni with the reference files.
+async fn writes_after_a_database_failover() {
+    let base = std::env::temp_dir();
+    let cluster = tokio::task::spawn_blocking(move || tests::patroni::PatroniCluster::start(&base))
+        .await
+        .unwrap();
+    let mut cluster = match cluster {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            println!("database failover: not measured ({error})");
+            return;
+        }
+    };
+    let (hub, _dir, stop) = replica(&cluster.url(), "hub-a").await;
+    let hash = hub::api::auth::hash_password("benchmark password").unwrap();
+    hub.state.db.insert_user("bench", &hash, "admin", UnixMillis::now()).await.unwrap();
+    let (token, _) = hub::api::auth::create_api_token(&hub.state.db, "bench", None).await.unwrap();
+    let addr = hub.http_addr;
+    let write = move || {
+        let authorization = format!("Bearer {token}");
+        tests::http::request(
+            addr,
+            "POST",
+            "/api/v1/scheduler/jobs/queue-sweep/trigger",
+            &[("Authorization", &authorization)],
+            Some("{}"),
+        )
+        .is_ok_and(|r| r.status == 202)
+    };
+    let first = write.clone();
+    assert!(tokio::task::spawn_blocking(first).await.unwrap(), "no write before the failover");
+    let killed = Instant::now();
+    cluster.kill_primary().unwrap();
+    let took = loop {
+        let attempt = write.clone();
+        if tokio::task::spawn_blocking(attempt).await.unwrap() {
+            break killed.elapsed().as_secs_f64();
+        }
+        if killed.elapsed() > Duration::from_secs(180) {
+            println!("database failover: no write within 180 s");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "a write through the hub's API {took:.1} s after the PostgreSQL primary was killed (Patroni, the reference ttl 30 s)"
+    );
+    tests::metric("replica_db_failover_write_s", took);
+    stop.cancel();
+    hub.wait().await;
+    drop(cluster);
+}
+
 #[tokio::main]
 async fn main() {
     tests::init();
@@ -241,4 +298,5 @@ async fn main() {
     println!("three replicas ingest {:.2}x what one does on this machine", three / one);
     latency_across_replicas().await;
     failover_after_kill().await;
+    writes_after_a_database_failover().await;
 }

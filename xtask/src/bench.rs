@@ -267,6 +267,13 @@ const ROWS: &[Row] = &[
         goal: Goal::AtMost(5.0),
     },
     Row {
+        key: "replica_db_failover_write_s",
+        what: "dashboard writes back after the PostgreSQL primary is killed (Patroni, reference ttl 30 s)",
+        show: seconds,
+        target: "in seconds (no number set)",
+        goal: Goal::None,
+    },
+    Row {
         key: "ws_latency_p50_ms",
         what: "printer report → WebSocket, p50",
         show: ms,

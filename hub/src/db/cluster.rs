@@ -145,16 +145,7 @@ impl Db {
             .fetch_all(&self.pool)
             .await?;
         for name in &stale {
-            let mut tx = self.begin_write().await?;
-            sqlx::query("DELETE FROM cluster_presence WHERE replica = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM cluster_replicas WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
+            self.forget_replica(name).await?;
         }
         Ok(stale)
     }
