@@ -167,6 +167,11 @@ impl Fleet {
 pub struct Running(Option<Process>);
 
 impl Running {
+    /// The process, taken out (to wait for its exit).
+    pub fn take(&mut self) -> Option<Process> {
+        self.0.take()
+    }
+
     /// The current process (to wait for its output lines).
     pub fn process(&self) -> &Process {
         self.0.as_ref().expect("the program is running")

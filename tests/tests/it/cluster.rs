@@ -290,3 +290,41 @@ async fn a_live_view_on_one_replica_comes_from_the_replica_its_camera_agent_is_c
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_told_to_stop_drains_readyz_answers_503_while_it_still_serves() {
+    use tests::scenario::Replica;
+    let url = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = Replica::start(dir.path(), &url, "hub-drain", "[http]\ndrain_s = 3\n", None);
+    let get = |addr: std::net::SocketAddr, path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            tests::http::request(addr, "GET", path, &[], None).map(|r| r.status).unwrap_or(0)
+        })
+    };
+    assert_eq!(get(replica.http_addr, "/readyz").await.unwrap(), 200);
+    let pid = replica.running.process().child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Draining: not ready (a load balancer stops sending it requests), still serving.
+    let addr = replica.http_addr;
+    wait_until(tests::PATIENCE, "readyz to answer 503", || async move {
+        (get(addr, "/readyz").await.unwrap() == 503).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(get(addr, "/healthz").await.unwrap(), 200, "still serving while it drains");
+    replica
+        .running
+        .process()
+        .wait_line_where(tests::PATIENCE, "the drain line", |l| l.contains("draining for 3 s"))
+        .unwrap();
+    // Then it stops by itself, cleanly.
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = replica.running.take().expect("running");
+        child.child.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}
