@@ -50,6 +50,17 @@ async fn trigger(api: &Api, token: &str, name: &str) -> i64 {
     body["occurrence"].as_i64().unwrap()
 }
 
+/// The occurrences of a job's scheduled (not manual) runs, newest first.
+fn scheduled(detail: &Value) -> Vec<i64> {
+    detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["manual"] == false)
+        .map(|r| r["occurrence"].as_i64().unwrap())
+        .collect()
+}
+
 /// Marks by (job, occurrence) → how many.
 async fn marks(db: &hub::db::Db) -> BTreeMap<(String, i64), usize> {
     let mut counted = BTreeMap::new();
@@ -204,13 +215,7 @@ async fn jobs_through_the_api(database_url: Option<String>) {
     manual_run_ends(&api, &viewer, "canary", first).await;
     let second = trigger(&api, &admin, "canary").await;
     manual_run_ends(&api, &viewer, "canary", second).await;
-    let scheduled_then: Vec<i64> = job(&api, &viewer, "canary").await["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["manual"] == false)
-        .map(|r| r["occurrence"].as_i64().unwrap())
-        .collect();
+    let scheduled_then = scheduled(&job(&api, &viewer, "canary").await);
     // Two more of its occurrences' times pass on the database's clock.
     let until = db.clock().await.unwrap() + 2000;
     wait_until(tests::PATIENCE, "two seconds on the database's clock", || async {
@@ -223,13 +228,7 @@ async fn jobs_through_the_api(database_url: Option<String>) {
     assert_eq!(manual["state"], "succeeded");
     assert_eq!(manual["result"], format!("marked by {}", manual["holder"].as_str().unwrap()));
     let detail = job(&api, &viewer, "canary").await;
-    let scheduled_now: Vec<i64> = detail["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["manual"] == false)
-        .map(|r| r["occurrence"].as_i64().unwrap())
-        .collect();
+    let scheduled_now = scheduled(&detail);
     assert_eq!(scheduled_now, scheduled_then, "nothing scheduled ran while paused");
     for run in detail["runs"].as_array().unwrap() {
         assert_eq!(run["state"], "succeeded", "{run}");
@@ -460,7 +459,7 @@ async fn a_command_job_sends_its_printer_one_command_per_occurrence_with_an_id_o
     assert_eq!(status, StatusCode::CREATED, "{added}");
     // Two occurrences ran; each sent one command whose id is the occurrence's own.
     let runs = wait_until(tests::PATIENCE, "two runs that sent their command", || async {
-        let detail = job_detail(&api, &admin, "lights").await;
+        let detail = super::scheduler::job(&api, &admin, "lights").await;
         let done: Vec<Value> = detail["runs"]
             .as_array()
             .unwrap()
@@ -513,8 +512,4 @@ async fn a_command_job_sends_its_printer_one_command_per_occurrence_with_an_id_o
     agent.stop().await;
     sim.shutdown().await;
     api.stop().await;
-}
-
-async fn job_detail(api: &Api, token: &str, name: &str) -> Value {
-    job(api, token, name).await
 }
