@@ -3,13 +3,14 @@
 // history (when each run was due, who asked for it, the replica that ran it, the takeovers,
 // how long it took, the result); and the newest daily health report. Anyone signed in reads.
 // An admin pauses, resumes and runs a job now, adds a canary (`mark`) job and deletes one
-// that is not the hub's own. Not live: Refresh reads everything again, and so does every
-// action; a run asked for here is looked at each second until it ends, then the page reads
-// again.
+// that is not the hub's own. Live: a run starting or ending on any replica (`scheduler_run`
+// over the WebSocket) reads the page again, at most once every LIVE_READ_MS; a run asked for
+// here is announced (a toast) when its end arrives. Refresh reads everything again, and so
+// does every action.
 
 import { html, useCallback, useEffect, useRef, useState } from './lib.js';
 import { api, path, query } from './api.js';
-import { me, printers, useQuery } from './store.js';
+import { me, onLive, printers, useLive, useQuery } from './store.js';
 import {
   Badge, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, confirmDialog, toast, useTitle, useUniqueId,
 } from './ui.js';
@@ -26,9 +27,11 @@ const MISFIRE = {
 const UNITS = [[86400000, 'day', 'd'], [3600000, 'hour', 'h'], [60000, 'minute', 'min'], [1000, 'second', 's']];
 // The runs a job's history shows, newest first.
 const HISTORY_RUNS = 50;
-// A run asked for here is looked at this often until it has ended, for at most this long.
-const FOLLOW_EVERY_MS = 1000;
+// A run asked for here is waited for this long at most.
 const FOLLOW_FOR_MS = 5 * 60 * 1000;
+// Runs starting and ending read the page again at most this often (a canary may run every
+// second).
+const LIVE_READ_MS = 2000;
 // The time zones the browser knows, offered for a cron job's (the hub checks the name).
 const TIME_ZONES = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
 
@@ -93,6 +96,16 @@ export default function SchedulerPage({ search, navigate }) {
   // Bumped to read everything again: Refresh, each action, the end of a followed run.
   const [round, setRound] = useState(0);
   const refresh = useCallback(() => setRound((n) => n + 1), []);
+  // A run started or ended somewhere: read again, once for all that arrive within LIVE_READ_MS.
+  const pending = useRef(null);
+  useLive((message) => {
+    if (message.type !== 'scheduler_run' || pending.current) return;
+    pending.current = setTimeout(() => {
+      pending.current = null;
+      refresh();
+    }, LIVE_READ_MS);
+  });
+  useEffect(() => () => clearTimeout(pending.current), []);
   const jobs = useQuery(() => api('/scheduler/jobs', { resource: 'ScheduledJobs' }), [round]);
   const reports = useQuery(() => api('/scheduler/reports', { resource: 'HealthReportsView' }), [round]);
   // Runs asked for here that have not ended yet: `{ job, occurrence, since }`.
@@ -248,35 +261,41 @@ function JobActions({ job, onChanged, onTriggered, onDeleted }) {
   </div>`;
 }
 
-// Looks at a run asked for here until it has ended, then calls `onEnded(run)`; with null
-// when the job is gone or no replica took the run within FOLLOW_FOR_MS. Renders nothing.
+// Waits for a run asked for here to end, then calls `onEnded(run)` with the run as the job's
+// history has it; with null when the job is gone or no replica took the run within
+// FOLLOW_FOR_MS. It reads the run when its `scheduler_run` end arrives, once at the start (it
+// may have ended before this listened) and after `lagged` (its end may be among the missed).
+// Renders nothing.
 function Follower({ followed, onEnded }) {
   const latest = useRef(onEnded);
   latest.current = onEnded;
   useEffect(() => {
-    let stopped = false;
-    let timer = null;
+    let done = false;
+    const finish = (run) => {
+      if (done) return;
+      done = true;
+      latest.current(run);
+    };
     const where = `/scheduler/jobs/${encodeURIComponent(followed.job)}${query({ limit: 20 })}`;
     async function look() {
-      let run = null;
       try {
         const detail = await api(where, { resource: 'ScheduledJobDetail' });
-        run = (detail.runs ?? []).find((r) => r.manual && r.occurrence === followed.occurrence) ?? null;
+        const run = (detail.runs ?? []).find((r) => r.manual && r.occurrence === followed.occurrence);
+        if (run && run.state !== 'running') finish(run);
       } catch (error) {
-        if (stopped || error.status === 401) return;
-        if (error.status === 404) {
-          latest.current(null);
-          return;
-        }
+        if (error.status === 404) finish(null);
       }
-      if (stopped) return;
-      if (run && run.state !== 'running') latest.current(run);
-      else if (Date.now() - followed.since > FOLLOW_FOR_MS) latest.current(null);
-      else timer = setTimeout(look, FOLLOW_EVERY_MS);
     }
-    timer = setTimeout(look, FOLLOW_EVERY_MS);
+    const off = onLive((message) => {
+      const mine = message.type === 'scheduler_run' && message.manual && message.job === followed.job
+        && message.occurrence === followed.occurrence && message.state !== 'running';
+      if (mine || message.type === 'lagged') look();
+    });
+    look();
+    const timer = setTimeout(() => finish(null), Math.max(0, followed.since + FOLLOW_FOR_MS - Date.now()));
     return () => {
-      stopped = true;
+      done = true;
+      off();
       clearTimeout(timer);
     };
   }, [followed]);

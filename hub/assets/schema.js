@@ -250,6 +250,10 @@ export const FIELDS = {
 
   "LiveJob": { "cursor": "integer", "type": "string", "id": "integer", "state": "string", "printer": "string?" },
   "LivePlate": { "cursor": "integer", "type": "string", "printer": "string", "clear": "boolean" },
+  "LiveSchedulerRun": {
+    "cursor": "integer", "type": "string", "job": "string", "occurrence": "integer", "manual": "boolean",
+    "state": "string", "replica": "string", "result": "string?"
+  },
 
   "ConversationRow": { "id": "string", "owner": "string", "title": "string", "created_at": "integer", "updated_at": "integer" },
   "ConversationView": { "conversation": "ConversationRow", "messages": "MessageView[]", "pending": "PendingView[]" },
@@ -329,6 +333,7 @@ export const LIVE = {
   lagged: 'LiveLagged',
   job: 'LiveJob',
   plate: 'LivePlate',
+  scheduler_run: 'LiveSchedulerRun',
 };
 
 // `value` with only the fields `type` declares, recursively. Containers of the wrong kind

@@ -333,13 +333,47 @@ impl Essential<'_> {
 
 /// Ctrl-C or SIGTERM.
 pub async fn wait_for_signal() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    Signals::new().next().await;
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, listened for from creation on: one that arrives between two
+/// waits (a second signal during the drain) is still seen by the next.
+#[derive(Debug)]
+pub struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// The next SIGTERM or Ctrl-C (never, where neither could be listened for).
+    pub async fn next(&mut self) {
+        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    if signal.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.term) => {}
+            () = recv(&mut self.interrupt) => {}
+        }
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Signals {
+        Signals::new()
     }
 }

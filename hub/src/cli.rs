@@ -228,6 +228,9 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
         Command::Version | Command::Openapi | Command::Validate | Command::Demo { .. } => Ok(0),
         Command::Serve { .. } => {
             let started = std::time::Instant::now();
+            // Listened for before anything serves: a SIGTERM as soon as `/readyz` answers
+            // drains rather than killing the process.
+            let mut signals = crate::app::Signals::new();
             let shutdown = CancellationToken::new();
             let hub = crate::app::start(config.clone(), shutdown.clone()).await?;
             print_line(&format!(
@@ -244,7 +247,7 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
             }
             let failed = hub.failed.clone();
             tokio::select! {
-                () = crate::app::wait_for_signal() => {
+                () = signals.next() => {
                     // Drain: `/readyz` answers 503 while requests are still served, so a load
                     // balancer in front moves new ones to other replicas first.
                     if !config.drain.is_zero() {
@@ -255,7 +258,8 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
                         ));
                         tokio::select! {
                             () = tokio::time::sleep(config.drain) => {}
-                            () = crate::app::wait_for_signal() => {}
+                            // A second signal stops at once.
+                            () = signals.next() => {}
                             () = failed.cancelled() => {}
                         }
                     }

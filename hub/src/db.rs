@@ -182,7 +182,15 @@ impl Db {
                 })
             });
         } else {
-            options = options.max_connections(8);
+            // Every transaction here is a handful of statements in one `db` method. One left
+            // open longer is a replica frozen (SIGSTOP, a paused VM) holding rows or the
+            // cluster log's lock that every replica waits for: PostgreSQL ends its session.
+            options = options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET idle_in_transaction_session_timeout = '60s'").await?;
+                    Ok(())
+                })
+            });
         }
         let pool = options.connect(url).await.map_err(open)?;
         let migrator = match backend {

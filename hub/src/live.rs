@@ -54,6 +54,19 @@ pub enum LiveUpdate {
     Job { id: i64, state: String, printer: Option<String> },
     /// A printer's plate was confirmed clear, or a job end made it need confirming again.
     Plate { printer: String, clear: bool },
+    /// A scheduled job's run started on a replica, or ended (`GET /scheduler/jobs/{name}`
+    /// has its history).
+    SchedulerRun {
+        job: String,
+        occurrence: i64,
+        manual: bool,
+        /// `running`, `succeeded` or `failed`.
+        state: String,
+        /// The replica that runs it (or ran it).
+        replica: String,
+        /// What it did, once it ended.
+        result: Option<String>,
+    },
 }
 
 /// An update with the moment its cause reached the hub (for the report → WebSocket latency)
@@ -456,6 +469,29 @@ pub mod schema {
         pub clear: bool,
     }
 
+    /// `scheduler_run`: a scheduled job's run started on a replica, or ended; `GET
+    /// /scheduler/jobs/{name}` has its history.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct LiveSchedulerRun {
+        #[serde(rename = "type")]
+        #[schema(pattern = "^scheduler_run$")]
+        pub kind: String,
+        /// Its place in the stream: a client that reconnects resumes after the last it saw
+        /// (`GET /ws?after=`).
+        pub cursor: u64,
+        pub job: String,
+        /// When it fell due (Unix ms), or when it was asked for by hand.
+        pub occurrence: i64,
+        /// Asked for by hand (`POST /scheduler/jobs/{name}/trigger`).
+        pub manual: bool,
+        /// `running`, `succeeded` or `failed`.
+        pub state: String,
+        /// The replica that runs it (or ran it).
+        pub replica: String,
+        /// What it did, once it ended.
+        pub result: Option<String>,
+    }
+
     /// `lagged`: this client was too slow and missed updates; refetch.
     #[derive(Debug, Serialize, ToSchema)]
     pub struct LiveLagged {
@@ -552,6 +588,17 @@ pub mod schema {
                 ),
                 ("LiveJob", LiveUpdate::Job { id: 3, state: "queued".into(), printer: None }),
                 ("LivePlate", LiveUpdate::Plate { printer: "p".into(), clear: true }),
+                (
+                    "LiveSchedulerRun",
+                    LiveUpdate::SchedulerRun {
+                        job: "j".into(),
+                        occurrence: 1,
+                        manual: false,
+                        state: "running".into(),
+                        replica: "hub-a".into(),
+                        result: None,
+                    },
+                ),
             ];
             for (schema, update) in &updates {
                 assert_eq!(keys(update), properties(schema), "{schema}");

@@ -36,6 +36,7 @@ use crate::service::Role;
         crate::live::schema::LiveLagged,
         crate::live::schema::LiveJob,
         crate::live::schema::LivePlate,
+        crate::live::schema::LiveSchedulerRun,
         super::spoolman::schema::SpoolmanMeasure,
         super::spoolman::schema::SpoolmanFilamentNew,
         super::spoolman::schema::SpoolmanSpoolNew,

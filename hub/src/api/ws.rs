@@ -28,7 +28,8 @@ pub struct WsQuery {
 }
 
 /// A WebSocket of live updates as JSON text messages: `printer_state`, `event`, `agent`,
-/// `command_result`, `snapshot`, `camera`, and `lagged` when a slow client missed some.
+/// `command_result`, `snapshot`, `camera`, `job`, `plate`, `scheduler_run` (not with
+/// `?printer=`), and `lagged` when a slow client missed some.
 #[utoipa::path(get, path = "/ws", tag = "live", params(WsQuery),
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
 pub async fn upgrade(
@@ -55,6 +56,7 @@ fn concerns(update: &LiveUpdate, printer: &str) -> bool {
         | LiveUpdate::Plate { printer: p, .. } => p == printer,
         LiveUpdate::Job { printer: p, .. } => p.as_deref() == Some(printer),
         LiveUpdate::Agent { .. } => true,
+        LiveUpdate::SchedulerRun { .. } => false,
     }
 }
 

@@ -83,6 +83,17 @@ pub struct RunRow {
     pub result: Option<String>,
 }
 
+/// What a lease renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Still this holder's: the lease runs on.
+    Renewed,
+    /// Ended under this holder's fence (its own work's end committed meanwhile).
+    Ended,
+    /// Taken over by another replica (or gone): this holder's work is to be dropped.
+    Lost,
+}
+
 const RUN: &str = "job, occurrence, manual, triggered_by, holder, fence, lease_until, state, \
     attempts, started_at, ended_at, result";
 
@@ -124,7 +135,7 @@ pub enum RunEnd {
 }
 
 impl RunEnd {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             RunEnd::Succeeded => "succeeded",
             RunEnd::Failed => "failed",
@@ -371,8 +382,28 @@ impl Db {
         lease_ms: i64,
     ) -> Result<Option<i64>, DbError> {
         let mut tx = self.begin_write().await?;
-        let fence = self.next_fence(&mut tx).await?;
         let now = self.now_sql();
+        if self.backend == Backend::Postgres {
+            // A row another transaction holds is being ended or taken over right now: it is
+            // skipped rather than waited for, so one stuck holder cannot stall this replica's
+            // whole look (SQLite's `BEGIN IMMEDIATE` already holds the only write lock).
+            let sql = format!(
+                "SELECT 1 FROM scheduler_runs WHERE {KEY} AND fence = $4 AND state = 'running' \
+                 AND lease_until < {now} FOR UPDATE SKIP LOCKED"
+            );
+            let free: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(&key.job)
+                .bind(key.occurrence)
+                .bind(i32::from(key.manual))
+                .bind(stale_fence)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if free.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let fence = self.next_fence(&mut tx).await?;
         let sql = format!(
             "UPDATE scheduler_runs SET holder = $5, fence = $6, lease_until = {now} + $7, \
              attempts = attempts + 1, started_at = CASE WHEN attempts = 0 THEN {now} ELSE started_at END \
@@ -396,13 +427,17 @@ impl Db {
         Ok(Some(fence))
     }
 
-    /// Renews the lease under `fence`; `false` when the run is no longer this holder's.
+    /// Renews the lease under `fence`.
+    ///
+    /// On PostgreSQL this waits for a transaction holding the run's row: when that is this
+    /// holder's own end (its work finished while the renewal was under way), the answer is
+    /// [`Renewal::Ended`], not [`Renewal::Lost`].
     pub async fn renew_run(
         &self,
         key: &RunKey,
         fence: i64,
         lease_ms: i64,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Renewal, DbError> {
         let sql = format!(
             "UPDATE scheduler_runs SET lease_until = {} + $5 \
              WHERE {KEY} AND fence = $4 AND state = 'running'",
@@ -416,7 +451,20 @@ impl Db {
             .bind(lease_ms)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(Renewal::Renewed);
+        }
+        let sql = format!("SELECT fence, state FROM scheduler_runs WHERE {KEY}");
+        let row: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&key.job)
+            .bind(key.occurrence)
+            .bind(i32::from(key.manual))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some((now_fence, state)) if now_fence == fence && state != "running" => Renewal::Ended,
+            _ => Renewal::Lost,
+        })
     }
 
     /// Gives back a run at once (a replica shutting down): its lease ends now, so another

@@ -17,15 +17,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::jobs::{Action, Job};
 use crate::db::Db;
-use crate::db::scheduler::{Effect, RunEnd, RunKey};
+use crate::db::scheduler::{Effect, Renewal, RunEnd, RunKey};
 
 /// How a run's work ended.
 #[derive(Debug)]
 pub enum Finish {
     /// Done; the run is to be ended with this result.
     Done(String),
-    /// Done, and the run was ended with its side effect in one transaction.
-    Ended,
+    /// Done, and the run was ended with its side effect (and this result) in one
+    /// transaction.
+    Ended(String),
     /// Done, but the run was no longer ours when its side effect was to be written:
     /// nothing was written.
     Lost,
@@ -183,10 +184,18 @@ impl Scheduler {
         stop: &CancellationToken,
     ) {
         mine.insert(held.key.clone());
+        self.inner.announce(&held.key, "running", None);
         let inner = self.inner.clone();
         let (action, lease_ms, stop) = (job.action, job.lease_ms, stop.clone());
         running.spawn(async move {
-            execute(&inner, &held.key, held.fence, held.attempt, action, lease_ms, stop).await;
+            use futures_util::FutureExt;
+            let run = execute(&inner, &held.key, held.fence, held.attempt, action, lease_ms, stop);
+            // A run that panicked still hands its key back, so this replica forgets it and
+            // takes it over like any other once its lease lapses.
+            if std::panic::AssertUnwindSafe(run).catch_unwind().await.is_err() {
+                tracing::error!(job = %held.key.job, occurrence = held.key.occurrence,
+                    "A scheduled run panicked; it is run again once its lease lapses.");
+            }
             held.key
         });
     }
@@ -222,23 +231,37 @@ async fn execute(
     let every = Duration::from_millis((lease_ms / 3).max(100) as u64);
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The renewal under way, polled beside the work rather than instead of it: the work's
+    // end holds the run's row until it commits, and a renewal awaited on its own would wait
+    // for that row while the work that holds it is never polled again.
+    let mut renewal: Option<std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>>> = None;
     let finish = loop {
         tokio::select! {
-            // Work that finished is ended (under its fence) before a renewal is tried: a
+            // Work that finished is ended (under its fence) before a renewal is looked at: a
             // replica frozen past its lease that wakes with its work done tries to write, and
             // the fence refuses it, rather than that depending on which is polled first.
             biased;
             finish = &mut work => break finish,
-            _ = renew.tick() => match db.renew_run(key, fence, lease_ms).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(job = %key.job, occurrence = key.occurrence,
-                        "This replica lost its run (its lease lapsed and another took it over); its work is dropped.");
-                    return;
+            renewed = async { renewal.as_mut().expect("a renewal under way").await },
+                if renewal.is_some() => {
+                renewal = None;
+                match renewed {
+                    Ok(Renewal::Renewed) => {}
+                    // Its own end committed: the work returns at its next poll.
+                    Ok(Renewal::Ended) => {}
+                    Ok(Renewal::Lost) => {
+                        tracing::warn!(job = %key.job, occurrence = key.occurrence,
+                            "This replica lost its run (its lease lapsed and another took it over); its work is dropped.");
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "Cannot renew a run's lease; trying again."),
                 }
-                Err(error) => tracing::warn!(%error, "Cannot renew a run's lease; trying again."),
-            },
+            }
+            _ = renew.tick(), if renewal.is_none() => {
+                renewal = Some(Box::pin(db.renew_run(key, fence, lease_ms)));
+            }
             () = stop.cancelled() => {
+                drop(renewal.take());
                 match db.release_run(key, fence).await {
                     Ok(_) => tracing::info!(job = %key.job, occurrence = key.occurrence,
                         "Gave back a run on shutdown; another replica takes it over."),
@@ -248,10 +271,14 @@ async fn execute(
             }
         }
     };
-    let ended = match finish {
-        Ok(Finish::Done(result)) => db.end_run(key, fence, RunEnd::Succeeded, &result).await,
-        Ok(Finish::Ended) => Ok(true),
-        Ok(Finish::Lost) => Ok(false),
+    drop(renewal);
+    let (end, result, ended) = match finish {
+        Ok(Finish::Done(result)) => {
+            let ended = db.end_run(key, fence, RunEnd::Succeeded, &result).await;
+            (RunEnd::Succeeded, result, ended)
+        }
+        Ok(Finish::Ended(result)) => (RunEnd::Succeeded, result, Ok(true)),
+        Ok(Finish::Lost) => (RunEnd::Succeeded, String::new(), Ok(false)),
         Ok(Finish::Retry(reason)) if attempt < MAX_ATTEMPTS => {
             tracing::warn!(job = %key.job, occurrence = key.occurrence, attempt, %reason,
                 "A run could not record its end; given back to be run again.");
@@ -260,25 +287,38 @@ async fn execute(
             return;
         }
         Ok(Finish::Retry(reason)) => {
-            db.end_run(
-                key,
-                fence,
-                RunEnd::Failed,
-                &format!("gave up after {attempt} attempts: {reason}"),
-            )
-            .await
+            let result = format!("gave up after {attempt} attempts: {reason}");
+            let ended = db.end_run(key, fence, RunEnd::Failed, &result).await;
+            (RunEnd::Failed, result, ended)
         }
         Err(error) => {
             tracing::warn!(job = %key.job, %error, "A scheduled run failed.");
-            db.end_run(key, fence, RunEnd::Failed, &error).await
+            let ended = db.end_run(key, fence, RunEnd::Failed, &error).await;
+            (RunEnd::Failed, error, ended)
         }
     };
     match ended {
-        Ok(true) => {}
+        Ok(true) => inner.announce(key, end.name(), Some(result)),
         Ok(false) => tracing::warn!(job = %key.job, occurrence = key.occurrence,
             "A run ended after another replica took it over; what it did was not recorded."),
         Err(error) => tracing::warn!(%error, job = %key.job,
             "Cannot record a run's end; another replica will run it again once its lease lapses."),
+    }
+}
+
+impl Inner {
+    /// Tells dashboards (`scheduler_run`, through the cluster's log on replicas) that a run
+    /// of this replica's started or ended.
+    fn announce(&self, key: &RunKey, state: &str, result: Option<String>) {
+        let replica = self.holder.split('/').next().unwrap_or_default().to_owned();
+        self.runner.services.live.publish(crate::live::LiveUpdate::SchedulerRun {
+            job: key.job.clone(),
+            occurrence: key.occurrence,
+            manual: key.manual,
+            state: state.to_owned(),
+            replica,
+            result,
+        });
     }
 }
 
@@ -302,7 +342,7 @@ impl Runner {
                 }
                 let result = format!("marked by {holder}");
                 Ok(match self.db.end_run_with(key, fence, &result, Effect::Mark { holder }).await {
-                    Ok(true) => Finish::Ended,
+                    Ok(true) => Finish::Ended(result),
                     Ok(false) => Finish::Lost,
                     Err(error) => Finish::Retry(error.to_string()),
                 })
@@ -468,7 +508,7 @@ impl Runner {
                 let summary = report.summary.clone();
                 let effect = Effect::HealthReport { report: &text };
                 Ok(match self.db.end_run_with(key, fence, &summary, effect).await {
-                    Ok(true) => Finish::Ended,
+                    Ok(true) => Finish::Ended(summary),
                     Ok(false) => Finish::Lost,
                     Err(error) => Finish::Retry(error.to_string()),
                 })

@@ -1324,7 +1324,9 @@ fn relevant(update: &LiveUpdate, seen: &mut HashMap<String, u64>) -> bool {
         }
         // A job moved on (a file arrived, a print began or ended) or a start was answered.
         LiveUpdate::Job { .. } | LiveUpdate::CommandResult { .. } => true,
-        LiveUpdate::Snapshot { .. } | LiveUpdate::Camera { .. } => false,
+        LiveUpdate::Snapshot { .. }
+        | LiveUpdate::Camera { .. }
+        | LiveUpdate::SchedulerRun { .. } => false,
     }
 }
 

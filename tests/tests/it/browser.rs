@@ -618,6 +618,8 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
         "an enabled button named Run now daily-health-report",
     );
     browser.wait_text("#toasts", "the run's notice", &["asked to run now"]);
+    // Its end is announced (the page follows `scheduler_run` over the WebSocket).
+    browser.wait_text("#toasts", "the run's end", &["daily-health-report succeeded"]);
     let run = "[data-testid=scheduler-history] [data-testid=scheduler-run]\
                [data-manual=true][data-state=succeeded]";
     browser.wait_text(run, "the run by hand, succeeded", &["by hand: admin"]);

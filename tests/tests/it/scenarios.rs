@@ -1545,7 +1545,7 @@ async fn scheduled_jobs_run_exactly_once_across_replicas_killed_frozen_and_skewe
         let db = db.clone();
         async move {
             for n in 0..JOBS {
-                let runs = db.scheduler_runs(&format!("canary-{n:02}"), 10).await.ok()?;
+                let runs = db.scheduler_runs(&format!("canary-{n:02}"), 10_000).await.ok()?;
                 if runs.iter().any(|r| r.state == "running") {
                     return None;
                 }

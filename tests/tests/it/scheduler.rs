@@ -15,6 +15,7 @@ use tests::fleet::wait_until;
 use tests::postgres::fresh_database;
 
 use super::api::Api;
+use hub::db::scheduler::{Renewal, RunKey};
 
 fn quick(config: &mut hub::config::HubConfig) {
     config.scheduler.tick = Duration::from_millis(100);
@@ -101,9 +102,42 @@ async fn jobs_through_the_api(database_url: Option<String>) {
     assert_eq!(report["schedule"]["cron"], "0 7 * * *");
     assert_eq!(report["schedule"]["time_zone"], "UTC");
 
-    // The daily report, made now by hand, is kept and readable.
+    // The daily report, made now by hand, is kept and readable; a dashboard's WebSocket
+    // hears the run start and end (`scheduler_run`), with what it did.
+    let mut socket = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request =
+            format!("ws://{}/api/v1/ws", api.hub.http_addr).into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {viewer}").parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.unwrap().0
+    };
     let at = trigger(&api, &admin, "daily-health-report").await;
+    let heard = tokio::time::timeout(tests::PATIENCE, async {
+        use futures_util::StreamExt;
+        let mut states = Vec::new();
+        while let Some(Ok(message)) = socket.next().await {
+            let Ok(text) = message.to_text() else { continue };
+            let update: Value = serde_json::from_str(text).unwrap();
+            if update["type"] == "scheduler_run"
+                && update["job"] == "daily-health-report"
+                && update["occurrence"] == at
+                && update["manual"] == true
+            {
+                states.push(update["state"].as_str().unwrap_or_default().to_owned());
+                if update["state"] != "running" {
+                    return (states, update);
+                }
+            }
+        }
+        panic!("the socket ended; heard {states:?}");
+    })
+    .await
+    .expect("the run's start and end over the WebSocket");
+    assert_eq!(heard.0, ["running", "succeeded"], "{heard:?}");
+    assert!(heard.1["result"].as_str().unwrap().contains("printers"), "{heard:?}");
+    assert!(heard.1["cursor"].as_u64().is_some(), "{heard:?}");
     let run = manual_run_ends(&api, &viewer, "daily-health-report", at).await;
+    assert_eq!(heard.1["replica"], run["holder"].as_str().unwrap().split('/').next().unwrap());
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(run["triggered_by"], "ada");
     assert!(run["holder"].as_str().unwrap().contains('/'), "{run}");
@@ -400,14 +434,19 @@ async fn a_lost_run_cannot_be_renewed_or_ended(database_url: Option<String>) {
     assert!(second > first);
     assert_eq!(db.take_over_run(&key, first, "c/1", 1000).await.unwrap(), None, "once");
     // A wakes: its renewal, its end and its side effect are refused.
-    assert!(!db.renew_run(&key, first, 1000).await.unwrap());
+    assert_eq!(db.renew_run(&key, first, 1000).await.unwrap(), Renewal::Lost);
     let mark = |holder| hub::db::scheduler::Effect::Mark { holder };
     assert!(!db.end_run_with(&key, first, "late", mark("a/1")).await.unwrap());
     assert!(db.scheduler_marks().await.unwrap().is_empty(), "nothing written under a stale fence");
     // B's goes through, once.
-    assert!(db.renew_run(&key, second, 1000).await.unwrap());
+    assert_eq!(db.renew_run(&key, second, 1000).await.unwrap(), Renewal::Renewed);
     assert!(db.end_run_with(&key, second, "done", mark("b/1")).await.unwrap());
     assert!(!db.end_run_with(&key, second, "again", mark("b/1")).await.unwrap(), "ended once");
+    assert_eq!(
+        db.renew_run(&key, second, 1000).await.unwrap(),
+        Renewal::Ended,
+        "a renewal after its own end is not a loss"
+    );
     let marks = db.scheduler_marks().await.unwrap();
     assert_eq!(marks.len(), 1, "{marks:?}");
     assert_eq!((marks[0].holder.as_str(), marks[0].fence), ("b/1", second));
@@ -512,4 +551,56 @@ async fn a_command_job_sends_its_printer_one_command_per_occurrence_with_an_id_o
     agent.stop().await;
     sim.shutdown().await;
     api.stop().await;
+}
+
+/// PostgreSQL's row locks: a run whose row another transaction holds (its holder's end under
+/// way) is skipped by a take-over rather than waited for, so one stuck holder cannot stall a
+/// replica's whole look; and a renewal that waited for its own holder's end says `Ended`.
+#[tokio::test]
+async fn a_run_held_by_a_transaction_is_skipped_by_a_take_over_and_its_renewal_sees_its_end() {
+    let db = hub::db::Db::open(&fresh_database().await).await.unwrap();
+    let job = hub::db::scheduler::JobRow {
+        name: "held".into(),
+        action: "mark".into(),
+        params: "{}".into(),
+        description: String::new(),
+        cron: None,
+        every_ms: None,
+        at_ms: Some(1),
+        time_zone: "UTC".into(),
+        misfire: "run_latest".into(),
+        lease_ms: 1000,
+        paused: false,
+        builtin: false,
+        created_by: "test".into(),
+        created_at: 0,
+        updated_at: 0,
+        last_occurrence: None,
+    };
+    assert!(db.insert_scheduler_job(&job).await.unwrap());
+    let key = RunKey { job: "held".into(), occurrence: 1, manual: false };
+    let fence = db.claim_run("held", 1, "a/1", 1000).await.unwrap().expect("claimed");
+    assert!(db.release_run(&key, fence).await.unwrap(), "lapsed");
+    // Another transaction holds the row, as a holder's end does until it commits.
+    let mut holding = db.pool().begin().await.unwrap();
+    sqlx::query("UPDATE scheduler_runs SET result = 'ending' WHERE job = 'held'")
+        .execute(&mut *holding)
+        .await
+        .unwrap();
+    let taken = tokio::time::timeout(tests::PATIENCE, db.take_over_run(&key, fence, "b/1", 1000))
+        .await
+        .expect("a take-over that does not wait for a held row");
+    assert_eq!(taken.unwrap(), None, "skipped while held");
+    // The holder renews while its own end is under way; the end commits.
+    let renewal = tokio::spawn({
+        let (db, key) = (db.clone(), key.clone());
+        async move { db.renew_run(&key, fence, 1000).await }
+    });
+    sqlx::query("UPDATE scheduler_runs SET state = 'succeeded' WHERE job = 'held'")
+        .execute(&mut *holding)
+        .await
+        .unwrap();
+    holding.commit().await.unwrap();
+    assert_eq!(renewal.await.unwrap().unwrap(), Renewal::Ended);
+    assert_eq!(db.take_over_run(&key, fence, "b/1", 1000).await.unwrap(), None, "ended");
 }
