@@ -22,6 +22,7 @@ pub mod cluster;
 pub use cluster::SessionLock;
 pub mod files;
 pub mod inventory;
+pub mod limits;
 pub mod managed;
 pub mod memory;
 pub mod outcomes;

@@ -163,9 +163,28 @@ pub async fn admit_attempt(
     address: AddressKey,
     action: &str,
 ) -> Result<Option<Response>, ApiError> {
-    let Verdict::Blocked { retry_after, first } =
-        state.limiter.admit(name, address, Instant::now())
-    else {
+    let verdict = match state.limiter.admit(name, address, Instant::now()) {
+        Verdict::Allowed if shares_failures(state) => {
+            let keys = super::limiter::shared_keys(name, address);
+            let checks: Vec<(&str, i64)> =
+                keys.iter().map(|(key, _, tolerance)| (key.as_str(), *tolerance)).collect();
+            match state.db.login_blocked(&checks).await {
+                Ok(None) => return Ok(None),
+                // Refused for what the other replicas saw: this replica's charge goes back.
+                Ok(Some(block)) => {
+                    state.limiter.refund(name, address);
+                    let retry_after = (block.wait_ms.max(1) as u64).div_ceil(1000);
+                    Verdict::Blocked { retry_after, first: block.first }
+                }
+                Err(error) => {
+                    state.limiter.refund(name, address);
+                    return Err(error.into());
+                }
+            }
+        }
+        verdict => verdict,
+    };
+    let Verdict::Blocked { retry_after, first } = verdict else {
         return Ok(None);
     };
     if first {
@@ -181,6 +200,36 @@ pub async fn admit_attempt(
         format!("too many failed attempts; try again in {retry_after} s"),
     );
     Ok(Some(error.retry_after(retry_after).into_response()))
+}
+
+/// Replicas on one PostgreSQL share failed password checks (`db::limits`), so a flood spread
+/// over them behind a load balancer gets one allowance; a single hub on SQLite counts them in
+/// memory only, which is exact there.
+fn shares_failures(state: &AppState) -> bool {
+    state.db.backend() == crate::db::Backend::Postgres
+}
+
+/// A password check failed: told to the other replicas (this replica's charge stays).
+pub async fn record_failure(state: &AppState, name: &str, address: AddressKey) {
+    if !shares_failures(state) {
+        return;
+    }
+    let keys = super::limiter::shared_keys(name, address);
+    let failed: Vec<(&str, i64)> =
+        keys.iter().map(|(key, interval, _)| (key.as_str(), *interval)).collect();
+    if let Err(error) = state.db.login_failed(&failed).await {
+        tracing::warn!(%error, "Cannot share a failed login with the other replicas; this replica still counts it.");
+    }
+}
+
+/// A name's failures are forgotten by every replica (its right password; an admin's reset).
+pub async fn forget_failures(state: &AppState, name: &str) {
+    if !shares_failures(state) {
+        return;
+    }
+    if let Err(error) = state.db.login_forget(&super::limiter::shared_name_key(name)).await {
+        tracing::warn!(%error, "Cannot clear a name's failed logins for the other replicas.");
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -259,6 +308,7 @@ pub async fn login(
     };
     let Some(role) = role.filter(|_| valid) else {
         // The attempt was charged when admitted.
+        record_failure(&state, &request.name, address).await;
         state.metrics.login_refused("bad_credentials", &request.name);
         state
             .db
@@ -271,6 +321,7 @@ pub async fn login(
         ));
     };
     state.limiter.succeeded(&request.name, address);
+    forget_failures(&state, &request.name).await;
     let session = random_hex(32);
     let now = UnixMillis::now();
     let lifetime = state.settings.session_lifetime;

@@ -57,6 +57,34 @@ impl AddressKey {
     }
 }
 
+impl AddressKey {
+    /// The key replicas share it under (`login_failures`); `None` without an address.
+    pub fn shared_key(&self) -> Option<String> {
+        self.0.map(|address| format!("address:{address}"))
+    }
+}
+
+/// The key replicas share a user name's failures under (`login_failures`).
+pub fn shared_name_key(name: &str) -> String {
+    format!("name:{name}")
+}
+
+/// A name's and an address's shared keys with each one's (interval, tolerance) in ms: the
+/// same allowances as the in-memory tables.
+pub fn shared_keys(name: &str, address: AddressKey) -> Vec<(String, i64, i64)> {
+    let rule = |burst: u32| {
+        let interval = LOGIN_WINDOW / burst.max(1);
+        (interval.as_millis() as i64, (LOGIN_WINDOW - interval).as_millis() as i64)
+    };
+    let (name_interval, name_tolerance) = rule(LOGIN_FAILURES);
+    let mut keys = vec![(shared_name_key(name), name_interval, name_tolerance)];
+    if let Some(key) = address.shared_key() {
+        let (interval, tolerance) = rule(LOGIN_FAILURES_PER_ADDRESS);
+        keys.push((key, interval, tolerance));
+    }
+    keys
+}
+
 /// What the limiter says about an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

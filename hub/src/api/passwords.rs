@@ -68,6 +68,7 @@ pub async fn change_own_password(
         Ok(Some(hashed)) => hashed.map_err(|e| ApiError::internal(&e))?,
         Ok(None) => {
             // The attempt was charged when admitted.
+            auth::record_failure(&state, &name, address).await;
             state.metrics.login_refused("bad_credentials", &name);
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -87,6 +88,7 @@ pub async fn change_own_password(
         return Err(ApiError::not_found(format!("no user {name:?}")));
     };
     state.limiter.succeeded(&name, address);
+    auth::forget_failures(&state, &name).await;
     Ok(Json(PasswordChanged { sessions_ended }).into_response())
 }
 
@@ -143,6 +145,7 @@ pub async fn reset_password(
     };
     // A fresh start: the name's failed attempts are forgotten.
     state.limiter.forget(&name);
+    auth::forget_failures(&state, &name).await;
     let body = PasswordResetDone {
         name,
         password: generated.then_some(password),

@@ -464,11 +464,12 @@ impl Runner {
                     .collect();
                 let (sessions, tokens) =
                     self.db.prune_expired(now.0).await.map_err(|e| e.to_string())?;
+                let logins = self.db.prune_login_failures().await.map_err(|e| e.to_string())?;
                 if !expiring.is_empty() {
                     tracing::warn!(agents = ?expiring, "Agents' certificates run out within two days: they renew when they connect; an agent that stays away must be enrolled again.");
                 }
                 Ok(Finish::Done(format!(
-                    "{} certificates run out within two days{}; removed {sessions} expired sessions and {tokens} expired enrollment tokens",
+                    "{} certificates run out within two days{}; removed {sessions} expired sessions, {tokens} expired enrollment tokens and {logins} lapsed login failures",
                     expiring.len(),
                     if expiring.is_empty() {
                         String::new()

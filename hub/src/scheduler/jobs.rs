@@ -225,7 +225,7 @@ pub const BUILTINS: [Builtin; 7] = [
     Builtin {
         name: "certificate-sweep",
         action: Action::CertificateSweep,
-        description: "Finds agents whose certificate runs out within two days without a renewal; removes expired enrollment tokens and sessions.",
+        description: "Finds agents whose certificate runs out within two days without a renewal; removes expired enrollment tokens and sessions, and lapsed login failures.",
         cron: None,
         every_ms: Some(3_600_000),
         misfire: Misfire::RunLatest,

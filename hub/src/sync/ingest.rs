@@ -25,10 +25,6 @@ use proto_io as frames;
 /// The most records one commit takes from a connection.
 pub(super) const MAX_BATCH_RECORDS: usize = 20_000;
 
-/// A batch on its way into the database: [`commit`]'s future.
-pub(super) type Committing<'a> =
-    futures_util::future::BoxFuture<'a, Result<Commit, ConnectionError>>;
-
 /// A batch the database has committed, not yet acknowledged.
 pub(super) struct Commit {
     records: Vec<Record>,

@@ -19,7 +19,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use super::camera_intake::{accept_live_frames, publish_frame};
@@ -424,7 +424,7 @@ pub(super) enum ConnectionError {
 }
 
 async fn sync_connection(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     connection: &quinn::Connection,
     agent: AgentId,
     shutdown: CancellationToken,
@@ -530,8 +530,11 @@ async fn sync_connection(
     // Records received and not yet committing, and when the first of them arrived.
     let mut waiting: Vec<proto::Record> = Vec::new();
     let mut waiting_since = std::time::Instant::now();
-    // The batch committing now, if any: one at a time (see `ingest`).
-    let mut committing: Option<ingest::Committing<'_>> = None;
+    // The batch committing now, if any: one at a time (see `ingest`). A task of its own, so
+    // it goes on while this loop waits in an arm: a command's delivery or a file's progress
+    // may wait on a row the batch's transaction holds, and a commit polled only here would
+    // never be polled again. Aborted if the connection ends first, as dropping it was.
+    let mut committing: Option<AbortOnDropHandle<Result<ingest::Commit, ConnectionError>>> = None;
     let result = async {
         deliver_commands(shared, &agent, session_version, &mut send, &mut delivered).await?;
         deliver_printers(shared, &agent, session_version, &mut send).await?;
@@ -609,6 +612,9 @@ async fn sync_connection(
                 }
                 committed = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
                     committing = None;
+                    let committed = committed.map_err(|error| {
+                        ConnectionError::Protocol(format!("the batch's commit ended: {error}"))
+                    })?;
                     ingest::acknowledge(shared, &agent, &mut session, committed?, &mut send).await?;
                 }
             }
@@ -618,7 +624,11 @@ async fn sync_connection(
                     Err(error) => return Err(violation(shared, connection, &mut send, &error.to_string()).await),
                 };
                 if !fresh.is_empty() {
-                    committing = Some(Box::pin(ingest::commit(shared, &agent, fresh, waiting_since, connection)));
+                    let (shared, agent, connection) = (shared.clone(), agent.clone(), connection.clone());
+                    let commit = async move {
+                        ingest::commit(&shared, &agent, fresh, waiting_since, &connection).await
+                    };
+                    committing = Some(AbortOnDropHandle::new(tokio::spawn(commit.in_current_span())));
                 }
             }
         }

@@ -345,3 +345,59 @@ async fn a_replica_told_to_stop_drains_readyz_answers_503_while_it_still_serves(
     let status = exit(replica).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// The login limiter holds across replicas: failed passwords spread over two replicas count
+/// against one allowance (five per name), a right password is then refused on either for the
+/// rest of the window, and an admin's reset on one clears it on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_spread_over_replicas_count_against_one_allowance() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let url = fresh_database().await;
+    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
+    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let admin = a.user("ada", "admin").await;
+    a.user("bo", "viewer").await;
+    let login = |password: &str| {
+        Request::post("/api/v1/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"name": "bo", "password": password}).to_string()))
+            .unwrap()
+    };
+    let code = |body: &Value| body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    // Five wrong passwords, three on A and two on B: each replica alone is under five.
+    for replica in [&a, &b, &a, &b, &a] {
+        let (status, _, body) = replica.call(login("wrong password")).await;
+        assert_eq!((status, code(&body).as_str()), (StatusCode::UNAUTHORIZED, "bad_credentials"));
+    }
+    for replica in [&b, &a] {
+        let (status, headers, body) = replica.call(login("a long enough password")).await;
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            "{body}"
+        );
+        let retry: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((1..=300).contains(&retry), "Retry-After {retry}");
+    }
+    // The refusal is audited once for the episode, not once per refused attempt.
+    let (_, audit) = a.get(&admin, "/api/v1/audit").await;
+    let refusals = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["actor"] == "bo" && r["status"] == 429)
+        .count();
+    assert_eq!(refusals, 1, "{audit}");
+    // An admin's reset on B: the name starts afresh on both.
+    let (status, reset) = b
+        .post(&admin, "/api/v1/users/bo/password", json!({"password": "a new long password"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    for replica in [&a, &b] {
+        let (status, _, body) = replica.call(login("a new long password")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
