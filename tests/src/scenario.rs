@@ -571,7 +571,9 @@ impl Replica {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--database-url", &self.database_url])
-            .args(["serve", "--sync-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            // A restart in place keeps its HTTP address (a load balancer lists it).
+            .args(["serve", "--sync-listen", "127.0.0.1:0", "--http-listen"])
+            .arg(self.http_addr.to_string())
             .env("KITT_LOG", "warn,hub=info");
         let process = Process::spawn_logged(&mut command);
         let line = process.wait_line("kitt-hub ready");
@@ -592,7 +594,17 @@ impl Replica {
     /// Started again (after `kill -9`), on new addresses.
     pub fn restart(&mut self) {
         self.running.kill9();
+        self.http_addr.set_port(0);
         self.spawn();
+    }
+
+    /// Stopped as systemd stops it (SIGTERM: it drains, then exits), then started again on
+    /// the same HTTP address, as in a rolling upgrade: how it exited.
+    pub fn restart_in_place(&mut self) -> std::process::ExitStatus {
+        let process = self.running.take().expect("the replica is running");
+        let status = process.terminate();
+        self.spawn();
+        status
     }
 
     fn signal(&self, signal: &str) {

@@ -1888,3 +1888,125 @@ async fn replica_addresses(db: &hub::db::Db, name: &str) -> (String, String, Str
     .await;
     found.expect("the replica in cluster_replicas")
 }
+
+/// A rolling restart behind HAProxy, as the runbook's rolling upgrade does it: three replicas
+/// on one PostgreSQL behind Debian's HAProxy with the reference configuration, each in turn
+/// stopped as systemd stops it (SIGTERM, the default 5 s drain: `/readyz` answers 503 while
+/// it still serves, so HAProxy takes it out first) and started again on its address, while a
+/// client reads and writes through HAProxy without pause. Every request is answered, none
+/// with an error, every write acknowledged is there once, and every replica exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_haproxy_fails_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tests::haproxy::HaProxy;
+    use tests::scenario::Replica;
+
+    let mut verdict = Verdict::new("haproxy-rolling-restart");
+    let url = tests::postgres::fresh_database().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // The default drain (5 s), longer than HAProxy takes to see `/readyz` fail (2 × 1 s).
+    let mut replicas: Vec<Replica> = ["hub-a", "hub-b", "hub-c"]
+        .iter()
+        .map(|name| Replica::start(dir.path(), &url, name, "", None))
+        .collect();
+    let servers: Vec<(String, std::net::SocketAddr)> =
+        replicas.iter().map(|r| (r.name.clone(), r.http_addr)).collect();
+    let proxy = HaProxy::start(dir.path(), &servers);
+    let all_up = |proxy: &HaProxy| {
+        let servers = proxy.servers();
+        servers.len() == 3 && servers.iter().all(|(_, state)| state == "UP")
+    };
+    let up = tests::fleet::wait_until(PATIENCE, "HAProxy to see three replicas up", || async {
+        all_up(&proxy).then_some(())
+    })
+    .await;
+    verdict.ok(up);
+    assert!(replicas[0].cli(&["user", "add", "ops", "--role", "admin"]).status.success());
+    let token = replicas[0].cli(&["user", "token", "ops"]);
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+
+    // The client: a read and a write (a new canary job) after another, each on a connection
+    // of its own through HAProxy, until the restarts are over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = std::thread::spawn({
+        let (stop, token, addr) = (stop.clone(), token.clone(), proxy.addr);
+        move || {
+            let authorization = format!("Bearer {token}");
+            let headers = [("Authorization", authorization.as_str())];
+            let (mut answered, mut failed, mut created) = (0usize, Vec::new(), Vec::new());
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let read =
+                    tests::http::request(addr, "GET", "/api/v1/scheduler/jobs", &headers, None);
+                match read {
+                    Ok(r) if r.status == 200 => answered += 1,
+                    Ok(r) => failed.push(format!("GET: {} {}", r.status, r.body)),
+                    Err(error) => failed.push(format!("GET: {error}")),
+                }
+                n += 1;
+                let name = format!("rolling-{n:04}");
+                // Due in 2100: nothing runs, the write is all it costs.
+                let job = json!({"name": name, "action": "mark",
+                    "schedule": {"at": 4_102_444_800_000_i64}})
+                .to_string();
+                let write = tests::http::request(
+                    addr,
+                    "POST",
+                    "/api/v1/scheduler/jobs",
+                    &headers,
+                    Some(&job),
+                );
+                match write {
+                    Ok(r) if r.status == 201 => {
+                        answered += 1;
+                        created.push(name);
+                    }
+                    Ok(r) => failed.push(format!("POST {name}: {} {}", r.status, r.body)),
+                    Err(error) => failed.push(format!("POST {name}: {error}")),
+                }
+                // Paced (a load generator's pause, not a wait for anything): a steady
+                // trickle, not a flood that two shared cores would spend the test on.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (answered, failed, created)
+        }
+    });
+
+    let mut exits = Vec::new();
+    for replica in &mut replicas {
+        let status = tokio::task::block_in_place(|| replica.restart_in_place());
+        exits.push((replica.name.clone(), status));
+        let back =
+            tests::fleet::wait_until(PATIENCE, "HAProxy to see the replica up again", || async {
+                all_up(&proxy).then_some(())
+            })
+            .await;
+        verdict.ok(back);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (answered, failed, created) =
+        tokio::task::block_in_place(|| client.join()).expect("the client");
+
+    for (name, status) in &exits {
+        verdict.require(status.success(), format!("{name} exited {status:?} on SIGTERM"));
+    }
+    verdict.require(failed.is_empty(), format!("requests that failed: {failed:?}"));
+    verdict.require(answered > 20, format!("only {answered} requests answered"));
+    let db = hub::db::Db::open(&url).await.expect("the database");
+    let jobs = db.scheduler_jobs().await.expect("the jobs");
+    let stored: Vec<&str> =
+        jobs.iter().map(|j| j.name.as_str()).filter(|n| n.starts_with("rolling-")).collect();
+    verdict.require(
+        stored == created.iter().map(String::as_str).collect::<Vec<_>>(),
+        format!("{} writes acknowledged, {} stored", created.len(), stored.len()),
+    );
+    verdict.fact(format!(
+        "hub-a, hub-b and hub-c each stopped with SIGTERM (5 s drain) and started again on its address: {}; {answered} requests through HAProxy answered during the restarts ({} writes, each stored once), {} failed",
+        exits.iter().map(|(n, s)| format!("{n} {s}")).collect::<Vec<_>>().join(", "),
+        created.len(),
+        failed.len()
+    ));
+    verdict.conclude();
+}
