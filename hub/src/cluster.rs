@@ -14,8 +14,11 @@
 //!   to. The log is kept an hour.
 //! - **Presence**: `cluster_presence` says which replica each agent is connected to, and
 //!   `cluster_replicas` holds each replica's heartbeat (every 2 s). An agent connected to a
-//!   replica whose heartbeat stopped for 10 s (killed, frozen, cut off) is offline; the
-//!   replicas that notice say so to their dashboards. The agent reconnects to another.
+//!   replica whose heartbeat stopped for 10 s (killed, frozen, cut off) is offline: the
+//!   first replica whose sweep notices removes where its agents were connected and appends
+//!   their `offline` rows in one transaction under the log's lock, as presence changes are
+//!   always written (with the rows that say them), so an agent that already reconnected to
+//!   another replica is not said offline after it. The agent reconnects to another.
 //! - **The CA** is in `cluster_ca`: the first replica puts its own there, the others use it
 //!   (`app::open_storage`), so agents trust every replica and enrollment tokens name one CA.
 //! - **The scheduler** needs nothing more: its claims and leases are rows (`scheduler/`).
@@ -51,6 +54,12 @@ const BATCH: i64 = 1000;
 enum Body {
     Live(LiveUpdate),
     Signal(AgentSignal),
+}
+
+/// The log row that says `agent` is offline.
+fn offline_body(agent: &str) -> String {
+    let update = LiveUpdate::Agent { agent: agent.to_owned(), online: false };
+    serde_json::to_string(&Body::Live(update)).unwrap_or_default()
 }
 
 /// This replica's part in the cluster.
@@ -130,7 +139,7 @@ impl Cluster {
             }
         };
         tokio::join!(writer, reader, beat);
-        if let Err(error) = self.db.forget_replica(&self.me).await {
+        if let Err(error) = self.db.forget_replica(&self.me, &offline_body).await {
             tracing::warn!(%error, "Cannot tell the cluster this replica left; its heartbeat will lapse.");
         }
     }
@@ -153,26 +162,17 @@ impl Cluster {
         }
     }
 
-    /// Replicas whose heartbeat stopped: their agents are offline now.
+    /// Replicas whose heartbeat stopped: forgotten, and their agents said offline through the
+    /// log by whichever replica's sweep gets there first (in the transaction that removes
+    /// where they were connected, so an agent that already reconnected elsewhere is not).
     async fn sweep(&self) {
-        if let Err(error) = self.db.forget_stale_replicas(STALE_MS).await {
-            tracing::warn!(%error, "Cannot forget replicas that stopped.");
-        }
-        let alive: std::collections::HashSet<String> = match self.db.live_replicas(STALE_MS).await {
-            Ok(alive) => alive.into_iter().collect(),
-            Err(error) => {
-                tracing::warn!(%error, "Cannot look for replicas that stopped.");
-                return;
+        match self.db.forget_stale_replicas(STALE_MS, &offline_body).await {
+            Ok(gone) => {
+                for (agent, replica) in gone {
+                    tracing::warn!(%agent, %replica, "The agent's replica stopped answering; the agent is offline until it reconnects.");
+                }
             }
-        };
-        for (agent, replica) in self.live.elsewhere() {
-            if alive.contains(&replica) {
-                continue;
-            }
-            tracing::warn!(%agent, %replica, "The agent's replica stopped answering; the agent is offline until it reconnects.");
-            self.live.agent_left(&agent, &replica);
-            // Said through the log, so dashboards on every replica hear it.
-            self.live.publish(LiveUpdate::Agent { agent, online: false });
+            Err(error) => tracing::warn!(%error, "Cannot forget replicas that stopped."),
         }
     }
 
@@ -208,20 +208,21 @@ impl Cluster {
                 bodies.push(serde_json::to_string(&body).unwrap_or_default());
                 received.push(at);
             }
-            // Presence first, so a replica that reads the log and then the table agrees.
-            for item in &batch {
-                if let Outgoing::Live(LiveUpdate::Agent { agent, online }, _) = item {
-                    let at = proto::UnixMillis::now().0;
-                    if let Err(error) = self.db.set_presence(agent, &self.me, *online, at).await {
-                        tracing::warn!(%error, %agent, "Cannot record where an agent is connected.");
+            // Where agents are connected, written with the rows that say so.
+            let presence: Vec<(String, bool)> = batch
+                .iter()
+                .filter_map(|item| match item {
+                    Outgoing::Live(LiveUpdate::Agent { agent, online }, _) => {
+                        Some((agent.clone(), *online))
                     }
-                }
-            }
+                    _ => None,
+                })
+                .collect();
             let mut tries = 0;
             loop {
                 match self
                     .db
-                    .append_cluster_log(&self.me, proto::UnixMillis::now().0, &bodies)
+                    .append_cluster_log(&self.me, proto::UnixMillis::now().0, &bodies, &presence)
                     .await
                 {
                     Ok(ids) => {

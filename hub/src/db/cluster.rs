@@ -51,26 +51,41 @@ impl Db {
     }
 
     /// Appends rows to the log in one transaction, in order, and rings the doorbell: their
-    /// ids.
+    /// ids. `presence` (agent, connected) records in the same transaction, under the same
+    /// lock, where agents connected to `origin` or left it: so an agent's `online` row and
+    /// its presence, and a sweep's `offline` rows and its removals ([`Db::forget_replica`]),
+    /// are in one order.
     pub async fn append_cluster_log(
         &self,
         origin: &str,
         at: i64,
         bodies: &[String],
+        presence: &[(String, bool)],
     ) -> Result<Vec<i64>, DbError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK).execute(&mut *tx).await?;
+        for (agent, online) in presence {
+            if *online {
+                sqlx::query(
+                    "INSERT INTO cluster_presence (agent_id, replica, since) VALUES ($1, $2, $3) \
+                     ON CONFLICT (agent_id) DO UPDATE SET replica = excluded.replica, since = excluded.since",
+                )
+                .bind(agent)
+                .bind(origin)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("DELETE FROM cluster_presence WHERE agent_id = $1 AND replica = $2")
+                    .bind(agent)
+                    .bind(origin)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let mut ids = Vec::with_capacity(bodies.len());
         for body in bodies {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO cluster_log (origin, at, body) VALUES ($1, $2, $3) RETURNING id",
-            )
-            .bind(origin)
-            .bind(at)
-            .bind(body)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(id);
+            ids.push(insert_log_row(&mut tx, origin, at, body).await?);
         }
         // Delivered at commit, to every listener.
         sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {CHANNEL}"))).execute(&mut *tx).await?;
@@ -133,21 +148,18 @@ impl Db {
         Ok(())
     }
 
-    /// Replicas whose heartbeat is older than `stale_ms` on the database's clock, and
-    /// forgets them and where their agents were connected.
-    pub async fn forget_stale_replicas(&self, stale_ms: i64) -> Result<Vec<String>, DbError> {
+    /// Forgets the replicas whose heartbeat is older than `stale_ms` on the database's clock
+    /// ([`Db::forget_replica`] for each): the agents they held, each with its replica.
+    pub async fn forget_stale_replicas(
+        &self,
+        stale_ms: i64,
+        offline: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<Vec<(String, String)>, DbError> {
         let sql = format!(
-            "SELECT name FROM cluster_replicas WHERE heartbeat_at < {} - $1",
+            "SELECT name FROM cluster_replicas WHERE heartbeat_at < {} - $1 FOR UPDATE",
             self.now_sql()
         );
-        let stale: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(stale_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        for name in &stale {
-            self.forget_replica(name).await?;
-        }
-        Ok(stale)
+        self.retire(&sql, Some(stale_ms), None, offline).await
     }
 
     /// The replicas whose heartbeat is fresh (within `stale_ms` on the database's clock).
@@ -170,19 +182,65 @@ impl Db {
             .await?)
     }
 
-    /// A replica leaving: it and its agents' presence are forgotten.
-    pub async fn forget_replica(&self, name: &str) -> Result<(), DbError> {
+    /// A replica leaving: it and where its agents were connected are forgotten, and each of
+    /// those agents gets an `offline` row (its `origin` the replica it was connected to, the
+    /// body `offline(agent)`) in the same transaction, under the log's lock. An agent that
+    /// reconnected to another replica first is connected there in the table and is not said
+    /// offline after it; only one replica's sweep says it. The agents it held.
+    pub async fn forget_replica(
+        &self,
+        name: &str,
+        offline: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<Vec<(String, String)>, DbError> {
+        let sql = "SELECT name FROM cluster_replicas WHERE name = $1 FOR UPDATE";
+        self.retire(sql, None, Some(name), offline).await
+    }
+
+    async fn retire(
+        &self,
+        select: &str,
+        stale_ms: Option<i64>,
+        name: Option<&str>,
+        offline: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<Vec<(String, String)>, DbError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM cluster_presence WHERE replica = $1")
-            .bind(name)
-            .execute(&mut *tx)
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK).execute(&mut *tx).await?;
+        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(select.to_owned()));
+        let query = match (stale_ms, name) {
+            (Some(stale_ms), _) => query.bind(stale_ms),
+            (None, Some(name)) => query.bind(name.to_owned()),
+            (None, None) => query,
+        };
+        let mut names: Vec<String> = query.fetch_all(&mut *tx).await?;
+        if let Some(name) = name
+            && names.is_empty()
+        {
+            // Never registered (or already forgotten): its presence rows go all the same.
+            names.push(name.to_owned());
+        }
+        let at = proto::UnixMillis::now().0;
+        let mut gone = Vec::new();
+        for replica in &names {
+            let agents: Vec<String> = sqlx::query_scalar(
+                "DELETE FROM cluster_presence WHERE replica = $1 RETURNING agent_id",
+            )
+            .bind(replica)
+            .fetch_all(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM cluster_replicas WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+            for agent in agents {
+                insert_log_row(&mut tx, replica, at, &offline(&agent)).await?;
+                gone.push((agent, replica.clone()));
+            }
+            sqlx::query("DELETE FROM cluster_replicas WHERE name = $1")
+                .bind(replica)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !gone.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {CHANNEL}"))).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(gone)
     }
 
     /// Where each agent is connected: (agent, replica), replicas alive only.
@@ -194,34 +252,6 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-    }
-
-    /// `agent` is connected to `replica` now, or (None) no longer to `replica`.
-    pub async fn set_presence(
-        &self,
-        agent: &str,
-        replica: &str,
-        online: bool,
-        at: i64,
-    ) -> Result<(), DbError> {
-        if online {
-            sqlx::query(
-                "INSERT INTO cluster_presence (agent_id, replica, since) VALUES ($1, $2, $3) \
-                 ON CONFLICT (agent_id) DO UPDATE SET replica = excluded.replica, since = excluded.since",
-            )
-            .bind(agent)
-            .bind(replica)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        } else {
-            sqlx::query("DELETE FROM cluster_presence WHERE agent_id = $1 AND replica = $2")
-                .bind(agent)
-                .bind(replica)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
     }
 
     /// The shared CA (certificate and key, PEM), if a replica put one.
@@ -250,4 +280,20 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+async fn insert_log_row(
+    tx: &mut sqlx::AnyConnection,
+    origin: &str,
+    at: i64,
+    body: &str,
+) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO cluster_log (origin, at, body) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(origin)
+    .bind(at)
+    .bind(body)
+    .fetch_one(&mut *tx)
+    .await?)
 }

@@ -401,3 +401,36 @@ async fn failed_logins_spread_over_replicas_count_against_one_allowance() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A replica that stopped answering: its agents are said offline once (by whichever sweep
+/// gets there first, two sweeping at once), in the log as from it, and an agent that had
+/// already reconnected to another replica is not said offline after it.
+#[tokio::test]
+async fn a_stopped_replicas_agents_are_said_offline_once_unless_they_reconnected_elsewhere() {
+    let db = hub::db::Db::open(&fresh_database().await).await.unwrap();
+    for replica in ["a/1", "b/1"] {
+        db.replica_heartbeat(replica, "127.0.0.1:1", "127.0.0.1:2", 0).await.unwrap();
+    }
+    let online = |agent: &str| (agent.to_owned(), true);
+    db.append_cluster_log("a/1", 1, &[], &[online("pi-1"), online("pi-2")]).await.unwrap();
+    // pi-2 reconnects to B before A is found silent.
+    db.append_cluster_log("b/1", 2, &["{}".into()], &[online("pi-2")]).await.unwrap();
+    let head = db.cluster_log_head().await.unwrap();
+    sqlx::query("UPDATE cluster_replicas SET heartbeat_at = 0 WHERE name = 'a/1'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let offline = |agent: &str| format!("offline {agent}");
+    let (first, second) = tokio::join!(
+        db.forget_stale_replicas(10_000, &offline),
+        db.forget_stale_replicas(10_000, &offline)
+    );
+    let mut gone = first.unwrap();
+    gone.extend(second.unwrap());
+    assert_eq!(gone, [("pi-1".to_owned(), "a/1".to_owned())]);
+    let rows = db.cluster_log_after(head, 100).await.unwrap();
+    let rows: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r.origin.as_str(), r.body.as_str())).collect();
+    assert_eq!(rows, [("a/1", "offline pi-1")]);
+    assert_eq!(db.cluster_presence().await.unwrap(), [("pi-2".to_owned(), "b/1".to_owned())]);
+}
