@@ -32,8 +32,18 @@ pub mod read;
 pub mod scheduler;
 pub mod users;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+/// The migrations this hub knows, for `backend`. A database that has newer ones applied (a
+/// replica of the previous version restarting during a rolling upgrade, or a binary rolled
+/// back) is opened all the same: migrations only add (a release whose do not says so, and
+/// its upgrade stops every replica first), and [`Db::open`] warns.
+fn migrator(backend: Backend) -> sqlx::migrate::Migrator {
+    let mut migrator = match backend {
+        Backend::Sqlite => sqlx::migrate!("../migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("../migrations/postgres"),
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -194,11 +204,20 @@ impl Db {
             });
         }
         let pool = options.connect(url).await.map_err(open)?;
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
+        let migrator = migrator(backend);
         migrator.run(&pool).await?;
+        let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await?;
+        if let Some(applied) = applied.filter(|applied| *applied > known) {
+            tracing::warn!(
+                applied,
+                known,
+                "The database was migrated by a newer kitt-hub; this one runs beside it (as during a rolling upgrade): upgrade it."
+            );
+        }
         let ingest_queue = (backend == Backend::Sqlite).then(|| {
             let (queue, jobs) = tokio::sync::mpsc::channel(256);
             tokio::spawn(sqlite_writer(pool.clone(), jobs));

@@ -32,6 +32,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     migrations_apply_to_an_empty_database_and_again_on_reopening,
+    a_database_a_newer_hub_migrated_still_opens_for_a_rolling_upgrade,
     ingest_stores_each_record_once_and_returns_the_watermark,
     a_token_is_redeemed_once_before_its_expiry_with_its_secret,
     commands_are_open_until_they_have_an_outcome_or_expire,
@@ -86,6 +87,25 @@ async fn migrations_apply_to_an_empty_database_and_again_on_reopening(store: Sto
     db.pool().close().await;
     let again = store.open().await;
     assert_eq!(again.agents().await.unwrap(), [], "reopening applies nothing twice");
+}
+
+/// A replica of the previous version restarting mid-upgrade finds a newer hub's migration
+/// applied: it opens the database all the same (and warns), its data intact.
+async fn a_database_a_newer_hub_migrated_still_opens_for_a_rolling_upgrade(store: Store) {
+    let db = store.open().await;
+    let agent = enrolled(&db, "pi-1").await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99999, 'from a newer hub', TRUE, $1, 0)",
+    )
+    .bind(vec![0u8; 48])
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db.pool().close().await;
+    let again = store.open().await;
+    assert_eq!(again.agents().await.unwrap().len(), 1);
+    assert_eq!(again.watermark(&agent).await.unwrap(), Seq::ZERO);
 }
 
 async fn ingest_stores_each_record_once_and_returns_the_watermark(store: Store) {
