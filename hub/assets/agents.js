@@ -1,8 +1,10 @@
-// Agents (`/agents`): health of each edge agent (from the store), enrollment and revocation.
+// Agents (`/agents`): health of each edge agent (from the store), enrollment and revocation,
+// and the hub's replicas the agents connect to (`GET /cluster`, read again on each agent's
+// connect or disconnect).
 
 import { html, useState, useRef, useEffect } from './lib.js';
 import { api } from './api.js';
-import { agents, agentsError, me, loadAgents, loadFleet, printers } from './store.js';
+import { agents, agentsError, me, loadAgents, loadFleet, printers, useLive, useQuery } from './store.js';
 import { Badge, CodeBlock, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, confirmDialog, toast, useTitle } from './ui.js';
 import { bytes, count, dateTime, relativeTime } from './format.js';
 
@@ -32,6 +34,7 @@ export default function AgentsPage() {
       ${enrolling ? html`<${Enroll} />` : null}
     </section>
     <div>${body}</div>
+    <${Replicas} />
     ${isAdmin && managing ? html`<${ManagedPrinters} key=${managing} agent=${managing} onClose=${() => setManaging(null)} />` : null}
     ${isAdmin ? html`<${Ownership} />` : null}
   </div>`;
@@ -312,6 +315,40 @@ function Enroll() {
         <${CodeBlock} text=${result.command} />
         <p class="hint">Port 7070 is the hub’s default agent port (UDP); use yours if it was changed.</p>` : null}
     </div>`;
+}
+
+// The hub's replicas: alive or not (a heartbeat every 2 s, silent for 10 s is gone), the
+// agents connected to each, which one answered. One hub on SQLite is one replica.
+function Replicas() {
+  const cluster = useQuery(() => api('/cluster', { resource: 'ClusterView' }), []);
+  useLive((message) => {
+    if (message.type === 'agent') cluster.reload();
+  });
+  const data = cluster.data;
+  let body;
+  if (!data) body = cluster.error ? html`<${ErrorBox} error=${cluster.error} />` : html`<${Loading}>Loading the replicas…<//>`;
+  else {
+    const th = (text) => html`<th scope="col">${text}</th>`;
+    body = html`<div class="table-wrap"><table class="table stack" data-testid="replicas-table">
+      <caption class="visually-hidden">The hub's replicas</caption>
+      <thead><tr>${th('Replica')}${th('Status')}${th('Agents')}${th('Heartbeat')}${th('Started')}${th('Listens')}</tr></thead>
+      <tbody>${data.replicas.map((r) => html`<tr key=${r.instance} data-replica=${r.name}>
+        <th scope="row" data-label="Replica"><span class="strong">${r.name}</span>${r.here ? html` <span class="muted">(this page's)</span>` : null}</th>
+        <td data-label="Status">${r.alive ? html`<${Badge} kind="ok">alive<//>` : html`<${Badge} kind="danger">silent<//>`}</td>
+        <td data-label="Agents">${count(r.agents)}</td>
+        <td data-label="Heartbeat"><span title=${dateTime(r.heartbeat_at)}>${relativeTime(r.heartbeat_at, data.now)}</span></td>
+        <td data-label="Started">${r.started_at == null ? '—' : dateTime(r.started_at)}</td>
+        <td data-label="Listens" class="mono">${r.http_addr ? `${r.http_addr} (API), ${r.sync_addr} (agents)` : '—'}</td>
+      </tr>`)}</tbody>
+    </table></div>`;
+  }
+  const one = data && data.database === 'sqlite';
+  return html`<section class="panel" aria-labelledby="replicas-h" data-testid="replicas">
+    <h2 id="replicas-h">Hub replicas</h2>
+    <p class="muted">${one ? 'One hub on SQLite. Replicas need PostgreSQL: see deploy/hub/REPLICAS.md.'
+      : 'Every replica on this PostgreSQL; agents move to another when theirs goes silent.'}</p>
+    ${body}
+  </section>`;
 }
 
 function AgentTable({ agents: list, isAdmin, onManage }) {

@@ -118,6 +118,11 @@ export const FIELDS = {
   "SnapshotTaken": { "round_trip_ms": "integer", "snapshot": "Snapshot?" },
 
   "AgentList": { "agents": "Agent[]" },
+  "ClusterView": { "here": "string", "database": "string", "now": "integer", "replicas": "ReplicaView[]" },
+  "ReplicaView": {
+    "name": "string", "instance": "string", "http_addr": "string?", "sync_addr": "string?", "started_at": "integer?",
+    "heartbeat_at": "integer", "alive": "boolean", "agents": "integer", "here": "boolean"
+  },
   "Agent": {
     "id": "string", "name": "string?", "hostname": "string?", "software": "string?",
     "certificate_expires_at": "integer", "revoked_at": "integer?", "online": "boolean",

@@ -200,8 +200,9 @@ pub async fn start(
         let http = reachable_http(&config, http_addr);
         crate::cluster::Cluster::join(db.clone(), url, &instance, sync.live(), &http, sync_addr)
     });
-    let mut state =
-        AppState::new(db.clone(), sync.clone(), config.api.clone(), metrics.clone(), files);
+    // The name every answer gives (`x-kitt-replica`, `GET /cluster`) is the replica's name.
+    let settings = api::ApiSettings { replica: config.replica_name.clone(), ..config.api.clone() };
+    let mut state = AppState::new(db.clone(), sync.clone(), settings, metrics.clone(), files);
     let mut assistant = crate::assistant::Assistant::new(
         db.clone(),
         state.services.clone(),

@@ -216,6 +216,7 @@ fn table() -> Vec<(Access, UtoipaMethodRouter<AppState>)> {
         (VIEWER, routes!(routes::commands)),
         (VIEWER, routes!(routes::command)),
         (VIEWER, routes!(routes::agents)),
+        (VIEWER, routes!(routes::cluster)),
         (ADMIN, routes!(routes::revoke_agent)),
         (ADMIN, routes!(routes::managed_printers)),
         (ADMIN, routes!(routes::put_managed_printer, routes::delete_managed_printer)),

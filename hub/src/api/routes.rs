@@ -399,6 +399,83 @@ pub async fn command(
     Ok(Json(state.services.commands.get(&id).await?))
 }
 
+// --- the hub's replicas ---------------------------------------------------------------------
+
+/// The hub's replicas (`GET /cluster`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterView {
+    /// The replica that answered (also in `x-kitt-replica`).
+    pub here: String,
+    /// `sqlite` (one hub) or `postgres` (any number of replicas).
+    pub database: String,
+    /// Now, on the database's clock (Unix ms).
+    pub now: i64,
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One replica: alive while its heartbeat (every 2 s) is under 10 s old.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaView {
+    /// Its `replica_name`.
+    pub name: String,
+    /// This start of it: `<name>/<suffix>` (the scheduler's history names runs by it).
+    pub instance: String,
+    /// Where its API and its agents' sync listen, as it registered them; none on SQLite.
+    pub http_addr: Option<String>,
+    pub sync_addr: Option<String>,
+    pub started_at: Option<i64>,
+    pub heartbeat_at: i64,
+    pub alive: bool,
+    /// Agents connected to it.
+    pub agents: i64,
+    /// The replica that answered.
+    pub here: bool,
+}
+
+/// The hub's replicas: each with its heartbeat, whether it is alive and the agents connected
+/// to it. A single hub on SQLite is one replica.
+#[utoipa::path(get, path = "/cluster", tag = "agents",
+    responses((status = 200, body = ClusterView)))]
+pub async fn cluster(State(state): State<AppState>) -> Result<Json<ClusterView>, ApiError> {
+    let here = state.settings.replica.clone();
+    let (now, rows) = state.db.cluster_replicas(crate::cluster::STALE_MS).await?;
+    let name_of = |instance: &str| instance.split('/').next().unwrap_or_default().to_owned();
+    let mut replicas: Vec<ReplicaView> = rows
+        .into_iter()
+        .map(|row| ReplicaView {
+            name: name_of(&row.instance),
+            here: name_of(&row.instance) == here,
+            instance: row.instance,
+            http_addr: Some(row.http_addr),
+            sync_addr: Some(row.sync_addr),
+            started_at: Some(row.started_at),
+            heartbeat_at: row.heartbeat_at,
+            alive: row.alive,
+            agents: row.agents,
+        })
+        .collect();
+    let database = match state.db.backend() {
+        crate::db::Backend::Sqlite => "sqlite",
+        crate::db::Backend::Postgres => "postgres",
+    };
+    if replicas.is_empty() {
+        // One hub (SQLite keeps no replicas' table): itself.
+        let agents = state.services.fleet.agents().await?;
+        replicas.push(ReplicaView {
+            name: here.clone(),
+            instance: here.clone(),
+            http_addr: None,
+            sync_addr: None,
+            started_at: None,
+            heartbeat_at: now,
+            alive: true,
+            agents: agents.iter().filter(|a| a.online).count() as i64,
+            here: true,
+        });
+    }
+    Ok(Json(ClusterView { here, database: database.into(), now, replicas }))
+}
+
 // --- agents and enrollment -----------------------------------------------------------------
 
 #[derive(Debug, Serialize, ToSchema)]

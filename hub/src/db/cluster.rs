@@ -20,6 +20,20 @@ pub struct LogRow {
     pub body: String,
 }
 
+/// A replica as `cluster_replicas` has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRow {
+    /// `<replica_name>/<per-start suffix>`.
+    pub instance: String,
+    pub http_addr: String,
+    pub sync_addr: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Agents connected to it.
+    pub agents: i64,
+    pub alive: bool,
+}
+
 /// A session advisory lock held on a connection of its own (PostgreSQL releases it when the
 /// connection ends: a replica killed, or the database failing over).
 #[derive(Debug)]
@@ -172,6 +186,36 @@ impl Db {
             .bind(stale_ms)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Every registered replica with its heartbeat, whether it is alive (a heartbeat within
+    /// `stale_ms` on the database's clock) and how many agents are connected to it; and the
+    /// database's clock. Empty on SQLite (one hub).
+    pub async fn cluster_replicas(&self, stale_ms: i64) -> Result<(i64, Vec<ReplicaRow>), DbError> {
+        let now = self.clock().await?;
+        let rows = sqlx::query(
+            "SELECT r.name, r.http_addr, r.sync_addr, r.started_at, r.heartbeat_at, \
+             (SELECT COUNT(*) FROM cluster_presence p WHERE p.replica = r.name) \
+             FROM cluster_replicas r ORDER BY r.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let replicas = rows
+            .iter()
+            .map(|row| {
+                let heartbeat_at: i64 = row.try_get(4)?;
+                Ok(ReplicaRow {
+                    instance: row.try_get(0)?,
+                    http_addr: row.try_get(1)?,
+                    sync_addr: row.try_get(2)?,
+                    started_at: row.try_get(3)?,
+                    heartbeat_at,
+                    agents: row.try_get(5)?,
+                    alive: heartbeat_at >= now - stale_ms,
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        Ok((now, replicas))
     }
 
     /// The HTTP address a replica registered (`<name>/<suffix>`), if it is alive.

@@ -1099,6 +1099,15 @@ async fn the_websocket_pushes_state_and_events_as_they_are_ingested(db: Option<S
         api.get(&viewer, &format!("/api/v1/events?printer={SERIAL}&kind=job_started")).await;
     assert_eq!(started["id"], log["events"][0]["id"], "{started} vs {log}");
     assert!(seen.iter().any(|t| t == "printer_state"), "{seen:?}");
+    // One hub is one replica, alive, with the agent connected to it.
+    let (status, cluster) = api.get(&viewer, "/api/v1/cluster").await;
+    assert_eq!(status, StatusCode::OK, "{cluster}");
+    let replicas = cluster["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 1, "{cluster}");
+    let here = &replicas[0];
+    assert_eq!((here["here"].as_bool(), here["alive"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(here["agents"], 1, "{cluster}");
+    assert_eq!(here["name"], cluster["here"], "{cluster}");
 
     // Anonymous WebSockets are refused like any other route.
     let anonymous = format!("ws://{}/api/v1/ws", api.hub.http_addr);
@@ -1187,6 +1196,7 @@ async fn every_documented_route_exists_and_operations_endpoints_answer(db: Optio
         ("get", "/commands", "viewer"),
         ("get", "/commands/{id}", "viewer"),
         ("get", "/agents", "viewer"),
+        ("get", "/cluster", "viewer"),
         ("post", "/agents/{id}/revoke", "admin"),
         ("get", "/agents/{id}/printers", "admin"),
         ("put", "/agents/{id}/printers/{printer}", "admin"),

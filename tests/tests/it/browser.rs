@@ -290,6 +290,13 @@ fn the_dashboard_logs_in_shows_live_progress_pauses_a_printer_and_lists_agents()
     browser.goto(&format!("{base}/agents"));
     browser.wait("[data-testid=agents-table]");
     browser.wait_all("[data-testid=agents-table] tbody tr", 6);
+    // The hub's replicas: this one hub, alive, with the six agents.
+    browser.wait_text("[data-testid=replicas-table] tbody tr", "the hub as a replica", &["alive"]);
+    browser.wait_text(
+        "[data-testid=replicas-table] td[data-label=Agents]",
+        "the agents connected to it",
+        &["6"],
+    );
     browser.screenshot(&shots, "5-agents");
 
     // A Klipper printer added from the dashboard reaches the desk's agent, which runs it.

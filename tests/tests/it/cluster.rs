@@ -68,6 +68,23 @@ async fn two_replicas_share_the_ca_presence_live_updates_commands_and_cursors() 
     })
     .await
     .unwrap();
+    // B lists both replicas, alive, with the agent on A.
+    let (status, cluster) = b.get(&viewer, "/api/v1/cluster").await;
+    assert_eq!(status, StatusCode::OK, "{cluster}");
+    assert_eq!(
+        (cluster["here"].as_str(), cluster["database"].as_str()),
+        (Some("hub-b"), Some("postgres"))
+    );
+    let replicas: Vec<(&str, bool, i64, bool)> = cluster["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap();
+            (name, r["alive"] == true, r["agents"].as_i64().unwrap(), r["here"] == true)
+        })
+        .collect();
+    assert_eq!(replicas, [("hub-a", true, 1, false), ("hub-b", true, 0, true)], "{cluster}");
     let first = loop {
         let message = next(&mut on_b).await;
         if message["type"] == "printer_state" && message["printer"] == SERIAL {
