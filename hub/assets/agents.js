@@ -1,10 +1,10 @@
 // Agents (`/agents`): health of each edge agent (from the store), enrollment and revocation,
-// and the hub's replicas the agents connect to (`GET /cluster`, read again on each agent's
-// connect or disconnect).
+// and the hub's replicas the agents connect to (`GET /cluster`, read again after agents
+// connect or disconnect, at most once a second).
 
 import { html, useState, useRef, useEffect } from './lib.js';
 import { api } from './api.js';
-import { agents, agentsError, me, loadAgents, loadFleet, printers, useLive, useQuery } from './store.js';
+import { agents, agentsError, me, loadAgents, loadFleet, printers, useLiveRefresh, useQuery } from './store.js';
 import { Badge, CodeBlock, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, confirmDialog, toast, useTitle } from './ui.js';
 import { bytes, count, dateTime, relativeTime } from './format.js';
 
@@ -321,9 +321,7 @@ function Enroll() {
 // agents connected to each, which one answered. One hub on SQLite is one replica.
 function Replicas() {
   const cluster = useQuery(() => api('/cluster', { resource: 'ClusterView' }), []);
-  useLive((message) => {
-    if (message.type === 'agent') cluster.reload();
-  });
+  useLiveRefresh((message) => message.type === 'agent', cluster.reload, 1000);
   const data = cluster.data;
   let body;
   if (!data) body = cluster.error ? html`<${ErrorBox} error=${cluster.error} />` : html`<${Loading}>Loading the replicas…<//>`;

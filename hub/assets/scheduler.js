@@ -10,7 +10,7 @@
 
 import { html, useCallback, useEffect, useRef, useState } from './lib.js';
 import { api, path, query } from './api.js';
-import { me, onLive, printers, useLive, useQuery } from './store.js';
+import { me, onLive, printers, useLiveRefresh, useQuery } from './store.js';
 import {
   Badge, EmptyState, ErrorBox, Field, Loading, VisuallyHidden, confirmDialog, toast, useTitle, useUniqueId,
 } from './ui.js';
@@ -97,15 +97,7 @@ export default function SchedulerPage({ search, navigate }) {
   const [round, setRound] = useState(0);
   const refresh = useCallback(() => setRound((n) => n + 1), []);
   // A run started or ended somewhere: read again, once for all that arrive within LIVE_READ_MS.
-  const pending = useRef(null);
-  useLive((message) => {
-    if (message.type !== 'scheduler_run' || pending.current) return;
-    pending.current = setTimeout(() => {
-      pending.current = null;
-      refresh();
-    }, LIVE_READ_MS);
-  });
-  useEffect(() => () => clearTimeout(pending.current), []);
+  useLiveRefresh((message) => message.type === 'scheduler_run', refresh, LIVE_READ_MS);
   const jobs = useQuery(() => api('/scheduler/jobs', { resource: 'ScheduledJobs' }), [round]);
   const reports = useQuery(() => api('/scheduler/reports', { resource: 'HealthReportsView' }), [round]);
   // Runs asked for here that have not ended yet: `{ job, occurrence, since }`.

@@ -101,6 +101,20 @@ export function useLive(handler) {
   useEffect(() => onLive((message) => latest.current(message)), []);
 }
 
+// `refresh()` after a WebSocket message that `matches`, at most once every `everyMs`: a burst
+// (a canary's runs every second, a hundred agents reconnecting) is one read, not a hundred.
+export function useLiveRefresh(matches, refresh, everyMs) {
+  const timer = useRef(null);
+  useLive((message) => {
+    if (timer.current || !matches(message)) return;
+    timer.current = setTimeout(() => {
+      timer.current = null;
+      refresh();
+    }, everyMs);
+  });
+  useEffect(() => () => clearTimeout(timer.current), []);
+}
+
 // `load()` when mounted, when `deps` change and after each `epoch`. Returns `{ data, error,
 // loading, update, reload }`; `update(fn)` replaces the data with `fn(data)` (for live
 // changes), `reload()` fetches again.

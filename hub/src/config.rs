@@ -547,7 +547,8 @@ impl RawConfig {
                 max_body_bytes: max_body_kb * 1024,
                 trusted_proxies,
                 advertise,
-                replica: replica_name.clone(),
+                // Named after `replica_name` by `app::start`: one source for the name.
+                replica: String::new(),
             },
             retention: Retention {
                 raw: Duration::from_secs(raw_hours * 3600),

@@ -17,13 +17,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_agent::sync::client::SyncStatus;
 use futures_util::StreamExt;
 use hub::config::{HubConfig, Overrides};
-use printer_sim::Simulator;
-use printer_sim::config::{Model, SimConfig};
 use proto::UnixMillis;
-use tests::fleet::{TestAgent, agent_config};
 use tests::process::{Process, bin, memory_kb};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
@@ -67,36 +63,8 @@ async fn ingest(label: &str, key: &str, database_url: Option<String>, agents: u6
 /// client, measured from when the agent received the printer's report.
 async fn latency() {
     let (hub, _dir, shutdown) = start_hub(None).await;
-    let serial = "01P00A391800555";
-    let config = SimConfig::new(serial.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
-        .with_intervals(Duration::from_millis(100), Duration::from_millis(100));
-    let sim = Simulator::start(config).await.unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let (token, _) = hub::sync::token::create(
-        &hub.state.db,
-        &hub.sync.ca_fingerprint(),
-        Some("latency"),
-        Duration::from_secs(600),
-        UnixMillis::now(),
-    )
-    .await
-    .unwrap();
-    edge_agent::sync::enroll::enroll(&hub.sync_addr.to_string(), &token.to_string(), state.path())
-        .await
-        .unwrap();
-    let mut config = agent_config(state.path(), Some(&sim), serial);
-    config.telemetry_interval = Duration::from_millis(100);
-    let mut agent = TestAgent::start(config);
-    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
-
-    let hash = hub::api::auth::hash_password("benchmark password").unwrap();
-    hub.state.db.insert_user("bench", &hash, "viewer", UnixMillis::now()).await.unwrap();
-    let (api_token, _) =
-        hub::api::auth::create_api_token(&hub.state.db, "bench", None).await.unwrap();
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{}/api/v1/ws", hub.http_addr).into_client_request().unwrap();
-    request.headers_mut().insert("authorization", format!("Bearer {api_token}").parse().unwrap());
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let (sim, agent, _state) = tests::fleet::reporting_agent(&hub, "01P00A391800555").await;
+    let socket = tests::fleet::viewer_socket(&hub).await;
     let socket = AsyncMutex::new(socket);
     sim.start_job("latency", 100_000).await.unwrap();
     let mut ages = Vec::new();

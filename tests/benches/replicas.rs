@@ -78,35 +78,8 @@ async fn latency_across_replicas() {
     let url = tests::postgres::fresh_database().await;
     let (a, _a_dir, a_stop) = replica(&url, "hub-a").await;
     let (b, _b_dir, b_stop) = replica(&url, "hub-b").await;
-    let serial = "01P00A391800556";
-    let config = SimConfig::new(serial.parse().unwrap(), "12345678".parse().unwrap(), Model::P1S)
-        .with_intervals(Duration::from_millis(100), Duration::from_millis(100));
-    let sim = Simulator::start(config).await.unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let (token, _) = hub::sync::token::create(
-        &a.state.db,
-        &a.sync.ca_fingerprint(),
-        Some("latency"),
-        Duration::from_secs(600),
-        UnixMillis::now(),
-    )
-    .await
-    .unwrap();
-    edge_agent::sync::enroll::enroll(&a.sync_addr.to_string(), &token.to_string(), state.path())
-        .await
-        .unwrap();
-    let mut config = agent_config(state.path(), Some(&sim), serial);
-    config.telemetry_interval = Duration::from_millis(100);
-    let mut agent = TestAgent::start(config);
-    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
-    let hash = hub::api::auth::hash_password("benchmark password").unwrap();
-    b.state.db.insert_user("bench", &hash, "viewer", UnixMillis::now()).await.unwrap();
-    let (api_token, _) =
-        hub::api::auth::create_api_token(&b.state.db, "bench", None).await.unwrap();
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{}/api/v1/ws", b.http_addr).into_client_request().unwrap();
-    request.headers_mut().insert("authorization", format!("Bearer {api_token}").parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let (sim, agent, _state) = tests::fleet::reporting_agent(&a, "01P00A391800556").await;
+    let mut socket = tests::fleet::viewer_socket(&b).await;
     sim.start_job("latency", 100_000).await.unwrap();
     let mut ages = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);

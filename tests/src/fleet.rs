@@ -274,3 +274,55 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The latency benchmarks' source: a simulated P1S `serial` reporting every 100 ms and an
+/// agent enrolled with `hub` (a token made on its database), sending telemetry every
+/// 100 ms, connected. The state directory must outlive the agent.
+pub async fn reporting_agent(
+    hub: &hub::app::RunningHub,
+    serial: &str,
+) -> (SimHandle, TestAgent, tempfile::TempDir) {
+    use printer_sim::config::{Model, SimConfig};
+    let config = SimConfig::new(
+        serial.parse().expect("a serial"),
+        "12345678".parse().expect("a code"),
+        Model::P1S,
+    )
+    .with_intervals(Duration::from_millis(100), Duration::from_millis(100));
+    let sim = printer_sim::Simulator::start(config).await.expect("the simulator");
+    let state = tempfile::tempdir().expect("a state directory");
+    let (token, _) = hub::sync::token::create(
+        &hub.state.db,
+        &hub.sync.ca_fingerprint(),
+        Some("latency"),
+        Duration::from_secs(600),
+        UnixMillis::now(),
+    )
+    .await
+    .expect("a token");
+    edge_agent::sync::enroll::enroll(&hub.sync_addr.to_string(), &token.to_string(), state.path())
+        .await
+        .expect("enrolled");
+    let mut config = agent_config(state.path(), Some(&sim), serial);
+    config.telemetry_interval = Duration::from_millis(100);
+    let mut agent = TestAgent::start(config);
+    agent.wait_status("connected", |s| matches!(s, SyncStatus::Connected { .. })).await;
+    (sim, agent, state)
+}
+
+/// A WebSocket on `hub`'s `/api/v1/ws` as the viewer `bench`, made on its database.
+pub async fn viewer_socket(
+    hub: &hub::app::RunningHub,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let hash = hub::api::auth::hash_password("benchmark password").expect("a hash");
+    hub.state.db.insert_user("bench", &hash, "viewer", UnixMillis::now()).await.expect("the user");
+    let (token, _) =
+        hub::api::auth::create_api_token(&hub.state.db, "bench", None).await.expect("a token");
+    let mut request =
+        format!("ws://{}/api/v1/ws", hub.http_addr).into_client_request().expect("a request");
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("a header"));
+    tokio_tungstenite::connect_async(request).await.expect("the WebSocket").0
+}

@@ -53,6 +53,26 @@ pub async fn wait_for<T>(
     }
 }
 
+/// Polls `check` every 100 ms, blocking, until it gives a value or `patience` runs out: for
+/// state of other programs that says nothing when it changes (Patroni's REST API, a port that
+/// starts to listen), and for threads that watch several of them at once.
+pub fn poll<T>(
+    patience: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Some(found) = check() {
+            return Ok(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{what}: not within {} s", patience.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Prints one benchmark figure for `cargo xtask bench`, which collects the lines
 /// `kitt-metric <key> <value>` from every benchmark into its table (docs/benchmarks.md).
 #[allow(clippy::print_stdout)]

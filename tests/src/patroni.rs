@@ -654,22 +654,13 @@ impl PatroniCluster {
     /// Waits until another node than `old` leads and Patroni's `GET /primary` answers 200
     /// there (what HAProxy checks); its name.
     pub fn wait_new_primary(&self, old: &str, patience: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + patience;
-        loop {
-            for n in (0..2).filter(|&n| NODES[n] != old && !self.killed[n]) {
-                if self.rest(n, "/primary").is_ok_and(|r| r.status == 200) {
-                    return Ok(NODES[n].to_owned());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no new primary within {} s: {}",
-                    patience.as_secs(),
-                    self.describe()
-                ));
-            }
-            std::thread::sleep(POLL);
-        }
+        crate::poll(patience, "a new primary", || {
+            (0..2)
+                .filter(|&n| NODES[n] != old && !self.killed[n])
+                .find(|&n| self.rest(n, "/primary").is_ok_and(|r| r.status == 200))
+                .map(|n| NODES[n].to_owned())
+        })
+        .map_err(|error| format!("{error}: {}", self.describe()))
     }
 
     /// The last lines of each program's log, for a failure's message.

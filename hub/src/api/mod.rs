@@ -87,7 +87,8 @@ pub struct ApiSettings {
     pub trusted_proxies: proxies::TrustedProxies,
     /// The hub's sync addresses that enrollment tokens name (`[sync] advertise`).
     pub advertise: Vec<String>,
-    /// This replica's name (`replica_name`), in every answer's `x-kitt-replica`.
+    /// This replica's name (`replica_name`, filled in by `app::start`), in every answer's
+    /// `x-kitt-replica`.
     pub replica: String,
 }
 

@@ -20,6 +20,15 @@ pub struct LogRow {
     pub body: String,
 }
 
+/// Which replicas [`Db::retire`] forgets.
+#[derive(Debug, Clone, Copy)]
+enum Retire<'a> {
+    /// Those whose heartbeat is older than this many ms.
+    Stale(i64),
+    /// This one (leaving).
+    Named(&'a str),
+}
+
 /// A replica as `cluster_replicas` has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaRow {
@@ -169,23 +178,7 @@ impl Db {
         stale_ms: i64,
         offline: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<Vec<(String, String)>, DbError> {
-        let sql = format!(
-            "SELECT name FROM cluster_replicas WHERE heartbeat_at < {} - $1 FOR UPDATE",
-            self.now_sql()
-        );
-        self.retire(&sql, Some(stale_ms), None, offline).await
-    }
-
-    /// The replicas whose heartbeat is fresh (within `stale_ms` on the database's clock).
-    pub async fn live_replicas(&self, stale_ms: i64) -> Result<Vec<String>, DbError> {
-        let sql = format!(
-            "SELECT name FROM cluster_replicas WHERE heartbeat_at >= {} - $1",
-            self.now_sql()
-        );
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(stale_ms)
-            .fetch_all(&self.pool)
-            .await?)
+        self.retire(Retire::Stale(stale_ms), offline).await
     }
 
     /// Every registered replica with its heartbeat, whether it is alive (a heartbeat within
@@ -236,32 +229,31 @@ impl Db {
         name: &str,
         offline: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<Vec<(String, String)>, DbError> {
-        let sql = "SELECT name FROM cluster_replicas WHERE name = $1 FOR UPDATE";
-        self.retire(sql, None, Some(name), offline).await
+        self.retire(Retire::Named(name), offline).await
     }
 
     async fn retire(
         &self,
-        select: &str,
-        stale_ms: Option<i64>,
-        name: Option<&str>,
+        which: Retire<'_>,
         offline: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<Vec<(String, String)>, DbError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOG_LOCK).execute(&mut *tx).await?;
-        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(select.to_owned()));
-        let query = match (stale_ms, name) {
-            (Some(stale_ms), _) => query.bind(stale_ms),
-            (None, Some(name)) => query.bind(name.to_owned()),
-            (None, None) => query,
+        let names: Vec<String> = match which {
+            // Locked, so a heartbeat arriving meanwhile waits and finds its row gone.
+            Retire::Stale(stale_ms) => {
+                let sql = format!(
+                    "SELECT name FROM cluster_replicas WHERE heartbeat_at < {} - $1 FOR UPDATE",
+                    self.now_sql()
+                );
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(stale_ms)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            // Registered or not: its presence rows go all the same.
+            Retire::Named(name) => vec![name.to_owned()],
         };
-        let mut names: Vec<String> = query.fetch_all(&mut *tx).await?;
-        if let Some(name) = name
-            && names.is_empty()
-        {
-            // Never registered (or already forgotten): its presence rows go all the same.
-            names.push(name.to_owned());
-        }
         let at = proto::UnixMillis::now().0;
         let mut gone = Vec::new();
         for replica in &names {

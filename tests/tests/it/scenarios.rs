@@ -690,25 +690,6 @@ async fn postgres_restarting_during_ingest_loses_nothing_acknowledged() {
     verdict.conclude();
 }
 
-/// Polls `check` every 100 ms until it gives a value or `patience` runs out; for the threads
-/// that watch a failover at once.
-fn poll<T>(
-    patience: Duration,
-    what: &str,
-    mut check: impl FnMut() -> Option<T>,
-) -> Result<T, String> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(found) = check() {
-            return Ok(found);
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("{what}: not within {} s", patience.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Writes through the hub's API from `since` on (an operator confirming `serial`'s plate
 /// clear: a row written), a new attempt every second while earlier ones may still wait for
 /// the database; how long after `since` the first one succeeded.
@@ -832,13 +813,13 @@ async fn postgres_failover_under_patroni_during_ingest_loses_nothing_acknowledge
                 cluster.wait_new_primary(old, FAILOVER).map(|new| (new, killed_at.elapsed()))
             });
             let proxied = scope.spawn(move || {
-                poll(FAILOVER, "a primary through HAProxy", || {
+                tests::poll(FAILOVER, "a primary through HAProxy", || {
                     let primary = cluster.psql("SELECT pg_is_in_recovery()").ok()? == "f";
                     primary.then(|| killed_at.elapsed())
                 })
             });
             let ingest = scope.spawn(move || {
-                poll(FAILOVER, "the hub's ingest resuming", || {
+                tests::poll(FAILOVER, "the hub's ingest resuming", || {
                     let printer = api.get(&format!("/printers/{SERIAL}")).ok()?;
                     let at = printer["state"]["layer"].as_u64()?;
                     (at > layer + 2).then(|| (at, killed_at.elapsed()))
