@@ -1,7 +1,6 @@
 //! `kitt-hub serve`: storage, the agents' QUIC endpoint and the HTTP API wired together.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -306,7 +305,7 @@ pub async fn start(
             crate::supervise::contained(&metrics, "memory", memory.run(shutdown)).await;
         });
     }
-    state.ready.store(true, Ordering::Release);
+    state.readiness.ready();
     Ok(RunningHub { http_addr, sync_addr, sync, state, failed, tasks, _lock: lock })
 }
 

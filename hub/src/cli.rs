@@ -248,12 +248,13 @@ async fn run_async(command: Command, config: HubConfig) -> anyhow::Result<u8> {
             let failed = hub.failed.clone();
             tokio::select! {
                 () = signals.next() => {
-                    // Drain: `/readyz` answers 503 while requests are still served, so a load
-                    // balancer in front moves new ones to other replicas first.
+                    // Drain: `/readyz` answers 404 while requests are still served, so a load
+                    // balancer in front sends new ones to other replicas and lets those under
+                    // way here finish.
                     if !config.drain.is_zero() {
-                        hub.state.ready.store(false, std::sync::atomic::Ordering::Release);
+                        hub.state.readiness.drain();
                         eprint_line(&format!(
-                            "kitt-hub draining for {} s (readyz answers 503), then stopping.",
+                            "kitt-hub draining for {} s (readyz answers 404), then stopping.",
                             config.drain.as_secs()
                         ));
                         tokio::select! {

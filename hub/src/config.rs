@@ -172,8 +172,8 @@ pub struct RawHttp {
     /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the
     /// client; without any, the header is ignored and the TCP peer is the client.
     pub trusted_proxies: Option<Vec<String>>,
-    /// Seconds `/readyz` answers 503 after SIGTERM before the hub stops (a load balancer
-    /// stops sending it requests meanwhile).
+    /// Seconds `/readyz` answers 404 ("draining") after SIGTERM before the hub stops: a load
+    /// balancer sends new requests elsewhere meanwhile and lets those under way finish.
     pub drain_s: Option<u64>,
     /// Where other replicas reach this one's HTTP (`host:port`), to relay a camera's live
     /// view; the listen address, or the host's name with its port when it listens on all.
@@ -240,7 +240,7 @@ pub struct HubConfig {
     pub scheduler: SchedulerConfig,
     /// Where print files and snapshots live (the data directory unless set).
     pub shared_dir: PathBuf,
-    /// How long `/readyz` answers 503 after SIGTERM before the hub stops.
+    /// How long `/readyz` answers 404 (draining) after SIGTERM before the hub stops.
     pub drain: Duration,
     /// Where other replicas reach this one's HTTP (`[http] advertise`), if set.
     pub http_advertise: Option<String>,

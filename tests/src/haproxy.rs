@@ -4,8 +4,9 @@
 //! socket), its frontend and stats page listen on free loopback ports, its `hubs` backend
 //! names the test's replicas, and the `postgres` section (the hub hosts' path to Patroni's
 //! primary) is left out. Every other line (health checks on `/readyz`, retries only for
-//! requests that never reached a replica, WebSocket timeouts, cutting sessions to a replica
-//! marked down) is the file's.
+//! requests that never reached a replica, WebSocket timeouts, a draining replica taken out
+//! of the rotation without cutting what is under way, cutting sessions to a replica marked
+//! down) is the file's.
 //!
 //! [`postgres_configuration`] is the other half: the same global and defaults sections with
 //! the `postgres` section alone (a hub host's path to Patroni's primary), for

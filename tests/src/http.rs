@@ -42,24 +42,56 @@ pub fn request_bytes(
     headers: &[(&str, &str)],
     body: Option<(&str, &[u8])>,
 ) -> std::io::Result<Response> {
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
+    let (content_type, body) = match body {
+        Some((content_type, body)) => (Some(content_type), body),
+        None => (None, &[][..]),
+    };
+    Partial::send(addr, method, path, headers, content_type, body, body.len())?.finish(&[])
+}
+
+/// A request sent in two parts: its head and the start of its body now, the rest (and the
+/// answer) when the test says, so that something can happen while it is under way.
+#[derive(Debug)]
+pub struct Partial {
+    stream: std::net::TcpStream,
+}
+
+impl Partial {
+    /// Sends the head, announcing a body of `length` bytes (a `content_type` one, or none),
+    /// and the body's first part, `start`.
+    pub fn send(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: Option<&str>,
+        start: &[u8],
+        length: usize,
+    ) -> std::io::Result<Partial> {
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(content_type) = content_type {
+            text.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {length}\r\n"));
+        }
+        text.push_str("\r\n");
+        stream.write_all(text.as_bytes())?;
+        stream.write_all(start)?;
+        Ok(Partial { stream })
     }
-    match body {
-        Some((content_type, body)) => text.push_str(&format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )),
-        None => text.push_str("\r\n"),
+
+    /// Sends the rest of the body and reads the answer.
+    pub fn finish(mut self, rest: &[u8]) -> std::io::Result<Response> {
+        self.stream.write_all(rest)?;
+        read_response(&mut self.stream)
     }
-    stream.write_all(text.as_bytes())?;
-    if let Some((_, body)) = body {
-        stream.write_all(body)?;
-    }
-    // Read the head, then exactly the body its headers announce: some servers keep the
-    // connection open whatever the request said.
+}
+
+/// Reads the head, then exactly the body its headers announce: some servers keep the
+/// connection open whatever the request said.
+fn read_response(stream: &mut std::net::TcpStream) -> std::io::Result<Response> {
     let mut raw = Vec::new();
     let mut buffer = [0u8; 8192];
     let head_end = loop {

@@ -30,7 +30,7 @@ pub mod spoolman;
 mod ws;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -67,9 +67,47 @@ pub struct AppState {
     pub limiter: Arc<limiter::LoginLimiter>,
     /// Every password hash runs through it.
     pub hash_gate: hash_gate::HashGate,
-    pub ready: Arc<AtomicBool>,
+    /// Starting, ready or draining: what `/readyz` answers.
+    pub readiness: Readiness,
     /// The OpenAPI document, built once.
     pub openapi: Arc<serde_json::Value>,
+}
+
+/// Where the hub is in its life, as `/readyz` tells load balancers: starting (503), ready
+/// (200), or draining after SIGTERM (404: not ready to every prober, and to HAProxy's
+/// `http-check disable-on-404` "send nothing new, let what is under way finish", where a
+/// 503 would mark it DOWN and `on-marked-down shutdown-sessions` would cut requests still
+/// being answered). Shared by every clone of the state.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicU8>);
+
+/// A phase of [`Readiness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Ready,
+    Draining,
+}
+
+impl Readiness {
+    pub fn phase(&self) -> Phase {
+        match self.0.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Draining,
+        }
+    }
+
+    /// Serving: every part is up.
+    pub fn ready(&self) {
+        // Never back from draining: a hub told to stop stays on its way out.
+        let _ = self.0.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Told to stop: still serving what comes, but asking for nothing new.
+    pub fn drain(&self) {
+        self.0.store(2, Ordering::Release);
+    }
 }
 
 /// HTTP behaviour from the configuration.
@@ -130,7 +168,7 @@ impl AppState {
             metrics,
             limiter: Arc::new(limiter::LoginLimiter::default()),
             hash_gate: hash_gate::HashGate::for_this_machine(),
-            ready: Arc::new(AtomicBool::new(false)),
+            readiness: Readiness::default(),
             openapi: Arc::new(serde_json::to_value(spec()).unwrap_or_default()),
         }
     }

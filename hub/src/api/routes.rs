@@ -2,7 +2,6 @@
 //! request into types, call a service or a query, and answer with a type. Roles are declared
 //! with the routes in [`super::router`], not here.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
@@ -91,13 +90,14 @@ pub async fn healthz() -> Json<Status> {
     Json(Status { status: "ok".into() })
 }
 
+/// 200 ready, 503 starting, 404 draining (see [`super::Readiness`]).
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        Json(Status { status: "ready".into() }).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(Status { status: "starting".into() }))
-            .into_response()
-    }
+    let (code, status) = match state.readiness.phase() {
+        super::Phase::Ready => (StatusCode::OK, "ready"),
+        super::Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        super::Phase::Draining => (StatusCode::NOT_FOUND, "draining"),
+    };
+    (code, Json(Status { status: status.into() })).into_response()
 }
 
 /// Prometheus text format. Needs a caller like every API route (a viewer token for the

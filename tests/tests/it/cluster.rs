@@ -308,8 +308,14 @@ async fn a_live_view_on_one_replica_comes_from_the_replica_its_camera_agent_is_c
     b.stop().await;
 }
 
+/// A replica told to stop (SIGTERM, as systemd stops it) drains behind the reference HAProxy:
+/// `/readyz` answers 404, HAProxy takes it out of the rotation as NOLB (not DOWN), and a
+/// write whose body was still arriving when that happened is answered and stored. Marked
+/// DOWN, as a 503 did, HAProxy's `on-marked-down shutdown-sessions` cut such a request: the
+/// hub stored the write and its client got a 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_told_to_stop_drains_readyz_answers_503_while_it_still_serves() {
+async fn a_replica_told_to_stop_drains_behind_haproxy_and_answers_what_was_under_way() {
+    use tests::haproxy::HaProxy;
     use tests::scenario::Replica;
     let url = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
@@ -336,16 +342,59 @@ async fn a_replica_told_to_stop_drains_readyz_answers_503_while_it_still_serves(
         Replica::start(dir.path(), &url, "hub-drain", "[http]\ndrain_s = 300\n", None);
     let addr = replica.http_addr;
     assert_eq!(get(addr, "/readyz").await.unwrap(), 200);
+    let proxy = HaProxy::start(dir.path(), &[(replica.name.clone(), addr)]);
+    let state = |proxy: &HaProxy| proxy.servers().first().map(|(_, state)| state.clone());
+    wait_until(tests::PATIENCE, "HAProxy to see the replica UP", || async {
+        (state(&proxy).as_deref() == Some("UP")).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(replica.cli(&["user", "add", "ops", "--role", "admin"]).status.success());
+    let token = replica.cli(&["user", "token", "ops"]);
+    let authorization = format!("Bearer {}", String::from_utf8_lossy(&token.stdout).trim());
+
+    // A write through HAProxy, its body half sent: under way on the replica.
+    let job = json!({"name": "under-way", "action": "mark",
+        "schedule": {"at": 4_102_444_800_000_i64}})
+    .to_string();
+    let (start, rest) = job.as_bytes().split_at(job.len() / 2);
+    let (proxy_addr, length) = (proxy.addr, job.len());
+    let partial = tests::http::Partial::send(
+        proxy_addr,
+        "POST",
+        "/api/v1/scheduler/jobs",
+        &[("Authorization", &authorization)],
+        Some("application/json"),
+        start,
+        length,
+    )
+    .unwrap();
     term(&mut replica);
-    // Draining: not ready (a load balancer stops sending it requests), still serving.
+    // Draining: not ready, still serving.
     replica
         .running
         .process()
         .wait_line_where(tests::PATIENCE, "the drain line", |l| l.contains("draining for 300 s"))
         .unwrap();
-    assert_eq!(get(addr, "/readyz").await.unwrap(), 503, "not ready while it drains");
+    assert_eq!(get(addr, "/readyz").await.unwrap(), 404, "draining: not ready");
     assert_eq!(get(addr, "/healthz").await.unwrap(), 200, "still serving while it drains");
     assert_eq!(get(addr, "/").await.unwrap(), 200, "the dashboard still answers");
+    // HAProxy sends it nothing new (NOLB) but does not cut what is under way.
+    // Settled states only: "UP 1/2" is one failed check of the two that mark it DOWN.
+    let seen = wait_until(tests::PATIENCE, "HAProxy to take the replica out", || async {
+        state(&proxy).filter(|state| state == "NOLB" || state == "DOWN")
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, "NOLB", "a draining replica gets nothing new but is not DOWN");
+    let rest = rest.to_vec();
+    let answer = tokio::task::spawn_blocking(move || partial.finish(&rest)).await.unwrap();
+    let answer = answer.expect("an answer");
+    assert_eq!(answer.status, 201, "the write under way is answered: {}", answer.body);
+    assert_eq!(answer.header("x-kitt-replica"), Some("hub-drain"));
+    let db = hub::db::Db::open(&url).await.unwrap();
+    let jobs = db.scheduler_jobs().await.unwrap();
+    assert_eq!(jobs.iter().filter(|j| j.name == "under-way").count(), 1);
     term(&mut replica);
     let status = exit(replica).await.unwrap().unwrap();
     assert!(status.success(), "a second SIGTERM ends the drain cleanly: {status:?}");
