@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::inventory::Change;
+
 /// One update, as the WebSocket sends it (`{"type": "...", …}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -86,6 +88,10 @@ pub const RECENT: usize = 16_384;
 pub enum Outgoing {
     Live(LiveUpdate, std::time::Instant),
     Signal(AgentSignal),
+    /// A change of the inventory, for the Spoolman websockets.
+    Inventory(Change),
+    /// Spools the ingest changed, for the Spoolman websockets (each replica reads them).
+    Spools(Vec<i64>),
 }
 
 /// A signal for an agent's connection, wherever it is connected.
@@ -116,6 +122,8 @@ pub struct LiveHub {
     /// Spools the ingest changed (a print's usage, a tagged spool linked), for the
     /// Spoolman websockets.
     spools: broadcast::Sender<Vec<i64>>,
+    /// The inventory's changes, for the Spoolman websockets.
+    inventory: broadcast::Sender<Change>,
     /// Bumped by every update: the version of the live facts (the assistant's cache keeps an
     /// answer that read them only while it holds).
     version: Arc<std::sync::atomic::AtomicU64>,
@@ -155,10 +163,12 @@ impl LiveHub {
     pub fn new() -> LiveHub {
         let (sender, _) = broadcast::channel(4096);
         let (spools, _) = broadcast::channel(256);
+        let (inventory, _) = broadcast::channel(1024);
         let (signals, _) = broadcast::channel(1024);
         LiveHub {
             sender,
             spools,
+            inventory,
             version: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             recent: Arc::new(Mutex::new({
                 let start = std::time::SystemTime::now()
@@ -185,16 +195,46 @@ impl LiveHub {
         self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Tells the inventory's websockets that the ingest changed these spools.
+    /// Tells the inventory's websockets, on every replica, that the ingest changed these
+    /// spools: this process's at once, the other replicas' through the cluster's log.
     pub fn spools_changed(&self, ids: Vec<i64>) {
-        if !ids.is_empty() {
-            self.changed();
-            let _ = self.spools.send(ids);
+        if ids.is_empty() {
+            return;
         }
+        if let Some(relay) = self.relay.get() {
+            let _ = relay.send(Outgoing::Spools(ids.clone()));
+        }
+        self.deliver_spools(ids);
+    }
+
+    /// Spools the ingest changed, to this process's websockets.
+    pub fn deliver_spools(&self, ids: Vec<i64>) {
+        self.changed();
+        let _ = self.spools.send(ids);
     }
 
     pub fn subscribe_spools(&self) -> broadcast::Receiver<Vec<i64>> {
         self.spools.subscribe()
+    }
+
+    /// Tells the inventory's websockets, on every replica, of a change: this process's at
+    /// once (as Spoolman does, before the request that made it is answered), the other
+    /// replicas' through the cluster's log.
+    pub fn inventory_changed(&self, change: Change) {
+        if let Some(relay) = self.relay.get() {
+            let _ = relay.send(Outgoing::Inventory(change.clone()));
+        }
+        self.deliver_inventory(change);
+    }
+
+    /// A change of the inventory, to this process's websockets.
+    pub fn deliver_inventory(&self, change: Change) {
+        self.changed();
+        let _ = self.inventory.send(change);
+    }
+
+    pub fn subscribe_inventory(&self) -> broadcast::Receiver<Change> {
+        self.inventory.subscribe()
     }
 
     pub fn publish(&self, update: LiveUpdate) {

@@ -98,7 +98,8 @@ pub fn weight_from_length(millimetres: f64, diameter: f64, density: f64) -> f64 
 }
 
 /// The three kinds of entity, as Spoolman names them in paths and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Entity {
     Vendor,
     Filament,
@@ -125,7 +126,8 @@ impl Entity {
 }
 
 /// What happened to an entity, for the websockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Added,
     Updated,
@@ -139,6 +141,30 @@ impl ChangeKind {
             ChangeKind::Updated => "updated",
             ChangeKind::Deleted => "deleted",
         }
+    }
+}
+
+/// A change, as the websockets send it. It travels through the cluster's log as it is, so
+/// that a Spoolman client on any replica hears it (a deleted entity cannot be read again).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub entity: Entity,
+    pub id: i64,
+    /// The whole entity, nulls included.
+    pub payload: serde_json::Value,
+    /// When, as Spoolman writes it (with microseconds).
+    pub date: String,
+}
+
+impl Change {
+    pub fn message(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": self.kind.as_str(),
+            "resource": self.entity.as_str(),
+            "date": self.date,
+            "payload": self.payload,
+        })
     }
 }
 

@@ -137,28 +137,7 @@ pub struct ListQuery {
     pub offset: Option<usize>,
 }
 
-/// A change, as the websockets send it.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub kind: ChangeKind,
-    pub entity: Entity,
-    pub id: i64,
-    /// The whole entity, nulls included.
-    pub payload: Value,
-    /// When, as Spoolman writes it (with microseconds).
-    pub date: String,
-}
-
-impl Change {
-    pub fn message(&self) -> Value {
-        json!({
-            "type": self.kind.as_str(),
-            "resource": self.entity.as_str(),
-            "date": self.date,
-            "payload": self.payload,
-        })
-    }
-}
+pub use crate::inventory::Change;
 
 /// The fields one may sort each entity by.
 pub fn sort_fields(entity: Entity) -> Vec<&'static str> {
@@ -238,7 +217,7 @@ pub const FIELD_TYPES: [&str; 8] =
 #[derive(Debug, Clone)]
 pub struct Inventory {
     db: Db,
-    changes: broadcast::Sender<Change>,
+    /// Changes go out through it: on a replica, through the cluster's log to every replica.
     live: crate::live::LiveHub,
 }
 
@@ -264,14 +243,13 @@ fn change_date() -> String {
 
 impl Inventory {
     pub fn new(db: Db, live: crate::live::LiveHub) -> Inventory {
-        let (changes, _) = broadcast::channel(1024);
-        Inventory { db, changes, live }
+        Inventory { db, live }
     }
 
     /// Every change from now on: the inventory's own, and the ids of spools the ingest
     /// changed (render them with [`Inventory::spool_change`]).
     pub fn subscribe(&self) -> (broadcast::Receiver<Change>, broadcast::Receiver<Vec<i64>>) {
-        (self.changes.subscribe(), self.live.subscribe_spools())
+        (self.live.subscribe_inventory(), self.live.subscribe_spools())
     }
 
     /// A spool's `updated` change as the websockets send it; `None` when it is gone.
@@ -286,7 +264,7 @@ impl Inventory {
     }
 
     fn publish(&self, kind: ChangeKind, entity: Entity, id: i64, payload: Value) {
-        let _ = self.changes.send(Change { kind, entity, id, payload, date: change_date() });
+        self.live.inventory_changed(Change { kind, entity, id, payload, date: change_date() });
     }
 
     async fn audit(&self, principal: &Principal, what: &str) -> Result<(), ServiceError> {

@@ -500,3 +500,72 @@ async fn a_stopped_replicas_agents_are_said_offline_once_unless_they_reconnected
     assert_eq!(rows, [("a/1", "offline pi-1")]);
     assert_eq!(db.cluster_presence().await.unwrap(), [("pi-2".to_owned(), "b/1".to_owned())]);
 }
+
+/// A Spoolman client (Moonraker watching its active spool, Fluidd the root) connected to one
+/// replica hears what changed through another: a spool added, used, deleted (its last
+/// payload, which the other replica could no longer read) and a spool the ingest changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoolman_websockets_on_one_replica_hear_changes_made_through_another() {
+    use futures_util::SinkExt;
+    use hub::service::{Principal, Role};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = fresh_database().await;
+    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
+    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let admin = Principal::internal("test", Role::Admin);
+    let (_, token) =
+        a.hub.state.services.inventory.add_client(&admin, "moonraker", None).await.unwrap();
+    let base = format!("/spoolman/{token}/api/v1");
+    let ws = |api: &Api, path: &str| format!("ws://{}{base}{path}", api.hub.http_addr);
+    let (mut on_b, _) = tokio_tungstenite::connect_async(ws(&b, "/spool")).await.unwrap();
+    let (mut on_a, _) = tokio_tungstenite::connect_async(ws(&a, "/spool")).await.unwrap();
+    // Open and answering on both before anything changes.
+    for socket in [&mut on_b, &mut on_a] {
+        socket.send(Message::Text("ping".into())).await.unwrap();
+        assert_eq!(next(socket).await, json!({"status": "healthy"}));
+    }
+    let call = |method: &'static str, path: String, body: Option<Value>| {
+        let addr = a.hub.http_addr;
+        let path = format!("{base}{path}");
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let body = body.map(|b| b.to_string());
+                let response =
+                    tests::http::request(addr, method, &path, &[], body.as_deref()).unwrap();
+                assert_eq!(response.status, 200, "{method} {path}: {}", response.body);
+                response.json()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let filament = call(
+        "POST",
+        "/filament".into(),
+        Some(json!({"density": 1.24, "diameter": 1.75, "weight": 1000})),
+    )
+    .await;
+    let spool = call("POST", "/spool".into(), Some(json!({"filament_id": filament["id"]}))).await;
+    let id = spool["id"].as_i64().unwrap();
+    let heard = |message: &Value| {
+        (message["type"].as_str().unwrap_or_default().to_owned(), message["payload"]["id"].clone())
+    };
+    for socket in [&mut on_b, &mut on_a] {
+        assert_eq!(heard(&next(socket).await), ("added".into(), json!(id)));
+    }
+    call("PUT", format!("/spool/{id}/use"), Some(json!({"use_length": 100}))).await;
+    let used = next(&mut on_b).await;
+    assert_eq!(heard(&used), ("updated".into(), json!(id)));
+    assert!(used["payload"]["used_weight"].as_f64().unwrap() > 0.0, "{used}");
+    assert_eq!(heard(&next(&mut on_a).await), ("updated".into(), json!(id)));
+    // What the ingest does when a print used a spool on A's agent.
+    a.hub.state.sync.live().spools_changed(vec![id]);
+    assert_eq!(heard(&next(&mut on_b).await), ("updated".into(), json!(id)));
+    assert_eq!(heard(&next(&mut on_a).await), ("updated".into(), json!(id)));
+    call("DELETE", format!("/spool/{id}"), None).await;
+    let deleted = next(&mut on_b).await;
+    assert_eq!(heard(&deleted), ("deleted".into(), json!(id)));
+    assert_eq!(deleted["payload"]["filament"]["id"], filament["id"], "{deleted}");
+    a.stop().await;
+    b.stop().await;
+}
