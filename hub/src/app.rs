@@ -295,6 +295,24 @@ pub async fn start(
     if let Some(scheduler) = state.scheduler.clone() {
         essential.spawn("scheduler", scheduler.run(shutdown.clone()));
     }
+    // Names another replica forgave (a right password, an admin's reset): this replica's
+    // login limiter forgets what it counted of them.
+    {
+        let (limiter, mut forgiven, shutdown) =
+            (state.limiter.clone(), state.sync.live().subscribe_forgiven(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    name = forgiven.recv() => match name {
+                        Ok(name) => limiter.forget(&name),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+    }
     // The dispatcher: runs when something relevant changes, never on a timer.
     essential.spawn("queue", state.services.queue.clone().run(shutdown.clone()));
     if let Some(memory) = state.memory.clone() {

@@ -57,6 +57,8 @@ enum Body {
     /// For the Spoolman websockets (a hub before these skips them).
     Inventory(crate::inventory::Change),
     Spools(Vec<i64>),
+    /// A user name's failed logins, forgotten.
+    LoginsForgiven(String),
 }
 
 /// The log row that says `agent` is offline.
@@ -209,6 +211,7 @@ impl Cluster {
                     Outgoing::Signal(signal) => (Body::Signal(signal.clone()), None),
                     Outgoing::Inventory(change) => (Body::Inventory(change.clone()), None),
                     Outgoing::Spools(ids) => (Body::Spools(ids.clone()), None),
+                    Outgoing::LoginsForgiven(name) => (Body::LoginsForgiven(name.clone()), None),
                 };
                 bodies.push(serde_json::to_string(&body).unwrap_or_default());
                 received.push(at);
@@ -372,6 +375,11 @@ impl Cluster {
                     self.live.deliver_spools(ids);
                 }
             }
+            Body::LoginsForgiven(name) => {
+                if !ours {
+                    self.live.deliver_forgiven(name);
+                }
+            }
         }
     }
 }
@@ -397,6 +405,7 @@ mod tests {
             Body::Live(LiveUpdate::Agent { agent: "pi-1".into(), online: true }),
             Body::Inventory(change),
             Body::Spools(vec![7, 8]),
+            Body::LoginsForgiven("bo".into()),
         ];
         for body in bodies {
             let text = serde_json::to_string(&body).unwrap();

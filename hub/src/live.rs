@@ -92,6 +92,9 @@ pub enum Outgoing {
     Inventory(Change),
     /// Spools the ingest changed, for the Spoolman websockets (each replica reads them).
     Spools(Vec<i64>),
+    /// A user name's failed logins are forgotten (a right password, an admin's reset): the
+    /// other replicas' login limiters forget the name too.
+    LoginsForgiven(String),
 }
 
 /// A signal for an agent's connection, wherever it is connected.
@@ -124,6 +127,8 @@ pub struct LiveHub {
     spools: broadcast::Sender<Vec<i64>>,
     /// The inventory's changes, for the Spoolman websockets.
     inventory: broadcast::Sender<Change>,
+    /// User names whose failed logins another replica forgot, for this one's limiter.
+    forgiven: broadcast::Sender<String>,
     /// Bumped by every update: the version of the live facts (the assistant's cache keeps an
     /// answer that read them only while it holds).
     version: Arc<std::sync::atomic::AtomicU64>,
@@ -164,11 +169,13 @@ impl LiveHub {
         let (sender, _) = broadcast::channel(4096);
         let (spools, _) = broadcast::channel(256);
         let (inventory, _) = broadcast::channel(1024);
+        let (forgiven, _) = broadcast::channel(256);
         let (signals, _) = broadcast::channel(1024);
         LiveHub {
             sender,
             spools,
             inventory,
+            forgiven,
             version: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             recent: Arc::new(Mutex::new({
                 let start = std::time::SystemTime::now()
@@ -235,6 +242,23 @@ impl LiveHub {
 
     pub fn subscribe_inventory(&self) -> broadcast::Receiver<Change> {
         self.inventory.subscribe()
+    }
+
+    /// Tells the other replicas' login limiters to forget `name`'s failed logins (this
+    /// one's caller forgets them itself). Nothing on a single hub.
+    pub fn logins_forgiven(&self, name: &str) {
+        if let Some(relay) = self.relay.get() {
+            let _ = relay.send(Outgoing::LoginsForgiven(name.to_owned()));
+        }
+    }
+
+    /// Another replica forgot `name`'s failed logins.
+    pub fn deliver_forgiven(&self, name: String) {
+        let _ = self.forgiven.send(name);
+    }
+
+    pub fn subscribe_forgiven(&self) -> broadcast::Receiver<String> {
+        self.forgiven.subscribe()
     }
 
     pub fn publish(&self, update: LiveUpdate) {

@@ -230,6 +230,8 @@ pub async fn forget_failures(state: &AppState, name: &str) {
     if let Err(error) = state.db.login_forget(&super::limiter::shared_name_key(name)).await {
         tracing::warn!(%error, "Cannot clear a name's failed logins for the other replicas.");
     }
+    // Their own limiters counted the attempts they admitted: they forget the name too.
+    state.sync.live().logins_forgiven(name);
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -464,6 +464,32 @@ async fn failed_logins_spread_over_replicas_count_against_one_allowance() {
         let (status, _, body) = replica.call(login("a new long password")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+
+    // Five wrong passwords on A alone: A's own limiter is full too, not only the shared
+    // count. An admin's reset on B clears both: A's limiter hears it through the cluster's
+    // log (a moment later, so A is asked until it lets the user in).
+    for _ in 0..5 {
+        let (status, _, body) = a.call(login("wrong password")).await;
+        assert_eq!((status, code(&body).as_str()), (StatusCode::UNAUTHORIZED, "bad_credentials"));
+    }
+    let (status, _, body) = a.call(login("a new long password")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (status, reset) = b
+        .post(&admin, "/api/v1/users/bo/password", json!({"password": "a third long password"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    let (status, _, body) = b.call(login("a third long password")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let let_in = wait_until(tests::PATIENCE, "A to forget bo's failures", || async {
+        let (status, _, body) = a.call(login("a third long password")).await;
+        match status {
+            StatusCode::OK => Some(Ok(())),
+            StatusCode::TOO_MANY_REQUESTS => None,
+            other => Some(Err(format!("{other}: {body}"))),
+        }
+    })
+    .await;
+    assert_eq!(let_in, Ok(Ok(())));
     a.stop().await;
     b.stop().await;
 }
