@@ -359,27 +359,12 @@ impl Cluster {
                 };
                 self.live.deliver(update, received.unwrap_or_else(Instant::now), row.id as u64);
             }
-            Body::Signal(signal) => {
-                if !ours {
-                    self.live.signal_here(signal);
-                }
-            }
-            // Ours were delivered here when they were made.
-            Body::Inventory(change) => {
-                if !ours {
-                    self.live.deliver_inventory(change);
-                }
-            }
-            Body::Spools(ids) => {
-                if !ours {
-                    self.live.deliver_spools(ids);
-                }
-            }
-            Body::LoginsForgiven(name) => {
-                if !ours {
-                    self.live.deliver_forgiven(name);
-                }
-            }
+            Body::Signal(signal) if !ours => self.live.signal_here(signal),
+            Body::Inventory(change) if !ours => self.live.deliver_inventory(change),
+            Body::Spools(ids) if !ours => self.live.deliver_spools(ids),
+            Body::LoginsForgiven(name) if !ours => self.live.deliver_forgiven(name),
+            // Ours were acted on here when they were made.
+            Body::Signal(_) | Body::Inventory(_) | Body::Spools(_) | Body::LoginsForgiven(_) => {}
         }
     }
 }

@@ -25,6 +25,14 @@ async fn socket(api: &Api, token: &str, after: Option<u64>) -> Socket {
     tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
+/// Two replicas, hub-a and hub-b, on a fresh PostgreSQL database.
+async fn two_replicas() -> (Api, Api) {
+    let url = fresh_database().await;
+    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
+    let b = Api::start_with(Some(url), |c| c.replica_name = "hub-b".into()).await;
+    (a, b)
+}
+
 async fn next(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(tests::PATIENCE, socket.next())
@@ -207,9 +215,7 @@ async fn an_agent_enrolled_with_a_token_naming_both_replicas_moves_to_the_other_
     use edge_agent::sync::client::SyncStatus;
     use printer_sim::config::{Model, SimConfig};
 
-    let url = fresh_database().await;
-    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
-    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let (a, b) = two_replicas().await;
     let viewer = b.user("vera", "viewer").await;
     // The token names both replicas, A first; the agent is given no address of its own.
     let hubs = vec![a.hub.sync_addr.to_string(), b.hub.sync_addr.to_string()];
@@ -267,9 +273,7 @@ async fn an_agent_enrolled_with_a_token_naming_both_replicas_moves_to_the_other_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_view_on_one_replica_comes_from_the_replica_its_camera_agent_is_connected_to() {
-    let url = fresh_database().await;
-    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
-    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let (a, b) = two_replicas().await;
     let viewer = a.user("vera", "viewer").await;
     let state = tempfile::tempdir().unwrap();
     let (agent, sim) = a.agent_with_camera(state.path()).await;
@@ -419,9 +423,7 @@ async fn a_replica_told_to_stop_drains_behind_haproxy_and_answers_what_was_under
 async fn failed_logins_spread_over_replicas_count_against_one_allowance() {
     use axum::body::Body;
     use axum::http::{Request, header};
-    let url = fresh_database().await;
-    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
-    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let (a, b) = two_replicas().await;
     let admin = a.user("ada", "admin").await;
     a.user("bo", "viewer").await;
     let login = |password: &str| {
@@ -535,9 +537,7 @@ async fn spoolman_websockets_on_one_replica_hear_changes_made_through_another() 
     use futures_util::SinkExt;
     use hub::service::{Principal, Role};
     use tokio_tungstenite::tungstenite::Message;
-    let url = fresh_database().await;
-    let a = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-a".into()).await;
-    let b = Api::start_with(Some(url.clone()), |c| c.replica_name = "hub-b".into()).await;
+    let (a, b) = two_replicas().await;
     let admin = Principal::internal("test", Role::Admin);
     let (_, token) =
         a.hub.state.services.inventory.add_client(&admin, "moonraker", None).await.unwrap();
